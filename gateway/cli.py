@@ -1,0 +1,7 @@
+"""`tapstack gateway ...` commands."""
+import click
+
+
+@click.group()
+def cli():
+    """The gateway program."""

@@ -1,0 +1,3 @@
+from tapstack.cli import main
+
+main()

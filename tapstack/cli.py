@@ -1,0 +1,17 @@
+"""The `tapstack` command: one group per program."""
+import click
+
+from gateway.cli import cli as gateway_cli
+from terminal.cli import cli as terminal_cli
+from wallet.cli import cli as wallet_cli
+
+
+@click.group()
+@click.version_option(package_name="tapstack")
+def main():
+    """tapstack: gateway, reader terminal and wallet emulator of the mobile-payment pilots."""
+
+
+main.add_command(gateway_cli, "gateway")
+main.add_command(terminal_cli, "terminal")
+main.add_command(wallet_cli, "wallet")

@@ -1,0 +1,7 @@
+"""`tapstack terminal ...` commands."""
+import click
+
+
+@click.group()
+def cli():
+    """The terminal program."""

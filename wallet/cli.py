@@ -1,0 +1,7 @@
+"""`tapstack wallet ...` commands."""
+import click
+
+
+@click.group()
+def cli():
+    """The wallet program."""
