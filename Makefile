@@ -1,0 +1,46 @@
+# The two commands of the README:
+#   make demo   set everything up, then run the pilot end to end
+#   make test   set everything up, then run the test suite
+# Everything else here is what those two need: Debian packages, a virtual
+# environment, tapstack installed into it.
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# pcscd + the virtual reader driver for the real PC/SC path; swig, a compiler and
+# libpcsclite-dev to build pyscard (no Linux wheel); wrk for the HTTP benchmark.
+DEBIAN_PACKAGES := pcscd pcsc-tools vsmartcard-vpcd swig libpcsclite-dev pkg-config gcc wrk
+
+.PHONY: setup system venv demo test bench clean
+
+setup: system venv
+
+system:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if ! $(PYTHON) -c 'import ensurepip, sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then \
+	  missing="$$missing python3-venv python3-dev"; fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+demo: setup
+	$(BIN)/tapstack demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .tapstack .pytest_cache .hypothesis test-artifacts
