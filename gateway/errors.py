@@ -1,0 +1,124 @@
+"""The gateway's one error shape and the handler that renders it.
+
+Every error, from a validation failure to an unknown route or a crash, answers
+
+    {"error": {"type": ..., "code": ..., "message": ..., "param": ...}}
+
+with these statuses and types:
+
+    400 invalid_request_error  malformed JSON, wrong types, missing or extra fields,
+                               bad amounts, unknown currency, missing Idempotency-Key
+    401 authentication_error   no, unknown or badly signed credentials
+    403 permission_error       a valid caller using an endpoint its kind may not use
+    404 not_found              unknown route, or an object that is not the caller's:
+                               others' objects are indistinguishable from missing ones
+    405 invalid_request_error  method_not_allowed
+    409 idempotency_error      an Idempotency-Key reused with a different request
+    409 conflict               the object's state forbids it (captured, expired, locked)
+    402 payment_error          insufficient_funds: the request was valid, the money is
+                               not there (402 "Payment Required" says exactly that, and
+                               keeps it apart from 422-style validation errors)
+    500 api_error              internal_error; details go to the log, never the caller
+
+Raise `ApiError` anywhere below a request; `gateway.ledger.LedgerError` is mapped
+here too, so services need not translate it.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("tapstack.gateway")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, type: str, code: str, message: str, param: str | None = None):
+        super().__init__(message)
+        self.status, self.type, self.code, self.message, self.param = status, type, code, message, param
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"type": self.type, "code": self.code,
+                          "message": self.message, "param": self.param}}
+
+
+def invalid(code: str, message: str, param: str | None = None) -> ApiError:
+    return ApiError(400, "invalid_request_error", code, message, param)
+
+
+def not_found(what: str, param: str | None = None) -> ApiError:
+    return ApiError(404, "not_found", "resource_missing", f"No such {what}.", param)
+
+
+def conflict(code: str, message: str, param: str | None = None) -> ApiError:
+    return ApiError(409, "conflict", code, message, param)
+
+
+def unauthenticated(message: str, code: str = "invalid_credentials") -> ApiError:
+    return ApiError(401, "authentication_error", code, message)
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, "permission_error", "forbidden", message)
+
+
+# LedgerError codes that mean "the money is not there" rather than "the request is wrong".
+_PAYMENT_CODES = {"insufficient_funds", "exceeds_credits", "exceeds_debits"}
+_CONFLICT_CODES = {"pending_expired", "pending_not_found", "pending_already_posted",
+                   "pending_already_voided", "already_posted", "already_voided", "expired",
+                   "exists", "exists_with_different_fields", "account_closed", "account_frozen"}
+
+
+def from_ledger_error(err: Exception) -> ApiError:
+    """An ApiError for a gateway.ledger.LedgerError (code, message, param)."""
+    code = getattr(err, "code", "ledger_error")
+    message = getattr(err, "message", None) or str(err) or code
+    param = getattr(err, "param", None)
+    if code in _PAYMENT_CODES:
+        return ApiError(402, "payment_error", code, message, param)
+    if code in _CONFLICT_CODES:
+        return ApiError(409, "conflict", code, message, param)
+    return ApiError(400, "invalid_request_error", code, message, param)
+
+
+def render(err: ApiError) -> Response:
+    return Response(json.dumps(err.body()), status=err.status, mimetype="application/json")
+
+
+def _http_error(exc: HTTPException) -> ApiError:
+    if exc.code == 404:
+        return ApiError(404, "not_found", "route_not_found", "No such route.")
+    if exc.code == 405:
+        return ApiError(405, "invalid_request_error", "method_not_allowed",
+                        "Method not allowed on this route.")
+    if exc.code == 413:
+        return ApiError(413, "invalid_request_error", "body_too_large", "Request body too large.")
+    if exc.code is not None and exc.code < 500:
+        return ApiError(exc.code, "invalid_request_error", exc.name.lower().replace(" ", "_"),
+                        exc.description or exc.name)
+    return ApiError(500, "api_error", "internal_error", "Internal error.")
+
+
+def register(app: Flask) -> None:
+    """Install the handlers that turn every exception into the one error shape."""
+    try:
+        from gateway.ledger import LedgerError
+    except ImportError:  # the ledger not yet there: nothing to map
+        LedgerError = None
+
+    @app.errorhandler(ApiError)
+    def _api(err: ApiError):
+        return render(err)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        return render(_http_error(exc))
+
+    @app.errorhandler(Exception)
+    def _any(exc: Exception):
+        if LedgerError is not None and isinstance(exc, LedgerError):
+            return render(from_ledger_error(exc))
+        log.exception("unhandled error")
+        return render(ApiError(500, "api_error", "internal_error", "Internal error."))
