@@ -1,0 +1,362 @@
+"""Signed webhooks: endpoints, the durable outbox, and the deliverer.
+
+A payment or refund calls `emit(tx, ...)` inside the transaction that makes it, so the
+event is committed with the money movement or not at all. `emit` writes the event (its
+JSON body fixed once, so every retry sends the same bytes) and one delivery per
+subscribed endpoint. The deliverer then, in a loop of its own:
+
+1. `claim`s due deliveries for a lease (status `delivering`, attempts + 1), committed;
+2. POSTs each body with `Tapstack-Signature` (protocol.webhook_signature), outside any
+   transaction;
+3. `record`s the attempt: 2xx is `succeeded`; anything else is retried after an
+   exponential backoff with jitter, until the policy's attempt limit marks it `failed`.
+
+At least once: a deliverer that dies between 1 and 3 leaves its claims to expire, and the
+next claim takes them again. Receivers drop duplicates by the event id (`evt_...`),
+which also travels in the `Tapstack-Event-Id` header.
+
+The core functions take a transaction and plain values; `now` is a timezone-aware UTC
+datetime or unix seconds. The HTTP client and the clock are the only I/O, both injected.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import random as _random
+import secrets
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+from protocol import webhook_signature
+
+EVENT_TYPES = ("payment.succeeded", "refund.succeeded", "bill.paid")
+ALL_TYPES = "*"
+SIGNATURE_HEADER = "Tapstack-Signature"
+EVENT_ID_HEADER = "Tapstack-Event-Id"
+MAX_URL_LENGTH = 2048
+
+
+class WebhookError(ValueError):
+    """A request about webhooks that cannot be done; code and param say why."""
+
+    def __init__(self, code: str, message: str, param: str | None = None, status: int = 400):
+        super().__init__(message)
+        self.code, self.message, self.param, self.status = code, message, param, status
+
+
+def unix(now: datetime | int | float) -> int:
+    """Unix seconds of an aware datetime (or of a number already in seconds)."""
+    if isinstance(now, datetime):
+        if now.tzinfo is None:
+            raise ValueError("times are timezone-aware UTC")
+        return int(now.timestamp())
+    return int(now)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+# --- endpoints -------------------------------------------------------------------------
+
+def check_url(url: Any) -> str:
+    if not isinstance(url, str) or len(url) > MAX_URL_LENGTH:
+        raise WebhookError("invalid_url", "url must be an http(s) URL", "url")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        raise WebhookError("invalid_url", "url must be an http(s) URL with a host and no credentials", "url")
+    return url
+
+
+def check_event_types(event_types: Any) -> list[str]:
+    if event_types is None:
+        return [ALL_TYPES]
+    if (not isinstance(event_types, list) or not event_types
+            or not all(isinstance(t, str) for t in event_types)):
+        raise WebhookError("invalid_event_types", "event_types must be a non-empty list of event types",
+                           "event_types")
+    unknown = [t for t in event_types if t != ALL_TYPES and t not in EVENT_TYPES]
+    if unknown:
+        raise WebhookError("invalid_event_types",
+                           f"unknown event type {unknown[0]!r}; known: {', '.join(EVENT_TYPES)}, *",
+                           "event_types")
+    return sorted(set(event_types))
+
+
+def _endpoint_view(row: dict) -> dict:
+    return {"id": row["id"], "object": "webhook_endpoint", "url": row["url"],
+            "event_types": row["event_types"].split(), "status": row["status"], "created": row["created_at"]}
+
+
+def create_endpoint(tx, *, merchant_id: str, url: str, event_types: list[str] | None, now) -> dict:
+    """Register an endpoint; the answer carries its signing secret, which is never shown again."""
+    row = {"id": new_id("we"), "merchant_id": merchant_id, "url": check_url(url),
+           "event_types": " ".join(check_event_types(event_types)),
+           "secret": "whsec_" + secrets.token_hex(24), "status": "enabled", "created_at": unix(now)}
+    tx.execute("INSERT INTO webhook_endpoints (id, merchant_id, url, event_types, secret, status, created_at) "
+               "VALUES (:id, :merchant_id, :url, :event_types, :secret, :status, :created_at)", row)
+    return {**_endpoint_view(row), "secret": row["secret"]}
+
+
+def list_endpoints(tx, *, merchant_id: str) -> list[dict]:
+    rows = tx.query("SELECT * FROM webhook_endpoints WHERE merchant_id = :m AND status = 'enabled' "
+                    "ORDER BY created_at, id", {"m": merchant_id})
+    return [_endpoint_view(r) for r in rows]
+
+
+def delete_endpoint(tx, *, merchant_id: str, endpoint_id: str, now) -> dict:
+    """Disable an endpoint; its undelivered deliveries are dropped as `cancelled`."""
+    row = tx.one("SELECT * FROM webhook_endpoints WHERE id = :id AND merchant_id = :m AND status = 'enabled'",
+                 {"id": endpoint_id, "m": merchant_id})
+    if row is None:
+        raise WebhookError("resource_missing", f"no webhook endpoint {endpoint_id}", "id", status=404)
+    tx.execute("UPDATE webhook_endpoints SET status = 'deleted' WHERE id = :id", {"id": endpoint_id})
+    tx.execute("UPDATE webhook_deliveries SET status = 'cancelled', completed_at = :now, claim = NULL "
+               "WHERE endpoint_id = :id AND status IN ('pending', 'delivering')",
+               {"id": endpoint_id, "now": unix(now)})
+    return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
+
+
+# --- the outbox ------------------------------------------------------------------------
+
+def emit(tx, *, merchant_id: str, event_type: str, data: dict, now) -> str:
+    """Record event_type about data for merchant_id in the caller's transaction; its id."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {event_type!r}")
+    at = unix(now)
+    event_id = new_id("evt")
+    body = json.dumps({"id": event_id, "object": "event", "type": event_type, "created": at,
+                       "merchant_id": merchant_id, "data": data},
+                      separators=(",", ":"), sort_keys=True)
+    tx.execute("INSERT INTO webhook_events (id, merchant_id, type, body, created_at) "
+               "VALUES (:id, :m, :type, :body, :at)",
+               {"id": event_id, "m": merchant_id, "type": event_type, "body": body, "at": at})
+    endpoints = tx.query("SELECT id, event_types FROM webhook_endpoints "
+                         "WHERE merchant_id = :m AND status = 'enabled'", {"m": merchant_id})
+    for endpoint in endpoints:
+        types = endpoint["event_types"].split()
+        if ALL_TYPES in types or event_type in types:
+            tx.execute("INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, attempts, "
+                       "next_attempt_at, created_at) VALUES (:id, :e, :ep, 'pending', 0, :at, :at)",
+                       {"id": new_id("whd"), "e": event_id, "ep": endpoint["id"], "at": at})
+    return event_id
+
+
+def _event_view(row: dict) -> dict:
+    return json.loads(row["body"])
+
+
+def list_events(tx, *, merchant_id: str, limit: int = 20, starting_after: str | None = None,
+                event_type: str | None = None) -> dict:
+    """Newest first, cursor-paginated: {"data": [...], "has_more": bool}."""
+    params: dict[str, Any] = {"m": merchant_id, "n": int(limit) + 1}
+    where = "merchant_id = :m"
+    if event_type:
+        where += " AND type = :type"
+        params["type"] = event_type
+    if starting_after:
+        cursor = tx.one("SELECT created_at, id FROM webhook_events WHERE id = :id AND merchant_id = :m",
+                        {"id": starting_after, "m": merchant_id})
+        if cursor is None:
+            raise WebhookError("resource_missing", f"no event {starting_after}", "starting_after", 404)
+        where += " AND (created_at < :c OR (created_at = :c AND id < :cid))"
+        params.update(c=cursor["created_at"], cid=cursor["id"])
+    rows = tx.query(f"SELECT * FROM webhook_events WHERE {where} ORDER BY created_at DESC, id DESC LIMIT :n",
+                    params)
+    rows = list(rows)
+    return {"object": "list", "data": [_event_view(r) for r in rows[:limit]], "has_more": len(rows) > limit}
+
+
+def get_event(tx, *, merchant_id: str, event_id: str) -> dict:
+    row = tx.one("SELECT * FROM webhook_events WHERE id = :id AND merchant_id = :m",
+                 {"id": event_id, "m": merchant_id})
+    if row is None:
+        raise WebhookError("resource_missing", f"no event {event_id}", "id", status=404)
+    return _event_view(row)
+
+
+def list_deliveries(tx, *, merchant_id: str, event_id: str) -> list[dict]:
+    """Each delivery of an event with its attempts, oldest attempt first."""
+    get_event(tx, merchant_id=merchant_id, event_id=event_id)
+    deliveries = tx.query("SELECT d.*, e.url FROM webhook_deliveries d "
+                          "JOIN webhook_endpoints e ON e.id = d.endpoint_id "
+                          "WHERE d.event_id = :e ORDER BY d.created_at, d.id", {"e": event_id})
+    out = []
+    for d in deliveries:
+        attempts = tx.query("SELECT attempted_at, status_code, error, duration_ms FROM webhook_attempts "
+                            "WHERE delivery_id = :d ORDER BY attempted_at, id", {"d": d["id"]})
+        out.append({"id": d["id"], "object": "webhook_delivery", "event_id": d["event_id"],
+                    "endpoint_id": d["endpoint_id"], "url": d["url"], "status": d["status"],
+                    "attempt_count": d["attempts"],
+                    "next_attempt_at": d["next_attempt_at"] if d["status"] == "pending" else None,
+                    "completed": d["completed_at"], "attempts": [dict(a) for a in attempts]})
+    return out
+
+
+# --- delivering ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Attempt n (1-based) that fails waits about base * 2**(n-1) seconds, capped."""
+    max_attempts: int = 10
+    base_seconds: float = 30.0
+    cap_seconds: float = 6 * 3600.0
+
+    def delay(self, attempts: int, rand: float) -> int:
+        """Seconds to wait after the attempts-th failure; rand in [0, 1) gives the jitter.
+
+        Half the backoff is fixed and half random ("equal jitter"): retries of many
+        deliveries that failed together spread out, and none comes back sooner than half.
+        """
+        ceiling = min(self.cap_seconds, self.base_seconds * 2 ** (attempts - 1))
+        return max(1, round(ceiling / 2 + rand * ceiling / 2))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    event_id: str
+    endpoint_id: str
+    url: str
+    secret: str
+    body: bytes
+    attempts: int
+    claim: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def claim(tx, *, now, lease_seconds: int, limit: int, policy: RetryPolicy = RetryPolicy()) -> list[Delivery]:
+    """Take up to limit due deliveries for lease_seconds; each claim counts as an attempt.
+
+    Due: pending and its time has come, or delivering under a lease that expired (its
+    deliverer died). A delivery that used up its attempts under expired leases is failed.
+    """
+    at = unix(now)
+    tx.execute("UPDATE webhook_deliveries SET status = 'failed', completed_at = :now, claim = NULL "
+               "WHERE status = 'delivering' AND lease_until <= :now AND attempts >= :max",
+               {"now": at, "max": policy.max_attempts})
+    token = new_id("claim")
+    tx.execute("UPDATE webhook_deliveries SET status = 'delivering', attempts = attempts + 1, "
+               "lease_until = :lease, claim = :token WHERE id IN ("
+               "  SELECT id FROM webhook_deliveries WHERE "
+               "  (status = 'pending' AND next_attempt_at <= :now) "
+               "  OR (status = 'delivering' AND lease_until <= :now) "
+               "  ORDER BY next_attempt_at, id LIMIT :n)",
+               {"lease": at + int(lease_seconds), "token": token, "now": at, "n": int(limit)})
+    rows = tx.query("SELECT d.id, d.event_id, d.endpoint_id, d.attempts, d.claim, e.url, e.secret, ev.body "
+                    "FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id "
+                    "JOIN webhook_events ev ON ev.id = d.event_id WHERE d.claim = :token "
+                    "ORDER BY d.next_attempt_at, d.id", {"token": token})
+    return [Delivery(r["id"], r["event_id"], r["endpoint_id"], r["url"], r["secret"],
+                     r["body"].encode("utf-8"), r["attempts"], r["claim"]) for r in rows]
+
+
+def record(tx, delivery: Delivery, outcome: Outcome, *, now, rand: float,
+           policy: RetryPolicy = RetryPolicy()) -> str:
+    """Log one attempt and settle the delivery; its new status.
+
+    If the claim was lost (the lease expired and another deliverer took it), the attempt
+    is still logged but the other claim decides the status.
+    """
+    at = unix(now)
+    tx.execute("INSERT INTO webhook_attempts (id, delivery_id, attempted_at, status_code, error, duration_ms) "
+               "VALUES (:id, :d, :at, :code, :err, :ms)",
+               {"id": new_id("wha"), "d": delivery.id, "at": at, "code": outcome.status_code,
+                "err": outcome.error, "ms": int(outcome.duration_ms)})
+    if outcome.ok:
+        status, next_at = "succeeded", None
+    elif delivery.attempts >= policy.max_attempts:
+        status, next_at = "failed", None
+    else:
+        status, next_at = "pending", at + policy.delay(delivery.attempts, rand)
+    tx.execute("UPDATE webhook_deliveries SET status = :s, claim = NULL, lease_until = NULL, "
+               "next_attempt_at = COALESCE(:next, next_attempt_at), completed_at = :done "
+               "WHERE id = :id AND claim = :claim",
+               {"s": status, "next": next_at, "done": None if next_at else at,
+                "id": delivery.id, "claim": delivery.claim})
+    row = tx.one("SELECT status FROM webhook_deliveries WHERE id = :id", {"id": delivery.id})
+    return row["status"]
+
+
+Post = Callable[[str, dict, bytes, float], Outcome]
+
+
+def http_post(url: str, headers: dict, body: bytes, timeout: float) -> Outcome:
+    """POST body to url once; redirects are not followed (a 3xx is a failure)."""
+    parts = urllib.parse.urlsplit(url)
+    conn_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    started = time.monotonic()
+    conn = conn_type(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read(64 * 1024)  # the answer body is not kept
+        return Outcome(response.status, None, round((time.monotonic() - started) * 1000))
+    except (OSError, http.client.HTTPException) as e:
+        return Outcome(None, f"{type(e).__name__}: {e}"[:200], round((time.monotonic() - started) * 1000))
+    finally:
+        conn.close()
+
+
+def request_headers(delivery: Delivery, now) -> dict:
+    return {"Content-Type": "application/json", "User-Agent": "tapstack-webhooks/1",
+            SIGNATURE_HEADER: webhook_signature.sign(delivery.secret, unix(now), delivery.body),
+            EVENT_ID_HEADER: delivery.event_id}
+
+
+@dataclass
+class Deliverer:
+    """The imperative shell: claims, POSTs and records, with injected clock, HTTP and randomness."""
+    store: Any
+    clock: Callable[[], datetime]
+    post: Post = http_post
+    random: Callable[[], float] = _random.random
+    policy: RetryPolicy = RetryPolicy()
+    lease_seconds: int = 60
+    batch: int = 32
+    timeout: float = 10.0
+    workers: int = 8
+
+    def deliver_due(self) -> int:
+        """One round: claim what is due, deliver it, record it; how many were attempted."""
+        with self.store.transaction() as tx:
+            claimed = claim(tx, now=self.clock(), lease_seconds=self.lease_seconds, limit=self.batch,
+                            policy=self.policy)
+        if not claimed:
+            return 0
+
+        def attempt(delivery: Delivery) -> None:
+            outcome = self.post(delivery.url, request_headers(delivery, self.clock()), delivery.body,
+                                self.timeout)
+            with self.store.transaction() as tx:
+                record(tx, delivery, outcome, now=self.clock(), rand=self.random(), policy=self.policy)
+
+        if self.workers <= 1 or len(claimed) == 1:
+            for d in claimed:
+                attempt(d)
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(claimed))) as pool:
+                list(pool.map(attempt, claimed))
+        return len(claimed)
+
+    def run(self, stop: threading.Event, interval: float = 1.0) -> None:
+        """Deliver until stop is set, sleeping interval seconds when nothing is due."""
+        while not stop.is_set():
+            if self.deliver_due() == 0:
+                stop.wait(interval)
