@@ -1,0 +1,241 @@
+"""Run the real pcscd with vsmartcard-vpcd virtual readers, for tests, the emulator and the demo.
+
+`start(n)` writes a reader.conf.d directory with n vpcd readers on free TCP ports, runs
+`pcscd -f -c DIR` in the foreground, and waits until PC/SC lists the readers. The wallet
+emulator then presents a card by connecting to a reader's port (wallet.transports.vpcd).
+
+pcscd's socket is fixed at /run/pcscd/pcscd.comm, so one pcscd serves the machine. If one
+is already running, `start` reuses it only when it already has the readers asked for, and
+never stops a pcscd it did not start; otherwise it says which pid is in the way.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
+INSTALL_HINT = "apt-get install pcscd vsmartcard-vpcd"
+DEFAULT_NAME = "tapstack vpcd"
+
+
+class PcscdError(RuntimeError):
+    """pcscd could not be started or reached; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class VpcdReader:
+    friendly_name: str  # FRIENDLYNAME in reader.conf; PC/SC appends " 00 00"
+    port: int  # the TCP port the vpcd driver listens on for slot 0 (slot 1 is port + 1)
+
+    @property
+    def pcsc_name(self) -> str:
+        return f"{self.friendly_name} 00 00"
+
+
+@dataclass
+class Pcscd:
+    """A pcscd serving vpcd readers: one this process started (stop() ends it) or one reused."""
+
+    readers: list[VpcdReader]
+    pid: int | None
+    config_dir: Path | None = None
+    process: subprocess.Popen | None = field(default=None, repr=False)
+    log_path: Path | None = None
+
+    @property
+    def started_here(self) -> bool:
+        return self.process is not None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the pcscd this object started (SIGTERM, then SIGKILL); a reused one is left alone."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        self.process = None
+        if self.config_dir is not None:
+            shutil.rmtree(self.config_dir, ignore_errors=True)
+
+    def __enter__(self) -> "Pcscd":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def free_ports(n: int) -> list[int]:
+    """n base ports P free on loopback with P+1 free too: vpcd's second slot listens on P+1."""
+    held, ports = [], []
+    try:
+        while len(ports) < n:
+            a = socket.socket()
+            a.bind(("", 0))
+            held.append(a)
+            b = socket.socket()
+            try:
+                b.bind(("", a.getsockname()[1] + 1))
+            except OSError:
+                b.close()
+                continue
+            held.append(b)
+            ports.append(a.getsockname()[1])
+        return ports
+    finally:
+        for s in held:
+            s.close()
+
+
+def reader_conf(readers: list[VpcdReader]) -> str:
+    """The reader.conf text for vpcd readers (one stanza each)."""
+    stanzas = []
+    for r in readers:
+        stanzas.append(f'FRIENDLYNAME "{r.friendly_name}"\n'
+                       f"DEVICENAME   /dev/null:{r.port}\n"
+                       f"LIBPATH      {VPCD_DRIVER}\n"
+                       f"CHANNELID    {r.port}\n")
+    return "\n".join(stanzas)
+
+
+def parse_reader_conf(text: str) -> list[VpcdReader]:
+    """The vpcd readers declared in reader.conf text (other drivers are skipped)."""
+    readers, entry = [], {}
+
+    def flush():
+        if "LIBPATH" in entry and "vpcd" in entry["LIBPATH"] and "DEVICENAME" in entry:
+            port = entry["DEVICENAME"].rpartition(":")[2]
+            readers.append(VpcdReader(entry.get("FRIENDLYNAME", "Virtual PCD"), int(port, 0)))
+        entry.clear()
+
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        key, value = key.upper(), value.strip().strip('"')
+        if key in entry:  # a key seen again starts the next reader's stanza
+            flush()
+        entry[key] = value
+    flush()
+    return readers
+
+
+def running_pcscd() -> int | None:
+    """The pid of a pcscd already running on this machine, or None."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "pcscd":
+                return int(entry.name)
+        except OSError:  # the process ended while we looked
+            continue
+    return None
+
+
+def configured_readers(pid: int) -> list[VpcdReader]:
+    """The vpcd readers a running pcscd was configured with (its -c DIR, else /etc/reader.conf.d)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+    args = [a.decode(errors="replace") for a in argv if a]
+    conf = Path("/etc/reader.conf.d")
+    for i, a in enumerate(args):
+        if a in ("-c", "--config") and i + 1 < len(args):
+            conf = Path(args[i + 1])
+        elif a.startswith("--config="):
+            conf = Path(a.partition("=")[2])
+    files = sorted(conf.iterdir()) if conf.is_dir() else [conf]
+    readers = []
+    for f in files:
+        try:
+            readers += parse_reader_conf(f.read_text())
+        except (OSError, UnicodeDecodeError):
+            continue
+    return readers
+
+
+def list_pcsc_readers() -> list[str]:
+    """Reader names PC/SC lists now; [] when pcscd is not reachable."""
+    from smartcard import scard
+
+    rc, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if rc != scard.SCARD_S_SUCCESS:
+        return []
+    try:
+        rc, names = scard.SCardListReaders(ctx, [])
+        return list(names) if rc == scard.SCARD_S_SUCCESS else []
+    finally:
+        scard.SCardReleaseContext(ctx)
+
+
+def check_installed() -> str:
+    """The pcscd executable; PcscdError naming the packages if pcscd or the vpcd driver is missing."""
+    exe = shutil.which("pcscd") or next((p for p in ("/usr/sbin/pcscd", "/sbin/pcscd") if os.path.exists(p)), None)
+    if exe is None:
+        raise PcscdError(f"pcscd is not installed: {INSTALL_HINT}")
+    if not VPCD_DRIVER.exists():
+        raise PcscdError(f"the vsmartcard-vpcd driver ({VPCD_DRIVER}) is not installed: {INSTALL_HINT}")
+    return exe
+
+
+def start(n_readers: int = 1, name: str = DEFAULT_NAME, ports: list[int] | None = None,
+          reuse: bool = True, timeout: float = 10.0) -> Pcscd:
+    """Start pcscd with n vpcd readers named "NAME 0", "NAME 1"... (or reuse a running one that has them).
+
+    Raises PcscdError with a one-line explanation when that is not possible.
+    """
+    exe = check_installed()
+    other = running_pcscd()
+    if other is not None:
+        have = configured_readers(other)
+        listed = set(list_pcsc_readers())
+        usable = [r for r in have if r.pcsc_name in listed]
+        if ports:
+            usable = [r for r in usable if r.port in ports]
+        if reuse and len(usable) >= n_readers:
+            return Pcscd(usable[:n_readers], pid=other)
+        raise PcscdError(
+            f"another pcscd is running (pid {other}) with {len(usable)} usable vpcd reader(s), "
+            f"{n_readers} needed; stop it (e.g. systemctl stop pcscd.socket pcscd) or configure "
+            f"vpcd readers in it")
+    ports = list(ports) if ports else free_ports(n_readers)
+    if len(ports) != n_readers:
+        raise PcscdError(f"{n_readers} readers need {n_readers} ports, got {len(ports)}")
+    readers = [VpcdReader(f"{name} {i}", port) for i, port in enumerate(ports)]
+    config_dir = Path(tempfile.mkdtemp(prefix="tapstack-pcscd-"))
+    conf = config_dir / "reader.conf.d"
+    conf.mkdir()
+    (conf / "tapstack-vpcd").write_text(reader_conf(readers))
+    log_path = config_dir / "pcscd.log"
+    PCSCD_SOCKET.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([exe, "-f", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    daemon = Pcscd(readers, pid=process.pid, config_dir=config_dir, process=process, log_path=log_path)
+    wanted = {r.pcsc_name for r in readers}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            daemon.stop()
+            raise PcscdError(f"pcscd exited with status {process.returncode}: {' | '.join(tail)}")
+        if wanted <= set(list_pcsc_readers()):
+            return daemon
+        time.sleep(0.05)
+    tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+    daemon.stop()
+    raise PcscdError(f"pcscd did not list the vpcd readers within {timeout:.0f} s: {' | '.join(tail)}")
