@@ -1,0 +1,696 @@
+"""The gateway's double-entry ledger: accounts, immutable transfers, two-phase holds.
+
+Invariants (kept by construction, proved by `check()`):
+
+1. Money is an integer of minor units (fen for CNY) in one ISO 4217 currency.
+   A transfer moves a positive amount (1 .. 10**15) between two different
+   accounts of that same currency.
+2. Every movement debits one account and credits another by the same amount,
+   in one transaction, so per currency the balances (credits_posted -
+   debits_posted) of all accounts sum to zero, and pending debits equal
+   pending credits.
+3. Transfers are immutable. A transfer id is an idempotency key: the same id
+   with the same fields returns the first transfer; different fields raise
+   TransferExists.
+4. Accounts of kinds that may not go negative (all but funding_source and
+   suspense) never go below zero counting their pending debits:
+   credits_posted - debits_posted - debits_pending >= 0. The check is the
+   WHERE clause of the UPDATE that moves the money (and a CHECK constraint).
+5. A pending transfer reserves its amount (debits_pending / credits_pending)
+   and is resolved exactly once, by a post (up to its amount; the rest is
+   released), a void or an expiry. The resolving transfer carries
+   `pending_id`, which is UNIQUE in the schema.
+6. Each posted movement writes one posting per account, numbered per account;
+   an account's stored totals equal the sums of its postings and are updated
+   in the same transaction, so a balance is read, never summed, at read time.
+7. A failed call writes nothing (each runs inside a savepoint).
+
+Every function takes an open `Tx` (gateway.store) and, when it writes, `now`:
+a timezone-aware datetime, stored as ISO 8601 UTC text ending in Z.
+"""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+# kind -> may the balance go below zero?
+ACCOUNT_KINDS = {
+    "customer_wallet": False,
+    "purse_float": False,
+    "merchant": False,
+    "biller": False,
+    "operator_revenue": False,
+    "funding_source": True,
+    "suspense": True,
+}
+MAX_AMOUNT = 10**15
+MAX_TOTAL = 2**62  # an account's running totals stay far from int64 overflow
+MAX_TIMEOUT_SECONDS = 366 * 24 * 3600
+MAX_METADATA_BYTES = 4096
+_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")  # no '#': reserved for expiry ids
+_CODE = re.compile(r"^[a-z0-9_.\-]{1,64}$")
+
+# ISO 4217 active codes and their minor-unit exponents (funds codes included,
+# precious metals and testing codes left out: they have no minor unit).
+_EXPONENT_0 = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
+_EXPONENT_3 = "BHD IQD JOD KWD LYD OMR TND"
+_EXPONENT_4 = "CLF UYW"
+_EXPONENT_2 = (
+    "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL "
+    "BSD BTN BWP BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP "
+    "DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR "
+    "ILS INR IRR JMD KES KGS KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD "
+    "MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN "
+    "PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP "
+    "STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD USN UYU UZS VED VES "
+    "WST XCD XCG YER ZAR ZMW ZWG"
+)
+CURRENCY_EXPONENTS = {
+    code: exponent
+    for exponent, codes in ((0, _EXPONENT_0), (2, _EXPONENT_2), (3, _EXPONENT_3), (4, _EXPONENT_4))
+    for code in codes.split()
+}
+
+_ACCOUNT_COLUMNS = (
+    "id, kind, currency, owner_id, allow_negative, debits_posted, credits_posted, "
+    "debits_pending, credits_pending, postings_count, created_at"
+)
+_TRANSFER_COLUMNS = (
+    "id, debit_account_id, credit_account_id, amount, currency, code, kind, pending_id, "
+    "timeout_seconds, expires_at, metadata, created_at"
+)
+_RESOLUTION_STATUS = {"post_pending": "posted", "void_pending": "voided", "expire_pending": "expired"}
+
+
+# -- errors ------------------------------------------------------------------
+
+class LedgerError(Exception):
+    """A request the ledger refuses. `code` is stable, `message` says what is wrong, `param` names the field."""
+
+    http_status = 400
+
+    def __init__(self, code: str, message: str, param: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.param = code, message, param
+
+
+class _Coded(LedgerError):
+    code_name = "ledger_error"
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(self.code_name, message, param)
+
+
+class InsufficientFunds(_Coded):
+    code_name, http_status = "insufficient_funds", 402
+
+
+class AccountNotFound(_Coded):
+    code_name, http_status = "account_not_found", 404
+
+
+class CurrencyMismatch(_Coded):
+    code_name = "currency_mismatch"
+
+
+class UnknownCurrency(_Coded):
+    code_name = "unknown_currency"
+
+
+class InvalidAmount(_Coded):
+    code_name = "invalid_amount"
+
+
+class TransferExists(_Coded):
+    code_name, http_status = "transfer_exists", 409
+
+
+class PendingNotFound(_Coded):
+    code_name, http_status = "pending_not_found", 404
+
+
+class PendingAlreadyResolved(_Coded):
+    code_name, http_status = "pending_already_resolved", 409
+
+
+class PendingExpired(_Coded):
+    code_name, http_status = "pending_expired", 409
+
+
+class SameAccount(_Coded):
+    code_name = "same_account"
+
+
+class RefundExceedsPayment(_Coded):
+    code_name = "refund_exceeds_payment"
+
+
+# -- values ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Balance:
+    posted: int  # credits_posted - debits_posted
+    debits_pending: int
+    credits_pending: int
+    available: int  # posted - debits_pending: what may still be debited
+    currency: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    message: str
+    ref: str | None = None  # the account or transfer id concerned
+
+
+@dataclass(frozen=True)
+class CurrencyTotals:
+    accounts: int
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+
+    @property
+    def net(self) -> int:
+        """Sum of all balances in this currency: zero when the books balance."""
+        return self.credits_posted - self.debits_posted
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    ok: bool
+    totals: dict[str, CurrencyTotals]
+    problems: list[Problem] = field(default_factory=list)
+    accounts: int = 0
+    transfers: int = 0
+    postings: int = 0
+    open_pending: int = 0
+
+
+# -- pure rules --------------------------------------------------------------
+
+def minor_unit_exponent(currency: str) -> int:
+    """Digits after the decimal point of `currency` (CNY 2, JPY 0, KWD 3); UnknownCurrency otherwise."""
+    if not isinstance(currency, str) or currency not in CURRENCY_EXPONENTS:
+        raise UnknownCurrency(f"{currency!r} is not an ISO 4217 currency code with a minor unit", "currency")
+    return CURRENCY_EXPONENTS[currency]
+
+
+def format_amount(amount: int, currency: str) -> str:
+    """123456, "CNY" -> "1234.56 CNY" (for reports; never parse it back)."""
+    exponent = minor_unit_exponent(currency)
+    sign, value = ("-" if amount < 0 else ""), abs(amount)
+    if exponent == 0:
+        return f"{sign}{value} {currency}"
+    units, minor = divmod(value, 10**exponent)
+    return f"{sign}{units}.{minor:0{exponent}d} {currency}"
+
+
+def check_amount(amount, param: str = "amount") -> int:
+    """`amount` if it is an int in 1 .. 10**15; InvalidAmount saying why otherwise."""
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidAmount(f"{param} must be an integer number of minor units, not {type(amount).__name__} {amount!r}", param)
+    if amount <= 0:
+        raise InvalidAmount(f"{param} must be positive, not {amount}", param)
+    if amount > MAX_AMOUNT:
+        raise InvalidAmount(f"{param} {amount} is above the limit of {MAX_AMOUNT} minor units", param)
+    return amount
+
+
+def refundable(amount_paid: int, refunded_so_far: int, requested: int | None = None) -> int:
+    """The amount to refund now: `requested`, or all that is left when None.
+
+    Never more than was paid: RefundExceedsPayment when `requested` is above
+    amount_paid - refunded_so_far, InvalidAmount for a bad amount or when
+    nothing is left to refund.
+    """
+    check_amount(amount_paid, "amount_paid")
+    if isinstance(refunded_so_far, bool) or not isinstance(refunded_so_far, int) or not 0 <= refunded_so_far <= amount_paid:
+        raise InvalidAmount(f"refunded_so_far must be an integer in 0 .. {amount_paid}, not {refunded_so_far!r}", "refunded_so_far")
+    left = amount_paid - refunded_so_far
+    if requested is None:
+        if left == 0:
+            raise RefundExceedsPayment(f"the payment of {amount_paid} is already refunded in full", "amount")
+        return left
+    check_amount(requested)
+    if requested > left:
+        raise RefundExceedsPayment(
+            f"refund of {requested} is more than the {left} left to refund ({amount_paid} paid, {refunded_so_far} refunded)",
+            "amount",
+        )
+    return requested
+
+
+def timestamp(now: datetime) -> str:
+    """A timezone-aware datetime as fixed-width ISO 8601 UTC text (sorts as time does)."""
+    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"now must be a timezone-aware datetime, not {now!r}")
+    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _check_id(value, param: str) -> str:
+    if not isinstance(value, str) or not _ID.match(value):
+        raise LedgerError(
+            f"invalid_{param}", f"{param} must be 1 to 128 characters of letters, digits and _ . : -, not {value!r}", param
+        )
+    return value
+
+
+def _check_code(code) -> str:
+    if not isinstance(code, str) or not _CODE.match(code):
+        raise LedgerError("invalid_code", f"code must be a short lower-case name such as 'topup' or 'payment', not {code!r}", "code")
+    return code
+
+
+def _metadata_json(metadata) -> str | None:
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+        raise LedgerError("invalid_metadata", "metadata must be an object with string keys", "metadata")
+    try:
+        text = json.dumps(metadata, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise LedgerError("invalid_metadata", f"metadata must hold only JSON values: {e}", "metadata") from None
+    if len(text.encode()) > MAX_METADATA_BYTES:
+        raise LedgerError("invalid_metadata", f"metadata is {len(text.encode())} bytes as JSON; the limit is {MAX_METADATA_BYTES}", "metadata")
+    return text
+
+
+# -- accounts ----------------------------------------------------------------
+
+def open_account(tx, *, kind: str, currency: str = "CNY", owner_id: str | None = None,
+                 account_id: str | None = None, now: datetime) -> dict:
+    """Open an account. Reopening the same id with the same kind, currency and owner returns it."""
+    at = timestamp(now)
+    if kind not in ACCOUNT_KINDS:
+        raise LedgerError("invalid_kind", f"kind must be one of {', '.join(ACCOUNT_KINDS)}, not {kind!r}", "kind")
+    minor_unit_exponent(currency)
+    if owner_id is not None and (not isinstance(owner_id, str) or not 0 < len(owner_id) <= 128):
+        raise LedgerError("invalid_owner_id", f"owner_id must be a string of 1 to 128 characters, not {owner_id!r}", "owner_id")
+    account_id = _check_id(account_id, "account_id") if account_id is not None else "acc_" + secrets.token_hex(12)
+    existing = get_account(tx, account_id)
+    if existing is not None:
+        if (existing["kind"], existing["currency"], existing["owner_id"]) == (kind, currency, owner_id):
+            return existing
+        raise LedgerError(
+            "account_exists",
+            f"account {account_id} already exists as a {existing['kind']} account in {existing['currency']}"
+            f" owned by {existing['owner_id']!r}",
+            "account_id",
+        )
+    tx.insert("ledger_accounts", {
+        "id": account_id, "kind": kind, "currency": currency, "owner_id": owner_id,
+        "allow_negative": int(ACCOUNT_KINDS[kind]), "created_at": at,
+    })
+    return get_account(tx, account_id)
+
+
+def get_account(tx, account_id: str) -> dict | None:
+    row = tx.one(f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = :id", {"id": account_id})
+    if row is None:
+        return None
+    row["allow_negative"] = bool(row["allow_negative"])
+    row["balance"] = row["credits_posted"] - row["debits_posted"]
+    row["available"] = row["balance"] - row["debits_pending"]
+    return row
+
+
+def balance(tx, account_id: str) -> Balance:
+    """The account's balance, read from its stored totals."""
+    row = tx.one(
+        "SELECT currency, debits_posted, credits_posted, debits_pending, credits_pending"
+        " FROM ledger_accounts WHERE id = :id",
+        {"id": account_id},
+    )
+    if row is None:
+        raise AccountNotFound(f"no account {account_id!r}", "account_id")
+    posted = row["credits_posted"] - row["debits_posted"]
+    return Balance(posted, row["debits_pending"], row["credits_pending"], posted - row["debits_pending"], row["currency"])
+
+
+def _account_for(tx, account_id, param: str) -> dict:
+    _check_id(account_id, param)
+    account = get_account(tx, account_id)
+    if account is None:
+        raise AccountNotFound(f"no account {account_id!r}", param)
+    return account
+
+
+# -- transfers ---------------------------------------------------------------
+
+def get_transfer(tx, transfer_id: str) -> dict | None:
+    """The transfer as stored, with `metadata` decoded; a pending one also has
+    `status` (pending, posted, voided or expired) and `resolved_by`."""
+    row = tx.one(f"SELECT {_TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = :id", {"id": transfer_id})
+    if row is None:
+        return None
+    row["metadata"] = json.loads(row["metadata"]) if row["metadata"] is not None else None
+    if row["kind"] == "pending":
+        resolution = _resolution(tx, transfer_id)
+        row["status"] = _RESOLUTION_STATUS[resolution["kind"]] if resolution else "pending"
+        row["resolved_by"] = resolution["id"] if resolution else None
+    return row
+
+
+def _resolution(tx, pending_id: str) -> dict | None:
+    return tx.one("SELECT id, kind, amount FROM ledger_transfers WHERE pending_id = :id", {"id": pending_id})
+
+
+def transfer(tx, *, transfer_id: str, debit_account_id: str, credit_account_id: str, amount: int,
+             currency: str, code: str, now: datetime, pending: bool = False,
+             timeout_seconds: int | None = None, metadata: dict | None = None) -> dict:
+    """Move `amount` from the debit account to the credit account (or hold it, when pending).
+
+    `code` names what the money is for ('topup', 'payment', 'refund', ...).
+    A pending transfer with `timeout_seconds` expires at now + timeout.
+    """
+    at = timestamp(now)
+    _check_id(transfer_id, "transfer_id")
+    check_amount(amount)
+    minor_unit_exponent(currency)
+    _check_code(code)
+    if not isinstance(pending, bool):
+        raise LedgerError("invalid_pending", f"pending must be true or false, not {pending!r}", "pending")
+    expires_at = None
+    if timeout_seconds is not None:
+        if not pending:
+            raise LedgerError("invalid_timeout", "timeout_seconds applies only to pending transfers", "timeout_seconds")
+        if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, int) or not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:
+            raise LedgerError("invalid_timeout", f"timeout_seconds must be an integer in 1 .. {MAX_TIMEOUT_SECONDS}, not {timeout_seconds!r}", "timeout_seconds")
+        expires_at = timestamp(now + timedelta(seconds=timeout_seconds))
+    meta = _metadata_json(metadata)
+    _check_id(debit_account_id, "debit_account_id")
+    _check_id(credit_account_id, "credit_account_id")
+    if debit_account_id == credit_account_id:
+        raise SameAccount(f"a transfer needs two different accounts; both are {debit_account_id!r}", "credit_account_id")
+    fields = {
+        "debit_account_id": debit_account_id, "credit_account_id": credit_account_id, "amount": amount,
+        "currency": currency, "code": code, "kind": "pending" if pending else "posted",
+        "pending_id": None, "timeout_seconds": timeout_seconds, "metadata": meta,
+    }
+    replay = _replay(tx, transfer_id, fields)
+    if replay is not None:
+        return replay
+    with tx.savepoint():
+        debit = _account_for(tx, debit_account_id, "debit_account_id")
+        credit = _account_for(tx, credit_account_id, "credit_account_id")
+        for account, param in ((debit, "debit_account_id"), (credit, "credit_account_id")):
+            if account["currency"] != currency:
+                raise CurrencyMismatch(f"account {account['id']} holds {account['currency']}, the transfer is in {currency}", param)
+        for account, side in ((debit, "debits"), (credit, "credits")):
+            if account[f"{side}_posted"] + account[f"{side}_pending"] + amount > MAX_TOTAL:
+                raise LedgerError("account_limit_exceeded", f"account {account['id']} has reached the limit of its {side}", None)
+        _move(tx, debit, credit, amount, pending=pending)
+        tx.insert("ledger_transfers", {"id": transfer_id, **fields, "expires_at": expires_at, "created_at": at})
+        if not pending:
+            _post(tx, transfer_id, debit["id"], credit["id"], amount, at)
+    return get_transfer(tx, transfer_id)
+
+
+def _move(tx, debit: dict, credit: dict, amount: int, *, pending: bool) -> None:
+    """Debit then credit the running totals; the debit's WHERE clause is the funds check."""
+    column = "pending" if pending else "posted"
+    count = "" if pending else ", postings_count = postings_count + 1"
+    moved = tx.execute(
+        f"UPDATE ledger_accounts SET debits_{column} = debits_{column} + :amount{count}"
+        " WHERE id = :id AND (allow_negative = 1 OR credits_posted - debits_posted - debits_pending >= :amount)",
+        {"id": debit["id"], "amount": amount},
+    )
+    if moved != 1:
+        available = debit["credits_posted"] - debit["debits_posted"] - debit["debits_pending"]
+        raise InsufficientFunds(
+            f"account {debit['id']} has {available} available, {amount} needed", "debit_account_id"
+        )
+    tx.execute(
+        f"UPDATE ledger_accounts SET credits_{column} = credits_{column} + :amount{count} WHERE id = :id",
+        {"id": credit["id"], "amount": amount},
+    )
+
+
+def _post(tx, transfer_id: str, debit_id: str, credit_id: str, amount: int, at: str) -> None:
+    """Write the two postings of a posted movement (totals already updated)."""
+    for account_id, side in ((debit_id, "debit"), (credit_id, "credit")):
+        state = tx.one(
+            "SELECT postings_count, credits_posted - debits_posted AS balance FROM ledger_accounts WHERE id = :id",
+            {"id": account_id},
+        )
+        tx.insert("ledger_postings", {
+            "account_id": account_id, "seq": state["postings_count"], "transfer_id": transfer_id,
+            "side": side, "amount": amount, "balance_after": state["balance"], "created_at": at,
+        })
+
+
+def _replay(tx, transfer_id: str, fields: dict) -> dict | None:
+    """The existing transfer when `transfer_id` is a retry of the same request; TransferExists when it differs."""
+    existing = tx.one(f"SELECT {_TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = :id", {"id": transfer_id})
+    if existing is None:
+        return None
+    differ = [name for name, value in fields.items() if existing[name] != value]
+    if differ:
+        name = differ[0]
+        raise TransferExists(
+            f"transfer {transfer_id} already exists with {name} {existing[name]!r}, not {fields[name]!r}", name
+        )
+    return get_transfer(tx, transfer_id)
+
+
+def transfer_linked(tx, legs: list[dict], *, now: datetime) -> list[dict]:
+    """Make every leg (the keyword arguments of transfer(), without now) or none.
+
+    A failing leg raises its LedgerError with the message prefixed by
+    "leg N: " and `param` as "legs[N].name"; nothing of any leg is written.
+    """
+    if not isinstance(legs, list) or not legs or not all(isinstance(leg, dict) for leg in legs):
+        raise LedgerError("invalid_legs", "legs must be a non-empty list of transfers", "legs")
+    allowed = {"transfer_id", "debit_account_id", "credit_account_id", "amount", "currency", "code",
+               "pending", "timeout_seconds", "metadata"}
+    ids = [leg.get("transfer_id") for leg in legs]
+    if len(set(map(str, ids))) != len(ids):
+        raise LedgerError("invalid_legs", "two legs share a transfer_id", "legs")
+    done = []
+    with tx.savepoint():
+        for index, leg in enumerate(legs):
+            unknown = sorted(set(leg) - allowed)
+            if unknown:
+                raise LedgerError("invalid_legs", f"leg {index}: unknown field {unknown[0]!r}", f"legs[{index}]")
+            try:
+                done.append(transfer(tx, **leg, now=now))
+            except TypeError as e:  # a required field missing
+                raise LedgerError("invalid_legs", f"leg {index}: {e}", f"legs[{index}]") from None
+            except LedgerError as e:
+                e.message = f"leg {index}: {e.message}"
+                e.args = (e.message,)
+                e.param = f"legs[{index}].{e.param}" if e.param else f"legs[{index}]"
+                raise
+    return done
+
+
+# -- two-phase ---------------------------------------------------------------
+
+def post_pending(tx, *, transfer_id: str, pending_id: str, amount: int | None = None, now: datetime) -> dict:
+    """Post a pending transfer, in full or in part (`amount` up to its amount; the rest is released)."""
+    return _resolve(tx, "post_pending", transfer_id, pending_id, amount, now)
+
+
+def void_pending(tx, *, transfer_id: str, pending_id: str, now: datetime) -> dict:
+    """Release a pending transfer's whole amount."""
+    return _resolve(tx, "void_pending", transfer_id, pending_id, None, now)
+
+
+def expire_pending(tx, *, now: datetime, limit: int = 1000) -> list[str]:
+    """Expire pending transfers whose timeout has passed; returns their ids.
+
+    The expiring transfer's id is "<pending_id>#expire" ('#' is not allowed
+    in caller ids, so it cannot collide).
+    """
+    at = timestamp(now)
+    due = tx.query(
+        "SELECT t.id FROM ledger_transfers t WHERE t.kind = 'pending' AND t.expires_at <= :at"
+        " AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id)"
+        " ORDER BY t.expires_at, t.id LIMIT :limit",
+        {"at": at, "limit": limit},
+    )
+    expired = []
+    for row in due:
+        _resolve(tx, "expire_pending", row["id"] + "#expire", row["id"], None, now, internal=True)
+        expired.append(row["id"])
+    return expired
+
+
+def _resolve(tx, kind: str, transfer_id: str, pending_id: str, amount: int | None, now: datetime,
+             *, internal: bool = False) -> dict:
+    at = timestamp(now)
+    if not internal:
+        _check_id(transfer_id, "transfer_id")
+    _check_id(pending_id, "pending_id")
+    if amount is not None:
+        check_amount(amount)
+    existing = tx.one(f"SELECT {_TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = :id", {"id": transfer_id})
+    if existing is not None:
+        if existing["kind"] != kind or existing["pending_id"] != pending_id or amount not in (None, existing["amount"]):
+            of = f" of {existing['pending_id']}" if existing["pending_id"] else ""
+            raise TransferExists(
+                f"transfer {transfer_id} already exists: {existing['kind']}{of} for {existing['amount']}",
+                "transfer_id",
+            )
+        return get_transfer(tx, transfer_id)
+    held = tx.one(f"SELECT {_TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = :id", {"id": pending_id})
+    if held is None or held["kind"] != "pending":
+        raise PendingNotFound(f"no pending transfer {pending_id!r}", "pending_id")
+    resolution = _resolution(tx, pending_id)
+    if resolution is not None:
+        raise PendingAlreadyResolved(
+            f"pending transfer {pending_id} was already {_RESOLUTION_STATUS[resolution['kind']]} by {resolution['id']}",
+            "pending_id",
+        )
+    if kind == "post_pending" and held["expires_at"] is not None and at >= held["expires_at"]:
+        raise PendingExpired(f"pending transfer {pending_id} expired at {held['expires_at']}", "pending_id")
+    held_amount = held["amount"]
+    if amount is not None and amount > held_amount:
+        raise InvalidAmount(f"amount {amount} is more than the {held_amount} held by {pending_id}", "amount")
+    posted = (amount if amount is not None else held_amount) if kind == "post_pending" else 0
+    with tx.savepoint():
+        count = ", postings_count = postings_count + 1" if posted else ""
+        for side, account_id in (("debits", held["debit_account_id"]), ("credits", held["credit_account_id"])):
+            tx.execute(
+                f"UPDATE ledger_accounts SET {side}_pending = {side}_pending - :held,"
+                f" {side}_posted = {side}_posted + :posted{count} WHERE id = :id",
+                {"held": held_amount, "posted": posted, "id": account_id},
+            )
+        tx.insert("ledger_transfers", {
+            "id": transfer_id, "debit_account_id": held["debit_account_id"],
+            "credit_account_id": held["credit_account_id"], "amount": posted or held_amount,
+            "currency": held["currency"], "code": held["code"], "kind": kind, "pending_id": pending_id,
+            "timeout_seconds": None, "expires_at": None, "metadata": None, "created_at": at,
+        })
+        if posted:
+            _post(tx, transfer_id, held["debit_account_id"], held["credit_account_id"], posted, at)
+    return get_transfer(tx, transfer_id)
+
+
+# -- statements --------------------------------------------------------------
+
+def statement(tx, account_id: str, *, limit: int = 50, after: str | None = None) -> tuple[list[dict], str | None]:
+    """Posted entries of an account, newest first, and the cursor of the next page (None at the end).
+
+    Entries are numbered per account as they are written, so a page read
+    with a cursor never shifts when new entries arrive.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 500:
+        raise LedgerError("invalid_limit", f"limit must be an integer in 1 .. 500, not {limit!r}", "limit")
+    if after is not None and (not isinstance(after, str) or not after.isdigit() or len(after) > 18):
+        raise LedgerError("invalid_cursor", f"after must be a cursor returned by a previous page, not {after!r}", "after")
+    account = get_account(tx, account_id)
+    if account is None:
+        raise AccountNotFound(f"no account {account_id!r}", "account_id")
+    where = "p.account_id = :account" + (" AND p.seq < :after" if after is not None else "")
+    rows = tx.query(
+        "SELECT p.seq, p.transfer_id, p.side, p.amount, p.balance_after, p.created_at, t.code, t.kind,"
+        " t.debit_account_id, t.credit_account_id"
+        f" FROM ledger_postings p JOIN ledger_transfers t ON t.id = p.transfer_id WHERE {where}"
+        " ORDER BY p.seq DESC LIMIT :n",
+        {"account": account_id, "after": int(after) if after is not None else None, "n": limit + 1},
+    )
+    entries = []
+    for row in rows[:limit]:
+        debit = row["side"] == "debit"
+        entries.append({
+            "seq": row["seq"], "transfer_id": row["transfer_id"], "code": row["code"], "side": row["side"],
+            "amount": row["amount"], "change": -row["amount"] if debit else row["amount"],
+            "balance_after": row["balance_after"], "currency": account["currency"],
+            "counterparty_account_id": row["credit_account_id"] if debit else row["debit_account_id"],
+            "created_at": row["created_at"],
+        })
+    next_cursor = str(entries[-1]["seq"]) if len(rows) > limit else None
+    return entries, next_cursor
+
+
+# -- proof -------------------------------------------------------------------
+
+def check(tx) -> CheckReport:
+    """Prove the books: every invariant of the module docstring, recomputed from postings and transfers."""
+    problems: list[Problem] = []
+    accounts = tx.query(f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts ORDER BY id")
+    postings = {r["account_id"]: r for r in tx.query(
+        "SELECT account_id, SUM(CASE WHEN side = 'debit' THEN amount ELSE 0 END) AS debits,"
+        " SUM(CASE WHEN side = 'credit' THEN amount ELSE 0 END) AS credits, COUNT(*) AS n, MAX(seq) AS last"
+        " FROM ledger_postings GROUP BY account_id")}
+    open_pending = "t.kind = 'pending' AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id)"
+    held_debits = {r["id"]: r["total"] for r in tx.query(
+        f"SELECT t.debit_account_id AS id, SUM(t.amount) AS total FROM ledger_transfers t WHERE {open_pending}"
+        " GROUP BY t.debit_account_id")}
+    held_credits = {r["id"]: r["total"] for r in tx.query(
+        f"SELECT t.credit_account_id AS id, SUM(t.amount) AS total FROM ledger_transfers t WHERE {open_pending}"
+        " GROUP BY t.credit_account_id")}
+    last_balance = {r["account_id"]: r["balance_after"] for r in tx.query(
+        "SELECT p.account_id, p.balance_after FROM ledger_postings p"
+        " JOIN ledger_accounts a ON a.id = p.account_id AND p.seq = a.postings_count")}
+
+    sums: dict[str, list[int]] = {}
+    for a in accounts:
+        aid, posted = a["id"], a["credits_posted"] - a["debits_posted"]
+        s = postings.get(aid, {"debits": 0, "credits": 0, "n": 0, "last": 0})
+        if (a["debits_posted"], a["credits_posted"]) != (s["debits"], s["credits"]):
+            problems.append(Problem("balance_mismatch",
+                f"account {aid} stores debits {a['debits_posted']} / credits {a['credits_posted']},"
+                f" its postings sum to {s['debits']} / {s['credits']}", aid))
+        if not (a["postings_count"] == s["n"] == (s["last"] or 0)):
+            problems.append(Problem("postings_gap",
+                f"account {aid} counts {a['postings_count']} postings, has {s['n']}, numbered up to {s['last']}", aid))
+        if s["n"] and last_balance.get(aid) != posted:
+            problems.append(Problem("running_balance_mismatch",
+                f"account {aid} balance {posted}, its last posting says {last_balance.get(aid)}", aid))
+        held = (held_debits.get(aid, 0), held_credits.get(aid, 0))
+        if (a["debits_pending"], a["credits_pending"]) != held:
+            problems.append(Problem("pending_mismatch",
+                f"account {aid} stores pending debits {a['debits_pending']} / credits {a['credits_pending']},"
+                f" its open pending transfers hold {held[0]} / {held[1]}", aid))
+        if not a["allow_negative"] and posted - a["debits_pending"] < 0:
+            problems.append(Problem("negative_balance",
+                f"{a['kind']} account {aid} is at {posted} with {a['debits_pending']} pending debits", aid))
+        if bool(a["allow_negative"]) != ACCOUNT_KINDS.get(a["kind"]):
+            problems.append(Problem("wrong_sign_rule", f"account {aid} of kind {a['kind']} has allow_negative {a['allow_negative']}", aid))
+        t = sums.setdefault(a["currency"], [0, 0, 0, 0, 0])
+        for i, column in enumerate(("debits_posted", "credits_posted", "debits_pending", "credits_pending")):
+            t[i] += a[column]
+        t[4] += 1
+    totals = {c: CurrencyTotals(t[4], t[0], t[1], t[2], t[3]) for c, t in sorted(sums.items())}
+    for currency, t in totals.items():
+        if t.net != 0:
+            problems.append(Problem("books_unbalanced", f"{currency} balances sum to {t.net}, not zero", currency))
+        if t.debits_pending != t.credits_pending:
+            problems.append(Problem("pending_unbalanced",
+                f"{currency} pending debits {t.debits_pending} differ from pending credits {t.credits_pending}", currency))
+
+    for r in tx.query("SELECT pending_id, COUNT(*) AS n FROM ledger_transfers WHERE pending_id IS NOT NULL"
+                      " GROUP BY pending_id HAVING COUNT(*) > 1"):
+        problems.append(Problem("resolved_twice", f"pending transfer {r['pending_id']} is resolved {r['n']} times", r["pending_id"]))
+    for r in tx.query(
+            "SELECT r.id, r.kind, r.amount, p.kind AS held_kind, p.amount AS held_amount FROM ledger_transfers r"
+            " LEFT JOIN ledger_transfers p ON p.id = r.pending_id WHERE r.pending_id IS NOT NULL AND ("
+            " p.id IS NULL OR p.kind <> 'pending' OR p.debit_account_id <> r.debit_account_id"
+            " OR p.credit_account_id <> r.credit_account_id OR p.currency <> r.currency"
+            " OR (r.kind = 'post_pending' AND r.amount > p.amount) OR (r.kind <> 'post_pending' AND r.amount <> p.amount))"):
+        problems.append(Problem("bad_resolution",
+            f"{r['kind']} {r['id']} of {r['amount']} does not match its pending transfer ({r['held_kind']} of {r['held_amount']})", r["id"]))
+    for r in tx.query(
+            "SELECT t.id, t.kind, COUNT(p.transfer_id) AS n,"
+            " SUM(CASE WHEN p.side = 'debit' AND p.account_id = t.debit_account_id AND p.amount = t.amount THEN 1 ELSE 0 END) AS d,"
+            " SUM(CASE WHEN p.side = 'credit' AND p.account_id = t.credit_account_id AND p.amount = t.amount THEN 1 ELSE 0 END) AS c"
+            " FROM ledger_transfers t LEFT JOIN ledger_postings p ON p.transfer_id = t.id GROUP BY t.id, t.kind"):
+        moves = r["kind"] in ("posted", "post_pending")
+        if (moves and (r["n"], r["d"], r["c"]) != (2, 1, 1)) or (not moves and r["n"]):
+            problems.append(Problem("bad_postings", f"{r['kind']} transfer {r['id']} has {r['n']} postings that do not match it", r["id"]))
+    for r in tx.query(
+            "SELECT t.id, t.currency FROM ledger_transfers t JOIN ledger_accounts d ON d.id = t.debit_account_id"
+            " JOIN ledger_accounts c ON c.id = t.credit_account_id WHERE d.currency <> t.currency OR c.currency <> t.currency"):
+        problems.append(Problem("currency_mismatch", f"transfer {r['id']} in {r['currency']} touches an account of another currency", r["id"]))
+
+    counts = tx.one(
+        "SELECT (SELECT COUNT(*) FROM ledger_transfers) AS transfers, (SELECT COUNT(*) FROM ledger_postings) AS postings,"
+        f" (SELECT COUNT(*) FROM ledger_transfers t WHERE {open_pending}) AS open_pending")
+    return CheckReport(not problems, totals, problems, len(accounts), counts["transfers"], counts["postings"], counts["open_pending"])
