@@ -1,0 +1,313 @@
+"""EMVCo merchant-presented QR: the specification's example, the CRC, field rules, tapstack's codes."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from protocol import emvqr
+from protocol.emvqr import CodeExpired, MerchantQr, QrFormatError
+
+# EMV QRCPS Merchant-Presented Mode v1.1 (EMVCo, November 2020), Appendix A: the example
+# payload, with Chinese in the language template (lengths count characters) and CRC A13A.
+SPEC_EXAMPLE = (
+    "00020101021229300012D156000000000510A93FO3230Q31280012D15600000001030812345678"
+    "520441115802CN5914BEST TRANSPORT6007BEIJING64200002ZH0104最佳运输0202北京"
+    "540523.7253031565502016233030412340603***0708A60086670902ME"
+    "91320016A0112233449988770708123456786304A13A"
+)
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+LATER = NOW + timedelta(minutes=15)
+
+# tapstack's own vectors, also printed in docs/qr-formats.md.
+BILL = ("00020101021226300012org.tapstack0110WATER-00425204490053031565406128.505802CN"
+        "5912Harbin Water6006Harbin6230011320261100123450509ACCT88213"
+        "80340012org.tapstack011420261231160000" "63043DE9")
+
+
+def bill(**changes):
+    args = dict(biller_id="WATER-0042", bill_number="2026110012345", reference="ACCT88213",
+                amount=12850, currency="CNY", merchant_name="Harbin Water", merchant_city="Harbin",
+                expires_at=datetime(2026, 12, 31, 16, 0, tzinfo=timezone.utc))
+    return emvqr.bill_code(**{**args, **changes})
+
+
+def refresh_crc(payload: str) -> str:
+    """Recompute the CRC of a deliberately broken payload so the break itself is what fails."""
+    return emvqr.with_crc(payload[:-8])
+
+
+def test_spec_example_parses_to_its_fields():
+    qr = emvqr.parse(SPEC_EXAMPLE)
+    assert qr.dynamic is True
+    assert qr.merchant_accounts == {"29": {"00": "D15600000000", "05": "A93FO3230Q"},
+                                    "31": {"00": "D15600000001", "03": "12345678"}}
+    assert (qr.mcc, qr.currency, qr.currency_code, qr.amount) == ("4111", "156", "CNY", 2372)
+    assert (qr.country, qr.name, qr.city) == ("CN", "BEST TRANSPORT", "BEIJING")
+    assert qr.language == {"00": "ZH", "01": "最佳运输", "02": "北京"}
+    assert qr.additional == {"03": "1234", "06": "***", "07": "A6008667", "09": "ME"}
+    assert qr.unreserved == {"91": {"00": "A011223344998877", "07": "12345678"}}
+    assert qr.other == {"55": "01"}
+
+
+def test_spec_example_crc_is_over_utf8_bytes_including_6304():
+    assert emvqr.crc16(SPEC_EXAMPLE[:-4].encode("utf-8")) == 0xA13A
+    assert emvqr.with_crc(SPEC_EXAMPLE[:-8]) == SPEC_EXAMPLE
+    # Over the characters as UTF-16 (or without "6304") the CRC differs: the bytes matter.
+    assert emvqr.crc16(SPEC_EXAMPLE[:-4].encode("utf-16-be")) != 0xA13A
+    assert emvqr.crc16(SPEC_EXAMPLE[:-8].encode("utf-8")) != 0xA13A
+
+
+def test_crc_check_value_of_the_ccitt_false_catalogue():
+    assert emvqr.crc16(b"123456789") == 0x29B1
+    assert emvqr.crc16(b"") == 0xFFFF
+
+
+def test_spec_example_reencodes_to_an_equal_value():
+    qr = emvqr.parse(SPEC_EXAMPLE)
+    again = emvqr.encode(qr)
+    assert again != SPEC_EXAMPLE  # ascending ids, so 54 moves before 64
+    assert emvqr.parse(again) == qr
+
+
+def test_lower_case_crc_is_accepted_upper_case_is_written():
+    assert emvqr.parse(SPEC_EXAMPLE[:-4] + "a13a") == emvqr.parse(SPEC_EXAMPLE)
+    assert bill()[-4:] == bill()[-4:].upper()
+
+
+def test_bill_vector_is_stable():
+    assert bill() == BILL
+
+
+@pytest.mark.parametrize("payload, field_id, words", [
+    (SPEC_EXAMPLE[:-1] + "B", "63", "expected A13A, found A13B"),
+    (SPEC_EXAMPLE[:-4] + "A1G3", "63", "not 4 hex digits"),
+    (SPEC_EXAMPLE[:-8], "63", "missing"),
+    ("", None, "empty"),
+    ("0002010", None, "truncated"),
+    ("000201520", "52", "truncated"),
+    ("00020152x4", "52", "not two digits"),
+    ("000201A20411", None, "not two digits"),
+    ("0002015204111", "52", "runs past the end"),
+    ("0002015200", "52", "length 00"),
+    (emvqr.with_crc("000202"), "00", "must be '01'"),
+    (emvqr.with_crc("010212000201"), "00", "must start with field 00"),
+    ("X" * 513, None, "at most 512"),
+])
+def test_structural_errors_name_the_field(payload, field_id, words):
+    with pytest.raises(QrFormatError) as err:
+        emvqr.parse(payload)
+    assert err.value.field_id == field_id
+    assert words in str(err.value)
+
+
+def swap(payload: str, old: str, new: str) -> str:
+    assert old in payload
+    return refresh_crc(payload.replace(old, new, 1))
+
+
+@pytest.mark.parametrize("old, new, field_id, words", [
+    ("52044900", "520449A0", "52", "4 digits"),
+    ("52044900", "", "52", "missing"),
+    ("5303156", "5303999", "53", "unknown currency"),
+    ("5303156", "5303CNY", "53", "3-digit"),
+    ("5406128.50", "5406128.5x", "54", "not digits"),
+    ("5406128.50", "540612.850", "54", "3 decimal(s); CNY allows 2"),
+    ("5406128.50", "54060000.0", "54", "zero"),
+    ("5802CN", "5802cn", "58", "2-letter"),
+    ("5802CN", "5802CN5802CN", "58", "duplicate id"),
+    ("6006Harbin", "6016HarbinHarbinHarb", "60", "at most 15"),
+    ("010212", "010213", "01", "'11' (static) or '12' (dynamic)"),
+    ("0012org.tapstack", "0212org.tapstack", "26", "globally unique id"),
+    ("0509ACCT88213", "0519ACCT88213", "62/05", "runs past the end of the template 62"),
+    ("6230011320261100123450509ACCT88213", "6235011320261100123450509ACCT882130101X", "62/01", "duplicate id"),
+    ("0509ACCT88213", "05X9ACCT88213", "62/05", "length 'X9' is not two digits"),
+    ("0509ACCT88213", "X509ACCT88213", "62", "field id 'X5' is not two digits"),
+    ("80340012org.tapstack", "80340212org.tapstack", "80", "globally unique id"),
+])
+def test_field_rules_name_the_field(old, new, field_id, words):
+    assert old in BILL
+    payload = refresh_crc(BILL.replace(old, new, 1))
+    with pytest.raises(QrFormatError) as err:
+        emvqr.parse(payload)
+    assert err.value.field_id == field_id, str(err.value)
+    assert words in str(err.value)
+
+
+@pytest.mark.parametrize("old, new, amount", [("5406128.50", "5406128500", 12850000),
+                                              ("5406128.50", "54041285", 128500)])
+def test_amounts_without_decimals_are_whole_units(old, new, amount):
+    assert emvqr.parse(refresh_crc(BILL.replace(old, new))).amount == amount
+
+
+def test_errors_carry_the_offset_of_the_field():
+    payload = refresh_crc(BILL.replace("5802CN", "5802CN5802CN"))
+    with pytest.raises(QrFormatError) as err:
+        emvqr.parse(payload)
+    assert err.value.offset == BILL.index("5802CN") + 6
+    assert str(err.value).startswith(f"field 58 (country code) at offset {err.value.offset}: duplicate id")
+
+
+def test_crc_not_last_is_refused():
+    body = BILL[:-8]
+    moved = emvqr.with_crc(body)[-8:]
+    payload = BILL[:6] + moved + BILL[6:-8] + "6304" + BILL[-4:]
+    with pytest.raises(QrFormatError) as err:
+        emvqr.parse(payload)
+    assert err.value.field_id == "63"
+
+
+def test_language_template_lengths_count_characters():
+    qr = emvqr.parse(SPEC_EXAMPLE)
+    assert "0104最佳运输" in SPEC_EXAMPLE and len(qr.language["01"]) == 4
+    assert len("最佳运输".encode()) == 12
+
+
+def test_static_tip_and_convenience_fields():
+    qr = emvqr.parse(BILL)
+    with_fee = emvqr.encode(MerchantQr(**{**qr.__dict__, "other": {"55": "02", "56": "1.00"}}))
+    assert emvqr.parse(with_fee).other == {"55": "02", "56": "1.00"}
+    with pytest.raises(QrFormatError) as err:
+        emvqr.encode(MerchantQr(**{**qr.__dict__, "other": {"55": "02"}}))
+    assert err.value.field_id == "56"
+    with pytest.raises(QrFormatError) as err:
+        emvqr.encode(MerchantQr(**{**qr.__dict__, "other": {"55": "04"}}))
+    assert err.value.field_id == "55"
+
+
+@pytest.mark.parametrize("text, currency, minor", [
+    ("23.72", "156", 2372), ("0.01", "CNY", 1), ("128", "CNY", 12800), ("128.5", "CNY", 12850),
+    ("999", "JPY", 999), ("1.234", "BHD", 1234), ("9999999999.99", "CNY", 999999999999),
+    ("0.10", "USD", 10),
+])
+def test_amounts_convert_exactly(text, currency, minor):
+    assert emvqr.parse_amount(text, currency) == minor
+
+
+@pytest.mark.parametrize("text, currency, words", [
+    ("1.5", "JPY", "JPY allows 0"), ("1.", "CNY", "no digits after"), (".5", "CNY", "not digits"),
+    ("1e3", "CNY", "not digits"), ("-1.00", "CNY", "not digits"), ("1,00", "CNY", "not digits"),
+    ("12345678901.23", "CNY", "longer than 13"), ("0.00", "CNY", "zero"), ("1.00", "XXX", "unknown currency"),
+    ("١٢", "CNY", "not digits"),  # Arabic-Indic digits are digits to str.isdigit, not to EMVCo
+])
+def test_malformed_amounts(text, currency, words):
+    with pytest.raises(QrFormatError, match=words):
+        emvqr.parse_amount(text, currency)
+
+
+@given(st.integers(1, 10 ** 12 - 1), st.sampled_from(sorted(emvqr.CURRENCIES)))
+def test_amount_text_round_trips(minor, currency):
+    text = emvqr.amount_text(minor, currency)
+    assert len(text) <= 13
+    assert emvqr.parse_amount(text, currency) == minor
+
+
+def test_amount_text_writes_the_currency_exponent():
+    assert emvqr.amount_text(2372, "CNY") == "23.72"
+    assert emvqr.amount_text(5, "CNY") == "0.05"
+    assert emvqr.amount_text(999, "JPY") == "999"
+    with pytest.raises(QrFormatError, match="greater than zero"):
+        emvqr.amount_text(0, "CNY")
+    with pytest.raises(QrFormatError, match="integer"):
+        emvqr.amount_text(12.5, "CNY")
+
+
+def test_bill_code_reads_back_as_a_bill():
+    code = emvqr.read_tapstack(emvqr.parse(bill()), NOW)
+    assert (code.kind, code.merchant_id, code.amount, code.currency) == ("bill", "WATER-0042", 12850, "CNY")
+    assert (code.bill_number, code.reference) == ("2026110012345", "ACCT88213")
+    assert code.expires_at == datetime(2026, 12, 31, 16, 0, tzinfo=timezone.utc)
+
+
+def test_checkout_code_reads_back_as_a_checkout():
+    payload = emvqr.checkout_code(merchant_id="SHOP-7", terminal_label="TILL-03", amount=4590,
+                                  currency="CNY", merchant_name="Daily Fresh", merchant_city="Hangzhou",
+                                  mcc="5411", expires_at=LATER, reference="S-000981")
+    code = emvqr.read_tapstack(emvqr.parse(payload), NOW)
+    assert (code.kind, code.terminal_label, code.amount, code.reference) == ("checkout", "TILL-03", 4590, "S-000981")
+    with pytest.raises(CodeExpired, match="expired") as err:
+        emvqr.read_tapstack(emvqr.parse(payload), LATER + timedelta(seconds=1))
+    assert err.value.field_id == "80/01"
+
+
+def test_merchant_code_is_static_without_amount():
+    payload = emvqr.merchant_code(merchant_id="SHOP-7", merchant_name="Daily Fresh",
+                                  merchant_city="Hangzhou", mcc="5411", store_label="West Lake")
+    qr = emvqr.parse(payload)
+    assert "010211" in payload and qr.amount is None and qr.additional == {"03": "West Lake"}
+    code = emvqr.read_tapstack(qr, NOW)
+    assert (code.kind, code.amount, code.expires_at) == ("merchant", None, None)
+
+
+def test_static_code_with_an_amount_is_refused_by_tapstack_rules():
+    qr = emvqr.parse(emvqr.merchant_code(merchant_id="SHOP-7", merchant_name="Daily Fresh",
+                                         merchant_city="Hangzhou", mcc="5411"))
+    priced = emvqr.parse(emvqr.encode(MerchantQr(**{**qr.__dict__, "amount": 100})))  # legal EMVCo
+    with pytest.raises(QrFormatError, match="static merchant code must not carry an amount") as err:
+        emvqr.read_tapstack(priced, NOW)
+    assert err.value.field_id == "54"
+
+
+def test_foreign_code_is_not_a_tapstack_code():
+    with pytest.raises(QrFormatError, match="no tapstack merchant account"):
+        emvqr.read_tapstack(emvqr.parse(SPEC_EXAMPLE), NOW)
+
+
+def test_builders_refuse_bad_values_naming_the_field():
+    with pytest.raises(QrFormatError) as err:
+        bill(merchant_name="A name much longer than twenty-five")
+    assert err.value.field_id == "59"
+    with pytest.raises(QrFormatError) as err:
+        bill(currency="XYZ")
+    assert err.value.field_id == "53"
+    with pytest.raises(QrFormatError) as err:
+        bill(bill_number="")
+    assert err.value.field_id == "62/01"
+    with pytest.raises(ValueError, match="timezone-aware"):
+        bill(expires_at=datetime(2026, 12, 31))
+
+
+# ---------------------------------------------------------------- generated values
+
+ANS = st.text(st.characters(codec="ascii", min_codepoint=0x20, max_codepoint=0x7E), min_size=1)
+NAMES = st.text(st.characters(categories=("L", "N", "Zs"), exclude_characters="\x85"), min_size=1)
+
+
+@st.composite
+def merchant_qrs(draw):
+    currency = draw(st.sampled_from(sorted(emvqr.CURRENCIES)))
+    dynamic = draw(st.sampled_from([None, True, False]))
+    accounts = {"26": {"00": emvqr.GUID, "01": draw(ANS.filter(lambda s: len(s) <= 40))}}
+    if draw(st.booleans()):
+        accounts["02"] = draw(st.from_regex(r"[0-9]{16}", fullmatch=True))
+    additional = draw(st.dictionaries(st.sampled_from(["01", "02", "03", "04", "05", "06", "07", "08"]),
+                                      ANS.filter(lambda s: len(s) <= 25), max_size=4))
+    return MerchantQr(
+        merchant_accounts=accounts,
+        mcc=draw(st.from_regex(r"[0-9]{4}", fullmatch=True)), currency=currency,
+        country=draw(st.from_regex(r"[A-Z]{2}", fullmatch=True)),
+        name=draw(NAMES.filter(lambda s: len(s) <= 25)), city=draw(NAMES.filter(lambda s: len(s) <= 15)),
+        amount=draw(st.none() | st.integers(1, 10 ** 10)), dynamic=dynamic,
+        postal_code=draw(st.none() | st.from_regex(r"[0-9]{6}", fullmatch=True)),
+        additional=additional,
+        language=draw(st.none() | st.builds(lambda n: {"00": "ZH", "01": n}, NAMES.filter(lambda s: len(s) <= 25))),
+        unreserved=draw(st.sampled_from([{}, {"80": {"00": emvqr.GUID, "01": "20270101000000"}}])),
+    )
+
+
+@settings(max_examples=200)
+@given(merchant_qrs())
+def test_encode_parse_round_trip(qr):
+    payload = emvqr.encode(qr)
+    assert payload.startswith("000201") and payload[-8:-4] == "6304"
+    assert emvqr.parse(payload) == qr
+
+
+@settings(max_examples=200)
+@given(merchant_qrs(), st.data())
+def test_any_single_character_change_is_caught(qr, data):
+    payload = emvqr.encode(qr)
+    i = data.draw(st.integers(0, len(payload) - 1))
+    new = data.draw(st.sampled_from("0123456789AZaz. 中").filter(lambda c: c != payload[i]))
+    with pytest.raises(QrFormatError):
+        emvqr.parse(payload[:i] + new + payload[i + 1:])
