@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
+from gateway.errors import invalid, not_found
 from protocol import webhook_signature
 
 EVENT_TYPES = ("payment.succeeded", "refund.succeeded", "bill.paid")
@@ -39,14 +40,6 @@ ALL_TYPES = "*"
 SIGNATURE_HEADER = "Tapstack-Signature"
 EVENT_ID_HEADER = "Tapstack-Event-Id"
 MAX_URL_LENGTH = 2048
-
-
-class WebhookError(ValueError):
-    """A request about webhooks that cannot be done; code and param say why."""
-
-    def __init__(self, code: str, message: str, param: str | None = None, status: int = 400):
-        super().__init__(message)
-        self.code, self.message, self.param, self.status = code, message, param, status
 
 
 def unix(now: datetime | int | float) -> int:
@@ -66,10 +59,10 @@ def new_id(prefix: str) -> str:
 
 def check_url(url: Any) -> str:
     if not isinstance(url, str) or len(url) > MAX_URL_LENGTH:
-        raise WebhookError("invalid_url", "url must be an http(s) URL", "url")
+        raise invalid("invalid_url", "url must be an http(s) URL.", "url")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-        raise WebhookError("invalid_url", "url must be an http(s) URL with a host and no credentials", "url")
+        raise invalid("invalid_url", "url must be an http(s) URL with a host and no credentials.", "url")
     return url
 
 
@@ -78,12 +71,12 @@ def check_event_types(event_types: Any) -> list[str]:
         return [ALL_TYPES]
     if (not isinstance(event_types, list) or not event_types
             or not all(isinstance(t, str) for t in event_types)):
-        raise WebhookError("invalid_event_types", "event_types must be a non-empty list of event types",
+        raise invalid("invalid_event_types", "event_types must be a non-empty list of event types.",
                            "event_types")
     unknown = [t for t in event_types if t != ALL_TYPES and t not in EVENT_TYPES]
     if unknown:
-        raise WebhookError("invalid_event_types",
-                           f"unknown event type {unknown[0]!r}; known: {', '.join(EVENT_TYPES)}, *",
+        raise invalid("invalid_event_types",
+                           f"Unknown event type {unknown[0]!r}; known: {', '.join(EVENT_TYPES)}, *.",
                            "event_types")
     return sorted(set(event_types))
 
@@ -114,7 +107,7 @@ def delete_endpoint(tx, *, merchant_id: str, endpoint_id: str, now) -> dict:
     row = tx.one("SELECT * FROM webhook_endpoints WHERE id = :id AND merchant_id = :m AND status = 'enabled'",
                  {"id": endpoint_id, "m": merchant_id})
     if row is None:
-        raise WebhookError("resource_missing", f"no webhook endpoint {endpoint_id}", "id", status=404)
+        raise not_found("webhook endpoint", "id")
     tx.execute("UPDATE webhook_endpoints SET status = 'deleted' WHERE id = :id", {"id": endpoint_id})
     tx.execute("UPDATE webhook_deliveries SET status = 'cancelled', completed_at = :now, claim = NULL "
                "WHERE endpoint_id = :id AND status IN ('pending', 'delivering')",
@@ -151,7 +144,7 @@ def _event_view(row: dict) -> dict:
     return json.loads(row["body"])
 
 
-def list_events(tx, *, merchant_id: str, limit: int = 20, starting_after: str | None = None,
+def list_events(tx, *, merchant_id: str, limit: int = 20, after: str | None = None,
                 event_type: str | None = None) -> dict:
     """Newest first, cursor-paginated: {"data": [...], "has_more": bool}."""
     params: dict[str, Any] = {"m": merchant_id, "n": int(limit) + 1}
@@ -159,11 +152,11 @@ def list_events(tx, *, merchant_id: str, limit: int = 20, starting_after: str | 
     if event_type:
         where += " AND type = :type"
         params["type"] = event_type
-    if starting_after:
+    if after:
         cursor = tx.one("SELECT created_at, id FROM webhook_events WHERE id = :id AND merchant_id = :m",
-                        {"id": starting_after, "m": merchant_id})
+                        {"id": after, "m": merchant_id})
         if cursor is None:
-            raise WebhookError("resource_missing", f"no event {starting_after}", "starting_after", 404)
+            raise not_found("event", "after")
         where += " AND (created_at < :c OR (created_at = :c AND id < :cid))"
         params.update(c=cursor["created_at"], cid=cursor["id"])
     rows = tx.query(f"SELECT * FROM webhook_events WHERE {where} ORDER BY created_at DESC, id DESC LIMIT :n",
@@ -176,7 +169,7 @@ def get_event(tx, *, merchant_id: str, event_id: str) -> dict:
     row = tx.one("SELECT * FROM webhook_events WHERE id = :id AND merchant_id = :m",
                  {"id": event_id, "m": merchant_id})
     if row is None:
-        raise WebhookError("resource_missing", f"no event {event_id}", "id", status=404)
+        raise not_found("event", "id")
     return _event_view(row)
 
 

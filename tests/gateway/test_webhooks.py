@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway import webhooks as wh
+from gateway.errors import ApiError
 from gateway.store import Store
 
 try:
@@ -120,11 +121,11 @@ def test_only_subscribed_endpoints_of_the_merchant_get_the_event(store):
 
 def test_bad_endpoints_are_refused_with_a_param():
     for url in ["ftp://example.org/x", "not a url", "http://user:pw@example.org/", 42, "http:///x"]:
-        with pytest.raises(wh.WebhookError) as e:
+        with pytest.raises(ApiError) as e:
             wh.check_url(url)
         assert e.value.param == "url"
     for types in [[], ["payment.failed"], "payment.succeeded", [1]]:
-        with pytest.raises(wh.WebhookError) as e:
+        with pytest.raises(ApiError) as e:
             wh.check_event_types(types)
         assert e.value.param == "event_types"
     with pytest.raises(ValueError):
@@ -253,7 +254,7 @@ def test_deleting_an_endpoint_cancels_what_it_had_not_received(store):
         emit(store, n=2)
         with store.transaction() as tx:
             wh.delete_endpoint(tx, merchant_id="mer_1", endpoint_id=created["id"], now=T0)
-            with pytest.raises(wh.WebhookError) as e:
+            with pytest.raises(ApiError) as e:
                 wh.delete_endpoint(tx, merchant_id="mer_1", endpoint_id=created["id"], now=T0)
             assert e.value.status == 404
         assert wh.Deliverer(store, Clock()).deliver_due() == 0
@@ -268,10 +269,10 @@ def test_events_list_newest_first_with_a_cursor(store):
     with store.read() as tx:
         page = wh.list_events(tx, merchant_id="mer_1", limit=2)
         assert [e["id"] for e in page["data"]] == ids[::-1][:2] and page["has_more"]
-        rest = wh.list_events(tx, merchant_id="mer_1", limit=10, starting_after=page["data"][-1]["id"])
+        rest = wh.list_events(tx, merchant_id="mer_1", limit=10, after=page["data"][-1]["id"])
         assert [e["id"] for e in rest["data"]] == ids[::-1][2:] and not rest["has_more"]
         assert wh.get_event(tx, merchant_id="mer_1", event_id=ids[0])["id"] == ids[0]
-        with pytest.raises(wh.WebhookError):
+        with pytest.raises(ApiError):
             wh.get_event(tx, merchant_id="mer_2", event_id=ids[0])   # not another merchant's
 
 
