@@ -694,3 +694,26 @@ def check(tx) -> CheckReport:
         "SELECT (SELECT COUNT(*) FROM ledger_transfers) AS transfers, (SELECT COUNT(*) FROM ledger_postings) AS postings,"
         f" (SELECT COUNT(*) FROM ledger_transfers t WHERE {open_pending}) AS open_pending")
     return CheckReport(not problems, totals, problems, len(accounts), counts["transfers"], counts["postings"], counts["open_pending"])
+
+
+def report_lines(report: CheckReport, source: str = "the ledger", *, max_problems: int = 50) -> list[str]:
+    """A CheckReport as a short readable report (what `tapstack gateway check` prints)."""
+    lines = [
+        f"ledger check of {source}",
+        f"  {report.accounts} accounts, {report.transfers} transfers, {report.postings} postings,"
+        f" {report.open_pending} open pending",
+    ]
+    for currency, t in report.totals.items():
+        money = lambda v: format_amount(v, currency).rsplit(" ", 1)[0]  # noqa: E731
+        lines.append(
+            f"  {currency}: {t.accounts} accounts, debits {money(t.debits_posted)}, credits {money(t.credits_posted)},"
+            f" sum of balances {money(t.net)}, held {money(t.debits_pending)}"
+        )
+    if report.ok:
+        lines.append("ok: the books balance and every balance matches its postings")
+        return lines
+    lines.append(f"FAILED: {len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}")
+    lines += [f"  {p.code}: {p.message}" for p in report.problems[:max_problems]]
+    if len(report.problems) > max_problems:
+        lines.append(f"  ... and {len(report.problems) - max_problems} more")
+    return lines
