@@ -1,0 +1,134 @@
+"""Readers driven directly by nfcpy: PN533 / RC-S380 over USB (`usb:...`), or `udp:host:port`.
+
+The reader polls for a Type A target, activates it as an ISO-DEP Type 4A tag (RATS, then
+ISO 14443-4 blocks inside nfcpy) and moves APDUs with tag.transceive. Like a PC/SC reader it
+answers the pseudo-APDU FF CA 00 00 (the UID) itself, from the anticollision UID. A card that
+stops answering (nfcpy gives up after its retries) is CardRemoved.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import time
+
+from terminal.readers.base import CardRemoved, ReaderError, ReaderUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class NfcSession:
+    def __init__(self, reader: "NfcReader", tag):
+        self.reader = reader
+        self.tag = tag
+        self.uid = bytes(tag.identifier)
+        # the ATR PC/SC part 3 builds for an ISO 14443-4 Type A card without historical bytes
+        self.atr = bytes.fromhex("3B80800101")
+        self._open = True
+
+    def transmit(self, apdu: bytes) -> bytes:
+        import nfc.clf
+        import nfc.tag
+
+        apdu = bytes(apdu)
+        if not self._open:
+            raise CardRemoved("session closed")
+        if apdu[:2] == b"\xFF\xCA":  # GET DATA pseudo-APDU: the reader answers it, as PC/SC readers do
+            if apdu[2:4] == b"\x00\x00":
+                return self.uid + b"\x90\x00"
+            return b"\x6A\x81"
+        if not hasattr(self.tag, "transceive") or not hasattr(self.tag, "_dep"):
+            return b"\x6A\x81"  # not an ISO-DEP card: no APDUs
+        try:
+            response = self.tag.transceive(apdu)
+        except (nfc.tag.TagCommandError, nfc.clf.CommunicationError) as error:
+            self._open = False
+            raise CardRemoved(f"the card stopped answering: {error}") from None
+        except IOError as error:
+            self._open = False
+            if error.errno == errno.ENODEV:
+                raise ReaderUnavailable(f"reader {self.reader.path} went away") from None
+            raise ReaderError(str(error)) from None
+        if response is None or len(response) < 2:
+            self._open = False
+            raise CardRemoved("the card did not answer")
+        return bytes(response)
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self.reader._release()
+
+
+class NfcReader:
+    """An nfcpy ContactlessFrontend at `path` ("usb", "usb:054c:06c3", "udp:127.0.0.1:54321")."""
+
+    def __init__(self, path: str):
+        import nfc
+
+        self.path = path
+        self.name = f"nfcpy {path}"
+        self.session: NfcSession | None = None
+        try:
+            self.clf = nfc.ContactlessFrontend(path)
+        except (IOError, OSError) as error:
+            raise ReaderUnavailable(f"cannot open nfcpy reader {path}: {error}") from None
+
+    def _sense(self):
+        import nfc.clf
+        import nfc.tag
+
+        try:
+            target = self.clf.sense(nfc.clf.RemoteTarget("106A"), iterations=1)
+        except nfc.clf.CommunicationError:
+            return None
+        except IOError as error:
+            raise ReaderUnavailable(f"reader {self.path}: {error}") from None
+        if target is None:
+            return None
+        return nfc.tag.activate(self.clf, target)
+
+    def wait_for_card(self, timeout: float | None = None) -> NfcSession | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            tag = self._sense()
+            if tag is not None:
+                self.session = NfcSession(self, tag)
+                return self.session
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
+
+    def _release(self) -> None:
+        self.clf.device.mute()  # field off: the card resets and may be activated again
+
+    def _field_empty(self) -> bool:
+        session = self.session
+        if session is not None and session._open:
+            try:
+                if session.tag.is_present:
+                    return False
+            except Exception:  # nfcpy raises assorted errors on a vanished tag
+                pass
+            session._open = False
+            self._release()
+        tag = self._sense()
+        if tag is None:
+            return True
+        self._release()
+        return False
+
+    def wait_for_removal(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._field_empty():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def signal(self, outcome: str) -> None:
+        """nfcpy readers have no LED or buzzer API nfcpy drives: nothing to show."""
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+        self.clf.close()
