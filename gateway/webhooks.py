@@ -16,7 +16,7 @@ next claim takes them again. Receivers drop duplicates by the event id (`evt_...
 which also travels in the `Tapstack-Event-Id` header.
 
 The core functions take a transaction and plain values; `now` is a timezone-aware UTC
-datetime or unix seconds. The HTTP client and the clock are the only I/O, both injected.
+datetime. The HTTP client and the clock are the only I/O, both injected.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from gateway.errors import invalid, not_found
+from gateway.services import iso, new_id, unix
 from protocol import webhook_signature
 
 EVENT_TYPES = ("payment.succeeded", "refund.succeeded", "bill.paid")
@@ -40,19 +41,6 @@ ALL_TYPES = "*"
 SIGNATURE_HEADER = "Tapstack-Signature"
 EVENT_ID_HEADER = "Tapstack-Event-Id"
 MAX_URL_LENGTH = 2048
-
-
-def unix(now: datetime | int | float) -> int:
-    """Unix seconds of an aware datetime (or of a number already in seconds)."""
-    if isinstance(now, datetime):
-        if now.tzinfo is None:
-            raise ValueError("times are timezone-aware UTC")
-        return int(now.timestamp())
-    return int(now)
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 # --- endpoints -------------------------------------------------------------------------
@@ -83,7 +71,8 @@ def check_event_types(event_types: Any) -> list[str]:
 
 def _endpoint_view(row: dict) -> dict:
     return {"id": row["id"], "object": "webhook_endpoint", "url": row["url"],
-            "event_types": row["event_types"].split(), "status": row["status"], "created": row["created_at"]}
+            "event_types": row["event_types"].split(), "status": row["status"],
+            "created_at": iso(row["created_at"])}
 
 
 def create_endpoint(tx, *, merchant_id: str, url: str, event_types: list[str] | None, now) -> dict:
@@ -123,7 +112,7 @@ def emit(tx, *, merchant_id: str, event_type: str, data: dict, now) -> str:
         raise ValueError(f"unknown event type {event_type!r}")
     at = unix(now)
     event_id = new_id("evt")
-    body = json.dumps({"id": event_id, "object": "event", "type": event_type, "created": at,
+    body = json.dumps({"id": event_id, "object": "event", "type": event_type, "created_at": iso(at),
                        "merchant_id": merchant_id, "data": data},
                       separators=(",", ":"), sort_keys=True)
     tx.execute("INSERT INTO webhook_events (id, merchant_id, type, body, created_at) "
@@ -186,8 +175,9 @@ def list_deliveries(tx, *, merchant_id: str, event_id: str) -> list[dict]:
         out.append({"id": d["id"], "object": "webhook_delivery", "event_id": d["event_id"],
                     "endpoint_id": d["endpoint_id"], "url": d["url"], "status": d["status"],
                     "attempt_count": d["attempts"],
-                    "next_attempt_at": d["next_attempt_at"] if d["status"] == "pending" else None,
-                    "completed": d["completed_at"], "attempts": [dict(a) for a in attempts]})
+                    "next_attempt_at": iso(d["next_attempt_at"]) if d["status"] == "pending" else None,
+                    "completed_at": iso(d["completed_at"]),
+                    "attempts": [{**a, "attempted_at": iso(a["attempted_at"])} for a in attempts]})
     return out
 
 

@@ -80,7 +80,7 @@ def test_delivered_once_signed_and_verified_by_the_receiver(store):
     assert got["verified"] and got["id"] == event_id == got["event_id"]
     body = json.loads(got["body"])
     assert body["type"] == "payment.succeeded" and body["data"]["amount"] == 1250
-    assert body["created"] == int(T0.timestamp())
+    assert body["created_at"] == "2026-11-27T09:00:00Z"
     assert deliveries(store)[event_id]["status"] == "succeeded"
 
 
