@@ -64,21 +64,18 @@ def forbidden(message: str) -> ApiError:
     return ApiError(403, "permission_error", "forbidden", message)
 
 
-# LedgerError codes that mean "the money is not there" rather than "the request is wrong".
-_PAYMENT_CODES = {"insufficient_funds", "exceeds_credits", "exceeds_debits"}
-_CONFLICT_CODES = {"pending_expired", "pending_not_found", "pending_already_posted",
-                   "pending_already_voided", "already_posted", "already_voided", "expired",
-                   "exists", "exists_with_different_fields", "account_closed", "account_frozen"}
-
-
 def from_ledger_error(err: Exception) -> ApiError:
-    """An ApiError for a gateway.ledger.LedgerError (code, message, param)."""
+    """An ApiError for a gateway.ledger.LedgerError, by the error's own http_status."""
     code = getattr(err, "code", "ledger_error")
     message = getattr(err, "message", None) or str(err) or code
     param = getattr(err, "param", None)
-    if code in _PAYMENT_CODES:
-        return ApiError(402, "payment_error", code, message, param)
-    if code in _CONFLICT_CODES:
+    status = getattr(err, "http_status", 400)
+    if status == 402:
+        # The ledger names its own debit account; the caller knows it as the amount asked.
+        return ApiError(402, "payment_error", code, message, "amount")
+    if status == 404:
+        return ApiError(404, "not_found", code, message, param)
+    if status == 409:
         return ApiError(409, "conflict", code, message, param)
     return ApiError(400, "invalid_request_error", code, message, param)
 

@@ -1,0 +1,56 @@
+"""/v1/wallets: create (operator), read, balance, statement, pay codes."""
+from flask import Blueprint
+
+from gateway import api
+from gateway.app import runtime
+from gateway.auth import current_caller, requires
+from gateway.idempotency import idempotent
+from gateway.services import wallets
+
+bp = Blueprint("wallets", __name__)
+
+
+@bp.post("/v1/wallets")
+@requires("operator")
+@idempotent
+def create(tx):
+    """Answers once with the wallet's credential ("wk_..."); only its hash is kept."""
+    body = api.json_body(required=("customer_id", "currency"))
+    wallet, credential = wallets.create_wallet(
+        tx, customer_id=api.object_id(body, "customer_id"), currency=api.currency(body),
+        now=runtime().now())
+    return 201, {**wallet, "credential": credential}
+
+
+@bp.get("/v1/wallets/<wallet_id>")
+@requires("operator", "wallet")
+def get(wallet_id):
+    with runtime().store.read() as tx:
+        return wallets.wallet_view(wallets.wallet_row(tx, current_caller(), wallet_id))
+
+
+@bp.get("/v1/wallets/<wallet_id>/balance")
+@requires("operator", "wallet")
+def balance(wallet_id):
+    with runtime().store.read() as tx:
+        wallet = wallets.wallet_row(tx, current_caller(), wallet_id)
+        return wallets.balance(tx, wallet["account_id"], owner_id=wallet_id)
+
+
+@bp.get("/v1/wallets/<wallet_id>/statement")
+@requires("operator", "wallet")
+def statement(wallet_id):
+    limit, after = api.page_args()
+    with runtime().store.read() as tx:
+        wallet = wallets.wallet_row(tx, current_caller(), wallet_id)
+        return wallets.statement(tx, wallet["account_id"], owner_id=wallet_id, limit=limit, after=after)
+
+
+@bp.post("/v1/wallets/<wallet_id>/pay_codes")
+@requires("wallet")
+@idempotent
+def pay_code(tx, wallet_id):
+    """A single-use code for the till (POST /v1/pos/authorizations), valid 60 s."""
+    api.json_body()
+    wallet = wallets.wallet_row(tx, current_caller(), wallet_id)
+    return 201, wallets.create_pay_code(tx, wallet, now=runtime().now())

@@ -1,0 +1,151 @@
+"""Who is calling: operator, merchant, wallet or terminal.
+
+    @bp.post("/v1/things")
+    @requires("merchant", "terminal")
+    def create_thing(): caller = current_caller(); ...
+
+Credentials:
+- operator: `Authorization: Bearer op_<hex>`, derived from config.secret("operator_key")
+  and printed by `tapstack gateway operator-key`.
+- merchant: `Bearer sk_...`; wallet: `Bearer wk_...`. Each is 256 random bits handed out
+  once and stored only as its SHA-256. A slow password hash (bcrypt, scrypt) exists to
+  make guessing low-entropy passwords expensive; nobody can guess a 256-bit key, so
+  SHA-256 loses nothing, and it lets a request find its caller by an indexed lookup.
+- terminal: HMAC-SHA256-signed requests (protocol.request_signing): key id, timestamp
+  within 300 s of the gateway's clock, a nonce never seen before for that key, and the
+  signature over method, path, timestamp, nonce and the body's SHA-256. The secret is
+  HMAC(config.secret("terminal_master"), key_id), so no terminal secret is stored.
+
+Unknown and malformed credentials answer 401 without saying which part was wrong
+beyond a code; a caller of the wrong kind answers 403.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from flask import g, request
+
+from gateway.app import runtime
+from gateway.errors import forbidden, unauthenticated
+from protocol import request_signing as rs
+
+KINDS = ("operator", "merchant", "wallet", "terminal")
+NONCE_RETENTION_SECONDS = 2 * rs.WINDOW_SECONDS
+
+
+@dataclass(frozen=True)
+class Caller:
+    kind: str                      # operator | merchant | wallet | terminal
+    id: str                        # "operator", "mer_...", "wal_...", "term_..."
+    merchant_id: str | None = None  # the merchant a merchant or terminal acts for
+
+
+def key_hash(key: str) -> str:
+    """How a sk_/wk_/pc_ key is stored and looked up."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+def operator_key(config) -> str:
+    return "op_" + config.secret("operator_key").hex()
+
+
+def terminal_secret(config, key_id: str) -> bytes:
+    return hmac.new(config.secret("terminal_master"), key_id.encode(), hashlib.sha256).digest()
+
+
+def current_caller() -> Caller:
+    caller = g.get("caller")
+    if caller is None:
+        raise RuntimeError("current_caller() outside a @requires view")
+    return caller
+
+
+def requires(*kinds: str):
+    """Authenticate the request and admit only callers of these kinds."""
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown caller kind(s): {sorted(unknown)}")
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            caller = authenticate()
+            if caller.kind not in kinds:
+                raise forbidden(f"A {caller.kind} may not use this endpoint.")
+            g.caller = caller
+            return view(*args, **kwargs)
+        return wrapper
+    return decorate
+
+
+def authenticate() -> Caller:
+    if rs.KEY_ID_HEADER in request.headers:
+        return _terminal()
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise unauthenticated("Send an Authorization: Bearer key, or a signed terminal request.",
+                              "missing_credentials")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthenticated("Authorization must be \"Bearer <key>\".")
+    token = token.strip()
+    rt = runtime()
+    if token.startswith("op_"):
+        if hmac.compare_digest(key_hash(token), key_hash(operator_key(rt.config))):
+            return Caller("operator", "operator")
+    elif token.startswith("sk_"):
+        with rt.store.read() as tx:
+            row = tx.one("SELECT id FROM merchants WHERE api_key_hash = :h", {"h": key_hash(token)})
+        if row:
+            return Caller("merchant", row["id"], row["id"])
+    elif token.startswith("wk_"):
+        with rt.store.read() as tx:
+            row = tx.one("SELECT id FROM wallets WHERE credential_hash = :h", {"h": key_hash(token)})
+        if row:
+            return Caller("wallet", row["id"])
+    raise unauthenticated("Invalid API key.")
+
+
+def signed_path() -> str:
+    """The path as the terminal signed it: path plus "?query" when there is one."""
+    query = request.query_string.decode("latin-1")
+    return request.path + ("?" + query if query else "")
+
+
+def _terminal() -> Caller:
+    rt = runtime()
+    h = request.headers
+    key_id = h.get(rs.KEY_ID_HEADER, "")
+    timestamp = rs.parse_timestamp(h.get(rs.TIMESTAMP_HEADER, ""))
+    nonce = h.get(rs.NONCE_HEADER, "")
+    signature = h.get(rs.SIGNATURE_HEADER, "")
+    if timestamp is None or not rs.valid_nonce(nonce) or not signature:
+        raise unauthenticated("A signed request needs key id, timestamp, nonce and signature headers.",
+                              "malformed_signature")
+    now = rt.now().timestamp()
+    if not rs.within_window(timestamp, now):
+        raise unauthenticated("The request's timestamp is outside the 300 s window.", "stale_timestamp")
+    with rt.store.read() as tx:
+        row = tx.one("SELECT id, merchant_id FROM terminals WHERE key_id = :k AND status = 'active'",
+                     {"k": key_id})
+    # An unknown key id is checked against a throwaway secret so it costs the same time.
+    secret = terminal_secret(rt.config, key_id if row else "unknown")
+    body = request.get_data(cache=True)
+    if not rs.verify(secret, request.method, signed_path(), timestamp, nonce, body, signature) or not row:
+        raise unauthenticated("Invalid request signature.", "invalid_signature")
+    # Only a valid signature spends a nonce, so forged requests cannot burn a terminal's.
+    with rt.store.transaction() as tx:
+        if tx.one("SELECT 1 FROM terminal_nonces WHERE key_id = :k AND nonce = :n",
+                  {"k": key_id, "n": nonce}):
+            raise unauthenticated("This request was already received (nonce reused).", "replayed_nonce")
+        tx.execute("DELETE FROM terminal_nonces WHERE seen_at < :t", {"t": int(now) - NONCE_RETENTION_SECONDS})
+        tx.insert("terminal_nonces", {"key_id": key_id, "nonce": nonce, "seen_at": int(now)})
+    return Caller("terminal", row["id"], row["merchant_id"])

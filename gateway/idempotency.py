@@ -1,0 +1,105 @@
+"""Idempotency-Key: a retried POST does its work once and gets the first answer again.
+
+    @bp.post("/v1/payments")
+    @requires("wallet")
+    @idempotent
+    def create_payment(tx): ... return 201, payment
+
+The view runs inside one store transaction and returns (status, resource). The
+record of its answer is written in that same transaction, so the effect and the
+record commit together or not at all. Rules, per (caller, key):
+
+- same method, path and body bytes: the stored status and body are replayed byte
+  for byte (with an `Idempotent-Replayed: true` header);
+- anything different: 409 idempotency_error;
+- an error (any ApiError, a 4xx validation error or 402 insufficient funds) rolls
+  back and records nothing, so the caller may fix the cause and retry with the key;
+- concurrent requests with one key: the store's write transactions are serialised
+  (BEGIN IMMEDIATE), so the second finds the first one's record and replays it.
+
+Keys are 1 to 255 printable ASCII characters; every POST must send one.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+
+from flask import Response, current_app, request
+
+from gateway.app import runtime
+from gateway.auth import Caller, current_caller
+from gateway.errors import ApiError, invalid
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    """What "the same request" means: method, path and the exact body bytes."""
+    h = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), body):
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.hexdigest()
+
+
+def lookup(tx, caller: Caller, key: str) -> dict | None:
+    return tx.one(
+        "SELECT request_hash, status, response FROM idempotency_keys"
+        " WHERE caller_kind = :kind AND caller_id = :id AND idem_key = :key",
+        {"kind": caller.kind, "id": caller.id, "key": key})
+
+
+def record(tx, caller: Caller, key: str, *, method: str, path: str, request_hash: str,
+           status: int, response: str, now_unix: int) -> None:
+    tx.insert("idempotency_keys", {
+        "caller_kind": caller.kind, "caller_id": caller.id, "idem_key": key,
+        "method": method, "path": path, "request_hash": request_hash,
+        "status": status, "response": response, "created_at": now_unix})
+
+
+def prune(tx, *, before_unix: int) -> int:
+    """Forget records older than `before_unix` (a retry after that is a new request)."""
+    return tx.execute("DELETE FROM idempotency_keys WHERE created_at < :t", {"t": before_unix})
+
+
+def request_key() -> str:
+    key = request.headers.get(HEADER)
+    if key is None or key == "":
+        raise invalid("idempotency_key_required", "Every POST needs an Idempotency-Key header.", HEADER)
+    if len(key) > MAX_KEY_LENGTH or not all(" " <= c <= "~" for c in key):
+        raise invalid("invalid_idempotency_key",
+                      f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.", HEADER)
+    return key
+
+
+def _response(text: str, status: int, key: str, replayed: bool) -> Response:
+    headers = {HEADER: key}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(text, status=status, mimetype="application/json", headers=headers)
+
+
+def idempotent(view):
+    """Run `view(tx, ...)` at most once per Idempotency-Key; see the module docstring."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        caller = current_caller()
+        key = request_key()
+        body = request.get_data(cache=True)
+        request_hash = fingerprint(request.method, request.path, body)
+        rt = runtime()
+        with rt.store.transaction() as tx:
+            prior = lookup(tx, caller, key)
+            if prior is not None:
+                if prior["request_hash"] != request_hash:
+                    raise ApiError(409, "idempotency_error", "idempotency_key_reused",
+                                   "This Idempotency-Key was used for a different request.", HEADER)
+                return _response(prior["response"], prior["status"], key, replayed=True)
+            status, resource = view(tx, *args, **kwargs)
+            text = current_app.json.dumps(resource)
+            record(tx, caller, key, method=request.method, path=request.path,
+                   request_hash=request_hash, status=status, response=text,
+                   now_unix=int(rt.now().timestamp()))
+        return _response(text, status, key, replayed=False)
+    return wrapper

@@ -1,0 +1,51 @@
+"""The gateway's functional core for the API: plain functions over a Tx and values.
+
+Each service takes the open transaction, the caller and plain values (amounts in
+minor units, a currency, `now` as an aware UTC datetime) and returns the resource
+as a dict ready for JSON. Nothing here reads a clock or an HTTP request. Objects
+that are not the caller's raise not_found, exactly as missing ones do.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import secrets
+from datetime import datetime, timezone
+
+from gateway.ledger import CURRENCY_EXPONENTS
+
+
+def supported_currency(code: str) -> bool:
+    """An ISO 4217 code with a minor unit, which the ledger can keep accounts in."""
+    return code in CURRENCY_EXPONENTS
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def unix(now: datetime) -> int:
+    return int(now.timestamp())
+
+
+def iso(seconds: int | None) -> str | None:
+    """Unix seconds as an ISO 8601 UTC time, the form every response uses."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _webhooks():
+    try:
+        if importlib.util.find_spec("gateway.webhooks") is None:
+            return None
+    except ModuleNotFoundError:
+        return None
+    return importlib.import_module("gateway.webhooks")
+
+
+def emit(tx, *, merchant_id: str, event_type: str, data: dict, now: datetime) -> None:
+    """Record a webhook event in this transaction, so it commits with its effect."""
+    webhooks = _webhooks()
+    if webhooks is not None:
+        webhooks.emit(tx, merchant_id=merchant_id, event_type=event_type, data=data, now=now)

@@ -1,0 +1,289 @@
+"""Money movements: top-ups, payments, refunds and POS authorisations.
+
+    top-up        funding_source -> customer_wallet   (a simulated bank or card)
+    payment       customer_wallet -> merchant
+    refund        merchant -> customer_wallet         (cumulative, never above the payment)
+    authorisation a pending customer_wallet -> merchant transfer with a timeout;
+                  capture posts all or part of it (and makes a payment), void releases it
+
+Every function runs in the caller's transaction: the ledger transfer, the API row
+and the webhook event commit together or not at all.
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from gateway import ledger
+from gateway.auth import Caller
+from gateway.errors import conflict, invalid, not_found
+from gateway.services import emit, iso, new_id, unix
+from gateway.services.merchants import payee
+from gateway.services.wallets import redeem_pay_code, require_active, wallet_row
+
+DEFAULT_AUTHORIZATION_SECONDS = 15 * 60
+MAX_AUTHORIZATION_SECONDS = 7 * 24 * 3600
+
+
+def _same_currency(expected: str, currency: str) -> None:
+    if currency != expected:
+        raise invalid("currency_mismatch", f"The account is kept in {expected}, not {currency}.",
+                      "currency")
+
+
+def funding_account(tx, currency: str, *, now: datetime) -> str:
+    """The simulated funding source for a currency, opened on first use."""
+    row = tx.one("SELECT id FROM ledger_accounts WHERE kind = 'funding_source' AND currency = :c"
+                 " AND owner_id IS NULL ORDER BY created_at, id LIMIT 1", {"c": currency})
+    if row:
+        return row["id"]
+    return ledger.open_account(tx, kind="funding_source", currency=currency, owner_id=None, now=now)["id"]
+
+
+def release_expired_holds(tx, *, now: datetime, limit: int = 100) -> None:
+    """Expire due POS holds before spending, so a lapsed hold never blocks a payment."""
+    ledger.expire_pending(tx, now=now, limit=limit)
+
+
+# -- top-ups ---------------------------------------------------------------
+
+def topup_view(row: dict) -> dict:
+    return {"id": row["id"], "object": "topup", "wallet_id": row["wallet_id"],
+            "amount": row["amount"], "currency": row["currency"], "status": "succeeded",
+            "created_at": iso(row["created_at"])}
+
+
+def create_topup(tx, caller: Caller, *, wallet_id: str, amount: int, currency: str,
+                 now: datetime) -> dict:
+    wallet = wallet_row(tx, caller, wallet_id, "wallet_id")
+    require_active(wallet)
+    _same_currency(wallet["currency"], currency)
+    topup_id = new_id("top")
+    ledger.transfer(tx, transfer_id=topup_id, debit_account_id=funding_account(tx, currency, now=now),
+                    credit_account_id=wallet["account_id"], amount=amount, currency=currency,
+                    code="topup", now=now)
+    row = {"id": topup_id, "wallet_id": wallet_id, "amount": amount, "currency": currency,
+           "transfer_id": topup_id, "created_at": unix(now)}
+    tx.insert("topups", row)
+    return topup_view(row)
+
+
+def get_topup(tx, caller: Caller, topup_id: str) -> dict:
+    row = tx.one("SELECT * FROM topups WHERE id = :id", {"id": topup_id})
+    if row is None or not (caller.kind == "operator" or
+                           (caller.kind == "wallet" and caller.id == row["wallet_id"])):
+        raise not_found("top-up", "id")
+    return topup_view(row)
+
+
+# -- payments --------------------------------------------------------------
+
+def payment_view(row: dict) -> dict:
+    return {"id": row["id"], "object": "payment", "wallet_id": row["wallet_id"],
+            "merchant_id": row["merchant_id"], "amount": row["amount"],
+            "amount_refunded": row["refunded_amount"], "currency": row["currency"],
+            "status": row["status"], "description": row["description"],
+            "authorization_id": row["authorization_id"], "created_at": iso(row["created_at"])}
+
+
+def _record_payment(tx, *, payment_id: str, wallet: dict, merchant: dict, amount: int,
+                    currency: str, description: str | None, authorization_id: str | None,
+                    transfer_id: str, now: datetime) -> dict:
+    row = {"id": payment_id, "wallet_id": wallet["id"], "merchant_id": merchant["id"],
+           "amount": amount, "refunded_amount": 0, "currency": currency, "status": "succeeded",
+           "description": description, "transfer_id": transfer_id,
+           "authorization_id": authorization_id, "created_at": unix(now)}
+    tx.insert("payments", row)
+    view = payment_view(row)
+    emit(tx, merchant_id=merchant["id"], event_type="payment.succeeded", data=view, now=now)
+    return view
+
+
+def create_payment(tx, caller: Caller, *, merchant_id: str, amount: int, currency: str,
+                   description: str | None, now: datetime) -> dict:
+    """The calling wallet pays a merchant."""
+    wallet = wallet_row(tx, caller, caller.id, "wallet_id")
+    require_active(wallet)
+    _same_currency(wallet["currency"], currency)
+    merchant = payee(tx, merchant_id)
+    release_expired_holds(tx, now=now)
+    _same_currency(merchant["currency"], currency)
+    payment_id = new_id("pay")
+    ledger.transfer(tx, transfer_id=payment_id, debit_account_id=wallet["account_id"],
+                    credit_account_id=merchant["account_id"], amount=amount, currency=currency,
+                    code="payment", now=now)
+    return _record_payment(tx, payment_id=payment_id, wallet=wallet, merchant=merchant,
+                           amount=amount, currency=currency, description=description,
+                           authorization_id=None, transfer_id=payment_id, now=now)
+
+
+def _payment_visible(caller: Caller, row: dict) -> bool:
+    return (caller.kind == "operator"
+            or (caller.kind == "wallet" and caller.id == row["wallet_id"])
+            or (caller.kind == "merchant" and caller.id == row["merchant_id"]))
+
+
+def get_payment(tx, caller: Caller, payment_id: str) -> dict:
+    row = tx.one("SELECT * FROM payments WHERE id = :id", {"id": payment_id})
+    if row is None or not _payment_visible(caller, row):
+        raise not_found("payment", "id")
+    return payment_view(row)
+
+
+def list_payments(tx, caller: Caller, *, limit: int, after: str | None) -> dict:
+    """The caller's own payments, oldest first; `after` is the last id of the previous page."""
+    column = {"wallet": "wallet_id", "merchant": "merchant_id"}.get(caller.kind)
+    where, params = ("1 = 1", {}) if column is None else (f"{column} = :owner", {"owner": caller.id})
+    if after is not None:
+        anchor = tx.one(f"SELECT created_at, id FROM payments WHERE id = :a AND {where}",
+                        {"a": after, **params})
+        if anchor is None:
+            raise invalid("invalid_cursor", "after is not a payment in this list.", "after")
+        where += " AND (created_at > :t OR (created_at = :t AND id > :a))"
+        params.update(t=anchor["created_at"], a=after)
+    rows = tx.query(f"SELECT * FROM payments WHERE {where} ORDER BY created_at, id LIMIT :n",
+                    {**params, "n": limit + 1})
+    page = rows[:limit]
+    has_more = len(rows) > limit
+    return {"object": "list", "data": [payment_view(r) for r in page], "has_more": has_more,
+            "next_cursor": page[-1]["id"] if has_more else None}
+
+
+# -- refunds ---------------------------------------------------------------
+
+def refund_view(row: dict) -> dict:
+    return {"id": row["id"], "object": "refund", "payment_id": row["payment_id"],
+            "amount": row["amount"], "currency": row["currency"], "status": "succeeded",
+            "reason": row["reason"], "created_at": iso(row["created_at"])}
+
+
+def create_refund(tx, caller: Caller, *, payment_id: str, amount: int | None,
+                  reason: str | None, now: datetime) -> dict:
+    """The paid merchant gives back all that is left of a payment, or part of it."""
+    payment = tx.one("SELECT * FROM payments WHERE id = :id", {"id": payment_id})
+    if payment is None or payment["merchant_id"] != caller.merchant_id or caller.kind != "merchant":
+        raise not_found("payment", "payment_id")
+    amount = ledger.refundable(payment["amount"], payment["refunded_amount"], amount)
+    merchant = tx.one("SELECT account_id FROM merchants WHERE id = :id", {"id": payment["merchant_id"]})
+    wallet = tx.one("SELECT account_id FROM wallets WHERE id = :id", {"id": payment["wallet_id"]})
+    refund_id = new_id("re")
+    ledger.transfer(tx, transfer_id=refund_id, debit_account_id=merchant["account_id"],
+                    credit_account_id=wallet["account_id"], amount=amount,
+                    currency=payment["currency"], code="refund", now=now,
+                    metadata={"payment_id": payment_id})
+    refunded = payment["refunded_amount"] + amount
+    status = "refunded" if refunded == payment["amount"] else "partially_refunded"
+    # The guard on refunded_amount keeps the sum of refunds at most the payment even
+    # if two refunds were ever to race on a store with weaker isolation.
+    changed = tx.execute(
+        "UPDATE payments SET refunded_amount = :r, status = :s WHERE id = :id AND refunded_amount = :old",
+        {"r": refunded, "s": status, "id": payment_id, "old": payment["refunded_amount"]})
+    if changed != 1:
+        raise conflict("concurrent_refund", "Another refund of this payment happened meanwhile; retry.")
+    row = {"id": refund_id, "payment_id": payment_id, "amount": amount,
+           "currency": payment["currency"], "reason": reason, "transfer_id": refund_id,
+           "created_at": unix(now)}
+    tx.insert("refunds", row)
+    view = refund_view(row)
+    emit(tx, merchant_id=payment["merchant_id"], event_type="refund.succeeded", data=view, now=now)
+    return view
+
+
+def get_refund(tx, caller: Caller, refund_id: str) -> dict:
+    row = tx.one("SELECT r.*, p.wallet_id, p.merchant_id FROM refunds r"
+                 " JOIN payments p ON p.id = r.payment_id WHERE r.id = :id", {"id": refund_id})
+    if row is None or not _payment_visible(caller, row):
+        raise not_found("refund", "id")
+    return refund_view(row)
+
+
+# -- POS authorisations ----------------------------------------------------
+
+def authorization_view(row: dict, now: datetime) -> dict:
+    status = row["status"]
+    if status == "pending" and unix(now) >= row["expires_at"]:
+        status = "expired"
+    return {"id": row["id"], "object": "authorization", "wallet_id": row["wallet_id"],
+            "merchant_id": row["merchant_id"], "terminal_id": row["terminal_id"],
+            "amount": row["amount"], "amount_captured": row["captured_amount"],
+            "currency": row["currency"], "status": status, "payment_id": row["payment_id"],
+            "expires_at": iso(row["expires_at"]), "created_at": iso(row["created_at"])}
+
+
+def authorize(tx, caller: Caller, *, pay_code: str, amount: int, currency: str,
+              timeout_seconds: int | None, now: datetime) -> dict:
+    """A till holds `amount` of the wallet behind a pay code for its merchant."""
+    merchant = tx.one("SELECT * FROM merchants WHERE id = :id", {"id": caller.merchant_id})
+    _same_currency(merchant["currency"], currency)
+    wallet = redeem_pay_code(tx, pay_code, now=now)
+    _same_currency(wallet["currency"], currency)
+    release_expired_holds(tx, now=now)
+    timeout = timeout_seconds or DEFAULT_AUTHORIZATION_SECONDS
+    auth_id = new_id("auth")
+    ledger.transfer(tx, transfer_id=auth_id, debit_account_id=wallet["account_id"],
+                    credit_account_id=merchant["account_id"], amount=amount, currency=currency,
+                    code="pos_authorization", now=now, pending=True, timeout_seconds=timeout)
+    row = {"id": auth_id, "wallet_id": wallet["id"], "merchant_id": merchant["id"],
+           "terminal_id": caller.id if caller.kind == "terminal" else None,
+           "amount": amount, "captured_amount": 0, "currency": currency, "status": "pending",
+           "pending_transfer_id": auth_id, "payment_id": None,
+           # rounded up, so whenever the API says expired the ledger agrees
+           "expires_at": math.ceil(now.timestamp() + timeout), "created_at": unix(now)}
+    tx.insert("pos_authorizations", row)
+    return authorization_view(row, now)
+
+
+def _authorization_row(tx, caller: Caller, auth_id: str) -> dict:
+    row = tx.one("SELECT * FROM pos_authorizations WHERE id = :id", {"id": auth_id})
+    visible = row is not None and (
+        caller.kind == "operator"
+        or (caller.kind in ("merchant", "terminal") and caller.merchant_id == row["merchant_id"])
+        or (caller.kind == "wallet" and caller.id == row["wallet_id"]))
+    if not visible:
+        raise not_found("authorization", "id")
+    return row
+
+
+def get_authorization(tx, caller: Caller, auth_id: str, *, now: datetime) -> dict:
+    return authorization_view(_authorization_row(tx, caller, auth_id), now)
+
+
+def _open_authorization(tx, caller: Caller, auth_id: str, now: datetime) -> dict:
+    """An authorisation the merchant (or one of its terminals) may still capture or void."""
+    if caller.kind not in ("merchant", "terminal"):
+        raise not_found("authorization", "id")
+    row = _authorization_row(tx, caller, auth_id)
+    if row["status"] != "pending":
+        raise conflict(f"authorization_{row['status']}", f"This authorisation is already {row['status']}.")
+    if unix(now) >= row["expires_at"]:
+        raise conflict("authorization_expired", "This authorisation has expired; its hold is released.")
+    return row
+
+
+def capture(tx, caller: Caller, auth_id: str, *, amount: int | None, now: datetime) -> dict:
+    """Post all or part of the hold; the rest goes back to the wallet. Makes a payment."""
+    row = _open_authorization(tx, caller, auth_id, now)
+    amount = row["amount"] if amount is None else amount
+    if amount > row["amount"]:
+        raise invalid("amount_too_large", f"At most {row['amount']} was authorised.", "amount")
+    capture_id = new_id("cap")
+    ledger.post_pending(tx, transfer_id=capture_id, pending_id=row["pending_transfer_id"],
+                        amount=amount, now=now)
+    wallet = tx.one("SELECT * FROM wallets WHERE id = :id", {"id": row["wallet_id"]})
+    merchant = tx.one("SELECT * FROM merchants WHERE id = :id", {"id": row["merchant_id"]})
+    payment_id = new_id("pay")
+    _record_payment(tx, payment_id=payment_id, wallet=wallet, merchant=merchant, amount=amount,
+                    currency=row["currency"], description=None, authorization_id=auth_id,
+                    transfer_id=capture_id, now=now)
+    tx.execute("UPDATE pos_authorizations SET status = 'captured', captured_amount = :a,"
+               " payment_id = :p WHERE id = :id", {"a": amount, "p": payment_id, "id": auth_id})
+    return authorization_view({**row, "status": "captured", "captured_amount": amount,
+                               "payment_id": payment_id}, now)
+
+
+def void(tx, caller: Caller, auth_id: str, *, now: datetime) -> dict:
+    """Release the whole hold."""
+    row = _open_authorization(tx, caller, auth_id, now)
+    ledger.void_pending(tx, transfer_id=new_id("void"), pending_id=row["pending_transfer_id"], now=now)
+    tx.execute("UPDATE pos_authorizations SET status = 'voided' WHERE id = :id", {"id": auth_id})
+    return authorization_view({**row, "status": "voided"}, now)

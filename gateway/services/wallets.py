@@ -1,0 +1,106 @@
+"""Customers, their wallets (customer_wallet accounts), balances, statements, pay codes."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from gateway import ledger
+from gateway.auth import Caller, key_hash, new_key
+from gateway.errors import conflict, not_found
+from gateway.services import iso, new_id, unix
+
+PAY_CODE_SECONDS = 60
+
+
+def customer_view(row: dict) -> dict:
+    return {"id": row["id"], "object": "customer", "name": row["name"], "email": row["email"],
+            "external_ref": row["external_ref"], "created_at": iso(row["created_at"])}
+
+
+def wallet_view(row: dict) -> dict:
+    return {"id": row["id"], "object": "wallet", "customer_id": row["customer_id"],
+            "currency": row["currency"], "status": row["status"],
+            "created_at": iso(row["created_at"])}
+
+
+def create_customer(tx, *, name: str | None, email: str | None, external_ref: str | None,
+                    now: datetime) -> dict:
+    row = {"id": new_id("cus"), "name": name, "email": email, "external_ref": external_ref,
+           "created_at": unix(now)}
+    tx.insert("customers", row)
+    return customer_view(row)
+
+
+def get_customer(tx, caller: Caller, customer_id: str) -> dict:
+    row = tx.one("SELECT * FROM customers WHERE id = :id", {"id": customer_id})
+    if row is None or caller.kind != "operator":
+        raise not_found("customer", "id")
+    return customer_view(row)
+
+
+def create_wallet(tx, *, customer_id: str, currency: str, now: datetime) -> tuple[dict, str]:
+    """A new wallet and its credential ("wk_..."), which is stored only as a hash."""
+    if tx.one("SELECT 1 FROM customers WHERE id = :id", {"id": customer_id}) is None:
+        raise not_found("customer", "customer_id")
+    account_id = ledger.open_account(tx, kind="customer_wallet", currency=currency,
+                                     owner_id=customer_id, now=now)["id"]
+    credential = new_key("wk_")
+    row = {"id": new_id("wal"), "customer_id": customer_id, "account_id": account_id,
+           "currency": currency, "status": "active", "credential_hash": key_hash(credential),
+           "created_at": unix(now)}
+    tx.insert("wallets", row)
+    return wallet_view(row), credential
+
+
+def wallet_row(tx, caller: Caller, wallet_id: str, param: str = "id") -> dict:
+    """The wallet if the caller may see it (the operator, or the wallet itself)."""
+    row = tx.one("SELECT * FROM wallets WHERE id = :id", {"id": wallet_id})
+    if row is None or not (caller.kind == "operator" or
+                           (caller.kind == "wallet" and caller.id == wallet_id)):
+        raise not_found("wallet", param)
+    return row
+
+
+def require_active(wallet: dict) -> None:
+    if wallet["status"] != "active":
+        raise conflict("wallet_locked", "This wallet is locked.", "wallet_id")
+
+
+def balance(tx, account_id: str, *, owner_id: str) -> dict:
+    """A ledger account's balance as the API shows it."""
+    b = ledger.balance(tx, account_id)
+    return {"object": "balance", "owner_id": owner_id, "currency": b.currency,
+            "available": b.available, "posted": b.posted,
+            "pending_debits": b.debits_pending, "pending_credits": b.credits_pending}
+
+
+def statement(tx, account_id: str, *, owner_id: str, limit: int, after: str | None) -> dict:
+    """One page of an account's postings, newest first; `next_cursor` continues."""
+    rows, next_cursor = ledger.statement(tx, account_id, limit=limit, after=after)
+    # Ledger account ids stay inside the gateway; transfer_id is the resource's id
+    # (top_..., pay_..., re_..., cap_...).
+    data = [{k: v for k, v in row.items() if k != "counterparty_account_id"} for row in rows]
+    return {"object": "list", "owner_id": owner_id, "data": data,
+            "has_more": next_cursor is not None, "next_cursor": next_cursor}
+
+
+def create_pay_code(tx, wallet: dict, *, now: datetime) -> dict:
+    """A single-use code the payer shows at a till, valid for PAY_CODE_SECONDS."""
+    require_active(wallet)
+    code = new_key("pc_")
+    expires_at = unix(now) + PAY_CODE_SECONDS
+    tx.insert("pay_codes", {"code_hash": key_hash(code), "wallet_id": wallet["id"],
+                            "expires_at": expires_at, "created_at": unix(now)})
+    return {"object": "pay_code", "code": code, "wallet_id": wallet["id"],
+            "expires_at": iso(expires_at), "created_at": iso(unix(now))}
+
+
+def redeem_pay_code(tx, code: str, *, now: datetime) -> dict:
+    """The wallet behind an unused, unexpired pay code, which is spent by this call."""
+    row = tx.one("SELECT * FROM pay_codes WHERE code_hash = :h", {"h": key_hash(code)})
+    if row is None or row["used_at"] is not None or row["expires_at"] <= unix(now):
+        raise not_found("pay code (or it expired or was used)", "pay_code")
+    tx.execute("UPDATE pay_codes SET used_at = :t WHERE code_hash = :h",
+               {"t": unix(now), "h": row["code_hash"]})
+    wallet = tx.one("SELECT * FROM wallets WHERE id = :id", {"id": row["wallet_id"]})
+    require_active(wallet)
+    return wallet

@@ -1,0 +1,197 @@
+"""Fixtures for the gateway's HTTP API: an app over a temp data dir, a movable clock,
+and a small client that authenticates as operator, merchant, wallet or terminal."""
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from gateway import ledger
+from gateway.app import create_app
+from gateway.auth import operator_key
+from gateway.config import Config
+from gateway.store import Store
+from protocol import request_signing
+
+_keys = itertools.count()
+
+
+class Clock:
+    def __init__(self, start: datetime):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class Api:
+    """Requests as one caller: `auth` is a bearer key, or a terminal (key_id, secret)."""
+
+    def __init__(self, client, clock: Clock, auth):
+        self.client, self.clock, self.auth = client, clock, auth
+        self._nonces = itertools.count()
+
+    def _headers(self, method: str, path: str, body: bytes, extra: dict | None) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if isinstance(self.auth, tuple):
+            key_id, secret = self.auth
+            nonce = f"nonce-{key_id[-8:]}-{next(self._nonces):010d}-{next(_keys)}"
+            headers.update(request_signing.signed_headers(
+                key_id, secret, method, path, body,
+                timestamp=int(self.clock().timestamp()), nonce=nonce))
+        elif self.auth is not None:
+            headers["Authorization"] = f"Bearer {self.auth}"
+        headers.update(extra or {})
+        return headers
+
+    def post(self, path: str, body=None, *, key: str | None = "auto", raw: bytes | None = None,
+             headers: dict | None = None):
+        data = raw if raw is not None else json.dumps(body if body is not None else {}).encode()
+        h = self._headers("POST", path, data, headers)
+        if key == "auto":
+            key = f"key-{next(_keys)}"
+        if key is not None:
+            h["Idempotency-Key"] = key
+        return self.client.post(path, data=data, headers=h)
+
+    def get(self, path: str, headers: dict | None = None):
+        return self.client.get(path, headers=self._headers("GET", path, b"", headers))
+
+    def as_(self, auth) -> "Api":
+        return Api(self.client, self.clock, auth)
+
+
+@pytest.fixture
+def clock():
+    return Clock(datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc))
+
+
+@pytest.fixture
+def config(tmp_path):
+    return Config(tmp_path / "gateway")
+
+
+@pytest.fixture
+def store(config):
+    s = Store(config.db_path, synchronous="NORMAL")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def app(config, store, clock):
+    app = create_app(config, store=store, clock=clock)
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def operator(client, clock, config):
+    return Api(client, clock, operator_key(config))
+
+
+def ok(response, status: int = 200) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def error(response, status: int, type_: str, code: str | None = None) -> dict:
+    """Assert the one error shape and return its inner object."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"type", "code", "message", "param"}
+    assert body["error"]["type"] == type_
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    return body["error"]
+
+
+class World:
+    """Two customers' wallets, two merchants, a terminal of each merchant."""
+
+    def __init__(self, operator: Api):
+        self.operator = operator
+        self.wallets, self.merchants, self.terminals = {}, {}, {}
+        for name in ("a", "b"):
+            customer = ok(operator.post("/v1/customers", {"name": f"Rider {name}"}), 201)
+            wallet = ok(operator.post("/v1/wallets", {"customer_id": customer["id"], "currency": "CNY"}), 201)
+            self.wallets[name] = (wallet["id"], operator.as_(wallet["credential"]))
+        for name in ("x", "y"):
+            merchant = ok(operator.post("/v1/merchants", {"name": f"Shop {name}"}), 201)
+            self.merchants[name] = (merchant["id"], operator.as_(merchant["api_key"]))
+            terminal = ok(operator.post("/v1/terminals", {"merchant_id": merchant["id"], "name": "till 1"}), 201)
+            self.terminals[name] = (terminal["id"],
+                                    operator.as_((terminal["key_id"], bytes.fromhex(terminal["secret"]))))
+
+    def wallet(self, name):
+        return self.wallets[name]
+
+    def merchant(self, name):
+        return self.merchants[name]
+
+    def terminal(self, name):
+        return self.terminals[name]
+
+    def top_up(self, name: str, amount: int):
+        wallet_id, _ = self.wallets[name]
+        return ok(self.operator.post("/v1/topups", {"wallet_id": wallet_id, "amount": amount,
+                                                    "currency": "CNY"}), 201)
+
+    def pay(self, wallet: str, merchant: str, amount: int):
+        _, api = self.wallets[wallet]
+        merchant_id, _ = self.merchants[merchant]
+        return ok(api.post("/v1/payments", {"merchant_id": merchant_id, "amount": amount,
+                                            "currency": "CNY"}), 201)
+
+    def pay_code(self, wallet: str) -> str:
+        wallet_id, api = self.wallets[wallet]
+        return ok(api.post(f"/v1/wallets/{wallet_id}/pay_codes"), 201)["code"]
+
+    def available(self, wallet: str) -> int:
+        wallet_id, _ = self.wallets[wallet]
+        return ok(self.operator.get(f"/v1/wallets/{wallet_id}/balance"))["available"]
+
+    def merchant_available(self, merchant: str) -> int:
+        merchant_id, _ = self.merchants[merchant]
+        return ok(self.operator.get(f"/v1/merchants/{merchant_id}/balance"))["available"]
+
+
+@pytest.fixture
+def world(operator):
+    return World(operator)
+
+
+def books(store) -> tuple[bool, int]:
+    """(the ledger check passes, number of transfers): what "nothing was posted" compares."""
+    with store.read() as tx:
+        report = ledger.check(tx)
+    assert report.ok, report.problems
+    return report.ok, report.transfers
+
+
+@pytest.fixture
+def nothing_moved(store, world):
+    """`check = nothing_moved()` snapshots balances and transfers; `check()` asserts no change."""
+    def state():
+        return (books(store), [world.available(n) for n in world.wallets],
+                [world.merchant_available(n) for n in world.merchants])
+
+    def begin():
+        before = state()
+
+        def check():
+            assert state() == before
+        return check
+    return begin
