@@ -1,4 +1,4 @@
-"""An in-process reader holding VirtualCards, for tests of the layers above the readers.
+"""An in-process reader holding Cards, for tests of the layers above the readers.
 
 It takes the same script as the card-side transports (present, remove, tear_after, slow)
 and keeps a transcript of every exchange, so a test can assert what went over the air.
@@ -9,8 +9,20 @@ import threading
 import time
 from dataclasses import dataclass
 
+from typing import Protocol
+
 from terminal.readers.base import CardRemoved
-from wallet.card import VirtualCard
+
+
+class Card(Protocol):
+    """What the mock needs of a card: wallet.card.VirtualCard fits (the terminal never imports wallet)."""
+    uid: bytes
+
+    def power_on(self) -> bytes: ...
+
+    def power_off(self) -> None: ...
+
+    def process(self, raw: bytes) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -20,7 +32,7 @@ class Exchange:
 
 
 class MockSession:
-    def __init__(self, reader: "MockReader", card: VirtualCard, generation: int):
+    def __init__(self, reader: "MockReader", card: Card, generation: int):
         self.reader = reader
         self.card = card
         self.uid = card.uid  # a contactless reader learns the UID at anticollision
@@ -37,8 +49,8 @@ class MockSession:
 class MockReader:
     name = "mock"
 
-    def __init__(self, card: VirtualCard | None = None):
-        self.card: VirtualCard | None = None
+    def __init__(self, card: Card | None = None):
+        self.card: Card | None = None
         self.transcript: list[Exchange] = []
         self.signals: list[str] = []
         self.delay = 0.0
@@ -46,11 +58,12 @@ class MockReader:
         self._apdus = 0
         self._generation = 0  # bumped at each removal: sessions of an earlier presence are dead
         self._changed = threading.Condition()
+        self._present = False
         if card is not None:
             self.present(card)
 
     # scripting -------------------------------------------------------------------------
-    def present(self, card: VirtualCard | None = None) -> None:
+    def present(self, card: Card | None = None) -> None:
         with self._changed:
             card = card or self.card
             if card is None:
@@ -78,8 +91,6 @@ class MockReader:
 
     def slow(self, delay: float) -> None:
         self.delay = max(0.0, float(delay))
-
-    _present = False
 
     @property
     def presented(self) -> bool:
