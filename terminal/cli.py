@@ -1,7 +1,12 @@
 """`tapstack terminal ...` commands."""
 import click
 
+from terminal.doctor import command as doctor_command
+
 
 @click.group()
 def cli():
     """The terminal program."""
+
+
+cli.add_command(doctor_command, "doctor")
