@@ -80,8 +80,9 @@ def find_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 def split_statements(sql: str) -> list[str]:
     """Split a migration script into complete statements (triggers stay whole)."""
     statements, buffer = [], ""
-    for piece in sql.split(";"):
-        buffer += piece + ";"
+    pieces = sql.split(";")
+    for index, piece in enumerate(pieces):
+        buffer += piece if index == len(pieces) - 1 else piece + ";"
         if sqlite3.complete_statement(buffer):
             if _strip_comments(buffer).strip(" \t\r\n;"):
                 statements.append(buffer.strip())
