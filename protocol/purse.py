@@ -134,7 +134,7 @@ def _amount(amount: int) -> bytes:
 def _tlv(tag: int, value: bytes) -> bytes:
     n = len(value)
     length = bytes((n,)) if n < 0x80 else bytes((0x81, n)) if n < 0x100 else b"\x82" + n.to_bytes(2, "big")
-    return bytes((tag,)) + length + value
+    return tag.to_bytes(max(1, (tag.bit_length() + 7) // 8), "big") + length + value
 
 
 def _tlv_items(data: bytes) -> list[tuple[int, bytes]]:
