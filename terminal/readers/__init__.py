@@ -12,6 +12,8 @@ from terminal.readers.base import CardRemoved, CardSession, Reader, ReaderError,
 
 __all__ = ["open_reader", "Reader", "CardSession", "ReaderError", "ReaderUnavailable", "CardRemoved"]
 
+from collections.abc import Callable
+
 SPEC_HELP = "pcsc, pcsc:NAME, usb, usb:VID:PID, udp:HOST:PORT or mock"
 
 
@@ -39,3 +41,19 @@ def open_reader(spec: str) -> Reader:
 
         return MockReader()
     raise ReaderError(f"unknown reader {spec!r}: use {SPEC_HELP}")
+
+
+def complete_response(send: Callable[[bytes], bytes], apdu: bytes) -> bytes:
+    """Send apdu through send and finish the ISO 7816-4 transport dialogue for the caller:
+    6Cxx re-sends the command with Le xx; 61xx fetches the rest with GET RESPONSE."""
+    apdu = bytes(apdu)
+    response = send(apdu)
+    if len(response) == 2 and response[0] == 0x6C and len(apdu) >= 5:
+        response = send(apdu[:-1] + response[1:2])
+    data = bytearray()
+    for _ in range(256):  # a card answering 61xx forever is broken, not a reason to hang
+        if len(response) < 2 or response[-2] != 0x61:
+            break
+        data += response[:-2]
+        response = send(bytes((apdu[0] & 0x03, 0xC0, 0x00, 0x00, response[-1])))
+    return bytes(data) + response

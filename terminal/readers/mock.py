@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from typing import Protocol
 
+from terminal.readers import complete_response
 from terminal.readers.base import CardRemoved
 
 
@@ -40,7 +41,7 @@ class MockSession:
         self._generation = generation
 
     def transmit(self, apdu: bytes) -> bytes:
-        return self.reader._transmit(self, bytes(apdu))
+        return complete_response(lambda raw: self.reader._transmit(self, raw), apdu)
 
     def close(self) -> None:
         self._generation = -1

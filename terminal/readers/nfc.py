@@ -11,6 +11,7 @@ import errno
 import logging
 import time
 
+from terminal.readers import complete_response
 from terminal.readers.base import CardRemoved, ReaderError, ReaderUnavailable
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,9 @@ class NfcSession:
         self._open = True
 
     def transmit(self, apdu: bytes) -> bytes:
+        return complete_response(self._raw, apdu)
+
+    def _raw(self, apdu: bytes) -> bytes:
         import nfc.clf
         import nfc.tag
 

@@ -12,6 +12,7 @@ import time
 
 from smartcard import scard
 
+from terminal.readers import complete_response
 from terminal.readers.base import CardRemoved, ReaderError, ReaderUnavailable
 
 log = logging.getLogger(__name__)
@@ -85,16 +86,7 @@ class PcscSession:
         return self._uid
 
     def transmit(self, apdu: bytes) -> bytes:
-        apdu = bytes(apdu)
-        response = self._raw(apdu)
-        if len(response) == 2 and response[0] == 0x6C and len(apdu) >= 5:
-            # wrong Le: send the same command again with the Le the card asked for
-            response = self._raw(apdu[:-1] + response[1:2])
-        data = bytearray()
-        while len(response) >= 2 and response[-2] == 0x61:
-            data += response[:-2]
-            response = self._raw(bytes((apdu[0] & 0x03, 0xC0, 0x00, 0x00, response[-1])))
-        return bytes(data) + response
+        return complete_response(self._raw, apdu)
 
     def _raw(self, apdu: bytes) -> bytes:
         if self._hcard is None:
