@@ -131,7 +131,7 @@ def get_payment(tx, caller: Caller, payment_id: str) -> dict:
 
 
 def list_payments(tx, caller: Caller, *, limit: int, after: str | None) -> dict:
-    """The caller's own payments, oldest first; `after` is the last id of the previous page."""
+    """The caller's own payments, newest first; `after` is the last id of the previous page."""
     column = {"wallet": "wallet_id", "merchant": "merchant_id"}.get(caller.kind)
     where, params = ("1 = 1", {}) if column is None else (f"{column} = :owner", {"owner": caller.id})
     if after is not None:
@@ -139,9 +139,9 @@ def list_payments(tx, caller: Caller, *, limit: int, after: str | None) -> dict:
                         {"a": after, **params})
         if anchor is None:
             raise invalid("invalid_cursor", "after is not a payment in this list.", "after")
-        where += " AND (created_at > :t OR (created_at = :t AND id > :a))"
+        where += " AND (created_at < :t OR (created_at = :t AND id < :a))"
         params.update(t=anchor["created_at"], a=after)
-    rows = tx.query(f"SELECT * FROM payments WHERE {where} ORDER BY created_at, id LIMIT :n",
+    rows = tx.query(f"SELECT * FROM payments WHERE {where} ORDER BY created_at DESC, id DESC LIMIT :n",
                     {**params, "n": limit + 1})
     page = rows[:limit]
     has_more = len(rows) > limit
