@@ -40,3 +40,19 @@ def check(data_dir):
         click.echo(f"warning: {note}", err=True)
     if not report.ok:
         raise SystemExit(1)
+
+
+@cli.command("deliver-webhooks")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="The gateway's data directory (default: $TAPSTACK_HOME/gateway).")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@click.option("--interval", type=click.FloatRange(0.05, 3600), default=1.0, show_default=True,
+              help="Seconds to wait when nothing is due.")
+@click.option("--timeout", type=click.FloatRange(0.1, 120), default=10.0, show_default=True,
+              help="Seconds an endpoint has to answer.")
+@click.option("--max-attempts", type=click.IntRange(1, 50), default=10, show_default=True)
+def deliver_webhooks(data_dir, once, interval, timeout, max_attempts):
+    """POST due webhook events, signed, until stopped (Ctrl-C or SIGTERM)."""
+    from gateway import webhooks
+    webhooks.deliver_from(data_dir, once=once, interval=interval, timeout=timeout,
+                          max_attempts=max_attempts, echo=click.echo)

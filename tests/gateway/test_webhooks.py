@@ -317,3 +317,17 @@ def test_a_deliverer_killed_mid_batch_loses_no_event_and_ids_dedupe(store, tmp_p
     assert len(received) == 7                                # the 3rd one twice
     assert all(r["verified"] for r in rx.received)
     assert {d["status"] for d in deliveries(store).values()} == {"succeeded"}
+
+
+def test_the_deliver_webhooks_command_delivers_what_is_due(tmp_path):
+    from click.testing import CliRunner
+    from gateway.cli import cli
+
+    store = Store(tmp_path / "gateway.db")          # where Config(tmp_path) keeps it
+    with Receiver() as rx:
+        endpoint(store, rx)
+        ids = emit(store, n=2, now=datetime.now(timezone.utc))
+        store.close()
+        result = CliRunner().invoke(cli, ["deliver-webhooks", "--data", str(tmp_path), "--once"])
+    assert result.exit_code == 0 and "2 webhook deliveries attempted" in result.output
+    assert sorted(rx.ids()) == sorted(ids) and all(r["verified"] for r in rx.received)
