@@ -79,3 +79,24 @@ def create_app(config: gateway_config.Config | None = None, *, store=None,
         if _module_exists(name):
             app.register_blueprint(importlib.import_module(name).bp)
     return app
+
+
+def serve(config: gateway_config.Config, *, host: str, port: int, workers: int,
+          threads: int = 4) -> None:
+    """Run the API under gunicorn (a production WSGI server) until stopped.
+
+    Each worker process builds its own app and store connections after the fork.
+    """
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self):
+            for key, value in {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
+                               "worker_class": "gthread", "accesslog": "-",
+                               "proc_name": "tapstack-gateway"}.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return create_app(config)
+
+    Server().run()

@@ -42,6 +42,37 @@ def check(data_dir):
         raise SystemExit(1)
 
 
+@cli.command("serve")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="The gateway's data directory (default: $TAPSTACK_HOME/gateway).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="gunicorn worker processes.")
+@click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
+def serve(data_dir, host, port, workers, dev):
+    """Serve the HTTP API (/v1) with gunicorn."""
+    from gateway import app as gateway_app
+    from gateway.config import load
+
+    config = load(data_dir)
+    if dev:
+        gateway_app.create_app(config).run(host=host, port=port)
+    else:
+        gateway_app.serve(config, host=host, port=port, workers=workers)
+
+
+@cli.command("operator-key")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="The gateway's data directory (default: $TAPSTACK_HOME/gateway).")
+def operator_key(data_dir):
+    """Print the operator's API key (Authorization: Bearer op_...). Keep it secret."""
+    from gateway.auth import operator_key as key_of
+    from gateway.config import load
+
+    click.echo(key_of(load(data_dir)))
+
+
 @cli.command("deliver-webhooks")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
               help="The gateway's data directory (default: $TAPSTACK_HOME/gateway).")
