@@ -269,6 +269,9 @@ def parse(payload: str) -> MerchantQr:
         raise QrFormatError(None, "empty payload")
     if len(payload) > MAX_PAYLOAD:
         raise QrFormatError(None, f"{len(payload)} characters; a payload has at most {MAX_PAYLOAD}")
+    if not payload.startswith("00"):
+        raise QrFormatError("00", "a payload starts with the payload format indicator '000201', "
+                                  f"found {payload[:6]!r}", 0)
     # The CRC first when it is where it belongs: a damaged payload then reads as a CRC
     # mismatch rather than as whichever length the damage happened to hit.
     if len(payload) >= 8 and payload[-8:-4] == "6304":

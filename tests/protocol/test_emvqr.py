@@ -91,8 +91,9 @@ def test_bill_vector_is_stable():
     ("0002015204111", "52", "runs past the end"),
     ("0002015200", "52", "length 00"),
     (emvqr.with_crc("000202"), "00", "must be '01'"),
-    (emvqr.with_crc("010212000201"), "00", "must start with field 00"),
-    ("X" * 513, None, "at most 512"),
+    (emvqr.with_crc("010212000201"), "00", "starts with the payload format indicator '000201'"),
+    ("TS:ABCDEF", "00", "found 'TS:ABC'"),
+    ("0" * 513, None, "at most 512"),
 ])
 def test_structural_errors_name_the_field(payload, field_id, words):
     with pytest.raises(QrFormatError) as err:
