@@ -1,7 +1,8 @@
 """Run the real pcscd with vsmartcard-vpcd virtual readers, for tests, the emulator and the demo.
 
-`start(n)` writes a reader.conf.d directory with n vpcd readers on free TCP ports, runs
-`pcscd -f -c DIR` in the foreground, and waits until PC/SC lists the readers. The wallet
+`start(n)` writes a reader.conf.d directory with one vpcd driver on a free TCP port (its
+slots, up to two, listen on PORT and PORT+1), runs `pcscd -f -c DIR` in the foreground,
+and waits until PC/SC lists the readers. The wallet
 emulator then presents a card by connecting to a reader's port (wallet.transports.vpcd).
 
 pcscd's socket is fixed at /run/pcscd/pcscd.comm, so one pcscd serves the machine. If one
@@ -30,14 +31,24 @@ class PcscdError(RuntimeError):
     """pcscd could not be started or reached; the message says what to do."""
 
 
+VPCD_SLOTS = 2  # one vpcd driver instance serves two slots, on PORT and PORT + 1
+
+
 @dataclass(frozen=True)
 class VpcdReader:
-    friendly_name: str  # FRIENDLYNAME in reader.conf; PC/SC appends " 00 00"
-    port: int  # the TCP port the vpcd driver listens on for slot 0 (slot 1 is port + 1)
+    """One virtual reader slot: PC/SC lists it as "FRIENDLYNAME 00 SS", the card connects to port."""
+
+    friendly_name: str  # FRIENDLYNAME in reader.conf
+    base_port: int  # the port in DEVICENAME; slot s listens on base_port + s
+    slot: int = 0
+
+    @property
+    def port(self) -> int:
+        return self.base_port + self.slot
 
     @property
     def pcsc_name(self) -> str:
-        return f"{self.friendly_name} 00 00"
+        return f"{self.friendly_name} 00 {self.slot:02d}"
 
 
 @dataclass
@@ -77,7 +88,7 @@ class Pcscd:
 
 
 def free_ports(n: int) -> list[int]:
-    """n base ports P free on loopback with P+1 free too: vpcd's second slot listens on P+1."""
+    """n TCP ports P free right now, each with P+1 free too (vpcd's second slot listens there)."""
     held, ports = [], []
     try:
         while len(ports) < n:
@@ -98,25 +109,24 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def reader_conf(readers: list[VpcdReader]) -> str:
-    """The reader.conf text for vpcd readers (one stanza each)."""
-    stanzas = []
-    for r in readers:
-        stanzas.append(f'FRIENDLYNAME "{r.friendly_name}"\n'
-                       f"DEVICENAME   /dev/null:{r.port}\n"
-                       f"LIBPATH      {VPCD_DRIVER}\n"
-                       f"CHANNELID    {r.port}\n")
-    return "\n".join(stanzas)
+def reader_conf(name: str, base_port: int) -> str:
+    """The reader.conf stanza of one vpcd driver instance (two slots: base_port and base_port + 1)."""
+    return (f'FRIENDLYNAME "{name}"\n'
+            f"DEVICENAME   /dev/null:{base_port}\n"
+            f"LIBPATH      {VPCD_DRIVER}\n"
+            f"CHANNELID    {base_port}\n")
 
 
 def parse_reader_conf(text: str) -> list[VpcdReader]:
-    """The vpcd readers declared in reader.conf text (other drivers are skipped)."""
+    """The vpcd reader slots declared in reader.conf text (other drivers are skipped)."""
     readers, entry = [], {}
 
     def flush():
         if "LIBPATH" in entry and "vpcd" in entry["LIBPATH"] and "DEVICENAME" in entry:
             port = entry["DEVICENAME"].rpartition(":")[2]
-            readers.append(VpcdReader(entry.get("FRIENDLYNAME", "Virtual PCD"), int(port, 0)))
+            base = int(port, 0)
+            readers.extend(VpcdReader(entry.get("FRIENDLYNAME", "Virtual PCD"), base, slot)
+                           for slot in range(VPCD_SLOTS))
         entry.clear()
 
     for line in text.splitlines():
@@ -192,34 +202,35 @@ def check_installed() -> str:
     return exe
 
 
-def start(n_readers: int = 1, name: str = DEFAULT_NAME, ports: list[int] | None = None,
+def start(n_readers: int = 1, name: str = DEFAULT_NAME, port: int | None = None,
           reuse: bool = True, timeout: float = 10.0) -> Pcscd:
-    """Start pcscd with n vpcd readers named "NAME 0", "NAME 1"... (or reuse a running one that has them).
+    """Start pcscd with n (1 or 2) vpcd reader slots "NAME 00 00", "NAME 00 01", or reuse a
+    running pcscd that has them. Raises PcscdError with a one-line explanation otherwise.
 
-    Raises PcscdError with a one-line explanation when that is not possible.
+    pcscd's vpcd driver keeps its connections per slot number, not per reader, so two
+    vpcd entries in one pcscd would share them: one entry with its two slots is the most
+    one pcscd can serve.
     """
+    if not 1 <= n_readers <= VPCD_SLOTS:
+        raise PcscdError(f"one pcscd serves 1 to {VPCD_SLOTS} vpcd readers, not {n_readers}")
     exe = check_installed()
     other = running_pcscd()
     if other is not None:
-        have = configured_readers(other)
         listed = set(list_pcsc_readers())
-        usable = [r for r in have if r.pcsc_name in listed]
-        if ports:
-            usable = [r for r in usable if r.port in ports]
+        usable = [r for r in configured_readers(other) if r.pcsc_name in listed]
+        if port is not None:
+            usable = [r for r in usable if r.base_port == port]
         if reuse and len(usable) >= n_readers:
             return Pcscd(usable[:n_readers], pid=other)
         raise PcscdError(
             f"another pcscd is running (pid {other}) with {len(usable)} usable vpcd reader(s), "
-            f"{n_readers} needed; stop it (e.g. systemctl stop pcscd.socket pcscd) or configure "
-            f"vpcd readers in it")
-    ports = list(ports) if ports else free_ports(n_readers)
-    if len(ports) != n_readers:
-        raise PcscdError(f"{n_readers} readers need {n_readers} ports, got {len(ports)}")
-    readers = [VpcdReader(f"{name} {i}", port) for i, port in enumerate(ports)]
+            f"{n_readers} needed; stop it (e.g. systemctl stop pcscd.socket pcscd) or give it a vpcd reader")
+    base_port = port if port is not None else free_ports(1)[0]
+    readers = [VpcdReader(name, base_port, slot) for slot in range(n_readers)]
     config_dir = Path(tempfile.mkdtemp(prefix="tapstack-pcscd-"))
     conf = config_dir / "reader.conf.d"
     conf.mkdir()
-    (conf / "tapstack-vpcd").write_text(reader_conf(readers))
+    (conf / "tapstack-vpcd").write_text(reader_conf(name, base_port))
     log_path = config_dir / "pcscd.log"
     PCSCD_SOCKET.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
@@ -230,12 +241,19 @@ def start(n_readers: int = 1, name: str = DEFAULT_NAME, ports: list[int] | None 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            tail = _tail(log_path)
             daemon.stop()
-            raise PcscdError(f"pcscd exited with status {process.returncode}: {' | '.join(tail)}")
+            raise PcscdError(f"pcscd exited with status {process.returncode}: {tail}")
         if wanted <= set(list_pcsc_readers()):
             return daemon
         time.sleep(0.05)
-    tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+    tail = _tail(log_path)
     daemon.stop()
-    raise PcscdError(f"pcscd did not list the vpcd readers within {timeout:.0f} s: {' | '.join(tail)}")
+    raise PcscdError(f"pcscd did not list the vpcd readers within {timeout:.0f} s: {tail}")
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

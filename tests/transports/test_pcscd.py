@@ -1,0 +1,59 @@
+"""The pcscd harness: reader.conf, refusing or reusing a pcscd it did not start, install checks."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from wallet import pcscd
+from wallet.pcscd import PcscdError, VpcdReader
+
+
+def test_reader_conf_round_trip_gives_both_slots():
+    text = pcscd.reader_conf("bus 12 validator", 40123)
+    assert "DEVICENAME   /dev/null:40123" in text and "libifdvpcd.so" in text
+    assert pcscd.parse_reader_conf(text) == [VpcdReader("bus 12 validator", 40123, 0),
+                                            VpcdReader("bus 12 validator", 40123, 1)]
+    assert VpcdReader("bus 12 validator", 40123, 1).pcsc_name == "bus 12 validator 00 01"
+    assert VpcdReader("x", 40123, 1).port == 40124
+
+
+def test_parse_debian_config_and_skip_other_drivers():
+    text = ("# Gemalto serial\nFRIENDLYNAME \"GemPCTwin serial\"\nDEVICENAME /dev/ttyS0\n"
+            "LIBPATH /usr/lib/pcsc/drivers/serial/libccidtwin.so\n\n"
+            "FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME   /dev/null:0x8C7B\n"
+            "LIBPATH      /usr/lib/pcsc/drivers/serial/libifdvpcd.so\nCHANNELID    0x8C7B\n")
+    assert [r.port for r in pcscd.parse_reader_conf(text)] == [35963, 35964]
+
+
+def test_free_ports_come_with_their_neighbour_free():
+    for port in pcscd.free_ports(3):
+        for p in (port, port + 1):
+            with socket.socket() as s:
+                s.bind(("", p))
+
+
+def test_missing_driver_names_the_packages(monkeypatch, tmp_path):
+    monkeypatch.setattr(pcscd, "VPCD_DRIVER", tmp_path / "libifdvpcd.so")
+    with pytest.raises(PcscdError, match="apt-get install pcscd vsmartcard-vpcd"):
+        pcscd.start(1)
+
+
+def test_more_slots_than_vpcd_has_is_refused():
+    with pytest.raises(PcscdError, match="1 to 2"):
+        pcscd.start(3)
+
+
+@pytest.mark.pcscd
+def test_a_running_pcscd_is_reused_only_with_the_readers_needed(pcscd_vpcd):
+    assert pcscd.running_pcscd() == pcscd_vpcd.pid
+    with pytest.raises(PcscdError, match=f"pid {pcscd_vpcd.pid}"):
+        pcscd.start(1, reuse=False)
+    with pytest.raises(PcscdError, match=f"pid {pcscd_vpcd.pid}"):
+        pcscd.start(1, port=pcscd_vpcd.readers[0].base_port + 100)
+    reused = pcscd.start(2)
+    assert not reused.started_here and reused.pid == pcscd_vpcd.pid
+    assert [r.pcsc_name for r in reused.readers] == [r.pcsc_name for r in pcscd_vpcd.readers]
+    reused.stop()  # leaves the pcscd it did not start alone
+    assert pcscd.running_pcscd() == pcscd_vpcd.pid
+    assert set(r.pcsc_name for r in pcscd_vpcd.readers) <= set(pcscd.list_pcsc_readers())
