@@ -1,0 +1,462 @@
+"""The gateway's API description: one table of every endpoint, rendered two ways.
+
+`ENDPOINTS` says, for each route under /v1, who may call it, what it takes and what
+it answers. `document()` turns it into the OpenAPI 3.1 document served at
+/v1/openapi.json; `docs_html()` renders the same table as the page at /docs
+(self-contained HTML, no script, no CDN). A test checks ENDPOINTS against the Flask
+app's url_map, so a route cannot be added without being described here.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass, field
+
+from flask import Blueprint, Response
+
+from gateway.api import MAX_AMOUNT
+from protocol import request_signing as rs
+
+VERSION = "1"
+
+# --- schemas ---------------------------------------------------------------------------
+
+ID = {"type": "string", "pattern": "^[a-z]{2,5}_[A-Za-z0-9]{8,64}$"}
+AMOUNT = {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT,
+          "description": "Integer minor units of the currency (fen for CNY); never a decimal."}
+MONEY = {"type": "integer", "description": "Integer minor units."}
+CURRENCY = {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217 code, e.g. CNY.",
+            "examples": ["CNY"]}
+TIME = {"type": "string", "format": "date-time", "description": "UTC, ISO 8601, e.g. 2026-11-27T09:00:00Z."}
+TEXT = {"type": "string", "minLength": 1, "maxLength": 500}
+NTIME = {"type": ["string", "null"], "format": "date-time"}
+NTEXT = {"type": ["string", "null"]}
+HEX = {"type": "string", "pattern": "^[0-9a-f]+$"}
+EVENT_TYPE = {"type": "string", "enum": ["payment.succeeded", "refund.succeeded", "bill.paid"]}
+
+
+def obj(object_name: str, **props) -> dict:
+    """An object schema whose `object` field is the constant object_name."""
+    return {"type": "object", "properties": {"object": {"const": object_name}, **props}}
+
+
+def listing(item: str) -> dict:
+    return {"type": "object", "properties": {
+        "object": {"const": "list"}, "data": {"type": "array", "items": ref(item)},
+        "has_more": {"type": "boolean"}, "next_cursor": NTEXT}}
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+SCHEMAS = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["type", "code", "message", "param"], "properties": {
+            "type": {"type": "string", "enum": ["invalid_request_error", "authentication_error",
+                                                "permission_error", "not_found", "idempotency_error",
+                                                "conflict", "payment_error", "api_error"]},
+            "code": {"type": "string", "examples": ["insufficient_funds", "missing_parameter"]},
+            "message": {"type": "string"},
+            "param": {"type": ["string", "null"], "description": "The field or header at fault."}}}}},
+    "Customer": obj("customer", id=ID, name=NTEXT, email=NTEXT, external_ref=NTEXT, created_at=TIME),
+    "Wallet": obj("wallet", id=ID, customer_id=ID, currency=CURRENCY,
+                  status={"type": "string", "enum": ["active", "locked"]}, created_at=TIME),
+    "WalletWithCredential": {"allOf": [ref("Wallet"), {"type": "object", "properties": {"credential": {
+        "type": "string", "description": "wk_... bearer key; shown once, stored only as a hash."}}}]},
+    "Merchant": obj("merchant", id=ID, name={"type": "string"}, currency=CURRENCY, created_at=TIME),
+    "MerchantWithKey": {"allOf": [ref("Merchant"), {"type": "object", "properties": {"api_key": {
+        "type": "string", "description": "sk_... bearer key; shown once, stored only as a hash."}}}]},
+    "Terminal": obj("terminal", id=ID, merchant_id=ID, key_id={"type": "string"}, name=NTEXT,
+                    status={"type": "string", "enum": ["active", "disabled"]}, created_at=TIME),
+    "TerminalWithSecret": {"allOf": [ref("Terminal"), {"type": "object", "properties": {"secret": {
+        "type": "string", "description": "HMAC key for signed requests; shown once."}}}]},
+    "Balance": obj("balance", owner_id=ID, currency=CURRENCY, available=MONEY, posted=MONEY,
+                   pending_debits=MONEY, pending_credits=MONEY),
+    "Statement": {"type": "object", "properties": {
+        "object": {"const": "list"}, "owner_id": ID, "next_cursor": NTEXT,
+        "data": {"type": "array", "items": {"type": "object", "description": "One posting."}}}},
+    "PayCode": obj("pay_code", code={"type": "string", "description": "pc_..., single use"},
+                   wallet_id=ID, expires_at=TIME, created_at=TIME),
+    "Topup": obj("topup", id=ID, wallet_id=ID, amount=MONEY, currency=CURRENCY,
+                 status={"const": "succeeded"}, created_at=TIME),
+    "Payment": obj("payment", id=ID, wallet_id=ID, merchant_id=ID, amount=MONEY, amount_refunded=MONEY,
+                   currency=CURRENCY, status={"type": "string",
+                                              "enum": ["succeeded", "partially_refunded", "refunded"]},
+                   description=NTEXT, authorization_id={"type": ["string", "null"]}, created_at=TIME),
+    "Refund": obj("refund", id=ID, payment_id=ID, amount=MONEY, currency=CURRENCY,
+                  status={"const": "succeeded"}, reason=NTEXT, created_at=TIME),
+    "Authorization": obj("authorization", id=ID, wallet_id=ID, merchant_id=ID,
+                         terminal_id={"type": ["string", "null"]}, amount=MONEY, amount_captured=MONEY,
+                         currency=CURRENCY, status={"type": "string", "enum": [
+                             "pending", "captured", "voided", "expired"]},
+                         payment_id={"type": ["string", "null"]}, expires_at=TIME, created_at=TIME),
+    "WebhookEndpoint": obj("webhook_endpoint", id=ID, url={"type": "string", "format": "uri"},
+                           event_types={"type": "array", "items": {"type": "string"}},
+                           status={"const": "enabled"}, created_at=TIME),
+    "WebhookEndpointWithSecret": {"allOf": [ref("WebhookEndpoint"), {"type": "object", "properties": {
+        "secret": {"type": "string", "description": "whsec_... signing secret; shown once."}}}]},
+    "Deleted": {"type": "object", "properties": {"id": {"type": "string"}, "object": {"type": "string"},
+                                                 "deleted": {"const": True}}},
+    "Event": obj("event", id={"type": "string", "description": "evt_..., stable: drop duplicates by it"},
+                 type=EVENT_TYPE, merchant_id=ID, created_at=TIME,
+                 data={"type": "object", "description": "The payment, refund or bill."}),
+    "WebhookDelivery": obj("webhook_delivery", id=ID, event_id=ID, endpoint_id=ID,
+                           url={"type": "string"}, status={"type": "string", "enum": [
+                               "pending", "delivering", "succeeded", "failed", "cancelled"]},
+                           attempt_count={"type": "integer"}, next_attempt_at=NTIME, completed_at=NTIME,
+                           attempts={"type": "array", "items": {"type": "object", "properties": {
+                               "attempted_at": TIME, "status_code": {"type": ["integer", "null"]},
+                               "error": NTEXT, "duration_ms": {"type": "integer"}}}}),
+    "Card": obj("card", card_id={**HEX, "minLength": 16, "maxLength": 16}, wallet_id=ID,
+                public_key={**HEX, "minLength": 64, "maxLength": 64},
+                issuer_key_id={**HEX, "minLength": 8, "maxLength": 8},
+                certificate={**HEX, "minLength": 226, "maxLength": 226,
+                             "description": "113 bytes, protocol.certs layout, Ed25519-signed."},
+                not_after=TIME, not_after_unix={"type": "integer"}, created_at=TIME),
+    "IssuerKey": obj("issuer_key", key_id=HEX, algorithm={"const": "Ed25519"}, public_key=HEX,
+                     status={"type": "string", "enum": ["active", "retired"]}, created_at=TIME),
+    "DenyList": obj("deny_list", version={"type": "integer"}, full={"type": "boolean"},
+                    since={"type": "integer"},
+                    entries={"type": "array", "description": "When full: the whole list.",
+                             "items": ref("DenyListEntry")},
+                    added={"type": "array", "description": "When a delta: entries added since.",
+                           "items": ref("DenyListEntry")},
+                    removed={"type": "array", "description": "When a delta: entries removed since.",
+                             "items": ref("DenyListEntry")}),
+    "DenyListEntry": {"type": "object", "properties": {
+        "entry": {"type": "string", "description": "A card id (16 hex digits) or a pan_/uid_ token."},
+        "kind": {"type": "string", "enum": ["card_id", "token"]}, "reason": {"type": "string"},
+        "version": {"type": "integer"}, "deny_list_version": {"type": "integer"},
+        "deleted": {"type": "boolean"}}},
+    "WalletLock": obj("wallet_lock", wallet_id=ID, status={"type": "string", "enum": ["active", "locked"]},
+                      denied_card_ids={"type": "array", "items": HEX},
+                      deny_list_version={"type": "integer"}),
+}
+
+# --- the endpoints ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str                      # OpenAPI form: /v1/wallets/{wallet_id}
+    summary: str
+    tag: str
+    auth: tuple[str, ...]          # caller kinds; () is public
+    response: str                  # a schema name
+    status: int = 200
+    body: dict = field(default_factory=dict)        # field -> schema
+    required: tuple[str, ...] = ()
+    query: dict = field(default_factory=dict)       # name -> (schema, description)
+    errors: tuple[int, ...] = ()   # beyond those every endpoint of its kind can answer
+    description: str = ""
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method == "POST"
+
+    @property
+    def operation_id(self) -> str:
+        words = [w.strip("{}") for w in self.path.split("/")[2:]]
+        return self.method.lower() + "_" + "_".join(re.sub(r"[^a-z0-9]+", "_", w) for w in words)
+
+
+PAGE = {"limit": ({"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "Page size."),
+        "after": ({"type": "string"}, "The cursor (an id) from the previous page.")}
+E = Endpoint
+ENDPOINTS: tuple[Endpoint, ...] = (
+    E("POST", "/v1/customers", "Enrol a customer", "Wallets", ("operator",), "Customer", 201,
+      {"name": TEXT, "email": TEXT, "external_ref": TEXT}),
+    E("GET", "/v1/customers/{customer_id}", "Read a customer", "Wallets", ("operator",), "Customer"),
+    E("POST", "/v1/wallets", "Open a wallet", "Wallets", ("operator",), "WalletWithCredential", 201,
+      {"customer_id": ID, "currency": CURRENCY}, ("customer_id", "currency")),
+    E("GET", "/v1/wallets/{wallet_id}", "Read a wallet", "Wallets", ("operator", "wallet"), "Wallet"),
+    E("GET", "/v1/wallets/{wallet_id}/balance", "A wallet's balance", "Wallets", ("operator", "wallet"),
+      "Balance"),
+    E("GET", "/v1/wallets/{wallet_id}/statement", "A wallet's postings", "Wallets", ("operator", "wallet"),
+      "Statement", query=PAGE),
+    E("POST", "/v1/wallets/{wallet_id}/pay_codes", "A single-use pay code for the till", "Wallets",
+      ("wallet",), "PayCode", 201, errors=(409,)),
+    E("POST", "/v1/merchants", "Sign a merchant up", "Merchants", ("operator",), "MerchantWithKey", 201,
+      {"name": {**TEXT, "maxLength": 200}, "currency": CURRENCY}, ("name",)),
+    E("GET", "/v1/merchants/{merchant_id}", "Read a merchant", "Merchants", ("operator", "merchant"),
+      "Merchant"),
+    E("GET", "/v1/merchants/{merchant_id}/balance", "A merchant's balance", "Merchants",
+      ("operator", "merchant"), "Balance"),
+    E("GET", "/v1/merchants/{merchant_id}/statement", "A merchant's postings", "Merchants",
+      ("operator", "merchant"), "Statement", query=PAGE),
+    E("POST", "/v1/terminals", "Register a terminal (reader or till)", "Merchants", ("operator",),
+      "TerminalWithSecret", 201, {"merchant_id": ID, "name": {**TEXT, "maxLength": 200}}, ("merchant_id",)),
+    E("GET", "/v1/terminals/{terminal_id}", "Read a terminal", "Merchants",
+      ("operator", "merchant", "terminal"), "Terminal"),
+    E("POST", "/v1/topups", "Top a wallet up", "Payments", ("operator", "wallet"), "Topup", 201,
+      {"wallet_id": ID, "amount": AMOUNT, "currency": CURRENCY}, ("wallet_id", "amount", "currency"),
+      errors=(409,)),
+    E("GET", "/v1/topups/{topup_id}", "Read a top-up", "Payments", ("operator", "wallet"), "Topup"),
+    E("POST", "/v1/payments", "Pay a merchant from a wallet", "Payments", ("wallet",), "Payment", 201,
+      {"merchant_id": ID, "amount": AMOUNT, "currency": CURRENCY, "description": TEXT},
+      ("merchant_id", "amount", "currency"), errors=(402,),
+      description="Emits `payment.succeeded` to the merchant's webhook endpoints in the same transaction."),
+    E("GET", "/v1/payments", "List payments (the caller's own)", "Payments",
+      ("operator", "wallet", "merchant"), "PaymentList", query=PAGE),
+    E("GET", "/v1/payments/{payment_id}", "Read a payment", "Payments", ("operator", "wallet", "merchant"),
+      "Payment"),
+    E("POST", "/v1/refunds", "Refund a payment, in whole or in part", "Payments", ("merchant",), "Refund",
+      201, {"payment_id": ID, "amount": AMOUNT, "reason": TEXT}, ("payment_id",), errors=(402,),
+      description="Without `amount`, refunds what is left. Emits `refund.succeeded`."),
+    E("GET", "/v1/refunds/{refund_id}", "Read a refund", "Payments", ("operator", "wallet", "merchant"),
+      "Refund"),
+    E("POST", "/v1/pos/authorizations", "Authorise an amount against a pay code", "Point of sale",
+      ("terminal", "merchant"), "Authorization", 201,
+      {"pay_code": {"type": "string", "maxLength": 100}, "amount": AMOUNT, "currency": CURRENCY,
+       "timeout_seconds": {"type": "integer", "minimum": 1}},
+      ("pay_code", "amount", "currency"), errors=(402,),
+      description="Holds the amount (a pending ledger transfer) until captured, voided or expired."),
+    E("GET", "/v1/pos/authorizations/{auth_id}", "Read an authorisation", "Point of sale",
+      ("operator", "merchant", "terminal", "wallet"), "Authorization"),
+    E("POST", "/v1/pos/authorizations/{auth_id}/capture", "Capture an authorisation", "Point of sale",
+      ("terminal", "merchant"), "Payment", 200, {"amount": AMOUNT}, errors=(409,),
+      description="Captures `amount` (at most the authorised amount; all of it when left out)."),
+    E("POST", "/v1/pos/authorizations/{auth_id}/void", "Void an authorisation", "Point of sale",
+      ("terminal", "merchant"), "Authorization", 200, errors=(409,)),
+    E("POST", "/v1/webhook_endpoints", "Register a webhook endpoint", "Webhooks", ("merchant",),
+      "WebhookEndpointWithSecret", 201,
+      {"url": {"type": "string", "format": "uri", "maxLength": 2048},
+       "event_types": {"type": "array", "minItems": 1, "items": {"anyOf": [EVENT_TYPE, {"const": "*"}]}}},
+      ("url",), description="Without `event_types`, the endpoint gets every type (`*`)."),
+    E("GET", "/v1/webhook_endpoints", "List webhook endpoints", "Webhooks", ("merchant",),
+      "WebhookEndpointList"),
+    E("DELETE", "/v1/webhook_endpoints/{endpoint_id}", "Delete a webhook endpoint", "Webhooks",
+      ("merchant",), "Deleted", description="Deliveries it had not received yet are cancelled."),
+    E("GET", "/v1/events", "List events, newest first", "Webhooks", ("merchant",), "EventList", query=PAGE),
+    E("GET", "/v1/events/{event_id}", "Read an event", "Webhooks", ("merchant",), "Event"),
+    E("GET", "/v1/events/{event_id}/deliveries", "An event's deliveries and their attempts", "Webhooks",
+      ("merchant",), "WebhookDeliveryList"),
+    E("POST", "/v1/wallets/{wallet_id}/card", "Certify the wallet's card key", "Issuer",
+      ("wallet", "operator"), "Card", 201, {"public_key": {**HEX, "minLength": 64, "maxLength": 64}},
+      ("public_key",), errors=(409,),
+      description="The wallet generates an Ed25519 key pair and sends the public key; the gateway "
+                  "answers a card id and a certificate signed by the issuer key. A wallet may certify "
+                  "only its own card."),
+    E("GET", "/v1/wallets/{wallet_id}/cards", "A wallet's certified cards", "Issuer",
+      ("wallet", "operator"), "CardList"),
+    E("GET", "/v1/issuer/keys", "The issuer public keys, by key id", "Issuer", (), "IssuerKeyList",
+      description="Public. Terminals verify certificates with these; retired keys stay listed."),
+    E("GET", "/v1/issuer/deny-list", "The deny-list, whole or since a version", "Issuer",
+      ("terminal", "operator"), "DenyList",
+      query={"since": ({"type": "integer", "minimum": 0}, "The version the caller holds: answers a delta.")}),
+    E("POST", "/v1/issuer/deny-list", "Deny a card id or token", "Issuer", ("operator",), "DenyListEntry",
+      201, {"entry": {"type": "string"}, "kind": {"type": "string", "enum": ["card_id", "token"]},
+            "reason": {**TEXT, "maxLength": 200}}, ("entry", "kind", "reason")),
+    E("DELETE", "/v1/issuer/deny-list/{entry}", "Take an entry off the deny-list", "Issuer", ("operator",),
+      "DenyListEntry"),
+    E("POST", "/v1/wallets/{wallet_id}/lock", "Lock a wallet remotely", "Issuer", ("operator",),
+      "WalletLock", 200, {"reason": {**TEXT, "maxLength": 200}},
+      description="Sets the wallet `locked` and denies every card it holds."),
+    E("POST", "/v1/wallets/{wallet_id}/unlock", "Unlock a wallet", "Issuer", ("operator",), "WalletLock",
+      description="Takes back the deny-list entries its lock added; an operator's own entries stay."),
+    E("GET", "/v1/openapi.json", "This document", "Meta", (), "OpenAPI"),
+)
+LISTS = {"PaymentList": "Payment", "WebhookEndpointList": "WebhookEndpoint", "EventList": "Event",
+         "WebhookDeliveryList": "WebhookDelivery", "CardList": "Card", "IssuerKeyList": "IssuerKey"}
+SCHEMAS.update({name: listing(item) for name, item in LISTS.items()})
+SCHEMAS["OpenAPI"] = {"type": "object", "description": "An OpenAPI 3.1 document."}
+
+SECURITY_SCHEMES = {
+    "operator": {"type": "http", "scheme": "bearer", "bearerFormat": "op_<hex>",
+                 "description": "The operator key, printed by `tapstack gateway operator-key`."},
+    "merchant": {"type": "http", "scheme": "bearer", "bearerFormat": "sk_...",
+                 "description": "A merchant's API key, shown once when the merchant is created."},
+    "wallet": {"type": "http", "scheme": "bearer", "bearerFormat": "wk_...",
+               "description": "A wallet's credential, shown once when the wallet is opened."},
+    "terminalKeyId": {"type": "apiKey", "in": "header", "name": rs.KEY_ID_HEADER,
+                      "description": "A terminal's key id (tk_...). Terminals sign every request: see "
+                                     "protocol/request_signing.py."},
+    "terminalTimestamp": {"type": "apiKey", "in": "header", "name": rs.TIMESTAMP_HEADER,
+                          "description": f"Unix seconds, within {rs.WINDOW_SECONDS} s of the gateway."},
+    "terminalNonce": {"type": "apiKey", "in": "header", "name": rs.NONCE_HEADER,
+                      "description": "16 to 64 of [A-Za-z0-9_-], never reused by the key."},
+    "terminalSignature": {"type": "apiKey", "in": "header", "name": rs.SIGNATURE_HEADER,
+                          "description": "Hex HMAC-SHA256 of the canonical request (method, path, "
+                                         "timestamp, nonce, SHA-256 of the body)."},
+}
+TERMINAL = {"terminalKeyId": [], "terminalTimestamp": [], "terminalNonce": [], "terminalSignature": []}
+
+ERRORS = {
+    400: "Invalid request: malformed JSON, a missing, unknown or invalid field (named in `param`).",
+    401: "No, unknown or badly signed credentials.",
+    402: "The request was valid; the money is not there (`insufficient_funds`).",
+    403: "This kind of caller may not use this endpoint.",
+    404: "No such object, or it is not the caller's.",
+    409: "The object's state forbids it, or the Idempotency-Key was used for another request.",
+}
+
+
+def _errors(e: Endpoint) -> list[int]:
+    codes = set(e.errors)
+    if e.body or e.query or e.idempotent:
+        codes.add(400)
+    if e.auth:
+        codes |= {401, 403}
+    if "{" in e.path:
+        codes.add(404)
+    if e.idempotent:
+        codes.add(409)
+    return sorted(codes)
+
+
+def _operation(e: Endpoint) -> dict:
+    op: dict = {"operationId": e.operation_id, "summary": e.summary, "tags": [e.tag]}
+    if e.description:
+        op["description"] = e.description
+    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+              for n in re.findall(r"{(\w+)}", e.path)]
+    params += [{"name": n, "in": "query", "required": False, "schema": s, "description": d}
+               for n, (s, d) in e.query.items()]
+    if e.idempotent:
+        params.append({"$ref": "#/components/parameters/IdempotencyKey"})
+    if params:
+        op["parameters"] = params
+    if e.method == "POST":
+        schema = {"type": "object", "additionalProperties": False, "properties": e.body}
+        if e.required:
+            schema["required"] = list(e.required)
+        op["requestBody"] = {"required": bool(e.required),
+                             "content": {"application/json": {"schema": schema}}}
+    op["responses"] = {str(e.status): {"description": e.summary,
+                                       "content": {"application/json": {"schema": ref(e.response)}}}}
+    for code in _errors(e):
+        op["responses"][str(code)] = {"$ref": f"#/components/responses/Error{code}"}
+    op["security"] = [TERMINAL if kind == "terminal" else {kind: []} for kind in e.auth]
+    return op
+
+
+def document() -> dict:
+    """The OpenAPI 3.1 document of ENDPOINTS."""
+    paths: dict = {}
+    for e in ENDPOINTS:
+        paths.setdefault(e.path, {})[e.method.lower()] = _operation(e)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "tapstack gateway", "version": VERSION,
+                 "description": "Wallets, payments, POS, webhooks and the issuer role of tapstack's "
+                                "gateway. Money is integer minor units with an ISO 4217 currency. "
+                                "Every error answers one shape (Error). Every POST takes an "
+                                "Idempotency-Key: a retry with the same key and body replays the "
+                                "first answer."},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": SECURITY_SCHEMES,
+            "parameters": {"IdempotencyKey": {
+                "name": "Idempotency-Key", "in": "header", "required": True,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "description": "Unique per intended effect; a retry with the same key and body "
+                               "replays the first answer (header Idempotent-Replayed: true)."}},
+            "responses": {f"Error{code}": {"description": text, "content": {
+                "application/json": {"schema": ref("Error")}}} for code, text in ERRORS.items()},
+        },
+        "tags": [{"name": t} for t in dict.fromkeys(e.tag for e in ENDPOINTS)],
+    }
+
+
+# --- the docs page ---------------------------------------------------------------------
+
+_CSS = """
+body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+h2{border-bottom:1px solid #ddd;margin-top:2.5rem}
+section.op{border:1px solid #e3e3e3;border-radius:6px;padding:.6rem 1rem;margin:1rem 0}
+code,.path{font-family:ui-monospace,monospace}
+.m{display:inline-block;min-width:4.5em;font-weight:700;font-family:ui-monospace,monospace}
+.GET{color:#05704a}.POST{color:#1d4ed8}.DELETE{color:#b91c1c}
+table{border-collapse:collapse;margin:.4rem 0}td,th{border:1px solid #e3e3e3;padding:.2rem .5rem;
+text-align:left;vertical-align:top}.muted{color:#666}nav a{margin-right:1rem}
+"""
+
+
+def _type(schema: dict) -> str:
+    if "$ref" in schema:
+        return schema["$ref"].rsplit("/", 1)[1]
+    if "enum" in schema:
+        return " | ".join(json.dumps(v) for v in schema["enum"])
+    if "const" in schema:
+        return json.dumps(schema["const"])
+    t = schema.get("type", "object")
+    if t == "array":
+        return f"array of {_type(schema.get('items', {}))}"
+    return " or ".join(t) if isinstance(t, list) else t
+
+
+def _fields(schema: dict, required=()) -> str:
+    props = schema.get("properties", {})
+    if not props:
+        return ""
+    rows = "".join(
+        f"<tr><td><code>{html.escape(n)}</code>{' <b>required</b>' if n in required else ''}</td>"
+        f"<td>{html.escape(_type(s))}</td><td>{html.escape(s.get('description', ''))}</td></tr>"
+        for n, s in props.items())
+    return f"<table><tr><th>field</th><th>type</th><th>notes</th></tr>{rows}</table>"
+
+
+def docs_html() -> str:
+    """The /docs page: every endpoint of ENDPOINTS with its callers, fields and answers."""
+    doc = document()
+    parts = [f"<!doctype html><html lang=en><meta charset=utf-8><title>tapstack gateway API</title>"
+             f"<style>{_CSS}</style><h1>tapstack gateway API</h1>"
+             f"<p>{html.escape(doc['info']['description'])}</p>"
+             "<p class=muted>Machine-readable: <a href='/v1/openapi.json'>/v1/openapi.json</a> "
+             "(OpenAPI 3.1).</p><nav>"]
+    tags = [t["name"] for t in doc["tags"]]
+    parts += [f"<a href='#{t.replace(' ', '-')}'>{html.escape(t)}</a>" for t in tags]
+    parts.append("</nav>")
+    for tag in tags:
+        parts.append(f"<h2 id='{tag.replace(' ', '-')}'>{html.escape(tag)}</h2>")
+        for e in (e for e in ENDPOINTS if e.tag == tag):
+            who = ", ".join(e.auth) if e.auth else "anyone (no credentials)"
+            parts.append(f"<section class=op id='{e.operation_id}'><div><span class='m {e.method}'>"
+                         f"{e.method}</span> <span class=path>{html.escape(e.path)}</span></div>"
+                         f"<p><b>{html.escape(e.summary)}</b>. Callers: {html.escape(who)}."
+                         + (" Needs an <code>Idempotency-Key</code> header." if e.idempotent else "")
+                         + "</p>")
+            if e.description:
+                parts.append(f"<p>{html.escape(e.description)}</p>")
+            if e.query:
+                parts.append(_fields({"properties": {n: {**s, "description": d} for n, (s, d) in
+                                                     e.query.items()}}))
+            if e.method == "POST" and e.body:
+                parts.append("<p class=muted>Request body (JSON; other fields are refused):</p>"
+                             + _fields({"properties": e.body}, e.required))
+            parts.append(f"<p class=muted>Answers {e.status} with <a href='#schema-{e.response}'>"
+                         f"{e.response}</a>; errors {', '.join(map(str, _errors(e))) or 'none'} "
+                         f"with <a href='#schema-Error'>Error</a>.</p>")
+            parts.append("</section>")
+    parts.append("<h2 id=Schemas>Schemas</h2>")
+    for name, schema in SCHEMAS.items():
+        merged = schema
+        if "allOf" in schema:
+            merged = {"properties": {}}
+            for piece in schema["allOf"]:
+                merged["properties"].update(SCHEMAS[_type(piece)]["properties"] if "$ref" in piece
+                                            else piece["properties"])
+        parts.append(f"<h3 id='schema-{name}'>{name}</h3>"
+                     + (_fields(merged) or f"<p>{html.escape(schema.get('description', ''))}</p>"))
+    parts.append("<h2>Errors</h2><table><tr><th>status</th><th>meaning</th></tr>"
+                 + "".join(f"<tr><td>{c}</td><td>{html.escape(t)}</td></tr>" for c, t in ERRORS.items())
+                 + "</table></html>")
+    return "".join(parts)
+
+
+bp = Blueprint("openapi", __name__)
+
+
+@bp.get("/v1/openapi.json")
+def openapi_json():
+    return Response(json.dumps(document(), indent=1), mimetype="application/json")
+
+
+@bp.get("/docs")
+def docs():
+    return Response(docs_html(), mimetype="text/html")
