@@ -69,6 +69,10 @@ UDEV_FIX = (
     "sudo install -m 0644 hardware/udev/60-tapstack-nfc.rules /etc/udev/rules.d/"
     " && sudo udevadm control --reload && sudo udevadm trigger --subsystem-match=usb"
 )
+CCID_ESCAPE_FIX = (
+    "sudo sed -i '/<key>ifdDriverOptions<\\/key>/{n;s/<string>0x0000<\\/string>/<string>0x0001<\\/string>/}' "
+    "/usr/lib/pcsc/drivers/ifd-ccid.bundle/Contents/Info.plist && sudo systemctl restart pcscd"
+)
 VPCD_CONF_FIX = "sudo install -m 0644 hardware/reader.conf.d/vpcd-tapstack /etc/reader.conf.d/"
 VPCD_DEFAULT_PORT = 0x8C7B  # 35963, vsmartcard's VPCDPORT
 
@@ -143,6 +147,7 @@ class Pcscd:
     binary: str | None  # path of the pcscd program, None when not installed
     pids: tuple[int, ...]
     socket: bool  # /run/pcscd/pcscd.comm exists (also true under socket activation)
+    config: str | None = None  # the running pcscd's `-c FILE|DIR`, when it was given one
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,7 @@ class Facts:
     usb: tuple[UsbDevice, ...] | None = None
     modules: frozenset[str] | None = None  # loaded kernel modules
     ccid_ids: frozenset[tuple[int, int]] | None = None  # VID:PIDs libccid's Info.plist lists
+    ccid_options: int | None = None  # libccid's ifdDriverOptions
     vpcd: Vpcd | None = None
     nfcpy: Nfcpy | None = None
     serial_ports: tuple[str, ...] = ()
@@ -245,7 +251,9 @@ def parse_proc_modules(text: str) -> frozenset[str]:
 def parse_reader_conf(text: str, file: str = "") -> tuple[VpcdEntry, ...]:
     """The vpcd readers in one reader.conf.d file.
 
-    pcscd's format: FRIENDLYNAME, DEVICENAME, LIBPATH, CHANNELID lines, one block per reader.
+    pcscd's format: FRIENDLYNAME, DEVICENAME, LIBPATH, CHANNELID lines, one stanza per reader.
+    (wallet.pcscd has a smaller parser for the files it writes; the terminal may not import
+    the wallet, and this one also knows vpcd's connect-out form and CHANNELID.)
     vpcd reads the port from DEVICENAME "host:port" ("/dev/null" as host: listen for the
     card); without a port in DEVICENAME it uses CHANNELID, then its default 35963.
     """
@@ -264,7 +272,7 @@ def parse_reader_conf(text: str, file: str = "") -> tuple[VpcdEntry, ...]:
         key, _, value = line.partition(" ")
         key = key.upper()
         value = value.strip().strip('"')
-        if key == "FRIENDLYNAME" and block:
+        if key in block:  # a key seen again starts the next reader's stanza
             flush()
         block[key] = value
     flush()
@@ -291,11 +299,27 @@ def _vpcd_entry(block: dict[str, str], file: str) -> VpcdEntry:
     return VpcdEntry(file, block.get("FRIENDLYNAME", ""), host, port if port is not None else VPCD_DEFAULT_PORT)
 
 
+def ccid_options_from_plist(data: dict) -> int | None:
+    """libccid's ifdDriverOptions (bit 0x01: CCID escape commands allowed through SCardControl)."""
+    value = data.get("ifdDriverOptions")
+    return _parse_int(value) if isinstance(value, str) else None
+
+
 def ccid_ids_from_plist(data: dict) -> frozenset[tuple[int, int]]:
     """The VID:PID pairs libccid's Info.plist declares (ifdVendorID / ifdProductID arrays)."""
     vids = data.get("ifdVendorID", [])
     pids = data.get("ifdProductID", [])
     return frozenset((int(v, 16), int(p, 16)) for v, p in zip(vids, pids))
+
+
+def pcscd_config_arg(argv: list[str]) -> str | None:
+    """The FILE|DIR of pcscd's -c / --config option, if given."""
+    for i, arg in enumerate(argv):
+        if arg in ("-c", "--config") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.partition("=")[2]
+    return None
 
 
 def nfcpy_candidates(facts: Facts) -> tuple[str, ...]:
@@ -351,7 +375,8 @@ def _pcscd_findings(facts: Facts, wants_pcsc: bool) -> list[Finding]:
                         "sudo apt-get install pcscd libccid pcsc-tools")]
     if p.pids:
         pids = ", ".join(str(x) for x in p.pids)
-        return [Finding("ok", "pcscd", f"pcscd installed at {p.binary}, running (pid {pids})")]
+        config = f", configuration {p.config}" if p.config else ""
+        return [Finding("ok", "pcscd", f"pcscd installed at {p.binary}, running (pid {pids}{config})")]
     answered = facts.pcsc is not None and facts.pcsc.error in (None, 0x8010002E) and facts.pcsc.problem is None
     if answered:
         return [Finding("ok", "pcscd", f"pcscd installed at {p.binary}, started on demand by its socket")]
@@ -405,6 +430,10 @@ def _usb_findings(facts: Facts, matched: list[tuple[UsbDevice, ReaderModel]],
             continue
         if model.path == "pcsc":
             out.append(_pcsc_device_finding(facts, device, model, where))
+            if model.pid == 0x2200 and facts.ccid_options is not None and not facts.ccid_options & 0x01:
+                out.append(Finding("warn", "usb", f"{model.name}: LED and buzzer work only while a card is on the reader "
+                                   f"(escape commands need libccid ifdDriverOptions 0x0001, it is 0x{facts.ccid_options:04X})",
+                                   CCID_ESCAPE_FIX))
         else:
             out += _nfcpy_device_findings(facts, device, model, where, holder, usable)
     return out
@@ -446,7 +475,7 @@ def _nfcpy_device_findings(facts: Facts, device: UsbDevice, model: ReaderModel, 
         out.append(Finding("ok", "usb", f"{where} is usable through nfcpy: {result.text}"))
     else:
         out.append(Finding("fail", "usb", f"{where}: nfcpy could not open it: {result.text}",
-                           f"python -m nfc -v --device {device.nfcpy_path}  (then unplug and replug)"))
+                           "python -m nfc -v  (nfcpy's own search explains what it sees; then unplug and replug)"))
     return out
 
 
@@ -495,7 +524,7 @@ def _serial_findings(facts: Facts, usable: list[UsableReader]) -> list[Finding]:
             out.append(Finding("ok", "serial", f"PN532 on {o.path} is usable through nfcpy: {o.text}"))
         else:
             out.append(Finding("fail", "serial", f"nothing nfcpy knows answers on {o.path}: {o.text}",
-                               "check wiring (TX/RX crossed), the PN532's HSU mode switches, and: sudo adduser $USER dialout"))
+                               "python -m nfc --search-tty -v; check wiring (TX/RX crossed), the board's HSU (UART) mode, and: sudo adduser $USER dialout"))
     if facts.serial_ports and not opened:
         ports = " ".join(facts.serial_ports)
         out.append(Finding("ok", "serial", f"serial ports {ports} not probed (probing may disturb other devices)",
@@ -555,17 +584,21 @@ def run_with_timeout(fn: Callable[[], object], timeout: float) -> object:
     return box.get("value")
 
 
-def probe_pcscd(socket_path: str = PCSCD_SOCKET) -> Pcscd:
+def probe_pcscd(socket_path: str = PCSCD_SOCKET, proc: str = "/proc") -> Pcscd:
     binary = shutil.which("pcscd") or next(
         (p for p in ("/usr/sbin/pcscd", "/usr/local/sbin/pcscd") if os.access(p, os.X_OK)), None)
-    pids = []
-    for comm in glob.glob("/proc/[0-9]*/comm"):
+    pids, config = [], None
+    for comm in glob.glob(os.path.join(proc, "[0-9]*", "comm")):
         try:
-            if Path(comm).read_text().strip() == "pcscd":
-                pids.append(int(comm.split("/")[2]))
-        except OSError:
+            if Path(comm).read_text().strip() != "pcscd":
+                continue
+            pid = int(Path(comm).parent.name)
+            argv = (Path(comm).parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
             continue  # the process ended while we looked
-    return Pcscd(binary, tuple(sorted(pids)), os.path.exists(socket_path))
+        pids.append(pid)
+        config = config or pcscd_config_arg([a.decode(errors="replace") for a in argv])
+    return Pcscd(binary, tuple(sorted(pids)), os.path.exists(socket_path), config)
 
 
 def probe_pcsc() -> PcscAnswer:
@@ -645,10 +678,18 @@ def probe_ccid_ids(path: str = CCID_PLIST) -> frozenset[tuple[int, int]] | None:
         return ccid_ids_from_plist(plistlib.load(f))
 
 
+def probe_ccid_options(path: str = CCID_PLIST) -> int | None:
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        return ccid_options_from_plist(plistlib.load(f))
+
+
 def probe_vpcd(conf_dir: str = READER_CONF_DIR, drivers: tuple[str, ...] = VPCD_DRIVERS) -> Vpcd:
     driver = next((d for d in drivers if os.path.exists(d)), None)
     entries: list[VpcdEntry] = []
-    for conf in sorted(glob.glob(os.path.join(conf_dir, "*"))):
+    files = [conf_dir] if os.path.isfile(conf_dir) else sorted(glob.glob(os.path.join(conf_dir, "*")))
+    for conf in files:
         try:
             entries += parse_reader_conf(Path(conf).read_text(errors="replace"), conf)
         except (OSError, IsADirectoryError):
@@ -700,14 +741,18 @@ def collect(timeout: float = 3.0, ttys: tuple[str, ...] = ()) -> Facts:
             errors[name] = str(exc) or type(exc).__name__
             return None
 
+    pcscd = attempt("pcscd process", probe_pcscd)
+    # vpcd as the running pcscd sees it: a test or demo pcscd may run with its own -c DIR
+    conf = pcscd.config if isinstance(pcscd, Pcscd) and pcscd.config else READER_CONF_DIR
     facts = Facts(
         user=current_user(),
-        pcscd=attempt("pcscd process", probe_pcscd),
+        pcscd=pcscd,
         pcsc=attempt("PC/SC readers (pyscard)", probe_pcsc),
         usb=attempt("USB devices (/sys/bus/usb)", probe_usb),
         modules=attempt("kernel modules (/proc/modules)", probe_modules),
         ccid_ids=attempt("libccid Info.plist", probe_ccid_ids),
-        vpcd=attempt("vpcd configuration", probe_vpcd),
+        ccid_options=attempt("libccid driver options", probe_ccid_options),
+        vpcd=attempt("vpcd configuration", lambda: probe_vpcd(conf)),
         nfcpy=attempt("nfcpy import", probe_nfcpy_import),
         serial_ports=attempt("serial ports", probe_serial_ports) or (),
         probe_errors=errors,
