@@ -126,7 +126,7 @@ def _tap(link, session, ctx, pending, read_emv, uid_token):
     if selected.sw == SW_OK:
         return _purse(link, ctx, pending, selected.data)
     # No purse (6A82, or a card refusing our SELECT in any other way): EMV, then UID.
-    read_emv = read_emv or _default_emv()
+    read_emv = read_emv or _default_emv(ctx)
     if read_emv is not None:
         try:
             emv = read_emv(link.transmit, ctx.token_key)
@@ -163,12 +163,12 @@ def _uid(link, session, ctx, uid_token) -> TapOutcome:
     return _token_outcome("uid", ctx, uid_token(ctx.token_key, uid))
 
 
-def _default_emv():
+def _default_emv(ctx: TapContext):
     try:
         from terminal.emv import read_token
-    except ImportError:
+    except ImportError:  # a terminal built without EMV: such cards fall through to the UID
         return None
-    return read_token
+    return lambda transmit, key: read_token(transmit, key, today=ctx.now.date(), amount=ctx.fare)
 
 
 def _default_uid_token():
