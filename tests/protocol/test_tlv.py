@@ -150,18 +150,20 @@ trees = st.recursive(
 )
 
 
+@settings(deadline=None)
 @given(st.lists(trees, max_size=4).map(tuple))
 def test_parse_inverts_build(objects):
     assert tlv.parse(tlv.build(objects)) == objects
 
 
+@settings(deadline=None)
 @given(st.lists(trees, max_size=3).map(tuple), st.lists(st.sampled_from([b"\x00", b"\xff"]), max_size=3))
 def test_leading_and_trailing_padding_change_nothing(objects, pad):
     padding = b"".join(pad)
     assert tlv.parse(padding + tlv.build(objects) + padding) == objects
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_raise_nothing_but_tlv_error(raw):
     try:
@@ -172,6 +174,7 @@ def test_random_bytes_raise_nothing_but_tlv_error(raw):
     assert tlv.parse(tlv.build(objects)) == objects
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=60))
 def test_random_dols_raise_nothing_but_tlv_error(raw):
     try:

@@ -193,7 +193,7 @@ commands = st.builds(
 ).map(CommandAPDU.to_bytes)
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(st.lists(commands | st.binary(max_size=40), max_size=8))
 def test_any_bytes_get_a_status_word_and_no_fault(sequence):
     c = emv_card(UID)
