@@ -1,33 +1,17 @@
-"""`tapstack terminal doctor`: which readers this machine has, and why one is not usable.
+"""The doctor's core: the supported-reader table, the facts collected, and the findings.
 
-Two halves. The core (`diagnose` and the parsers) is plain functions from collected
-`Facts` to `Finding`s: each says ok, warn or fail, what was seen, and the command that
-fixes it. The shell (`collect`) gathers the facts, each probe in its own function with
-its own timeout; a probe that fails or hangs is recorded in `Facts.probe_errors` and
-the others still run. Nothing here starts or stops pcscd, loads modules or writes files.
+Plain functions from `Facts` (what terminal.doctor.probes saw) to a `Diagnosis`: one
+`Finding` per observation, each ok, warn or fail, with the command that fixes it, and
+the readers that are usable. No I/O here; tests feed fabricated facts.
 
 The table of supported readers (`SUPPORTED`) is the one in hardware/README.md.
 """
 from __future__ import annotations
 
-import glob
-import grp
-import json
-import os
-import plistlib
-import pwd
-import re
-import shutil
-import stat
-import threading
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Callable
-
-import click
 
 # ---------------------------------------------------------------------------------------
-# The supported readers
+# The supported readers and the fixes the findings point to
 
 
 @dataclass(frozen=True)
@@ -76,9 +60,12 @@ CCID_ESCAPE_FIX = (
 VPCD_CONF_FIX = "sudo install -m 0644 hardware/reader.conf.d/vpcd-tapstack /etc/reader.conf.d/"
 VPCD_DEFAULT_PORT = 0x8C7B  # 35963, vsmartcard's VPCDPORT
 
+SCARD_E_NO_SERVICE = 0x8010001D
+SCARD_E_NO_READERS_AVAILABLE = 0x8010002E
+
 # PC/SC error codes the probe may meet, with what they mean here and the fix.
 SCARD_ERRORS: dict[int, tuple[str, str, str | None]] = {
-    0x8010001D: (
+    SCARD_E_NO_SERVICE: (
         "SCARD_E_NO_SERVICE",
         "pcscd does not answer on its socket (not running, or socket activation is off)",
         "sudo systemctl enable --now pcscd.socket  (without systemd: sudo service pcscd start)",
@@ -88,7 +75,7 @@ SCARD_ERRORS: dict[int, tuple[str, str, str | None]] = {
         "pcscd stopped while answering",
         "sudo systemctl restart pcscd; journalctl -u pcscd -n 50",
     ),
-    0x8010002E: ("SCARD_E_NO_READERS_AVAILABLE", "pcscd answers but has no reader", None),
+    SCARD_E_NO_READERS_AVAILABLE: ("SCARD_E_NO_READERS_AVAILABLE", "pcscd answers but has no reader", None),
     0x8010006A: (
         "SCARD_W_SECURITY_VIOLATION",
         "pcscd refused this user (polkit denies org.debian.pcsc-lite.access_pcsc)",
@@ -377,7 +364,7 @@ def _pcscd_findings(facts: Facts, wants_pcsc: bool) -> list[Finding]:
         pids = ", ".join(str(x) for x in p.pids)
         config = f", configuration {p.config}" if p.config else ""
         return [Finding("ok", "pcscd", f"pcscd installed at {p.binary}, running (pid {pids}{config})")]
-    answered = facts.pcsc is not None and facts.pcsc.error in (None, 0x8010002E) and facts.pcsc.problem is None
+    answered = facts.pcsc is not None and facts.pcsc.error in (None, SCARD_E_NO_READERS_AVAILABLE) and facts.pcsc.problem is None
     if answered:
         return [Finding("ok", "pcscd", f"pcscd installed at {p.binary}, started on demand by its socket")]
     if p.socket:
@@ -394,10 +381,10 @@ def _pcsc_findings(facts: Facts, usable: list[UsableReader]) -> list[Finding]:
     if a.problem:
         return [Finding("fail", "pcsc", f"cannot ask pcscd: {a.problem}",
                         "pip install pyscard  (builds with: sudo apt-get install gcc swig libpcsclite-dev)")]
-    if a.error == 0x8010001D and facts.pcscd is not None and not facts.pcscd.pids:
+    if a.error == SCARD_E_NO_SERVICE and facts.pcscd is not None and not facts.pcscd.pids:
         # the pcscd line above already says it is not running and how to start it
         return [Finding("fail", "pcsc", "PC/SC: SCARD_E_NO_SERVICE: no pcscd to answer")]
-    if a.error is not None and a.error != 0x8010002E:
+    if a.error is not None and a.error != SCARD_E_NO_READERS_AVAILABLE:
         name, meaning, fix = SCARD_ERRORS.get(a.error, (f"0x{a.error:08X}", "PC/SC call failed", None))
         return [Finding("fail", "pcsc", f"PC/SC: {name}: {meaning}", fix)]
     if not a.readers:
@@ -407,8 +394,13 @@ def _pcsc_findings(facts: Facts, usable: list[UsableReader]) -> list[Finding]:
     for name in a.readers:
         virtual = is_virtual(name)
         usable.append(UsableReader("pcsc", name, virtual))
-        kind = "virtual reader (vsmartcard-vpcd)" if virtual else "reader"
-        out.append(Finding("ok", "pcsc", f"PC/SC {kind}: {name!r}"))
+        if virtual:
+            out.append(Finding("ok", "pcsc", f"PC/SC virtual reader (vsmartcard-vpcd): {name!r}"))
+        elif any(m.pcsc_prefix and name.startswith(m.pcsc_prefix) for m in SUPPORTED):
+            out.append(Finding("ok", "pcsc", f"PC/SC reader: {name!r}"))
+        else:
+            out.append(Finding("ok", "pcsc", f"PC/SC reader: {name!r} (not in tapstack's table: "
+                               "it moves APDUs, but check it is contactless)"))
     return out
 
 
@@ -428,6 +420,9 @@ def _usb_findings(facts: Facts, matched: list[tuple[UsbDevice, ReaderModel]],
                                f"{'pcscd' if model.path == 'pcsc' else 'nfcpy'} cannot use it",
                                f"sudo modprobe -r {KERNEL_NFC_DRIVERS[holder]} && {BLACKLIST_FIX}"))
             continue
+        if model.kernel_module and facts.modules and model.kernel_module in facts.modules:
+            out.append(Finding("warn", "usb", f"kernel module {model.kernel_module} is loaded: it takes the {model.name} when it is plugged in again",
+                               f"sudo modprobe -r {KERNEL_NFC_DRIVERS[model.kernel_module]} && {BLACKLIST_FIX}"))
         if model.path == "pcsc":
             out.append(_pcsc_device_finding(facts, device, model, where))
             if model.pid == 0x2200 and facts.ccid_options is not None and not facts.ccid_options & 0x01:
@@ -446,7 +441,7 @@ def _pcsc_device_finding(facts: Facts, device: UsbDevice, model: ReaderModel, wh
     names = [n for n in (facts.pcsc.readers if facts.pcsc else ()) if model.pcsc_prefix and n.startswith(model.pcsc_prefix)]
     if names:
         return Finding("ok", "usb", f"{where} is usable through PC/SC as {names[0]!r}")
-    if facts.pcsc is not None and facts.pcsc.error in (None, 0x8010002E) and not facts.pcsc.problem:
+    if facts.pcsc is not None and facts.pcsc.error in (None, SCARD_E_NO_READERS_AVAILABLE) and not facts.pcsc.problem:
         return Finding("fail", "usb", f"{where} is plugged in but pcscd does not list it",
                        "sudo systemctl restart pcscd; journalctl -u pcscd -n 50 (look for 'bogus firmware' or 'Can't claim interface')")
     return Finding("warn", "usb", f"{where} is plugged in; usable once pcscd answers (see the pcsc line)")
@@ -455,9 +450,6 @@ def _pcsc_device_finding(facts: Facts, device: UsbDevice, model: ReaderModel, wh
 def _nfcpy_device_findings(facts: Facts, device: UsbDevice, model: ReaderModel, where: str,
                            holder: str | None, usable: list[UsableReader]) -> list[Finding]:
     out = []
-    if model.kernel_module and facts.modules and model.kernel_module in facts.modules:
-        out.append(Finding("warn", "usb", f"kernel module {model.kernel_module} is loaded: it takes the {model.name} when it is plugged in again",
-                           f"sudo modprobe -r {KERNEL_NFC_DRIVERS[model.kernel_module]} && {BLACKLIST_FIX}"))
     if holder is not None:
         out.append(Finding("fail", "usb", f"{where} is held by another program (driver {holder}; a running terminal or another nfcpy process?)",
                            f"sudo lsof {device.node}  then stop that program"))
@@ -540,245 +532,10 @@ def _summary(findings: list[Finding], usable: list[UsableReader]) -> Finding:
     return Finding("fail", "summary", "no usable reader", first_fix or "see hardware/README.md")
 
 
-# ---------------------------------------------------------------------------------------
-# The shell: one probe per fact, each with its own timeout.
-
-SYSFS_USB = "/sys/bus/usb/devices"
-PROC_MODULES = "/proc/modules"
-READER_CONF_DIR = "/etc/reader.conf.d"
-CCID_PLIST = "/usr/lib/pcsc/drivers/ifd-ccid.bundle/Contents/Info.plist"
-VPCD_DRIVERS = (
-    "/usr/lib/pcsc/drivers/serial/libifdvpcd.so",
-    "/usr/lib64/pcsc/drivers/serial/libifdvpcd.so",
-    "/usr/local/lib/pcsc/drivers/serial/libifdvpcd.so",
-)
-PCSCD_SOCKET = "/run/pcscd/pcscd.comm"
-SERIAL_GLOBS = ("/dev/ttyUSB*", "/dev/ttyACM*", "/dev/ttyAMA*", "/dev/serial0")
-
-
-class ProbeTimeout(Exception):
-    pass
-
-
-def run_with_timeout(fn: Callable[[], object], timeout: float) -> object:
-    """Run fn in a daemon thread; raise ProbeTimeout if it is not done in time.
-
-    A hung probe (a wedged pcscd, a reader that never answers) is left behind in its
-    daemon thread: the process exits soon after anyway.
-    """
-    box: dict[str, object] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # reported as the probe's failure
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True, name=f"doctor-{getattr(fn, '__name__', 'probe')}")
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise ProbeTimeout(f"timed out after {timeout:g} s")
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box.get("value")
-
-
-def probe_pcscd(socket_path: str = PCSCD_SOCKET, proc: str = "/proc") -> Pcscd:
-    binary = shutil.which("pcscd") or next(
-        (p for p in ("/usr/sbin/pcscd", "/usr/local/sbin/pcscd") if os.access(p, os.X_OK)), None)
-    pids, config = [], None
-    for comm in glob.glob(os.path.join(proc, "[0-9]*", "comm")):
-        try:
-            if Path(comm).read_text().strip() != "pcscd":
-                continue
-            pid = int(Path(comm).parent.name)
-            argv = (Path(comm).parent / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            continue  # the process ended while we looked
-        pids.append(pid)
-        config = config or pcscd_config_arg([a.decode(errors="replace") for a in argv])
-    return Pcscd(binary, tuple(sorted(pids)), os.path.exists(socket_path), config)
-
-
-def probe_pcsc() -> PcscAnswer:
-    try:
-        from smartcard import scard
-    except Exception as exc:  # ImportError, or libpcsclite missing at load time
-        return PcscAnswer(problem=f"pyscard does not import ({exc})")
-    code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if code != scard.SCARD_S_SUCCESS:
-        return PcscAnswer(error=code & 0xFFFFFFFF)
-    try:
-        code, readers = scard.SCardListReaders(context, [])
-        if code != scard.SCARD_S_SUCCESS:
-            return PcscAnswer(error=code & 0xFFFFFFFF)
-        return PcscAnswer(readers=tuple(readers))
-    finally:
-        scard.SCardReleaseContext(context)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""
-
-
-def probe_usb(root: str = SYSFS_USB) -> tuple[UsbDevice, ...]:
-    base = Path(root)
-    if not base.is_dir():
-        raise FileNotFoundError(f"{root} does not exist (no USB, or /sys not mounted)")
-    devices = []
-    for entry in sorted(base.iterdir()):
-        if ":" in entry.name or not (entry / "idVendor").exists():
-            continue  # interfaces are "1-1:1.0"; root hubs have idVendor too, harmless
-        try:
-            vid = int(_read(entry / "idVendor"), 16)
-            pid = int(_read(entry / "idProduct"), 16)
-            bus = int(_read(entry / "busnum"))
-            dev = int(_read(entry / "devnum"))
-        except ValueError:
-            continue
-        drivers = []
-        for intf in sorted(base.glob(f"{entry.name}:*")):
-            link = intf / "driver"
-            drivers.append(os.path.basename(os.readlink(link)) if link.is_symlink() else "")
-        node = f"/dev/bus/usb/{bus:03d}/{dev:03d}"
-        can_open, mode = _node_access(node)
-        devices.append(UsbDevice(entry.name, bus, dev, vid, pid, _read(entry / "product"),
-                                 tuple(drivers), can_open, mode))
-    return tuple(devices)
-
-
-def _node_access(node: str) -> tuple[bool | None, str]:
-    try:
-        st = os.stat(node)
-    except OSError:
-        return None, ""
-    try:
-        owner = pwd.getpwuid(st.st_uid).pw_name
-    except KeyError:
-        owner = str(st.st_uid)
-    try:
-        group = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        group = str(st.st_gid)
-    return os.access(node, os.R_OK | os.W_OK), f"{owner}:{group} {stat.S_IMODE(st.st_mode):04o}"
-
-
-def probe_modules(path: str = PROC_MODULES) -> frozenset[str]:
-    return parse_proc_modules(Path(path).read_text())
-
-
-def probe_ccid_ids(path: str = CCID_PLIST) -> frozenset[tuple[int, int]] | None:
-    if not os.path.exists(path):
-        return None  # libccid not installed: the pcscd finding says what to install
-    with open(path, "rb") as f:
-        return ccid_ids_from_plist(plistlib.load(f))
-
-
-def probe_ccid_options(path: str = CCID_PLIST) -> int | None:
-    if not os.path.exists(path):
-        return None
-    with open(path, "rb") as f:
-        return ccid_options_from_plist(plistlib.load(f))
-
-
-def probe_vpcd(conf_dir: str = READER_CONF_DIR, drivers: tuple[str, ...] = VPCD_DRIVERS) -> Vpcd:
-    driver = next((d for d in drivers if os.path.exists(d)), None)
-    entries: list[VpcdEntry] = []
-    files = [conf_dir] if os.path.isfile(conf_dir) else sorted(glob.glob(os.path.join(conf_dir, "*")))
-    for conf in files:
-        try:
-            entries += parse_reader_conf(Path(conf).read_text(errors="replace"), conf)
-        except (OSError, IsADirectoryError):
-            continue
-    return Vpcd(driver, tuple(entries))
-
-
-def probe_nfcpy_import() -> Nfcpy:
-    try:
-        import nfc
-    except Exception as exc:
-        return Nfcpy(None, problem=str(exc) or type(exc).__name__)
-    return Nfcpy(getattr(nfc, "__version__", "?"))
-
-
-def probe_nfcpy_open(path: str) -> NfcpyOpen:
-    """Open one nfcpy device, say what it is (chip and firmware), close it."""
-    import nfc
-
-    try:
-        clf = nfc.ContactlessFrontend(path)
-    except Exception as exc:
-        return NfcpyOpen(path, False, str(exc) or type(exc).__name__)
-    try:
-        return NfcpyOpen(path, True, str(clf))
-    finally:
-        clf.close()
-
-
-def probe_serial_ports(patterns: tuple[str, ...] = SERIAL_GLOBS) -> tuple[str, ...]:
-    return tuple(sorted({p for pattern in patterns for p in glob.glob(pattern)}))
-
-
-def current_user() -> str:
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        return str(os.geteuid())
-
-
-def collect(timeout: float = 3.0, ttys: tuple[str, ...] = ()) -> Facts:
-    """Gather every fact; each probe gets `timeout` seconds and fails alone."""
-    errors: dict[str, str] = {}
-
-    def attempt(name: str, fn: Callable[[], object]) -> object:
-        try:
-            return run_with_timeout(fn, timeout)
-        except Exception as exc:
-            errors[name] = str(exc) or type(exc).__name__
-            return None
-
-    pcscd = attempt("pcscd process", probe_pcscd)
-    # vpcd as the running pcscd sees it: a test or demo pcscd may run with its own -c DIR
-    conf = pcscd.config if isinstance(pcscd, Pcscd) and pcscd.config else READER_CONF_DIR
-    facts = Facts(
-        user=current_user(),
-        pcscd=pcscd,
-        pcsc=attempt("PC/SC readers (pyscard)", probe_pcsc),
-        usb=attempt("USB devices (/sys/bus/usb)", probe_usb),
-        modules=attempt("kernel modules (/proc/modules)", probe_modules),
-        ccid_ids=attempt("libccid Info.plist", probe_ccid_ids),
-        ccid_options=attempt("libccid driver options", probe_ccid_options),
-        vpcd=attempt("vpcd configuration", lambda: probe_vpcd(conf)),
-        nfcpy=attempt("nfcpy import", probe_nfcpy_import),
-        serial_ports=attempt("serial ports", probe_serial_ports) or (),
-        probe_errors=errors,
-    )
-    if facts.nfcpy is None or facts.nfcpy.problem:
-        return facts
-    opened = []
-    for path in nfcpy_candidates(facts) + tuple(_tty_path(t) for t in ttys):
-        result = attempt(f"nfcpy open {path}", lambda p=path: probe_nfcpy_open(p))
-        if result is not None:
-            opened.append(result)
-    return Facts(**{**facts.__dict__, "nfcpy": Nfcpy(facts.nfcpy.version, None, tuple(opened))})
-
-
-def _tty_path(tty: str) -> str:
-    """/dev/ttyAMA0 -> nfcpy's "tty:AMA0:pn532"; an nfcpy path is kept as given."""
-    if tty.startswith("tty:"):
-        return tty
-    name = os.path.basename(tty)
-    if name == "serial0":
-        name = os.path.basename(os.path.realpath(tty))
-    return f"tty:{re.sub(r'^tty', '', name)}:pn532"
-
-
 def facts_as_json(facts: Facts) -> dict:
     data = asdict(facts)
+    if facts.pcsc is not None and facts.pcsc.error is not None:
+        data["pcsc"]["error_name"] = SCARD_ERRORS.get(facts.pcsc.error, (f"0x{facts.pcsc.error:08X}",))[0]
     if facts.modules is not None:
         # only the modules that matter here; the full list is noise
         data["modules"] = sorted(m for m in facts.modules if m in {"nfc", "pn533", "pn533_usb", "port100", "pn544"})
@@ -794,33 +551,3 @@ def report_as_json(facts: Facts, diagnosis: Diagnosis) -> dict:
         "findings": [asdict(f) for f in diagnosis.findings],
         "facts": facts_as_json(facts),
     }
-
-
-# ---------------------------------------------------------------------------------------
-# The command (added to `tapstack terminal` in terminal/cli.py)
-
-@click.command("doctor")
-@click.option("--json", "as_json", is_flag=True, help="Print the findings and facts as JSON.")
-@click.option("--timeout", default=3.0, show_default=True, type=click.FloatRange(0.1, 60),
-              help="Seconds each probe may take.")
-@click.option("--tty", "ttys", multiple=True, metavar="PATH",
-              help="Also probe a PN532 on this serial port (e.g. /dev/ttyAMA0); repeatable.")
-@click.option("--hardware-only", is_flag=True,
-              help="Do not count virtual (vpcd) readers as usable: for a validator box.")
-def command(as_json: bool, timeout: float, ttys: tuple[str, ...], hardware_only: bool) -> None:
-    """Say which NFC readers this machine has, and why one is not usable.
-
-    Exits 0 when at least one reader is usable, 1 when none is.
-    """
-    facts = collect(timeout=timeout, ttys=ttys)
-    diagnosis = diagnose(facts)
-    if as_json:
-        report = report_as_json(facts, diagnosis)
-        report["exit_code"] = diagnosis.exit_code(hardware_only)
-        click.echo(json.dumps(report, indent=2, sort_keys=True))
-    else:
-        for finding in diagnosis.findings:
-            click.echo(finding.line())
-        if hardware_only and diagnosis.usable and diagnosis.exit_code(True):
-            click.echo("fail  only virtual readers are usable and --hardware-only was given")
-    raise SystemExit(diagnosis.exit_code(hardware_only))
