@@ -15,6 +15,7 @@ and at which offset, and never carries value bytes: records hold card numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable, Iterator
 
 MAX_TAG_BYTES = 4
@@ -49,6 +50,7 @@ def tag_bytes(tag: int) -> bytes:
     return raw
 
 
+@lru_cache(maxsize=1024)
 def is_constructed(tag: int) -> bool:
     """True for a constructed tag (bit 6 of its first byte set)."""
     first = tag >> (8 * ((tag.bit_length() - 1) // 8))
@@ -80,6 +82,14 @@ class Tlv:
         if self.tag in SENSITIVE_TAGS and not self.constructed:
             return f"Tlv(tag=0x{self.tag:X}, value=<{len(self.value)} bytes hidden>)"
         return f"Tlv(tag=0x{self.tag:X}, value={self.value!r})"
+
+
+def _trusted(tag: int, value: bytes | tuple[Tlv, ...]) -> Tlv:
+    """A Tlv the parser has already checked, built without checking it again."""
+    obj = object.__new__(Tlv)
+    object.__setattr__(obj, "tag", tag)
+    object.__setattr__(obj, "value", value)
+    return obj
 
 
 def encode_length(n: int) -> bytes:
@@ -149,11 +159,11 @@ def _parse(data: bytes, pos: int, end: int, depth: int) -> tuple[Tlv, ...]:
         if pos + length > end:
             raise TlvError(f"tag {tag:X} at offset {start}: length {length} runs "
                            f"{pos + length - end} bytes past the end")
-        if is_constructed(tag):
+        if data[start] & 0x20:
             value = _parse(data, pos, pos + length, depth + 1)
         else:
-            value = bytes(data[pos : pos + length])
-        objects.append(Tlv(tag, value))
+            value = data[pos : pos + length]
+        objects.append(_trusted(tag, value))
         pos += length
     return tuple(objects)
 
