@@ -38,6 +38,8 @@ _MAX_CHAINED = 8  # 61xx / 6Cxx follow-ups for one command
 
 @dataclass(frozen=True)
 class EmvRead:
+    """What a read leaves behind. There is no PAN field, by design."""
+
     token: str  # pan_token(key, PAN)
     aid: str  # the application's AID in upper-case hex
     label: str | None  # application label (50) as the card gives it
