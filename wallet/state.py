@@ -155,7 +155,9 @@ class FileStore:
     @classmethod
     def create(cls, path: Path, state: PurseState, uid: bytes, name: str = "purse card",
                **sections) -> FileStore:
-        """Write a new wallet file (mode 0600: it holds the card key)."""
+        """Write a new wallet file (mode 0600: it holds the card key); never over an existing one."""
+        if Path(path).exists():
+            raise WalletFileError(f"wallet file {path} already exists; it may hold value, so it is kept")
         store = cls(path, {"format": WALLET_FORMAT, "name": name, "uid": bytes(uid).hex(), **sections}, state)
         store.save(state)
         return store
