@@ -138,6 +138,17 @@ def test_fill_dol_truncation_and_padding_follow_the_format():
         "0250" "0000000000000250" "3600" "3600400000" "42424242FFFF" "53484F500000" "000000" "0000")
 
 
+dol_entries = st.lists(st.builds(DolEntry, st.sampled_from(
+    [0x9F66, 0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37, 0x5A, 0x9F4E, 0x9F99, 0xBF0C]),
+    st.integers(0, 40)), max_size=12)
+
+
+@settings(deadline=None)
+@given(dol_entries, st.dictionaries(st.sampled_from([0x9F66, 0x9F02, 0x5A, 0x9F4E, 0x9F37]), st.binary(max_size=12)))
+def test_fill_dol_gives_exactly_the_length_asked(dol, values):
+    assert len(emv.fill_dol(dol, values)) == tlv.dol_length(dol)
+
+
 def test_gpo_command():
     assert emv.get_processing_options(b"").to_bytes().hex().upper() == "80A8000002830000"
     data = bytes.fromhex("3600400000000000025000")
