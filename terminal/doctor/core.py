@@ -46,18 +46,19 @@ KERNEL_NFC_DRIVERS = {
     "pn533_usb": "pn533_usb pn533 nfc",
     "port100": "port100 nfc",
 }
+# Fix templates: {hw} is where tapstack's hardware/ directory is (Facts.hardware_dir).
 BLACKLIST_FIX = (
-    "sudo install -m 0644 hardware/modprobe.d/blacklist-tapstack-nfc.conf /etc/modprobe.d/"
+    "sudo install -m 0644 {hw}/modprobe.d/blacklist-tapstack-nfc.conf /etc/modprobe.d/"
 )
 UDEV_FIX = (
-    "sudo install -m 0644 hardware/udev/60-tapstack-nfc.rules /etc/udev/rules.d/"
+    "sudo install -m 0644 {hw}/udev/60-tapstack-nfc.rules /etc/udev/rules.d/"
     " && sudo udevadm control --reload && sudo udevadm trigger --subsystem-match=usb"
 )
 CCID_ESCAPE_FIX = (
     "sudo sed -i '/<key>ifdDriverOptions<\\/key>/{n;s/<string>0x0000<\\/string>/<string>0x0001<\\/string>/}' "
     "/usr/lib/pcsc/drivers/ifd-ccid.bundle/Contents/Info.plist && sudo systemctl restart pcscd"
 )
-VPCD_CONF_FIX = "sudo install -m 0644 hardware/reader.conf.d/vpcd-tapstack /etc/reader.conf.d/"
+VPCD_CONF_FIX = "sudo install -m 0644 {hw}/reader.conf.d/vpcd-tapstack /etc/reader.conf.d/"
 VPCD_DEFAULT_PORT = 0x8C7B  # 35963, vsmartcard's VPCDPORT
 
 SCARD_E_NO_SERVICE = 0x8010001D
@@ -79,7 +80,7 @@ SCARD_ERRORS: dict[int, tuple[str, str, str | None]] = {
     0x8010006A: (
         "SCARD_W_SECURITY_VIOLATION",
         "pcscd refused this user (polkit denies org.debian.pcsc-lite.access_pcsc)",
-        "run as a user polkit allows, or add a rule in /etc/polkit-1/rules.d/ (see hardware/README.md)",
+        "allow this user in /etc/polkit-1/rules.d/ (the rule is in tapstack's hardware/README.md, Known pitfalls)",
     ),
     0x80100017: (
         "SCARD_E_READER_UNAVAILABLE",
@@ -89,6 +90,10 @@ SCARD_ERRORS: dict[int, tuple[str, str, str | None]] = {
     0x80100001: ("SCARD_F_INTERNAL_ERROR", "pcscd reported an internal error", "sudo systemctl restart pcscd"),
     0x80100013: ("SCARD_F_COMM_ERROR", "talking to pcscd failed", "sudo systemctl restart pcscd"),
 }
+
+
+def _hw(template: str, facts: "Facts") -> str:
+    return template.format(hw=facts.hardware_dir)
 
 
 def known_reader(vid: int, pid: int) -> ReaderModel | None:
@@ -184,6 +189,7 @@ class Facts:
     vpcd: Vpcd | None = None
     nfcpy: Nfcpy | None = None
     serial_ports: tuple[str, ...] = ()
+    hardware_dir: str = "hardware"  # tapstack's hardware/ directory, for the fix commands
     probe_errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -348,7 +354,7 @@ def diagnose(facts: Facts) -> Diagnosis:
     findings += _serial_findings(facts, usable)
     for probe, error in sorted(facts.probe_errors.items()):
         findings.append(Finding("warn", "probe", f"could not check {probe}: {error}"))
-    findings.append(_summary(findings, usable))
+    findings.append(_summary(facts, findings, usable))
     return Diagnosis(tuple(findings), tuple(usable))
 
 
@@ -389,7 +395,7 @@ def _pcsc_findings(facts: Facts, usable: list[UsableReader]) -> list[Finding]:
         return [Finding("fail", "pcsc", f"PC/SC: {name}: {meaning}", fix)]
     if not a.readers:
         return [Finding("warn", "pcsc", "pcscd answers but lists no reader",
-                        "plug in a reader, or for the emulator: " + VPCD_CONF_FIX + " && sudo systemctl restart pcscd")]
+                        "plug in a reader, or for the emulator: " + _hw(VPCD_CONF_FIX, facts) + " && sudo systemctl restart pcscd")]
     out = []
     for name in a.readers:
         virtual = is_virtual(name)
@@ -409,7 +415,7 @@ def _usb_findings(facts: Facts, matched: list[tuple[UsbDevice, ReaderModel]],
     if facts.usb is None:
         return []
     if not matched:
-        return [Finding("warn", "usb", "no supported reader on USB (table: hardware/README.md)",
+        return [Finding("warn", "usb", f"no supported reader on USB (the table: {facts.hardware_dir}/README.md)",
                         "plug one in; check with: ls /sys/bus/usb/devices/*/idProduct")]
     out = []
     for device, model in matched:
@@ -418,11 +424,11 @@ def _usb_findings(facts: Facts, matched: list[tuple[UsbDevice, ReaderModel]],
         if holder in KERNEL_NFC_DRIVERS:
             out.append(Finding("fail", "usb", f"{where} is held by the kernel module {holder}; "
                                f"{'pcscd' if model.path == 'pcsc' else 'nfcpy'} cannot use it",
-                               f"sudo modprobe -r {KERNEL_NFC_DRIVERS[holder]} && {BLACKLIST_FIX}"))
+                               f"sudo modprobe -r {KERNEL_NFC_DRIVERS[holder]} && {_hw(BLACKLIST_FIX, facts)}"))
             continue
         if model.kernel_module and facts.modules and model.kernel_module in facts.modules:
             out.append(Finding("warn", "usb", f"kernel module {model.kernel_module} is loaded: it takes the {model.name} when it is plugged in again",
-                               f"sudo modprobe -r {KERNEL_NFC_DRIVERS[model.kernel_module]} && {BLACKLIST_FIX}"))
+                               f"sudo modprobe -r {KERNEL_NFC_DRIVERS[model.kernel_module]} && {_hw(BLACKLIST_FIX, facts)}"))
         if model.path == "pcsc":
             out.append(_pcsc_device_finding(facts, device, model, where))
             if model.pid == 0x2200 and facts.ccid_options is not None and not facts.ccid_options & 0x01:
@@ -437,7 +443,7 @@ def _usb_findings(facts: Facts, matched: list[tuple[UsbDevice, ReaderModel]],
 def _pcsc_device_finding(facts: Facts, device: UsbDevice, model: ReaderModel, where: str) -> Finding:
     if facts.ccid_ids is not None and (model.vid, model.pid) not in facts.ccid_ids:
         return Finding("fail", "usb", f"{where}: libccid's Info.plist does not list {model.usb_id}, so pcscd ignores it",
-                       "sudo apt-get install --only-upgrade libccid  (or add the IDs, see hardware/README.md)")
+                       "sudo apt-get install --only-upgrade libccid  (or add the IDs: " + facts.hardware_dir + "/README.md)")
     names = [n for n in (facts.pcsc.readers if facts.pcsc else ()) if model.pcsc_prefix and n.startswith(model.pcsc_prefix)]
     if names:
         return Finding("ok", "usb", f"{where} is usable through PC/SC as {names[0]!r}")
@@ -456,7 +462,7 @@ def _nfcpy_device_findings(facts: Facts, device: UsbDevice, model: ReaderModel, 
         return out
     if device.can_open is False:
         out.append(Finding("fail", "usb", f"{where}: {facts.user or 'this user'} may not open {device.node} ({device.node_mode})",
-                           UDEV_FIX + f"; sudo adduser {facts.user or '$USER'} plugdev; then replug and log in again"))
+                           _hw(UDEV_FIX, facts) + f"; sudo adduser {facts.user or '$USER'} plugdev; then replug and log in again"))
         return out
     opened = {o.path: o for o in (facts.nfcpy.opened if facts.nfcpy else ())}
     result = opened.get(device.nfcpy_path)
@@ -480,7 +486,7 @@ def _vpcd_findings(facts: Facts) -> list[Finding]:
                         "sudo apt-get install vsmartcard-vpcd")]
     if not v.entries:
         return [Finding("warn", "vpcd", f"vpcd driver at {v.driver} but no reader.conf.d entry uses it",
-                        VPCD_CONF_FIX + " && sudo systemctl restart pcscd")]
+                        _hw(VPCD_CONF_FIX, facts) + " && sudo systemctl restart pcscd")]
     out = []
     for e in v.entries:
         side = (f"connects to a card at {e.host}:{e.port}" if e.host else
@@ -524,12 +530,12 @@ def _serial_findings(facts: Facts, usable: list[UsableReader]) -> list[Finding]:
     return out
 
 
-def _summary(findings: list[Finding], usable: list[UsableReader]) -> Finding:
+def _summary(facts: Facts, findings: list[Finding], usable: list[UsableReader]) -> Finding:
     if usable:
         names = ", ".join(r.spec + (" (virtual)" if r.virtual else "") for r in usable)
         return Finding("ok", "summary", f"usable readers: {names}")
     first_fix = next((f.fix for f in findings if f.level == "fail" and f.fix), None)
-    return Finding("fail", "summary", "no usable reader", first_fix or "see hardware/README.md")
+    return Finding("fail", "summary", "no usable reader", first_fix or f"see {facts.hardware_dir}/README.md")
 
 
 def facts_as_json(facts: Facts) -> dict:

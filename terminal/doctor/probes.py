@@ -206,6 +206,14 @@ def probe_serial_ports(patterns: tuple[str, ...] = SERIAL_GLOBS) -> tuple[str, .
     return tuple(sorted({p for pattern in patterns for p in glob.glob(pattern)}))
 
 
+def hardware_dir() -> str:
+    """tapstack's hardware/ directory: the checkout's, else the validator guide's /opt/tapstack/hardware."""
+    for candidate in (Path(__file__).resolve().parents[2] / "hardware", Path("/opt/tapstack/hardware")):
+        if (candidate / "README.md").is_file():
+            return str(candidate)
+    return "hardware"
+
+
 def current_user() -> str:
     try:
         return pwd.getpwuid(os.geteuid()).pw_name
@@ -238,6 +246,7 @@ def collect(timeout: float = 3.0, ttys: tuple[str, ...] = ()) -> Facts:
         vpcd=attempt("vpcd configuration", lambda: probe_vpcd(conf)),
         nfcpy=attempt("nfcpy import", probe_nfcpy_import),
         serial_ports=attempt("serial ports", probe_serial_ports) or (),
+        hardware_dir=hardware_dir(),
         probe_errors=errors,
     )
     if facts.nfcpy is None or facts.nfcpy.problem:

@@ -158,6 +158,13 @@ def test_loaded_module_not_yet_bound_warns_about_the_next_plug_in():
     assert d.exit_code() == 0
 
 
+def test_fix_commands_point_at_where_the_hardware_files_are():
+    held = UsbDevice("1-2", 1, 7, 0x04E6, 0x5591, "SCL3711", ("pn533_usb",), True, "")
+    d = core.diagnose(facts(usb=(held,), hardware_dir="/opt/tapstack/hardware"))
+    assert "install -m 0644 /opt/tapstack/hardware/modprobe.d/blacklist-tapstack-nfc.conf" in finding(d, "fail", "pn533_usb").fix
+    assert probes.hardware_dir() == str(REPO / "hardware")  # run from a checkout
+
+
 def test_acr122u_with_pn533_usb_loaded_but_not_bound_warns_too():
     listed = PcscAnswer(readers=("ACS ACR122U PICC Interface 00 00",))
     d = core.diagnose(facts(pcsc=listed, usb=(ACR122U,), modules=frozenset({"pn533_usb", "nfc"})))
