@@ -78,7 +78,10 @@ class VirtualCard:
                 if self.selected is not applet:
                     self._deselect()
                 self.selected = applet
-                return applet.select(command)
+                answer = applet.select(command)
+                if answer[-2:] != b"\x90\x00":  # the applet refused: nothing stays selected
+                    self._deselect()
+                return answer
         self._deselect()
         return respond(SW_FILE_NOT_FOUND)
 
