@@ -192,8 +192,9 @@ def _command():
         where = f"{host}:{port or DEFAULT_PORTS[via]}"
         click.echo(f"presenting {card.name} (UID {card.uid.hex().upper()}) via {via} at {where}; Ctrl-C to stop")
         stop = threading.Event()
-        # `kill` and service managers send SIGTERM: stop as on Ctrl-C, so a pcscd we started is stopped too
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        main_thread = threading.current_thread() is threading.main_thread()
+        if main_thread:  # `kill` and service managers send SIGTERM: stop as on Ctrl-C (and stop our pcscd)
+            previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         transport.start()
         try:
             run(transport, Schedule(present_for, absent_for, repeat), stop,
@@ -205,6 +206,8 @@ def _command():
             transport.stop()
             if daemon is not None:
                 daemon.stop()
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
     return emulate
 
