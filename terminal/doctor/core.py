@@ -41,11 +41,9 @@ SUPPORTED: tuple[ReaderModel, ...] = (
     ReaderModel("NXP PN533 board", 0x04CC, 0x2533, "nfcpy", "pn533_usb"),
 )
 
-# Kernel drivers that take a reader away from pcscd and nfcpy, with what to unload.
-KERNEL_NFC_DRIVERS = {
-    "pn533_usb": "pn533_usb pn533 nfc",
-    "port100": "port100 nfc",
-}
+# Kernel drivers that take a reader away from pcscd and nfcpy. `modprobe -r` on them also
+# unloads their dependencies (pn533, nfc_digital, nfc) once unused.
+KERNEL_NFC_DRIVERS = frozenset({"pn533_usb", "port100"})
 # Fix templates: {hw} is where tapstack's hardware/ directory is (Facts.hardware_dir).
 BLACKLIST_FIX = (
     "sudo install -m 0644 {hw}/modprobe.d/blacklist-tapstack-nfc.conf /etc/modprobe.d/"
@@ -424,11 +422,11 @@ def _usb_findings(facts: Facts, matched: list[tuple[UsbDevice, ReaderModel]],
         if holder in KERNEL_NFC_DRIVERS:
             out.append(Finding("fail", "usb", f"{where} is held by the kernel module {holder}; "
                                f"{'pcscd' if model.path == 'pcsc' else 'nfcpy'} cannot use it",
-                               f"sudo modprobe -r {KERNEL_NFC_DRIVERS[holder]} && {_hw(BLACKLIST_FIX, facts)}"))
+                               f"sudo modprobe -r {holder} && {_hw(BLACKLIST_FIX, facts)}"))
             continue
         if model.kernel_module and facts.modules and model.kernel_module in facts.modules:
             out.append(Finding("warn", "usb", f"kernel module {model.kernel_module} is loaded: it takes the {model.name} when it is plugged in again",
-                               f"sudo modprobe -r {KERNEL_NFC_DRIVERS[model.kernel_module]} && {_hw(BLACKLIST_FIX, facts)}"))
+                               f"sudo modprobe -r {model.kernel_module} && {_hw(BLACKLIST_FIX, facts)}"))
         if model.path == "pcsc":
             out.append(_pcsc_device_finding(facts, device, model, where))
             if model.pid == 0x2200 and facts.ccid_options is not None and not facts.ccid_options & 0x01:

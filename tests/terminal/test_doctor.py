@@ -132,7 +132,7 @@ def test_pn533_held_by_the_kernel_module_fails_with_unload_and_blacklist_fix():
     f_ = facts(usb=(held,), modules=frozenset({"pn533_usb", "pn533", "nfc"}))
     d = core.diagnose(f_)
     f = finding(d, "fail", "held by the kernel module pn533_usb")
-    assert f.fix.startswith("sudo modprobe -r pn533_usb pn533 nfc")
+    assert f.fix.startswith("sudo modprobe -r pn533_usb && ")
     assert "blacklist-tapstack-nfc.conf" in f.fix
     assert core.nfcpy_candidates(f_) == ()
     assert d.exit_code() == 1
@@ -147,7 +147,7 @@ def test_acr122u_held_by_pn533_usb_is_lost_to_pcscd_too():
 def test_rc_s380_held_by_port100_names_port100():
     held = UsbDevice("1-3", 1, 9, 0x054C, 0x06C1, "RC-S380/S", ("port100",), True, "")
     d = core.diagnose(facts(usb=(held,)))
-    assert finding(d, "fail", "port100").fix.startswith("sudo modprobe -r port100 nfc")
+    assert finding(d, "fail", "port100").fix.startswith("sudo modprobe -r port100 && ")
 
 
 def test_loaded_module_not_yet_bound_warns_about_the_next_plug_in():
