@@ -42,6 +42,17 @@ class TapContext:
     deny: frozenset = frozenset()  # refused card ids (bytes or hex) and tokens
     nonce: bytes | None = None  # this tap's 8-byte transaction id; None: drawn at random
 
+    def __post_init__(self):
+        # A misconfigured terminal fails when it starts, not at a rider's tap.
+        if not (isinstance(self.fare, int) and 1 <= self.fare <= p.MAX_AMOUNT):
+            raise ValueError(f"fare must be an integer 1..{p.MAX_AMOUNT} in minor units")
+        if self.currency not in p.CURRENCY_CODES:
+            raise ValueError(f"unsupported currency {self.currency!r}")
+        if len(self.terminal_id) != p.ID_SIZE or (self.nonce is not None and len(self.nonce) != p.NONCE_SIZE):
+            raise ValueError("terminal_id and nonce are 8 bytes")
+        if self.now.tzinfo is None:
+            raise ValueError("now must be timezone-aware (UTC)")
+
 
 @dataclass(frozen=True)
 class PendingDebit:

@@ -138,6 +138,16 @@ def test_a_refusal_of_the_debit_by_the_card_is_reported_with_its_status_word():
     assert pending == () and demo.balance == 10
 
 
+@pytest.mark.parametrize("changes, message", [
+    ({"fare": 0}, "fare"), ({"fare": 2.5}, "fare"), ({"fare": p.MAX_AMOUNT + 1}, "fare"),
+    ({"currency": "XXX"}, "currency"), ({"terminal_id": b"BUS"}, "terminal_id"),
+    ({"nonce": b"1234"}, "nonce"), ({"now": datetime(2027, 1, 1)}, "timezone"),
+])
+def test_a_misconfigured_context_is_refused_at_once(changes, message):
+    with pytest.raises(ValueError, match=message):
+        context(**changes)
+
+
 # --- tears ----------------------------------------------------------------------------
 
 def test_tear_after_commit_then_presented_again_recovers_the_receipt_without_a_second_debit():
