@@ -1,0 +1,217 @@
+"""Payments per second through the whole gateway, against raw SQLite on the same disk.
+
+Starts the gateway under gunicorn (gthread workers, as `tapstack gateway serve` runs it)
+on 127.0.0.1 with a fresh data directory, seeds funded wallets and a merchant through
+the API, then drives POST /v1/payments, each with its own Idempotency-Key, with wrk
+(one thread, pinned to the last core) for a bounded time. Prints payments/s, p50/p99
+latency, the store's SQLite synchronous level, and, measured in the same run, the raw
+SQLite rate of one committed row per transaction at that level in WAL mode: the floor
+any durable payment pays, and the ratio to it.
+
+    python bench/gateway_bench.py [--seconds 10] [--connections 8] [--workers 2] [--webhook]
+
+The first bar: >= 1,000 payments/s with p99 <= 20 ms on a 2-core machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from gateway.auth import operator_key  # noqa: E402
+from gateway.config import Config  # noqa: E402
+
+BAR_RATE, BAR_P99_MS = 1000, 20.0
+SURVIVES = {"FULL": "a crash of the process, the OS or the power: every answered payment is on disk",
+            "NORMAL": "a crash of the process; power loss may undo the last commits (never corrupts)",
+            "EXTRA": "as FULL, and the directory entry too"}
+
+WRK_SCRIPT = r"""
+local counter = 0
+local keys = {%(keys)s}
+local body = '%(body)s'
+local run = '%(run)s'
+request = function()
+  counter = counter + 1
+  local key = keys[(counter %% #keys) + 1]
+  return wrk.format("POST", "/v1/payments", {
+    ["Authorization"] = "Bearer " .. key,
+    ["Idempotency-Key"] = run .. "-" .. counter,
+    ["Content-Type"] = "application/json"}, body)
+end
+done = function(summary, latency, requests)
+  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p90_us": %%d, ' ..
+    '"p99_us": %%d, "max_us": %%d, "non_2xx": %%d, "socket_errors": %%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def make_app():
+    """gunicorn's app factory: the gateway with its store at --synchronous (BENCH_SYNCHRONOUS)."""
+    from gateway.app import create_app
+    from gateway.config import load
+    from gateway.store import Store
+    config = load()
+    return create_app(config, store=Store(config.db_path, synchronous=os.environ["BENCH_SYNCHRONOUS"]))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(base: str, method: str, path: str, key: str, body: dict | None = None, idem: str | None = None):
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    if idem:
+        headers["Idempotency-Key"] = idem
+    data = json.dumps(body).encode() if body is not None else None
+    with urllib.request.urlopen(urllib.request.Request(base + path, data, headers, method=method), timeout=10) as r:
+        return json.loads(r.read())
+
+
+def wait_up(base: str, proc: subprocess.Popen, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(base + "/v1/issuer/keys", timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("gunicorn did not answer in time")
+
+
+def seed(base: str, op: str, wallets: int, webhook: bool) -> tuple[str, list[str]]:
+    merchant = call(base, "POST", "/v1/merchants", op, {"name": "Bench Shop", "currency": "CNY"}, "m")
+    if webhook:  # an endpoint nobody answers: each payment also writes its event and delivery
+        call(base, "POST", "/v1/webhook_endpoints", merchant["api_key"],
+             {"url": "http://127.0.0.1:9/hooks"}, "we")
+    keys = []
+    for i in range(wallets):
+        customer = call(base, "POST", "/v1/customers", op, {"name": f"payer {i}"}, f"c{i}")
+        wallet = call(base, "POST", "/v1/wallets", op, {"customer_id": customer["id"], "currency": "CNY"}, f"w{i}")
+        call(base, "POST", "/v1/topups", op, {"wallet_id": wallet["id"], "amount": 9_000_000_000,
+                                              "currency": "CNY"}, f"t{i}")
+        keys.append(wallet["credential"])
+    return merchant["id"], keys
+
+
+def sqlite_baseline(directory: Path, synchronous: str, seconds: float) -> float:
+    """Committed single-row transactions per second, WAL, at the given synchronous level."""
+    path = directory / "baseline.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, amount BIGINT NOT NULL, created_at BIGINT NOT NULL)")
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (:id, :a, :c)", {"id": f"row_{n:012d}", "a": 1250, "c": n})
+        conn.execute("COMMIT")
+        n += 1
+    rate = n / (time.perf_counter() - start)
+    conn.close()
+    return rate
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--wallets", type=int, default=16)
+    parser.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL",
+                        help="the store's SQLite synchronous level (the gateway's default is FULL)")
+    parser.add_argument("--webhook", action="store_true", help="the merchant has a webhook endpoint")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (Debian package wrk; `make setup` installs it)", file=sys.stderr)
+        return 2
+
+    home = Path(tempfile.mkdtemp(prefix="tapstack-bench-"))
+    config = Config(home / "gateway")
+    config.data_dir.mkdir(parents=True)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cpus = os.cpu_count() or 1
+    env = {**os.environ, "TAPSTACK_HOME": str(home), "PYTHONPATH": f"{REPO}:{REPO / 'bench'}",
+           "BENCH_SYNCHRONOUS": args.synchronous}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+         "--worker-class", "gthread", "--threads", str(args.threads), "--log-level", "warning",
+         "gateway_bench:make_app()"], cwd=REPO, env=env, start_new_session=True)
+    try:
+        wait_up(base, server)
+        merchant_id, keys = seed(base, operator_key(config), args.wallets, args.webhook)
+        script = home / "payments.lua"
+        script.write_text(WRK_SCRIPT % {
+            "keys": ", ".join(f'"{k}"' for k in keys), "run": f"bench{os.getpid()}",
+            "body": json.dumps({"merchant_id": merchant_id, "amount": 1250, "currency": "CNY"})})
+        wrk = ["wrk", "-t1", f"-c{args.connections}", f"-d{max(1, round(args.seconds))}s", "--latency", "-s", str(script), base]
+        if cpus > 1 and shutil.which("taskset"):
+            wrk = ["taskset", "-c", str(cpus - 1)] + wrk
+        out = subprocess.run(wrk, capture_output=True, text=True, timeout=args.seconds + 60)
+        lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+        if not lines:
+            print(out.stdout, out.stderr, file=sys.stderr)
+            return 1
+        result = json.loads(lines[-1][len("RESULT "):])
+        with sqlite3.connect(config.db_path) as db:
+            stored = db.execute("SELECT COUNT(*) FROM payments").fetchone()[0]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+    synchronous = args.synchronous
+    baselines = [sqlite_baseline(home, synchronous, 1.0) for _ in range(3)]
+    baseline = statistics.median(baselines)
+    seconds = result["duration_us"] / 1e6
+    ok = result["requests"] - result["non_2xx"]
+    rate = ok / seconds
+    p50, p99 = result["p50_us"] / 1000, result["p99_us"] / 1000
+    print(f"gateway: gunicorn gthread {args.workers} workers x {args.threads} threads on {cpus} cores; "
+          f"wrk 1 thread, {args.connections} connections, {args.seconds:g} s"
+          + (", pinned to core %d" % (cpus - 1) if cpus > 1 else "")
+          + (", merchant has a webhook endpoint" if args.webhook else ""))
+    print(f"payments:  {rate:,.0f} /s  ({ok} answered 2xx, {result['non_2xx']} not, "
+          f"{result['socket_errors']} socket errors; {stored} payments stored)")
+    print(f"latency:   p50 {p50:.2f} ms  p90 {result['p90_us'] / 1000:.2f} ms  p99 {p99:.2f} ms  "
+          f"max {result['max_us'] / 1000:.2f} ms")
+    print(f"durability: SQLite WAL, synchronous={synchronous}: survives {SURVIVES.get(synchronous, '?')}")
+    print(f"baseline:  raw SQLite, one committed row per transaction, WAL, synchronous={synchronous}: "
+          f"{baseline:,.0f} /s (median of {', '.join(f'{b:,.0f}' for b in baselines)})")
+    print(f"ratio:     gateway / baseline = {rate / baseline:.3f}")
+    met = rate >= BAR_RATE and p99 <= BAR_P99_MS
+    print(f"bar:       >= {BAR_RATE:,} payments/s with p99 <= {BAR_P99_MS:g} ms: {'met' if met else 'MISSED'}")
+    if args.keep:
+        print(f"data:      {home}")
+    else:
+        shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
