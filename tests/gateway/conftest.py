@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from gateway import ledger
-from gateway.app import create_app
+from gateway.app import Runtime, create_app
 from gateway.auth import operator_key
 from gateway.config import Config
 from gateway.store import Store
@@ -66,13 +67,30 @@ class Api:
         return Api(self.client, self.clock, auth)
 
 
+START = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
+
+
 @pytest.fixture
 def clock():
-    return Clock(datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc))
+    return Clock(START)
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory):
+    """A migrated data dir with the World enrolled, built once and copied per test."""
+    root = tmp_path_factory.mktemp("template") / "gateway"
+    config = Config(root)
+    store = Store(config.db_path, synchronous="NORMAL")
+    clock = Clock(START)
+    app = create_app(config, store=store, clock=clock)
+    credentials = World.enrol(Api(app.test_client(), clock, operator_key(config)))
+    store.close()
+    return root, credentials
 
 
 @pytest.fixture
-def config(tmp_path):
+def config(tmp_path, template):
+    shutil.copytree(template[0], tmp_path / "gateway")
     return Config(tmp_path / "gateway")
 
 
@@ -83,11 +101,22 @@ def store(config):
     s.close()
 
 
-@pytest.fixture
-def app(config, store, clock):
-    app = create_app(config, store=store, clock=clock)
+@pytest.fixture(scope="session")
+def _shared_app(tmp_path_factory):
+    config = Config(tmp_path_factory.mktemp("unused") / "gateway")
+    store = Store(config.db_path)
+    app = create_app(config, store=store)
     app.testing = True
-    return app
+    yield app
+    store.close()
+
+
+@pytest.fixture
+def app(_shared_app, config, store, clock):
+    """The app over this test's data dir and clock (routes are built once: werkzeug's
+    rule compilation is most of create_app's time)."""
+    _shared_app.extensions["tapstack"] = Runtime(config, store, clock)
+    return _shared_app
 
 
 @pytest.fixture
@@ -121,19 +150,26 @@ def error(response, status: int, type_: str, code: str | None = None) -> dict:
 class World:
     """Two customers' wallets, two merchants, a terminal of each merchant."""
 
-    def __init__(self, operator: Api):
+    def __init__(self, operator: Api, credentials: dict):
         self.operator = operator
-        self.wallets, self.merchants, self.terminals = {}, {}, {}
+        self.wallets = {n: (i, operator.as_(k)) for n, (i, k) in credentials["wallets"].items()}
+        self.merchants = {n: (i, operator.as_(k)) for n, (i, k) in credentials["merchants"].items()}
+        self.terminals = {n: (i, operator.as_(k)) for n, (i, k) in credentials["terminals"].items()}
+
+    @staticmethod
+    def enrol(operator: Api) -> dict:
+        """Create the world through the API; its ids and credentials."""
+        wallets, merchants, terminals = {}, {}, {}
         for name in ("a", "b"):
             customer = ok(operator.post("/v1/customers", {"name": f"Rider {name}"}), 201)
             wallet = ok(operator.post("/v1/wallets", {"customer_id": customer["id"], "currency": "CNY"}), 201)
-            self.wallets[name] = (wallet["id"], operator.as_(wallet["credential"]))
+            wallets[name] = (wallet["id"], wallet["credential"])
         for name in ("x", "y"):
             merchant = ok(operator.post("/v1/merchants", {"name": f"Shop {name}"}), 201)
-            self.merchants[name] = (merchant["id"], operator.as_(merchant["api_key"]))
+            merchants[name] = (merchant["id"], merchant["api_key"])
             terminal = ok(operator.post("/v1/terminals", {"merchant_id": merchant["id"], "name": "till 1"}), 201)
-            self.terminals[name] = (terminal["id"],
-                                    operator.as_((terminal["key_id"], bytes.fromhex(terminal["secret"]))))
+            terminals[name] = (terminal["id"], (terminal["key_id"], bytes.fromhex(terminal["secret"])))
+        return {"wallets": wallets, "merchants": merchants, "terminals": terminals}
 
     def wallet(self, name):
         return self.wallets[name]
@@ -169,8 +205,8 @@ class World:
 
 
 @pytest.fixture
-def world(operator):
-    return World(operator)
+def world(operator, template):
+    return World(operator, template[1])
 
 
 def books(store) -> tuple[bool, int]:
