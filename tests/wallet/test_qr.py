@@ -5,6 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+import qrcode
+import qrcode.util
 from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image, ImageFilter
 
@@ -85,6 +87,17 @@ def test_symbol_uses_error_correction_m_and_a_quiet_zone_of_four():
     assert dark[4, 4:11].all()  # the finder pattern starts right after the quiet zone
     found = __import__("zxingcpp").read_barcodes(Image.open(io.BytesIO(qr.render_png(bill()))))
     assert found[0].ec_level == "M"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(min_size=1, max_size=400))
+def test_symbol_is_the_one_qrcode_itself_makes(text):
+    reference = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
+    reference.add_data(text)
+    reference.make(fit=True)
+    assert (qr.modules(text) == np.array(reference.get_matrix(), dtype=bool)).all()
+    assert qr.penalty(np.array(reference.modules, dtype=bool)[None])[0] == qrcode.util.lost_point(reference.modules)
+    assert qr.symbol(text).mask_pattern == reference.best_mask_pattern()  # this call relays the symbol
 
 
 def test_png_is_box_size_pixels_a_module():
