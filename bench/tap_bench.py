@@ -1,0 +1,131 @@
+"""Tap benchmark: a full purse tap through each transport, against a one-APDU round trip.
+
+A tap is what a validator does with a card already in its field: terminal.tap.tap, i.e.
+SELECT the purse, verify its certificate, DEBIT, verify the signed receipt. Each transport
+(in-process mock, the real pcscd with the card on vsmartcard-vpcd, nfcpy's udp driver)
+runs the taps interleaved with a baseline: one SELECT of an absent application (6A82), the
+cheapest exchange the card itself answers, measured the same way through the same reader.
+
+    python bench/tap_bench.py [--taps 1000] [--transport mock --transport pcscd+vpcd ...]
+
+Targets (the validator's budget): through pcscd+vpcd p50 <= 5 ms, p99 <= 15 ms, <= 4 APDUs.
+Card arrival (pcscd polls the vpcd slot) is not part of a tap and is not measured here.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from protocol.apdu import select_by_name  # noqa: E402
+from terminal.tap import TapContext, tap  # noqa: E402
+from wallet.testcards import demo_purse_card  # noqa: E402
+
+TRANSPORTS = ("mock", "pcscd+vpcd", "nfcpy-udp")
+BASELINE = select_by_name(bytes.fromhex("F000000000DEAD")).to_bytes()  # no such applet: 6A82
+TARGET_P50_MS, TARGET_P99_MS, TARGET_APDUS = 5.0, 15.0, 4
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    index = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[index]
+
+
+def open_transport(kind: str, stack: ExitStack, card):
+    """A Reader with the card in its field, its card side cleaned up by the stack."""
+    if kind == "mock":
+        from terminal.readers.mock import MockReader
+
+        return MockReader(card)
+    if kind == "pcscd+vpcd":
+        from terminal.readers.pcsc import PcscReader
+        from wallet import pcscd
+        from wallet.transports.vpcd import VpcdCard
+
+        daemon = stack.enter_context(pcscd.start(1))
+        stack.enter_context(VpcdCard(card, daemon.readers[0].port))
+        reader = PcscReader(daemon.readers[0].pcsc_name)
+        stack.callback(reader.close)
+        return reader
+    if kind == "nfcpy-udp":
+        from terminal.readers.nfc import NfcReader
+        from wallet.pcscd import free_ports
+        from wallet.transports.nfc_udp import NfcUdpCard
+
+        port = free_ports(1)[0]
+        stack.enter_context(NfcUdpCard(card, port))
+        reader = NfcReader(f"udp:127.0.0.1:{port}")
+        stack.callback(reader.close)
+        return reader
+    raise ValueError(kind)
+
+
+def measure(kind: str, taps: int, warmup: int = 20) -> dict:
+    demo = demo_purse_card(balance=100_000)
+    ctx = TapContext(fare=1, currency="CNY", terminal_id=b"BENCH001", issuer_keys=demo.issuer_keys,
+                     token_key=demo.token_key, now=datetime.now(timezone.utc))
+    tap_ms, base_ms, apdus = [], [], []
+    with ExitStack() as stack:
+        reader = open_transport(kind, stack, demo.card)
+        session = reader.wait_for_card(10)
+        if session is None:
+            raise SystemExit(f"{kind}: the card did not show up in the reader")
+        for i in range(warmup + taps):
+            t0 = time.perf_counter()
+            response = session.transmit(BASELINE)
+            t1 = time.perf_counter()
+            outcome, _ = tap(session, ctx)
+            t2 = time.perf_counter()
+            if response[-2:] != b"\x6A\x82" or outcome.reason != "paid":
+                raise SystemExit(f"{kind}: tap {i} went wrong: baseline {response.hex()}, tap {outcome.reason} "
+                                 f"({outcome.detail})")
+            if i >= warmup:
+                base_ms.append((t1 - t0) * 1000)
+                tap_ms.append((t2 - t1) * 1000)
+                apdus.append(outcome.apdus)
+    tap_ms.sort()
+    base_ms.sort()
+    return {
+        "transport": kind, "taps": taps, "apdus": statistics.mean(apdus), "max_apdus": max(apdus),
+        "p50": percentile(tap_ms, 50), "p90": percentile(tap_ms, 90), "p99": percentile(tap_ms, 99),
+        "base_p50": percentile(base_ms, 50), "base_p99": percentile(base_ms, 99),
+        "balance_left": demo.balance,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--taps", type=int, default=1000, help="taps per transport (default 1000)")
+    parser.add_argument("--transport", action="append", choices=TRANSPORTS,
+                        help="transport to measure (repeatable; default all)")
+    args = parser.parse_args(argv)
+    rows = [measure(kind, args.taps) for kind in (args.transport or TRANSPORTS)]
+
+    print(f"full purse tap (SELECT + DEBIT + offline verification), {args.taps} taps per transport")
+    print("baseline: one-APDU round trip (SELECT of an absent AID) through the same reader, same run\n")
+    header = (f"{'transport':<12} {'APDUs/tap':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
+              f"{'1-APDU p50':>11} {'1-APDU p99':>11} {'tap/1-APDU':>11}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['transport']:<12} {r['apdus']:>9.1f} {r['p50']:>8.3f} {r['p90']:>8.3f} {r['p99']:>8.3f} "
+              f"{r['base_p50']:>11.3f} {r['base_p99']:>11.3f} {r['p50'] / r['base_p50']:>10.1f}x")
+    failed = False
+    for r in rows:
+        if r["transport"] == "pcscd+vpcd":
+            ok = r["p50"] <= TARGET_P50_MS and r["p99"] <= TARGET_P99_MS and r["max_apdus"] <= TARGET_APDUS
+            failed |= not ok
+            print(f"\npcscd+vpcd target p50 <= {TARGET_P50_MS:g} ms, p99 <= {TARGET_P99_MS:g} ms, "
+                  f"<= {TARGET_APDUS} APDUs: {'met' if ok else 'MISSED'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
