@@ -28,6 +28,10 @@ class WalletFileError(ValueError):
     """A wallet file that cannot be read or does not hold a valid purse."""
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no balance
+
+
 @dataclass(frozen=True)
 class PurseState:
     card_id: bytes
@@ -48,9 +52,9 @@ class PurseState:
             problems.append("seed and issuer_public_key must be 32 bytes")
         if self.currency not in CURRENCY_CODES:
             problems.append(f"unsupported currency {self.currency!r}")
-        if not (isinstance(self.balance, int) and 0 <= self.balance <= MAX_BALANCE):
+        if not (_is_int(self.balance) and 0 <= self.balance <= MAX_BALANCE):
             problems.append(f"balance must be an integer 0..{MAX_BALANCE}")
-        if not (isinstance(self.counter, int) and 0 <= self.counter <= MAX_COUNTER):
+        if not (_is_int(self.counter) and 0 <= self.counter <= MAX_COUNTER):
             problems.append("counter must fit in 4 bytes")
         if len(self.receipts) > RECEIPT_LOG_SIZE or any(len(r) != RECEIPT_SIZE for r in self.receipts):
             problems.append(f"receipts: at most {RECEIPT_LOG_SIZE} of {RECEIPT_SIZE} bytes")

@@ -12,7 +12,7 @@ from protocol import certs, ed25519
 from protocol import purse as p
 from protocol.apdu import CommandAPDU, parse_response
 from wallet.purse import PurseApplet, issue_purse, new_purse, purse_card
-from wallet.state import FileStore, MemoryStore, PurseState, WalletFileError
+from wallet.state import FileStore, PurseState, WalletFileError
 from wallet.testcards import DEMO_CARD_ID, DEMO_ISSUER_SEED, demo_card_seed, demo_purse_card
 
 TERMINAL = b"BUS00042"
@@ -228,6 +228,7 @@ def test_file_store_keeps_sections_it_does_not_own(tmp_path):
     ('{"format": "other"}', "not in format"),
     ('{"format": "tapstack-wallet/1"}', "has no purse"),
     ('{"format": "tapstack-wallet/1", "purse": {"card_id": "00"}}', "invalid purse section"),
+    ('{"format": "tapstack-wallet/1", "purse": []}', "has no purse"),
 ])
 def test_bad_wallet_files_give_one_clear_error(tmp_path, content, message):
     path = tmp_path / "wallet.json"
@@ -299,3 +300,17 @@ def test_random_apdus_get_a_known_status_word_and_move_value_only_by_receipt(scr
         assert after.counter == before.counter + 1 == receipt.counter
         assert after.receipts[-1] == answer.data
         assert 0 <= after.balance <= p.MAX_BALANCE
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("balance", True, "balance"), ("balance", -1, "balance"), ("balance", "2000", "balance"),
+    ("counter", 2**32, "counter"), ("currency", "XXX", "currency"), ("receipts", ["00"], "receipts"),
+])
+def test_a_purse_section_with_a_bad_field_is_refused(tmp_path, field, value, message):
+    path = tmp_path / "wallet.json"
+    demo_purse_card(path=path)
+    doc = json.loads(path.read_text())
+    doc["purse"][field] = value
+    path.write_text(json.dumps(doc))
+    with pytest.raises(WalletFileError, match=message):
+        FileStore.open(path)
