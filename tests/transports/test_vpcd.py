@@ -6,6 +6,7 @@ import socket
 import pytest
 
 from protocol.apdu import CommandAPDU, parse_response
+from terminal.readers.base import ReaderUnavailable
 from wallet.card import DEFAULT_ATR, VirtualCard, plain_uid_card
 from wallet.pcscd import free_ports
 from wallet.transports import wait_until
@@ -215,3 +216,26 @@ def test_pcscd_power_cycle_on_reconnect_deselects(vpcd_field, echo_card):
     card_side.present()
     session = reader.wait_for_card(5)
     assert session.transmit(CommandAPDU(0x00, 0x02, 0, 0, b"x").to_bytes())[-2:] == b"\x6D\x00"
+
+
+@pytest.mark.pcscd
+def test_pcscd_restart_reader_unavailable_then_card_and_reader_come_back(pcscd_vpcd, echo_card):
+    """pcscd going away and coming back (a service restart, or a reader unplugged and back):
+    the reader reports it, the card reconnects to the driver, the reader finds the card again."""
+    from terminal.readers.pcsc import PcscReader
+    from wallet import pcscd
+
+    spec = pcscd_vpcd.readers[0]
+    with VpcdCard(echo_card, spec.port, retry_interval=0.02) as card_side:
+        reader = PcscReader(spec.pcsc_name)
+        assert reader.wait_for_card(5) is not None
+        pcscd_vpcd.stop()
+        with pytest.raises(ReaderUnavailable):
+            reader.wait_for_card(0.5)
+        again = pcscd.start(2, port=spec.base_port, reuse=False)
+        # the session fixture stops whatever pcscd it holds: hand it the new one
+        pcscd_vpcd.process, pcscd_vpcd.pid, pcscd_vpcd.config_dir = again.process, again.pid, again.config_dir
+        session = reader.wait_for_card(5)
+        assert session is not None and card_side.connected.is_set()
+        assert parse_response(session.transmit(SELECT_ECHO)).ok
+        reader.close()
