@@ -18,11 +18,21 @@ record commit together or not at all. Rules, per (caller, key):
   (BEGIN IMMEDIATE), so the second finds the first one's record and replays it.
 
 Keys are 1 to 255 printable ASCII characters; every POST must send one.
+
+Some first answers carry a secret shown once (a wallet credential, a merchant's API
+key, a terminal's secret). So that the database never holds one, the stored answer
+is sealed with AES-256-GCM under config.secret("idempotency_seal"), bound to its
+(caller, key) row; a replay opens it and answers the same bytes.
 """
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from flask import Response, current_app, request
 
@@ -58,6 +68,25 @@ def record(tx, caller: Caller, key: str, *, method: str, path: str, request_hash
         "status": status, "response": response, "created_at": now_unix})
 
 
+def _context(caller: Caller, key: str) -> bytes:
+    return f"{caller.kind}\n{caller.id}\n{key}".encode()
+
+
+def seal(secret: bytes, caller: Caller, key: str, text: str) -> str:
+    nonce = os.urandom(12)
+    sealed = AESGCM(secret).encrypt(nonce, text.encode(), _context(caller, key))
+    return "v1." + base64.b64encode(nonce + sealed).decode()
+
+
+def unseal(secret: bytes, caller: Caller, key: str, stored: str) -> str:
+    """The answer sealed for this row; RuntimeError when it was not (tampering or a lost secret)."""
+    try:
+        raw = base64.b64decode(stored.removeprefix("v1."), validate=True)
+        return AESGCM(secret).decrypt(raw[:12], raw[12:], _context(caller, key)).decode()
+    except (ValueError, InvalidTag) as e:
+        raise RuntimeError("an idempotency record does not open with this gateway's seal") from e
+
+
 def prune(tx, *, before_unix: int) -> int:
     """Forget records older than `before_unix` (a retry after that is a new request)."""
     return tx.execute("DELETE FROM idempotency_keys WHERE created_at < :t", {"t": before_unix})
@@ -89,17 +118,20 @@ def idempotent(view):
         body = request.get_data(cache=True)
         request_hash = fingerprint(request.method, request.path, body)
         rt = runtime()
+        sealing_key = rt.config.secret("idempotency_seal")
         with rt.store.transaction() as tx:
             prior = lookup(tx, caller, key)
             if prior is not None:
                 if prior["request_hash"] != request_hash:
                     raise ApiError(409, "idempotency_error", "idempotency_key_reused",
                                    "This Idempotency-Key was used for a different request.", HEADER)
-                return _response(prior["response"], prior["status"], key, replayed=True)
+                text = unseal(sealing_key, caller, key, prior["response"])
+                return _response(text, prior["status"], key, replayed=True)
             status, resource = view(tx, *args, **kwargs)
             text = current_app.json.dumps(resource)
             record(tx, caller, key, method=request.method, path=request.path,
-                   request_hash=request_hash, status=status, response=text,
+                   request_hash=request_hash, status=status,
+                   response=seal(sealing_key, caller, key, text),
                    now_unix=int(rt.now().timestamp()))
         return _response(text, status, key, replayed=False)
     return wrapper

@@ -14,6 +14,7 @@ import re
 from flask import request
 
 from gateway.errors import invalid
+from gateway.services import supported_currency
 
 # The largest amount one request may move: 100 million major units (1e10 fen).
 MAX_AMOUNT = 10_000_000_000
@@ -26,6 +27,16 @@ def _no_constants(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
+def _no_duplicates(pairs):
+    # Parsers disagree on which duplicate wins; refuse rather than guess.
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate field {key}")
+        seen[key] = value
+    return seen
+
+
 def json_body(required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> dict:
     """The request's JSON object, with exactly the allowed fields; an empty body is {}."""
     raw = request.get_data(cache=True)
@@ -33,9 +44,11 @@ def json_body(required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) ->
         body = {}
     else:
         try:
-            body = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+            body = json.loads(raw.decode("utf-8"), parse_constant=_no_constants,
+                              object_pairs_hook=_no_duplicates)
         except (UnicodeDecodeError, ValueError, RecursionError):
-            raise invalid("malformed_json", "The request body is not valid UTF-8 JSON.") from None
+            raise invalid("malformed_json",
+                          "The request body is not valid UTF-8 JSON (or repeats a field).") from None
     if not isinstance(body, dict):
         raise invalid("malformed_json", "The request body must be a JSON object.")
     unknown = sorted(set(body) - set(required) - set(optional))
@@ -63,7 +76,6 @@ def amount(body: dict, name: str = "amount", *, optional: bool = False) -> int |
 
 def currency(body: dict, name: str = "currency") -> str:
     """An ISO 4217 alphabetic code the gateway keeps accounts in."""
-    from gateway.services import supported_currency
     value = body.get(name)
     if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
         raise invalid("invalid_currency", f"{name} must be an ISO 4217 code such as \"CNY\".", name)

@@ -129,3 +129,27 @@ def test_terminal_retry_with_a_fresh_signature_replays(funded):
     assert first.status_code == again.status_code == 201
     assert first.get_data() == again.get_data()
     assert funded.available("a") == 950
+
+
+def test_secrets_shown_once_are_replayed_but_never_stored(operator, store):
+    customer = ok(operator.post("/v1/customers", {}), 201)
+    wallet_body = {"customer_id": customer["id"], "currency": "CNY"}
+    wallet = ok(operator.post("/v1/wallets", wallet_body, key="w1"), 201)
+    merchant = ok(operator.post("/v1/merchants", {"name": "Kiosk"}, key="m1"), 201)
+    terminal = ok(operator.post("/v1/terminals", {"merchant_id": merchant["id"]}, key="t1"), 201)
+    # a retry (the first answer lost on the wire) still gets the secret
+    assert ok(operator.post("/v1/wallets", wallet_body, key="w1"), 201)["credential"] == wallet["credential"]
+    assert ok(operator.post("/v1/terminals", {"merchant_id": merchant["id"]}, key="t1"), 201) == terminal
+    dump = "\n".join(store.db.conn.iterdump())
+    for secret in (wallet["credential"], merchant["api_key"], terminal["secret"]):
+        assert secret not in dump
+    assert wallet["id"] in dump  # the dump does hold the objects themselves
+
+
+def test_a_tampered_record_is_not_replayed(funded, store):
+    _, wallet = funded.wallet("a")
+    ok(wallet.post("/v1/payments", pay_body(funded), key="sealed"), 201)
+    with store.transaction() as tx:
+        tx.execute("UPDATE idempotency_keys SET response = 'v1.AAAA' WHERE idem_key = 'sealed'")
+    error(wallet.post("/v1/payments", pay_body(funded), key="sealed"), 500, "api_error")
+    assert funded.available("a") == 900
