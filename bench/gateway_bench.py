@@ -135,6 +135,65 @@ def sqlite_baseline(directory: Path, synchronous: str, seconds: float) -> float:
     return rate
 
 
+def profile(payments: int, synchronous: str) -> int:
+    """Where a payment's time goes: one thread, in process (Flask's test client), each
+    SQL statement timed through a connection subclass; the rest is Python."""
+    import collections
+    import itertools
+    import re
+
+    import gateway.store
+    from gateway.app import create_app
+    from gateway.store import Store
+
+    spent: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
+
+    class TimedConnection(sqlite3.Connection):
+        def execute(self, sql, *args):
+            started = time.perf_counter()
+            try:
+                return super().execute(sql, *args)
+            finally:
+                entry = spent[re.sub(r"\s+", " ", sql)[:80]]
+                entry[0] += 1
+                entry[1] += time.perf_counter() - started
+
+    gateway.store.sqlite3 = type(sys)("sqlite3_timed")
+    gateway.store.sqlite3.__dict__.update(sqlite3.__dict__)
+    gateway.store.sqlite3.connect = lambda *a, **k: sqlite3.connect(*a, factory=TimedConnection, **k)
+
+    home = Path(tempfile.mkdtemp(prefix="tapstack-profile-"))
+    config = Config(home)
+    app = create_app(config, store=Store(config.db_path, synchronous=synchronous))
+    client, n, op = app.test_client(), itertools.count(), operator_key(config)
+
+    def post(path, body, key):
+        r = client.post(path, json=body, headers={"Authorization": f"Bearer {key}", "Idempotency-Key": f"p{next(n)}"})
+        assert r.status_code in (200, 201), r.get_json()
+        return r.get_json()
+
+    merchant = post("/v1/merchants", {"name": "m"}, op)
+    customer = post("/v1/customers", {"name": "c"}, op)
+    wallet = post("/v1/wallets", {"customer_id": customer["id"], "currency": "CNY"}, op)
+    post("/v1/topups", {"wallet_id": wallet["id"], "amount": 9_000_000_000, "currency": "CNY"}, op)
+    body = {"merchant_id": merchant["id"], "amount": 1250, "currency": "CNY"}
+    for _ in range(20):
+        post("/v1/payments", body, wallet["credential"])
+    spent.clear()
+    started = time.perf_counter()
+    for _ in range(payments):
+        post("/v1/payments", body, wallet["credential"])
+    total = (time.perf_counter() - started) / payments * 1000
+    sql = sum(t for _, t in spent.values()) / payments * 1000
+    count = sum(c for c, _ in spent.values()) / payments
+    print(f"profile: {payments} payments, one thread, in process, synchronous={synchronous}")
+    print(f"per payment: {total:.2f} ms = SQL {sql:.2f} ms ({count:.0f} statements) + Python {total - sql:.2f} ms")
+    for text, (c, t) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:12]:
+        print(f"  {t / payments * 1000:6.3f} ms  x{c / payments:.0f}  {text}")
+    shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
@@ -146,7 +205,11 @@ def main() -> int:
                         help="the store's SQLite synchronous level (the gateway's default is FULL)")
     parser.add_argument("--webhook", action="store_true", help="the merchant has a webhook endpoint")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument("--profile", type=int, metavar="N", default=0,
+                        help="instead: N payments in process, time split into SQL statements and Python")
     args = parser.parse_args()
+    if args.profile:
+        return profile(args.profile, args.synchronous)
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian package wrk; `make setup` installs it)", file=sys.stderr)
         return 2
@@ -159,6 +222,8 @@ def main() -> int:
     cpus = os.cpu_count() or 1
     env = {**os.environ, "TAPSTACK_HOME": str(home), "PYTHONPATH": f"{REPO}:{REPO / 'bench'}",
            "BENCH_SYNCHRONOUS": args.synchronous}
+    # the disk's fsync time drifts (host caches, writeback): sample the baseline before and after the load
+    baselines = [sqlite_baseline(home, args.synchronous, 1.0) for _ in range(3)]
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
          "--worker-class", "gthread", "--threads", str(args.threads), "--log-level", "warning",
@@ -186,7 +251,7 @@ def main() -> int:
         server.wait(timeout=30)
 
     synchronous = args.synchronous
-    baselines = [sqlite_baseline(home, synchronous, 1.0) for _ in range(3)]
+    baselines += [sqlite_baseline(home, synchronous, 1.0) for _ in range(3)]
     baseline = statistics.median(baselines)
     seconds = result["duration_us"] / 1e6
     ok = result["requests"] - result["non_2xx"]
@@ -202,7 +267,7 @@ def main() -> int:
           f"max {result['max_us'] / 1000:.2f} ms")
     print(f"durability: SQLite WAL, synchronous={synchronous}: survives {SURVIVES.get(synchronous, '?')}")
     print(f"baseline:  raw SQLite, one committed row per transaction, WAL, synchronous={synchronous}: "
-          f"{baseline:,.0f} /s (median of {', '.join(f'{b:,.0f}' for b in baselines)})")
+          f"{baseline:,.0f} /s (median of 3 runs before and 3 after the load: {', '.join(f'{b:,.0f}' for b in baselines)})")
     print(f"ratio:     gateway / baseline = {rate / baseline:.3f}")
     met = rate >= BAR_RATE and p99 <= BAR_P99_MS
     print(f"bar:       >= {BAR_RATE:,} payments/s with p99 <= {BAR_P99_MS:g} ms: {'met' if met else 'MISSED'}")
