@@ -4,6 +4,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol import certs, ed25519
 from protocol import purse as p
@@ -211,3 +213,43 @@ def test_purse_status_words_have_names():
     assert p.purse_sw_name(p.SW_INSUFFICIENT_BALANCE) == "insufficient balance"
     assert p.purse_sw_name(p.SW_BALANCE_LIMIT) == "balance limit exceeded"
     assert p.purse_sw_name(0x6A82) == "file or application not found"
+
+
+# --- properties -------------------------------------------------------------------------
+
+ids = st.binary(min_size=8, max_size=8)
+u32 = st.integers(0, 0xFFFFFFFF)
+currencies = st.sampled_from(sorted(p.CURRENCY_CODES))
+
+
+@given(ids, currencies, st.integers(0, p.MAX_BALANCE), u32, st.booleans())
+def test_fci_round_trips(card_id, currency, balance, counter, locked):
+    fci = p.Fci(card_id, currency, balance, counter, locked, vector("certificate"))
+    assert p.parse_fci(fci.to_bytes()) == fci
+
+
+@given(st.sampled_from([p.KIND_DEBIT, p.KIND_TOPUP]), ids, u32, st.integers(1, p.MAX_AMOUNT), u32, currencies,
+       ids, ids, u32, st.binary(min_size=64, max_size=64))
+def test_receipt_round_trips(kind, card_id, counter, amount, balance, currency, terminal_id, nonce, time, sig):
+    receipt = p.Receipt(kind, card_id, counter, amount, balance, currency, terminal_id, nonce, time, sig)
+    assert p.parse_receipt(receipt.to_bytes()) == receipt
+
+
+@given(st.integers(1, p.MAX_AMOUNT), currencies, ids, ids, u32)
+def test_debit_round_trips(amount, currency, terminal_id, nonce, time):
+    debit = p.Debit(amount, currency, terminal_id, nonce, time)
+    assert p.parse_debit(debit.to_bytes()) == debit
+    assert p.debit_command(amount, currency, terminal_id, nonce, time)[5:31] == debit.to_bytes()
+
+
+@settings(max_examples=500)
+@given(st.one_of(st.binary(max_size=300), st.binary(max_size=200).map(lambda b: p._tlv(0x6F, b)),
+                 st.binary(max_size=150).map(lambda b: p._tlv(0x6F, p._tlv(0x84, p.AID) + p._tlv(0xA5, b)))))
+def test_parsers_refuse_random_bytes_with_purse_errors_only(raw):
+    for parse in (p.parse_fci, p.parse_receipt, p.parse_debit, p.parse_topup):
+        try:
+            parse(raw)
+        except p.PurseError:
+            pass
+    with pytest.raises(p.PurseError):
+        p.verify_receipt(raw[:108].ljust(108, b"\x01"), vector("certificate"), ISSUER_KEYS, TIME)
