@@ -8,7 +8,7 @@ import pytest
 import qrcode
 import qrcode.util
 from hypothesis import HealthCheck, given, settings, strategies as st
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 from protocol import certs, ed25519, emvqr, signed_qr
 from wallet import qr
@@ -200,3 +200,8 @@ def test_a_signed_pay_code_is_not_an_emvco_payload():
         qr.scan(png, require_emv=True)
     keys = {certs.key_id(ed25519.public_key(issuer)): ed25519.public_key(issuer)}
     assert signed_qr.verify(qr.read_text(png), keys, NOW).card_id == bytes(8)
+
+
+def test_light_on_dark_code_is_read():
+    image = Image.open(io.BytesIO(qr.render_png(bill(), box_size=4))).convert("L")
+    assert qr.read_text(image_bytes(ImageOps.invert(image))) == bill()
