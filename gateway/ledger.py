@@ -404,42 +404,50 @@ def transfer(tx, *, transfer_id: str, debit_account_id: str, credit_account_id: 
         for account, side in ((debit, "debits"), (credit, "credits")):
             if account[f"{side}_posted"] + account[f"{side}_pending"] + amount > MAX_TOTAL:
                 raise LedgerError("account_limit_exceeded", f"account {account['id']} has reached the limit of its {side}", None)
-        _move(tx, debit, credit, amount, pending=pending)
+        moved = _move(tx, debit, credit, amount, pending=pending)
         tx.insert("ledger_transfers", {"id": transfer_id, **fields, "expires_at": expires_at, "created_at": at})
         if not pending:
-            _post(tx, transfer_id, debit["id"], credit["id"], amount, at)
-    return get_transfer(tx, transfer_id)
+            _post(tx, transfer_id, moved, amount, at)
+    made = {"id": transfer_id, **fields, "expires_at": expires_at, "created_at": at,
+            "metadata": json.loads(meta) if meta is not None else None}
+    if pending:
+        made.update(status="pending", resolved_by=None)
+    return made
 
 
-def _move(tx, debit: dict, credit: dict, amount: int, *, pending: bool) -> None:
-    """Debit then credit the running totals; the debit's WHERE clause is the funds check."""
+_AFTER = " RETURNING id, postings_count, credits_posted - debits_posted AS balance"
+
+
+def _move(tx, debit: dict, credit: dict, amount: int, *, pending: bool) -> list[dict]:
+    """Debit then credit the running totals; the debit's WHERE clause is the funds check.
+
+    Returns each account's new posting number and balance (for the postings).
+    """
     column = "pending" if pending else "posted"
     count = "" if pending else ", postings_count = postings_count + 1"
-    moved = tx.execute(
+    debited = tx.query(
         f"UPDATE ledger_accounts SET debits_{column} = debits_{column} + :amount{count}"
-        " WHERE id = :id AND (allow_negative = 1 OR credits_posted - debits_posted - debits_pending >= :amount)",
+        " WHERE id = :id AND (allow_negative = 1 OR credits_posted - debits_posted - debits_pending >= :amount)"
+        + _AFTER,
         {"id": debit["id"], "amount": amount},
     )
-    if moved != 1:
+    if len(debited) != 1:
         available = debit["credits_posted"] - debit["debits_posted"] - debit["debits_pending"]
         raise InsufficientFunds(
             f"account {debit['id']} has {available} available, {amount} needed", "debit_account_id"
         )
-    tx.execute(
-        f"UPDATE ledger_accounts SET credits_{column} = credits_{column} + :amount{count} WHERE id = :id",
+    credited = tx.query(
+        f"UPDATE ledger_accounts SET credits_{column} = credits_{column} + :amount{count} WHERE id = :id" + _AFTER,
         {"id": credit["id"], "amount": amount},
     )
+    return debited + credited
 
 
-def _post(tx, transfer_id: str, debit_id: str, credit_id: str, amount: int, at: str) -> None:
-    """Write the two postings of a posted movement (totals already updated)."""
-    for account_id, side in ((debit_id, "debit"), (credit_id, "credit")):
-        state = tx.one(
-            "SELECT postings_count, credits_posted - debits_posted AS balance FROM ledger_accounts WHERE id = :id",
-            {"id": account_id},
-        )
+def _post(tx, transfer_id: str, moved: list[dict], amount: int, at: str) -> None:
+    """Write the postings of a posted movement; `moved` is what _move or _release returned (debit first)."""
+    for state, side in zip(moved, ("debit", "credit")):
         tx.insert("ledger_postings", {
-            "account_id": account_id, "seq": state["postings_count"], "transfer_id": transfer_id,
+            "account_id": state["id"], "seq": state["postings_count"], "transfer_id": transfer_id,
             "side": side, "amount": amount, "balance_after": state["balance"], "created_at": at,
         })
 
@@ -555,10 +563,11 @@ def _resolve(tx, kind: str, transfer_id: str, pending_id: str, amount: int | Non
     posted = (amount if amount is not None else held_amount) if kind == "post_pending" else 0
     with tx.savepoint():
         count = ", postings_count = postings_count + 1" if posted else ""
+        moved = []
         for side, account_id in (("debits", held["debit_account_id"]), ("credits", held["credit_account_id"])):
-            tx.execute(
+            moved += tx.query(
                 f"UPDATE ledger_accounts SET {side}_pending = {side}_pending - :held,"
-                f" {side}_posted = {side}_posted + :posted{count} WHERE id = :id",
+                f" {side}_posted = {side}_posted + :posted{count} WHERE id = :id" + _AFTER,
                 {"held": held_amount, "posted": posted, "id": account_id},
             )
         tx.insert("ledger_transfers", {
@@ -568,7 +577,7 @@ def _resolve(tx, kind: str, transfer_id: str, pending_id: str, amount: int | Non
             "timeout_seconds": None, "expires_at": None, "metadata": None, "created_at": at,
         })
         if posted:
-            _post(tx, transfer_id, held["debit_account_id"], held["credit_account_id"], posted, at)
+            _post(tx, transfer_id, moved, posted, at)
     return get_transfer(tx, transfer_id)
 
 

@@ -24,6 +24,7 @@ order, once each, each in its own transaction, and recorded in
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -97,6 +98,14 @@ def _strip_comments(sql: str) -> str:
     return re.sub(r"--[^\n]*", "", sql)
 
 
+@functools.lru_cache(maxsize=256)
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    bad = [n for n in (table, *columns) if not _IDENTIFIER.match(n)]
+    if bad:
+        raise StoreError(f"not a plain SQL identifier: {bad[0]!r}")
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+
+
 class Tx:
     """One open transaction on this thread's connection.
 
@@ -130,13 +139,7 @@ class Tx:
     def insert(self, table: str, row: dict) -> None:
         """Insert one row; columns are the dict's keys."""
         self._check_writable()
-        names = [table, *row]
-        bad = [n for n in names if not _IDENTIFIER.match(n)]
-        if bad:
-            raise StoreError(f"not a plain SQL identifier: {bad[0]!r}")
-        columns = ", ".join(row)
-        values = ", ".join(f":{c}" for c in row)
-        self._conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({values})", row)
+        self._conn.execute(_insert_sql(table, tuple(row)), row)
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator["Tx"]:
