@@ -2,7 +2,10 @@
 import json
 import os
 import stat
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -314,3 +317,34 @@ def test_a_purse_section_with_a_bad_field_is_refused(tmp_path, field, value, mes
     path.write_text(json.dumps(doc))
     with pytest.raises(WalletFileError, match=message):
         FileStore.open(path)
+
+
+CRASHING_CARD = """
+import os, sys
+from protocol import purse as p
+from protocol.apdu import parse_command
+from wallet.purse import PurseApplet
+from wallet.state import FileStore
+
+class CrashAfterSave(FileStore):
+    def save(self, state):
+        super().save(state)
+        os._exit(17)  # the process dies after the write, before any answer leaves
+
+applet = PurseApplet(CrashAfterSave.open(sys.argv[1]))
+applet.process(parse_command(p.debit_command(300, "CNY", b"BUS00042", b"CRASHED1", 1798761600)))
+"""
+
+
+def test_a_process_killed_between_save_and_answer_keeps_exactly_one_debit(tmp_path):
+    path = tmp_path / "wallet.json"
+    demo = demo_purse_card(balance=1000, path=path)
+    root = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, "-c", CRASHING_CARD, str(path)], cwd=root, capture_output=True,
+                          env={**os.environ, "PYTHONPATH": root})
+    assert done.returncode == 17, done.stderr.decode()
+    reborn = purse_card(FileStore.open(path), b"\x08\x00\x00\x01")
+    fci = p.parse_fci(send(reborn, p.select_command()).data)
+    assert (fci.balance, fci.counter) == (700, 1)
+    receipt = p.verify_receipt(send(reborn, p.get_receipt_command(1)).data, fci.certificate, demo.issuer_keys, T0)
+    assert (receipt.nonce, receipt.amount, receipt.balance_after) == (b"CRASHED1", 300, 700)
