@@ -64,6 +64,16 @@ class PendingDebit:
     currency: str
     time: int  # unix seconds, as sent in the DEBIT
 
+    def to_json(self) -> dict:
+        """For the terminal's journal: pending debits must survive a restart of the terminal."""
+        return {"card_id": self.card_id.hex(), "counter_before": self.counter_before, "nonce": self.nonce.hex(),
+                "amount": self.amount, "currency": self.currency, "time": self.time}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> PendingDebit:
+        return cls(bytes.fromhex(doc["card_id"]), int(doc["counter_before"]), bytes.fromhex(doc["nonce"]),
+                   int(doc["amount"]), str(doc["currency"]), int(doc["time"]))
+
 
 @dataclass(frozen=True)
 class TapOutcome:

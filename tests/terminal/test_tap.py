@@ -1,4 +1,5 @@
 """The tap decision in-process: the scenario list, tears, and cards answering anything at all."""
+import json
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
@@ -212,6 +213,15 @@ def test_recovery_takes_only_the_receipt_with_the_pending_nonce():
     outcome, pending = present(demo.card, context(nonce=b"THIRDTAP"), (someone_else,))
     assert (outcome.accepted, outcome.reason, outcome.apdus) == (True, "paid", 3)
     assert demo.balance == 600 and pending == ()
+
+
+def test_pending_debits_survive_a_terminal_restart_through_json():
+    demo = demo_purse_card(balance=1000)
+    _, pending = present(demo.card, tear_at=2)
+    restored = tuple(PendingDebit.from_json(json.loads(json.dumps(x.to_json()))) for x in pending)
+    assert restored == pending
+    outcome, _ = present(demo.card, pending=restored)
+    assert outcome.reason == "recovered" and demo.balance == 800
 
 
 def test_a_counter_that_went_back_is_refused():
