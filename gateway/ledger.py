@@ -319,6 +319,18 @@ def get_account(tx, account_id: str) -> dict | None:
     return row
 
 
+def find_accounts(tx, *, kind: str | None = None, currency: str | None = None,
+                  owner_id: str | None = None, limit: int = 100) -> list[dict]:
+    """Accounts matching every filter given, oldest first (e.g. the CNY funding_source)."""
+    filters = {"kind": kind, "currency": currency, "owner_id": owner_id}
+    where = " AND ".join(f"{name} = :{name}" for name, value in filters.items() if value is not None) or "1 = 1"
+    rows = tx.query(
+        f"SELECT id FROM ledger_accounts WHERE {where} ORDER BY created_at, id LIMIT :limit",
+        {**filters, "limit": limit},
+    )
+    return [get_account(tx, row["id"]) for row in rows]
+
+
 def balance(tx, account_id: str) -> Balance:
     """The account's balance, read from its stored totals."""
     row = tx.one(

@@ -186,7 +186,7 @@ class Store:
         self.busy_timeout_ms = int(busy_timeout_ms)
         self.migrations_dir = Path(migrations_dir) if migrations_dir else MIGRATIONS_DIR
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[int, sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._database()  # opens the file and turns WAL on, outside any transaction
@@ -214,7 +214,7 @@ class Store:
         conn.execute("PRAGMA foreign_keys = ON")
         self._local.db, self._local.pid = db, os.getpid()
         with self._all_lock:
-            self._all.append(conn)
+            self._all.append((os.getpid(), conn))
         return db
 
     @property
@@ -223,11 +223,16 @@ class Store:
         return self._database()
 
     def close(self) -> None:
-        """Close every connection this Store opened (call once all threads are done)."""
+        """Close every connection this Store opened in this process (call once all threads are done).
+
+        Connections inherited from a parent process are left alone: closing
+        them here could disturb the parent's locks on the database.
+        """
         with self._all_lock:
             conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
+        for pid, conn in conns:
+            if pid == os.getpid():
+                conn.close()
         self._local = threading.local()
 
     # -- transactions ------------------------------------------------------

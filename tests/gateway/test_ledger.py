@@ -90,6 +90,15 @@ def test_reopening_an_account_is_idempotent_but_not_a_redefinition(tx):
     assert caught.value.code == "account_exists"
 
 
+def test_find_accounts_by_kind_currency_and_owner(books):
+    ledger.open_account(books, kind="merchant", owner_id="shop-9", account_id="m9", now=NOW)
+    assert [a["id"] for a in ledger.find_accounts(books, kind="funding_source", currency="CNY")] == ["fund"]
+    assert [a["id"] for a in ledger.find_accounts(books, kind="customer_wallet", currency="CNY")] == ["w1", "w2"]
+    assert [a["id"] for a in ledger.find_accounts(books, owner_id="shop-9")] == ["m9"]
+    assert ledger.find_accounts(books, kind="biller") == []
+    assert ledger.find_accounts(books, currency="USD")[0]["balance"] == 0
+
+
 @pytest.mark.parametrize("currency, exponent, amount, text", [
     ("CNY", 2, 123456, "1234.56 CNY"), ("JPY", 0, 500, "500 JPY"), ("KWD", 3, -1005, "-1.005 KWD"),
     ("CLF", 4, 12345, "1.2345 CLF"), ("EUR", 2, 5, "0.05 EUR"),

@@ -231,3 +231,25 @@ def test_split_statements_keeps_triggers_whole_and_drops_comments():
     assert statements[1].startswith("/* block; comment */\n    CREATE TRIGGER") and statements[1].endswith("END;")
     with pytest.raises(StoreError, match="incomplete"):
         split_statements("CREATE TABLE t (id TEXT)")
+
+
+def test_a_forked_worker_opens_its_own_connection(simple):
+    """As gunicorn forks workers after the app (and its Store) is made."""
+    import os
+
+    parent_conn = simple.db.conn
+    pid = os.fork()
+    if pid == 0:  # the worker
+        code = 1
+        try:
+            with simple.transaction() as tx:
+                tx.insert("items", {"id": "from-worker", "qty": 1})
+            code = 0 if simple.db.conn is not parent_conn else 2
+            simple.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with simple.transaction() as tx:  # the parent's connection still works
+        tx.insert("items", {"id": "from-parent", "qty": 1})
+    assert count(simple) == 2
