@@ -22,9 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from protocol import certs
+from protocol import certs, tokens
 from protocol import purse as p
 from protocol.apdu import SW_MEMORY_FAILURE, SW_OK, MalformedAPDU, parse_response
+from terminal import emv
 from terminal.readers.base import CardRemoved, CardSession, ReaderError
 
 GET_UID = bytes.fromhex("FFCA000000")  # PC/SC pseudo-APDU: the card's UID
@@ -148,16 +149,15 @@ def _tap(link, session, ctx, pending, read_emv, uid_token):
         return _purse(link, ctx, pending, selected.data)
     # No purse (6A82, or a card refusing our SELECT in any other way): EMV, then UID.
     read_emv = read_emv or _default_emv(ctx)
-    if read_emv is not None:
-        try:
-            emv = read_emv(link.transmit, ctx.token_key)
-        except CardRemoved:
-            raise
-        except Exception as e:  # terminal.emv.EmvError, or whatever a broken card provokes
-            return _error("emv_error", f"EMV reading failed: {e}"), pending
-        if emv is not None:
-            return _token_outcome("emv", ctx, emv.token), pending
-    return _uid(link, session, ctx, uid_token), pending
+    try:
+        found = read_emv(link.transmit, ctx.token_key)
+    except (CardRemoved, ReaderError):
+        raise
+    except Exception as e:  # emv.EmvError, or whatever else a broken card provokes in the EMV reader
+        return _error("emv_error", f"EMV reading failed: {e}"), pending
+    if found is not None:
+        return _token_outcome("emv", ctx, found.token), pending
+    return _uid(link, session, ctx, uid_token or tokens.uid_token), pending
 
 
 def _token_outcome(kind: str, ctx: TapContext, token: str) -> TapOutcome:
@@ -178,26 +178,11 @@ def _uid(link, session, ctx, uid_token) -> TapOutcome:
     uid = bytes(uid)
     if len(uid) == 4 and uid[0] == 0x08:  # ISO 14443-3 random UID: a new one each tap, so no identity
         return TapOutcome("unknown", False, "random_uid", "the card shows a random UID; it cannot be recognised")
-    uid_token = uid_token or _default_uid_token()
-    if uid_token is None:
-        return _error("no_tokeniser", "UID tokens are not available on this terminal")
     return _token_outcome("uid", ctx, uid_token(ctx.token_key, uid))
 
 
 def _default_emv(ctx: TapContext):
-    try:
-        from terminal.emv import read_token
-    except ImportError:  # a terminal built without EMV: such cards fall through to the UID
-        return None
-    return lambda transmit, key: read_token(transmit, key, today=ctx.now.date(), amount=ctx.fare)
-
-
-def _default_uid_token():
-    try:
-        from protocol.tokens import uid_token
-    except ImportError:
-        return None
-    return uid_token
+    return lambda transmit, key: emv.read_token(transmit, key, today=ctx.now.date(), amount=ctx.fare)
 
 
 # --- the purse ---------------------------------------------------------------------------

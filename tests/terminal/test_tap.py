@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from protocol import purse as p
 from protocol.emv import EmvError
 from protocol.tokens import uid_token
-from terminal.readers.base import CardRemoved
+from terminal.readers.base import CardRemoved, ReaderError
 from terminal.readers.mock import MockReader
 from terminal.tap import MAX_PENDING, PendingDebit, TapContext, tap
 from wallet.card import VirtualCard, plain_uid_card
@@ -327,6 +327,12 @@ def test_emv_errors_and_stubs():
 
     outcome, _ = tap(Session(card), context(), read_emv=lambda transmit, key: Read("pan_stub"))
     assert (outcome.kind, outcome.accepted, outcome.token) == ("emv", True, "pan_stub")
+
+    def unplugged(transmit, key):
+        raise ReaderError("reader unplugged")
+
+    outcome, _ = tap(Session(card), context(), read_emv=unplugged)
+    assert (outcome.kind, outcome.reason, outcome.signal) == ("error", "reader_error", "error")
 
 
 def test_plain_uid_card_read_with_the_pseudo_apdu():
