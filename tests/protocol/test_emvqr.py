@@ -1,5 +1,6 @@
 """EMVCo merchant-presented QR: the specification's example, the CRC, field rules, tapstack's codes."""
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -23,6 +24,13 @@ LATER = NOW + timedelta(minutes=15)
 BILL = ("00020101021226300012org.tapstack0110WATER-00425204490053031565406128.505802CN"
         "5912Harbin Water6006Harbin6230011320261100123450509ACCT88213"
         "80340012org.tapstack011420261231160000" "63043DE9")
+
+MERCHANT = ("00020101021126260012org.tapstack0106SHOP-75204541153031565802CN5911Daily Fresh"
+            "6008Hangzhou62130309West Lake6304D96B")
+CHECKOUT = ("00020101021226260012org.tapstack0106SHOP-7520454115303156540545.905802CN"
+            "5911Daily Fresh6008Hangzhou62230508S-0009810707TILL-03"
+            "80340012org.tapstack011420261127121500" "6304EF8E")
+DOC = Path(__file__).resolve().parents[2] / "docs" / "qr-formats.md"
 
 
 def bill(**changes):
@@ -75,8 +83,29 @@ def test_lower_case_crc_is_accepted_upper_case_is_written():
     assert bill()[-4:] == bill()[-4:].upper()
 
 
-def test_bill_vector_is_stable():
+def test_tapstack_vectors_are_stable():
     assert bill() == BILL
+    assert emvqr.merchant_code(merchant_id="SHOP-7", merchant_name="Daily Fresh", merchant_city="Hangzhou",
+                               mcc="5411", store_label="West Lake") == MERCHANT
+    assert emvqr.checkout_code(merchant_id="SHOP-7", terminal_label="TILL-03", amount=4590, currency="CNY",
+                               merchant_name="Daily Fresh", merchant_city="Hangzhou", mcc="5411",
+                               expires_at=NOW + timedelta(minutes=15), reference="S-000981") == CHECKOUT
+
+
+def test_docs_carry_the_vectors_and_the_messages_they_show():
+    doc = DOC.read_text(encoding="utf-8")
+    for vector in (SPEC_EXAMPLE, BILL, MERCHANT, CHECKOUT):
+        assert f"    {vector}\n" in doc
+    broken = [SPEC_EXAMPLE[:-1] + "B", refresh_crc(BILL.replace("5406128.50", "540612.850")),
+              refresh_crc(BILL.replace("0509ACCT88213", "0509ACCT882130101X").replace("6230", "6235")),
+              "000201520441", "TS:W50-NDJBEF10"]
+    for payload in broken:
+        with pytest.raises(QrFormatError) as err:
+            emvqr.parse(payload)
+        assert f"    {err.value}\n" in doc
+    registers = [f"{emvqr.crc16(b'0002016304'[:n]):04X}" for n in range(1, 11)]
+    assert "| register after it | " + " | ".join(registers) + " |" in doc
+    assert emvqr.with_crc("000201") == "0002016304AAE6" and "`6304AAE6`" in doc
 
 
 @pytest.mark.parametrize("payload, field_id, words", [

@@ -1,6 +1,7 @@
 """Signed pay codes and QR tickets: round trips, and every reason a code is refused."""
 import base64
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given, strategies as st
@@ -15,6 +16,26 @@ WALLET_SEED = bytes(range(1, 33))
 CARD_ID = bytes.fromhex("0000000000000042")
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 NONCE = bytes.fromhex("a1b2c3d4e5f60718")
+DOC = Path(__file__).resolve().parents[2] / "docs" / "qr-formats.md"
+
+# The vectors of docs/qr-formats.md: Ed25519 signatures are deterministic, so are codes.
+PAY_BYTES = (
+    "01016b0970c0003ca1b2c3d4e5f607180156475aa7000000000000004279b5562e8fe654f94078b112e8a98b"
+    "a7901f853ae695bed7e0e3910bad0496646ceaa440d0466a63c383c6f56c3babd60be4dc31133ebb899c0c62"
+    "08541a2f6f8594700cf276a2d2ceca6752657900ff4a37385cf386738a429f8b9c528a197f50acc20c009c00"
+    "001388dc7de87546985dde394ea6d578e45eda87f31278bf40dc443551aceebf96244670e7a025e1d4ef31f5"
+    "83485e255d79056e8de84d0878b93a2d89eb7180763700")
+PAY_TEXT = (
+    "TS:W50-NDJBEF10*JK2YOA3TG+0R70-0925L0000000007I8R-M**5E5T/MVRBFPH2NJLB8LE:33K7*-I4DRRYSJL"
+    "14Q0DVC%TTW88Q+8ORCTTG81VKO7U2R/-S896*-7%HHKP1H21/D3J4EKYITS1+:EBTQKQPXIAGDFECW6:6ZXB*:GO"
+    "LHS7KDYJSKHC4G $LCN1LWJJ00QDHC-F7$EZBJ94SJ.9I:Q7*S8SR WU-BF:881S8SEA98U6:IW+8VCTMZ4G-Q9E6"
+    "%QGQ+BY B+U0D.HAX9ZBF/F7RJHVFEN.E00")
+TICKET_TEXT = (
+    "TS:X50-NDJBEF10*JK2YOA3TG+0R70-0925L0000000007I8R-M**5E5T/MVRBFPH2NJLB8LE:33K7*-I4DRRYSJL"
+    "14Q0DVC%TTW88Q+8ORCTTG81VKO7U2R/-S896*-7%HHKP1H21/D3J4EKYITS1+:EBTQKQPXIAGDFECW6:6ZXB*:GO"
+    "LHS7KDYJSKHC4G $L6P1ON9646646Y869.0H81SDM+F1636PG83K65-IVC07+VZ8F$8WQ1A1$0:/3VSSPP63XOQ2W"
+    "WAN.W92/Q8D5-C4A318DO7UGPWPL08ZRP-.ISOAK5AG6WW0LWAWYPSJ6030")
+CERT_NOT_AFTER = datetime(2027, 11, 27, 12, 0, tzinfo=timezone.utc)
 
 
 def issuer_keys(*seeds):
@@ -42,6 +63,21 @@ def resign(text, mutate, seed=WALLET_SEED):
     signed = mutate(bytearray(signed))
     sig = ed25519.sign(seed, signed_qr.SIGN_DOMAIN + bytes(signed))
     return signed_qr.PREFIX + signed_qr.b45encode(bytes(signed) + sig)
+
+
+def test_vectors_are_stable_and_in_the_docs():
+    cert = certificate(not_after=CERT_NOT_AFTER)
+    text = signed_qr.pay_code(WALLET_SEED, cert, issued_at=NOW, nonce=NONCE, lifetime=60,
+                              limit=5000, currency="CNY")
+    assert text == PAY_TEXT
+    assert signed_qr.b45decode(text[3:]).hex() == PAY_BYTES
+    assert signed_qr.ticket_code(WALLET_SEED, cert, issued_at=NOW, nonce=NONCE, ticket_id=b"TKT00001",
+                                 product=7, route="B12", valid_from=NOW - timedelta(hours=1),
+                                 valid_until=NOW + timedelta(hours=23)) == TICKET_TEXT
+    doc = DOC.read_text(encoding="utf-8")
+    for vector in (PAY_BYTES, PAY_TEXT, TICKET_TEXT):
+        assert f"    {vector}\n" in doc
+    assert certs.key_id(ed25519.public_key(ISSUER_SEED)).hex() in doc
 
 
 def test_pay_code_round_trip():
