@@ -105,7 +105,11 @@ def show_purse_command(path: Path):
     click.echo(f"card {state.card_id.hex()}  {state.balance} {state.currency}  counter {state.counter}  "
                f"{'locked' if state.locked else 'active'}")
     for raw in reversed(state.receipts):
-        r = p.parse_receipt(raw)
+        try:
+            r = p.parse_receipt(raw)
+        except p.PurseError as e:
+            click.echo(f"  unreadable receipt: {e}")
+            continue
         what = "debit " if r.kind == p.KIND_DEBIT else "top-up"
         where = r.terminal_id.decode("ascii", "replace") if r.kind == p.KIND_DEBIT else "issuer"
         click.echo(f"  #{r.counter:<6} {what} {r.amount:>7}  balance {r.balance_after:>7}  "

@@ -1,4 +1,6 @@
 """`tapstack wallet new-purse` and `tapstack wallet purse`: one line out, one clear error."""
+import json
+
 from click.testing import CliRunner
 
 from protocol import purse as p
@@ -36,3 +38,13 @@ def test_bad_arguments_and_files_are_one_line_errors(tmp_path):
     missing = runner.invoke(show_purse_command, [str(tmp_path / "none.json")])
     assert missing.exit_code == 1 and missing.output.strip() == \
         f"Error: cannot read wallet file {tmp_path / 'none.json'}: No such file or directory"
+
+
+def test_show_survives_a_damaged_receipt_log(tmp_path):
+    path = tmp_path / "card.json"
+    CliRunner().invoke(new_purse_command, [str(path)])
+    doc = json.loads(path.read_text())
+    doc["purse"]["receipts"] = ["ff" * p.RECEIPT_SIZE]
+    path.write_text(json.dumps(doc))
+    shown = CliRunner().invoke(show_purse_command, [str(path)])
+    assert shown.exit_code == 0 and "unreadable receipt: unknown receipt version 255" in shown.output
