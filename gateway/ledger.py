@@ -196,7 +196,7 @@ class CheckReport:
 def minor_unit_exponent(currency: str) -> int:
     """Digits after the decimal point of `currency` (CNY 2, JPY 0, KWD 3); UnknownCurrency otherwise."""
     if not isinstance(currency, str) or currency not in CURRENCY_EXPONENTS:
-        raise UnknownCurrency(f"{currency!r} is not an ISO 4217 currency code with a minor unit", "currency")
+        raise UnknownCurrency(f"{_show(currency)} is not an ISO 4217 currency code with a minor unit", "currency")
     return CURRENCY_EXPONENTS[currency]
 
 
@@ -212,8 +212,9 @@ def format_amount(amount: int, currency: str) -> str:
 
 def check_amount(amount, param: str = "amount") -> int:
     """`amount` if it is an int in 1 .. 10**15; InvalidAmount saying why otherwise."""
-    if isinstance(amount, bool) or not isinstance(amount, int):
-        raise InvalidAmount(f"{param} must be an integer number of minor units, not {type(amount).__name__} {amount!r}", param)
+    if not _is_int(amount):
+        raise InvalidAmount(
+            f"{param} must be an integer number of minor units, not {type(amount).__name__} {_show(amount)}", param)
     if amount <= 0:
         raise InvalidAmount(f"{param} must be positive, not {amount}", param)
     if amount > MAX_AMOUNT:
@@ -229,8 +230,9 @@ def refundable(amount_paid: int, refunded_so_far: int, requested: int | None = N
     nothing is left to refund.
     """
     check_amount(amount_paid, "amount_paid")
-    if isinstance(refunded_so_far, bool) or not isinstance(refunded_so_far, int) or not 0 <= refunded_so_far <= amount_paid:
-        raise InvalidAmount(f"refunded_so_far must be an integer in 0 .. {amount_paid}, not {refunded_so_far!r}", "refunded_so_far")
+    if not _is_int(refunded_so_far) or not 0 <= refunded_so_far <= amount_paid:
+        raise InvalidAmount(
+            f"refunded_so_far must be an integer in 0 .. {amount_paid}, not {_show(refunded_so_far)}", "refunded_so_far")
     left = amount_paid - refunded_so_far
     if requested is None:
         if left == 0:
@@ -239,7 +241,8 @@ def refundable(amount_paid: int, refunded_so_far: int, requested: int | None = N
     check_amount(requested)
     if requested > left:
         raise RefundExceedsPayment(
-            f"refund of {requested} is more than the {left} left to refund ({amount_paid} paid, {refunded_so_far} refunded)",
+            f"refund of {requested} is more than the {left} left to refund"
+            f" ({amount_paid} paid, {refunded_so_far} refunded)",
             "amount",
         )
     return requested
@@ -252,17 +255,30 @@ def timestamp(now: datetime) -> str:
     return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _show(value, limit: int = 40) -> str:
+    """A caller's value for an error message: its repr, cut short (never echo a megabyte back)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _check_id(value, param: str) -> str:
     if not isinstance(value, str) or not _ID.match(value):
         raise LedgerError(
-            f"invalid_{param}", f"{param} must be 1 to 128 characters of letters, digits and _ . : -, not {value!r}", param
+            f"invalid_{param}",
+            f"{param} must be 1 to 128 characters of letters, digits and _ . : -, not {_show(value)}", param
         )
     return value
 
 
 def _check_code(code) -> str:
     if not isinstance(code, str) or not _CODE.match(code):
-        raise LedgerError("invalid_code", f"code must be a short lower-case name such as 'topup' or 'payment', not {code!r}", "code")
+        raise LedgerError(
+            "invalid_code", f"code must be a short lower-case name such as 'topup' or 'payment', not {_show(code)}",
+            "code")
     return code
 
 
@@ -276,7 +292,9 @@ def _metadata_json(metadata) -> str | None:
     except (TypeError, ValueError) as e:
         raise LedgerError("invalid_metadata", f"metadata must hold only JSON values: {e}", "metadata") from None
     if len(text.encode()) > MAX_METADATA_BYTES:
-        raise LedgerError("invalid_metadata", f"metadata is {len(text.encode())} bytes as JSON; the limit is {MAX_METADATA_BYTES}", "metadata")
+        raise LedgerError(
+            "invalid_metadata", f"metadata is {len(text.encode())} bytes as JSON; the limit is {MAX_METADATA_BYTES}",
+            "metadata")
     return text
 
 
@@ -287,10 +305,12 @@ def open_account(tx, *, kind: str, currency: str = "CNY", owner_id: str | None =
     """Open an account. Reopening the same id with the same kind, currency and owner returns it."""
     at = timestamp(now)
     if kind not in ACCOUNT_KINDS:
-        raise LedgerError("invalid_kind", f"kind must be one of {', '.join(ACCOUNT_KINDS)}, not {kind!r}", "kind")
+        raise LedgerError(
+            "invalid_kind", f"kind must be one of {', '.join(ACCOUNT_KINDS)}, not {_show(kind)}", "kind")
     minor_unit_exponent(currency)
     if owner_id is not None and (not isinstance(owner_id, str) or not 0 < len(owner_id) <= 128):
-        raise LedgerError("invalid_owner_id", f"owner_id must be a string of 1 to 128 characters, not {owner_id!r}", "owner_id")
+        raise LedgerError(
+            "invalid_owner_id", f"owner_id must be a string of 1 to 128 characters, not {_show(owner_id)}", "owner_id")
     account_id = _check_id(account_id, "account_id") if account_id is not None else "acc_" + secrets.token_hex(12)
     existing = get_account(tx, account_id)
     if existing is not None:
@@ -299,7 +319,7 @@ def open_account(tx, *, kind: str, currency: str = "CNY", owner_id: str | None =
         raise LedgerError(
             "account_exists",
             f"account {account_id} already exists as a {existing['kind']} account in {existing['currency']}"
-            f" owned by {existing['owner_id']!r}",
+            f" owned by {_show(existing['owner_id'])}",
             "account_id",
         )
     tx.insert("ledger_accounts", {
@@ -339,16 +359,17 @@ def balance(tx, account_id: str) -> Balance:
         {"id": account_id},
     )
     if row is None:
-        raise AccountNotFound(f"no account {account_id!r}", "account_id")
+        raise AccountNotFound(f"no account {_show(account_id)}", "account_id")
     posted = row["credits_posted"] - row["debits_posted"]
-    return Balance(posted, row["debits_pending"], row["credits_pending"], posted - row["debits_pending"], row["currency"])
+    return Balance(posted, row["debits_pending"], row["credits_pending"],
+                   posted - row["debits_pending"], row["currency"])
 
 
 def _account_for(tx, account_id, param: str) -> dict:
     _check_id(account_id, param)
     account = get_account(tx, account_id)
     if account is None:
-        raise AccountNotFound(f"no account {account_id!r}", param)
+        raise AccountNotFound(f"no account {_show(account_id)}", param)
     return account
 
 
@@ -386,19 +407,24 @@ def transfer(tx, *, transfer_id: str, debit_account_id: str, credit_account_id: 
     minor_unit_exponent(currency)
     _check_code(code)
     if not isinstance(pending, bool):
-        raise LedgerError("invalid_pending", f"pending must be true or false, not {pending!r}", "pending")
+        raise LedgerError("invalid_pending", f"pending must be true or false, not {_show(pending)}", "pending")
     expires_at = None
     if timeout_seconds is not None:
         if not pending:
-            raise LedgerError("invalid_timeout", "timeout_seconds applies only to pending transfers", "timeout_seconds")
-        if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, int) or not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:
-            raise LedgerError("invalid_timeout", f"timeout_seconds must be an integer in 1 .. {MAX_TIMEOUT_SECONDS}, not {timeout_seconds!r}", "timeout_seconds")
+            raise LedgerError(
+                "invalid_timeout", "timeout_seconds applies only to pending transfers", "timeout_seconds")
+        if not _is_int(timeout_seconds) or not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:
+            raise LedgerError(
+                "invalid_timeout",
+                f"timeout_seconds must be an integer in 1 .. {MAX_TIMEOUT_SECONDS}, not {_show(timeout_seconds)}",
+                "timeout_seconds")
         expires_at = timestamp(now + timedelta(seconds=timeout_seconds))
     meta = _metadata_json(metadata)
     _check_id(debit_account_id, "debit_account_id")
     _check_id(credit_account_id, "credit_account_id")
     if debit_account_id == credit_account_id:
-        raise SameAccount(f"a transfer needs two different accounts; both are {debit_account_id!r}", "credit_account_id")
+        raise SameAccount(
+            f"a transfer needs two different accounts; both are {_show(debit_account_id)}", "credit_account_id")
     fields = {
         "debit_account_id": debit_account_id, "credit_account_id": credit_account_id, "amount": amount,
         "currency": currency, "code": code, "kind": "pending" if pending else "posted",
@@ -412,10 +438,12 @@ def transfer(tx, *, transfer_id: str, debit_account_id: str, credit_account_id: 
         credit = _account_for(tx, credit_account_id, "credit_account_id")
         for account, param in ((debit, "debit_account_id"), (credit, "credit_account_id")):
             if account["currency"] != currency:
-                raise CurrencyMismatch(f"account {account['id']} holds {account['currency']}, the transfer is in {currency}", param)
+                raise CurrencyMismatch(
+                    f"account {account['id']} holds {account['currency']}, the transfer is in {currency}", param)
         for account, side in ((debit, "debits"), (credit, "credits")):
             if account[f"{side}_posted"] + account[f"{side}_pending"] + amount > MAX_TOTAL:
-                raise LedgerError("account_limit_exceeded", f"account {account['id']} has reached the limit of its {side}", None)
+                raise LedgerError(
+                    "account_limit_exceeded", f"account {account['id']} has reached the limit of its {side}")
         moved = _move(tx, debit, credit, amount, pending=pending)
         tx.insert("ledger_transfers", {"id": transfer_id, **fields, "expires_at": expires_at, "created_at": at})
         if not pending:
@@ -473,7 +501,8 @@ def _replay(tx, transfer_id: str, fields: dict) -> dict | None:
     if differ:
         name = differ[0]
         raise TransferExists(
-            f"transfer {transfer_id} already exists with {name} {existing[name]!r}, not {fields[name]!r}", name
+            f"transfer {transfer_id} already exists with {name} {_show(existing[name])}, not {_show(fields[name])}",
+            name
         )
     return get_transfer(tx, transfer_id)
 
@@ -496,7 +525,7 @@ def transfer_linked(tx, legs: list[dict], *, now: datetime) -> list[dict]:
         for index, leg in enumerate(legs):
             unknown = sorted(set(leg) - allowed)
             if unknown:
-                raise LedgerError("invalid_legs", f"leg {index}: unknown field {unknown[0]!r}", f"legs[{index}]")
+                raise LedgerError("invalid_legs", f"leg {index}: unknown field {_show(unknown[0])}", f"legs[{index}]")
             try:
                 done.append(transfer(tx, **leg, now=now))
             except TypeError as e:  # a required field missing
@@ -551,7 +580,8 @@ def _resolve(tx, kind: str, transfer_id: str, pending_id: str, amount: int | Non
         check_amount(amount)
     existing = tx.one(f"SELECT {_TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = :id", {"id": transfer_id})
     if existing is not None:
-        if existing["kind"] != kind or existing["pending_id"] != pending_id or amount not in (None, existing["amount"]):
+        same = (existing["kind"], existing["pending_id"]) == (kind, pending_id)
+        if not same or amount not in (None, existing["amount"]):
             of = f" of {existing['pending_id']}" if existing["pending_id"] else ""
             raise TransferExists(
                 f"transfer {transfer_id} already exists: {existing['kind']}{of} for {existing['amount']}",
@@ -560,11 +590,12 @@ def _resolve(tx, kind: str, transfer_id: str, pending_id: str, amount: int | Non
         return get_transfer(tx, transfer_id)
     held = tx.one(f"SELECT {_TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = :id", {"id": pending_id})
     if held is None or held["kind"] != "pending":
-        raise PendingNotFound(f"no pending transfer {pending_id!r}", "pending_id")
+        raise PendingNotFound(f"no pending transfer {_show(pending_id)}", "pending_id")
     resolution = _resolution(tx, pending_id)
     if resolution is not None:
         raise PendingAlreadyResolved(
-            f"pending transfer {pending_id} was already {_RESOLUTION_STATUS[resolution['kind']]} by {resolution['id']}",
+            f"pending transfer {pending_id} was already {_RESOLUTION_STATUS[resolution['kind']]}"
+            f" by {resolution['id']}",
             "pending_id",
         )
     if kind == "post_pending" and held["expires_at"] is not None and at >= held["expires_at"]:
@@ -601,13 +632,14 @@ def statement(tx, account_id: str, *, limit: int = 50, after: str | None = None)
     Entries are numbered per account as they are written, so a page read
     with a cursor never shifts when new entries arrive.
     """
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 500:
-        raise LedgerError("invalid_limit", f"limit must be an integer in 1 .. 500, not {limit!r}", "limit")
+    if not _is_int(limit) or not 1 <= limit <= 500:
+        raise LedgerError("invalid_limit", f"limit must be an integer in 1 .. 500, not {_show(limit)}", "limit")
     if after is not None and (not isinstance(after, str) or not after.isdigit() or len(after) > 18):
-        raise LedgerError("invalid_cursor", f"after must be a cursor returned by a previous page, not {after!r}", "after")
+        raise LedgerError(
+            "invalid_cursor", f"after must be a cursor returned by a previous page, not {_show(after)}", "after")
     account = get_account(tx, account_id)
     if account is None:
-        raise AccountNotFound(f"no account {account_id!r}", "account_id")
+        raise AccountNotFound(f"no account {_show(account_id)}", "account_id")
     where = "p.account_id = :account" + (" AND p.seq < :after" if after is not None else "")
     rows = tx.query(
         "SELECT p.seq, p.transfer_id, p.side, p.amount, p.balance_after, p.created_at, t.code, t.kind,"
@@ -632,89 +664,133 @@ def statement(tx, account_id: str, *, limit: int = 50, after: str | None = None)
 
 # -- proof -------------------------------------------------------------------
 
+_OPEN_PENDING = ("t.kind = 'pending' AND NOT EXISTS"
+                 " (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id)")
+
+
 def check(tx) -> CheckReport:
     """Prove the books: every invariant of the module docstring, recomputed from postings and transfers."""
-    problems: list[Problem] = []
     accounts = tx.query(f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts ORDER BY id")
-    postings = {r["account_id"]: r for r in tx.query(
-        "SELECT account_id, SUM(CASE WHEN side = 'debit' THEN amount ELSE 0 END) AS debits,"
-        " SUM(CASE WHEN side = 'credit' THEN amount ELSE 0 END) AS credits, COUNT(*) AS n, MAX(seq) AS last"
-        " FROM ledger_postings GROUP BY account_id")}
-    open_pending = "t.kind = 'pending' AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id)"
-    held_debits = {r["id"]: r["total"] for r in tx.query(
-        f"SELECT t.debit_account_id AS id, SUM(t.amount) AS total FROM ledger_transfers t WHERE {open_pending}"
-        " GROUP BY t.debit_account_id")}
-    held_credits = {r["id"]: r["total"] for r in tx.query(
-        f"SELECT t.credit_account_id AS id, SUM(t.amount) AS total FROM ledger_transfers t WHERE {open_pending}"
-        " GROUP BY t.credit_account_id")}
-    last_balance = {r["account_id"]: r["balance_after"] for r in tx.query(
-        "SELECT p.account_id, p.balance_after FROM ledger_postings p"
-        " JOIN ledger_accounts a ON a.id = p.account_id AND p.seq = a.postings_count")}
-
-    sums: dict[str, list[int]] = {}
-    for a in accounts:
-        aid, posted = a["id"], a["credits_posted"] - a["debits_posted"]
-        s = postings.get(aid, {"debits": 0, "credits": 0, "n": 0, "last": 0})
-        if (a["debits_posted"], a["credits_posted"]) != (s["debits"], s["credits"]):
-            problems.append(Problem("balance_mismatch",
-                f"account {aid} stores debits {a['debits_posted']} / credits {a['credits_posted']},"
-                f" its postings sum to {s['debits']} / {s['credits']}", aid))
-        if not (a["postings_count"] == s["n"] == (s["last"] or 0)):
-            problems.append(Problem("postings_gap",
-                f"account {aid} counts {a['postings_count']} postings, has {s['n']}, numbered up to {s['last']}", aid))
-        if s["n"] and last_balance.get(aid) != posted:
-            problems.append(Problem("running_balance_mismatch",
-                f"account {aid} balance {posted}, its last posting says {last_balance.get(aid)}", aid))
-        held = (held_debits.get(aid, 0), held_credits.get(aid, 0))
-        if (a["debits_pending"], a["credits_pending"]) != held:
-            problems.append(Problem("pending_mismatch",
-                f"account {aid} stores pending debits {a['debits_pending']} / credits {a['credits_pending']},"
-                f" its open pending transfers hold {held[0]} / {held[1]}", aid))
-        if not a["allow_negative"] and posted - a["debits_pending"] < 0:
-            problems.append(Problem("negative_balance",
-                f"{a['kind']} account {aid} is at {posted} with {a['debits_pending']} pending debits", aid))
-        if bool(a["allow_negative"]) != ACCOUNT_KINDS.get(a["kind"]):
-            problems.append(Problem("wrong_sign_rule", f"account {aid} of kind {a['kind']} has allow_negative {a['allow_negative']}", aid))
-        t = sums.setdefault(a["currency"], [0, 0, 0, 0, 0])
-        for i, column in enumerate(("debits_posted", "credits_posted", "debits_pending", "credits_pending")):
-            t[i] += a[column]
-        t[4] += 1
-    totals = {c: CurrencyTotals(t[4], t[0], t[1], t[2], t[3]) for c, t in sorted(sums.items())}
+    problems = _check_accounts(tx, accounts)
+    totals = _currency_totals(accounts)
     for currency, t in totals.items():
         if t.net != 0:
             problems.append(Problem("books_unbalanced", f"{currency} balances sum to {t.net}, not zero", currency))
         if t.debits_pending != t.credits_pending:
-            problems.append(Problem("pending_unbalanced",
-                f"{currency} pending debits {t.debits_pending} differ from pending credits {t.credits_pending}", currency))
+            problems.append(Problem(
+                "pending_unbalanced",
+                f"{currency} pending debits {t.debits_pending} differ from pending credits {t.credits_pending}",
+                currency))
+    problems += _check_transfers(tx)
+    counts = tx.one(
+        "SELECT (SELECT COUNT(*) FROM ledger_transfers) AS transfers,"
+        " (SELECT COUNT(*) FROM ledger_postings) AS postings,"
+        f" (SELECT COUNT(*) FROM ledger_transfers t WHERE {_OPEN_PENDING}) AS open_pending")
+    return CheckReport(not problems, totals, problems, len(accounts),
+                       counts["transfers"], counts["postings"], counts["open_pending"])
 
-    for r in tx.query("SELECT pending_id, COUNT(*) AS n FROM ledger_transfers WHERE pending_id IS NOT NULL"
-                      " GROUP BY pending_id HAVING COUNT(*) > 1"):
-        problems.append(Problem("resolved_twice", f"pending transfer {r['pending_id']} is resolved {r['n']} times", r["pending_id"]))
+
+def _check_accounts(tx, accounts: list[dict]) -> list[Problem]:
+    """Each account's stored totals against its postings and open holds, and its sign rule."""
+    sums = {r["account_id"]: r for r in tx.query(
+        "SELECT account_id, COUNT(*) AS n, MAX(seq) AS last,"
+        " SUM(CASE WHEN side = 'debit' THEN amount ELSE 0 END) AS debits,"
+        " SUM(CASE WHEN side = 'credit' THEN amount ELSE 0 END) AS credits"
+        " FROM ledger_postings GROUP BY account_id")}
+    held_debits = {r["id"]: r["total"] for r in tx.query(
+        "SELECT t.debit_account_id AS id, SUM(t.amount) AS total FROM ledger_transfers t"
+        f" WHERE {_OPEN_PENDING} GROUP BY t.debit_account_id")}
+    held_credits = {r["id"]: r["total"] for r in tx.query(
+        "SELECT t.credit_account_id AS id, SUM(t.amount) AS total FROM ledger_transfers t"
+        f" WHERE {_OPEN_PENDING} GROUP BY t.credit_account_id")}
+    last_balance = {r["account_id"]: r["balance_after"] for r in tx.query(
+        "SELECT p.account_id, p.balance_after FROM ledger_postings p"
+        " JOIN ledger_accounts a ON a.id = p.account_id AND p.seq = a.postings_count")}
+    problems = []
+    for a in accounts:
+        aid, posted = a["id"], a["credits_posted"] - a["debits_posted"]
+        s = sums.get(aid, {"debits": 0, "credits": 0, "n": 0, "last": 0})
+        if (a["debits_posted"], a["credits_posted"]) != (s["debits"], s["credits"]):
+            problems.append(Problem(
+                "balance_mismatch",
+                f"account {aid} stores debits {a['debits_posted']} / credits {a['credits_posted']},"
+                f" its postings sum to {s['debits']} / {s['credits']}", aid))
+        if not a["postings_count"] == s["n"] == (s["last"] or 0):
+            problems.append(Problem(
+                "postings_gap",
+                f"account {aid} counts {a['postings_count']} postings, has {s['n']}, numbered up to {s['last']}",
+                aid))
+        if s["n"] and last_balance.get(aid) != posted:
+            problems.append(Problem(
+                "running_balance_mismatch",
+                f"account {aid} balance {posted}, its last posting says {last_balance.get(aid)}", aid))
+        held = (held_debits.get(aid, 0), held_credits.get(aid, 0))
+        if (a["debits_pending"], a["credits_pending"]) != held:
+            problems.append(Problem(
+                "pending_mismatch",
+                f"account {aid} stores pending debits {a['debits_pending']} / credits {a['credits_pending']},"
+                f" its open pending transfers hold {held[0]} / {held[1]}", aid))
+        if not a["allow_negative"] and posted - a["debits_pending"] < 0:
+            problems.append(Problem(
+                "negative_balance",
+                f"{a['kind']} account {aid} is at {posted} with {a['debits_pending']} pending debits", aid))
+        if bool(a["allow_negative"]) != ACCOUNT_KINDS.get(a["kind"]):
+            problems.append(Problem(
+                "wrong_sign_rule", f"account {aid} of kind {a['kind']} has allow_negative {a['allow_negative']}", aid))
+    return problems
+
+
+def _currency_totals(accounts: list[dict]) -> dict[str, CurrencyTotals]:
+    columns = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
+    by_currency: dict[str, list[dict]] = {}
+    for a in accounts:
+        by_currency.setdefault(a["currency"], []).append(a)
+    return {
+        currency: CurrencyTotals(len(group), *(sum(a[c] for a in group) for c in columns))
+        for currency, group in sorted(by_currency.items())
+    }
+
+
+def _check_transfers(tx) -> list[Problem]:
+    """Resolutions against their holds, postings against their transfers, currencies against accounts."""
+    problems = []
     for r in tx.query(
-            "SELECT r.id, r.kind, r.amount, p.kind AS held_kind, p.amount AS held_amount FROM ledger_transfers r"
-            " LEFT JOIN ledger_transfers p ON p.id = r.pending_id WHERE r.pending_id IS NOT NULL AND ("
-            " p.id IS NULL OR p.kind <> 'pending' OR p.debit_account_id <> r.debit_account_id"
-            " OR p.credit_account_id <> r.credit_account_id OR p.currency <> r.currency"
-            " OR (r.kind = 'post_pending' AND r.amount > p.amount) OR (r.kind <> 'post_pending' AND r.amount <> p.amount))"):
-        problems.append(Problem("bad_resolution",
-            f"{r['kind']} {r['id']} of {r['amount']} does not match its pending transfer ({r['held_kind']} of {r['held_amount']})", r["id"]))
+            "SELECT pending_id, COUNT(*) AS n FROM ledger_transfers WHERE pending_id IS NOT NULL"
+            " GROUP BY pending_id HAVING COUNT(*) > 1"):
+        problems.append(Problem(
+            "resolved_twice", f"pending transfer {r['pending_id']} is resolved {r['n']} times", r["pending_id"]))
+    for r in tx.query(
+            "SELECT r.id, r.kind, r.amount, p.kind AS held_kind, p.amount AS held_amount"
+            " FROM ledger_transfers r LEFT JOIN ledger_transfers p ON p.id = r.pending_id"
+            " WHERE r.pending_id IS NOT NULL AND (p.id IS NULL OR p.kind <> 'pending'"
+            " OR p.debit_account_id <> r.debit_account_id OR p.credit_account_id <> r.credit_account_id"
+            " OR p.currency <> r.currency OR (r.kind = 'post_pending' AND r.amount > p.amount)"
+            " OR (r.kind <> 'post_pending' AND r.amount <> p.amount))"):
+        problems.append(Problem(
+            "bad_resolution",
+            f"{r['kind']} {r['id']} of {r['amount']} does not match its pending transfer"
+            f" ({r['held_kind']} of {r['held_amount']})", r["id"]))
     for r in tx.query(
             "SELECT t.id, t.kind, COUNT(p.transfer_id) AS n,"
-            " SUM(CASE WHEN p.side = 'debit' AND p.account_id = t.debit_account_id AND p.amount = t.amount THEN 1 ELSE 0 END) AS d,"
-            " SUM(CASE WHEN p.side = 'credit' AND p.account_id = t.credit_account_id AND p.amount = t.amount THEN 1 ELSE 0 END) AS c"
-            " FROM ledger_transfers t LEFT JOIN ledger_postings p ON p.transfer_id = t.id GROUP BY t.id, t.kind"):
-        moves = r["kind"] in ("posted", "post_pending")
-        if (moves and (r["n"], r["d"], r["c"]) != (2, 1, 1)) or (not moves and r["n"]):
-            problems.append(Problem("bad_postings", f"{r['kind']} transfer {r['id']} has {r['n']} postings that do not match it", r["id"]))
+            " SUM(CASE WHEN p.side = 'debit' AND p.account_id = t.debit_account_id"
+            "     AND p.amount = t.amount THEN 1 ELSE 0 END) AS d,"
+            " SUM(CASE WHEN p.side = 'credit' AND p.account_id = t.credit_account_id"
+            "     AND p.amount = t.amount THEN 1 ELSE 0 END) AS c"
+            " FROM ledger_transfers t LEFT JOIN ledger_postings p ON p.transfer_id = t.id"
+            " GROUP BY t.id, t.kind"):
+        moves_money = r["kind"] in ("posted", "post_pending")
+        if (moves_money and (r["n"], r["d"], r["c"]) != (2, 1, 1)) or (not moves_money and r["n"]):
+            problems.append(Problem(
+                "bad_postings", f"{r['kind']} transfer {r['id']} has {r['n']} postings that do not match it", r["id"]))
     for r in tx.query(
-            "SELECT t.id, t.currency FROM ledger_transfers t JOIN ledger_accounts d ON d.id = t.debit_account_id"
-            " JOIN ledger_accounts c ON c.id = t.credit_account_id WHERE d.currency <> t.currency OR c.currency <> t.currency"):
-        problems.append(Problem("currency_mismatch", f"transfer {r['id']} in {r['currency']} touches an account of another currency", r["id"]))
-
-    counts = tx.one(
-        "SELECT (SELECT COUNT(*) FROM ledger_transfers) AS transfers, (SELECT COUNT(*) FROM ledger_postings) AS postings,"
-        f" (SELECT COUNT(*) FROM ledger_transfers t WHERE {open_pending}) AS open_pending")
-    return CheckReport(not problems, totals, problems, len(accounts), counts["transfers"], counts["postings"], counts["open_pending"])
+            "SELECT t.id, t.currency FROM ledger_transfers t"
+            " JOIN ledger_accounts d ON d.id = t.debit_account_id"
+            " JOIN ledger_accounts c ON c.id = t.credit_account_id"
+            " WHERE d.currency <> t.currency OR c.currency <> t.currency"):
+        problems.append(Problem(
+            "currency_mismatch", f"transfer {r['id']} in {r['currency']} touches an account of another currency",
+            r["id"]))
+    return problems
 
 
 def report_lines(report: CheckReport, source: str = "the ledger", *, max_problems: int = 50) -> list[str]:
