@@ -4,6 +4,7 @@ import click
 from wallet.testcards import new_purse_command, show_purse_command
 
 from wallet.emulate import emulate_command
+from wallet.qr import render_command, scan_command
 
 
 @click.group()
@@ -16,3 +17,5 @@ cli.add_command(emulate_command)
 
 cli.add_command(new_purse_command)
 cli.add_command(show_purse_command)
+cli.add_command(scan_command)
+cli.add_command(render_command)

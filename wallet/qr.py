@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
+import click
 import numpy as np
 import qrcode
+import qrcode.exceptions
 import qrcode.image.svg
 import zxingcpp
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
@@ -103,7 +106,11 @@ def symbol(text: str) -> qrcode.QRCode:
     eight masks as array operations over one laid-out symbol instead of laying out eight."""
     code = _Symbol(error_correction=ERROR_CORRECTION, border=QUIET_ZONE)
     code.add_data(text)
-    code.best_fit()
+    try:
+        code.best_fit()
+    except (ValueError, qrcode.exceptions.DataOverflowError):  # qrcode says "version 41"
+        raise ValueError(f"a payload of {len(text)} characters is too long for a QR code "
+                         "at error correction M") from None
     code.makeImpl(True, 0)  # format bits left light, as qrcode scores masks
     base = np.array(code.modules, dtype=bool)
     masks = _masks(len(base))
@@ -221,3 +228,55 @@ def scan(image: str | Path | bytes, *, require_emv: bool = False) -> Scan:
         if require_emv:
             raise ScanError(f"QR code found but not an EMVCo payload: {err}") from None
         return Scan(text, None)
+
+
+# ---------------------------------------------------------------------- command line
+
+def _describe(scanned: Scan, now: datetime) -> list[str]:
+    qr_value = scanned.emv
+    if qr_value is None:
+        return [f"text       {scanned.text}"]
+    kind = {True: "dynamic", False: "static", None: "no point of initiation"}[qr_value.dynamic]
+    lines = [f"EMVCo merchant-presented code ({kind})",
+             f"merchant   {qr_value.name}, {qr_value.city} ({qr_value.country}), MCC {qr_value.mcc}"]
+    if qr_value.amount is not None:
+        lines.append(f"amount     {emvqr.amount_text(qr_value.amount, qr_value.currency)} {qr_value.currency_code}")
+    for label, value in (("bill", qr_value.bill_number), ("reference", qr_value.reference_label),
+                         ("terminal", qr_value.terminal_label)):
+        if value:
+            lines.append(f"{label:10s} {value}")
+    try:
+        code = emvqr.read_tapstack(qr_value, now)
+    except emvqr.QrFormatError as err:
+        lines.append(f"tapstack   not payable here: {err}")
+    else:
+        expiry = f", expires {code.expires_at:%Y-%m-%d %H:%M:%S} UTC" if code.expires_at else ""
+        lines.append(f"tapstack   {code.kind} {code.merchant_id}{expiry}")
+    return lines
+
+
+@click.command("scan")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--text", "text_only", is_flag=True, help="Print only the decoded text.")
+def scan_command(image: Path, text_only: bool) -> None:
+    """Read the QR code in IMAGE (PNG or JPEG, a photo or a screenshot)."""
+    try:
+        scanned = scan(image)
+    except ScanError as err:
+        raise click.ClickException(str(err)) from None
+    lines = [scanned.text] if text_only else _describe(scanned, datetime.now(timezone.utc))
+    click.echo("\n".join(lines))
+
+
+@click.command("render")
+@click.argument("payload")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--box-size", default=8, show_default=True, type=click.IntRange(1, 100),
+              help="Pixels a module (PNG only).")
+def render_command(payload: str, out: Path, box_size: int) -> None:
+    """Render PAYLOAD as a QR code into OUT (.png or .svg)."""
+    try:
+        write(payload, out, box_size=box_size)
+    except (ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {out}")

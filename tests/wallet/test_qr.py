@@ -205,3 +205,26 @@ def test_a_signed_pay_code_is_not_an_emvco_payload():
 def test_light_on_dark_code_is_read():
     image = Image.open(io.BytesIO(qr.render_png(bill(), box_size=4))).convert("L")
     assert qr.read_text(image_bytes(ImageOps.invert(image))) == bill()
+
+
+def test_scan_command_describes_a_bill(tmp_path):
+    from click.testing import CliRunner
+    path = qr.write(bill(), tmp_path / "bill.png")
+    result = CliRunner().invoke(qr.scan_command, [str(path)])
+    assert result.exit_code == 0, result.output
+    assert "amount     128.50 CNY" in result.output and "tapstack   bill WATER-0042" in result.output
+    result = CliRunner().invoke(qr.scan_command, [str(path), "--text"])
+    assert result.output == bill() + "\n"
+
+
+def test_commands_fail_with_one_line(tmp_path):
+    from click.testing import CliRunner
+    (tmp_path / "notes.png").write_text("hello")
+    for command, args, line in (
+            (qr.scan_command, [str(tmp_path / "notes.png")], f"Error: file is not an image: {tmp_path / 'notes.png'}"),
+            (qr.scan_command, [str(tmp_path / "none.png")], f"Error: no such file: {tmp_path / 'none.png'}"),
+            (qr.render_command, ["x", str(tmp_path / "x.gif")], "Error: cannot write x.gif: use a .png or .svg file name"),
+            (qr.render_command, ["9" * 8000, str(tmp_path / "x.png")], "Error: a payload of 8000 characters is too long for a QR code at error correction M")):
+        result = CliRunner().invoke(command, args)
+        assert result.exit_code == 1 and result.output.strip() == line, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
