@@ -170,7 +170,7 @@ def _command():
         def trace(command: bytes, response: bytes | None):
             if verbose:
                 answer = mask_pans(response.hex()) if response is not None else "(torn: no answer)"
-                click.echo(f"> {mask_pans(command.hex())}\n< {answer}")
+                click.echo(f"{mask_pans(command.hex())} -> {answer}")
 
         daemon = None
         if start_pcscd:

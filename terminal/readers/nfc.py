@@ -89,10 +89,18 @@ class NfcReader:
             raise ReaderUnavailable(f"reader {self.path}: {error}") from None
         if target is None:
             return None
-        return nfc.tag.activate(self.clf, target)
+        try:
+            return nfc.tag.activate(self.clf, target)
+        except Exception as error:  # a card answering RATS with a short or odd ATS: not activated
+            log.debug("activation failed: %s", error)
+            self._release()
+            return None
 
     def wait_for_card(self, timeout: float | None = None) -> NfcSession | None:
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self.session is not None:  # a new activation resets the card: the old session is done
+            self.session.close()
+            self.session = None
         while True:
             tag = self._sense()
             if tag is not None:

@@ -212,6 +212,9 @@ class PcscReader:
             time.sleep(0.01)  # the card left between the event and the connect: wait again
 
     def _connect(self) -> PcscSession | None:
+        if self.session is not None:  # a new card (or the same one again): the old handle is done
+            self.session.close()
+            self.session = None
         ctx, name = self._context(), self._resolve()
         rc, hcard, protocol = scard.SCardConnect(ctx, name, scard.SCARD_SHARE_SHARED,
                                                  scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1)
@@ -236,14 +239,18 @@ class PcscReader:
         command = ACR122_SIGNALS.get(outcome)
         if command is None or not self.has_led:
             return
-        try:
-            if self.session is not None and self.session._hcard is not None:
+        if self.session is not None and self.session._hcard is not None:
+            try:  # through the card connection while the card is there
                 self.session._raw(command)
                 return
+            except (ReaderError, CardRemoved):
+                pass
+        try:  # no card: a direct connection to the reader and the CCID escape
             rc, hcard, _ = scard.SCardConnect(self._context(), self._resolve(), scard.SCARD_SHARE_DIRECT, 0)
             _check(rc, "direct connect")
             try:
-                scard.SCardControl(hcard, IOCTL_CCID_ESCAPE, list(command))
+                rc, _ = scard.SCardControl(hcard, IOCTL_CCID_ESCAPE, list(command))
+                _check(rc, "escape")
             finally:
                 scard.SCardDisconnect(hcard, scard.SCARD_LEAVE_CARD)
         except (ReaderError, CardRemoved) as error:  # a missed beep must not fail the tap
