@@ -1,4 +1,5 @@
 """The ledger's rules and errors, one table per rule; and `tapstack gateway check`."""
+import json
 import shutil
 from datetime import datetime, timedelta, timezone
 
@@ -481,9 +482,9 @@ def test_check_totals_per_currency(books):
 
 # -- tapstack gateway check --------------------------------------------------
 
-def run_check(data_dir):
+def run_check(data_dir, *options):
     from gateway.cli import cli
-    return CliRunner().invoke(cli, ["check", "--data", str(data_dir)])
+    return CliRunner().invoke(cli, ["check", "--data", str(data_dir), *options])
 
 
 def test_cli_check_reports_balanced_books(tmp_path):
@@ -510,6 +511,19 @@ def test_cli_check_fails_on_damaged_books(tmp_path):
     result = run_check(tmp_path)
     assert result.exit_code == 1
     assert "FAILED" in result.output and "balance_mismatch: account w1" in result.output
+    as_json = run_check(tmp_path, "--json")
+    assert as_json.exit_code == 1
+    report = json.loads(as_json.output)
+    assert report["ok"] is False and report["totals"]["CNY"]["credits_posted"] == 1
+    assert {"code": "balance_mismatch", "ref": "w1"}.items() <= report["problems"][0].items()
+
+
+def test_cli_check_refuses_a_database_without_the_ledger(tmp_path):
+    empty = tmp_path / "none"
+    empty.mkdir()
+    Store(tmp_path / "gateway.db", migrations_dir=empty).close()
+    result = run_check(tmp_path)
+    assert result.exit_code == 1 and "has no ledger yet" in result.output
 
 
 @pytest.mark.parametrize("content", [None, b"not a database at all, just bytes" * 10])
