@@ -261,6 +261,14 @@ def _check_length(fid: str, value: str, limit: int, at: int | None, exact: bool 
         raise QrFormatError(fid, f"at most {limit} characters, got {len(value)}", at)
 
 
+def _check_ans(fid: str, value: str, at: int | None) -> None:
+    """EMV's common character set (space to '~'); only 64/01 and 64/02 may hold other scripts."""
+    for char in value:
+        if not " " <= char <= "~":
+            raise QrFormatError(fid, f"character {char!r} (U+{ord(char):04X}) is outside the EMV common "
+                                     "character set; other scripts go in the language template 64", at)
+
+
 def parse(payload: str) -> MerchantQr:
     """Parse and strictly check a merchant-presented payload; raise QrFormatError."""
     if not isinstance(payload, str):
@@ -314,6 +322,7 @@ def parse(payload: str) -> MerchantQr:
                 raise QrFormatError("01", f"must be '11' (static) or '12' (dynamic), found {val!r}", at)
             dynamic = val == "12"
         elif 2 <= n <= 25:
+            _check_ans(fid, val, at)
             accounts[fid] = val
         elif 26 <= n <= 51:
             sub = _template(fid, val, at)
@@ -321,13 +330,17 @@ def parse(payload: str) -> MerchantQr:
                 raise QrFormatError(fid, "missing: a merchant account template starts with its "
                                          "globally unique id (sub-field 00)", at)
             _check_length(f"{fid}/00", sub["00"], 32, at)
+            for sid, sval in sub.items():
+                _check_ans(f"{fid}/{sid}", sval, at)
             accounts[fid] = sub
         elif fid == "61":
+            _check_ans(fid, val, at)
             _check_length(fid, val, 10, at)
             postal = val
         elif fid == "62":
             additional = _template(fid, val, at)
             for sid, sval in additional.items():
+                _check_ans(f"62/{sid}", sval, at)
                 if 1 <= int(sid) <= 9:
                     _check_length(f"62/{sid}", sval, 25, at)
         elif fid == "64":
@@ -336,6 +349,7 @@ def parse(payload: str) -> MerchantQr:
                 if sid not in language:
                     raise QrFormatError(f"64/{sid}", "missing: mandatory in the language template", at)
             _check_length("64/00", language["00"], 2, at, exact=True)
+            _check_ans("64/00", language["00"], at)
             _check_length("64/01", language["01"], 25, at)
             if "02" in language:
                 _check_length("64/02", language["02"], 15, at)
@@ -344,9 +358,13 @@ def parse(payload: str) -> MerchantQr:
             if "00" not in sub:
                 raise QrFormatError(fid, "missing: an unreserved template starts with its "
                                          "globally unique id (sub-field 00)", at)
+            for sid, sval in sub.items():
+                _check_ans(f"{fid}/{sid}", sval, at)
             unreserved[fid] = sub
-        elif fid not in ("52", "53", "54", "58", "59", "60"):
-            other[fid] = val  # tip fields 55-57 and ids reserved for future use
+        else:
+            _check_ans(fid, val, at)
+            if fid not in ("52", "53", "54", "58", "59", "60"):
+                other[fid] = val  # tip fields 55-57 and ids reserved for future use
 
     if not accounts:
         raise QrFormatError("26", "missing: at least one merchant account information field (02-51)")
@@ -445,31 +463,50 @@ def _tapstack_template(expires_at: datetime) -> dict[str, dict[str, str]]:
     return {TAPSTACK_TEMPLATE_ID: {"00": GUID, "01": _expiry_text(expires_at)}}
 
 
+def _language(local_name: str | None, local_city: str | None, language: str) -> dict[str, str] | None:
+    """Template 64: the name (and city) in the local script, e.g. Chinese, beside the ans ones."""
+    if local_name is None:
+        if local_city is not None:
+            raise QrFormatError("64/01", "missing: a local city needs the local name too")
+        return None
+    return {"00": language, "01": local_name, **({"02": local_city} if local_city else {})}
+
+
 def bill_code(*, biller_id: str, bill_number: str, reference: str, amount: int, currency: str,
               merchant_name: str, merchant_city: str, expires_at: datetime,
-              mcc: str = "4900", country: str = "CN") -> str:
-    """A utility bill: dynamic, amount fixed, 62/01 bill number, 62/05 reference, expiry."""
+              mcc: str = "4900", country: str = "CN", local_name: str | None = None,
+              local_city: str | None = None, language: str = "ZH") -> str:
+    """A utility bill: dynamic, amount fixed, 62/01 bill number, 62/05 reference, expiry.
+
+    merchant_name and merchant_city are in EMV's character set (Latin letters, digits,
+    punctuation); local_name and local_city carry them in the local script (template 64).
+    """
     return encode(MerchantQr(
         merchant_accounts={MERCHANT_ACCOUNT_ID: {"00": GUID, "01": biller_id}},
         mcc=mcc, currency=currency_numeric(currency), country=country, name=merchant_name,
         city=merchant_city, amount=amount, dynamic=True,
         additional={BILL_NUMBER: bill_number, REFERENCE_LABEL: reference},
+        language=_language(local_name, local_city, language),
         unreserved=_tapstack_template(expires_at)))
 
 
 def merchant_code(*, merchant_id: str, merchant_name: str, merchant_city: str, mcc: str,
-                  currency: str = "CNY", country: str = "CN", store_label: str | None = None) -> str:
+                  currency: str = "CNY", country: str = "CN", store_label: str | None = None,
+                  local_name: str | None = None, local_city: str | None = None,
+                  language: str = "ZH") -> str:
     """A shop's static code, printed once and shown for every sale: no amount, no expiry."""
     return encode(MerchantQr(
         merchant_accounts={MERCHANT_ACCOUNT_ID: {"00": GUID, "01": merchant_id}},
         mcc=mcc, currency=currency_numeric(currency), country=country, name=merchant_name,
         city=merchant_city, dynamic=False,
-        additional={STORE_LABEL: store_label} if store_label else {}))
+        additional={STORE_LABEL: store_label} if store_label else {},
+        language=_language(local_name, local_city, language)))
 
 
 def checkout_code(*, merchant_id: str, terminal_label: str, amount: int, currency: str,
                   merchant_name: str, merchant_city: str, mcc: str, expires_at: datetime,
-                  reference: str | None = None, country: str = "CN") -> str:
+                  reference: str | None = None, country: str = "CN", local_name: str | None = None,
+                  local_city: str | None = None, language: str = "ZH") -> str:
     """A till's code for one sale: dynamic, amount fixed, 62/07 terminal label, expiry."""
     additional = {TERMINAL_LABEL: terminal_label}
     if reference:
@@ -478,6 +515,7 @@ def checkout_code(*, merchant_id: str, terminal_label: str, amount: int, currenc
         merchant_accounts={MERCHANT_ACCOUNT_ID: {"00": GUID, "01": merchant_id}},
         mcc=mcc, currency=currency_numeric(currency), country=country, name=merchant_name,
         city=merchant_city, amount=amount, dynamic=True, additional=additional,
+        language=_language(local_name, local_city, language),
         unreserved=_tapstack_template(expires_at)))
 
 

@@ -283,6 +283,21 @@ def test_foreign_code_is_not_a_tapstack_code():
         emvqr.read_tapstack(emvqr.parse(SPEC_EXAMPLE), NOW)
 
 
+def test_other_scripts_only_in_the_language_template():
+    payload = bill(local_name="哈尔滨供水", local_city="哈尔滨")
+    qr = emvqr.parse(payload)
+    assert qr.language == {"00": "ZH", "01": "哈尔滨供水", "02": "哈尔滨"}
+    assert "64220002ZH0105哈尔滨供水0203哈尔滨" in payload  # lengths in characters
+    with pytest.raises(QrFormatError, match="outside the EMV common character set") as err:
+        bill(merchant_name="哈尔滨供水")
+    assert err.value.field_id == "59"
+    with pytest.raises(QrFormatError) as err:
+        emvqr.parse(refresh_crc(BILL.replace("0509ACCT88213", "0509ACCT8821é")))
+    assert err.value.field_id == "62/05"
+    with pytest.raises(QrFormatError, match="needs the local name"):
+        bill(local_city="哈尔滨")
+
+
 def test_builders_refuse_bad_values_naming_the_field():
     with pytest.raises(QrFormatError) as err:
         bill(merchant_name="A name much longer than twenty-five")
@@ -316,7 +331,7 @@ def merchant_qrs(draw):
         merchant_accounts=accounts,
         mcc=draw(st.from_regex(r"[0-9]{4}", fullmatch=True)), currency=currency,
         country=draw(st.from_regex(r"[A-Z]{2}", fullmatch=True)),
-        name=draw(NAMES.filter(lambda s: len(s) <= 25)), city=draw(NAMES.filter(lambda s: len(s) <= 15)),
+        name=draw(ANS.filter(lambda s: len(s) <= 25)), city=draw(ANS.filter(lambda s: len(s) <= 15)),
         amount=draw(st.none() | st.integers(1, 10 ** 10)), dynamic=dynamic,
         postal_code=draw(st.none() | st.from_regex(r"[0-9]{6}", fullmatch=True)),
         additional=additional,

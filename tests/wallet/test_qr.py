@@ -54,8 +54,9 @@ BILL_FIELDS = st.fixed_dictionaries({
                          min_size=1, max_size=25),
     "amount": st.integers(1, 10 ** 11),
     "currency": st.sampled_from(["CNY", "HKD", "JPY", "USD", "BHD"]),
-    "merchant_name": st.text(st.characters(categories=("L", "N")), min_size=1, max_size=25),
-    "merchant_city": st.text(st.characters(categories=("L",)), min_size=1, max_size=15),
+    "merchant_name": st.text(st.characters(codec="ascii", categories=("L", "N")), min_size=1, max_size=25),
+    "merchant_city": st.text(st.characters(codec="ascii", categories=("L",)), min_size=1, max_size=15),
+    "local_name": st.text(st.characters(categories=("L", "N")), min_size=1, max_size=25),
     "expires_at": st.integers(1, 10 ** 7).map(lambda s: NOW + timedelta(seconds=s)),
 })
 
@@ -73,6 +74,7 @@ def test_bill_round_trip_through_png(fields):
     assert (code.amount, code.currency) == (fields["amount"], fields["currency"])
     assert code.expires_at == fields["expires_at"].replace(microsecond=0)
     assert (scanned.emv.name, scanned.emv.city) == (fields["merchant_name"], fields["merchant_city"])
+    assert scanned.emv.language == {"00": "ZH", "01": fields["local_name"]}
 
 
 def test_spec_example_with_chinese_survives_the_round_trip():
