@@ -8,6 +8,9 @@ emulator then presents a card by connecting to a reader's port (wallet.transport
 pcscd's socket is fixed at /run/pcscd/pcscd.comm, so one pcscd serves the machine. If one
 is already running, `start` reuses it only when it already has the readers asked for, and
 never stops a pcscd it did not start; otherwise it says which pid is in the way.
+
+The vpcd driver accepts cards on all interfaces: whoever reaches the port can put a card
+in the reader. It is for tests and demos; a production validator has no vpcd reader.
 """
 from __future__ import annotations
 
@@ -173,7 +176,7 @@ def configured_readers(pid: int) -> list[VpcdReader]:
     for f in files:
         try:
             readers += parse_reader_conf(f.read_text())
-        except (OSError, UnicodeDecodeError):
+        except (OSError, ValueError):  # unreadable, not text, or a port that is not a number
             continue
     return readers
 
