@@ -30,6 +30,7 @@ import os
 import re
 import sqlite3
 import threading
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -165,6 +166,17 @@ class Tx:
             raise StoreError("this is a read-only transaction (store.read()); use store.transaction() to write")
 
 
+@dataclass
+class _ThreadConnection:
+    db: sqlite_utils.Database
+    pid: int
+
+
+def _close_in_owner(conn: sqlite3.Connection, pid: int) -> None:
+    if os.getpid() == pid:
+        conn.close()
+
+
 class Store:
     """The SQLite store. See the module docstring for durability and threading."""
 
@@ -186,8 +198,8 @@ class Store:
         self.busy_timeout_ms = int(busy_timeout_ms)
         self.migrations_dir = Path(migrations_dir) if migrations_dir else MIGRATIONS_DIR
         self._local = threading.local()
-        self._all: list[tuple[int, sqlite3.Connection]] = []
-        self._all_lock = threading.Lock()
+        self._open: list[weakref.finalize] = []  # one per live connection, closes it
+        self._open_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._database()  # opens the file and turns WAL on, outside any transaction
         if migrate:
@@ -196,9 +208,9 @@ class Store:
     # -- connections -------------------------------------------------------
 
     def _database(self) -> sqlite_utils.Database:
-        db = getattr(self._local, "db", None)
-        if db is not None and self._local.pid == os.getpid():
-            return db
+        mine = getattr(self._local, "connection", None)
+        if mine is not None and mine.pid == os.getpid():
+            return mine.db
         # isolation_level=None: the driver never opens transactions on its own;
         # transaction() and read() say exactly where each begins and ends.
         conn = sqlite3.connect(
@@ -212,10 +224,20 @@ class Store:
         db.enable_wal()
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
-        self._local.db, self._local.pid = db, os.getpid()
-        with self._all_lock:
-            self._all.append((os.getpid(), conn))
+        mine = _ThreadConnection(db, os.getpid())
+        self._local.connection = mine
+        # When the thread ends its thread-local slot goes and the connection is
+        # closed, so a server that makes a thread per request leaks nothing.
+        with self._open_lock:
+            self._open = [f for f in self._open if f.alive]
+            self._open.append(weakref.finalize(mine, _close_in_owner, conn, mine.pid))
         return db
+
+    @property
+    def open_connections(self) -> int:
+        """Connections this Store holds open now (one per live thread that used it)."""
+        with self._open_lock:
+            return sum(f.alive for f in self._open)
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -228,11 +250,10 @@ class Store:
         Connections inherited from a parent process are left alone: closing
         them here could disturb the parent's locks on the database.
         """
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for pid, conn in conns:
-            if pid == os.getpid():
-                conn.close()
+        with self._open_lock:
+            finalizers, self._open = self._open, []
+        for close in finalizers:
+            close()
         self._local = threading.local()
 
     # -- transactions ------------------------------------------------------

@@ -133,6 +133,24 @@ def test_each_thread_gets_its_own_connection(simple):
     assert simple.db.conn is simple.db.conn
 
 
+def test_a_thread_that_ends_takes_its_connection_with_it(simple):
+    """A server that makes a thread per request must not pile up open connections."""
+    import gc
+
+    def request():
+        with simple.transaction() as tx:
+            tx.execute("UPDATE items SET qty = qty + 1")
+
+    for _ in range(20):
+        thread = threading.Thread(target=request)
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert simple.open_connections == 1  # the test thread's own
+    simple.close()
+    assert simple.open_connections == 0
+
+
 def test_migrations_apply_in_order_once_across_reopen(tmp_path):
     migrations = write_migrations(tmp_path / "m", {
         "0002_more.sql": "ALTER TABLE a ADD COLUMN note TEXT;",
