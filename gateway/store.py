@@ -13,7 +13,8 @@ loss or an OS crash (the database itself stays consistent).
 
 Concurrency. One sqlite connection per thread (and per process, so a Store
 made before gunicorn forks is safe), so Flask threads, gunicorn workers and
-test threads can share one Store object. Writers take the write lock at the
+test threads can share one Store object; a thread's connection is closed when
+the thread ends. Writers take the write lock at the
 start (`BEGIN IMMEDIATE`) and wait up to `busy_timeout_ms` for it; readers get
 a consistent snapshot (`BEGIN DEFERRED`; WAL lets them run beside a writer).
 
