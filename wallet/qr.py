@@ -235,7 +235,13 @@ def scan(image: str | Path | bytes, *, require_emv: bool = False) -> Scan:
 def _describe(scanned: Scan, now: datetime) -> list[str]:
     qr_value = scanned.emv
     if qr_value is None:
-        return [f"text       {scanned.text}"]
+        lines = [f"text       {scanned.text}"]
+        if scanned.text.startswith("00"):  # meant as EMVCo, perhaps: say what is wrong
+            try:
+                emvqr.parse(scanned.text)
+            except emvqr.QrFormatError as err:
+                lines.append(f"not EMVCo  {err}")
+        return lines
     kind = {True: "dynamic", False: "static", None: "no point of initiation"}[qr_value.dynamic]
     lines = [f"EMVCo merchant-presented code ({kind})",
              f"merchant   {qr_value.name}, {qr_value.city} ({qr_value.country}), MCC {qr_value.mcc}"]

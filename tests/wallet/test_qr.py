@@ -230,3 +230,11 @@ def test_commands_fail_with_one_line(tmp_path):
         result = CliRunner().invoke(command, args)
         assert result.exit_code == 1 and result.output.strip() == line, result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_scan_command_says_why_a_payload_is_not_emvco(tmp_path):
+    from click.testing import CliRunner
+    broken = bill()[:-1] + ("0" if bill()[-1] != "0" else "1")
+    result = CliRunner().invoke(qr.scan_command, [str(qr.write(broken, tmp_path / "b.png"))])
+    assert result.exit_code == 0
+    assert "not EMVCo  field 63 (CRC)" in result.output and "wrong CRC" in result.output
