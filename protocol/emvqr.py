@@ -290,9 +290,7 @@ def parse(payload: str) -> MerchantQr:
         if found.upper() != expected:
             raise QrFormatError("63", f"wrong CRC: expected {expected}, found {found}", len(payload) - 8)
     fields = _split(payload, 0)
-    first_id, first_value, _ = fields[0]
-    if first_id != "00":
-        raise QrFormatError("00", f"the payload must start with field 00, found {first_id}", 0)
+    first_value = fields[0][1]  # its id is "00": the payload starts with "00"
     if first_value != "01":
         raise QrFormatError("00", f"payload format indicator must be '01', found {first_value!r}", 0)
     last_id, last_value, last_at = fields[-1]

@@ -264,7 +264,8 @@ def _read(signed: bytes) -> PayCode | Ticket:
         if numeric == 0 and limit == 0:
             return PayCode(limit=None, currency=None, **common)
         if numeric not in _CURRENCY_ALPHA or limit == 0:
-            raise BadEncoding(f"limit {limit} in unknown currency {numeric:03d}")
+            raise BadEncoding(f"limit {limit} in currency {numeric:03d}: a limit is positive, "
+                              "in a known currency")
         return PayCode(limit=limit, currency=_CURRENCY_ALPHA[numeric], **common)
     if kind == TICKET:
         if len(body) < _TICKET_BODY.size:
