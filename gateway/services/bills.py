@@ -1,0 +1,493 @@
+"""Utility bills: billers, bills, their EMVCo QR codes, and payments towards them.
+
+A biller is a merchant whose ledger account is of kind "biller": it signs in with the
+merchant's API key, gets webhooks at its merchant endpoints and reads its balance like
+any merchant, and a `bill_billers` row marks it and holds what its QR codes show.
+
+Payment rules (`payment_amount`, pure):
+
+- a bill takes payments while it is open or partially paid and before `expires_at`;
+  a paid bill answers 409 bill_already_paid, a cancelled one 409 bill_cancelled, an
+  expired one 409 bill_expired;
+- without an amount a payment settles what is outstanding;
+- a payment is at least the bill's `minimum_payment` (equal to the amount due unless
+  the biller allows part payments), or what is outstanding when that is less;
+- overpayment is refused (400 overpayment): a bill is never paid above its amount.
+
+Each payment moves the money wallet -> biller, updates the bill and records a
+`bill.paid` event for the biller in one transaction.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import date, datetime, timedelta, timezone
+
+from gateway import ledger
+from gateway.api import MAX_AMOUNT
+from gateway.auth import Caller, key_hash, new_key
+from gateway.errors import ApiError, conflict, forbidden, invalid, not_found
+from gateway.services import emit, iso, unix
+from gateway.services.payments import release_expired_holds
+from gateway.services.wallets import require_active, wallet_row
+from protocol import emvqr
+
+GRACE_DAYS = 30  # a bill stays payable this many days after its due date unless told otherwise
+DEFAULT_MCC = "4900"  # utilities
+MAX_BATCH_ROWS = 1000
+BILL_FIELDS = ("consumer_number", "period", "amount_due", "currency", "due_date", "bill_number",
+               "minimum_payment", "expires_at")
+REQUIRED_BILL_FIELDS = ("consumer_number", "period", "amount_due", "currency", "due_date")
+OUTSTANDING = ("open", "partially_paid")
+
+_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,24}")  # fits EMVCo 62/01 and 62/05
+_PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_MCC = re.compile(r"\d{4}")
+
+
+# -- billers ---------------------------------------------------------------------------
+
+def biller_view(row: dict) -> dict:
+    return {"id": row["id"], "object": "biller", "name": row["name"], "currency": row["currency"],
+            "city": row["city"], "mcc": row["mcc"], "created_at": iso(row["created_at"])}
+
+
+def check_city(city) -> str:
+    if not isinstance(city, str) or not city.strip() or len(city) > 15:
+        raise invalid("invalid_parameter", "city must be 1 to 15 characters (it is printed in the QR code).",
+                      "city")
+    return city
+
+
+def check_mcc(mcc) -> str:
+    if not isinstance(mcc, str) or not _MCC.fullmatch(mcc):
+        raise invalid("invalid_parameter", "mcc must be a 4-digit merchant category code.", "mcc")
+    return mcc
+
+
+def create_biller(tx, *, name: str, currency: str, city: str, mcc: str | None,
+                  now: datetime) -> tuple[dict, str]:
+    """A new biller (a merchant with a biller ledger account) and its API key, shown once."""
+    merchant_id = "mer_" + secrets.token_hex(12)
+    account_id = ledger.open_account(tx, kind="biller", currency=currency, owner_id=merchant_id,
+                                     now=now)["id"]
+    api_key = new_key("sk_")
+    merchant = {"id": merchant_id, "name": name, "account_id": account_id, "currency": currency,
+                "api_key_hash": key_hash(api_key), "created_at": unix(now)}
+    tx.insert("merchants", merchant)
+    biller = {"merchant_id": merchant_id, "city": check_city(city), "mcc": check_mcc(mcc or DEFAULT_MCC),
+              "created_at": unix(now)}
+    tx.insert("bill_billers", biller)
+    return biller_view({**merchant, **biller}), api_key
+
+
+def _biller(tx, biller_id: str) -> dict | None:
+    return tx.one("SELECT m.id, m.name, m.account_id, m.currency, b.city, b.mcc, b.created_at"
+                  " FROM merchants m JOIN bill_billers b ON b.merchant_id = m.id WHERE m.id = :id",
+                  {"id": biller_id})
+
+
+def biller_row(tx, caller: Caller, biller_id: str, param: str = "id") -> dict:
+    """The biller if the caller may see it: the operator or the biller itself."""
+    row = _biller(tx, biller_id)
+    if row is None or not (caller.kind == "operator" or
+                           (caller.kind == "merchant" and caller.id == biller_id)):
+        raise not_found("biller", param)
+    return row
+
+
+def calling_biller(tx, caller: Caller) -> dict:
+    """The calling merchant as a biller; a shop's key may not issue bills."""
+    row = _biller(tx, caller.id) if caller.kind == "merchant" else None
+    if row is None:
+        raise forbidden("Only a biller may do this; this merchant is not one.")
+    return row
+
+
+# -- bills: validation (pure) ------------------------------------------------------------
+
+def _text_field(value, name: str) -> str:
+    if not isinstance(value, str) or not _REFERENCE.fullmatch(value):
+        raise invalid("invalid_parameter", f"{name} must be 1 to 25 letters, digits or . _ / - "
+                                           "(starting with a letter or digit).", name)
+    return value
+
+
+def _money(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid("invalid_amount", f"{name} must be an integer of minor units.", name)
+    if not 0 < value <= MAX_AMOUNT:
+        raise invalid("invalid_amount", f"{name} must be from 1 to {MAX_AMOUNT}.", name)
+    return value
+
+
+def _date(value, name: str) -> date:
+    if isinstance(value, str) and _DATE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise invalid("invalid_parameter", f"{name} must be a date, YYYY-MM-DD.", name)
+
+
+def parse_time(value, name: str) -> datetime:
+    """An ISO 8601 UTC time of the form the API answers, 2026-12-31T23:59:59Z."""
+    if isinstance(value, str) and _TIME.fullmatch(value):
+        try:
+            return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    raise invalid("invalid_parameter", f"{name} must be a UTC time, YYYY-MM-DDThh:mm:ssZ.", name)
+
+
+def check_period(value, name: str = "period") -> str:
+    if not isinstance(value, str) or not _PERIOD.fullmatch(value):
+        raise invalid("invalid_parameter", f"{name} must be a month, YYYY-MM.", name)
+    return value
+
+
+def check_bill(fields: dict, *, currency: str, now: datetime) -> dict:
+    """A bill's fields validated and completed (minimum payment, expiry); ApiError naming the field.
+
+    `currency` is the biller's: a bill is kept in the currency of the account it pays into.
+    """
+    if not isinstance(fields, dict):
+        raise invalid("invalid_parameter", "A bill is a JSON object.")
+    unknown = sorted(set(fields) - set(BILL_FIELDS))
+    if unknown:
+        raise invalid("unknown_parameter", f"Unknown field(s): {', '.join(unknown)}.", unknown[0])
+    for name in REQUIRED_BILL_FIELDS:
+        if fields.get(name) is None:
+            raise invalid("missing_parameter", f"Missing required field: {name}.", name)
+    amount_due = _money(fields["amount_due"], "amount_due")
+    if fields["currency"] != currency:
+        raise invalid("currency_mismatch", f"This biller bills in {currency}, not {fields['currency']!r}.",
+                      "currency")
+    minimum = fields.get("minimum_payment")
+    minimum = amount_due if minimum is None else _money(minimum, "minimum_payment")
+    if minimum > amount_due:
+        raise invalid("invalid_amount", "minimum_payment must not exceed amount_due.", "minimum_payment")
+    due = _date(fields["due_date"], "due_date")
+    if fields.get("expires_at") is None:
+        expires = datetime(due.year, due.month, due.day, tzinfo=timezone.utc) + timedelta(days=GRACE_DAYS + 1)
+    else:
+        expires = parse_time(fields["expires_at"], "expires_at")
+    if expires <= now:
+        raise invalid("invalid_parameter", "expires_at is not in the future: the bill could not be paid.",
+                      "expires_at")
+    bill_number = fields.get("bill_number")
+    return {"consumer_number": _text_field(fields["consumer_number"], "consumer_number"),
+            "period": check_period(fields["period"]), "amount_due": amount_due,
+            "minimum_payment": minimum, "currency": currency, "due_date": due.isoformat(),
+            "expires_at": unix(expires),
+            "bill_number": None if bill_number is None else _text_field(bill_number, "bill_number")}
+
+
+def bill_status(row: dict, now: datetime) -> str:
+    """The status a caller sees: the stored one, or `expired` for an unpaid bill past its expiry."""
+    if row["status"] in OUTSTANDING and unix(now) >= row["expires_at"]:
+        return "expired"
+    return row["status"]
+
+
+def payment_amount(row: dict, requested: int | None, now: datetime) -> int:
+    """What a payment towards bill `row` moves, by the rules of the module docstring."""
+    status = bill_status(row, now)
+    if status == "paid":
+        raise conflict("bill_already_paid", f"Bill {row['bill_number']} is already paid.", "bill_id")
+    if status == "cancelled":
+        raise conflict("bill_cancelled", f"Bill {row['bill_number']} was cancelled by the biller.", "bill_id")
+    if status == "expired":
+        raise conflict("bill_expired", f"Bill {row['bill_number']} expired at {iso(row['expires_at'])}; "
+                                       "ask the biller for a new one.", "bill_id")
+    outstanding = row["amount_due"] - row["amount_paid"]
+    if requested is None:
+        return outstanding
+    if requested > outstanding:
+        raise invalid("overpayment", f"{requested} is more than the {outstanding} outstanding on bill "
+                                     f"{row['bill_number']}; overpayment is refused.", "amount")
+    least = min(row["minimum_payment"], outstanding)
+    if requested < least:
+        what = "part payments of at least" if least < outstanding else "payment of the whole"
+        raise invalid("below_minimum_payment", f"{requested} is less than this bill allows: it takes "
+                                               f"{what} {least}.", "amount")
+    return requested
+
+
+# -- bills ---------------------------------------------------------------------------------
+
+def bill_view(row: dict, biller_name: str, now: datetime) -> dict:
+    return {"id": row["id"], "object": "bill", "biller_id": row["biller_id"], "biller_name": biller_name,
+            "bill_number": row["bill_number"], "consumer_number": row["consumer_number"],
+            "period": row["period"], "amount_due": row["amount_due"], "amount_paid": row["amount_paid"],
+            "amount_outstanding": row["amount_due"] - row["amount_paid"],
+            "minimum_payment": row["minimum_payment"], "currency": row["currency"],
+            "due_date": row["due_date"], "expires_at": iso(row["expires_at"]),
+            "status": bill_status(row, now), "created_at": iso(row["created_at"]),
+            "paid_at": iso(row["paid_at"]), "cancelled_at": iso(row["cancelled_at"])}
+
+
+def _new_bill_number(tx, biller_id: str) -> str:
+    while True:
+        number = "B" + secrets.token_hex(6).upper()
+        if not tx.one("SELECT 1 FROM bill_bills WHERE biller_id = :b AND bill_number = :n",
+                      {"b": biller_id, "n": number}):
+            return number
+
+
+def _insert_bill(tx, biller: dict, fields: dict, now: datetime) -> dict:
+    number = fields["bill_number"]
+    if number is None:
+        number = _new_bill_number(tx, biller["id"])
+    elif tx.one("SELECT 1 FROM bill_bills WHERE biller_id = :b AND bill_number = :n",
+                {"b": biller["id"], "n": number}):
+        raise conflict("duplicate_bill_number", f"This biller already has a bill {number}.", "bill_number")
+    row = {**fields, "id": "bill_" + secrets.token_hex(8), "biller_id": biller["id"], "bill_number": number,
+           "amount_paid": 0, "status": "open", "created_at": unix(now), "paid_at": None,
+           "cancelled_at": None}
+    tx.insert("bill_bills", row)
+    return bill_view(row, biller["name"], now)
+
+
+def create_bill(tx, caller: Caller, fields: dict, *, now: datetime) -> dict:
+    biller = calling_biller(tx, caller)
+    return _insert_bill(tx, biller, check_bill(fields, currency=biller["currency"], now=now), now)
+
+
+def create_batch(tx, caller: Caller, rows: list, *, now: datetime, first_row: int = 1) -> dict:
+    """Create each row's bill; a bad row is reported by number and the good ones are kept.
+
+    Rows are numbered from `first_row` (1 for JSON; 2 for CSV, the header being line 1).
+    """
+    biller = calling_biller(tx, caller)
+    if not isinstance(rows, list) or not rows:
+        raise invalid("invalid_parameter", "bills must be a non-empty list of bills.", "bills")
+    if len(rows) > MAX_BATCH_ROWS:
+        raise invalid("batch_too_large", f"A batch holds at most {MAX_BATCH_ROWS} bills; split it.", "bills")
+    created, errors = [], []
+    for number, fields in enumerate(rows, start=first_row):
+        try:
+            with tx.savepoint():
+                created.append(_insert_bill(tx, biller, check_bill(fields, currency=biller["currency"], now=now),
+                                            now))
+        except ApiError as err:
+            errors.append({"row": number, "code": err.code, "message": err.message, "param": err.param})
+    return {"object": "bill_batch", "rows": len(rows), "accepted": len(created), "rejected": len(errors),
+            "bills": created, "errors": errors}
+
+
+def _bill(tx, bill_id: str) -> dict | None:
+    return tx.one("SELECT b.*, m.name AS biller_name FROM bill_bills b JOIN merchants m ON m.id = b.biller_id"
+                  " WHERE b.id = :id", {"id": bill_id})
+
+
+def bill_row(tx, caller: Caller, bill_id: str, param: str = "id") -> dict:
+    """A bill the caller may see: the operator, its biller, or any wallet (a payer)."""
+    row = _bill(tx, bill_id)
+    visible = row is not None and (caller.kind in ("operator", "wallet") or
+                                   (caller.kind == "merchant" and caller.id == row["biller_id"]))
+    if not visible:
+        raise not_found("bill", param)
+    return row
+
+
+def get_bill(tx, caller: Caller, bill_id: str, *, now: datetime) -> dict:
+    row = bill_row(tx, caller, bill_id)
+    return bill_view(row, row["biller_name"], now)
+
+
+def list_bills(tx, caller: Caller, *, now: datetime, biller_id: str | None = None,
+               consumer_number: str | None = None, bill_number: str | None = None,
+               period: str | None = None, status: str | None = None, limit: int = 20,
+               after: str | None = None) -> dict:
+    """Bills, newest first. A wallet names the biller and a consumer or bill number and sees
+    only what is still payable; a biller sees its own; the operator names a biller."""
+    if caller.kind == "merchant":
+        if biller_id not in (None, caller.id):
+            raise not_found("biller", "biller_id")
+        biller_id = caller.id
+    elif biller_id is None:
+        raise invalid("missing_parameter", "Name the biller: ?biller_id=.", "biller_id")
+    if caller.kind == "wallet" and consumer_number is None and bill_number is None:
+        raise invalid("missing_parameter", "Name a consumer_number or a bill_number.", "consumer_number")
+    where, params = ["b.biller_id = :biller"], {"biller": biller_id, "now": unix(now), "n": limit + 1}
+    for column, value in (("consumer_number", consumer_number), ("bill_number", bill_number),
+                          ("period", period)):
+        if value is not None:
+            where.append(f"b.{column} = :{column}")
+            params[column] = value
+    if caller.kind == "wallet" or status == "outstanding":
+        where.append("b.status IN ('open', 'partially_paid') AND b.expires_at > :now")
+    elif status == "expired":
+        where.append("b.status IN ('open', 'partially_paid') AND b.expires_at <= :now")
+    elif status in ("open", "partially_paid"):
+        where.append("b.status = :status AND b.expires_at > :now")
+        params["status"] = status
+    elif status is not None:
+        where.append("b.status = :status")
+        params["status"] = status
+    if after is not None:
+        anchor = tx.one("SELECT created_at, id FROM bill_bills WHERE id = :a AND biller_id = :biller",
+                        {"a": after, "biller": biller_id})
+        if anchor is None:
+            raise invalid("invalid_cursor", "after is not a bill in this list.", "after")
+        where.append("(b.created_at < :t OR (b.created_at = :t AND b.id < :a))")
+        params.update(t=anchor["created_at"], a=after)
+    rows = tx.query("SELECT b.*, m.name AS biller_name FROM bill_bills b JOIN merchants m ON m.id = b.biller_id"
+                    f" WHERE {' AND '.join(where)} ORDER BY b.created_at DESC, b.id DESC LIMIT :n", params)
+    page = rows[:limit]
+    has_more = len(rows) > limit
+    return {"object": "list", "data": [bill_view(r, r["biller_name"], now) for r in page],
+            "has_more": has_more, "next_cursor": page[-1]["id"] if has_more else None}
+
+
+def qr_payload(tx, caller: Caller, bill_id: str, *, now: datetime) -> str:
+    """The bill's dynamic EMVCo code for what is outstanding now; 409 once nothing can be paid."""
+    row = bill_row(tx, caller, bill_id)
+    amount = payment_amount(row, None, now)
+    biller = _biller(tx, row["biller_id"])
+    return emvqr.bill_code(biller_id=row["biller_id"], bill_number=row["bill_number"],
+                           reference=row["consumer_number"], amount=amount, currency=row["currency"],
+                           merchant_name=biller["name"][:25], merchant_city=biller["city"],
+                           expires_at=datetime.fromtimestamp(row["expires_at"], timezone.utc),
+                           mcc=biller["mcc"])
+
+
+def cancel_bill(tx, caller: Caller, bill_id: str, *, now: datetime) -> dict:
+    """The biller withdraws a bill nobody has paid anything towards."""
+    row = bill_row(tx, caller, bill_id)
+    if caller.kind != "merchant":
+        raise not_found("bill", "id")
+    if row["status"] != "open" or row["amount_paid"]:
+        raise conflict(f"bill_{row['status']}", f"Only an unpaid open bill can be cancelled; this one is "
+                                                f"{row['status']}.", "id")
+    tx.execute("UPDATE bill_bills SET status = 'cancelled', cancelled_at = :t WHERE id = :id AND status = 'open'",
+               {"t": unix(now), "id": bill_id})
+    return bill_view({**row, "status": "cancelled", "cancelled_at": unix(now)}, row["biller_name"], now)
+
+
+# -- payments ------------------------------------------------------------------------------
+
+def bill_payment_view(row: dict) -> dict:
+    """A bill payment: the payer's receipt and the biller's reconciliation line."""
+    return {"id": row["id"], "object": "bill_payment", "bill_id": row["bill_id"],
+            "biller_id": row["biller_id"], "biller_name": row["biller_name"], "wallet_id": row["wallet_id"],
+            "bill_number": row["bill_number"], "consumer_number": row["consumer_number"],
+            "period": row["period"], "amount": row["amount"], "currency": row["currency"],
+            "created_at": iso(row["created_at"])}
+
+
+def pay_bill(tx, caller: Caller, bill_id: str, *, amount: int | None, now: datetime,
+             param: str = "bill_id") -> dict:
+    """The calling wallet pays `amount` (all that is outstanding when None) towards the bill."""
+    wallet = wallet_row(tx, caller, caller.id, "wallet_id")
+    require_active(wallet)
+    bill = bill_row(tx, caller, bill_id, param)
+    paid = payment_amount(bill, amount, now)
+    if wallet["currency"] != bill["currency"]:
+        raise invalid("currency_mismatch", f"The wallet is kept in {wallet['currency']}, the bill in "
+                                           f"{bill['currency']}.", "currency")
+    biller = _biller(tx, bill["biller_id"])
+    release_expired_holds(tx, now=now)
+    payment_id = "bpay_" + secrets.token_hex(12)
+    ledger.transfer(tx, transfer_id=payment_id, debit_account_id=wallet["account_id"],
+                    credit_account_id=biller["account_id"], amount=paid, currency=bill["currency"],
+                    code="bill_payment", now=now, metadata={"bill_id": bill_id})
+    total = bill["amount_paid"] + paid
+    status = "paid" if total == bill["amount_due"] else "partially_paid"
+    # Guarded by the amount read above, as refunds are: two payments can never both count.
+    changed = tx.execute("UPDATE bill_bills SET amount_paid = :total, status = :status, paid_at = :paid_at"
+                         " WHERE id = :id AND amount_paid = :old",
+                         {"total": total, "status": status, "id": bill_id, "old": bill["amount_paid"],
+                          "paid_at": unix(now) if status == "paid" else None})
+    if changed != 1:
+        raise conflict("concurrent_bill_payment", "Another payment of this bill happened meanwhile; retry.")
+    row = {"id": payment_id, "bill_id": bill_id, "biller_id": bill["biller_id"], "wallet_id": wallet["id"],
+           "amount": paid, "currency": bill["currency"], "period": bill["period"], "transfer_id": payment_id,
+           "created_at": unix(now)}
+    tx.insert("bill_payments", row)
+    receipt = bill_payment_view({**row, "biller_name": bill["biller_name"], "bill_number": bill["bill_number"],
+                                 "consumer_number": bill["consumer_number"]})
+    after = {**bill, "amount_paid": total, "status": status, "paid_at": unix(now) if status == "paid" else None}
+    receipt["bill"] = bill_view(after, bill["biller_name"], now)
+    emit(tx, merchant_id=bill["biller_id"], event_type="bill.paid", data=receipt, now=now)
+    return receipt
+
+
+def read_bill_code(payload, now: datetime) -> emvqr.TapstackCode:
+    """A scanned bill code, checked; 400 for anything that is not a live tapstack bill code."""
+    if not isinstance(payload, str) or not payload:
+        raise invalid("invalid_parameter", "payload must be the text of the bill's QR code.", "payload")
+    try:
+        code = emvqr.read_tapstack(emvqr.parse(payload), now)
+    except emvqr.CodeExpired as err:
+        raise conflict("bill_expired", f"The bill's code has expired ({err.message}).", "payload") from None
+    except emvqr.QrFormatError as err:
+        raise invalid("invalid_qr_code", f"Not a valid EMVCo code: {err}.", "payload") from None
+    if code.kind != "bill":
+        raise invalid("not_a_bill_code", f"This is a {code.kind} code, not a bill.", "payload")
+    return code
+
+
+def pay_by_payload(tx, caller: Caller, payload, *, amount: int | None, now: datetime) -> dict:
+    """Pay the bill a scanned code names, by default the amount the code shows."""
+    code = read_bill_code(payload, now)
+    row = tx.one("SELECT id, currency FROM bill_bills WHERE biller_id = :b AND bill_number = :n",
+                 {"b": code.merchant_id, "n": code.bill_number})
+    if row is None:
+        raise not_found("bill (the code names none)", "payload")
+    if code.currency != row["currency"]:
+        raise invalid("currency_mismatch", "The code's currency is not the bill's.", "payload")
+    return pay_bill(tx, caller, row["id"], amount=code.amount if amount is None else amount, now=now,
+                    param="payload")
+
+
+_PAYMENT_SELECT = ("SELECT p.*, m.name AS biller_name, b.bill_number, b.consumer_number FROM bill_payments p"
+                   " JOIN merchants m ON m.id = p.biller_id JOIN bill_bills b ON b.id = p.bill_id")
+
+
+def get_bill_payment(tx, caller: Caller, payment_id: str) -> dict:
+    row = tx.one(f"{_PAYMENT_SELECT} WHERE p.id = :id", {"id": payment_id})
+    visible = row is not None and (caller.kind == "operator"
+                                   or (caller.kind == "wallet" and caller.id == row["wallet_id"])
+                                   or (caller.kind == "merchant" and caller.id == row["biller_id"]))
+    if not visible:
+        raise not_found("bill payment", "id")
+    return bill_payment_view(row)
+
+
+def list_bill_payments(tx, caller: Caller, *, period: str | None = None, biller_id: str | None = None,
+                       limit: int = 20, after: str | None = None) -> dict:
+    """The caller's bill payments, newest first, with totals over the whole selection (all
+    pages) per currency: what a biller reconciles a period against."""
+    where, params = [], {"n": limit + 1}
+    if caller.kind == "merchant":
+        where.append("p.biller_id = :owner")
+        params["owner"] = caller.id
+    elif caller.kind == "wallet":
+        where.append("p.wallet_id = :owner")
+        params["owner"] = caller.id
+    if biller_id is not None:
+        where.append("p.biller_id = :biller")
+        params["biller"] = biller_id
+    if period is not None:
+        where.append("p.period = :period")
+        params["period"] = period
+    selection = " AND ".join(where) or "1 = 1"
+    totals = tx.query(f"SELECT p.currency, COUNT(*) AS count, SUM(p.amount) AS amount FROM bill_payments p"
+                      f" WHERE {selection} GROUP BY p.currency ORDER BY p.currency", params)
+    if after is not None:
+        anchor = tx.one(f"SELECT p.created_at, p.id FROM bill_payments p WHERE p.id = :a AND {selection}",
+                        {**params, "a": after})
+        if anchor is None:
+            raise invalid("invalid_cursor", "after is not a bill payment in this list.", "after")
+        selection += " AND (p.created_at < :t OR (p.created_at = :t AND p.id < :a))"
+        params.update(t=anchor["created_at"], a=after)
+    rows = tx.query(f"{_PAYMENT_SELECT} WHERE {selection} ORDER BY p.created_at DESC, p.id DESC LIMIT :n", params)
+    page = rows[:limit]
+    has_more = len(rows) > limit
+    return {"object": "list", "period": period, "data": [bill_payment_view(r) for r in page],
+            "has_more": has_more, "next_cursor": page[-1]["id"] if has_more else None,
+            "totals": [{"currency": t["currency"], "count": t["count"], "amount": t["amount"]} for t in totals]}
