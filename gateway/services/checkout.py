@@ -1,0 +1,236 @@
+"""Shop payments by QR code: a merchant's static code, a till's checkout code, and a
+customer's wallet-signed pay code presented at the till.
+
+- Static code (EMVCo, point of initiation 11): the merchant's id, name, city and
+  category, no amount; the payer types the amount and pays with POST /v1/payments.
+- Checkout (EMVCo dynamic, 12): one sale's amount, the till's label (62/07) and the
+  checkout id (62/05), valid until `expires_at`. Paid once: a second payment answers
+  409 checkout_already_paid, a late one 409 checkout_expired.
+- Pay code (protocol.signed_qr): the till sends what it scanned; the gateway verifies
+  the certificate and the wallet's signature against its own issuer keys, refuses a
+  denied card, a code above its limit, and a nonce it has seen (table
+  checkout_pay_code_nonces), then pays wallet -> merchant.
+
+All functions run in the caller's transaction; payments go through
+gateway.services.payments.create_payment, so they emit `payment.succeeded`.
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from gateway import issuer
+from gateway.auth import Caller
+from gateway.errors import conflict, invalid, not_found
+from gateway.services import iso, unix
+from gateway.services.bills import check_city, check_mcc
+from gateway.services.payments import create_payment
+from protocol import emvqr, signed_qr
+
+DEFAULT_CITY = "Beijing"
+DEFAULT_MCC = "5411"  # grocery stores and supermarkets: the shop pilot
+DEFAULT_CHECKOUT_SECONDS = 300
+MAX_CHECKOUT_SECONDS = 3600
+
+
+# -- the merchant's QR profile and static code ----------------------------------------------
+
+def _merchant(tx, merchant_id: str) -> dict | None:
+    return tx.one("SELECT m.id, m.name, m.currency, p.city, p.mcc, p.store_label FROM merchants m"
+                  " LEFT JOIN checkout_profiles p ON p.merchant_id = m.id WHERE m.id = :id", {"id": merchant_id})
+
+
+def merchant_for(tx, caller: Caller, merchant_id: str) -> dict:
+    """The merchant if the caller is the operator, the merchant or one of its terminals."""
+    row = _merchant(tx, merchant_id)
+    if row is None or not (caller.kind == "operator" or
+                           (caller.kind in ("merchant", "terminal") and caller.merchant_id == merchant_id)):
+        raise not_found("merchant", "merchant_id")
+    return row
+
+
+def profile_view(row: dict) -> dict:
+    return {"object": "qr_profile", "merchant_id": row["id"], "name": row["name"],
+            "city": row["city"] or DEFAULT_CITY, "mcc": row["mcc"] or DEFAULT_MCC,
+            "store_label": row["store_label"]}
+
+
+def set_profile(tx, caller: Caller, merchant_id: str, *, city: str, mcc: str | None,
+                store_label: str | None, now: datetime) -> dict:
+    """What the merchant's codes show besides its name: city, category and store label."""
+    if caller.kind not in ("operator", "merchant"):
+        raise not_found("merchant", "merchant_id")
+    merchant_for(tx, caller, merchant_id)
+    if store_label is not None and (not isinstance(store_label, str) or not 0 < len(store_label) <= 25):
+        raise invalid("invalid_parameter", "store_label must be 1 to 25 characters.", "store_label")
+    row = {"merchant_id": merchant_id, "city": check_city(city), "mcc": check_mcc(mcc or DEFAULT_MCC),
+           "store_label": store_label, "updated_at": unix(now)}
+    tx.execute("DELETE FROM checkout_profiles WHERE merchant_id = :m", {"m": merchant_id})
+    tx.insert("checkout_profiles", row)
+    return profile_view(merchant_for(tx, caller, merchant_id))
+
+
+def static_payload(tx, caller: Caller, merchant_id: str) -> str:
+    """The merchant's static EMVCo code: printed once, the payer enters the amount."""
+    row = merchant_for(tx, caller, merchant_id)
+    p = profile_view(row)
+    return emvqr.merchant_code(merchant_id=merchant_id, merchant_name=p["name"][:25],
+                               merchant_city=p["city"], mcc=p["mcc"], currency=row["currency"],
+                               store_label=p["store_label"])
+
+
+# -- checkouts ------------------------------------------------------------------------------
+
+def checkout_status(row: dict, now: datetime) -> str:
+    if row["status"] == "open" and unix(now) >= row["expires_at"]:
+        return "expired"
+    return row["status"]
+
+
+def _payload(row: dict) -> str:
+    return emvqr.checkout_code(merchant_id=row["merchant_id"], terminal_label=row["terminal_label"],
+                               amount=row["amount"], currency=row["currency"],
+                               merchant_name=row["merchant_name"][:25],
+                               merchant_city=row["city"] or DEFAULT_CITY, mcc=row["mcc"] or DEFAULT_MCC,
+                               expires_at=datetime.fromtimestamp(row["expires_at"], timezone.utc),
+                               reference=row["id"])
+
+
+def checkout_view(row: dict, now: datetime) -> dict:
+    return {"id": row["id"], "object": "checkout", "merchant_id": row["merchant_id"],
+            "merchant_name": row["merchant_name"], "terminal_id": row["terminal_id"],
+            "terminal_label": row["terminal_label"], "amount": row["amount"], "currency": row["currency"],
+            "status": checkout_status(row, now), "payment_id": row["payment_id"],
+            "expires_at": iso(row["expires_at"]), "created_at": iso(row["created_at"]),
+            "paid_at": iso(row["paid_at"]), "qr_payload": _payload(row)}
+
+
+def _label(value, caller: Caller) -> str:
+    if value is None:
+        value = "till" if caller.kind == "merchant" else caller.id[-25:]
+    if not isinstance(value, str) or not 0 < len(value) <= 25:
+        raise invalid("invalid_parameter", "terminal_label must be 1 to 25 characters.", "terminal_label")
+    return value
+
+
+def create_checkout(tx, caller: Caller, *, amount: int, currency: str, terminal_label: str | None,
+                    expires_in: int | None, now: datetime) -> dict:
+    """A one-sale code for the merchant (or its till): amount fixed, single use, short lived."""
+    merchant = _merchant(tx, caller.merchant_id)
+    if currency != merchant["currency"]:
+        raise invalid("currency_mismatch", f"The merchant is paid in {merchant['currency']}, not {currency}.",
+                      "currency")
+    seconds = expires_in or DEFAULT_CHECKOUT_SECONDS
+    row = {"id": "chk_" + secrets.token_hex(8), "merchant_id": merchant["id"],
+           "terminal_id": caller.id if caller.kind == "terminal" else None,
+           "terminal_label": _label(terminal_label, caller), "amount": amount, "currency": currency,
+           "status": "open", "payment_id": None, "wallet_id": None,
+           "expires_at": unix(now + timedelta(seconds=seconds)), "created_at": unix(now), "paid_at": None}
+    tx.insert("checkout_checkouts", row)
+    return checkout_view({**row, "merchant_name": merchant["name"], "city": merchant["city"],
+                          "mcc": merchant["mcc"]}, now)
+
+
+def checkout_row(tx, caller: Caller, checkout_id: str, param: str = "id") -> dict:
+    """A checkout the caller may see: the operator, its merchant and terminals, or any wallet (a payer)."""
+    row = tx.one("SELECT c.*, m.name AS merchant_name, p.city, p.mcc FROM checkout_checkouts c"
+                 " JOIN merchants m ON m.id = c.merchant_id LEFT JOIN checkout_profiles p ON p.merchant_id = m.id"
+                 " WHERE c.id = :id", {"id": checkout_id})
+    visible = row is not None and (caller.kind in ("operator", "wallet") or (
+        caller.kind in ("merchant", "terminal") and caller.merchant_id == row["merchant_id"]))
+    if not visible:
+        raise not_found("checkout", param)
+    return row
+
+
+def get_checkout(tx, caller: Caller, checkout_id: str, *, now: datetime) -> dict:
+    return checkout_view(checkout_row(tx, caller, checkout_id), now)
+
+
+def checkout_payload(tx, caller: Caller, checkout_id: str, *, now: datetime) -> str:
+    row = checkout_row(tx, caller, checkout_id)
+    _require_open(row, now)
+    return _payload(row)
+
+
+def _require_open(row: dict, now: datetime) -> None:
+    status = checkout_status(row, now)
+    if status == "paid":
+        raise conflict("checkout_already_paid", "This checkout is already paid.", "checkout_id")
+    if status == "cancelled":
+        raise conflict("checkout_cancelled", "This checkout was cancelled at the till.", "checkout_id")
+    if status == "expired":
+        raise conflict("checkout_expired", f"This checkout expired at {iso(row['expires_at'])}; "
+                                           "ask the till for a new code.", "checkout_id")
+
+
+def pay_checkout(tx, caller: Caller, checkout_id: str, *, now: datetime) -> dict:
+    """The calling wallet pays the checkout's amount, once; the payment made."""
+    row = checkout_row(tx, caller, checkout_id, "checkout_id")
+    if caller.kind != "wallet":
+        raise not_found("checkout", "checkout_id")
+    _require_open(row, now)
+    payment = create_payment(tx, caller, merchant_id=row["merchant_id"], amount=row["amount"],
+                             currency=row["currency"], description=f"checkout {checkout_id}", now=now)
+    changed = tx.execute("UPDATE checkout_checkouts SET status = 'paid', payment_id = :p, wallet_id = :w,"
+                         " paid_at = :t WHERE id = :id AND status = 'open'",
+                         {"p": payment["id"], "w": caller.id, "t": unix(now), "id": checkout_id})
+    if changed != 1:
+        raise conflict("checkout_already_paid", "This checkout is already paid.", "checkout_id")
+    return payment
+
+
+def cancel_checkout(tx, caller: Caller, checkout_id: str, *, now: datetime) -> dict:
+    row = checkout_row(tx, caller, checkout_id)
+    if caller.kind not in ("merchant", "terminal"):
+        raise not_found("checkout", "id")
+    _require_open(row, now)
+    tx.execute("UPDATE checkout_checkouts SET status = 'cancelled' WHERE id = :id AND status = 'open'",
+               {"id": checkout_id})
+    return checkout_view({**row, "status": "cancelled"}, now)
+
+
+# -- customer-presented pay codes --------------------------------------------------------------
+
+def read_pay_code(tx, text, now: datetime) -> signed_qr.PayCode:
+    """A wallet-signed pay code verified against the issuer keys; 400 or 409 saying why not."""
+    if not isinstance(text, str) or not text:
+        raise invalid("invalid_parameter", "pay_code must be the text the till scanned.", "pay_code")
+    try:
+        code = signed_qr.verify(text, issuer.trusted_keys(tx), now)
+    except (signed_qr.Expired, signed_qr.NotYetValid) as err:
+        raise conflict(f"pay_code_{err.reason}", f"The pay code is not valid now: {err}.", "pay_code") from None
+    except signed_qr.SignedQrError as err:
+        raise invalid("invalid_pay_code", f"The pay code is not genuine ({err.reason}): {err}.",
+                      "pay_code") from None
+    if not isinstance(code, signed_qr.PayCode):
+        raise invalid("not_a_pay_code", "This is a ticket, not a pay code.", "pay_code")
+    return code
+
+
+def pay_with_pay_code(tx, caller: Caller, *, pay_code: str, amount: int, currency: str,
+                      now: datetime) -> dict:
+    """The till charges `amount` to the wallet whose signed pay code it scanned; the payment."""
+    code = read_pay_code(tx, pay_code, now)
+    card_id, nonce = code.card_id.hex(), code.nonce.hex()
+    if code.limit is not None and (currency != code.currency or amount > code.limit):
+        raise invalid("above_pay_code_limit", f"The payer allowed at most {code.limit} {code.currency} "
+                                              "with this code.", "amount")
+    card = tx.one("SELECT wallet_id FROM issuer_cards WHERE card_id = :c", {"c": card_id})
+    if card is None:
+        raise invalid("invalid_pay_code", "The pay code's card was not issued by this gateway.", "pay_code")
+    if tx.one("SELECT 1 FROM issuer_deny_list WHERE entry = :c", {"c": card_id}):
+        raise conflict("card_denied", "The pay code's card is on the deny-list.", "pay_code")
+    used = tx.one("SELECT payment_id FROM checkout_pay_code_nonces WHERE card_id = :c AND nonce = :n",
+                  {"c": card_id, "n": nonce})
+    if used is not None:
+        raise conflict("pay_code_used", f"This pay code was already used (payment {used['payment_id']}).",
+                       "pay_code")
+    payment = create_payment(tx, Caller("wallet", card["wallet_id"]), merchant_id=caller.merchant_id,
+                             amount=amount, currency=currency, description=f"pay code {nonce}", now=now)
+    # Kept until verify would refuse the code as expired anyway; then it can go.
+    keep_until = unix(code.expires_at) + signed_qr.DEFAULT_SKEW + 1
+    tx.execute("DELETE FROM checkout_pay_code_nonces WHERE expires_at < :now", {"now": unix(now)})
+    tx.insert("checkout_pay_code_nonces", {"card_id": card_id, "nonce": nonce, "payment_id": payment["id"],
+                                           "expires_at": keep_until})
+    return payment
