@@ -32,6 +32,8 @@ BLUEPRINTS = (
     "gateway.api.pos",
     "gateway.api.webhooks",
     "gateway.api.issuer",
+    "gateway.api.bills",
+    "gateway.api.checkout",
 )
 
 MAX_BODY_BYTES = 64 * 1024
