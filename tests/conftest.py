@@ -3,7 +3,7 @@
 A Field is a reader plus the card side that feeds it, scripted the same way on every
 transport (mock, pcscd+vpcd, nfcpy udp):
 
-    def test_something(field):
+    def test_something(field):          # or reader_and_card: the same fixture
         session = field.tap(card)        # present the card, wait for the reader to connect
         session.transmit(apdu)
         field.tear_after(1)              # the next command is processed, its answer lost
@@ -164,9 +164,15 @@ def open_field(kind: str, request) -> Field:
 
 
 @pytest.fixture(params=TRANSPORTS)
-def field(request):
-    """A Field for each transport: mock, pcscd+vpcd, nfcpy-udp."""
+def reader_and_card(request):
+    """A Field for each transport: mock, pcscd+vpcd, nfcpy-udp (the reader is field.reader)."""
     f = open_field(request.param, request)
     yield f
     f.close()
+
+
+@pytest.fixture
+def field(reader_and_card):
+    """The same Field under a shorter name."""
+    return reader_and_card
 
