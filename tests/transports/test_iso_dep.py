@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from protocol.apdu import CommandAPDU, parse_response
 from wallet.transports.nfc_udp import ATS, IsoDepTarget, NfcUdpCard, sdd_res_for
@@ -131,3 +133,39 @@ def wait_for(predicate, timeout: float = 2.0) -> bool:
     from wallet.transports import wait_until
 
     return wait_until(predicate, timeout)
+
+
+# --- any APDU, any frame size ---------------------------------------------------------
+
+@given(command=st.binary(min_size=4, max_size=700), response=st.binary(min_size=2, max_size=700),
+       fsd_index=st.integers(0, 8), fsc=st.sampled_from([16, 32, 64, 128, 256]), first_pni=st.integers(0, 1),
+       exchanges_before=st.integers(0, 3))
+def test_any_apdu_survives_chaining_both_ways(command, response, fsd_index, fsc, first_pni, exchanges_before):
+    """A reader that follows ISO 14443-4 (like nfcpy's IsoDepInitiator) gets every byte across."""
+    link = IsoDepTarget.from_rats(bytes((0xE0, fsd_index << 4)))
+    pni = 0
+    for _ in range(exchanges_before):  # earlier exchanges leave the block numbers anywhere
+        assert link.receive(bytes((0x02 | pni,)) + b"\x00\xB0\x00\x00")[0] == "apdu"
+        assert link.answer(b"\x90\x00")[0] & 1 == pni
+        pni ^= 1
+    miu = fsc - 3
+    chunks = [command[i:i + miu] for i in range(0, len(command), miu)]
+    for i, chunk in enumerate(chunks):
+        more = i < len(chunks) - 1
+        action, frame = link.receive(bytes((0x02 | (0x10 if more else 0) | pni,)) + chunk)
+        if more:
+            assert (action, frame) == ("send", bytes((0xA2 | pni,)))
+        else:
+            assert (action, frame) == ("apdu", command)
+        pni ^= 1
+    frame = link.answer(response)
+    received = b""
+    while True:
+        assert len(frame) <= link.fsd - 2 and frame[0] & 0xEE == 0x02 and frame[0] & 1 == pni ^ 1
+        received += frame[1:]
+        if not frame[0] & 0x10:
+            break
+        action, frame = link.receive(bytes((0xA2 | pni,)))
+        assert action == "send"
+        pni ^= 1
+    assert received == response
