@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import sys
 import time
@@ -103,7 +104,8 @@ def main() -> None:
 
     payloads = [bill_payload(n) for n in range(64)]  # vary the content: masks differ
     print(f"bill payload: {len(payloads[0])} characters, QR version {qr.symbol(payloads[0]).version}, "
-          f"{runs} runs each, Python {sys.version.split()[0]}")
+          f"{runs} runs each, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} (wall-clock times: other load inflates them)")
     render = timed(lambda i: qr.render_png(bill_payload(i % 64)), runs)
     default = timed(lambda i: qrcode_default_png(payloads[i % 64]), runs)
     report("build + render PNG (wallet.qr)", render, "qrcode default path", default, 10)
