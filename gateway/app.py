@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -49,9 +49,16 @@ class Runtime:
     config: gateway_config.Config
     store: object
     clock: Callable[[], datetime]
+    _secrets: dict = field(default_factory=dict, repr=False, compare=False)
 
     def now(self) -> datetime:
         return self.clock()
+
+    def secret(self, name: str) -> bytes:
+        """config.secret(name), read once per process (secrets never change while serving)."""
+        if name not in self._secrets:
+            self._secrets[name] = self.config.secret(name)
+        return self._secrets[name]
 
 
 def runtime() -> Runtime:

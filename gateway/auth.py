@@ -54,10 +54,12 @@ def new_key(prefix: str) -> str:
 
 
 def operator_key(config) -> str:
+    """The operator's bearer key; `config` is a Config or the app's Runtime."""
     return "op_" + config.secret("operator_key").hex()
 
 
 def terminal_secret(config, key_id: str) -> bytes:
+    """A terminal's HMAC key; `config` is a Config or the app's Runtime."""
     return hmac.new(config.secret("terminal_master"), key_id.encode(), hashlib.sha256).digest()
 
 
@@ -99,7 +101,7 @@ def authenticate() -> Caller:
     token = token.strip()
     rt = runtime()
     if token.startswith("op_"):
-        if hmac.compare_digest(key_hash(token), key_hash(operator_key(rt.config))):
+        if hmac.compare_digest(key_hash(token), key_hash(operator_key(rt))):
             return Caller("operator", "operator")
     elif token.startswith("sk_"):
         with rt.store.read() as tx:
@@ -137,7 +139,7 @@ def _terminal() -> Caller:
         row = tx.one("SELECT id, merchant_id FROM terminals WHERE key_id = :k AND status = 'active'",
                      {"k": key_id})
     # An unknown key id is checked against a throwaway secret so it costs the same time.
-    secret = terminal_secret(rt.config, key_id if row else "unknown")
+    secret = terminal_secret(rt, key_id if row else "unknown")
     body = request.get_data(cache=True)
     if not rs.verify(secret, request.method, signed_path(), timestamp, nonce, body, signature) or not row:
         raise unauthenticated("Invalid request signature.", "invalid_signature")

@@ -81,7 +81,10 @@ def from_ledger_error(err: Exception) -> ApiError:
 
 
 def render(err: ApiError) -> Response:
-    return Response(json.dumps(err.body()), status=err.status, mimetype="application/json")
+    response = Response(json.dumps(err.body()), status=err.status, mimetype="application/json")
+    if err.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="tapstack"'
+    return response
 
 
 def _http_error(exc: HTTPException) -> ApiError:

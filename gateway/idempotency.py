@@ -118,7 +118,7 @@ def idempotent(view):
         body = request.get_data(cache=True)
         request_hash = fingerprint(request.method, request.path, body)
         rt = runtime()
-        sealing_key = rt.config.secret("idempotency_seal")
+        sealing_key = rt.secret("idempotency_seal")
         with rt.store.transaction() as tx:
             prior = lookup(tx, caller, key)
             if prior is not None:

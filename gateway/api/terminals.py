@@ -19,7 +19,7 @@ def create(tx):
         tx, merchant_id=api.object_id(body, "merchant_id"),
         name=api.text(body, "name", optional=True, max_length=200), now=runtime().now())
     # The secret is derived, not stored; a replay of this answer hands out the same one.
-    secret = terminal_secret(runtime().config, terminal["key_id"]).hex()
+    secret = terminal_secret(runtime(), terminal["key_id"]).hex()
     return 201, {**terminal, "secret": secret}
 
 
