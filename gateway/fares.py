@@ -172,7 +172,7 @@ class FareRules:
         object.__setattr__(self, "_routes_by_id", {r.id: r for r in self.routes})
 
     @property
-    def zone(self) -> ZoneInfo:
+    def local_time_zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
     def route(self, route_id: str) -> Route:
@@ -191,7 +191,7 @@ class FareRules:
 
     def local_day(self, at: datetime) -> date:
         """The operator's local date of `at`: days start at local midnight."""
-        return at.astimezone(self.zone).date()
+        return at.astimezone(self.local_time_zone).date()
 
     def week_start(self, at: datetime) -> date:
         """The local date of the Monday that starts `at`'s week."""

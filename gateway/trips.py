@@ -74,7 +74,7 @@ class Trip:
 @dataclass(frozen=True)
 class Charge:
     """What one trip costs the rider: `amount` is the sum of `lines`, each saying why.
-    `transfer` is n when the boarding was the n-th transfer in a row (0 otherwise);
+    `transfer_number` is n when the boarding was the n-th transfer in a row (0 otherwise);
     `flag` marks trips charged nothing for a reason to review: open, orphan_tap_off,
     unpriced (the rules do not know the route or stop)."""
     trip: Trip
@@ -83,7 +83,7 @@ class Charge:
     rules_version: int | None
     local_day: date | None
     lines: tuple[Line, ...]
-    transfer: int = 0
+    transfer_number: int = 0
     flag: str | None = None
 
     def statement(self) -> str:
@@ -171,8 +171,8 @@ def price_trips(rules: FareRules | Sequence[FareRules], trips: Iterable[Trip], c
     several riders or negative amounts already charged.
     """
     versions = (rules,) if isinstance(rules, FareRules) else tuple(rules)
-    if not versions:
-        raise ValueError("price_trips needs at least one fare rules version")
+    if len({v.currency for v in versions}) != 1:
+        raise ValueError("price_trips needs fare rules versions, all in one currency")
     for value in (already_charged_today, already_charged_this_week):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError("amounts already charged must be non-negative integers (minor units)")
@@ -220,7 +220,7 @@ def price_trips(rules: FareRules | Sequence[FareRules], trips: Iterable[Trip], c
             t = r.transfer
             cut = t.discount.off(amount)
             if cut:
-                local = previous.at.astimezone(r.zone).strftime("%H:%M")
+                local = previous.at.astimezone(r.local_time_zone).strftime("%H:%M")
                 lines.append(Line("transfer", -cut, f"Transfer {chain} of at most {t.max_transfers}, "
                                                     f"within {t.window_minutes} minutes of boarding at {local}: "
                                                     f"{t.discount.describe(r.currency)}"))
@@ -236,7 +236,7 @@ def price_trips(rules: FareRules | Sequence[FareRules], trips: Iterable[Trip], c
                 amount = room
         day_totals[day] = day_totals.get(day, 0) + amount
         week_totals[week] = week_totals.get(week, 0) + amount
-        charges.append(Charge(trip, amount, r.currency, r.version, day, tuple(lines), transfer=chain))
+        charges.append(Charge(trip, amount, r.currency, r.version, day, tuple(lines), transfer_number=chain))
     return charges
 
 

@@ -222,7 +222,7 @@ def test_the_window_runs_from_the_previous_boarding_not_the_first():
             tap(local(7, 9), "on", "9", "ng"), tap(local(7, 9, 10), "off", "9", "mk"),
             tap(local(7, 10, 20), "on", "12", "ps")]  # 140 min after the first, 80 after the second
     charges = charges_of(taps)
-    assert [(c.amount, c.transfer) for c in charges] == [(200, 0), (100, 1), (100, 2)]
+    assert [(c.amount, c.transfer_number) for c in charges] == [(200, 0), (100, 1), (100, 2)]
 
 
 def test_at_most_k_transfers_in_a_row_then_a_new_run():
@@ -233,9 +233,9 @@ def test_at_most_k_transfers_in_a_row_then_a_new_run():
         taps.append(tap(local(7, 8, 10 * i), "on", route, stop))
         if route == "9":
             taps.append(tap(local(7, 8, 10 * i + 5), "off", route, "mk"))
-    assert [c.transfer for c in charges_of(taps)] == [0, 1, 2, 0, 1]
+    assert [c.transfer_number for c in charges_of(taps)] == [0, 1, 2, 0, 1]
     assert amounts(taps) == [200, 100, 100, 200, 100]
-    assert [c.transfer for c in charges_of(taps, rules=_transfer_rules(max_transfers=1))] == [0, 1, 0, 1, 0]
+    assert [c.transfer_number for c in charges_of(taps, rules=_transfer_rules(max_transfers=1))] == [0, 1, 0, 1, 0]
 
 
 def test_same_route_boardings_are_transfers_only_if_the_rules_say_so():
@@ -334,3 +334,11 @@ def test_each_trip_is_priced_with_the_version_its_tap_names():
             tap(local(7, 19), "on", "12", "ps", version=2)]  # unknown now: in effect, v4
     charges = price_trips([v3, v4], build_trips(taps), "adult")
     assert [(c.rules_version, c.amount) for c in charges] == [(3, 200), (3, 200), (4, 250), (4, 250)]
+
+
+def test_versions_in_different_currencies_are_refused():
+    hkd = parse_rules(_set(_set(example_dict(), ["version"], 4), ["currency"], "HKD"))
+    with pytest.raises(ValueError, match="one currency"):
+        price_trips([example_rules(), hkd], build_trips([tap(local(7, 8), "on", "12", "rs")]), "adult")
+    with pytest.raises(ValueError, match="one currency"):
+        price_trips([], [], "adult")
