@@ -5,6 +5,7 @@ from gateway import api
 from gateway.app import runtime
 from gateway.auth import current_caller, requires
 from gateway.idempotency import idempotent
+from gateway.api.wallets import fresh_balance
 from gateway.services import merchants, wallets
 
 bp = Blueprint("merchants", __name__)
@@ -34,7 +35,7 @@ def get(merchant_id):
 def balance(merchant_id):
     with runtime().store.read() as tx:
         merchant = merchants.merchant_row(tx, current_caller(), merchant_id)
-        return wallets.balance(tx, merchant["account_id"], owner_id=merchant_id)
+    return fresh_balance(merchant["account_id"], merchant_id)
 
 
 @bp.get("/v1/merchants/<merchant_id>/statement")

@@ -5,7 +5,7 @@ from gateway import api
 from gateway.app import runtime
 from gateway.auth import current_caller, requires
 from gateway.idempotency import idempotent
-from gateway.services import wallets
+from gateway.services import payments, wallets
 
 bp = Blueprint("wallets", __name__)
 
@@ -29,12 +29,28 @@ def get(wallet_id):
         return wallets.wallet_view(wallets.wallet_row(tx, current_caller(), wallet_id))
 
 
+def fresh_balance(account_id: str, owner_id: str) -> dict:
+    """The balance, after expiring any lapsed POS hold on the account.
+
+    Holds expire lazily (the ledger resolves them on the next write); a balance
+    read is such a moment, so a lapsed hold is never shown as still held.
+    """
+    rt = runtime()
+    with rt.store.read() as tx:
+        lapsed = payments.has_lapsed_holds(tx, account_id, now=rt.now())
+    if lapsed:
+        with rt.store.transaction() as tx:
+            payments.release_expired_holds(tx, now=rt.now())
+    with rt.store.read() as tx:
+        return wallets.balance(tx, account_id, owner_id=owner_id)
+
+
 @bp.get("/v1/wallets/<wallet_id>/balance")
 @requires("operator", "wallet")
 def balance(wallet_id):
     with runtime().store.read() as tx:
         wallet = wallets.wallet_row(tx, current_caller(), wallet_id)
-        return wallets.balance(tx, wallet["account_id"], owner_id=wallet_id)
+    return fresh_balance(wallet["account_id"], wallet_id)
 
 
 @bp.get("/v1/wallets/<wallet_id>/statement")

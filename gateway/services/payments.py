@@ -45,6 +45,15 @@ def release_expired_holds(tx, *, now: datetime, limit: int = 100) -> None:
     ledger.expire_pending(tx, now=now, limit=limit)
 
 
+def has_lapsed_holds(tx, account_id: str, *, now: datetime) -> bool:
+    """Does the account still count a hold whose time is up? (Then expire before showing it.)"""
+    return tx.one(
+        "SELECT 1 FROM ledger_transfers t WHERE t.kind = 'pending' AND t.expires_at <= :at"
+        " AND (t.debit_account_id = :a OR t.credit_account_id = :a)"
+        " AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id) LIMIT 1",
+        {"at": ledger.timestamp(now), "a": account_id}) is not None
+
+
 # -- top-ups ---------------------------------------------------------------
 
 def topup_view(row: dict) -> dict:

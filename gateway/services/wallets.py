@@ -66,7 +66,7 @@ def require_active(wallet: dict) -> None:
 
 
 def balance(tx, account_id: str, *, owner_id: str) -> dict:
-    """A ledger account's balance as the API shows it."""
+    """A ledger account's balance as the API shows it (see api.wallets.fresh_balance)."""
     b = ledger.balance(tx, account_id)
     return {"object": "balance", "owner_id": owner_id, "currency": b.currency,
             "available": b.available, "posted": b.posted,

@@ -62,7 +62,7 @@ def test_merchant_itself_may_authorise_and_capture(funded):
     assert funded.merchant_available("x") == 100
 
 
-def test_expired_authorisation_cannot_be_captured_and_its_hold_lapses(funded, clock, nothing_moved):
+def test_expired_authorisation_cannot_be_captured_and_its_hold_lapses(funded, clock):
     _, till = funded.terminal("x")
     auth = authorize(funded, till, 900, timeout_seconds=30)
     clock.advance(29)
@@ -72,8 +72,18 @@ def test_expired_authorisation_cannot_be_captured_and_its_hold_lapses(funded, cl
     error(till.post(f"/v1/pos/authorizations/{auth['id']}/capture"), 409, "conflict", "authorization_expired")
     error(till.post(f"/v1/pos/authorizations/{auth['id']}/void"), 409, "conflict", "authorization_expired")
     assert funded.merchant_available("x") == 0
-    # the lapsed hold does not block spending: the next payment releases it first
+    # the lapsed hold is released, not shown as held, and does not block spending
+    balance = ok(funded.operator.get(f"/v1/wallets/{funded.wallet('a')[0]}/balance"))
+    assert (balance["available"], balance["pending_debits"]) == (1000, 0)
     funded.pay("a", "y", 1000)
+    assert funded.available("a") == 0
+
+
+def test_a_lapsed_hold_never_blocks_a_payment(funded, clock):
+    _, till = funded.terminal("x")
+    authorize(funded, till, 900, timeout_seconds=30)
+    clock.advance(30)
+    funded.pay("a", "y", 1000)  # no balance read in between: the payment releases the hold
     assert funded.available("a") == 0
 
 
