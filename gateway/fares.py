@@ -244,7 +244,7 @@ def price_boarding(rules: FareRules, route: str, stop_on: str, stop_off: str | N
     klass = rules.concession(concession)
     on = r.index(stop_on)
     off = None if stop_off is None else r.index(stop_off)
-    lines = [_base_line(rules, r, product, on, off)]
+    lines = [_base_line(r, product, on, off)]
     amount = lines[0].amount
     if klass.discount is not None and amount:
         cut = klass.discount.off(amount)
@@ -273,7 +273,7 @@ def _between(product: Product, a: Stop, b: Stop) -> tuple[int, str]:
     return fare, f"{metres / 1000:.1f} km"
 
 
-def _base_line(rules: FareRules, route: Route, product: Product, on: int, off: int | None) -> Line:
+def _base_line(route: Route, product: Product, on: int, off: int | None) -> Line:
     a = route.stops[on]
     if product.kind == "flat":
         return Line("fare", product.amount, f"Flat fare, route {route.name}, boarding at {a.name}")

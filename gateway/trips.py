@@ -106,7 +106,7 @@ def build_trips(taps: Iterable[Tap], *, now: datetime | None = None,
       `max_trip`; otherwise the tap-on is a missing tap-off and the tap-off an orphan.
     - A tap-on while a tap-on is pending closes the pending one as missing_tap_off.
     - A tap of the same kind at the same route and stop within `repeat_window` of the
-      rider's previous tap is that tap repeated: kept in the trip's `repeats`, not counted.
+      rider's previous counted tap is that tap repeated: kept in the trip's `repeats`, not counted.
     - The same tap delivered twice (equal in every field) counts once.
     - The rider's last tap-on without a tap-off is open, or missing_tap_off once `now`
       is given and `max_trip` has passed since it.
