@@ -195,6 +195,29 @@ def list_pcsc_readers() -> list[str]:
         scard.SCardReleaseContext(ctx)
 
 
+def _socket_activated_pcscd() -> int | None:
+    """The pid of a pcscd that systemd (pcscd.socket) starts on demand, or None.
+
+    systemd holds /run/pcscd/pcscd.comm while pcscd is idle; connecting wakes pcscd up, which
+    tells it apart from a stale socket file that a pcscd we start replaces on its own."""
+    if not PCSCD_SOCKET.exists():
+        return None
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            probe.connect(str(PCSCD_SOCKET))
+    except OSError:
+        return None  # nobody listens: a stale file
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        pid = running_pcscd()
+        if pid is not None:
+            return pid
+        time.sleep(0.05)
+    raise PcscdError(f"something else holds {PCSCD_SOCKET} (systemd's pcscd.socket?): "
+                     "stop it (systemctl stop pcscd.socket pcscd) to let tapstack start its own pcscd")
+
+
 def check_installed() -> str:
     """The pcscd executable; PcscdError naming the packages if pcscd or the vpcd driver is missing."""
     exe = shutil.which("pcscd") or next((p for p in ("/usr/sbin/pcscd", "/sbin/pcscd") if os.path.exists(p)), None)
@@ -217,7 +240,7 @@ def start(n_readers: int = 1, name: str = DEFAULT_NAME, port: int | None = None,
     if not 1 <= n_readers <= VPCD_SLOTS:
         raise PcscdError(f"one pcscd serves 1 to {VPCD_SLOTS} vpcd readers, not {n_readers}")
     exe = check_installed()
-    other = running_pcscd()
+    other = running_pcscd() or _socket_activated_pcscd()
     if other is not None:
         listed = set(list_pcsc_readers())
         usable = [r for r in configured_readers(other) if r.pcsc_name in listed]

@@ -57,3 +57,18 @@ def test_a_running_pcscd_is_reused_only_with_the_readers_needed(pcscd_vpcd):
     reused.stop()  # leaves the pcscd it did not start alone
     assert pcscd.running_pcscd() == pcscd_vpcd.pid
     assert set(r.pcsc_name for r in pcscd_vpcd.readers) <= set(pcscd.list_pcsc_readers())
+
+
+def test_a_socket_held_by_systemd_is_reported_and_a_stale_one_ignored(monkeypatch, tmp_path):
+    path = tmp_path / "pcscd.comm"
+    monkeypatch.setattr(pcscd, "PCSCD_SOCKET", path)
+    monkeypatch.setattr(pcscd, "running_pcscd", lambda: None)
+    with socket.socket(socket.AF_UNIX) as stale:
+        stale.bind(str(path))
+    assert pcscd._socket_activated_pcscd() is None
+    path.unlink()
+    with socket.socket(socket.AF_UNIX) as held:
+        held.bind(str(path))
+        held.listen(1)
+        with pytest.raises(PcscdError, match="systemctl stop pcscd.socket"):
+            pcscd.start(1)
