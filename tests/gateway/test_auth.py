@@ -150,3 +150,22 @@ def test_wrong_kind_of_caller_is_403(world):
     error(wallet.post("/v1/merchants", {"name": "mine"}), 403, "permission_error")
     error(merchant.post("/v1/customers", {}), 403, "permission_error")
     error(till.post("/v1/refunds", {"payment_id": "pay_000000000000"}), 403, "permission_error")
+
+
+@pytest.mark.parametrize("attack", ["replayed", "expired"])
+def test_a_replayed_or_stale_signed_payment_request_moves_nothing(world, client, clock, nothing_moved, attack):
+    world.top_up("a", 1000)
+    _, till = world.terminal("x")
+    body = json.dumps({"pay_code": world.pay_code("a"), "amount": 100, "currency": "CNY"}).encode()
+    path = "/v1/pos/authorizations"
+    headers = {**signed_request(till, clock, "POST", path, body, nonce="one-sale-nonce-01"),
+               "Idempotency-Key": "sale-1"}
+    if attack == "replayed":
+        ok(client.post(path, data=body, headers=headers), 201)
+        check = nothing_moved()
+        error(client.post(path, data=body, headers=headers), 401, "authentication_error", "replayed_nonce")
+    else:
+        check = nothing_moved()
+        clock.advance(301)
+        error(client.post(path, data=body, headers=headers), 401, "authentication_error", "stale_timestamp")
+    check()
