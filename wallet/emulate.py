@@ -144,7 +144,8 @@ def _command():
     @click.option("--wallet", "wallet_file", type=click.Path(dir_okay=False, path_type=Path),
                   help="Wallet file whose purse to present (its balance is saved there).")
     @click.option("--uid", help="Card UID in hex (4, 7 or 10 bytes); default: the wallet's or a random one.")
-    @click.option("--tear-after", type=click.IntRange(1), help="Tear the card away after it processes its N-th command.")
+    @click.option("--tear-after", type=click.IntRange(1),
+                  help="Tear the card away after it processes its N-th command.")
     @click.option("--slow", type=click.FloatRange(0), default=0.0, help="Seconds the card thinks before each answer.")
     @click.option("--present-for", type=click.FloatRange(0), help="Seconds in the field per presentation.")
     @click.option("--absent-for", type=click.FloatRange(0), default=1.0, show_default=True,
