@@ -197,6 +197,14 @@ def _command():
         if main_thread:  # `kill` and service managers send SIGTERM: stop as on Ctrl-C (and stop our pcscd)
             previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         transport.start()
+        if via == "vpcd":  # a card waiting for a driver that is not there looks like a hang: say why
+            def hint():
+                if not transport.connected.is_set() and not stop.is_set():
+                    click.echo(f"waiting for the vpcd driver at {where}: is pcscd running with a vpcd reader "
+                               f"on that port? (--start-pcscd starts one)", err=True)
+            timer = threading.Timer(3.0, hint)
+            timer.daemon = True
+            timer.start()
         try:
             run(transport, Schedule(present_for, absent_for, repeat), stop,
                 say=(lambda line: click.echo(line)) if verbose or present_for else (lambda line: None))
