@@ -12,7 +12,7 @@ weeks are the operator's (the rules' time zone). Imports only the standard libra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Iterable, Sequence
 
 from gateway.fares import FareError, FareRules, Line, money, price_boarding, rules_for
@@ -91,6 +91,57 @@ class Charge:
         parts = [f"{line.text} ({money(line.amount, self.currency)})" if line.amount else line.text
                  for line in self.lines]
         return "; ".join(parts) + f". Charged {money(self.amount, self.currency)}."
+
+
+def tap_from_dict(data: dict, path: str = "tap") -> Tap:
+    """A Tap from its JSON form {"id", "token", "at" (ISO 8601 with offset), "kind",
+    "route", "stop", "rules_version" (optional)}; ValueError naming the field otherwise."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must be an object")
+    fields = ("id", "token", "at", "kind", "route", "stop", "rules_version")
+    for key in data:
+        if key not in fields:
+            raise ValueError(f"{path}.{key}: unknown field")
+    for key in fields[:-1]:
+        if key not in data:
+            raise ValueError(f"{path}.{key}: is required")
+    at = data["at"]
+    try:
+        at = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        raise ValueError(f"{path}.at: must be an ISO 8601 time with a UTC offset") from None
+    if at.utcoffset() is None:
+        raise ValueError(f"{path}.at: must carry a UTC offset (Z or +08:00)")
+    try:
+        return Tap(data["id"], data["token"], at, data["kind"], data["route"], data["stop"],
+                   data.get("rules_version"))
+    except ValueError as e:  # Tap's own message names the field ("tap kind must be ...")
+        raise ValueError(f"{path}: {e}") from None
+
+
+def tap_to_dict(tap: Tap) -> dict:
+    """The JSON form of a tap (time in UTC); tap_from_dict(tap_to_dict(t)) == t up to the time's zone."""
+    return {"id": tap.id, "token": tap.token, "at": _utc(tap.at), "kind": tap.kind, "route": tap.route,
+            "stop": tap.stop, "rules_version": tap.rules_version}
+
+
+def charge_to_dict(charge: Charge) -> dict:
+    """The JSON form of a charge for a rider's statement or an API answer."""
+    trip = charge.trip
+    return {"trip": {"id": trip.id, "token": trip.token, "status": trip.status,
+                     "on": None if trip.on is None else tap_to_dict(trip.on),
+                     "off": None if trip.off is None else tap_to_dict(trip.off),
+                     "repeats": [t.id for t in trip.repeats]},
+            "amount": charge.amount, "currency": charge.currency, "rules_version": charge.rules_version,
+            "local_day": None if charge.local_day is None else charge.local_day.isoformat(),
+            "transfer_number": charge.transfer_number, "flag": charge.flag,
+            "lines": [{"kind": line.kind, "amount": line.amount, "text": line.text} for line in charge.lines],
+            "statement": charge.statement()}
+
+
+def _utc(at: datetime) -> str:
+    text = at.astimezone(timezone.utc).isoformat()
+    return text.replace("+00:00", "Z")
 
 
 def _order(tap: Tap) -> tuple:

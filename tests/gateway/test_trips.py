@@ -342,3 +342,37 @@ def test_versions_in_different_currencies_are_refused():
         price_trips([example_rules(), hkd], build_trips([tap(local(7, 8), "on", "12", "rs")]), "adult")
     with pytest.raises(ValueError, match="one currency"):
         price_trips([], [], "adult")
+
+
+# ------------------------------------------------------------------ JSON forms
+
+def test_taps_and_charges_have_a_json_form():
+    from gateway.trips import charge_to_dict, tap_from_dict, tap_to_dict
+    on = tap(local(7, 8, 0), "on", "9", "ng", version=3)
+    assert tap_to_dict(on)["at"] == "2026-12-07T00:00:00Z"
+    assert tap_from_dict(tap_to_dict(on)) == on  # equal instants compare equal across zones
+    off = tap(local(7, 8, 30), "off", "9", "hb")
+    [charge] = charges_of([on, off])
+    data = charge_to_dict(charge)
+    assert data["amount"] == 400 and data["trip"]["status"] == "complete"
+    assert sum(line["amount"] for line in data["lines"]) == data["amount"]
+    assert data["trip"]["on"]["rules_version"] == 3
+
+
+@pytest.mark.parametrize("change,error", [
+    ({"at": "2026-12-07T08:00:00"}, "taps[0].at: must carry a UTC offset"),
+    ({"at": 5}, "taps[0].at: must be an ISO 8601 time"),
+    ({"kind": "in"}, "taps[0]: tap kind must be 'on' or 'off'"),
+    ({"speed": 3}, "taps[0].speed: unknown field"),
+    ({"stop": None}, "taps[0]: tap stop must be"),
+])
+def test_bad_tap_json_names_the_field(change, error):
+    from gateway.trips import tap_from_dict, tap_to_dict
+    data = {**tap_to_dict(tap(local(7, 8), "on", "9", "ng")), **change}
+    with pytest.raises(ValueError) as caught:
+        tap_from_dict(data, "taps[0]")
+    assert str(caught.value).startswith(error)
+    with pytest.raises(ValueError, match="taps.id: is required"):
+        tap_from_dict({k: v for k, v in tap_to_dict(tap(local(7, 8), "on", "9", "ng")).items() if k != "id"}, "taps")
+    with pytest.raises(ValueError, match="taps: must be an object"):
+        tap_from_dict([], "taps")
