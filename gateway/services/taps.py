@@ -1,0 +1,245 @@
+"""Tap ingestion: a validator's batch of journalled taps, each row judged on its own.
+
+`check_row` (pure) validates one row and says what is suspicious about it; `ingest`
+stores the good rows once per (terminal, tap id), sends purse receipts to clearing
+(gateway.services.clearing) and answers per row:
+
+    {"id": ..., "status": "accepted" | "duplicate" | "rejected", "reason": ...,
+     "flags": [...], "clearing": "posted" | "held" | <refusal> | "unpriced" | null}
+
+A rejected row is garbage (wrong types, missing fields, a purse tap without its
+receipt) and is not stored: sending it again gets the same answer. Flags mark a row
+that is stored but suspect: `clock_suspect` (the validator's clock is in the future or
+far in the past), `unknown_route` (not in the fare rules the gateway knows).
+
+Token taps (EMV, UID) are stored with clearing "unpriced": `token_taps` hands them to
+gateway.trips for account-based pricing (the seam for the fare engine).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from gateway.services import clearing, iso, unix
+from protocol import purse as p
+from protocol import tokens
+
+MAX_BATCH = 1000
+KINDS = ("purse", "emv", "uid", "qr", "unknown", "error")
+FUTURE_SKEW = 300  # seconds a validator's clock may run ahead of the gateway's
+MAX_AGE = 90 * 24 * 3600  # a tap older than this says the validator's clock is wrong
+EPOCH_FLOOR = 1_577_836_800  # 2020-01-01: an earlier time is a clock that was never set
+FIELDS = {"id", "at", "kind", "accepted", "reason", "route", "stop", "rules_version", "amount", "currency",
+          "balance_after", "card_id", "token", "receipt"}
+_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,80}")
+_WORD = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+class RowError(ValueError):
+    """Why a row is rejected (a short code and words)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class TapRow:
+    id: str
+    at: int
+    kind: str
+    accepted: bool
+    reason: str
+    route: str | None
+    stop: str | None
+    rules_version: int | None
+    amount: int | None
+    currency: str | None
+    card_id: str | None
+    token: str | None
+    receipt: str | None
+    flags: tuple[str, ...] = ()
+
+
+def _int(value, name: str, low: int, high: int, optional: bool = True) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise RowError("invalid_field", f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+def _text(value, name: str, pattern: re.Pattern, optional: bool = True) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise RowError("invalid_field", f"{name} is not a valid {name}")
+    return value
+
+
+def check_row(row, *, now: int, routes: frozenset[str] | None = None) -> TapRow:
+    """One upload row as a TapRow with its flags; RowError saying why it is garbage."""
+    if not isinstance(row, dict):
+        raise RowError("not_an_object", "a tap is a JSON object")
+    unknown = sorted(set(row) - FIELDS)
+    if unknown:
+        raise RowError("unknown_field", f"unknown field {unknown[0][:40]!r}")
+    for name in ("id", "at", "kind", "accepted", "reason"):
+        if row.get(name) is None:
+            raise RowError("missing_field", f"{name} is required")
+    tap_id = _text(row["id"], "id", _ID, optional=False)
+    at = _int(row["at"], "at", 0, 2**32 - 1, optional=False)
+    kind = row["kind"]
+    if kind not in KINDS:
+        raise RowError("invalid_field", f"kind must be one of {', '.join(KINDS)}")
+    if not isinstance(row["accepted"], bool):
+        raise RowError("invalid_field", "accepted must be true or false")
+    accepted = row["accepted"]
+    reason = _text(row["reason"], "reason", _WORD, optional=False)
+    route = _text(row.get("route"), "route", _WORD)
+    stop = _text(row.get("stop"), "stop", _WORD)
+    rules_version = _int(row.get("rules_version"), "rules_version", 0, 2**53)
+    amount = _int(row.get("amount"), "amount", 1, p.MAX_AMOUNT)
+    _int(row.get("balance_after"), "balance_after", 0, p.MAX_BALANCE)
+    currency = _text(row.get("currency"), "currency", _CURRENCY)
+    card_id = _text(row.get("card_id"), "card_id", _HEX16)
+    token = row.get("token")
+    if token is not None and tokens.token_kind(token) is None:
+        raise RowError("invalid_field", "token is not a keyed-hash token (pan_... or uid_...)")
+    receipt = row.get("receipt")
+    if receipt is not None and not (isinstance(receipt, str) and len(receipt) == 2 * p.RECEIPT_SIZE
+                                    and all(c in "0123456789abcdef" for c in receipt)):
+        raise RowError("invalid_field", f"receipt must be {p.RECEIPT_SIZE} bytes in lower-case hex")
+    if accepted and kind == "purse" and None in (card_id, receipt, amount, currency):
+        raise RowError("missing_field", "an accepted purse tap carries card_id, amount, currency and receipt")
+    if accepted and kind in ("emv", "uid") and token is None:
+        raise RowError("missing_field", "an accepted token tap carries its token")
+    if accepted and kind in ("unknown", "error"):
+        raise RowError("invalid_field", f"a tap of kind {kind} cannot be accepted")
+    flags = []
+    if at > now + FUTURE_SKEW or at < max(EPOCH_FLOOR, now - MAX_AGE):
+        flags.append("clock_suspect")
+    if routes is not None and route is not None and route not in routes:
+        flags.append("unknown_route")
+    return TapRow(tap_id, at, kind, accepted, reason, route, stop, rules_version, amount, currency, card_id,
+                  token, receipt, tuple(flags))
+
+
+def _result(tap_id, status: str, reason: str | None = None, flags=(), clearing_status=None) -> dict:
+    return {"id": tap_id, "status": status, "reason": reason, "flags": list(flags), "clearing": clearing_status}
+
+
+def _first_clearing(t: TapRow, verification: tuple | None) -> str | None:
+    """The clearing state a row is stored with: a refusal, held (clearing decides next), unpriced."""
+    if verification is not None:
+        return verification[1] or "held"
+    if t.accepted and t.kind in ("emv", "uid"):
+        return "unpriced"
+    return None
+
+
+def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
+           routes: frozenset[str] | None = None) -> dict:
+    """Store and clear a batch in the open transaction; the per-row answer."""
+    at_now = unix(now)
+    checked: list[TapRow | dict] = []
+    for row in rows:
+        raw_id = row.get("id") if isinstance(row, dict) and isinstance(row.get("id"), str) else None
+        try:
+            checked.append(check_row(row, now=at_now, routes=routes))
+        except RowError as e:
+            checked.append(_result(raw_id[:80] if raw_id else None, "rejected", f"{e.code}: {e}"))
+
+    purse = [t for t in checked if isinstance(t, TapRow) and t.kind == "purse" and t.accepted]
+    verified: dict[str, tuple] = {}
+    if purse:
+        cache = clearing.CertificateCache(clearing.trusted_keys(tx))
+        certificates = clearing.issuer_certificates(tx, sorted({t.card_id for t in purse}))
+        for t in purse:
+            verified[t.id] = clearing.check_receipt(t.receipt, card_id=t.card_id, amount=t.amount,
+                                                    currency=t.currency,
+                                                    certificate_hex=certificates.get(t.card_id), cache=cache)
+
+    results = []
+    seen_ids = set()
+    for t in checked:
+        if not isinstance(t, TapRow):
+            results.append(t)
+            continue
+        if t.id in seen_ids:
+            results.append(_result(t.id, "duplicate", flags=t.flags))
+            continue
+        seen_ids.add(t.id)
+        status = _first_clearing(t, verified.get(t.id))
+        inserted = tx.execute(
+            "INSERT INTO transit_taps (terminal_id, tap_id, merchant_id, at, kind, accepted, reason, route, "
+            "stop, rules_version, amount, currency, card_id, token, flags, clearing, received_at) VALUES "
+            "(:terminal_id, :tap_id, :merchant_id, :at, :kind, :accepted, :reason, :route, :stop, "
+            ":rules_version, :amount, :currency, :card_id, :token, :flags, :clearing, :received_at) "
+            "ON CONFLICT (terminal_id, tap_id) DO NOTHING",
+            {"terminal_id": terminal_id, "tap_id": t.id, "merchant_id": merchant_id, "at": t.at,
+             "kind": t.kind, "accepted": int(t.accepted), "reason": t.reason, "route": t.route,
+             "stop": t.stop, "rules_version": t.rules_version, "amount": t.amount, "currency": t.currency,
+             "card_id": t.card_id, "token": t.token, "flags": ",".join(t.flags), "clearing": status,
+             "received_at": at_now})
+        if not inserted:
+            row = tx.one("SELECT flags, clearing FROM transit_taps WHERE terminal_id = :t AND tap_id = :i",
+                         {"t": terminal_id, "i": t.id})
+            results.append(_result(t.id, "duplicate", flags=[f for f in row["flags"].split(",") if f],
+                                   clearing_status=row["clearing"]))
+            continue
+        if t.id in verified and verified[t.id][0] is not None:
+            status = clearing.submit_debit(tx, verified[t.id][0], terminal_id=terminal_id, tap_id=t.id,
+                                           merchant_id=merchant_id, now=now)
+            if status not in clearing.WRITTEN_BY_ADVANCE:
+                tx.execute("UPDATE transit_taps SET clearing = :s WHERE terminal_id = :t AND tap_id = :i",
+                           {"s": status, "t": terminal_id, "i": t.id})
+        results.append(_result(t.id, "accepted", flags=t.flags, clearing_status=status))
+    # A later receipt of the batch may have posted an earlier held one: report where each ended.
+    held = [r for r in results if r["clearing"] == "held"]
+    for r in held:
+        row = tx.one("SELECT clearing FROM transit_taps WHERE terminal_id = :t AND tap_id = :i",
+                     {"t": terminal_id, "i": r["id"]})
+        r["clearing"] = row["clearing"]
+    counts = {s: sum(1 for r in results if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
+    return {"object": "tap_batch", "received": len(rows), **counts, "results": results}
+
+
+def token_taps(tx, *, since: int, until: int) -> list:
+    """Accepted token taps in [since, until) as gateway.trips.Tap values, for trip pricing.
+    Every validator tap is a tap-on (bus mode has no tap-off yet)."""
+    from gateway.trips import Tap
+
+    rows = tx.query("SELECT terminal_id, tap_id, token, at, route, stop, rules_version FROM transit_taps "
+                    "WHERE clearing = 'unpriced' AND at >= :a AND at < :b AND route IS NOT NULL "
+                    "AND stop IS NOT NULL ORDER BY at, terminal_id, tap_id", {"a": since, "b": until})
+    return [Tap(f"{r['terminal_id']}/{r['tap_id']}", r["token"], datetime.fromtimestamp(r["at"], timezone.utc),
+                "on", r["route"], r["stop"], r["rules_version"]) for r in rows]
+
+
+def ridership(tx, *, since: int, until: int, route: str | None = None,
+              merchant_id: str | None = None) -> dict:
+    """Per route and per hour (UTC): taps, accepted taps, and purse revenue cleared."""
+    where = ["at >= :a", "at < :b"]
+    params: dict = {"a": since, "b": until}
+    if route is not None:
+        where.append("route = :route")
+        params["route"] = route
+    if merchant_id is not None:
+        where.append("merchant_id = :m")
+        params["m"] = merchant_id
+    rows = tx.query(
+        "SELECT route, (at / 3600) * 3600 AS hour, COUNT(*) AS taps, "
+        "SUM(CASE WHEN accepted = 1 THEN 1 ELSE 0 END) AS accepted, "
+        "SUM(CASE WHEN kind IN ('emv', 'uid') AND accepted = 1 THEN 1 ELSE 0 END) AS token_taps, "
+        "SUM(CASE WHEN clearing = 'posted' THEN amount ELSE 0 END) AS purse_revenue, "
+        "MIN(currency) AS currency "
+        f"FROM transit_taps WHERE {' AND '.join(where)} GROUP BY route, (at / 3600) * 3600 ORDER BY route, hour",
+        params)
+    return {"object": "ridership", "from": iso(since), "to": iso(until),
+            "data": [{"route": r["route"], "hour": iso(r["hour"]), "taps": r["taps"], "accepted": r["accepted"],
+                      "token_taps": r["token_taps"], "purse_revenue": r["purse_revenue"],
+                      "currency": r["currency"]} for r in rows]}
