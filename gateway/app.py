@@ -32,6 +32,7 @@ BLUEPRINTS = (
     "gateway.api.pos",
     "gateway.api.webhooks",
     "gateway.api.issuer",
+    "gateway.api.taps",
     "gateway.api.bills",
     "gateway.api.checkout",
 )

@@ -133,6 +133,23 @@ SCHEMAS = {
     "WalletLock": obj("wallet_lock", wallet_id=ID, status={"type": "string", "enum": ["active", "locked"]},
                       denied_card_ids={"type": "array", "items": HEX},
                       deny_list_version={"type": "integer"}),
+    "TapBatch": obj("tap_batch", received={"type": "integer"}, accepted={"type": "integer"},
+                    duplicate={"type": "integer"}, rejected={"type": "integer"}, results={
+                        "type": "array", "description": "One per row, in order.", "items": {
+                            "type": "object", "properties": {
+                                "id": NTEXT, "status": {"type": "string", "enum": ["accepted", "duplicate",
+                                                                                   "rejected"]},
+                                "reason": NTEXT, "flags": {"type": "array", "items": {"type": "string"}},
+                                "clearing": NTEXT}}}),
+    "Ridership": obj("ridership", data={"type": "array", "items": {"type": "object", "properties": {
+        "route": NTEXT, "hour": TIME, "taps": {"type": "integer"}, "accepted": {"type": "integer"},
+        "token_taps": {"type": "integer"}, "purse_revenue": MONEY, "currency": NTEXT}}}),
+    "PurseLoad": obj("purse_load", id=ID, wallet_id=ID, card_id=HEX, counter={"type": "integer"},
+                     amount=AMOUNT, currency=CURRENCY, status={"type": "string", "enum": [
+                         "authorised", "applied", "superseded"]},
+                     authorisation={**HEX, "description": "The issuer-signed TOP-UP data for the card."},
+                     created_at=TIME),
+    "FareRules": {"type": "object", "description": "gateway.fares rules document (JSON form)."},
 }
 
 # --- the endpoints ---------------------------------------------------------------------
@@ -298,6 +315,24 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       description="Sets the wallet `locked` and denies every card it holds."),
     E("POST", "/v1/wallets/{wallet_id}/unlock", "Unlock a wallet", "Issuer", ("operator",), "WalletLock",
       description="Takes back the deny-list entries its lock added; an operator's own entries stay."),
+    E("POST", "/v1/taps", "Upload a validator's journalled taps", "Transit", ("terminal",), "TapBatch", 200,
+      {"taps": {"type": "array", "maxItems": 1000, "items": {"type": "object"}}}, ("taps",),
+      description="Up to 1000 rows (1 MiB). Each row is judged alone: garbage rejected with a reason, "
+                  "suspect rows flagged, a tap id already stored answered `duplicate`. Purse receipts "
+                  "are verified and cleared in counter order; token taps wait for trip pricing."),
+    E("GET", "/v1/taps/ridership", "Ridership and purse revenue per route and hour", "Transit",
+      ("operator", "merchant"), "Ridership",
+      query={"from": ({"type": "string"}, "Unix seconds or ISO 8601; default: a day before `to`."),
+             "to": ({"type": "string"}, "Unix seconds or ISO 8601; default: now."),
+             "route": ({"type": "string"}, "One route only.")}),
+    E("GET", "/v1/taps/fare-rules", "The fare rules validators price purse taps with", "Transit",
+      ("terminal", "operator"), "FareRules"),
+    E("POST", "/v1/wallets/{wallet_id}/purse-loads", "Load value onto the wallet's purse card", "Transit",
+      ("wallet", "operator"), "PurseLoad", 201,
+      {"card_id": HEX, "amount": AMOUNT, "currency": CURRENCY, "counter": {"type": "integer", "minimum": 0}},
+      ("card_id", "amount", "currency", "counter"), errors=(402, 409),
+      description="Moves the amount from the wallet to the card's purse float and answers the issuer's "
+                  "TOP-UP authorisation for the card's current counter (good once)."),
     E("POST", "/v1/billers", "Sign a biller up (a merchant paid into a biller account)", "Bills",
       ("operator",), "BillerWithKey", 201, {"name": {**TEXT, "maxLength": 200}, "city": {
           **TEXT, "maxLength": 15}, "currency": CURRENCY, "mcc": {"type": "string", "pattern": "^[0-9]{4}$"}},
