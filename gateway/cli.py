@@ -59,11 +59,14 @@ def check(data_dir, as_json):
 def serve(data_dir, host, port, workers, dev):
     """Serve the HTTP API (/v1) with gunicorn."""
     from gateway import app as gateway_app
-    from gateway.config import load
 
-    config = load(data_dir)
+    config = _gateway_config(data_dir)
+    try:
+        app = gateway_app.create_app(config)  # migrates once, before any worker starts
+    except Exception as e:  # a broken migration, an unreadable database: one line, no traceback
+        raise click.ClickException(f"cannot open the gateway in {config.data_dir}: {e}")
     if dev:
-        gateway_app.create_app(config).run(host=host, port=port)
+        app.run(host=host, port=port)
     else:
         gateway_app.serve(config, host=host, port=port, workers=workers)
 
@@ -74,9 +77,21 @@ def serve(data_dir, host, port, workers, dev):
 def operator_key(data_dir):
     """Print the operator's API key (Authorization: Bearer op_...). Keep it secret."""
     from gateway.auth import operator_key as key_of
+
+    config = _gateway_config(data_dir)
+    try:
+        click.echo(key_of(config))
+    except (OSError, ValueError) as e:
+        raise click.ClickException(f"cannot read the gateway's secrets in {config.data_dir}: {e}")
+
+
+def _gateway_config(data_dir):
     from gateway.config import load
 
-    click.echo(key_of(load(data_dir)))
+    try:
+        return load(data_dir)
+    except OSError as e:
+        raise click.ClickException(f"cannot use {data_dir or 'the default data directory'}: {e.strerror or e}")
 
 
 @cli.command("deliver-webhooks")
