@@ -302,8 +302,9 @@ def list_bills(tx, caller: Caller, *, now: datetime, biller_id: str | None = Non
                consumer_number: str | None = None, bill_number: str | None = None,
                period: str | None = None, status: str | None = None, limit: int = 20,
                after: str | None = None) -> dict:
-    """Bills, newest first. A wallet names the biller and a consumer or bill number and sees
-    only what is still payable; a biller sees its own; the operator names a biller."""
+    """Bills, newest first. A wallet names the biller and a consumer number (it sees what is
+    still payable) or a bill number (it sees that bill, paid or not); a biller sees its own;
+    the operator names a biller."""
     if caller.kind == "merchant":
         if biller_id not in (None, caller.id):
             raise not_found("biller", "biller_id")
@@ -318,7 +319,8 @@ def list_bills(tx, caller: Caller, *, now: datetime, biller_id: str | None = Non
         if value is not None:
             where.append(f"b.{column} = :{column}")
             params[column] = value
-    if caller.kind == "wallet" or status == "outstanding":
+    # A payer holding a bill's number may learn it was paid; by consumer number it sees what is payable.
+    if (caller.kind == "wallet" and bill_number is None) or status == "outstanding":
         where.append("b.status IN ('open', 'partially_paid') AND b.expires_at > :now")
     elif status == "expired":
         where.append("b.status IN ('open', 'partially_paid') AND b.expires_at <= :now")
