@@ -9,6 +9,7 @@ identical retry without re-reading it.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timezone
 
 from flask import Blueprint, request
@@ -21,6 +22,7 @@ from gateway.idempotency import idempotent
 from gateway.services import clearing, taps, unix, wallets
 
 bp = Blueprint("taps", __name__)
+log = logging.getLogger("tapstack.gateway")
 
 MAX_TAPS_BODY = 1024 * 1024
 RULES_FILE = "fare_rules.json"
@@ -42,12 +44,16 @@ def _fare_rules_document() -> dict | None:
 
 
 def _known_routes() -> frozenset[str] | None:
-    document = _fare_rules_document()
-    if document is None:
-        return None
+    """Routes of the published fare rules; None (no route check) when there are none or they
+    do not parse: a bad rules file must not stop the buses' uploads."""
     from gateway.fares import parse_rules
 
-    return frozenset(r.id for r in parse_rules(document).routes)
+    try:
+        document = _fare_rules_document()
+        return None if document is None else frozenset(r.id for r in parse_rules(document).routes)
+    except ValueError as e:  # RulesError, or a file that is not JSON
+        log.warning("fare rules in %s do not parse, routes are not checked: %s", RULES_FILE, e)
+        return None
 
 
 @bp.post("/v1/taps")

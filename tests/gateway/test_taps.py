@@ -1,0 +1,130 @@
+"""POST /v1/taps: each row judged alone, stored once per tap id, flagged when suspect;
+ridership per route and hour; token taps handed to trip pricing."""
+from __future__ import annotations
+
+import json
+
+from gateway.services import taps
+from protocol import tokens
+from tests.gateway.conftest import START, error, ok
+from tests.gateway.test_clearing import Rider, upload
+
+T0 = int(START.timestamp())
+TOKEN = tokens.uid_token(b"k" * 32, bytes.fromhex("04a1b2c3d4e5f6"))
+
+
+def token_row(n: int, **changes) -> dict:
+    row = {"id": f"term-{n:06d}", "at": T0 - 60 + n, "kind": "uid", "accepted": True, "reason": "token",
+           "route": "R1", "stop": "S1", "rules_version": 3, "amount": None, "currency": "CNY",
+           "balance_after": None, "card_id": None, "token": TOKEN, "receipt": None}
+    row.update(changes)
+    return row
+
+
+def test_garbage_rows_are_rejected_with_reasons_and_the_rest_accepted(world):
+    rows = [
+        token_row(1),
+        "not an object",
+        token_row(2, at="yesterday"),
+        token_row(3, kind="teleport"),
+        token_row(4, token="4111111111111111"),  # a card number is never a token
+        token_row(5, accepted=True, kind="purse", token=None),  # a paid tap without its receipt
+        {**token_row(6), "pan": "4111111111111111"},
+        token_row(7, id=None),
+        token_row(8),
+    ]
+    answer = upload(world, rows)
+    statuses = [r["status"] for r in answer["results"]]
+    assert statuses == ["accepted"] + ["rejected"] * 7 + ["accepted"]
+    reasons = [r["reason"] for r in answer["results"][1:8]]
+    assert reasons[0].startswith("not_an_object") and reasons[-1].startswith("missing_field")
+    assert "pan" in reasons[5] and "4111" not in json.dumps(answer)
+    assert (answer["accepted"], answer["rejected"]) == (2, 7)
+
+
+def test_an_upload_sent_again_counts_once(world, store):
+    rows = [token_row(n) for n in range(1, 6)]
+    assert upload(world, rows)["accepted"] == 5
+    again = upload(world, rows[2:] + [token_row(6)])
+    assert [r["status"] for r in again["results"]] == ["duplicate"] * 3 + ["accepted"]
+    inside = upload(world, [token_row(7), token_row(7)])
+    assert [r["status"] for r in inside["results"]] == ["accepted", "duplicate"]
+    with store.read() as tx:
+        assert tx.one("SELECT COUNT(*) AS n FROM transit_taps")["n"] == 7
+
+
+def test_tap_ids_are_per_terminal(world, store):
+    upload(world, [token_row(1)], terminal="x")
+    assert upload(world, [token_row(1)], terminal="y")["results"][0]["status"] == "accepted"
+
+
+def test_a_wrong_clock_is_flagged_not_refused(world):
+    answer = upload(world, [token_row(1, at=T0 + 3600), token_row(2, at=946_684_800), token_row(3)])
+    assert [r["flags"] for r in answer["results"]] == [["clock_suspect"], ["clock_suspect"], []]
+    assert answer["accepted"] == 3
+
+
+def test_a_route_missing_from_the_fare_rules_is_flagged(world, config):
+    (config.data_dir / "fare_rules.json").write_text(json.dumps(rules_document()))
+    answer = upload(world, [token_row(1, route="R1"), token_row(2, route="R99")])
+    assert [r["flags"] for r in answer["results"]] == [[], ["unknown_route"]]
+
+
+def test_broken_fare_rules_do_not_stop_uploads(world, config):
+    (config.data_dir / "fare_rules.json").write_text('{"version": "three"}')
+    answer = upload(world, [token_row(1, route="R99")])
+    assert answer["results"][0]["status"] == "accepted" and answer["results"][0]["flags"] == []
+
+
+def rules_document() -> dict:
+    return {"version": 3, "effective_from": "2026-01-01T00:00:00Z", "currency": "CNY",
+            "timezone": "Asia/Shanghai",
+            "products": {"flat": {"kind": "flat", "amount": 200}},
+            "routes": [{"id": "R1", "name": "1", "product": "flat",
+                        "stops": [{"id": "S1", "name": "Depot"}, {"id": "S2", "name": "Market"}]}],
+            "concessions": {"adult": {"discount": None, "caps": None}}}
+
+
+def test_bad_batches_are_refused_whole(world):
+    _, api = world.terminal("x")
+    error(api.post("/v1/taps", {"taps": []}), 400, "invalid_request_error", "invalid_parameter")
+    error(api.post("/v1/taps", {"taps": {"id": 1}}), 400, "invalid_request_error", "invalid_parameter")
+    error(api.post("/v1/taps", {"rows": []}), 400, "invalid_request_error", "unknown_parameter")
+    error(api.post("/v1/taps", {"taps": [token_row(n) for n in range(1001)]}), 400, "invalid_request_error",
+          "batch_too_large")
+    error(api.post("/v1/taps", raw=b"{\"taps\": [1,"), 400, "invalid_request_error", "malformed_json")
+    _, wallet = world.wallet("a")
+    error(wallet.post("/v1/taps", {"taps": [token_row(1)]}), 403, "permission_error")
+
+
+def test_a_batch_of_500_rows_fits_although_it_is_beyond_the_usual_body_limit(world):
+    rows = [token_row(n, receipt=None) for n in range(500)]
+    assert len(json.dumps({"taps": rows})) > 64 * 1024
+    assert upload(world, rows)["accepted"] == 500
+
+
+def test_token_taps_wait_for_trip_pricing(world, store):
+    upload(world, [token_row(1), token_row(2, accepted=False, reason="already_tapped")])
+    with store.read() as tx:
+        found = taps.token_taps(tx, since=T0 - 3600, until=T0 + 3600)
+    assert [(t.token, t.route, t.stop, t.kind, t.rules_version) for t in found] == [(TOKEN, "R1", "S1", "on", 3)]
+
+
+def test_ridership_and_revenue_per_route_and_hour(world, operator, clock):
+    world.top_up("a", 5000)
+    rider = Rider(world)
+    rider.load(1000)
+    paid = [rider.tap(clock), rider.tap(clock)]
+    upload(world, paid + [token_row(1), token_row(2, route="R2", at=T0 - 4000),
+                          token_row(3, accepted=False, reason="deny_listed")])
+    data = ok(operator.get(f"/v1/taps/ridership?from={T0 - 7200}&to={T0 + 3600}"))["data"]
+    by = {(d["route"], d["hour"]): d for d in data}
+    r1 = by[("R1", "2026-11-27T08:00:00Z")]
+    assert (r1["taps"], r1["accepted"], r1["token_taps"]) == (2, 1, 1)
+    assert by[("R1", "2026-11-27T09:00:00Z")]["purse_revenue"] == 400
+    assert by[("R2", "2026-11-27T07:00:00Z")]["taps"] == 1
+    only = ok(operator.get(f"/v1/taps/ridership?from={T0 - 7200}&to={T0 + 3600}&route=R2"))["data"]
+    assert [d["route"] for d in only] == ["R2"]
+    error(operator.get("/v1/taps/ridership?from=soon"), 400, "invalid_request_error")
+    _, merchant_y = world.merchant("y")
+    assert ok(merchant_y.get(f"/v1/taps/ridership?from={T0 - 7200}&to={T0 + 3600}"))["data"] == []
