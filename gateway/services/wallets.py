@@ -78,7 +78,9 @@ def statement(tx, account_id: str, *, owner_id: str, limit: int, after: str | No
     rows, next_cursor = ledger.statement(tx, account_id, limit=limit, after=after)
     # Ledger account ids stay inside the gateway; transfer_id is the resource's id
     # (top_..., pay_..., re_..., cap_...).
-    data = [{k: v for k, v in row.items() if k != "counterparty_account_id"} for row in rows]
+    data = [{**{k: v for k, v in row.items() if k != "counterparty_account_id"},
+             "created_at": row["created_at"][:19] + "Z"}  # whole seconds, like every other time
+            for row in rows]
     return {"object": "list", "owner_id": owner_id, "data": data,
             "has_more": next_cursor is not None, "next_cursor": next_cursor}
 

@@ -120,6 +120,7 @@ def test_statement_pages_with_a_cursor_newest_first(world):
     assert [e["balance_after"] for e in page["data"]] == [550, 600, 300]
     assert page["has_more"] and all(e["transfer_id"][:4] in ("top_", "pay_") for e in page["data"])
     assert all("counterparty_account_id" not in e for e in page["data"])
+    assert all(e["created_at"] == "2026-11-27T09:00:00Z" for e in page["data"])
     rest = ok(wallet.get(f"/v1/wallets/{wallet_id}/statement?limit=3&after={page['next_cursor']}"))
     assert [e["change"] for e in rest["data"]] == [100] and rest["next_cursor"] is None
     merchant_id, merchant = world.merchant("x")
