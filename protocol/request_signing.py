@@ -9,11 +9,11 @@ headers:
     Tapstack-Nonce              16 to 64 characters [A-Za-z0-9_-], never reused by a key
     Tapstack-Request-Signature  lowercase hex HMAC-SHA256(secret, canonical request)
 
-The canonical request is five lines joined by "\\n", after a version line:
+The canonical request is six lines joined by "\\n":
 
     TAPSTACK-HMAC-SHA256
     <METHOD>
-    <path, with "?query" when there is one>
+    <path, with "?query" when there is one, exactly as sent (tapstack ids need no escaping)>
     <timestamp>
     <nonce>
     <lowercase hex SHA-256 of the body bytes>
