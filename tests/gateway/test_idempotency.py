@@ -102,7 +102,7 @@ def test_every_post_needs_a_sane_key(funded, nothing_moved, headers, code):
     check()
 
 
-def test_concurrent_requests_with_one_key_do_the_work_once(app, funded, store, clock):
+def test_concurrent_requests_with_one_key_do_the_work_once(app, funded, store):
     _, wallet = funded.wallet("a")
     body = json.dumps(pay_body(funded, 10)).encode()
     _, transfers = books(store)
@@ -110,7 +110,7 @@ def test_concurrent_requests_with_one_key_do_the_work_once(app, funded, store, c
     def send(_):
         client = app.test_client()
         response = client.post("/v1/payments", data=body, headers={
-            "Authorization": wallet.auth and f"Bearer {wallet.auth}",
+            "Authorization": f"Bearer {wallet.auth}",
             "Idempotency-Key": "burst", "Content-Type": "application/json"})
         return response.status_code, response.get_data()
 
