@@ -2,6 +2,7 @@
 import click
 
 from terminal.doctor import command as doctor_command
+from terminal.run import run_command
 
 
 @click.group()
@@ -10,3 +11,4 @@ def cli():
 
 
 cli.add_command(doctor_command, "doctor")
+cli.add_command(run_command, "run")

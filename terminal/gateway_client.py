@@ -1,0 +1,104 @@
+"""The terminal's HTTP client for the gateway: JSON requests signed with the terminal key.
+
+Every request carries the four headers of protocol.request_signing (key id, timestamp,
+a fresh nonce, HMAC-SHA256 of the canonical request). `send` is the only I/O: by
+default urllib over HTTP(S); tests pass a function that calls a Flask test client.
+
+Errors, so callers can tell what to do next:
+    GatewayUnavailable  no answer, a timeout or a 5xx: try again later (backoff)
+    GatewayRefused      a 4xx: the request itself is wrong; retrying will not help
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from protocol import request_signing
+
+# send(method, url, headers, body) -> (status, body bytes); raises OSError when unreachable
+Send = Callable[[str, str, dict, bytes], tuple[int, bytes]]
+
+
+class GatewayError(Exception):
+    pass
+
+
+class GatewayUnavailable(GatewayError):
+    """The gateway did not answer usefully (network, timeout, 5xx)."""
+
+
+class GatewayRefused(GatewayError):
+    """The gateway answered 4xx; `status` and `error` (its JSON error object) say why."""
+
+    def __init__(self, status: int, error: dict):
+        self.status, self.error = status, error
+        super().__init__(f"{status} {error.get('code', '')}: {error.get('message', '')}")
+
+
+def parse_terminal_key(text: str) -> tuple[str, bytes]:
+    """'tk_...:<hex secret>' -> (key id, secret); ValueError saying what is wrong."""
+    key_id, sep, secret = text.strip().partition(":")
+    if not sep or not key_id.startswith("tk_"):
+        raise ValueError("a terminal key is KEY_ID:SECRET_HEX, as 'POST /v1/terminals' answered it")
+    try:
+        raw = bytes.fromhex(secret)
+    except ValueError:
+        raise ValueError("the terminal secret is hex") from None
+    if len(raw) < 16:
+        raise ValueError("the terminal secret is too short")
+    return key_id, raw
+
+
+def urllib_send(timeout: float = 10.0) -> Send:
+    def send(method: str, url: str, headers: dict, body: bytes) -> tuple[int, bytes]:
+        request = urllib.request.Request(url, data=body if method != "GET" else None, headers=headers,
+                                         method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+    return send
+
+
+class GatewayClient:
+    def __init__(self, base_url: str, key_id: str, secret: bytes, *, send: Send | None = None,
+                 clock: Callable[[], datetime] | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.key_id, self._secret = key_id, secret
+        self._send = send or urllib_send()
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+
+    def get(self, path: str) -> dict:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: dict, *, idempotency_key: str | None = None) -> dict:
+        return self.request("POST", path, body, idempotency_key=idempotency_key)
+
+    def request(self, method: str, path: str, body: dict | None = None, *,
+                idempotency_key: str | None = None) -> dict:
+        raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        headers = request_signing.signed_headers(
+            self.key_id, self._secret, method, path, raw,
+            timestamp=int(self._clock().timestamp()), nonce=secrets.token_urlsafe(24))
+        headers["Content-Type"] = "application/json"
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        try:
+            status, answer = self._send(method, self.base_url + path, headers, raw)
+        except (OSError, TimeoutError) as e:
+            raise GatewayUnavailable(f"{self.base_url}: {e}") from None
+        if status >= 500:
+            raise GatewayUnavailable(f"{self.base_url}{path}: HTTP {status}")
+        try:
+            doc = json.loads(answer or b"{}")
+        except ValueError:
+            raise GatewayUnavailable(f"{self.base_url}{path}: HTTP {status} with a body that is not JSON") from None
+        if status >= 400:
+            error = doc.get("error") if isinstance(doc, dict) else None
+            raise GatewayRefused(status, error if isinstance(error, dict) else {"message": str(doc)[:200]})
+        return doc

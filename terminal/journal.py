@@ -1,0 +1,149 @@
+"""The validator's offline journal: every decision, durable before the rider is told.
+
+One SQLite file in WAL mode with synchronous=FULL, so a commit is on disk when
+`record` returns (power loss included). Tables:
+
+    taps   seq (1, 2, ...), id "<terminal id hex>-<seq>", the decision as JSON,
+           sent_at / result once the gateway has answered for it
+    state  named JSON values: the unfinished purse debits (tear recovery), the
+           deny-list, fare rules and issuer keys last downloaded, the place
+
+A tap and the pending debits it leaves are written in one transaction, so a
+restart finds both or neither. Rows are never deleted by the validator: a row is
+sent until the gateway answers for it (accepted, duplicate or rejected), and the
+gateway deduplicates by tap id, so sending one twice is harmless.
+
+One Journal per thread (the uploader opens its own on the same file).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+from terminal.tap import PendingDebit
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS taps (
+    seq      INTEGER PRIMARY KEY,
+    id       TEXT NOT NULL UNIQUE,
+    at       INTEGER NOT NULL,
+    body     TEXT NOT NULL,
+    sent_at  INTEGER,
+    result   TEXT
+);
+CREATE INDEX IF NOT EXISTS taps_unsent ON taps (seq) WHERE sent_at IS NULL;
+CREATE TABLE IF NOT EXISTS state (
+    name      TEXT PRIMARY KEY,
+    value     TEXT NOT NULL,
+    saved_at  INTEGER NOT NULL
+);
+"""
+PENDING = "pending_debits"
+
+
+class JournalError(Exception):
+    """The journal cannot be opened or written (disk full, read-only, another terminal's file)."""
+
+
+class Journal:
+    def __init__(self, path: str | Path, terminal_id: bytes):
+        self.path = Path(path)
+        self.terminal_id = bytes(terminal_id).hex()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            if self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+                raise JournalError(f"{self.path}: cannot use WAL mode")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.executescript(SCHEMA)
+            owner = self.load("terminal_id")
+            if owner is None:
+                self.save("terminal_id", self.terminal_id, 0)
+            elif owner[0] != self.terminal_id:
+                raise JournalError(f"{self.path} is the journal of terminal {owner[0]}, not {self.terminal_id}")
+        except sqlite3.Error as e:
+            raise JournalError(f"{self.path}: {e}") from None
+
+    # -- taps ---------------------------------------------------------------------------
+
+    def record(self, decision, pending: tuple[PendingDebit, ...] | None = None) -> str:
+        """Write decision (and the pending debits after it) durably; its tap id."""
+        body = decision.to_json()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM taps").fetchone()[0]
+                tap_id = f"{self.terminal_id}-{seq:010d}"
+                self._db.execute("INSERT INTO taps (seq, id, at, body) VALUES (?, ?, ?, ?)",
+                                 (seq, tap_id, body["at"], json.dumps(body, separators=(",", ":"))))
+                if pending is not None:
+                    self._put(PENDING, [d.to_json() for d in pending], body["at"])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise JournalError(f"{self.path}: {e}") from None
+        return tap_id
+
+    def unsent(self, limit: int = 500) -> list[dict]:
+        """The oldest taps the gateway has not answered for, as upload rows ({"id": ..., **decision})."""
+        rows = self._db.execute("SELECT id, body FROM taps WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+                                (int(limit),)).fetchall()
+        return [{"id": tap_id, **json.loads(body)} for tap_id, body in rows]
+
+    def mark_sent(self, results: dict[str, str], now: datetime) -> int:
+        """Record the gateway's answer per tap id (accepted, duplicate, rejected:<reason>)."""
+        at = int(now.timestamp())
+        with self._tx():
+            self._db.executemany("UPDATE taps SET sent_at = ?, result = ? WHERE id = ? AND sent_at IS NULL",
+                                 [(at, result, tap_id) for tap_id, result in results.items()])
+        return len(results)
+
+    def counts(self) -> dict[str, int]:
+        total, unsent = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(sent_at IS NULL), 0) FROM taps").fetchone()
+        return {"taps": total, "unsent": unsent}
+
+    def taps(self) -> list[dict]:
+        """Every tap with its upload state (for tests and audits)."""
+        rows = self._db.execute("SELECT id, body, sent_at, result FROM taps ORDER BY seq").fetchall()
+        return [{"id": i, **json.loads(b), "sent_at": s, "result": r} for i, b, s, r in rows]
+
+    # -- named state --------------------------------------------------------------------
+
+    def save(self, name: str, value, saved_at: int | datetime) -> None:
+        with self._tx():
+            self._put(name, value, saved_at)
+
+    def load(self, name: str) -> tuple[object, int] | None:
+        """(value, saved at unix seconds), or None if never saved."""
+        row = self._db.execute("SELECT value, saved_at FROM state WHERE name = ?", (name,)).fetchone()
+        return None if row is None else (json.loads(row[0]), row[1])
+
+    def pending_debits(self) -> tuple[PendingDebit, ...]:
+        found = self.load(PENDING)
+        return tuple(PendingDebit.from_json(d) for d in found[0]) if found else ()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _put(self, name: str, value, saved_at) -> None:
+        at = int(saved_at.timestamp()) if isinstance(saved_at, datetime) else int(saved_at)
+        self._db.execute("INSERT INTO state (name, value, saved_at) VALUES (?, ?, ?) "
+                         "ON CONFLICT (name) DO UPDATE SET value = excluded.value, saved_at = excluded.saved_at",
+                         (name, json.dumps(value, separators=(",", ":")), at))
+
+    @contextlib.contextmanager
+    def _tx(self):
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")

@@ -1,0 +1,530 @@
+"""The validator program: the shell around terminal.validator and terminal.tap.
+
+One loop on the main thread waits for a card, decides the tap, writes it to the journal
+(fsynced), and only then signals the reader and shows the panel. Between cards it takes
+stop/route commands from stdin, follows the stop feed file, reads QR ticket frames and
+refreshes the reference data (issuer keys, deny-list delta, fare rules) when online. The
+uploader runs on its own thread with its own journal connection.
+
+Modes: `bus` is built. `pos` (a till) would reuse all of this but take its amount from the
+till instead of the fare rules and wait for the gateway's authorisation of EMV taps; the
+mode switch in `Settings` and the refusal in `check_settings` mark where it goes.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from protocol import purse as p
+from protocol.apdu import MalformedAPDU, parse_response
+from terminal import display, validator
+from terminal.gateway_client import GatewayClient, GatewayError, GatewayRefused
+from terminal.journal import Journal
+from terminal.readers.base import CardRemoved, ReaderError
+from terminal.tap import TapContext, tap
+from terminal.uploader import Uploader
+
+MODES = ("bus", "pos")
+FARE_RULES_PATH = "/v1/taps/fare-rules"
+CONCESSION = "adult"  # a card-based purse carries no concession class yet: the adult fare
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Settings:
+    mode: str = "bus"
+    route: str | None = None
+    stop: str | None = None
+    reader: str = "pcsc"
+    gateway: str | None = None
+    key_id: str | None = None
+    secret: bytes | None = None
+    token_key: bytes = b""
+    journal: Path = Path("validator-journal.db")
+    stop_feed: Path | None = None
+    fare_rules: Path | None = None  # a local rules file, used until the gateway's are downloaded
+    fare: int | None = None  # a flat fare when there are no fare rules at all
+    currency: str = "CNY"
+    terminal_id: bytes = b""
+    qr_frame: Path | None = None
+    qr_dir: Path | None = None
+    refresh_every: float = 60.0
+    repeat_window: timedelta = validator.REPEAT_WINDOW
+    max_taps: int | None = None  # stop after this many taps (tests, demos)
+
+
+def default_terminal_id(key_id: str | None) -> bytes:
+    """8 bytes for receipts: from the terminal key id, so each validator has its own."""
+    return hashlib.sha256((key_id or "unregistered").encode()).digest()[:p.ID_SIZE]
+
+
+def check_settings(s: Settings) -> None:
+    """ValueError with one line for the operator when the settings cannot work."""
+    if s.mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}")
+    if s.mode == "pos":
+        raise ValueError("POS mode is not available yet: run with --mode bus")
+    if len(s.terminal_id) != p.ID_SIZE:
+        raise ValueError("the terminal id is 8 bytes")
+    if len(s.token_key) < 16:
+        raise ValueError("the token key (--token-key) is at least 16 bytes: every validator of an operator "
+                         "uses the same one, so EMV and UID taps join into trips")
+    if s.gateway and not (s.key_id and s.secret):
+        raise ValueError("--gateway needs --terminal-key KEY_ID:SECRET")
+    if s.currency not in p.CURRENCY_CODES:
+        raise ValueError(f"unsupported currency {s.currency}")
+
+
+# --- reference data ----------------------------------------------------------------------
+
+@dataclass
+class Reference:
+    """What the validator decides with, cached in the journal between runs."""
+    issuer_keys: dict[bytes, bytes] = field(default_factory=dict)
+    deny: frozenset[str] = frozenset()
+    deny_version: int = 0
+    rules: object | None = None  # gateway.fares.FareRules
+    refreshed_at: datetime | None = None
+
+    @property
+    def rules_version(self) -> int | None:
+        return getattr(self.rules, "version", None)
+
+
+def parse_rules_document(document: dict):
+    from gateway.fares import parse_rules  # pure, standard library + protocol only
+
+    return parse_rules(document)
+
+
+def load_reference(journal: Journal, fallback_rules: Path | None) -> Reference:
+    ref = Reference()
+    keys = journal.load("issuer_keys")
+    if keys:
+        ref.issuer_keys = {bytes.fromhex(k): bytes.fromhex(v) for k, v in keys[0].items()}
+    deny = journal.load("deny_list")
+    if deny:
+        ref.deny, ref.deny_version = frozenset(deny[0]["entries"]), int(deny[0]["version"])
+    rules = journal.load("fare_rules")
+    if rules:
+        ref.rules = parse_rules_document(rules[0])
+    elif fallback_rules is not None:
+        ref.rules = parse_rules_document(json.loads(Path(fallback_rules).read_text(encoding="utf-8")))
+    refreshed = journal.load("refreshed_at")
+    if refreshed:
+        ref.refreshed_at = datetime.fromtimestamp(refreshed[0], timezone.utc)
+    return ref
+
+
+def refresh_reference(ref: Reference, client: GatewayClient, journal: Journal, now: datetime) -> Reference:
+    """Download keys, the deny-list delta and fare rules; cache each in the journal.
+    Raises GatewayError when the gateway cannot be reached (the old data stays)."""
+    keys = client.get("/v1/issuer/keys")["data"]
+    issuer_keys = {bytes.fromhex(k["key_id"]): bytes.fromhex(k["public_key"]) for k in keys}
+    deny, version = validator.apply_deny_delta(ref.deny, ref.deny_version,
+                                               client.get(f"/v1/issuer/deny-list?since={ref.deny_version}"))
+    rules, rules_doc = ref.rules, None
+    try:
+        rules_doc = client.get(FARE_RULES_PATH)
+        rules = parse_rules_document(rules_doc)
+    except GatewayRefused as e:
+        if e.status != 404:
+            raise
+    except ValueError:  # rules that do not parse: keep the last good ones
+        rules_doc = None
+    journal.save("issuer_keys", {k.hex(): v.hex() for k, v in issuer_keys.items()}, now)
+    journal.save("deny_list", {"version": version, "entries": sorted(deny)}, now)
+    if rules_doc is not None:
+        journal.save("fare_rules", rules_doc, now)
+    journal.save("refreshed_at", int(now.timestamp()), now)
+    return Reference(issuer_keys, deny, version, rules, now)
+
+
+# --- the shell ---------------------------------------------------------------------------
+
+class _Primed:
+    """A session whose first answer (to SELECT) was already read for the repeat check:
+    tap() gets it again without a second exchange over the air."""
+
+    def __init__(self, session, command: bytes, answer: bytes):
+        self.session, self.uid, self.atr = session, session.uid, session.atr
+        self._command, self._answer = command, answer
+
+    def transmit(self, apdu: bytes) -> bytes:
+        if self._answer is not None and bytes(apdu) == self._command:
+            answer, self._answer = self._answer, None
+            return answer
+        return self.session.transmit(apdu)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class Validator:
+    def __init__(self, settings: Settings, reader, journal: Journal, *, client: GatewayClient | None = None,
+                 clock: Callable[[], datetime] = utc_now, out: Callable[[str], None] = print):
+        check_settings(settings)
+        self.s, self.reader, self.journal, self.client = settings, reader, journal, client
+        self.clock, self.out = clock, out
+        self.ref = load_reference(journal, settings.fare_rules)
+        self.pending = journal.pending_debits()
+        self.recent: dict[str, datetime] = {}
+        self.qr_seen: dict = {}
+        self.online = False
+        saved = journal.load("place")
+        self.place = (validator.Place(settings.route, settings.stop) if settings.route and settings.stop
+                      else validator.Place(**saved[0]) if saved else None)
+        self.feed: list[validator.StopChange] = []
+        self._watched: dict[Path, float] = {}
+        self.taps = 0
+        self.uploader: Uploader | None = None
+
+    # -- deciding -----------------------------------------------------------------------
+
+    def fare(self) -> tuple[int | None, str, int | None]:
+        """(fare, currency, rules version) at the current place; fare None when there is none."""
+        if self.place is None:
+            return None, self.s.currency, None
+        if self.ref.rules is not None:
+            from gateway.fares import FareError, price_boarding
+
+            try:
+                fare = price_boarding(self.ref.rules, self.place.route, self.place.stop, None, CONCESSION)
+            except FareError:
+                return None, self.ref.rules.currency, self.ref.rules_version
+            return fare.amount, fare.currency, fare.rules_version
+        return self.s.fare, self.s.currency, None
+
+    def decide_card(self, session) -> validator.Decision:
+        """Read and decide the card in the field (no journalling, no signalling)."""
+        now = self.clock()
+        if self.place is None:
+            return validator.refusal("no_place", now=now, place=None)
+        amount, currency, version = self.fare()
+        select = p.select_command()
+        try:
+            first = bytes(session.transmit(select))
+        except CardRemoved:
+            return validator.refusal("card_removed", now=now, place=self.place)
+        except ReaderError as e:
+            return validator.refusal("reader_error", now=now, place=self.place, detail=str(e))
+        card_id = _purse_card_id(first)
+        if card_id is not None:
+            if validator.already_tapped(self.recent, card_id, now, self.s.repeat_window):
+                return validator.repeat_refusal(card_id, "purse", now, self.place, version)
+            if not amount:  # no fare here: never debit a purse with a guess
+                return validator.refusal("no_fare", now=now, place=self.place, kind="purse", card_id=card_id)
+        ctx = TapContext(amount or 1, currency, self.s.terminal_id, self.ref.issuer_keys, self.s.token_key, now,
+                         deny=self.ref.deny)
+        outcome, self.pending = tap(_Primed(session, select, first), ctx, self.pending)
+        return validator.decide(outcome, now=now, place=self.place, rules_version=version, recent=self.recent,
+                                window=self.s.repeat_window)
+
+    def decide_qr(self, text: str) -> validator.Decision:
+        from protocol import signed_qr
+
+        now = self.clock()
+        try:
+            code = signed_qr.verify(text, self.ref.issuer_keys, now)
+            if not isinstance(code, signed_qr.Ticket):
+                raise signed_qr.SignedQrError("a pay code is for a till, not a bus")
+            if code.route and self.place and code.route != self.place.route:
+                raise signed_qr.SignedQrError(f"the ticket is for route {code.route}")
+            if code.card_id.hex() in self.ref.deny:
+                return validator.refusal("deny_listed", now=now, place=self.place, kind="qr",
+                                         card_id=code.card_id.hex())
+            self.qr_seen = signed_qr.refuse_replay(code, self.qr_seen, now)
+        except signed_qr.Replayed as e:
+            return validator.refusal("qr_replayed", now=now, place=self.place, kind="qr", detail=str(e))
+        except signed_qr.SignedQrError as e:
+            return validator.refusal("bad_qr", now=now, place=self.place, kind="qr", detail=str(e))
+        return validator.Decision(now, "qr", True, "qr_ticket", validator.MESSAGES["qr_ticket"],
+                                  self.place.route if self.place else None, self.place.stop if self.place else None,
+                                  card_id=code.card_id.hex(), detail=f"ticket {code.ticket_id.hex()}")
+
+    def conclude(self, decision: validator.Decision) -> str:
+        """Journal (durably), then tell: reader signal and panel. The tap id."""
+        tap_id = self.journal.record(decision, self.pending)
+        self.recent = validator.remember(self.recent, decision, self.s.repeat_window)
+        self.taps += 1
+        try:
+            self.reader.signal(decision.signal)
+        except ReaderError:
+            pass  # the LED is a courtesy: the decision stands and is journalled
+        for line in display.panel(decision, self.status()):
+            self.out(line)
+        if self.uploader is not None:
+            self.uploader.poke()
+        return tap_id
+
+    def handle_card(self, session) -> validator.Decision:
+        decision = self.decide_card(session)
+        self.conclude(decision)
+        return decision
+
+    def status(self) -> display.Status:
+        age = self.clock() - self.ref.refreshed_at if self.ref.refreshed_at else None
+        return display.Status(self.place.route if self.place else None, self.place.stop if self.place else None,
+                              self.online, age, self.journal.counts()["unsent"])
+
+    # -- the place ----------------------------------------------------------------------
+
+    def set_place(self, place: validator.Place, why: str) -> None:
+        if place != self.place:
+            self.place = place
+            self.journal.save("place", {"route": place.route, "stop": place.stop}, self.clock())
+            self.out(f"{why}: route {place.route} stop {place.stop}")
+
+    def command(self, line: str) -> None:
+        try:
+            self.set_place(validator.parse_command(line, self.place), "command")
+        except ValueError as e:
+            self.out(str(e))
+
+    def follow_feed(self) -> None:
+        path = self.s.stop_feed
+        if path is not None and self._changed(path):
+            try:
+                self.feed = read_stop_feed(path)
+            except (OSError, ValueError) as e:
+                self.out(f"stop feed {path}: {e}")
+        place = validator.place_at(self.feed, self.clock()) if self.feed else None
+        if place is not None:
+            self.set_place(place, "stop feed")
+
+    def _changed(self, path: Path) -> bool:
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            return False
+        if self._watched.get(path) == mtime:
+            return False
+        self._watched[path] = mtime
+        return True
+
+    # -- QR frames ----------------------------------------------------------------------
+
+    def qr_frames(self) -> list[Path]:
+        frames = []
+        if self.s.qr_frame is not None and self._changed(self.s.qr_frame):
+            frames.append(self.s.qr_frame)
+        if self.s.qr_dir is not None and self.s.qr_dir.is_dir():
+            for path in sorted(self.s.qr_dir.iterdir()):
+                if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".pgm", ".bmp") and self._changed(path):
+                    frames.append(path)
+        return frames
+
+    def handle_frame(self, path: Path) -> validator.Decision | None:
+        text = read_qr_text(path)
+        if text is None:
+            return None  # a frame without a code: nobody is showing one
+        decision = self.decide_qr(text)
+        self.conclude(decision)
+        return decision
+
+    # -- online -------------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        if self.client is None:
+            return False
+        try:
+            self.ref = refresh_reference(self.ref, self.client, self.journal, self.clock())
+            self.online = True
+        except (GatewayError, ValueError, KeyError, TypeError) as e:
+            if self.online:
+                self.out(f"gateway unreachable, working offline: {e}")
+            self.online = False
+        return self.online
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, commands: queue.Queue | None = None) -> None:
+        next_refresh = self.clock()
+        while not stop.is_set():
+            if self.s.max_taps is not None and self.taps >= self.s.max_taps:
+                break
+            while commands is not None and not commands.empty():
+                self.command(commands.get_nowait())
+            self.follow_feed()
+            for frame in self.qr_frames():
+                self.handle_frame(frame)
+            if self.clock() >= next_refresh:
+                self.refresh()
+                next_refresh = self.clock() + timedelta(seconds=self.s.refresh_every)
+            try:
+                session = self.reader.wait_for_card(0.25)
+            except ReaderError as e:
+                self.out(f"reader: {e}")
+                stop.wait(1.0)
+                continue
+            if session is None:
+                continue
+            try:
+                self.handle_card(session)
+            finally:
+                session.close()
+            # One tap per presentation: wait for the card to leave before the next.
+            while not stop.is_set():
+                try:
+                    if self.reader.wait_for_removal(0.25):
+                        break
+                except ReaderError:
+                    break
+
+
+def _purse_card_id(answer: bytes) -> str | None:
+    try:
+        response = parse_response(answer)
+        return p.parse_fci(response.data).card_id.hex() if response.sw == 0x9000 else None
+    except (MalformedAPDU, p.PurseError, ValueError):
+        return None
+
+
+def read_stop_feed(path: Path) -> list[validator.StopChange]:
+    """A JSON list of {"at", "route", "stop"} or a CSV with a header at,route,stop; times ISO 8601 UTC."""
+    text = Path(path).read_text(encoding="utf-8")
+    rows = json.loads(text) if text.lstrip().startswith("[") else list(csv.DictReader(text.splitlines()))
+    changes = []
+    for n, row in enumerate(rows, 1):
+        try:
+            at = datetime.fromisoformat(str(row["at"]).replace("Z", "+00:00"))
+            at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+            changes.append(validator.StopChange(at, validator.Place(str(row["route"]), str(row["stop"]))))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"entry {n}: needs at (ISO 8601), route and stop ({e})") from None
+    return changes
+
+
+def read_qr_text(path: Path) -> str | None:
+    """The text of the first QR code in an image file, None when there is none."""
+    import zxingcpp
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            found = zxingcpp.read_barcodes(image.convert("L"), formats=zxingcpp.BarcodeFormat.QRCode)
+    except (OSError, UnidentifiedImageError):
+        return None
+    return found[0].text if found else None
+
+
+def run(settings: Settings, *, out: Callable[[str], None] = print) -> int:
+    """`tapstack terminal run`: open the reader and journal, start the uploader, loop until stopped."""
+    from terminal.readers import open_reader
+
+    check_settings(settings)
+    journal = Journal(settings.journal, settings.terminal_id)
+    client = (GatewayClient(settings.gateway, settings.key_id, settings.secret)
+              if settings.gateway else None)
+    reader = open_reader(settings.reader)
+    v = Validator(settings, reader, journal, client=client, out=out)
+    stop = threading.Event()
+    commands: queue.Queue = queue.Queue()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if hasattr(signal, "SIGUSR1"):  # re-read the stop feed now
+        signal.signal(signal.SIGUSR1, lambda *_: v._watched.clear())
+    threading.Thread(target=_read_commands, args=(commands,), daemon=True).start()  # "stop S" lines
+    if client is not None:
+        v.uploader = Uploader(settings.journal, settings.terminal_id, client, utc_now, on_error=out)
+        v.uploader.start()
+    out(f"validator {settings.terminal_id.hex()} on {reader.name}; {display.status_line(v.status())}")
+    try:
+        v.run(stop, commands)
+    finally:
+        if v.uploader is not None:
+            v.uploader.stop()
+        reader.close()
+        journal.close()
+    return 0
+
+
+def _read_commands(commands: queue.Queue) -> None:
+    for line in sys.stdin:
+        if line.strip():
+            commands.put(line)
+
+
+# --- `tapstack terminal run` ---------------------------------------------------------------
+
+def _secret_text(value: str) -> str:
+    """A secret given inline, or @FILE to read it from a file (keeps it out of `ps`)."""
+    if value.startswith("@"):
+        return Path(value[1:]).read_text(encoding="utf-8").strip()
+    return value
+
+
+def _hex(text: str, name: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(f"{name} must be hex digits") from None
+
+
+def _command():
+    import click
+
+    from terminal.gateway_client import parse_terminal_key
+    from terminal.readers import SPEC_HELP
+
+    @click.command("run")
+    @click.option("--mode", type=click.Choice(MODES), default="bus", show_default=True)
+    @click.option("--route", help="Route the validator starts on.")
+    @click.option("--stop", help="Stop the validator starts at.")
+    @click.option("--reader", "reader_spec", default="pcsc", show_default=True, help=SPEC_HELP)
+    @click.option("--gateway", help="Gateway base URL, e.g. http://127.0.0.1:8000 (none: offline only).")
+    @click.option("--terminal-key", help="KEY_ID:SECRET_HEX from 'POST /v1/terminals', or @FILE holding it.")
+    @click.option("--token-key", required=True, help="Token key in hex (>= 16 bytes), or @FILE holding it.")
+    @click.option("--journal", type=click.Path(dir_okay=False, path_type=Path), default="validator-journal.db",
+                  show_default=True)
+    @click.option("--stop-feed", type=click.Path(dir_okay=False, path_type=Path),
+                  help="JSON or CSV of stop changes (at, route, stop), followed as it changes.")
+    @click.option("--fare-rules", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                  help="Fare rules JSON to use until the gateway's are downloaded.")
+    @click.option("--fare", type=click.IntRange(1, p.MAX_AMOUNT), help="Flat fare in minor units when there are no fare rules.")
+    @click.option("--currency", default="CNY", show_default=True)
+    @click.option("--terminal-id", help="8-byte id in receipts (16 hex digits); default: from the key id.")
+    @click.option("--qr-frame", type=click.Path(dir_okay=False, path_type=Path),
+                  help="An image file a camera rewrites; each new frame is scanned for a QR ticket.")
+    @click.option("--qr-dir", type=click.Path(file_okay=False, path_type=Path),
+                  help="A directory watched for new QR frame images.")
+    @click.option("--refresh-every", type=click.FloatRange(1), default=60.0, show_default=True,
+                  help="Seconds between downloads of keys, deny-list and fare rules.")
+    @click.option("--max-taps", type=click.IntRange(1), help="Stop after this many taps.")
+    def run_command(mode, route, stop, reader_spec, gateway, terminal_key, token_key, journal, stop_feed,
+                    fare_rules, fare, currency, terminal_id, qr_frame, qr_dir, refresh_every, max_taps):
+        """Run a bus validator: tap, journal, upload; keeps working offline."""
+        from terminal.journal import JournalError
+        from terminal.readers import ReaderError as OpenError
+
+        try:
+            key_id, secret = parse_terminal_key(_secret_text(terminal_key)) if terminal_key else (None, None)
+            token = _hex(_secret_text(token_key), "--token-key")
+            tid = _hex(terminal_id, "--terminal-id") if terminal_id else default_terminal_id(key_id)
+            settings = Settings(mode=mode, route=route, stop=stop, reader=reader_spec, gateway=gateway,
+                                key_id=key_id, secret=secret, token_key=token, journal=journal,
+                                stop_feed=stop_feed, fare_rules=fare_rules, fare=fare, currency=currency,
+                                terminal_id=tid, qr_frame=qr_frame, qr_dir=qr_dir, refresh_every=refresh_every,
+                                max_taps=max_taps)
+            check_settings(settings)
+            code = run(settings, out=click.echo)
+        except (ValueError, OSError, JournalError, OpenError) as e:
+            raise click.ClickException(str(e)) from None
+        raise SystemExit(code)
+
+    return run_command
+
+
+run_command = _command()

@@ -1,0 +1,218 @@
+"""The validator's decisions as tables, then the shell deciding real taps on a mock reader."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from terminal import validator
+from terminal.journal import Journal
+from terminal.readers.mock import MockReader
+from terminal.run import Settings, Validator, read_stop_feed
+from terminal.tap import TapOutcome
+from wallet.card import plain_uid_card
+from wallet.testcards import demo_purse_card
+
+NOW = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
+PLACE = validator.Place("R1", "S3")
+CARD = bytes.fromhex("5441500000000001")
+TOKEN = "uid_" + "a" * 32
+
+
+def outcome(kind="purse", accepted=True, reason="paid", **fields) -> TapOutcome:
+    defaults = {"purse": dict(card_id=CARD, amount=200, currency="CNY", balance_after=800, receipt=b"\x01" * 108),
+                "uid": dict(token=TOKEN, currency="CNY"), "emv": dict(token="pan_" + "b" * 32, currency="CNY")}
+    return TapOutcome(kind, accepted, reason, **{**defaults.get(kind, {}), **fields})
+
+
+@pytest.mark.parametrize("tap, recent, accepted, reason, amount, signal", [
+    (outcome(), {}, True, "paid", 200, "accept"),
+    (outcome(reason="recovered"), {}, True, "recovered", 200, "accept"),
+    # a purse debit that happened is accepted even inside the window: money and display agree
+    (outcome(), {CARD.hex(): NOW - timedelta(seconds=5)}, True, "paid", 200, "accept"),
+    (outcome(accepted=False, reason="insufficient_balance", amount=None, receipt=None), {}, False,
+     "insufficient_balance", None, "deny"),
+    (outcome(accepted=False, reason="deny_listed", amount=None, receipt=None), {}, False, "deny_listed", None,
+     "deny"),
+    (outcome("uid", reason="token"), {}, True, "token", None, "accept"),
+    (outcome("uid", reason="token"), {TOKEN: NOW - timedelta(seconds=59)}, False, "already_tapped", None, "deny"),
+    (outcome("uid", reason="token"), {TOKEN: NOW - timedelta(seconds=60)}, True, "token", None, "accept"),
+    (outcome("emv", reason="token"), {TOKEN: NOW - timedelta(seconds=1)}, True, "token", None, "accept"),
+    (TapOutcome("error", False, "card_removed"), {}, False, "card_removed", None, "error"),
+    (TapOutcome("unknown", False, "random_uid"), {}, False, "random_uid", None, "deny"),
+])
+def test_decide(tap, recent, accepted, reason, amount, signal):
+    d = validator.decide(tap, now=NOW, place=PLACE, rules_version=7, recent=recent)
+    assert (d.accepted, d.reason, d.amount, d.signal) == (accepted, reason, amount, signal)
+    assert (d.route, d.stop, d.at) == ("R1", "S3", NOW)
+    assert d.message == validator.MESSAGES[reason]
+    assert d.rules_version == (7 if tap.kind in ("purse", "emv", "uid") else None)
+
+
+def test_a_decision_carries_the_receipt_and_never_a_card_number():
+    d = validator.decide(outcome(), now=NOW, place=PLACE, rules_version=7, recent={})
+    row = d.to_json()
+    assert row["receipt"] == "01" * 108 and row["card_id"] == CARD.hex()
+    assert row["at"] == int(NOW.timestamp()) and row["balance_after"] == 800
+    assert set(row) == {"at", "kind", "accepted", "reason", "route", "stop", "rules_version", "amount",
+                        "currency", "balance_after", "card_id", "token", "receipt"}
+
+
+@pytest.mark.parametrize("last, now, window, expected", [
+    (None, NOW, 60, False),
+    (NOW, NOW, 60, True),
+    (NOW - timedelta(seconds=59.9), NOW, 60, True),
+    (NOW - timedelta(seconds=60), NOW, 60, False),
+    (NOW + timedelta(seconds=10), NOW, 60, False),  # a clock set back: not a repeat
+    (NOW - timedelta(seconds=5), NOW, 3, False),
+])
+def test_already_tapped(last, now, window, expected):
+    recent = {} if last is None else {"x": last}
+    assert validator.already_tapped(recent, "x", now, timedelta(seconds=window)) is expected
+
+
+def test_remember_keeps_accepted_taps_within_the_window_only():
+    accepted = validator.decide(outcome(), now=NOW, place=PLACE, rules_version=1, recent={})
+    refused = validator.decide(outcome("uid", accepted=False, reason="deny_listed"), now=NOW, place=PLACE,
+                               rules_version=1, recent={})
+    recent = validator.remember({"old": NOW - timedelta(minutes=5)}, accepted)
+    assert recent == {CARD.hex(): NOW}
+    assert validator.remember(recent, refused) == recent
+
+
+@pytest.mark.parametrize("line, place, expected", [
+    ("stop S4", PLACE, validator.Place("R1", "S4")),
+    ("route R2 stop A", PLACE, validator.Place("R2", "A")),
+    ("route R2 stop A", None, validator.Place("R2", "A")),
+    ("route R9", PLACE, validator.Place("R9", "S3")),
+])
+def test_commands(line, place, expected):
+    assert validator.parse_command(line, place) == expected
+
+
+@pytest.mark.parametrize("line, place", [("stop", PLACE), ("go S4", PLACE), ("stop S1", None), ("", PLACE)])
+def test_bad_commands(line, place):
+    with pytest.raises(ValueError):
+        validator.parse_command(line, place)
+
+
+def test_place_at_follows_the_feed_in_time_order():
+    feed = [validator.StopChange(NOW + timedelta(minutes=m), validator.Place("R1", s))
+            for m, s in ((10, "S2"), (0, "S1"), (20, "S3"))]
+    assert validator.place_at(feed, NOW - timedelta(seconds=1)) is None
+    assert validator.place_at(feed, NOW + timedelta(minutes=15)).stop == "S2"
+    assert validator.place_at(feed, NOW + timedelta(hours=1)).stop == "S3"
+
+
+@pytest.mark.parametrize("held, version, answer, entries, new_version", [
+    ({"a"}, 3, {"version": 5, "full": False, "added": [{"entry": "b"}], "removed": [{"entry": "a"}]}, {"b"}, 5),
+    ({"a"}, 3, {"version": 9, "full": True, "entries": [{"entry": "z"}]}, {"z"}, 9),
+    ({"a"}, 3, {"version": 3, "full": False, "added": [], "removed": []}, {"a"}, 3),
+    ({"a"}, 5, {"version": 4, "full": False, "added": [{"entry": "q"}], "removed": []}, {"a"}, 5),
+])
+def test_apply_deny_delta(held, version, answer, entries, new_version):
+    assert validator.apply_deny_delta(frozenset(held), version, answer) == (frozenset(entries), new_version)
+
+
+def test_a_deny_list_answer_that_is_not_one_is_refused():
+    with pytest.raises(ValueError):
+        validator.apply_deny_delta(frozenset(), 0, {"version": 1, "full": False})
+
+
+def test_stop_feed_json_and_csv(tmp_path):
+    (tmp_path / "feed.json").write_text('[{"at": "2026-11-27T08:00:00Z", "route": "R1", "stop": "S1"}]')
+    (tmp_path / "feed.csv").write_text("at,route,stop\n2026-11-27T08:05:00Z,R1,S2\n")
+    assert read_stop_feed(tmp_path / "feed.json")[0].place == validator.Place("R1", "S1")
+    assert read_stop_feed(tmp_path / "feed.csv")[0].at == NOW + timedelta(minutes=5)
+    (tmp_path / "bad.csv").write_text("at,route,stop\nlater,R1,S2\n")
+    with pytest.raises(ValueError, match="entry 1"):
+        read_stop_feed(tmp_path / "bad.csv")
+
+
+# --- the shell over a mock reader --------------------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.now = NOW
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def shell(tmp_path):
+    demo = demo_purse_card(balance=1000)
+    clock, lines = Clock(), []
+    settings = Settings(route="R1", stop="S3", fare=200, token_key=demo.token_key, terminal_id=b"BUS-0001",
+                        journal=tmp_path / "j.db")
+    journal = Journal(settings.journal, settings.terminal_id)
+    v = Validator(settings, MockReader(), journal, clock=clock, out=lines.append)
+    v.ref.issuer_keys = demo.issuer_keys
+    yield v, demo, clock, lines
+    journal.close()
+
+
+def test_a_repeat_purse_tap_is_refused_before_any_debit(shell):
+    v, demo, clock, _ = shell
+    v.reader.present(demo.card)
+    first = v.handle_card(v.reader.wait_for_card(0))
+    clock.now += timedelta(seconds=10)
+    sent = len(v.reader.transcript)
+    second = v.handle_card(v.reader.wait_for_card(0))
+    assert (first.reason, second.reason) == ("paid", "already_tapped")
+    assert len(v.reader.transcript) - sent == 1  # the SELECT only
+    assert demo.balance == 800
+    clock.now += timedelta(seconds=60)
+    assert v.handle_card(v.reader.wait_for_card(0)).reason == "paid"
+    assert demo.balance == 600
+    assert v.reader.signals == ["accept", "deny", "accept"]
+
+
+def test_a_first_tap_costs_two_apdus(shell):
+    v, demo, _, _ = shell
+    v.reader.present(demo.card)
+    v.handle_card(v.reader.wait_for_card(0))
+    assert len(v.reader.transcript) == 2  # SELECT answered once, reused by the tap
+
+
+def test_no_place_or_no_fare_never_debits(shell):
+    v, demo, _, _ = shell
+    v.reader.present(demo.card)
+    v.s.fare = None
+    assert v.handle_card(v.reader.wait_for_card(0)).reason == "no_fare"
+    v.place = None
+    assert v.handle_card(v.reader.wait_for_card(0)).reason == "no_place"
+    assert demo.balance == 1000
+
+
+def test_deny_listed_and_token_taps(shell):
+    v, demo, _, _ = shell
+    v.ref.deny = frozenset({demo.card_id.hex()})
+    v.reader.present(demo.card)
+    assert v.handle_card(v.reader.wait_for_card(0)).reason == "deny_listed"
+    v.reader.present(plain_uid_card(bytes.fromhex("04a1b2c3d4e5f6")))
+    d = v.handle_card(v.reader.wait_for_card(0))
+    assert (d.kind, d.reason, d.token.startswith("uid_")) == ("uid", "token", True)
+    assert v.handle_card(v.reader.wait_for_card(0)).reason == "already_tapped"
+
+
+def test_the_panel_says_what_happened_and_how_old_the_data_is(shell):
+    v, demo, clock, lines = shell
+    v.ref.refreshed_at = NOW - timedelta(hours=5)
+    v.reader.present(demo.card)
+    v.handle_card(v.reader.wait_for_card(0))
+    assert lines[-2].startswith("ACCEPTED") and "2.00 CNY" in lines[-2] and "balance 8.00 CNY" in lines[-2]
+    assert "OFFLINE, data 5 h old" in lines[-1] and "1 to upload" in lines[-1]
+
+
+def test_commands_and_feed_change_the_place_and_survive_a_restart(shell, tmp_path):
+    v, demo, clock, _ = shell
+    v.command("stop S9")
+    assert v.place == validator.Place("R1", "S9")
+    v.s.stop_feed = tmp_path / "feed.json"
+    v.s.stop_feed.write_text('[{"at": "2026-11-27T07:00:00Z", "route": "R2", "stop": "A"}]')
+    v.follow_feed()
+    assert v.place == validator.Place("R2", "A")
+    again = Validator(Settings(fare=200, token_key=demo.token_key, terminal_id=b"BUS-0001",
+                               journal=v.s.journal), MockReader(), v.journal, clock=clock, out=lambda _: None)
+    assert again.place == validator.Place("R2", "A")
