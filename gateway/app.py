@@ -35,6 +35,7 @@ BLUEPRINTS = (
     "gateway.api.taps",
     "gateway.api.bills",
     "gateway.api.checkout",
+    "gateway.openapi",
 )
 
 MAX_BODY_BYTES = 64 * 1024
