@@ -36,6 +36,7 @@ BLUEPRINTS = (
     "gateway.api.bills",
     "gateway.api.checkout",
     "gateway.openapi",
+    "gateway.web",
 )
 
 MAX_BODY_BYTES = 64 * 1024

@@ -1,0 +1,297 @@
+"""What the operator dashboard and the wallet page show: plain functions over a Tx.
+
+Each function takes the open (read) transaction and plain values (a day's bounds in
+unix seconds, a time zone, `now`) and returns plain values; gateway.web renders them.
+Nothing here reads a clock or a request. Money stays integer minor units with its
+currency; formatting is the page's business.
+
+Where a service already answers a question it is asked (taps.ridership,
+issuer.deny_list, ledger.check, ledger.statement, bills.list_bill_payments); the
+queries below are the ones no service had: riders and refusals of a day, validators'
+last uploads, bills per biller, and plain descriptions of statement lines. They are
+portable SQL (no SQLite-only functions).
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gateway import issuer, ledger
+from gateway.auth import Caller, key_hash
+from gateway.services import bills, taps
+
+DEFAULT_ZONE = "Asia/Shanghai"
+ONLINE_MINUTES = 15  # a validator is online if it uploaded this close to the latest upload of any
+
+
+# -- time -------------------------------------------------------------------------------------
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA time zone `name`; ValueError naming it when there is none."""
+    if not isinstance(name, str) or not 0 < len(name) <= 64:
+        raise ValueError("a time zone is an IANA name such as Asia/Shanghai")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name[:64]!r}") from None
+
+
+def day_bounds(day: date, tz: ZoneInfo) -> tuple[int, int]:
+    """[since, until) in unix seconds of the local calendar day `day` in `tz` (23 to 25 hours)."""
+    start = datetime.combine(day, time(0), tz)
+    end = datetime.combine(day + timedelta(days=1), time(0), tz)
+    return int(start.timestamp()), int(end.timestamp())
+
+
+def local(seconds: int | None, tz: ZoneInfo) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc).astimezone(tz)
+
+
+def latest_tap_at(tx) -> int | None:
+    """When the latest tap uploaded happened (the validator's clock), or None."""
+    return tx.one("SELECT MAX(at) AS at FROM transit_taps")["at"]
+
+
+def default_day(tx, *, now: datetime, tz: ZoneInfo) -> date:
+    """The local day the dashboard opens on: that of the latest tap, else today."""
+    at = latest_tap_at(tx)
+    moment = local(at, tz) if at is not None else now.astimezone(tz)
+    return moment.date()
+
+
+# -- transit ----------------------------------------------------------------------------------
+
+def tap_totals(tx, *, since: int, until: int) -> dict:
+    """A day's headline: taps, accepted, denied by reason, and distinct riders.
+
+    A rider is a card id (purse) or a keyed-hash token (EMV, UID) seen on an accepted tap.
+    """
+    row = tx.one("SELECT COUNT(*) AS taps, SUM(CASE WHEN accepted = 1 THEN 1 ELSE 0 END) AS accepted,"
+                 " COUNT(DISTINCT CASE WHEN accepted = 1 THEN COALESCE(token, card_id) END) AS riders"
+                 " FROM transit_taps WHERE at >= :a AND at < :b", {"a": since, "b": until})
+    reasons = tx.query("SELECT reason, COUNT(*) AS taps FROM transit_taps"
+                       " WHERE at >= :a AND at < :b AND accepted = 0"
+                       " GROUP BY reason ORDER BY COUNT(*) DESC, reason", {"a": since, "b": until})
+    accepted = row["accepted"] or 0
+    return {"taps": row["taps"], "accepted": accepted, "denied": row["taps"] - accepted,
+            "riders": row["riders"], "denied_reasons": [(r["reason"], r["taps"]) for r in reasons]}
+
+
+def taps_per_hour(tx, *, since: int, until: int, tz: ZoneInfo) -> list[dict]:
+    """Every hour of [since, until) with its taps and accepted taps (all routes), zeros included.
+
+    Hours are taps.ridership's UTC hours, labelled with the local time they start at.
+    """
+    counts: dict[int, list[int]] = {}
+    for r in taps.ridership(tx, since=since, until=until)["data"]:
+        hour = int(datetime.fromisoformat(r["hour"].replace("Z", "+00:00")).timestamp())
+        slot = counts.setdefault(hour, [0, 0])
+        slot[0] += r["taps"]
+        slot[1] += r["accepted"]
+    hours = []
+    for start in range(since - since % 3600, until, 3600):
+        taps_, accepted = counts.get(start, (0, 0))
+        hours.append({"start": start, "label": local(max(start, since), tz).strftime("%H:%M"),
+                      "taps": taps_, "accepted": accepted})
+    return hours
+
+
+def routes(tx, *, since: int, until: int) -> list[dict]:
+    """Per route: taps, accepted, token taps awaiting pricing, and purse fares cleared (revenue).
+
+    Taps without a route are grouped under route None. Revenue is what clearing posted
+    from purse receipts; token taps are priced later by the fare engine and are counted
+    here, not valued.
+    """
+    by_route: dict = {}
+    for r in taps.ridership(tx, since=since, until=until)["data"]:
+        row = by_route.setdefault(r["route"], {"route": r["route"], "taps": 0, "accepted": 0,
+                                               "token_taps": 0, "revenue": 0, "currency": None})
+        row["taps"] += r["taps"]
+        row["accepted"] += r["accepted"]
+        row["token_taps"] += r["token_taps"]
+        row["revenue"] += r["purse_revenue"] or 0
+        if r["purse_revenue"]:
+            row["currency"] = r["currency"]
+    return sorted(by_route.values(), key=lambda r: (r["route"] is None, r["route"] or ""))
+
+
+def revenue_by_currency(rows: list[dict]) -> dict[str, int]:
+    """Sum of `revenue` per currency over rows that carry one (pure)."""
+    total: dict[str, int] = {}
+    for r in rows:
+        if r["currency"] and r["revenue"]:
+            total[r["currency"]] = total.get(r["currency"], 0) + r["revenue"]
+    return dict(sorted(total.items()))
+
+
+def validators(tx, *, online_minutes: int = ONLINE_MINUTES) -> dict:
+    """Terminals that have uploaded taps, with their last upload and whether they are online.
+
+    Online means its last upload came within `online_minutes` of the latest upload of
+    any validator (the reference), so a replayed or simulated day reads the same as a
+    live one; the page shows the reference so a fleet gone silent is visible too.
+    """
+    rows = tx.query(
+        "SELECT t.id, t.name, t.status, m.name AS merchant_name, u.last_upload, u.last_tap, u.taps"
+        " FROM (SELECT terminal_id, MAX(received_at) AS last_upload, MAX(at) AS last_tap, COUNT(*) AS taps"
+        "       FROM transit_taps GROUP BY terminal_id) u"
+        " JOIN terminals t ON t.id = u.terminal_id JOIN merchants m ON m.id = t.merchant_id"
+        " ORDER BY t.name, t.id")
+    reference = max((r["last_upload"] for r in rows), default=None)
+    never = tx.one("SELECT COUNT(*) AS n FROM terminals t WHERE t.status = 'active' AND NOT EXISTS"
+                   " (SELECT 1 FROM transit_taps x WHERE x.terminal_id = t.id)")["n"]
+    window = online_minutes * 60
+    listed = [{**r, "online": r["status"] == "active" and reference - r["last_upload"] <= window}
+              for r in rows]
+    return {"reference": reference, "online_minutes": online_minutes, "terminals": listed,
+            "online": sum(r["online"] for r in listed), "offline": sum(not r["online"] for r in listed),
+            "never_uploaded": never}
+
+
+# -- bills, shop, issuer, ledger ----------------------------------------------------------------
+
+def bills_per_biller(tx, *, now: datetime) -> list[dict]:
+    """Per biller and currency, over all periods: bills issued (count, amount due), bills paid
+    in full, money received, and what is still outstanding on payable bills."""
+    issued = tx.query(
+        "SELECT m.id AS biller_id, m.name, b.currency, COUNT(*) AS issued, SUM(b.amount_due) AS issued_amount,"
+        " SUM(CASE WHEN b.status = 'paid' THEN 1 ELSE 0 END) AS paid,"
+        " SUM(b.amount_paid) AS paid_amount,"
+        " SUM(CASE WHEN b.status IN ('open', 'partially_paid') AND b.expires_at > :now"
+        "     THEN b.amount_due - b.amount_paid ELSE 0 END) AS outstanding"
+        " FROM bill_billers x JOIN merchants m ON m.id = x.merchant_id"
+        " JOIN bill_bills b ON b.biller_id = x.merchant_id"
+        " GROUP BY m.id, m.name, b.currency ORDER BY m.name, m.id, b.currency",
+        {"now": int(now.timestamp())})
+    idle = tx.query("SELECT m.id AS biller_id, m.name FROM bill_billers x JOIN merchants m ON m.id = x.merchant_id"
+                    " WHERE NOT EXISTS (SELECT 1 FROM bill_bills b WHERE b.biller_id = x.merchant_id)"
+                    " ORDER BY m.name, m.id")
+    return issued + [{**r, "currency": None, "issued": 0, "issued_amount": 0, "paid": 0, "paid_amount": 0,
+                      "outstanding": 0} for r in idle]
+
+
+def shop_payments(tx, *, since: int, until: int) -> dict[str, dict]:
+    """Wallet payments to merchants in [since, until), per currency: count, amount, refunded."""
+    rows = tx.query("SELECT currency, COUNT(*) AS count, SUM(amount) AS amount,"
+                    " SUM(refunded_amount) AS refunded FROM payments"
+                    " WHERE created_at >= :a AND created_at < :b GROUP BY currency ORDER BY currency",
+                    {"a": since, "b": until})
+    return {r["currency"]: {"count": r["count"], "amount": r["amount"], "refunded": r["refunded"]} for r in rows}
+
+
+def bill_payments(tx, *, since: int, until: int) -> dict[str, dict]:
+    """Bill payments in [since, until), per currency: count and amount."""
+    rows = tx.query("SELECT currency, COUNT(*) AS count, SUM(amount) AS amount FROM bill_payments"
+                    " WHERE created_at >= :a AND created_at < :b GROUP BY currency ORDER BY currency",
+                    {"a": since, "b": until})
+    return {r["currency"]: {"count": r["count"], "amount": r["amount"]} for r in rows}
+
+
+def deny_list(tx) -> dict:
+    """The issuer's deny-list now: version and entries (newest first) with reasons and who added them."""
+    full = issuer.deny_list(tx)
+    extra = {r["entry"]: r for r in tx.query("SELECT entry, source, created_at FROM issuer_deny_list")}
+    entries = [{**e, "source": extra.get(e["entry"], {}).get("source"),
+                "created_at": extra.get(e["entry"], {}).get("created_at")} for e in full["entries"]]
+    return {"version": full["version"], "entries": entries[::-1]}
+
+
+def ledger_check(tx) -> dict:
+    """ledger.check as plain values: ok, counts, totals per currency, problems."""
+    report = ledger.check(tx)
+    return {"ok": report.ok, "accounts": report.accounts, "transfers": report.transfers,
+            "postings": report.postings, "open_pending": report.open_pending,
+            "totals": [{"currency": c, "accounts": t.accounts, "debits": t.debits_posted,
+                        "credits": t.credits_posted, "net": t.net, "held": t.debits_pending}
+                       for c, t in report.totals.items()],
+            "problems": [{"code": p.code, "message": p.message, "ref": p.ref} for p in report.problems]}
+
+
+def overview(tx, *, day: date, tz: ZoneInfo, now: datetime, online_minutes: int = ONLINE_MINUTES) -> dict:
+    """Everything the dashboard shows for the local day `day`, read in one snapshot."""
+    since, until = day_bounds(day, tz)
+    route_rows = routes(tx, since=since, until=until)
+    return {"day": day, "since": since, "until": until, "zone": tz.key,
+            "taps": tap_totals(tx, since=since, until=until),
+            "hours": taps_per_hour(tx, since=since, until=until, tz=tz),
+            "routes": route_rows, "fare_revenue": revenue_by_currency(route_rows),
+            "shop": shop_payments(tx, since=since, until=until),
+            "bill_payments": bill_payments(tx, since=since, until=until),
+            "validators": validators(tx, online_minutes=online_minutes),
+            "billers": bills_per_biller(tx, now=now),
+            "deny_list": deny_list(tx), "ledger": ledger_check(tx),
+            "any_taps_ever": latest_tap_at(tx) is not None}
+
+
+# -- the wallet page ------------------------------------------------------------------------------
+
+def wallet_by_credential(tx, credential: str) -> dict | None:
+    """The wallet whose wk_ credential this is, or None (looked up by its hash, as auth does)."""
+    if not isinstance(credential, str) or not credential.startswith("wk_") or len(credential) > 200:
+        return None
+    return tx.one("SELECT * FROM wallets WHERE credential_hash = :h", {"h": key_hash(credential)})
+
+
+def wallet_row(tx, wallet_id: str) -> dict | None:
+    return tx.one("SELECT * FROM wallets WHERE id = :id", {"id": wallet_id})
+
+
+_VERBS = {
+    "topup": "Top-up", "payment": "Paid {name}", "refund": "Refund from {name}",
+    "bill_payment": "Bill paid to {name}", "pos_authorization": "Paid {name} at the till",
+    "purse_load": "Moved to your travel card", "purse_load_refund": "Returned from your travel card",
+    "purse_fare": "Bus fare",
+}
+
+
+def describe(code: str, counterparty: str | None, detail: str | None = None) -> str:
+    """A statement line in words: 'Paid Corner Shop', 'Bill paid to City Water (bill B12)' (pure)."""
+    text = _VERBS.get(code, code.replace("_", " ").capitalize()).format(name=counterparty or "a merchant")
+    return f"{text} ({detail})" if detail else text
+
+
+def wallet_activity(tx, wallet: dict, *, limit: int = 20) -> list[dict]:
+    """The wallet's latest statement lines, newest first, each with a plain description."""
+    entries, _ = ledger.statement(tx, wallet["account_id"], limit=limit)
+    if not entries:
+        return []
+    names = {r["account_id"]: r["name"] for r in tx.query(
+        "SELECT account_id, name FROM merchants")}
+    ids = [e["transfer_id"] for e in entries]
+    marks = ", ".join(f":t{i}" for i in range(len(ids)))
+    params = {f"t{i}": v for i, v in enumerate(ids)}
+    bill_numbers = {r["id"]: r["bill_number"] for r in tx.query(
+        f"SELECT p.id, b.bill_number FROM bill_payments p JOIN bill_bills b ON b.id = p.bill_id"
+        f" WHERE p.id IN ({marks})", params)}
+    notes = {r["id"]: r["description"] for r in tx.query(
+        f"SELECT id, description FROM payments WHERE id IN ({marks})", params)}
+    lines = []
+    for e in entries:
+        detail = None
+        if e["transfer_id"] in bill_numbers:
+            detail = f"bill {bill_numbers[e['transfer_id']]}"
+        elif notes.get(e["transfer_id"]):
+            detail = notes[e["transfer_id"]]
+        lines.append({**e, "description": describe(e["code"], names.get(e["counterparty_account_id"]), detail)})
+    return lines
+
+
+def billers(tx) -> list[dict]:
+    """Every biller a payer may look bills up at: id and name."""
+    return tx.query("SELECT m.id, m.name FROM bill_billers x JOIN merchants m ON m.id = x.merchant_id"
+                    " ORDER BY m.name, m.id")
+
+
+def bills_to_pay(tx, wallet_id: str, *, biller_id: str, consumer_number: str, now: datetime) -> list[dict]:
+    """The payable bills of a consumer number at a biller, as the wallet sees them (bills.list_bills)."""
+    return bills.list_bills(tx, Caller("wallet", wallet_id), now=now, biller_id=biller_id,
+                            consumer_number=consumer_number, limit=50)["data"]
+
+
+def paid_bills(tx, wallet_id: str, *, now: datetime, limit: int = 10) -> list[dict]:
+    """The wallet's latest bill payments, each with the bill as it stands now (paid or part paid)."""
+    caller = Caller("wallet", wallet_id)
+    payments = bills.list_bill_payments(tx, caller, limit=limit)["data"]
+    return [{**p, "bill": bills.get_bill(tx, caller, p["bill_id"], now=now)} for p in payments]
+
