@@ -13,6 +13,7 @@ after batch, as soon as one request succeeds.
 """
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 from collections.abc import Callable
@@ -64,6 +65,12 @@ def result_of(row: dict) -> str:
     return f"rejected:{row.get('reason', 'unknown')}"
 
 
+def batch_key(rows: list[dict]) -> str:
+    """The Idempotency-Key of a batch: its tap ids. A batch sent again after a crash is the
+    same rows (journal rows never change), so the gateway replays its first answer."""
+    return "taps-" + hashlib.sha256("\n".join(r["id"] for r in rows).encode()).hexdigest()[:48]
+
+
 def upload_batch(journal: Journal, client: GatewayClient, now: Callable[[], datetime],
                  batch_size: int = BATCH_SIZE, report: UploadReport | None = None) -> int:
     """Send one batch of unsent taps; the number sent (0: nothing was waiting).
@@ -71,7 +78,7 @@ def upload_batch(journal: Journal, client: GatewayClient, now: Callable[[], date
     rows = journal.unsent(batch_size)
     if not rows:
         return 0
-    answer = client.post(TAPS_PATH, {"taps": rows})
+    answer = client.post(TAPS_PATH, {"taps": rows}, idempotency_key=batch_key(rows))
     results = answer.get("results") if isinstance(answer, dict) else None
     sent = {r["id"] for r in rows}
     if not isinstance(results, list):
