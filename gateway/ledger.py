@@ -36,6 +36,8 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from protocol import currency as iso4217
+
 # kind -> may the balance go below zero?
 ACCOUNT_KINDS = {
     "customer_wallet": False,
@@ -53,26 +55,8 @@ MAX_METADATA_BYTES = 4096
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")  # no '#': reserved for expiry ids
 _CODE = re.compile(r"^[a-z0-9_.\-]{1,64}$")
 
-# ISO 4217 active codes and their minor-unit exponents (funds codes included,
-# precious metals and testing codes left out: they have no minor unit).
-_EXPONENT_0 = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
-_EXPONENT_3 = "BHD IQD JOD KWD LYD OMR TND"
-_EXPONENT_4 = "CLF UYW"
-_EXPONENT_2 = (
-    "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL "
-    "BSD BTN BWP BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP "
-    "DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR "
-    "ILS INR IRR JMD KES KGS KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD "
-    "MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN "
-    "PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP "
-    "STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD USN UYU UZS VED VES "
-    "WST XCD XCG YER ZAR ZMW ZWG"
-)
-CURRENCY_EXPONENTS = {
-    code: exponent
-    for exponent, codes in ((0, _EXPONENT_0), (2, _EXPONENT_2), (3, _EXPONENT_3), (4, _EXPONENT_4))
-    for code in codes.split()
-}
+# alpha code -> minor-unit exponent, from the one ISO 4217 table; gateway.services imports it.
+CURRENCY_EXPONENTS = {c.alpha: c.exponent for c in iso4217.CURRENCIES.values()}
 
 _ACCOUNT_COLUMNS = (
     "id, kind, currency, owner_id, allow_negative, debits_posted, credits_posted, "
@@ -195,9 +179,9 @@ class CheckReport:
 
 def minor_unit_exponent(currency: str) -> int:
     """Digits after the decimal point of `currency` (CNY 2, JPY 0, KWD 3); UnknownCurrency otherwise."""
-    if not isinstance(currency, str) or currency not in CURRENCY_EXPONENTS:
+    if not iso4217.is_known(currency):
         raise UnknownCurrency(f"{_show(currency)} is not an ISO 4217 currency code with a minor unit", "currency")
-    return CURRENCY_EXPONENTS[currency]
+    return iso4217.exponent(currency)
 
 
 def format_amount(amount: int, currency: str) -> str:
