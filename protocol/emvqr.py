@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from protocol import currency as iso4217
+
 GUID = "org.tapstack"  # tapstack's globally unique id (reverse domain), in 26 and 80
 MERCHANT_ACCOUNT_ID = "26"  # where tapstack writes its merchant account template
 TAPSTACK_TEMPLATE_ID = "80"  # where tapstack writes its unreserved template (expiry)
@@ -32,16 +34,12 @@ BILL_NUMBER, MOBILE_NUMBER, STORE_LABEL, LOYALTY_NUMBER = "01", "02", "03", "04"
 REFERENCE_LABEL, CUSTOMER_LABEL, TERMINAL_LABEL, PURPOSE = "05", "06", "07", "08"
 CONSUMER_DATA_REQUEST = "09"
 
-# ISO 4217 numeric code -> (alphabetic code, minor-unit exponent).
+# The currencies a code may carry: ISO 4217 numeric code ("156") -> (alphabetic code,
+# minor-unit exponent), from the one table in protocol/currency.py.
 CURRENCIES: dict[str, tuple[str, int]] = {
-    "036": ("AUD", 2), "048": ("BHD", 3), "116": ("KHR", 2), "124": ("CAD", 2),
-    "156": ("CNY", 2), "344": ("HKD", 2), "356": ("INR", 2), "360": ("IDR", 2),
-    "392": ("JPY", 0), "410": ("KRW", 0), "414": ("KWD", 3), "418": ("LAK", 2),
-    "446": ("MOP", 2), "458": ("MYR", 2), "484": ("MXN", 2), "554": ("NZD", 2),
-    "604": ("PEN", 2), "608": ("PHP", 2), "643": ("RUB", 2), "702": ("SGD", 2),
-    "704": ("VND", 0), "710": ("ZAR", 2), "756": ("CHF", 2), "764": ("THB", 2),
-    "784": ("AED", 2), "826": ("GBP", 2), "840": ("USD", 2), "901": ("TWD", 2),
-    "949": ("TRY", 2), "978": ("EUR", 2), "986": ("BRL", 2),
+    f"{c.numeric:03d}": (c.alpha, c.exponent) for c in map(iso4217.get, (
+        "AED AUD BHD BRL CAD CHF CNY EUR GBP HKD IDR INR JPY KHR KRW KWD "
+        "LAK MOP MXN MYR NZD PEN PHP RUB SGD THB TRY TWD USD VND ZAR").split())
 }
 _NUMERIC_BY_ALPHA = {alpha: num for num, (alpha, _) in CURRENCIES.items()}
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-from protocol import certs, ed25519
+from protocol import certs, ed25519, tlv
+from protocol import currency as iso4217
 from protocol.apdu import (SW_AUTH_FAILED, SW_REFERENCED_DATA_NOT_FOUND, CommandAPDU,
                            select_by_name, sw_name)
 
@@ -57,9 +58,9 @@ RECEIPT_DOMAIN = b"tapstack/receipt/v1"
 TOPUP_DOMAIN = b"tapstack/topup/v1"
 LOCK_DOMAIN = b"tapstack/lock/v1"
 
-# ISO 4217 numeric codes of the currencies a purse may hold (2 bytes BCD on the wire).
-CURRENCY_CODES = {"CNY": 156, "HKD": 344, "MOP": 446, "TWD": 901, "SGD": 702, "JPY": 392,
-                  "KRW": 410, "USD": 840, "EUR": 978, "GBP": 826}
+# The currencies a purse may hold -> ISO 4217 numeric code (2 bytes BCD on the wire).
+CURRENCY_CODES = {alpha: iso4217.numeric(alpha)
+                  for alpha in ("CNY", "HKD", "MOP", "TWD", "SGD", "JPY", "KRW", "USD", "EUR", "GBP")}
 _CURRENCY_BY_CODE = {code: alpha for alpha, code in CURRENCY_CODES.items()}
 
 PURSE_DATA_SIZE = 20
@@ -132,13 +133,14 @@ def _amount(amount: int) -> bytes:
 # --- BER-TLV, just what the FCI needs --------------------------------------------------
 
 def _tlv(tag: int, value: bytes) -> bytes:
-    n = len(value)
-    length = bytes((n,)) if n < 0x80 else bytes((0x81, n)) if n < 0x100 else b"\x82" + n.to_bytes(2, "big")
-    return tag.to_bytes(max(1, (tag.bit_length() + 7) // 8), "big") + length + value
+    return tlv.tag_bytes(tag) + tlv.encode_length(len(value)) + value
 
 
 def _tlv_items(data: bytes) -> list[tuple[int, bytes]]:
-    """Split concatenated BER-TLV objects; multi-byte tags come back as one integer."""
+    """Split concatenated BER-TLV objects; multi-byte tags come back as one integer.
+
+    Not tlv.parse: that one skips 00 and FF between objects as EMV record padding,
+    while an FCI has no padding, so a stray byte after it is refused here."""
     items, i = [], 0
     while i < len(data):
         tag = data[i]
