@@ -153,8 +153,10 @@ def _tap(link, session, ctx, pending, read_emv, uid_token):
         found = read_emv(link.transmit, ctx.token_key)
     except (CardRemoved, ReaderError):
         raise
-    except Exception as e:  # emv.EmvError, or whatever else a broken card provokes in the EMV reader
+    except emv.EmvError as e:  # its messages never carry card data
         return _error("emv_error", f"EMV reading failed: {e}"), pending
+    except Exception as e:  # whatever else a broken card provokes: its text might hold record bytes
+        return _error("emv_error", f"EMV reading failed ({type(e).__name__})"), pending
     if found is not None:
         return _token_outcome("emv", ctx, found.token), pending
     return _uid(link, session, ctx, uid_token or tokens.uid_token), pending
