@@ -326,3 +326,36 @@ def test_payment_rules_as_plain_values():
     with pytest.raises(Exception) as refused:
         bill_rules.payment_amount(row, None, START + timedelta(seconds=60))
     assert refused.value.code == "bill_expired"
+
+
+def test_payment_rules_never_overpay_and_close_the_bill_exactly_when_it_is_covered():
+    from hypothesis import given, settings, strategies as st
+
+    from gateway.errors import ApiError
+
+    @settings(max_examples=300, deadline=None)
+    @given(due=st.integers(1, 50_000), minimum_share=st.integers(1, 100),
+           asks=st.lists(st.one_of(st.none(), st.integers(1, 60_000)), max_size=12))
+    def check(due, minimum_share, asks):
+        minimum = max(1, due * minimum_share // 100)
+        row = {"bill_number": "N", "status": "open", "amount_due": due, "amount_paid": 0,
+               "minimum_payment": minimum, "expires_at": int(START.timestamp()) + 3600}
+        for ask in asks:
+            outstanding = due - row["amount_paid"]
+            try:
+                paid = bill_rules.payment_amount(row, ask, START)
+            except ApiError as refused:
+                if row["status"] == "paid":
+                    assert refused.code == "bill_already_paid"
+                elif ask > outstanding:
+                    assert refused.code == "overpayment"
+                else:
+                    assert refused.code == "below_minimum_payment" and ask < min(minimum, outstanding)
+                continue
+            assert row["status"] != "paid" and paid == (outstanding if ask is None else ask)
+            assert min(minimum, outstanding) <= paid <= outstanding
+            total = row["amount_paid"] + paid
+            row = {**row, "amount_paid": total, "status": "paid" if total == due else "partially_paid"}
+        assert row["amount_paid"] <= due
+
+    check()
