@@ -279,7 +279,10 @@ def create_batch(tx, caller: Caller, rows: list, *, now: datetime, first_row: in
 
 
 def _bill(tx, bill_id: str) -> dict | None:
-    return tx.one("SELECT b.*, m.name AS biller_name FROM bill_bills b JOIN merchants m ON m.id = b.biller_id"
+    """The bill with what paying it and drawing its code need of its biller, in one query."""
+    return tx.one("SELECT b.*, m.name AS biller_name, m.account_id AS biller_account_id,"
+                  " bb.city AS biller_city, bb.mcc AS biller_mcc FROM bill_bills b"
+                  " JOIN merchants m ON m.id = b.biller_id JOIN bill_billers bb ON bb.merchant_id = b.biller_id"
                   " WHERE b.id = :id", {"id": bill_id})
 
 
@@ -349,12 +352,11 @@ def qr_payload(tx, caller: Caller, bill_id: str, *, now: datetime) -> str:
     """The bill's dynamic EMVCo code for what is outstanding now; 409 once nothing can be paid."""
     row = bill_row(tx, caller, bill_id)
     amount = payment_amount(row, None, now)
-    biller = _biller(tx, row["biller_id"])
     return emvqr.bill_code(biller_id=row["biller_id"], bill_number=row["bill_number"],
                            reference=row["consumer_number"], amount=amount, currency=row["currency"],
-                           merchant_name=biller["name"][:25], merchant_city=biller["city"],
+                           merchant_name=row["biller_name"][:25], merchant_city=row["biller_city"],
                            expires_at=datetime.fromtimestamp(row["expires_at"], timezone.utc),
-                           mcc=biller["mcc"])
+                           mcc=row["biller_mcc"])
 
 
 def cancel_bill(tx, caller: Caller, bill_id: str, *, now: datetime) -> dict:
@@ -391,12 +393,11 @@ def pay_bill(tx, caller: Caller, bill_id: str, *, amount: int | None, now: datet
     if wallet["currency"] != bill["currency"]:
         raise invalid("currency_mismatch", f"The wallet is kept in {wallet['currency']}, the bill in "
                                            f"{bill['currency']}.", "currency")
-    biller = _biller(tx, bill["biller_id"])
     release_expired_holds(tx, now=now)
-    payment_id = "bpay_" + secrets.token_hex(12)
+    payment_id = "bpay_" + secrets.token_hex(12)  # also the transfer's id: bill_payments links the two
     ledger.transfer(tx, transfer_id=payment_id, debit_account_id=wallet["account_id"],
-                    credit_account_id=biller["account_id"], amount=paid, currency=bill["currency"],
-                    code="bill_payment", now=now, metadata={"bill_id": bill_id})
+                    credit_account_id=bill["biller_account_id"], amount=paid, currency=bill["currency"],
+                    code="bill_payment", now=now)
     total = bill["amount_paid"] + paid
     status = "paid" if total == bill["amount_due"] else "partially_paid"
     # Guarded by the amount read above, as refunds are: two payments can never both count.
