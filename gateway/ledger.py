@@ -186,12 +186,8 @@ def minor_unit_exponent(currency: str) -> int:
 
 def format_amount(amount: int, currency: str) -> str:
     """123456, "CNY" -> "1234.56 CNY" (for reports; never parse it back)."""
-    exponent = minor_unit_exponent(currency)
-    sign, value = ("-" if amount < 0 else ""), abs(amount)
-    if exponent == 0:
-        return f"{sign}{value} {currency}"
-    units, minor = divmod(value, 10**exponent)
-    return f"{sign}{units}.{minor:0{exponent}d} {currency}"
+    minor_unit_exponent(currency)  # the ledger's own error for an unknown code
+    return f"{iso4217.decimal_text(amount, currency)} {currency}"
 
 
 def check_amount(amount, param: str = "amount") -> int:
@@ -785,7 +781,7 @@ def report_lines(report: CheckReport, source: str = "the ledger", *, max_problem
         f" {report.open_pending} open pending",
     ]
     for currency, t in report.totals.items():
-        money = lambda v: format_amount(v, currency).rsplit(" ", 1)[0]  # noqa: E731
+        money = lambda v: iso4217.decimal_text(v, currency)  # noqa: E731
         lines.append(
             f"  {currency}: {t.accounts} accounts, debits {money(t.debits_posted)}, credits {money(t.credits_posted)},"
             f" sum of balances {money(t.net)}, held {money(t.debits_pending)}"

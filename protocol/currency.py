@@ -91,3 +91,16 @@ def alpha(numeric_code: int) -> str:
     if isinstance(numeric_code, int) and not isinstance(numeric_code, bool) and numeric_code in _BY_NUMERIC:
         return _BY_NUMERIC[numeric_code].alpha
     raise UnknownCurrency(f"{numeric_code!r} is not the ISO 4217 numeric code of a currency with a minor unit")
+
+
+def decimal_text(minor: int, alpha_code: str) -> str:
+    """An amount of minor units written in the major unit, exactly, never through a float:
+    decimal_text(2372, "CNY") == "23.72", decimal_text(-5, "CNY") == "-0.05", decimal_text(999, "JPY") == "999"."""
+    places = exponent(alpha_code)
+    if isinstance(minor, bool) or not isinstance(minor, int):
+        raise TypeError(f"an amount is an integer of minor units, got {minor!r}")
+    sign, value = ("-" if minor < 0 else ""), abs(minor)
+    if places == 0:
+        return f"{sign}{value}"
+    units, rest = divmod(value, 10**places)
+    return f"{sign}{units}.{rest:0{places}d}"

@@ -202,15 +202,12 @@ def _template(parent: str, value: str, at: int) -> dict[str, str]:
 
 def amount_text(minor: int, currency: str) -> str:
     """Write minor units the way field 54 does: 2372 CNY -> "23.72", 999 JPY -> "999"."""
-    exponent = _currency(currency)[1]
+    alpha = _currency(currency)[0]
     if isinstance(minor, bool) or not isinstance(minor, int):
         raise QrFormatError("54", f"amount must be an integer of minor units, got {minor!r}")
     if minor <= 0:
         raise QrFormatError("54", f"amount must be greater than zero, got {minor}")
-    digits = str(minor)
-    if exponent:
-        digits = digits.rjust(exponent + 1, "0")
-        digits = digits[:-exponent] + "." + digits[-exponent:]
+    digits = iso4217.decimal_text(minor, alpha)
     if len(digits) > 13:
         raise QrFormatError("54", f"amount {digits} is longer than 13 characters")
     return digits

@@ -65,3 +65,20 @@ def test_unknown_numeric_codes(code):
 
 def test_unknown_currency_is_a_value_error():
     assert issubclass(currency.UnknownCurrency, ValueError)
+
+
+@pytest.mark.parametrize("minor, alpha, text", [
+    (2372, "CNY", "23.72"), (5, "CNY", "0.05"), (0, "CNY", "0.00"), (-5, "CNY", "-0.05"), (-123456, "EUR", "-1234.56"),
+    (999, "JPY", "999"), (-7, "KRW", "-7"), (1005, "KWD", "1.005"), (12345, "CLF", "1.2345"),
+    (10 ** 15 + 1, "CNY", "10000000000000.01"),
+])
+def test_decimal_text(minor, alpha, text):
+    assert currency.decimal_text(minor, alpha) == text
+
+
+def test_decimal_text_refuses_floats_and_unknown_codes():
+    for bad in (12.5, True, "100"):
+        with pytest.raises(TypeError):
+            currency.decimal_text(bad, "CNY")
+    with pytest.raises(currency.UnknownCurrency):
+        currency.decimal_text(100, "XAU")
