@@ -318,14 +318,7 @@ def parse(payload: str) -> MerchantQr:
             _check_ans(fid, val, at)
             accounts[fid] = val
         elif 26 <= n <= 51:
-            sub = _template(fid, val, at)
-            if "00" not in sub:
-                raise QrFormatError(fid, "missing: a merchant account template starts with its "
-                                         "globally unique id (sub-field 00)", at)
-            _check_length(f"{fid}/00", sub["00"], 32, at)
-            for sid, sval in sub.items():
-                _check_ans(f"{fid}/{sid}", sval, at)
-            accounts[fid] = sub
+            accounts[fid] = _guid_template(fid, val, at, "a merchant account template", guid_limit=32)
         elif fid == "61":
             _check_ans(fid, val, at)
             _check_length(fid, val, 10, at)
@@ -347,13 +340,7 @@ def parse(payload: str) -> MerchantQr:
             if "02" in language:
                 _check_length("64/02", language["02"], 15, at)
         elif 80 <= n <= 99:
-            sub = _template(fid, val, at)
-            if "00" not in sub:
-                raise QrFormatError(fid, "missing: an unreserved template starts with its "
-                                         "globally unique id (sub-field 00)", at)
-            for sid, sval in sub.items():
-                _check_ans(f"{fid}/{sid}", sval, at)
-            unreserved[fid] = sub
+            unreserved[fid] = _guid_template(fid, val, at, "an unreserved template")
         else:
             _check_ans(fid, val, at)
             if fid not in ("52", "53", "54", "58", "59", "60"):
@@ -385,6 +372,18 @@ def parse(payload: str) -> MerchantQr:
     return MerchantQr(merchant_accounts=accounts, mcc=mcc, currency=currency, country=country,
                       name=name, city=city, amount=amount, dynamic=dynamic, postal_code=postal,
                       additional=additional, language=language, unreserved=unreserved, other=other)
+
+
+def _guid_template(fid: str, value: str, at: int, what: str, guid_limit: int | None = None) -> dict[str, str]:
+    """A template that starts with a globally unique id (00): merchant account or unreserved."""
+    sub = _template(fid, value, at)
+    if "00" not in sub:
+        raise QrFormatError(fid, f"missing: {what} starts with its globally unique id (sub-field 00)", at)
+    if guid_limit is not None:
+        _check_length(f"{fid}/00", sub["00"], guid_limit, at)
+    for sid, sval in sub.items():
+        _check_ans(f"{fid}/{sid}", sval, at)
+    return sub
 
 
 def _check_tip(values: dict[str, tuple[str, int]]) -> None:
