@@ -6,9 +6,11 @@ POST /v1/bill-batches and funds some wallets, then drives POST /v1/bills/{id}/pa
 each request a different bill, its own Idempotency-Key — with wrk (one thread, pinned to
 the last core) for a bounded time. The baseline, measured in the same run with the same
 server and load settings, is GET /v1/bills/{id}: an authenticated read of the same rows
-with no write. Prints rates, p50/p90/p99 latency of each, and their ratio.
+with no write. The two alternate for a few rounds, so a machine whose load changes
+meanwhile weighs on both alike. Prints the median rate and p50/p90/p99 latency of each
+over the rounds, and their ratio.
 
-    python bench/bills_bench.py [--seconds 8] [--connections 8] [--workers 2] [--synchronous FULL]
+    python bench/bills_bench.py [--seconds 4] [--rounds 3] [--connections 8] [--workers 2] [--synchronous FULL]
 
 The bar: >= 800 bill payments/s on a 2-core machine.
 """
@@ -20,6 +22,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +41,7 @@ BAR_RATE = 800
 BATCH = 400  # bills a batch request: well under the gateway's 64 KiB body limit
 
 WRK_SCRIPT = r"""
-local counter = 0
+local counter = %(start)d
 local bills = {%(bills)s}
 local keys = {%(keys)s}
 local method = '%(method)s'
@@ -84,11 +87,12 @@ def seed(base: str, op: str, bills: int, wallets: int) -> tuple[list[str], list[
     return ids, keys
 
 
-def drive(base: str, home: Path, method: str, bills: list[str], keys: list[str], args) -> dict:
+def drive(base: str, home: Path, method: str, bills: list[str], keys: list[str], args, start: int = 0) -> dict:
+    """One wrk run of args.seconds; POSTs pay bills[start:], one bill a request."""
     script = home / f"{method.lower()}.lua"
     script.write_text(WRK_SCRIPT % {"bills": ", ".join(f'"{b}"' for b in bills),
-                                    "keys": ", ".join(f'"{k}"' for k in keys),
-                                    "method": method, "run": f"bench{os.getpid()}"})
+                                    "keys": ", ".join(f'"{k}"' for k in keys), "start": start,
+                                    "method": method, "run": f"bench{os.getpid()}-{start}"})
     wrk = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "--latency", "-s", str(script), base]
     cpus = os.cpu_count() or 1
     if cpus > 1 and shutil.which("taskset"):
@@ -102,15 +106,27 @@ def drive(base: str, home: Path, method: str, bills: list[str], keys: list[str],
     return result
 
 
+def median_of(runs: list[dict]) -> dict:
+    """The median of each figure over the rounds, and the total counts."""
+    out = {k: statistics.median(r[k] for r in runs) for k in ("rate", "p50_us", "p90_us", "p99_us")}
+    out.update({k: sum(r[k] for r in runs) for k in ("requests", "non_2xx", "socket_errors")})
+    out["max_us"] = max(r["max_us"] for r in runs)
+    out["rates"] = [r["rate"] for r in runs]
+    return out
+
+
 def line(name: str, r: dict) -> str:
     return (f"{name:<16}{r['rate']:>8,.0f} /s   p50 {r['p50_us'] / 1000:6.2f} ms   p90 {r['p90_us'] / 1000:6.2f} ms"
-            f"   p99 {r['p99_us'] / 1000:6.2f} ms   max {r['max_us'] / 1000:7.2f} ms"
-            f"   ({r['requests'] - r['non_2xx']} ok, {r['non_2xx']} not 2xx, {r['socket_errors']} socket errors)")
+            f"   p99 {r['p99_us'] / 1000:6.2f} ms   max {r['max_us'] / 1000:7.2f} ms   (rounds: "
+            + ", ".join(f"{rate:,.0f}" for rate in r["rates"])
+            + f"; {r['requests'] - r['non_2xx']} ok, {r['non_2xx']} not 2xx, {r['socket_errors']} socket errors)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=4, help="seconds of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of (baseline, payments), interleaved so a change of load hits both alike")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
@@ -136,9 +152,14 @@ def main() -> int:
          "gateway_bench:make_app()"], cwd=REPO, env=env, start_new_session=True)
     try:
         wait_up(base, server)
-        bills, keys = seed(base, operator_key(config), args.bills_per_second * args.seconds, args.wallets)
-        baseline = drive(base, home, "GET", bills, keys, args)
-        paid = drive(base, home, "POST", bills, keys, args)
+        bills, keys = seed(base, operator_key(config), args.bills_per_second * args.seconds * args.rounds,
+                           args.wallets)
+        gets, posts, start = [], [], 0
+        for _ in range(args.rounds):
+            gets.append(drive(base, home, "GET", bills, keys, args))
+            posts.append(drive(base, home, "POST", bills, keys, args, start))
+            start += posts[-1]["requests"] + args.connections  # requests still in flight may land too
+        baseline, paid = median_of(gets), median_of(posts)
         with sqlite3.connect(config.db_path) as db:
             stored = db.execute("SELECT COUNT(*) FROM bill_payments").fetchone()[0]
             paid_bills = db.execute("SELECT COUNT(*) FROM bill_bills WHERE status = 'paid'").fetchone()[0]
@@ -148,7 +169,8 @@ def main() -> int:
         shutil.rmtree(home, ignore_errors=True)
 
     print(f"gateway: gunicorn gthread {args.workers} workers x {args.threads} threads on {os.cpu_count()} cores; "
-          f"wrk 1 thread, {args.connections} connections, {args.seconds} s each; {len(bills)} bills issued")
+          f"wrk 1 thread, {args.connections} connections; {args.rounds} rounds of {args.seconds} s each way; "
+          f"{len(bills)} bills issued; medians over the rounds")
     print(line("bill payments", paid))
     print(line("baseline GET", baseline) + "  (GET /v1/bills/{id}, same server, same load)")
     print(f"stored:         {stored} bill payments, {paid_bills} bills paid (each paid once: "
