@@ -1,0 +1,172 @@
+"""Virtual readers over every transport, scripted alike: the Field and the Stage behind it.
+
+A Field is a reader plus the card side that feeds it:
+
+    mock         terminal.readers.mock.MockReader, in-process
+    pcscd+vpcd   the real pcscd through pyscard; the card speaks vpcd (wallet.transports.vpcd)
+    nfcpy-udp    nfcpy's ContactlessFrontend on udp; the card is an ISO-DEP target (wallet.transports.nfc_udp)
+
+    field.present(card) / field.remove() / field.tear_after(n) / field.slow(seconds)
+    session = field.tap(card)      # present, then wait for the reader's session
+
+A Stage owns what fields share: the one pcscd of the machine (started on first need,
+stopped by pid at close) and its two vpcd slots. One pcscd carries one vpcd entry of two
+slots, so at most two pcscd fields are open at a time.
+"""
+from __future__ import annotations
+
+from wallet import pcscd as pcscd_harness
+
+TRANSPORTS = ("mock", "pcscd+vpcd", "nfcpy-udp")
+ALIASES = {"mock": "mock", "pcscd": "pcscd+vpcd", "pcscd+vpcd": "pcscd+vpcd", "vpcd": "pcscd+vpcd",
+           "nfcpy": "nfcpy-udp", "nfcpy-udp": "nfcpy-udp", "nfc": "nfcpy-udp"}
+
+
+class StageError(RuntimeError):
+    """A transport that cannot be set up here (pcscd missing, slots used up); one line."""
+
+
+def parse_transports(text: str | list[str] | tuple[str, ...]) -> list[str]:
+    """"mock,pcscd" or ["all"] -> canonical transport names, in the order of TRANSPORTS."""
+    names = text.split(",") if isinstance(text, str) else list(text)
+    wanted: set[str] = set()
+    for name in (n.strip().lower() for n in names):
+        if not name:
+            continue
+        if name == "all":
+            wanted.update(TRANSPORTS)
+        elif name in ALIASES:
+            wanted.add(ALIASES[name])
+        else:
+            raise ValueError(f"unknown transport {name!r}: use mock, pcscd, nfcpy or all")
+    if not wanted:
+        raise ValueError("no transport named: use mock, pcscd, nfcpy or all")
+    return [t for t in TRANSPORTS if t in wanted]
+
+
+class Field:
+    """One reader and the card side feeding it, scripted alike on every transport."""
+
+    def __init__(self, kind: str, reader, card_side, transport=None, on_close=None):
+        self.kind = kind
+        self.reader = reader
+        self.card_side = card_side  # MockReader, VpcdCard or NfcUdpCard
+        self.transport = transport  # the card-side thread, None for the mock
+        self._on_close = on_close
+
+    def present(self, card=None):
+        self.card_side.present(card)
+
+    def remove(self):
+        self.card_side.remove()
+
+    def tear_after(self, n: int):
+        self.card_side.tear_after(n)
+
+    def slow(self, delay: float):
+        self.card_side.slow(delay)
+
+    def tap(self, card=None, timeout: float = 5.0):
+        """Present the card and return the reader's session; AssertionError if none comes."""
+        self.present(card)
+        session = self.reader.wait_for_card(timeout)
+        assert session is not None, f"{self.kind}: no card seen within {timeout} s"
+        return session
+
+    def take_away(self, timeout: float = 5.0):
+        """Remove the card and wait until the reader sees its field empty."""
+        self.remove()
+        assert self.reader.wait_for_removal(timeout), f"{self.kind}: the card still seen after {timeout} s"
+
+    def close(self):
+        try:
+            if self.transport is not None:
+                self.transport.stop()
+            if self.kind == "pcscd+vpcd":  # leave the slot empty for the next field
+                self.reader.wait_for_removal(3)
+            self.reader.close()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+                self._on_close = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Stage:
+    """Opens Fields on any transport; starts pcscd the first time a pcscd field is wanted.
+
+    daemon: a wallet.pcscd.Pcscd already running (the Stage then never stops it).
+    """
+
+    def __init__(self, daemon: pcscd_harness.Pcscd | None = None):
+        self.daemon = daemon
+        self._own_daemon = False
+        self._slots_in_use: set[int] = set()
+
+    def pcscd(self) -> pcscd_harness.Pcscd:
+        if self.daemon is None:
+            try:
+                self.daemon = pcscd_harness.start(n_readers=2, reuse=False)
+            except pcscd_harness.PcscdError as error:
+                raise StageError(f"pcscd with vsmartcard-vpcd could not start: {error}") from None
+            self._own_daemon = True
+        return self.daemon
+
+    def open(self, kind: str) -> Field:
+        kind = ALIASES.get(kind, kind)
+        if kind == "mock":
+            from terminal.readers.mock import MockReader
+
+            reader = MockReader()
+            return Field(kind, reader, reader)
+        if kind == "pcscd+vpcd":
+            return self._open_pcscd()
+        if kind == "nfcpy-udp":
+            from terminal.readers.nfc import NfcReader
+            from wallet.transports.nfc_udp import NfcUdpCard
+
+            port = pcscd_harness.free_ports(1)[0]
+            card_side = NfcUdpCard(None, port).start()
+            try:
+                reader = NfcReader(f"udp:127.0.0.1:{port}")
+            except Exception:
+                card_side.stop()
+                raise
+            return Field(kind, reader, card_side, card_side)
+        raise StageError(f"unknown transport {kind!r}: use one of {', '.join(TRANSPORTS)}")
+
+    def _open_pcscd(self) -> Field:
+        from terminal.readers.pcsc import PcscReader
+        from wallet.transports.vpcd import VpcdCard
+
+        daemon = self.pcscd()
+        free = [i for i in range(len(daemon.readers)) if i not in self._slots_in_use]
+        if not free:
+            raise StageError(f"pcscd serves {len(daemon.readers)} vpcd readers and all are in use")
+        slot = free[0]
+        vpcd_reader = daemon.readers[slot]
+        card_side = VpcdCard(None, vpcd_reader.port).start()
+        reader = PcscReader(vpcd_reader.pcsc_name)
+        self._slots_in_use.add(slot)
+        field = Field("pcscd+vpcd", reader, card_side, card_side, on_close=lambda: self._slots_in_use.discard(slot))
+        if not reader.wait_for_removal(3):
+            field.close()
+            raise StageError(f"the vpcd slot {vpcd_reader.pcsc_name!r} still holds a card from earlier")
+        return field
+
+    def close(self) -> None:
+        if self._own_daemon and self.daemon is not None:
+            self.daemon.stop()
+        self.daemon = None
+        self._own_daemon = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

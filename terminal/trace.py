@@ -1,0 +1,348 @@
+"""APDU traces: record what crosses a CardSession to a JSON-lines file, and read it back.
+
+`TraceRecorder(session, sink)` is itself a CardSession: it passes every command to the
+wrapped session (a real card on a real reader, or any other) and writes the exchange,
+with its timing, to the sink before returning the answer. A trace file is one JSON
+object per line:
+
+    {"trace": "tapstack-apdu", "version": 1, "session": 1, "reader": "ACS ACR122U 00 00",
+     "uid": "04C0FFEE123456", "atr": "3B80800101", "started": "2026-11-27T08:30:00Z",
+     "redaction": ["pan"]}
+    {"session": 1, "seq": 1, "t_ms": 0.0, "ms": 0.412, "command": "00A40400...", "response": "6A82"}
+    {"session": 1, "seq": 2, ..., "response": null, "error": "card_removed"}
+
+A header line starts each session (one tap); exchanges follow, and a line
+{"session": 1, "uid": "..."} when the UID was learnt after the header. `response` is null when
+the card left before answering (a tear) and `redacted` lists what was masked.
+
+Redaction happens before anything is written. Card numbers are always masked: in the
+EMV data objects 5A (PAN), 57 and 9F6B (track 2), 56 (track 1), 5F20 (cardholder name)
+and the other tags of protocol.tlv.SENSITIVE_TAGS. A masked PAN keeps its first 6 and
+last 4 digits, zeros the rest and adjusts one zeroed digit so the Luhn check still
+holds: a replayed trace still reads as a card, whose token is not the real card's.
+With `redact_purse`, the purse's card public key and signatures (certificate, receipts,
+top-up and lock authorisations) are zeroed too; a replay of such a trace no longer
+verifies, by design.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Callable, Iterable
+
+from protocol import purse as p
+from protocol import tlv
+from protocol.apdu import MalformedAPDU, parse_command
+from protocol.emv import luhn_valid
+from terminal.readers.base import CardRemoved, CardSession, ReaderError
+
+FORMAT = "tapstack-apdu"
+VERSION = 1
+
+_TRACK2_TAGS = (0x57, 0x9F6B)  # PAN digits, D, YYMM, service code, discretionary data
+_PAN_TAG = 0x5A
+_TEXT_TAGS = (0x56, 0x5F20, 0x9F0B, 0x9F1F)  # track 1, cardholder name, extended name, track 1 discretionary
+_ZERO_TAGS = (0x9F20,)  # track 2 discretionary data
+
+
+class TraceError(ValueError):
+    """A trace file that cannot be read; the message names the file and line."""
+
+
+# --- redaction -------------------------------------------------------------------------
+
+def mask_pan(digits: str) -> str:
+    """The first 6 and last 4 digits kept, zeros between, one of them set so Luhn holds."""
+    if len(digits) < 12:
+        return "0" * len(digits)
+    middle = ["0"] * (len(digits) - 10)
+    for d in "0123456789":  # a single digit position reaches every residue mod 10
+        middle[-1] = d
+        candidate = digits[:6] + "".join(middle) + digits[-4:]
+        if luhn_valid(candidate):
+            return candidate
+    raise AssertionError("unreachable: one digit always fixes a Luhn sum")
+
+
+def _mask_track2(value: bytes) -> bytes:
+    text = value.hex().upper()
+    pan, sep, rest = text.partition("D")
+    if not sep or not pan.isdigit():
+        return bytes(len(value))
+    keep = rest[:7]  # YYMM and the service code; discretionary data may hold a dynamic CVV
+    masked = mask_pan(pan) + "D" + keep + "".join("F" if c == "F" else "0" for c in rest[7:])
+    return bytes.fromhex(masked)
+
+
+def _mask_pan_field(value: bytes) -> bytes:
+    text = value.hex().upper()
+    digits = text.rstrip("F")
+    if not digits.isdigit():
+        return bytes(len(value))
+    return bytes.fromhex(mask_pan(digits) + text[len(digits):])
+
+
+def _masked_value(tag: int, value: bytes) -> bytes:
+    if tag == _PAN_TAG:
+        return _mask_pan_field(value)
+    if tag in _TRACK2_TAGS:
+        return _mask_track2(value)
+    if tag in _TEXT_TAGS:
+        return bytes(b if b in b"^/ " else ord("X") for b in value)
+    return bytes(len(value))
+
+
+def redact_card_data(data: bytes) -> tuple[bytes, list[str]]:
+    """Response data with every sensitive EMV data object masked in place (same lengths),
+    and the tags masked, as hex. Data that is not BER-TLV is returned as it is."""
+    try:
+        objects = tlv.parse(data)
+    except (tlv.TlvError, ValueError):
+        return data, []
+    found = [o for o in tlv.walk(objects) if not o.constructed and o.tag in tlv.SENSITIVE_TAGS and o.value]
+    if not found:
+        return data, []
+    out = bytes(data)
+    # Track 2 first: its leading bytes are the PAN's, masked the same way by 5A afterwards.
+    for obj in sorted(found, key=lambda o: o.tag not in _TRACK2_TAGS):
+        out = out.replace(obj.value, _masked_value(obj.tag, obj.value))
+    return out, sorted({f"{o.tag:X}" for o in found})
+
+
+def _zero(data: bytes, start: int, end: int) -> bytes:
+    return data[:start] + bytes(end - start) + data[end:]
+
+
+def redact_purse(command: bytes, response: bytes | None) -> tuple[bytes, bytes | None, list[str]]:
+    """Zero the purse's card public key and signatures in one exchange."""
+    marks: list[str] = []
+    try:
+        cmd = parse_command(command)
+    except MalformedAPDU:
+        return command, response, marks
+    if cmd.cla == p.CLA and cmd.ins in (p.INS_TOPUP, p.INS_LOCK) and len(cmd.data) >= 64:
+        offset = command.find(cmd.data)
+        command = _zero(command, offset + len(cmd.data) - 64, offset + len(cmd.data))
+        marks.append("issuer_signature")
+    if response is None or len(response) < 2:
+        return command, response, marks
+    data = response[:-2]
+    if cmd.ins == 0xA4 and cmd.data and p.AID.startswith(cmd.data):
+        try:
+            cert = p.parse_fci(data).certificate
+        except p.PurseError:
+            cert = None
+        if cert is not None and cert in data:
+            at = data.find(cert)
+            data = _zero(_zero(data, at + 13, at + 45), at + 49, at + len(cert))  # card key, issuer signature
+            marks.append("certificate")
+    elif cmd.cla == p.CLA and cmd.ins in (p.INS_DEBIT, p.INS_TOPUP, p.INS_GET_RECEIPT) and len(data) == p.RECEIPT_SIZE:
+        data = _zero(data, p.RECEIPT_BODY_SIZE, p.RECEIPT_SIZE)
+        marks.append("receipt_signature")
+    return command, data + response[-2:], marks
+
+
+def redact_exchange(command: bytes, response: bytes | None, purse: bool = False
+                    ) -> tuple[bytes, bytes | None, list[str]]:
+    """(command, response, what was masked) ready to be written or shown."""
+    marks: list[str] = []
+    if purse:
+        command, response, marks = redact_purse(command, response)
+    if response is not None and len(response) > 2:
+        data, tags = redact_card_data(response[:-2])
+        response = data + response[-2:]
+        marks += tags
+    return command, response, marks
+
+
+# --- the trace model and file format ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Exchange:
+    command: bytes
+    response: bytes | None  # None: the card left before answering
+    t_ms: float = 0.0  # since the session started
+    ms: float = 0.0  # how long the exchange took
+    error: str | None = None
+    redacted: tuple[str, ...] = ()
+
+
+@dataclass
+class TraceSession:
+    """One tap: what the reader knew of the card, and the exchanges in order."""
+    reader: str = ""
+    uid: bytes | None = None
+    atr: bytes = b""
+    started: str = ""
+    redaction: tuple[str, ...] = ("pan",)
+    exchanges: list[Exchange] = field(default_factory=list)
+
+
+def session_header(number: int, session: TraceSession) -> dict:
+    return {"trace": FORMAT, "version": VERSION, "session": number, "reader": session.reader,
+            "uid": session.uid.hex().upper() if session.uid else None, "atr": session.atr.hex().upper(),
+            "started": session.started, "redaction": list(session.redaction)}
+
+
+def exchange_line(number: int, seq: int, x: Exchange) -> dict:
+    line = {"session": number, "seq": seq, "t_ms": round(x.t_ms, 3), "ms": round(x.ms, 3),
+            "command": x.command.hex().upper(), "response": None if x.response is None else x.response.hex().upper()}
+    if x.error:
+        line["error"] = x.error
+    if x.redacted:
+        line["redacted"] = list(x.redacted)
+    return line
+
+
+def write_trace(sessions: Iterable[TraceSession], out: IO[str]) -> None:
+    for number, session in enumerate(sessions, 1):
+        out.write(json.dumps(session_header(number, session)) + "\n")
+        for seq, x in enumerate(session.exchanges, 1):
+            out.write(json.dumps(exchange_line(number, seq, x)) + "\n")
+
+
+def _hex(doc: dict, key: str, where: str, optional: bool = False) -> bytes | None:
+    value = doc.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise TraceError(f"{where}: {key!r} must be a hex string")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise TraceError(f"{where}: {key!r} is not hex: {value[:40]!r}") from None
+
+
+def parse_trace(lines: Iterable[str], name: str = "<trace>") -> list[TraceSession]:
+    """The sessions of a trace file's lines; TraceError naming name:line on a bad line."""
+    sessions: list[TraceSession] = []
+    for number, line in enumerate(lines, 1):
+        where = f"{name}:{number}"
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise TraceError(f"{where}: not JSON ({e.msg})") from None
+        if not isinstance(doc, dict):
+            raise TraceError(f"{where}: each line is a JSON object")
+        if "trace" in doc:
+            if doc["trace"] != FORMAT or doc.get("version") != VERSION:
+                raise TraceError(f"{where}: not a {FORMAT} trace of version {VERSION}")
+            sessions.append(TraceSession(str(doc.get("reader", "")), _hex(doc, "uid", where, True),
+                                         _hex(doc, "atr", where, True) or b"", str(doc.get("started", "")),
+                                         tuple(doc.get("redaction") or ())))
+            continue
+        if not sessions:
+            raise TraceError(f"{where}: an exchange before any session header")
+        if "uid" in doc and "command" not in doc:  # the UID, learnt after the header was written
+            sessions[-1].uid = _hex(doc, "uid", where, optional=True)
+            continue
+        if "command" not in doc or "response" not in doc:
+            raise TraceError(f"{where}: an exchange needs 'command' and 'response'")
+        command = _hex(doc, "command", where)
+        if len(command) < 4:
+            raise TraceError(f"{where}: a command APDU has at least 4 bytes")
+        response = _hex(doc, "response", where, optional=True)
+        if response is not None and len(response) < 2:
+            raise TraceError(f"{where}: a response APDU has at least 2 bytes (a status word)")
+        sessions[-1].exchanges.append(Exchange(command, response, float(doc.get("t_ms", 0)),
+                                               float(doc.get("ms", 0)), doc.get("error"),
+                                               tuple(doc.get("redacted") or ())))
+    if not sessions:
+        raise TraceError(f"{name}: no session in this trace")
+    return sessions
+
+
+def read_trace(path: str | Path) -> list[TraceSession]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_trace(f, str(path))
+    except OSError as e:
+        raise TraceError(f"{path}: cannot read the trace: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise TraceError(f"{path}: not a text file") from None
+
+
+# --- recording -------------------------------------------------------------------------
+
+class TraceRecorder:
+    """A CardSession that records every exchange of the session it wraps.
+
+    sink: a text file (each line flushed as it is written, so a crash loses nothing
+    recorded) or None to keep the trace in memory only (self.trace). `number` is the
+    session's number in the file. Exceptions from the wrapped session pass through,
+    recorded first.
+    """
+
+    def __init__(self, session: CardSession, sink: IO[str] | None = None, *, reader: str = "",
+                 number: int = 1, started: datetime | None = None, uid: bytes | None = None,
+                 redact_purse: bool = False, clock: Callable[[], float] = time.perf_counter):
+        self.session = session
+        self.sink = sink
+        self.number = number
+        self.purse = redact_purse
+        self.clock = clock
+        self._t0 = clock()
+        self._uid_asked = uid is not None
+        started = started or datetime.now(timezone.utc)
+        self.trace = TraceSession(reader, bytes(uid) if uid else None, bytes(getattr(session, "atr", b"") or b""),
+                                  started.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                                  ("pan", "purse") if redact_purse else ("pan",))
+        self._write(session_header(number, self.trace))
+
+    @property
+    def uid(self) -> bytes | None:
+        """The wrapped session's UID, asked for only when the caller asks: on PC/SC asking
+        costs an FF CA exchange, which would shift a scripted tear. Recorded on its own line."""
+        if not self._uid_asked:
+            self._uid_asked = True
+            uid = self.session.uid
+            if uid:
+                self.trace.uid = bytes(uid)
+                self._write({"session": self.number, "uid": self.trace.uid.hex().upper()})
+        return self.trace.uid
+
+    @property
+    def atr(self) -> bytes:
+        return self.trace.atr
+
+    @property
+    def exchanges(self) -> list[Exchange]:
+        return self.trace.exchanges
+
+    def _write(self, doc: dict) -> None:
+        if self.sink is not None:
+            self.sink.write(json.dumps(doc) + "\n")
+            self.sink.flush()
+
+    def _record(self, command: bytes, response: bytes | None, start: float, error: str | None) -> None:
+        command, response, marks = redact_exchange(bytes(command), response, purse=self.purse)
+        x = Exchange(command, response, (start - self._t0) * 1000, (self.clock() - start) * 1000, error, tuple(marks))
+        self.trace.exchanges.append(x)
+        self._write(exchange_line(self.number, len(self.trace.exchanges), x))
+
+    def transmit(self, apdu: bytes) -> bytes:
+        start = self.clock()
+        try:
+            response = bytes(self.session.transmit(apdu))
+        except CardRemoved:
+            self._record(apdu, None, start, "card_removed")
+            raise
+        except ReaderError as e:
+            self._record(apdu, None, start, f"reader_error: {e}")
+            raise
+        self._record(apdu, response, start, None)
+        return response
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def format_exchange(x: Exchange) -> str:
+    """One line for a person: '>> 00A4... << 6A82', card numbers already masked at recording."""
+    answer = "(no answer: " + (x.error or "torn") + ")" if x.response is None else x.response.hex().upper()
+    return f">> {x.command.hex().upper()}\n   << {answer}"
