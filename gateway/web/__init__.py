@@ -97,14 +97,15 @@ def money(amount: int | None, currency: str | None) -> str:
 
 
 @bp.app_template_filter("when")
-def _when(seconds: int | str | None) -> str:
-    """Unix seconds (or an ISO 8601 UTC time) in the session's zone: '2026-11-27 17:05'."""
+def _when(seconds: int | str | None, precise: bool = False) -> str:
+    """Unix seconds (or an ISO 8601 UTC time) in the session's zone: '2026-11-27 17:05'
+    (with seconds when `precise`)."""
     if seconds is None:
         return "—"
     if isinstance(seconds, str):
         from datetime import datetime
         seconds = int(datetime.fromisoformat(seconds.replace("Z", "+00:00")).timestamp())
-    return dashboard.local(seconds, current_zone()).strftime("%Y-%m-%d %H:%M")
+    return dashboard.local(seconds, current_zone()).strftime("%Y-%m-%d %H:%M:%S" if precise else "%Y-%m-%d %H:%M")
 
 
 @bp.app_context_processor

@@ -56,7 +56,7 @@ def dashboard_page():
         [(h["label"][:2], h["taps"], str(h["taps"])) for h in hours],
         title=f"Taps per hour, {day.isoformat()} ({tz.key})",
         desc="; ".join(f"{h['label']}: {h['taps']} taps, {h['accepted']} accepted" for h in hours if h["taps"])
-        or "No taps this day.")
+        or "No taps this day.", column=40)
     priced = [r for r in view["routes"] if r["revenue"]]
     route_chart = charts.bars(
         [(r["route"] or "no route", r["revenue"], money(r["revenue"], r["currency"])) for r in priced],
