@@ -105,9 +105,13 @@ def checkout_view(row: dict, now: datetime) -> dict:
             "paid_at": iso(row["paid_at"]), "qr_payload": _payload(row)}
 
 
-def _label(value, caller: Caller) -> str:
-    if value is None:
-        value = "till" if caller.kind == "merchant" else caller.id[-25:]
+def _label(tx, value, caller: Caller) -> str:
+    """The label the code shows (62/07): given, else the terminal's name (or id), else "till"."""
+    if value is None and caller.kind == "terminal":
+        name = tx.one("SELECT name FROM terminals WHERE id = :id", {"id": caller.id})["name"]
+        value = name if name and len(name) <= 25 else caller.id[-25:]
+    elif value is None:
+        value = "till"
     if not isinstance(value, str) or not 0 < len(value) <= 25:
         raise invalid("invalid_parameter", "terminal_label must be 1 to 25 characters.", "terminal_label")
     return value
@@ -123,7 +127,7 @@ def create_checkout(tx, caller: Caller, *, amount: int, currency: str, terminal_
     seconds = expires_in or DEFAULT_CHECKOUT_SECONDS
     row = {"id": "chk_" + secrets.token_hex(8), "merchant_id": merchant["id"],
            "terminal_id": caller.id if caller.kind == "terminal" else None,
-           "terminal_label": _label(terminal_label, caller), "amount": amount, "currency": currency,
+           "terminal_label": _label(tx, terminal_label, caller), "amount": amount, "currency": currency,
            "status": "open", "payment_id": None, "wallet_id": None,
            "expires_at": unix(now + timedelta(seconds=seconds)), "created_at": unix(now), "paid_at": None}
     tx.insert("checkout_checkouts", row)

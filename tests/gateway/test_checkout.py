@@ -151,3 +151,12 @@ def test_a_pay_code_of_a_locked_wallet_is_refused(world, card, clock, operator, 
     check = nothing_moved()
     error(charge(till, pay_code(card, clock)), 409, "conflict", "card_denied")
     check()
+
+
+def test_a_checkout_without_a_label_shows_the_tills_name(world):
+    _, till = world.terminal("x")
+    _, shop = world.merchant("x")
+    assert ok(till.post("/v1/checkouts", {"amount": 100, "currency": "CNY"}), 201)["terminal_label"] == "till 1"
+    assert ok(shop.post("/v1/checkouts", {"amount": 100, "currency": "CNY"}), 201)["terminal_label"] == "till"
+    error(shop.post("/v1/checkouts", {"amount": 100, "currency": "USD"}), 400, "invalid_request_error",
+          "currency_mismatch")

@@ -1,7 +1,8 @@
-"""The wallet app end to end: a real gateway on 127.0.0.1 (werkzeug's server in a thread,
-so the test owns the gateway's clock and stops it deterministically, while every request
-still crosses a real socket), the `tapstack wallet` commands as a user types them, and a
-biller's webhook receiver that checks the Tapstack-Signature header."""
+"""The wallet app end to end: a real gateway on 127.0.0.1 (werkzeug's server in a thread:
+it starts in milliseconds, shares the test's store so the webhook deliverer can run on
+it, and stops deterministically, while every request still crosses a real socket), the
+`tapstack wallet` commands as a user types them, and a biller's webhook receiver that
+checks the Tapstack-Signature header."""
 from __future__ import annotations
 
 import json
@@ -27,14 +28,6 @@ from wallet import qr as wallet_qr
 from wallet.app import Gateway, GatewayError, WalletApp, WalletAppError, load_profile
 
 
-class Clock:
-    def __init__(self):
-        self.now = datetime.now(timezone.utc).replace(microsecond=0)
-
-    def __call__(self):
-        return self.now
-
-
 class Pilot:
     """A gateway serving on a free loopback port, with a biller, a shop, a till and two wallets."""
 
@@ -42,9 +35,8 @@ class Pilot:
         self.root = root
         self.config = Config(root / "gateway")
         self.store = Store(self.config.db_path, synchronous="NORMAL")
-        self.clock = Clock()
-        self.server = make_server("127.0.0.1", 0, create_app(self.config, store=self.store, clock=self.clock),
-                                  threaded=True)
+        # The gateway keeps real time here: the wallet signs pay codes with the real clock.
+        self.server = make_server("127.0.0.1", 0, create_app(self.config, store=self.store), threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
