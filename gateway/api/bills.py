@@ -90,7 +90,8 @@ def create_bill(tx):
 
 
 def _csv_rows(raw: bytes) -> list[dict]:
-    """CSV with a header line naming the bill fields; empty cells are absent fields."""
+    """CSV with a header line naming the bill fields; empty cells are absent fields. A line
+    that cannot be a bill becomes its ApiError, reported in its place."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -105,7 +106,8 @@ def _csv_rows(raw: bytes) -> list[dict]:
     try:
         for record in reader:
             if None in record:
-                rows.append({"_extra": "a line with more cells than the header"})
+                rows.append(invalid("malformed_csv", f"{len(reader.fieldnames) + len(record[None])} cells; "
+                                                     f"the header names {len(reader.fieldnames)}."))
                 continue
             row = {k: v.strip() for k, v in record.items() if v is not None and v.strip()}
             for name in ("amount_due", "minimum_payment"):

@@ -259,7 +259,8 @@ def create_bill(tx, caller: Caller, fields: dict, *, now: datetime) -> dict:
 def create_batch(tx, caller: Caller, rows: list, *, now: datetime, first_row: int = 1) -> dict:
     """Create each row's bill; a bad row is reported by number and the good ones are kept.
 
-    Rows are numbered from `first_row` (1 for JSON; 2 for CSV, the header being line 1).
+    Rows are numbered from `first_row` (1 for JSON; 2 for CSV, the header being line 1);
+    a row may be an ApiError already, for a line the CSV parser could not read.
     """
     biller = calling_biller(tx, caller)
     if not isinstance(rows, list) or not rows:
@@ -269,6 +270,8 @@ def create_batch(tx, caller: Caller, rows: list, *, now: datetime, first_row: in
     created, errors = [], []
     for number, fields in enumerate(rows, start=first_row):
         try:
+            if isinstance(fields, ApiError):  # a row the parser already found unreadable
+                raise fields
             with tx.savepoint():
                 created.append(_insert_bill(tx, biller, check_bill(fields, currency=biller["currency"], now=now),
                                             now))

@@ -196,9 +196,11 @@ def test_a_csv_batch_reports_rows_by_line(biller):
             "C-1,2026-11,1000,CNY,2026-12-01,\n"
             "C-2,2026-11,ten,CNY,2026-12-01,\n"
             "C-3,2026/11,3000,CNY,2026-12-01,\n"
-            "C-4,2026-11,4000,CNY,2026-12-01,1000\n")
+            "C-4,2026-11,4000,CNY,2026-12-01,1000\n"
+            "C-5,2026-11,5000,CNY,2026-12-01,1000,surplus\n")
     result = ok(api.post("/v1/bill-batches", raw=text.encode(), headers={"Content-Type": "text/csv"}), 201)
-    assert [(e["row"], e["param"]) for e in result["errors"]] == [(3, "amount_due"), (4, "period")]
+    assert [(e["row"], e["param"]) for e in result["errors"]] == [(3, "amount_due"), (4, "period"), (6, None)]
+    assert result["errors"][2]["message"] == "7 cells; the header names 6."
     assert [(b["consumer_number"], b["minimum_payment"]) for b in result["bills"]] == [("C-1", 1000), ("C-4", 1000)]
     err = error(api.post("/v1/bill-batches", raw=b"who,period\nx,y\n", headers={"Content-Type": "text/csv"}),
                 400, "invalid_request_error", "unknown_parameter")
