@@ -326,7 +326,7 @@ def merchant_qrs(draw):
     if draw(st.booleans()):
         accounts["02"] = draw(st.from_regex(r"[0-9]{16}", fullmatch=True))
     additional = draw(st.dictionaries(st.sampled_from(["01", "02", "03", "04", "05", "06", "07", "08"]),
-                                      ANS.filter(lambda s: len(s) <= 25), max_size=4))
+                                      ANS.filter(lambda s: len(s) <= 20), max_size=4))
     return MerchantQr(
         merchant_accounts=accounts,
         mcc=draw(st.from_regex(r"[0-9]{4}", fullmatch=True)), currency=currency,
