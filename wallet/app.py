@@ -40,6 +40,7 @@ import click
 import qrcode
 
 from protocol import ed25519, emvqr, signed_qr
+from protocol.currency import decimal_text
 from wallet import qr as wallet_qr
 from wallet.state import write_atomically
 
@@ -179,10 +180,8 @@ class Gateway:
 # -- money as people type and read it ------------------------------------------------------------
 
 def money(amount: int, currency: str) -> str:
-    """2372, "CNY" -> "23.72 CNY" (exact, no float); 0 -> "0.00 CNY"."""
-    if amount == 0:
-        return f"{emvqr.amount_text(1, currency)[:-1]}0 {currency}"
-    return f"{'-' if amount < 0 else ''}{emvqr.amount_text(abs(amount), currency)} {currency}"
+    """2372, "CNY" -> "23.72 CNY" (exact, no float)."""
+    return f"{decimal_text(amount, currency)} {currency}"
 
 
 def parse_money(text: str, currency: str) -> int:
