@@ -19,6 +19,8 @@ with these statuses and types:
                                not there (402 "Payment Required" says exactly that, and
                                keeps it apart from 422-style validation errors)
     500 api_error              internal_error; details go to the log, never the caller
+    503 api_error              store_busy: the database stayed locked past the store's
+                               busy timeout; nothing was done, retry after Retry-After
 
 Raise `ApiError` anywhere below a request; `gateway.ledger.LedgerError` is mapped
 here too, so services need not translate it.
@@ -80,10 +82,19 @@ def from_ledger_error(err: Exception) -> ApiError:
     return ApiError(400, "invalid_request_error", code, message, param)
 
 
+def busy(retry_after_seconds: int = 1) -> ApiError:
+    err = ApiError(503, "api_error", "store_busy",
+                   "The gateway is busy; nothing was done. Retry with the same Idempotency-Key.")
+    err.retry_after = retry_after_seconds
+    return err
+
+
 def render(err: ApiError) -> Response:
     response = Response(json.dumps(err.body()), status=err.status, mimetype="application/json")
     if err.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="tapstack"'
+    if err.status == 503:
+        response.headers["Retry-After"] = str(getattr(err, "retry_after", 1))
     return response
 
 
@@ -103,6 +114,7 @@ def _http_error(exc: HTTPException) -> ApiError:
 
 def register(app: Flask) -> None:
     """Install the handlers that turn every exception into the one error shape."""
+    from gateway.store import StoreBusy
     try:
         from gateway.ledger import LedgerError
     except ImportError:  # the ledger not yet there: nothing to map
@@ -111,6 +123,11 @@ def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api(err: ApiError):
         return render(err)
+
+    @app.errorhandler(StoreBusy)
+    def _busy(exc: StoreBusy):
+        log.warning("store busy: %s", exc)
+        return render(busy(exc.retry_after_seconds))
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -5,17 +5,20 @@
     @idempotent
     def create_payment(tx): ... return 201, payment
 
-The view runs inside one store transaction and returns (status, resource). The
-record of its answer is written in that same transaction, so the effect and the
-record commit together or not at all. Rules, per (caller, key):
+The view runs as one job of the store's group commit (`Store.write`: its own
+savepoint of a shared transaction, committed with one fsync for the batch) and
+returns (status, resource). The record of its answer is written in that same
+savepoint, so the effect and the record commit together or not at all, and the
+client gets its answer only after that commit. Rules, per (caller, key):
 
 - same method, path and body bytes: the stored status and body are replayed byte
   for byte (with an `Idempotent-Replayed: true` header);
 - anything different: 409 idempotency_error;
 - an error (any ApiError, a 4xx validation error or 402 insufficient funds) rolls
   back and records nothing, so the caller may fix the cause and retry with the key;
-- concurrent requests with one key: the store's write transactions are serialised
-  (BEGIN IMMEDIATE), so the second finds the first one's record and replays it.
+- concurrent requests with one key: the store's writes are serialised (one at a
+  time, each in its own savepoint of a group commit), so the second finds the
+  first one's record and replays it.
 
 Keys are 1 to 255 printable ASCII characters; every POST must send one.
 
@@ -115,23 +118,27 @@ def idempotent(view):
     def wrapper(*args, **kwargs):
         caller = current_caller()
         key = request_key()
-        body = request.get_data(cache=True)
-        request_hash = fingerprint(request.method, request.path, body)
+        method, path = request.method, request.path
+        request_hash = fingerprint(method, path, request.get_data(cache=True))
         rt = runtime()
         sealing_key = rt.secret("idempotency_seal")
-        with rt.store.transaction() as tx:
+        dumps = current_app.json.dumps
+
+        def once(tx) -> tuple[str, int, bool]:
+            # Runs in the store's next group commit, in this request's context.
             prior = lookup(tx, caller, key)
             if prior is not None:
                 if prior["request_hash"] != request_hash:
                     raise ApiError(409, "idempotency_error", "idempotency_key_reused",
                                    "This Idempotency-Key was used for a different request.", HEADER)
-                text = unseal(sealing_key, caller, key, prior["response"])
-                return _response(text, prior["status"], key, replayed=True)
+                return unseal(sealing_key, caller, key, prior["response"]), prior["status"], True
             status, resource = view(tx, *args, **kwargs)
-            text = current_app.json.dumps(resource)
-            record(tx, caller, key, method=request.method, path=request.path,
-                   request_hash=request_hash, status=status,
-                   response=seal(sealing_key, caller, key, text),
-                   now_unix=int(rt.now().timestamp()))
-        return _response(text, status, key, replayed=False)
+            text = dumps(resource)
+            record(tx, caller, key, method=method, path=path, request_hash=request_hash, status=status,
+                   response=seal(sealing_key, caller, key, text), now_unix=int(rt.now().timestamp()))
+            return text, status, False
+
+        # The answer goes out only after the batch holding this request committed.
+        text, status, replayed = rt.store.write(once)
+        return _response(text, status, key, replayed=replayed)
     return wrapper

@@ -1,9 +1,9 @@
 """The gateway's store: SQLite through sqlite-utils, behind a narrow interface.
 
-Services see only `Store.transaction()` and `Store.read()`, each yielding a
-`Tx` with `execute`, `query`, `one`, `insert` and `savepoint`, and write
-portable SQL with named parameters (`:name`). A PostgreSQL store can be added
-beside this one later with the same interface, without touching services.
+Services see only `Store.transaction()`, `Store.write(job)` and `Store.read()`,
+each giving a `Tx` with `execute`, `query`, `one`, `insert` and `savepoint`, and
+write portable SQL with named parameters (`:name`). A PostgreSQL store can be
+added beside this one later with the same interface, without touching services.
 
 Durability. The database runs in WAL mode. `synchronous="FULL"` (the default)
 syncs the WAL on every commit: a committed transaction survives power loss.
@@ -11,12 +11,26 @@ syncs the WAL on every commit: a committed transaction survives power loss.
 survives a crash of the process, but the last commits may be lost on power
 loss or an OS crash (the database itself stays consistent).
 
-Concurrency. One sqlite connection per thread (and per process, so a Store
-made before gunicorn forks is safe), so Flask threads, gunicorn workers and
-test threads can share one Store object; a thread's connection is closed when
-the thread ends. Writers take the write lock at the
-start (`BEGIN IMMEDIATE`) and wait up to `busy_timeout_ms` for it; readers get
-a consistent snapshot (`BEGIN DEFERRED`; WAL lets them run beside a writer).
+Group commit. `write(job)` queues `job(tx)` for the next batch: one thread of
+the process (the first caller to find no batch running) opens one transaction,
+runs each queued job inside its own SAVEPOINT (a job that raises undoes only
+its own work and gets its exception back), commits the batch with one fsync and
+only then hands every caller its result. A batch takes what is queued, up to
+BATCH_JOBS jobs or BATCH_SECONDS of work; an idle store adds no wait.
+
+Writers never sleep in SQLite's busy handler. Every write transaction (a batch
+or `transaction()`) holds the writer lock from `BEGIN IMMEDIATE` to `COMMIT`: a
+threading.Lock inside the process and an flock on `<database>.writelock` across
+processes (gunicorn workers, CLI tools), both of which wake the next waiter at
+once. A database still locked after `busy_timeout_ms` (a program that writes
+without this lock, or a queue that long) raises StoreBusy, which the API
+answers with 503 and Retry-After.
+
+Concurrency. One connection per thread for writes and one, query-only, for
+`read()` (and per process, so a Store made before gunicorn forks is safe);
+Flask threads, gunicorn workers and test threads can share one Store object,
+and a thread's connections close when the thread ends. Readers get a
+consistent snapshot (`BEGIN DEFERRED`; WAL lets them run beside a writer).
 
 Migrations. Numbered files `gateway/migrations/NNNN_name.sql` are applied in
 order, once each, each in its own transaction, and recorded in
@@ -25,17 +39,20 @@ order, once each, each in its own transaction, and recorded in
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import fcntl
 import functools
 import hashlib
 import os
 import re
 import sqlite3
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import sqlite_utils
 
@@ -43,10 +60,25 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SYNCHRONOUS_LEVELS = ("FULL", "NORMAL", "EXTRA")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BATCH_JOBS = 64         # at most this many jobs share one commit
+BATCH_SECONDS = 0.002   # ... or this much work, so one batch never holds the lock long
+_BUSY_CODES = {getattr(sqlite3, "SQLITE_BUSY", 5), getattr(sqlite3, "SQLITE_LOCKED", 6)}
+T = TypeVar("T")
 
 
 class StoreError(Exception):
     """Misuse of the store or a broken migration (a programming or deployment error)."""
+
+
+class StoreBusy(Exception):
+    """The database stayed locked for longer than the store's busy timeout: try again shortly."""
+
+    retry_after_seconds = 1
+
+
+def _is_busy(error: BaseException) -> bool:
+    return (isinstance(error, sqlite3.OperationalError)
+            and getattr(error, "sqlite_errorcode", None) in _BUSY_CODES)
 
 
 @dataclass(frozen=True)
@@ -178,6 +210,59 @@ def _close_in_owner(conn: sqlite3.Connection, pid: int) -> None:
         conn.close()
 
 
+class _WriterLock:
+    """Who may write now: a threading.Lock among this process's threads, then an
+    flock on a file beside the database among processes. Both hand the lock to
+    the next waiter as soon as it is released (no polling, no sleeps)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._pid = None
+        self._lock = threading.Lock()
+        self._fd = -1
+        self._setup = threading.Lock()
+
+    def _for_this_process(self) -> None:
+        # flock belongs to an open file description, which fork shares: each
+        # process needs its own descriptor (and a lock no parent thread held).
+        with self._setup:
+            if self._pid != os.getpid():
+                self._lock = threading.Lock()
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._pid = os.getpid()
+
+    def acquire(self, timeout: float) -> None:
+        if self._pid != os.getpid():
+            self._for_this_process()
+        if not self._lock.acquire(timeout=timeout):
+            raise StoreBusy(f"no write turn within {timeout:g} s (this process's writers are queued that long)")
+        try:
+            # Another process holds it only for one transaction, which always ends
+            # (a killed holder's lock is released by the kernel).
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._lock.release()
+
+
+class _Job:
+    """One queued write: the function, the caller's context, and its outcome."""
+
+    __slots__ = ("fn", "context", "result", "error", "state", "wake")
+
+    def __init__(self, fn: Callable[[Tx], Any]):
+        self.fn = fn
+        self.context = contextvars.copy_context()  # so a Flask view sees its own request
+        self.result = None
+        self.error: BaseException | None = None
+        self.state = "queued"  # queued -> lead (runs the next batch) or done
+        self.wake = threading.Event()
+
+
 class Store:
     """The SQLite store. See the module docstring for durability and threading."""
 
@@ -202,6 +287,12 @@ class Store:
         self._open: list[weakref.finalize] = []  # one per live connection, closes it
         self._open_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = _WriterLock(Path(f"{self.path}.writelock"))
+        self._queue: list[_Job] = []
+        self._queue_lock = threading.Lock()
+        self._leading = False
+        self._queue_pid = os.getpid()
+        self.batches = 0  # group commits made by this process (for benches and tests)
         self._database()  # opens the file and turns WAL on, outside any transaction
         if migrate:
             self.migrate()
@@ -212,31 +303,46 @@ class Store:
         mine = getattr(self._local, "connection", None)
         if mine is not None and mine.pid == os.getpid():
             return mine.db
+        mine = self._connect(query_only=False)
+        self._local.connection = mine
+        return mine.db
+
+    def _reader(self) -> sqlite3.Connection:
+        mine = getattr(self._local, "reader", None)
+        if mine is not None and mine.pid == os.getpid():
+            return mine.db.conn
+        mine = self._connect(query_only=True)
+        self._local.reader = mine
+        return mine.db.conn
+
+    def _connect(self, *, query_only: bool) -> _ThreadConnection:
         # isolation_level=None: the driver never opens transactions on its own;
-        # transaction() and read() say exactly where each begins and ends.
+        # transaction(), write() and read() say exactly where each begins and ends.
         conn = sqlite3.connect(
             str(self.path),
             timeout=self.busy_timeout_ms / 1000,
             isolation_level=None,
             check_same_thread=False,  # only so close() may close it from another thread
+            cached_statements=256,
         )
         db = sqlite_utils.Database(conn)
         conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
         db.enable_wal()
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
+        if query_only:
+            conn.execute("PRAGMA query_only = ON")  # for good: even a stray write through query() fails
         mine = _ThreadConnection(db, os.getpid())
-        self._local.connection = mine
         # When the thread ends its thread-local slot goes and the connection is
         # closed, so a server that makes a thread per request leaks nothing.
         with self._open_lock:
             self._open = [f for f in self._open if f.alive]
             self._open.append(weakref.finalize(mine, _close_in_owner, conn, mine.pid))
-        return db
+        return mine
 
     @property
     def open_connections(self) -> int:
-        """Connections this Store holds open now (one per live thread that used it)."""
+        """Connections this Store holds open now (at most two per live thread that used it)."""
         with self._open_lock:
             return sum(f.alive for f in self._open)
 
@@ -261,38 +367,162 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
-        """`BEGIN IMMEDIATE` ... `COMMIT`; `ROLLBACK` on any exception, which re-raises."""
-        conn = self._begin("BEGIN IMMEDIATE")
+        """`BEGIN IMMEDIATE` ... `COMMIT` under the writer lock; `ROLLBACK` on any exception, which re-raises."""
+        conn = self._begin_write()
         try:
-            yield Tx(conn)
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            try:
+                yield Tx(conn)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except BaseException as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if _is_busy(e):
+                    raise StoreBusy(f"the database stayed locked: {e}") from e
+                raise
+        finally:
+            self._writer.release()
+
+    def write(self, job: Callable[[Tx], T]) -> T:
+        """Run `job(tx)` in the next group commit and return what it returned, once committed.
+
+        `job` runs inside its own savepoint of the batch's transaction, perhaps on
+        another thread of this process but always in the calling thread's context
+        (contextvars, so Flask's request and g are the caller's). If it raises,
+        only its own work is undone and the exception is raised here. If the
+        batch cannot commit, every job of it gets that error and none took effect.
+        """
+        if self._database().conn.in_transaction:
+            raise StoreError("a transaction is already open on this thread: pass its Tx down instead of writing apart")
+        if self._queue_pid != os.getpid():
+            self._reset_queue()
+        me = _Job(job)
+        with self._queue_lock:
+            self._queue.append(me)
+            if not self._leading:
+                self._leading, me.state = True, "lead"
+        while me.state != "done":
+            if me.state == "lead":
+                self._lead()
+            else:
+                me.wake.wait()
+                me.wake.clear()
+        if me.error is not None:
+            raise me.error
+        return me.result
+
+    def _reset_queue(self) -> None:
+        with self._open_lock:
+            if self._queue_pid != os.getpid():  # forked: the parent's waiters are not ours
+                self._queue, self._queue_lock, self._leading = [], threading.Lock(), False
+                self._queue_pid = os.getpid()
+
+    def _lead(self) -> None:
+        """Run batches of queued jobs on this thread until this caller's own job is done,
+        then pass the lead to the oldest waiting job (or put it down when none waits)."""
+        batch: list[_Job] = []
         try:
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
+            conn = self._begin_write()
+        except BaseException as e:  # busy: nobody in this batch could write
+            with self._queue_lock:
+                batch, self._queue = self._queue[:BATCH_JOBS], self._queue[BATCH_JOBS:]
+            self._finish(batch, e)
+            return self._pass_lead()
+        error = None
+        try:
+            started = time.perf_counter()
+            while len(batch) < BATCH_JOBS and time.perf_counter() - started < BATCH_SECONDS:
+                with self._queue_lock:
+                    take = self._queue[:BATCH_JOBS - len(batch)]
+                    del self._queue[:len(take)]
+                if not take:
+                    break
+                batch += take  # taken jobs all get an outcome, even if the batch fails midway
+                for job in take:
+                    self._run_job(conn, job)
+                    if not conn.in_transaction:  # SQLite gave up the whole transaction
+                        error = job.error
+                        break
+                if error is not None:
+                    break
+            if error is None:
+                conn.execute("COMMIT")
+                self.batches += 1
+        except BaseException as e:
+            error = StoreBusy(f"the database stayed locked: {e}") if _is_busy(e) else e
+        finally:
+            if error is not None and conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise
+            self._writer.release()
+        self._finish(batch, error)
+        self._pass_lead()
+
+    @staticmethod
+    def _run_job(conn: sqlite3.Connection, job: _Job) -> None:
+        conn.execute("SAVEPOINT job")
+        try:
+            job.result = job.context.run(job.fn, Tx(conn))
+        except BaseException as e:
+            job.error = e
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO SAVEPOINT job")
+                conn.execute("RELEASE SAVEPOINT job")
+            return
+        conn.execute("RELEASE SAVEPOINT job")
+
+    @staticmethod
+    def _finish(batch: list[_Job], error: BaseException | None) -> None:
+        """Hand each job its outcome: its own, or the batch's error when the batch did not commit."""
+        for job in batch:
+            if error is not None:
+                job.result, job.error = None, error
+            job.state = "done"
+            job.wake.set()
+
+    def _pass_lead(self) -> None:
+        with self._queue_lock:
+            if self._queue:
+                nxt = self._queue[0]
+                nxt.state = "lead"
+                nxt.wake.set()
+            else:
+                self._leading = False
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
-        """A read-only Tx over one consistent snapshot (`BEGIN DEFERRED`)."""
-        conn = self._begin("BEGIN DEFERRED")
-        conn.execute("PRAGMA query_only = ON")  # even a stray write through query() fails
+        """A read-only Tx over one consistent snapshot (`BEGIN DEFERRED` on a query-only connection)."""
+        if self._database().conn.in_transaction:
+            raise StoreError("a transaction is already open on this thread: read through its Tx")
+        conn = self._reader()
+        try:
+            conn.execute("BEGIN DEFERRED")
+        except sqlite3.OperationalError as e:
+            if _is_busy(e):
+                raise StoreBusy(f"the database stayed locked: {e}") from e
+            raise
         try:
             yield Tx(conn, readonly=True)
         finally:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            conn.execute("PRAGMA query_only = OFF")
 
-    def _begin(self, statement: str) -> sqlite3.Connection:
+    def _begin_write(self) -> sqlite3.Connection:
+        """This thread's write connection, in `BEGIN IMMEDIATE` under the writer lock (the caller releases it)."""
         conn = self._database().conn
         if conn.in_transaction:
             raise StoreError("a transaction is already open on this thread: pass its Tx down instead of opening another")
-        conn.execute(statement)
+        self._writer.acquire(self.busy_timeout_ms / 1000)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException as e:
+            self._writer.release()
+            if _is_busy(e):
+                raise StoreBusy(f"the database stayed locked: {e}") from e
+            raise
         return conn
 
     # -- migrations --------------------------------------------------------
