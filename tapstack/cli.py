@@ -2,6 +2,7 @@
 import click
 
 from gateway.cli import cli as gateway_cli
+from tapstack.testing.cli import cli as test_cli
 from terminal.cli import cli as terminal_cli
 from wallet.cli import cli as wallet_cli
 
@@ -15,3 +16,4 @@ def main():
 main.add_command(gateway_cli, "gateway")
 main.add_command(terminal_cli, "terminal")
 main.add_command(wallet_cli, "wallet")
+main.add_command(test_cli, "test")
