@@ -3,6 +3,7 @@ import click
 
 from gateway.cli import cli as gateway_cli
 from tapstack.testing.cli import cli as test_cli
+from tapstack.demo import demo_command
 from terminal.cli import cli as terminal_cli
 from wallet.cli import cli as wallet_cli
 
@@ -16,4 +17,5 @@ def main():
 main.add_command(gateway_cli, "gateway")
 main.add_command(terminal_cli, "terminal")
 main.add_command(wallet_cli, "wallet")
+main.add_command(demo_command, "demo")
 main.add_command(test_cli, "test")

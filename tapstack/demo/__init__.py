@@ -1,0 +1,38 @@
+"""`tapstack demo`: a day of the pilot in a small city, end to end through the real stacks.
+
+city.py plans the day from a seed (pure); stack.py starts and stops the processes and
+runs the preflight checks; buses.py is the validator program on the real reader paths;
+receiver.py is the merchants' webhook endpoint; run.py orchestrates; summary.py reports.
+docs/demo.md describes what it does and prints.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("demo")
+@click.option("--seed", type=int, default=1, show_default=True, help="The city's seed: the same seed, the same day.")
+@click.option("--riders", type=click.IntRange(1, 400), default=60, show_default=True,
+              help="Riders in the city (about 2.5 taps each; a PC/SC tap costs ~0.5 s of card arrival).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".tapstack/demo"),
+              show_default=True, help="The demo's data directory, emptied at the start of each run.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True,
+              help="The gateway's port on 127.0.0.1.")
+@click.option("--serve", is_flag=True, help="Keep the gateway up after the day, until Ctrl-C, to explore it.")
+def demo_command(seed, riders, data_dir, port, serve):
+    """Run the whole pilot in one command: gateway, buses, wallets, bills and a shop, for one simulated day."""
+    from tapstack.demo.run import Options, run
+    from tapstack.demo.stack import DemoError
+
+    try:
+        summary = run(Options(seed, riders, data_dir, port, serve), echo=click.echo, tty=sys.stdout.isatty())
+    except DemoError as e:
+        raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:
+        click.echo("\ndemo stopped; everything it started has been stopped", err=True)
+        raise SystemExit(130) from None
+    if not summary.ledger_ok:
+        raise SystemExit(1)

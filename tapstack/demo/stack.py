@@ -1,0 +1,196 @@
+"""The demo's moving parts as processes it starts and stops: the pid lock, the gateway
+(`tapstack gateway serve` under gunicorn), the webhook deliverer, and the preflight checks.
+
+Every process is started in its own session and stopped by its own pid (SIGTERM to its
+process group, then SIGKILL), so nothing else on the machine is touched.
+"""
+from __future__ import annotations
+
+import errno
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from wallet import pcscd
+
+
+class DemoError(Exception):
+    """What stops the demo, in one line for the person running it."""
+
+
+# --- preflight ---------------------------------------------------------------------------
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_lock(data_dir: Path) -> Path:
+    """Write our pid to DATA_DIR/demo.pid; DemoError when a live demo holds it (a stale file is taken)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "demo.pid"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise DemoError(f"a demo is already running (pid {pid}): stop it with kill {pid} or wait") from None
+            path.unlink(missing_ok=True)  # stale: its demo is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        return path
+    raise DemoError(f"cannot take the demo lock {path}: another demo is starting")
+
+
+def release_lock(path: Path) -> None:
+    try:
+        if path.read_text().strip() == str(os.getpid()):
+            path.unlink()
+    except OSError:
+        pass
+
+
+def check_port(port: int, host: str = "127.0.0.1") -> None:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise DemoError(f"port {port} is in use: pass --port") from None
+            raise DemoError(f"cannot use port {port}: {e.strerror}") from None
+
+
+PYTHON_MODULES = {"smartcard": "pyscard", "nfc": "nfcpy", "zxingcpp": "zxing-cpp", "gunicorn": "gunicorn"}
+
+
+def check_installed() -> None:
+    """DemoError naming what is missing: pcscd, the vpcd driver, a Python package."""
+    if not (shutil.which("pcscd") or any(os.path.exists(p) for p in ("/usr/sbin/pcscd", "/sbin/pcscd"))):
+        raise DemoError("pcscd is not installed: run make setup (it installs pcscd and vsmartcard-vpcd)")
+    if not pcscd.VPCD_DRIVER.exists():
+        raise DemoError(f"the virtual reader driver ({pcscd.VPCD_DRIVER}) is not installed: run make setup "
+                        "(Debian package vsmartcard-vpcd)")
+    for module, package in PYTHON_MODULES.items():
+        if importlib.util.find_spec(module) is None:
+            raise DemoError(f"the Python package {package} is not installed: run make setup")
+
+
+def check_no_pcscd() -> None:
+    pid = pcscd.running_pcscd()
+    if pid is not None:
+        raise DemoError(f"another pcscd (pid {pid}) holds {pcscd.PCSCD_SOCKET}: stop it "
+                        f"(sudo systemctl stop pcscd.socket pcscd, or kill {pid} if you started it), then run again")
+
+
+def preflight(data_dir: Path, port: int) -> Path:
+    """Every check that needs nothing started; the lock file taken (release it with release_lock)."""
+    lock = acquire_lock(data_dir)
+    try:
+        check_port(port)
+        check_installed()
+        check_no_pcscd()
+    except BaseException:
+        release_lock(lock)
+        raise
+    return lock
+
+
+# --- processes ---------------------------------------------------------------------------
+
+class Process:
+    """A child process in its own session, its output to a log file; stop() ends it and its children."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None):
+        self.name, self.log_path = name, log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            self.popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          start_new_session=True, env=env)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, lines: int = 3) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return " | ".join(text[-lines:]) or "(empty log)"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self.popen.pid, sig)  # its own group: gunicorn's master and workers
+            except ProcessLookupError:
+                return
+            try:
+                self.popen.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def tapstack_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tapstack", *args]
+
+
+def start_gateway(gateway_dir: Path, port: int, log_path: Path, workers: int = 2,
+                  timeout: float = 30.0) -> Process:
+    """`tapstack gateway serve` on 127.0.0.1:port, waited for until it answers."""
+    process = Process("gateway", tapstack_command("gateway", "serve", "--data", str(gateway_dir), "--host",
+                                                  "127.0.0.1", "--port", str(port), "--workers", str(workers)),
+                      log_path)
+    url = f"http://127.0.0.1:{port}/v1/openapi.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.running():
+            raise DemoError(f"the gateway stopped at start-up: {process.tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return process
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    process.stop()
+    raise DemoError(f"the gateway did not answer on port {port} within {timeout:.0f} s: {process.tail()}")
+
+
+def start_deliverer(gateway_dir: Path, log_path: Path) -> Process:
+    """`tapstack gateway deliver-webhooks`: the gateway's outbox to the merchants' endpoints."""
+    return Process("webhooks", tapstack_command("gateway", "deliver-webhooks", "--data", str(gateway_dir),
+                                                "--interval", "0.2", "--timeout", "5"), log_path)
+
+
+def fetch(url: str, bearer: str, timeout: float = 10.0) -> bytes:
+    """GET url with a bearer key; the body (an image). DemoError on any failure."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {bearer}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.read()
+    except (urllib.error.URLError, OSError) as e:
+        raise DemoError(f"GET {url}: {e}") from None
