@@ -38,7 +38,6 @@ from protocol import purse as p
 TRANSFER_CODE = "purse_fare"
 LOAD_CODE = "purse_load"
 REFUND_CODE = "purse_load_refund"
-WRITTEN_BY_ADVANCE = ("held", "posted", "balance_mismatch")  # statuses advance() records on the tap itself
 
 
 def float_account_id(card_id: str) -> str:
@@ -114,41 +113,110 @@ def ensure_card(tx, card_id: str, currency: str, *, now: datetime) -> dict:
     return row
 
 
-def _revenue_account(tx, merchant_id: str, currency: str, now: datetime) -> str:
-    account_id = revenue_account_id(merchant_id, currency)
-    if ledger.get_account(tx, account_id) is None:
-        ledger.open_account(tx, kind="operator_revenue", currency=currency, owner_id=merchant_id,
-                            account_id=account_id, now=now)
-    return account_id
+class Batch:
+    """What clearing reads once per upload instead of once per receipt: the cards' cleared
+    state, their held receipts, which have loads waiting, the operators' revenue accounts.
+    The cards' cleared counters are written back by `finish`, in the same transaction."""
+
+    def __init__(self, tx, card_ids, *, now: datetime):
+        ids = sorted(set(card_ids))
+        self.now = now
+        self.cards: dict[str, dict] = {r["card_id"]: r for r in _where_in(tx, "SELECT * FROM purse_cards", ids)}
+        self.held: dict[str, set[int]] = {}
+        for r in _where_in(tx, "SELECT card_id, counter FROM purse_receipts", ids, "status = 'held'"):
+            self.held.setdefault(r["card_id"], set()).add(r["counter"])
+        self.with_loads = {r["card_id"] for r in _where_in(tx, "SELECT card_id FROM purse_loads", ids,
+                                                            "status = 'authorised'")}
+        self.revenue: dict[tuple[str, str], str] = {}
+        self.dirty: set[str] = set()
+
+    def card(self, tx, card_id: str, currency: str) -> dict:
+        if card_id not in self.cards:
+            self.cards[card_id] = dict(ensure_card(tx, card_id, currency, now=self.now))
+        return self.cards[card_id]
+
+    def revenue_account(self, tx, merchant_id: str, currency: str) -> str:
+        key = (merchant_id, currency)
+        if key not in self.revenue:
+            account_id = revenue_account_id(merchant_id, currency)
+            if ledger.get_account(tx, account_id) is None:
+                ledger.open_account(tx, kind="operator_revenue", currency=currency, owner_id=merchant_id,
+                                    account_id=account_id, now=self.now)
+            self.revenue[key] = account_id
+        return self.revenue[key]
+
+    def finish(self, tx) -> None:
+        for card_id in sorted(self.dirty):
+            card = self.cards[card_id]
+            tx.execute("UPDATE purse_cards SET cleared_counter = :n, cleared_balance = :b, problem = :p "
+                       "WHERE card_id = :c", {"n": card["cleared_counter"], "b": card["cleared_balance"],
+                                              "p": card["problem"], "c": card_id})
+        self.dirty.clear()
+
+
+def _where_in(tx, select: str, ids: list[str], extra: str | None = None) -> list[dict]:
+    rows = []
+    for start in range(0, len(ids), 500):
+        names = {f"c{i}": c for i, c in enumerate(ids[start:start + 500])}
+        if not names:
+            continue
+        where = f"card_id IN ({', '.join(':' + n for n in names)})" + (f" AND {extra}" if extra else "")
+        rows += tx.query(f"{select} WHERE {where}", names)
+    return rows
 
 
 # --- debits ------------------------------------------------------------------------------
 
 def submit_debit(tx, receipt: p.Receipt, *, terminal_id: str, tap_id: str, merchant_id: str,
-                 now: datetime) -> str:
+                 now: datetime, batch: Batch | None = None) -> str:
     """Take a verified debit receipt into clearing; its status: posted, held, or a refusal
-    (replayed_receipt, double_spend, stale_counter, balance_mismatch, card_problem)."""
+    (replayed_receipt, double_spend, stale_counter, balance_mismatch, card_problem).
+    Without a `batch`, one is made for this receipt and finished here."""
+    own = batch is None
     card_id = receipt.card_id.hex()
+    batch = batch or Batch(tx, [card_id], now=now)
+    card = batch.card(tx, card_id, receipt.currency)
     raw = receipt.to_bytes().hex()
-    seen = tx.one("SELECT receipt FROM purse_receipts WHERE card_id = :c AND counter = :n",
-                  {"c": card_id, "n": receipt.counter})
-    if seen is not None:
+    row = {"card_id": card_id, "counter": receipt.counter, "amount": receipt.amount, "currency": receipt.currency,
+           "balance_after": receipt.balance_after, "receipt": raw, "terminal_id": terminal_id, "tap_id": tap_id,
+           "merchant_id": merchant_id, "status": "held", "transfer_id": None, "created_at": unix(now)}
+    # The common case: the next counter of a card in good standing with no load waiting,
+    # whose balance follows: posted at once (two statements fewer than through advance()).
+    fast = (receipt.counter == card["cleared_counter"] + 1 and not card["problem"]
+            and card_id not in batch.with_loads and receipt.balance_after == card["cleared_balance"] - receipt.amount)
+    if fast:
+        row.update(status="posted", transfer_id=transfer_id(card_id, receipt.counter))
+    fresh = receipt.counter > card["cleared_counter"] and tx.execute(
+        "INSERT INTO purse_receipts (card_id, counter, amount, currency, balance_after, receipt, terminal_id, "
+        "tap_id, merchant_id, status, transfer_id, created_at) VALUES (:card_id, :counter, :amount, :currency, "
+        ":balance_after, :receipt, :terminal_id, :tap_id, :merchant_id, :status, :transfer_id, :created_at) "
+        "ON CONFLICT (card_id, counter) DO NOTHING", row)
+    if not fresh:
+        seen = tx.one("SELECT receipt FROM purse_receipts WHERE card_id = :c AND counter = :n",
+                      {"c": card_id, "n": receipt.counter})
+        if seen is None:
+            return "stale_counter"  # that counter was a top-up the card took, not this debit
         return "replayed_receipt" if seen["receipt"] == raw else "double_spend"
-    card = ensure_card(tx, card_id, receipt.currency, now=now)
-    if receipt.counter <= card["cleared_counter"]:
-        return "stale_counter"  # that counter was a load the card took, not this debit
-    tx.insert("purse_receipts", {
-        "card_id": card_id, "counter": receipt.counter, "amount": receipt.amount, "currency": receipt.currency,
-        "balance_after": receipt.balance_after, "receipt": raw, "terminal_id": terminal_id, "tap_id": tap_id,
-        "merchant_id": merchant_id, "status": "held", "transfer_id": None, "created_at": unix(now)})
-    if card["problem"]:
-        return "card_problem"
-    if receipt.counter == card["cleared_counter"] + 1 or _load_at(tx, card_id, card["cleared_counter"]):
-        advance(tx, card_id, now=now)
-        status = tx.one("SELECT status FROM purse_receipts WHERE card_id = :c AND counter = :n",
-                        {"c": card_id, "n": receipt.counter})["status"]
-        return status
-    return "held"
+    if fast:
+        ledger.transfer(tx, transfer_id=row["transfer_id"], debit_account_id=card["float_account_id"],
+                        credit_account_id=batch.revenue_account(tx, merchant_id, receipt.currency),
+                        amount=receipt.amount, currency=receipt.currency, code=TRANSFER_CODE, now=now)
+        card["cleared_counter"], card["cleared_balance"] = receipt.counter, receipt.balance_after
+        batch.dirty.add(card_id)
+        if receipt.counter + 1 in batch.held.get(card_id, ()):  # it filled a gap: clear what waited
+            advance(tx, card_id, now=now, batch=batch)
+        if own:
+            batch.finish(tx)
+        return "posted"
+    batch.held.setdefault(card_id, set()).add(receipt.counter)
+    status = "card_problem" if card["problem"] else "held"
+    if not card["problem"]:
+        for t, i, changed in advance(tx, card_id, now=now, batch=batch, skip=(terminal_id, tap_id)):
+            if (t, i) == (terminal_id, tap_id):
+                status = changed
+    if own:
+        batch.finish(tx)
+    return status
 
 
 def _load_at(tx, card_id: str, counter: int) -> dict | None:
@@ -156,47 +224,54 @@ def _load_at(tx, card_id: str, counter: int) -> dict | None:
                   {"c": card_id, "n": counter})
 
 
-def advance(tx, card_id: str, *, now: datetime) -> list[tuple[str, str, str]]:
+def advance(tx, card_id: str, *, now: datetime, batch: Batch | None = None,
+            skip: tuple[str, str] | None = None) -> list[tuple[str, str, str]]:
     """Clear the card's chain as far as it is complete. Returns (terminal id, tap id, status)
-    of the receipts whose status changed, for the taps table."""
-    card = tx.one("SELECT * FROM purse_cards WHERE card_id = :c", {"c": card_id})
+    of the receipts whose status changed; their taps are updated too, but for `skip`
+    (the tap being stored, whose caller records the status itself)."""
+    own = batch is None
+    batch = batch or Batch(tx, [card_id], now=now)
+    card = batch.cards[card_id]
+    held = batch.held.setdefault(card_id, set())
     changed = []
     counter, balance = card["cleared_counter"], card["cleared_balance"]
     while not card["problem"]:
-        nxt = tx.one("SELECT * FROM purse_receipts WHERE card_id = :c AND counter = :n",
-                     {"c": card_id, "n": counter + 1})
-        load = _load_at(tx, card_id, counter)
-        if nxt is not None:
+        load = _load_at(tx, card_id, counter) if card_id in batch.with_loads else None
+        if counter + 1 in held:
+            nxt = tx.one("SELECT * FROM purse_receipts WHERE card_id = :c AND counter = :n",
+                         {"c": card_id, "n": counter + 1})
+            held.discard(counter + 1)
             if load is not None:  # a debit used the counter the load was authorised for
                 _supersede(tx, load, now)
             if nxt["balance_after"] != balance - nxt["amount"]:
-                problem = (f"receipt {counter + 1} shows balance {nxt['balance_after']}, "
-                           f"expected {balance - nxt['amount']}")
+                card["problem"] = (f"receipt {counter + 1} shows balance {nxt['balance_after']}, "
+                                   f"expected {balance - nxt['amount']}")
                 tx.execute("UPDATE purse_receipts SET status = 'balance_mismatch' WHERE card_id = :c AND counter = :n",
                            {"c": card_id, "n": counter + 1})
-                tx.execute("UPDATE purse_cards SET problem = :p WHERE card_id = :c", {"p": problem, "c": card_id})
                 changed.append((nxt["terminal_id"], nxt["tap_id"], "balance_mismatch"))
                 break
             tid = transfer_id(card_id, counter + 1)
             ledger.transfer(tx, transfer_id=tid, debit_account_id=card["float_account_id"],
-                            credit_account_id=_revenue_account(tx, nxt["merchant_id"], nxt["currency"], now),
+                            credit_account_id=batch.revenue_account(tx, nxt["merchant_id"], nxt["currency"]),
                             amount=nxt["amount"], currency=nxt["currency"], code=TRANSFER_CODE, now=now)
             tx.execute("UPDATE purse_receipts SET status = 'posted', transfer_id = :t WHERE card_id = :c AND counter = :n",
                        {"t": tid, "c": card_id, "n": counter + 1})
             changed.append((nxt["terminal_id"], nxt["tap_id"], "posted"))
             counter, balance = counter + 1, nxt["balance_after"]
-        elif load is not None and tx.one(
-                "SELECT 1 FROM purse_receipts WHERE card_id = :c AND counter = :n", {"c": card_id, "n": counter + 2}):
+        elif load is not None and counter + 2 in held:
             # A debit after the load's counter: the card took the top-up (its balance is checked there).
             tx.execute("UPDATE purse_loads SET status = 'applied' WHERE id = :id", {"id": load["id"]})
             counter, balance = counter + 1, balance + load["amount"]
         else:
             break
-    tx.execute("UPDATE purse_cards SET cleared_counter = :n, cleared_balance = :b WHERE card_id = :c",
-               {"n": counter, "b": balance, "c": card_id})
+    card["cleared_counter"], card["cleared_balance"] = counter, balance
+    batch.dirty.add(card_id)
     for terminal_id, tap_id, status in changed:
-        tx.execute("UPDATE transit_taps SET clearing = :s WHERE terminal_id = :t AND tap_id = :i",
-                   {"s": status, "t": terminal_id, "i": tap_id})
+        if (terminal_id, tap_id) != skip:
+            tx.execute("UPDATE transit_taps SET clearing = :s WHERE terminal_id = :t AND tap_id = :i",
+                       {"s": status, "t": terminal_id, "i": tap_id})
+    if own:
+        batch.finish(tx)
     return changed
 
 
@@ -263,14 +338,8 @@ def authorise_load(tx, *, wallet: dict, card_id: str, counter: int, amount: int,
 
 def issuer_certificates(tx, card_ids: list[str]) -> dict[str, str]:
     """card id -> certificate hex, for the cards the issuer certified."""
-    found = {}
-    for start in range(0, len(card_ids), 500):
-        chunk = card_ids[start:start + 500]
-        names = {f"c{i}": c for i, c in enumerate(chunk)}
-        rows = tx.query(f"SELECT card_id, certificate FROM issuer_cards WHERE card_id IN "
-                        f"({', '.join(':' + n for n in names)})", names)
-        found.update({r["card_id"]: r["certificate"] for r in rows})
-    return found
+    return {r["card_id"]: r["certificate"]
+            for r in _where_in(tx, "SELECT card_id, certificate FROM issuer_cards", sorted(set(card_ids)))}
 
 
 def trusted_keys(tx) -> dict[bytes, bytes]:

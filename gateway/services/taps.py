@@ -36,6 +36,7 @@ _ID = re.compile(r"[A-Za-z0-9_.:\-]{1,80}")
 _WORD = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
+_RECEIPT = re.compile(f"[0-9a-f]{{{2 * p.RECEIPT_SIZE}}}")
 
 
 class RowError(ValueError):
@@ -110,8 +111,7 @@ def check_row(row, *, now: int, routes: frozenset[str] | None = None) -> TapRow:
     if token is not None and tokens.token_kind(token) is None:
         raise RowError("invalid_field", "token is not a keyed-hash token (pan_... or uid_...)")
     receipt = row.get("receipt")
-    if receipt is not None and not (isinstance(receipt, str) and len(receipt) == 2 * p.RECEIPT_SIZE
-                                    and all(c in "0123456789abcdef" for c in receipt)):
+    if receipt is not None and not (isinstance(receipt, str) and _RECEIPT.fullmatch(receipt)):
         raise RowError("invalid_field", f"receipt must be {p.RECEIPT_SIZE} bytes in lower-case hex")
     if accepted and kind == "purse" and None in (card_id, receipt, amount, currency):
         raise RowError("missing_field", "an accepted purse tap carries card_id, amount, currency and receipt")
@@ -155,6 +155,7 @@ def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
 
     purse = [t for t in checked if isinstance(t, TapRow) and t.kind == "purse" and t.accepted]
     verified: dict[str, tuple] = {}
+    batch = clearing.Batch(tx, [t.card_id for t in purse], now=now) if purse else None
     if purse:
         cache = clearing.CertificateCache(clearing.trusted_keys(tx))
         certificates = clearing.issuer_certificates(tx, sorted({t.card_id for t in purse}))
@@ -193,11 +194,13 @@ def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
             continue
         if t.id in verified and verified[t.id][0] is not None:
             status = clearing.submit_debit(tx, verified[t.id][0], terminal_id=terminal_id, tap_id=t.id,
-                                           merchant_id=merchant_id, now=now)
-            if status not in clearing.WRITTEN_BY_ADVANCE:
+                                           merchant_id=merchant_id, now=now, batch=batch)
+            if status != "held":
                 tx.execute("UPDATE transit_taps SET clearing = :s WHERE terminal_id = :t AND tap_id = :i",
                            {"s": status, "t": terminal_id, "i": t.id})
         results.append(_result(t.id, "accepted", flags=t.flags, clearing_status=status))
+    if batch is not None:
+        batch.finish(tx)
     # A later receipt of the batch may have posted an earlier held one: report where each ended.
     held = [r for r in results if r["clearing"] == "held"]
     for r in held:

@@ -1,0 +1,237 @@
+"""Validator and tap-ingestion benchmark.
+
+1. Validator decisions: a whole decision as the bus validator takes it (repeat check,
+   SELECT, DEBIT, offline verification, the journal write with its fsync, reader signal,
+   panel), through the mock reader and through the real pcscd with the card on
+   vsmartcard-vpcd. Baseline in the same run, interleaved: terminal.tap.tap alone (the
+   card exchange and verification, no journal).
+2. Gateway ingestion: POST /v1/taps with batches of 500 verified purse taps (HMAC
+   request, receipt and certificate verification, counter chain, one ledger transfer per
+   receipt). Baseline in the same run: raw SQLite inserts of as many rows of the same
+   width, 500 per transaction, WAL and synchronous=FULL like the gateway's store.
+
+    python bench/validator_bench.py [--taps 1000] [--cards 200] [--per-card 50] [--transport mock ...]
+
+Targets: validator p99 <= 15 ms through pcscd+vpcd; >= 5,000 verified taps/s ingested.
+Only one pcscd can run on a machine: the pcscd+vpcd part starts its own and stops it.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from tap_bench import open_transport, percentile  # noqa: E402
+
+TARGET_P99_MS = 15.0
+TARGET_TAPS_PER_S = 5000
+TERMINAL_ID = b"BENCH001"
+
+
+# --- 1. validator decisions ---------------------------------------------------------------
+
+def measure_validator(kind: str, taps: int, warmup: int = 20) -> dict:
+    from terminal.journal import Journal
+    from terminal.run import Settings, Validator
+    from terminal.tap import TapContext, tap
+    from wallet.testcards import demo_purse_card
+
+    demo = demo_purse_card(balance=100_000)
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        reader, _ = open_transport(kind, stack, demo.card)
+        session = reader.wait_for_card(10)
+        if session is None:
+            raise SystemExit(f"{kind}: the card did not show up in the reader")
+        journal = Journal(Path(tmp) / "journal.db", TERMINAL_ID)
+        stack.callback(journal.close)
+        settings = Settings(route="R1", stop="S1", fare=1, token_key=demo.token_key, terminal_id=TERMINAL_ID,
+                            journal=Path(tmp) / "journal.db", repeat_window=timedelta(0))
+        v = Validator(settings, reader, journal, out=lambda _: None)
+        v.ref.issuer_keys = demo.issuer_keys
+        decide_ms, base_ms = [], []
+        for i in range(warmup + taps):
+            ctx = TapContext(1, "CNY", TERMINAL_ID, demo.issuer_keys, demo.token_key, datetime.now(timezone.utc))
+            t0 = time.perf_counter()
+            outcome, _ = tap(session, ctx)
+            t1 = time.perf_counter()
+            decision = v.handle_card(session)
+            t2 = time.perf_counter()
+            if outcome.reason != "paid" or decision.reason != "paid":
+                raise SystemExit(f"{kind}: tap {i}: {outcome.reason} / {decision.reason} ({decision.detail})")
+            if i >= warmup:
+                base_ms.append((t1 - t0) * 1000)
+                decide_ms.append((t2 - t1) * 1000)
+    decide_ms.sort()
+    base_ms.sort()
+    return {"transport": kind, "p50": percentile(decide_ms, 50), "p99": percentile(decide_ms, 99),
+            "base_p50": percentile(base_ms, 50), "base_p99": percentile(base_ms, 99),
+            "per_s": 1000 / (sum(decide_ms) / len(decide_ms))}
+
+
+# --- 2. gateway ingestion -----------------------------------------------------------------
+
+def build_taps(client, operator_key: str, cards: int, per_card: int, now: datetime):
+    """A gateway world: a wallet, its loaded purse cards, a terminal; and the upload rows of
+    cards * per_card purse taps made by terminal.tap.tap over the mock reader."""
+    from protocol import ed25519
+    from protocol import purse as p
+    from terminal import validator
+    from terminal.readers.mock import MockReader
+    from terminal.tap import TapContext, tap
+    from wallet.purse import new_purse, purse_card
+    from wallet.state import MemoryStore
+
+    keys = itertools.count()
+
+    def call(method, path, body=None, auth=operator_key):
+        r = client.open(path, method=method, json=body, headers={
+            "Authorization": f"Bearer {auth}", "Idempotency-Key": f"bench-{next(keys)}"})
+        if r.status_code >= 300:
+            raise SystemExit(f"{method} {path}: {r.status_code} {r.get_data(as_text=True)}")
+        return r.get_json()
+
+    customer = call("POST", "/v1/customers", {"name": "Bench rider"})
+    wallet = call("POST", "/v1/wallets", {"customer_id": customer["id"], "currency": "CNY"})
+    call("POST", "/v1/topups", {"wallet_id": wallet["id"], "amount": cards * 50_000, "currency": "CNY"})
+    merchant = call("POST", "/v1/merchants", {"name": "Bench buses"})
+    terminal = call("POST", "/v1/terminals", {"merchant_id": merchant["id"]})
+    issuer_keys = {bytes.fromhex(k["key_id"]): bytes.fromhex(k["public_key"])
+                   for k in client.get("/v1/issuer/keys").get_json()["data"]}
+    rows, n = [], itertools.count(1)
+    for _ in range(cards):
+        seed = os.urandom(32)
+        card = call("POST", f"/v1/wallets/{wallet['id']}/card", {"public_key": ed25519.public_key(seed).hex()},
+                    auth=wallet["credential"])
+        state = new_purse(seed, bytes.fromhex(card["card_id"]), bytes.fromhex(card["certificate"]),
+                          next(iter(issuer_keys.values())), "CNY", 0)
+        vcard = purse_card(MemoryStore(state), b"\x04" + os.urandom(6))
+        load = call("POST", f"/v1/wallets/{wallet['id']}/purse-loads",
+                    {"card_id": card["card_id"], "amount": 50_000, "currency": "CNY", "counter": 0},
+                    auth=wallet["credential"])
+        vcard.power_on()
+        vcard.process(p.select_command())
+        vcard.process(p.topup_command(bytes.fromhex(load["authorisation"])))
+        reader = MockReader(vcard)
+        for _ in range(per_card):
+            ctx = TapContext(200, "CNY", TERMINAL_ID, issuer_keys, b"k" * 32, now)
+            outcome, _ = tap(reader.wait_for_card(0), ctx)
+            decision = validator.decide(outcome, now=now, place=validator.Place("R1", "S1"), rules_version=1,
+                                        recent={})
+            rows.append({"id": f"{TERMINAL_ID.hex()}-{next(n):010d}", **decision.to_json()})
+    return rows, (terminal["key_id"], bytes.fromhex(terminal["secret"])), merchant["id"]
+
+
+def measure_ingestion(cards: int, per_card: int, batch: int = 500) -> dict:
+    from gateway import ledger
+    from gateway.app import create_app
+    from gateway.auth import operator_key
+    from gateway.config import Config
+    from gateway.services import clearing
+    from gateway.store import Store
+    from protocol import request_signing
+
+    now = datetime.now(timezone.utc)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Config(Path(tmp) / "gateway")
+        store = Store(config.db_path)  # synchronous=FULL, the gateway's default
+        app = create_app(config, store=store)
+        client = app.test_client()
+        rows, (key_id, secret), merchant_id = build_taps(client, operator_key(config), cards, per_card, now)
+        batches = [rows[i:i + batch] for i in range(0, len(rows), batch)]
+        # The same card's taps spread over batches in counter order, as uploads arrive.
+        batch_ms = []
+        for k, chunk in enumerate(batches):
+            body = json.dumps({"taps": chunk}, separators=(",", ":")).encode()
+            headers = request_signing.signed_headers(key_id, secret, "POST", "/v1/taps", body,
+                                                     timestamp=int(time.time()), nonce=f"bench-nonce-{k:08d}")
+            headers.update({"Content-Type": "application/json", "Idempotency-Key": f"bench-batch-{k}"})
+            t0 = time.perf_counter()
+            r = client.post("/v1/taps", data=body, headers=headers)
+            batch_ms.append((time.perf_counter() - t0) * 1000)
+            answer = r.get_json()
+            if r.status_code != 200 or answer["accepted"] != len(chunk):
+                raise SystemExit(f"batch {k}: {r.status_code} {str(answer)[:300]}")
+            bad = [x for x in answer["results"] if x["clearing"] != "posted"]
+            if bad:
+                raise SystemExit(f"batch {k}: not posted: {bad[:3]}")
+        with store.read() as tx:
+            revenue = ledger.get_account(tx, clearing.revenue_account_id(merchant_id, "CNY"))["balance"]
+            assert revenue == 200 * len(rows), revenue
+            assert ledger.check(tx).ok
+        store.close()
+
+        # Baseline: the same number of rows of the same width, raw sqlite3, same durability.
+        db = sqlite3.connect(Path(tmp) / "raw.db", isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("CREATE TABLE t (terminal_id TEXT, tap_id TEXT, body TEXT, PRIMARY KEY (terminal_id, tap_id))")
+        raw_ms = []
+        for chunk in batches:
+            values = [("term", r["id"], json.dumps(r)) for r in chunk]
+            t0 = time.perf_counter()
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO t VALUES (?, ?, ?)", values)
+            db.execute("COMMIT")
+            raw_ms.append((time.perf_counter() - t0) * 1000)
+        db.close()
+    total_s = sum(batch_ms) / 1000
+    raw_s = sum(raw_ms) / 1000
+    batch_ms.sort()
+    raw_ms.sort()
+    return {"taps": len(rows), "batches": len(batches), "per_s": len(rows) / total_s,
+            "batch_p50": percentile(batch_ms, 50), "batch_p99": percentile(batch_ms, 99),
+            "raw_per_s": len(rows) / raw_s, "raw_p50": percentile(raw_ms, 50)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--taps", type=int, default=1000, help="validator decisions per transport")
+    parser.add_argument("--transport", action="append", choices=("mock", "pcscd+vpcd"))
+    parser.add_argument("--cards", type=int, default=200, help="purse cards for the ingestion part")
+    parser.add_argument("--per-card", type=int, default=50, help="taps per card for the ingestion part")
+    parser.add_argument("--skip-ingestion", action="store_true")
+    args = parser.parse_args(argv)
+    failed = False
+
+    rows = [measure_validator(kind, args.taps) for kind in (args.transport or ("mock", "pcscd+vpcd"))]
+    print(f"validator decision (repeat check, SELECT, DEBIT, verification, fsynced journal, signal, panel), "
+          f"{args.taps} per transport")
+    print("baseline, same run, interleaved: terminal.tap.tap alone (card exchange + verification)\n")
+    header = (f"{'transport':<12} {'decisions/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'tap p50':>8} {'tap p99':>8} "
+              f"{'p50 ratio':>9}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['transport']:<12} {r['per_s']:>11.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['base_p50']:>8.3f} "
+              f"{r['base_p99']:>8.3f} {r['p50'] / r['base_p50']:>8.1f}x")
+        if r["transport"] == "pcscd+vpcd":
+            ok = r["p99"] <= TARGET_P99_MS
+            failed |= not ok
+            print(f"  target p99 <= {TARGET_P99_MS:g} ms through pcscd+vpcd: {'met' if ok else 'MISSED'}")
+
+    if not args.skip_ingestion:
+        g = measure_ingestion(args.cards, args.per_card)
+        print(f"\ngateway ingestion: POST /v1/taps, {g['taps']} verified purse taps in {g['batches']} batches of 500")
+        print(f"  verified taps/s {g['per_s']:>9.0f}   batch p50 {g['batch_p50']:.1f} ms   p99 {g['batch_p99']:.1f} ms")
+        print(f"  baseline raw SQLite inserts (500 per commit, WAL, FULL): {g['raw_per_s']:.0f} rows/s "
+              f"(batch p50 {g['raw_p50']:.1f} ms); ratio {g['raw_per_s'] / g['per_s']:.1f}x")
+        ok = g["per_s"] >= TARGET_TAPS_PER_S
+        failed |= not ok
+        print(f"  target >= {TARGET_TAPS_PER_S} verified taps/s: {'met' if ok else 'MISSED'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
