@@ -3,6 +3,7 @@ import click
 
 from terminal.doctor import command as doctor_command
 from terminal.run import run_command
+from terminal.trace import trace_command
 
 
 @click.group()
@@ -12,3 +13,4 @@ def cli():
 
 cli.add_command(doctor_command, "doctor")
 cli.add_command(run_command, "run")
+cli.add_command(trace_command, "trace")

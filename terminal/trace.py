@@ -346,3 +346,114 @@ def format_exchange(x: Exchange) -> str:
     """One line for a person: '>> 00A4... << 6A82', card numbers already masked at recording."""
     answer = "(no answer: " + (x.error or "torn") + ")" if x.response is None else x.response.hex().upper()
     return f">> {x.command.hex().upper()}\n   << {answer}"
+
+
+# --- `tapstack terminal trace` ---------------------------------------------------------
+
+def _trace_command():
+    import click
+
+    from terminal.readers import SPEC_HELP
+
+    def hex_option(value: str, name: str, sizes: tuple[int, ...] | None = None) -> bytes:
+        text = value
+        if value.startswith("@"):
+            try:
+                text = Path(value[1:]).read_text().strip()
+            except OSError as e:
+                raise click.UsageError(f"{name}: cannot read {value[1:]}: {e.strerror or e}") from None
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise click.UsageError(f"{name} is hex (or @FILE holding hex)") from None
+        if sizes and len(raw) not in sizes:
+            raise click.UsageError(f"{name} is {' or '.join(map(str, sizes))} bytes")
+        return raw
+
+    @click.command("trace")
+    @click.option("--reader", "reader_spec", required=True, help=SPEC_HELP)
+    @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                  help="The trace file (JSON lines) to write.")
+    @click.option("--append", is_flag=True, help="Add this tap as the next session of an existing trace.")
+    @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=30, show_default=True,
+                  help="Seconds to wait for a card.")
+    @click.option("--fare", type=click.IntRange(1, p.MAX_AMOUNT), default=200, show_default=True,
+                  help="Fare in minor units: a purse card pays it.")
+    @click.option("--currency", type=click.Choice(sorted(p.CURRENCY_CODES)), default="CNY", show_default=True)
+    @click.option("--terminal-id", default="TRACE001", show_default=True, help="8 ASCII characters.")
+    @click.option("--token-key", default=None, help="Token key hex (or @FILE); default: the demo key (tests only).")
+    @click.option("--issuer-key", "issuer_keys", multiple=True,
+                  help="Issuer public key hex (or @FILE), repeatable; default: the demo issuer (tests only).")
+    @click.option("--nonce", default=None, help="The tap's 8-byte transaction id in hex (default random): "
+                                                "fixed, a purse tap replays byte for byte.")
+    @click.option("--redact-purse", is_flag=True, help="Also zero the purse's card key and signatures.")
+    def trace_command(reader_spec, out_path, append, timeout, fare, currency, terminal_id, token_key,
+                      issuer_keys, nonce, redact_purse):
+        """Record one tap at READER to a trace file; card numbers are masked before writing.
+
+        The tap is a validator's tap: a purse card is debited the fare. Replay the trace
+        as a card in scenarios (type: replay) or with tapstack.testing.replay.ReplayCard.
+        """
+        from protocol import certs
+        from terminal.readers import open_reader
+        from terminal.tap import tap
+
+        if not (terminal_id.isascii() and len(terminal_id) == p.ID_SIZE):
+            raise click.UsageError(f"--terminal-id is {p.ID_SIZE} ASCII characters")
+        if token_key is None or not issuer_keys:
+            from wallet.testcards import DEMO_TOKEN_KEY, demo_issuer_keys
+
+            click.echo("note: demo keys in use (tests only); give --token-key and --issuer-key for real cards",
+                       err=True)
+        key = hex_option(token_key, "--token-key") if token_key else DEMO_TOKEN_KEY
+        if len(key) < 16:
+            raise click.UsageError("--token-key is at least 16 bytes")
+        issuers = {}
+        for value in issuer_keys:
+            public = hex_option(value, "--issuer-key", (32,))
+            issuers[certs.key_id(public)] = public
+        issuers = issuers or demo_issuer_keys()
+        number = 1
+        if append and out_path.exists():
+            try:
+                number = len(read_trace(out_path)) + 1
+            except TraceError as e:
+                raise click.ClickException(str(e)) from None
+        now = datetime.now(timezone.utc)
+        from terminal.tap import TapContext
+
+        ctx = TapContext(fare=fare, currency=currency, terminal_id=terminal_id.encode("ascii"), issuer_keys=issuers,
+                         token_key=key, now=now, nonce=hex_option(nonce, "--nonce", (8,)) if nonce else None)
+        try:
+            reader = open_reader(reader_spec)
+        except ReaderError as e:
+            raise click.ClickException(str(e)) from None
+        try:
+            click.echo(f"waiting {timeout:g} s for a card on {reader.name} ...", err=True)
+            try:
+                session = reader.wait_for_card(timeout)
+            except ReaderError as e:
+                raise click.ClickException(str(e)) from None
+            if session is None:
+                raise click.ClickException(f"no card on {reader.name} within {timeout:g} s")
+            try:
+                out = open(out_path, "a" if append else "w", encoding="utf-8")
+            except OSError as e:
+                raise click.ClickException(f"cannot write {out_path}: {e.strerror or e}") from None
+            with out:
+                recorder = TraceRecorder(session, out, reader=reader.name, number=number, started=now,
+                                         redact_purse=redact_purse)
+                outcome, _ = tap(recorder, ctx)
+                try:  # the UID, so a replay answers FF CA as this card did (on PC/SC one more exchange)
+                    recorder.uid
+                except (CardRemoved, ReaderError):
+                    pass
+            click.echo(f"{outcome.kind} {outcome.signal} {outcome.reason}: {len(recorder.exchanges)} exchanges "
+                       f"written to {out_path} (session {number})")
+        finally:
+            reader.close()
+
+    return trace_command
+
+
+trace_command = _trace_command()

@@ -197,7 +197,8 @@ class _Run:
         state = self.reader(args["reader"])
         self.last_reader = args["reader"] or next(n for n, s in self.readers.items() if s is state)
         card = self.cards[name]
-        self._clear(state)
+        if state.last is not None:  # the card of the tap before leaves first (a fresh field costs nothing)
+            self._clear(state)
         state.field.present(card)
         state.card_in_field = name
         session = state.field.reader.wait_for_card(CARD_TIMEOUT)
