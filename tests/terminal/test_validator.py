@@ -216,3 +216,41 @@ def test_commands_and_feed_change_the_place_and_survive_a_restart(shell, tmp_pat
     again = Validator(Settings(fare=200, token_key=demo.token_key, terminal_id=b"BUS-0001",
                                journal=v.s.journal), MockReader(), v.journal, clock=clock, out=lambda _: None)
     assert again.place == validator.Place("R2", "A")
+
+
+# --- QR tickets --------------------------------------------------------------------------
+
+def ticket(demo, *, route="R1", nonce=b"\x01" * 8, issued_at=NOW):
+    from protocol import signed_qr
+    from wallet.testcards import demo_card_seed
+
+    return signed_qr.ticket_code(demo_card_seed(demo.card_id), demo.store.state.certificate, issued_at=issued_at,
+                                 nonce=nonce, ticket_id=b"T" * 8, product=1, route=route,
+                                 valid_from=NOW - timedelta(hours=1), valid_until=NOW + timedelta(hours=1))
+
+
+def test_a_qr_ticket_frame_is_verified_offline_and_used_once(shell, tmp_path):
+    from wallet import qr
+
+    v, demo, clock, _ = shell
+    v.s.qr_dir = tmp_path / "frames"
+    v.s.qr_dir.mkdir()
+    qr.write(ticket(demo), v.s.qr_dir / "0001.png")
+    qr.write(ticket(demo), v.s.qr_dir / "0002.png")  # the same code shown again
+    qr.write(ticket(demo, route="R7", nonce=b"\x02" * 8), v.s.qr_dir / "0003.png")
+    (v.s.qr_dir / "0004.png").write_bytes(b"not an image")
+    decisions = [v.handle_frame(path) for path in v.qr_frames()]
+    assert [d and (d.kind, d.accepted, d.reason) for d in decisions] == [
+        ("qr", True, "qr_ticket"), ("qr", False, "qr_replayed"), ("qr", False, "bad_qr"), None]
+    assert decisions[0].card_id == demo.card_id.hex()
+    assert v.qr_frames() == []  # frames already read are not read again
+    assert [t["reason"] for t in v.journal.taps()] == ["qr_ticket", "qr_replayed", "bad_qr"]
+
+
+def test_a_forged_or_expired_qr_ticket_is_refused(shell):
+    v, demo, clock, _ = shell
+    code = ticket(demo)
+    forged = code[:-4] + ("AAAA" if code[-4:] != "AAAA" else "BBBB")
+    assert v.decide_qr(forged).reason == "bad_qr"
+    clock.now += timedelta(minutes=10)
+    assert v.decide_qr(code).reason == "bad_qr"
