@@ -77,13 +77,19 @@ def tap_totals(tx, *, since: int, until: int) -> dict:
             "riders": row["riders"], "denied_reasons": [(r["reason"], r["taps"]) for r in reasons]}
 
 
-def taps_per_hour(tx, *, since: int, until: int, tz: ZoneInfo) -> list[dict]:
+def ridership(tx, *, since: int, until: int) -> list[dict]:
+    """taps.ridership's rows for [since, until): per route and UTC hour (read once per page)."""
+    return taps.ridership(tx, since=since, until=until)["data"]
+
+
+def taps_per_hour(rows: list[dict], *, since: int, until: int, tz: ZoneInfo) -> list[dict]:
     """Every hour of [since, until) with its taps and accepted taps (all routes), zeros included.
 
-    Hours are taps.ridership's UTC hours, labelled with the local time they start at.
+    `rows` are ridership rows (UTC hours); each hour is labelled with the local time it
+    starts at. Pure.
     """
     counts: dict[int, list[int]] = {}
-    for r in taps.ridership(tx, since=since, until=until)["data"]:
+    for r in rows:
         hour = int(datetime.fromisoformat(r["hour"].replace("Z", "+00:00")).timestamp())
         slot = counts.setdefault(hour, [0, 0])
         slot[0] += r["taps"]
@@ -96,15 +102,15 @@ def taps_per_hour(tx, *, since: int, until: int, tz: ZoneInfo) -> list[dict]:
     return hours
 
 
-def routes(tx, *, since: int, until: int) -> list[dict]:
+def routes(rows: list[dict]) -> list[dict]:
     """Per route: taps, accepted, token taps awaiting pricing, and purse fares cleared (revenue).
 
-    Taps without a route are grouped under route None. Revenue is what clearing posted
-    from purse receipts; token taps are priced later by the fare engine and are counted
-    here, not valued.
+    `rows` are ridership rows. Taps without a route are grouped under route None. Revenue
+    is what clearing posted from purse receipts; token taps are priced later by the fare
+    engine and are counted here, not valued. Pure.
     """
     by_route: dict = {}
-    for r in taps.ridership(tx, since=since, until=until)["data"]:
+    for r in rows:
         row = by_route.setdefault(r["route"], {"route": r["route"], "taps": 0, "accepted": 0,
                                                "token_taps": 0, "revenue": 0, "currency": None})
         row["taps"] += r["taps"]
@@ -211,10 +217,11 @@ def ledger_check(tx) -> dict:
 def overview(tx, *, day: date, tz: ZoneInfo, now: datetime, online_minutes: int = ONLINE_MINUTES) -> dict:
     """Everything the dashboard shows for the local day `day`, read in one snapshot."""
     since, until = day_bounds(day, tz)
-    route_rows = routes(tx, since=since, until=until)
+    rows = ridership(tx, since=since, until=until)
+    route_rows = routes(rows)
     return {"day": day, "since": since, "until": until, "zone": tz.key,
             "taps": tap_totals(tx, since=since, until=until),
-            "hours": taps_per_hour(tx, since=since, until=until, tz=tz),
+            "hours": taps_per_hour(rows, since=since, until=until, tz=tz),
             "routes": route_rows, "fare_revenue": revenue_by_currency(route_rows),
             "shop": shop_payments(tx, since=since, until=until),
             "bill_payments": bill_payments(tx, since=since, until=until),

@@ -244,5 +244,5 @@ def test_clearing_revenue_account_is_where_fares_go(world, store, clock):
     merchant_id, _ = world.merchant("x")
     with store.read() as tx:
         account = ledger.get_account(tx, clearing.revenue_account_id(merchant_id, "CNY"))
-        routes = dashboard.routes(tx, since=T0 - 3600, until=T0 + 3600)
+        routes = dashboard.routes(dashboard.ridership(tx, since=T0 - 3600, until=T0 + 3600))
     assert sum(r["revenue"] for r in routes) == account["balance"] == 600
