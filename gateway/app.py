@@ -53,6 +53,8 @@ class Runtime:
     store: object
     clock: Callable[[], datetime]
     _secrets: dict = field(default_factory=dict, repr=False, compare=False)
+    # key hash -> (Caller, monotonic expiry): gateway.auth's cache of bearer keys
+    callers: dict = field(default_factory=dict, repr=False, compare=False)
 
     def now(self) -> datetime:
         return self.clock()

@@ -18,6 +18,12 @@ Credentials:
 
 Unknown and malformed credentials answer 401 without saying which part was wrong
 beyond a code; a caller of the wrong kind answers 403.
+
+A known sk_/wk_ key is remembered per process for CALLER_CACHE_SECONDS (who a key
+belongs to never changes), so a busy caller costs no database read per request.
+What can change is checked where it matters, inside the write: a locked wallet is
+refused by the service that spends from it. `forget_caller(runtime, id)` drops a
+caller from this process's cache at once.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ import functools
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 
 from flask import g, request
@@ -35,6 +42,8 @@ from protocol import request_signing as rs
 
 KINDS = ("operator", "merchant", "wallet", "terminal")
 NONCE_RETENTION_SECONDS = 2 * rs.WINDOW_SECONDS
+CALLER_CACHE_SECONDS = 5.0
+CALLER_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -103,17 +112,39 @@ def authenticate() -> Caller:
     if token.startswith("op_"):
         if hmac.compare_digest(key_hash(token), key_hash(operator_key(rt))):
             return Caller("operator", "operator")
-    elif token.startswith("sk_"):
-        with rt.store.read() as tx:
-            row = tx.one("SELECT id FROM merchants WHERE api_key_hash = :h", {"h": key_hash(token)})
-        if row:
-            return Caller("merchant", row["id"], row["id"])
-    elif token.startswith("wk_"):
-        with rt.store.read() as tx:
-            row = tx.one("SELECT id FROM wallets WHERE credential_hash = :h", {"h": key_hash(token)})
-        if row:
-            return Caller("wallet", row["id"])
+    elif token.startswith(("sk_", "wk_")):
+        caller = _bearer(rt, token)
+        if caller is not None:
+            return caller
     raise unauthenticated("Invalid API key.")
+
+
+def _bearer(rt, token: str) -> Caller | None:
+    """The merchant or wallet a key belongs to, from the cache or one indexed read."""
+    digest = key_hash(token)
+    cached = rt.callers.get(digest)
+    now = time.monotonic()
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    with rt.store.read() as tx:
+        if token.startswith("sk_"):
+            row = tx.one("SELECT id FROM merchants WHERE api_key_hash = :h", {"h": digest})
+            caller = Caller("merchant", row["id"], row["id"]) if row else None
+        else:
+            row = tx.one("SELECT id FROM wallets WHERE credential_hash = :h", {"h": digest})
+            caller = Caller("wallet", row["id"]) if row else None
+    if caller is not None:  # only known keys: random guesses must not fill the cache
+        if len(rt.callers) >= CALLER_CACHE_SIZE:
+            rt.callers.clear()
+        rt.callers[digest] = (caller, now + CALLER_CACHE_SECONDS)
+    return caller
+
+
+def forget_caller(rt, caller_id: str) -> None:
+    """Drop every cached key of this merchant or wallet in this process (after a revocation)."""
+    for digest, (caller, _) in list(rt.callers.items()):
+        if caller.id == caller_id:
+            rt.callers.pop(digest, None)
 
 
 def signed_path() -> str:
@@ -144,10 +175,12 @@ def _terminal() -> Caller:
     if not rs.verify(secret, request.method, signed_path(), timestamp, nonce, body, signature) or not row:
         raise unauthenticated("Invalid request signature.", "invalid_signature")
     # Only a valid signature spends a nonce, so forged requests cannot burn a terminal's.
-    with rt.store.transaction() as tx:
+    def spend(tx) -> None:
         if tx.one("SELECT 1 FROM terminal_nonces WHERE key_id = :k AND nonce = :n",
                   {"k": key_id, "n": nonce}):
             raise unauthenticated("This request was already received (nonce reused).", "replayed_nonce")
         tx.execute("DELETE FROM terminal_nonces WHERE seen_at < :t", {"t": int(now) - NONCE_RETENTION_SECONDS})
         tx.insert("terminal_nonces", {"key_id": key_id, "nonce": nonce, "seen_at": int(now)})
+
+    rt.store.write(spend)  # one fsync shared with the other writes of the moment
     return Caller("terminal", row["id"], row["merchant_id"])

@@ -530,24 +530,45 @@ def void_pending(tx, *, transfer_id: str, pending_id: str, now: datetime) -> dic
     return _resolve(tx, "void_pending", transfer_id, pending_id, None, now)
 
 
-def expire_pending(tx, *, now: datetime, limit: int = 1000) -> list[str]:
-    """Expire pending transfers whose timeout has passed; returns their ids.
+def expire_pending(tx, *, now: datetime, limit: int = 1000, account_id: str | None = None) -> list[str]:
+    """Expire pending transfers whose timeout has passed (only those on `account_id`
+    when given); returns their ids.
 
     The expiring transfer's id is "<pending_id>#expire" ('#' is not allowed
     in caller ids, so it cannot collide).
     """
+    if account_id is not None:
+        due = lapsed_holds(tx, account_id, now, limit=limit)
+    else:
+        due = [row["id"] for row in tx.query(
+            "SELECT t.id FROM ledger_transfers t WHERE t.kind = 'pending' AND t.expires_at <= :at"
+            " AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id)"
+            " ORDER BY t.expires_at, t.id LIMIT :limit",
+            {"at": timestamp(now), "limit": limit},
+        )]
+    for pending_id in due:
+        _resolve(tx, "expire_pending", pending_id + "#expire", pending_id, None, now, internal=True)
+    return due
+
+
+def lapsed_holds(tx, account_id: str, now: datetime, *, limit: int = 1000) -> list[str]:
+    """Ids of the account's pending transfers (either side) whose time is up and that
+    nothing resolved yet, oldest first: what expire_pending(account_id=...) would expire.
+
+    An account that holds nothing pending is answered from its own row, so asking
+    costs one primary-key read on the usual path.
+    """
     at = timestamp(now)
-    due = tx.query(
+    held = tx.one("SELECT debits_pending, credits_pending FROM ledger_accounts WHERE id = :id", {"id": account_id})
+    if held is None or not (held["debits_pending"] or held["credits_pending"]):
+        return []
+    return [row["id"] for row in tx.query(
         "SELECT t.id FROM ledger_transfers t WHERE t.kind = 'pending' AND t.expires_at <= :at"
+        " AND (t.debit_account_id = :a OR t.credit_account_id = :a)"
         " AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id)"
         " ORDER BY t.expires_at, t.id LIMIT :limit",
-        {"at": at, "limit": limit},
-    )
-    expired = []
-    for row in due:
-        _resolve(tx, "expire_pending", row["id"] + "#expire", row["id"], None, now, internal=True)
-        expired.append(row["id"])
-    return expired
+        {"at": at, "a": account_id, "limit": limit},
+    )]
 
 
 def _resolve(tx, kind: str, transfer_id: str, pending_id: str, amount: int | None, now: datetime,

@@ -33,25 +33,35 @@ def _same_currency(expected: str, currency: str) -> None:
 
 def funding_account(tx, currency: str, *, now: datetime) -> str:
     """The simulated funding source for a currency, opened on first use."""
-    row = tx.one("SELECT id FROM ledger_accounts WHERE kind = 'funding_source' AND currency = :c"
-                 " AND owner_id IS NULL ORDER BY created_at, id LIMIT 1", {"c": currency})
-    if row:
-        return row["id"]
+    for account in ledger.find_accounts(tx, kind="funding_source", currency=currency, limit=10):
+        if account["owner_id"] is None:
+            return account["id"]
     return ledger.open_account(tx, kind="funding_source", currency=currency, owner_id=None, now=now)["id"]
 
 
 def release_expired_holds(tx, *, now: datetime, limit: int = 100) -> None:
-    """Expire due POS holds before spending, so a lapsed hold never blocks a payment."""
+    """Expire due POS holds (of every account) now; the payment paths expire only the payer's, when needed."""
     ledger.expire_pending(tx, now=now, limit=limit)
 
 
 def has_lapsed_holds(tx, account_id: str, *, now: datetime) -> bool:
     """Does the account still count a hold whose time is up? (Then expire before showing it.)"""
-    return tx.one(
-        "SELECT 1 FROM ledger_transfers t WHERE t.kind = 'pending' AND t.expires_at <= :at"
-        " AND (t.debit_account_id = :a OR t.credit_account_id = :a)"
-        " AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id) LIMIT 1",
-        {"at": ledger.timestamp(now), "a": account_id}) is not None
+    return bool(ledger.lapsed_holds(tx, account_id, now, limit=1))
+
+
+def _spend(tx, *, account_id: str, now: datetime, **transfer) -> dict:
+    """ledger.transfer from a wallet; a lapsed POS hold never blocks it.
+
+    A hold whose time is up still counts as held until something expires it. Rather
+    than sweep on every payment, the payer's lapsed holds are expired only when the
+    money seems short, and the transfer is tried once more (the failed try wrote nothing).
+    """
+    try:
+        return ledger.transfer(tx, debit_account_id=account_id, now=now, **transfer)
+    except ledger.InsufficientFunds:
+        if not ledger.expire_pending(tx, now=now, account_id=account_id):
+            raise
+        return ledger.transfer(tx, debit_account_id=account_id, now=now, **transfer)
 
 
 # -- top-ups ---------------------------------------------------------------
@@ -115,12 +125,11 @@ def create_payment(tx, caller: Caller, *, merchant_id: str, amount: int, currenc
     require_active(wallet)
     _same_currency(wallet["currency"], currency)
     merchant = payee(tx, merchant_id)
-    release_expired_holds(tx, now=now)
     _same_currency(merchant["currency"], currency)
     payment_id = new_id("pay")
-    ledger.transfer(tx, transfer_id=payment_id, debit_account_id=wallet["account_id"],
-                    credit_account_id=merchant["account_id"], amount=amount, currency=currency,
-                    code="payment", now=now)
+    _spend(tx, transfer_id=payment_id, account_id=wallet["account_id"],
+           credit_account_id=merchant["account_id"], amount=amount, currency=currency,
+           code="payment", now=now)
     return _record_payment(tx, payment_id=payment_id, wallet=wallet, merchant=merchant,
                            amount=amount, currency=currency, description=description,
                            authorization_id=None, transfer_id=payment_id, now=now)
@@ -226,12 +235,11 @@ def authorize(tx, caller: Caller, *, pay_code: str, amount: int, currency: str,
     _same_currency(merchant["currency"], currency)
     wallet = redeem_pay_code(tx, pay_code, now=now)
     _same_currency(wallet["currency"], currency)
-    release_expired_holds(tx, now=now)
     timeout = timeout_seconds or DEFAULT_AUTHORIZATION_SECONDS
     auth_id = new_id("auth")
-    ledger.transfer(tx, transfer_id=auth_id, debit_account_id=wallet["account_id"],
-                    credit_account_id=merchant["account_id"], amount=amount, currency=currency,
-                    code="pos_authorization", now=now, pending=True, timeout_seconds=timeout)
+    _spend(tx, transfer_id=auth_id, account_id=wallet["account_id"],
+           credit_account_id=merchant["account_id"], amount=amount, currency=currency,
+           code="pos_authorization", now=now, pending=True, timeout_seconds=timeout)
     row = {"id": auth_id, "wallet_id": wallet["id"], "merchant_id": merchant["id"],
            "terminal_id": caller.id if caller.kind == "terminal" else None,
            "amount": amount, "captured_amount": 0, "currency": currency, "status": "pending",
