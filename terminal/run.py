@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from protocol import certs
 from protocol import purse as p
 from protocol.apdu import MalformedAPDU, parse_response
 from terminal import display, validator
@@ -58,6 +59,7 @@ class Settings:
     fare: int | None = None  # a flat fare when there are no fare rules at all
     currency: str = "CNY"
     terminal_id: bytes = b""
+    issuer_keys: tuple[bytes, ...] = ()  # issuer public keys trusted before (or besides) any download
     qr_frame: Path | None = None
     qr_dir: Path | None = None
     refresh_every: float = 60.0
@@ -85,6 +87,8 @@ def check_settings(s: Settings) -> None:
         raise ValueError("--gateway needs --terminal-key KEY_ID:SECRET")
     if s.currency not in p.CURRENCY_CODES:
         raise ValueError(f"unsupported currency {s.currency}")
+    if any(len(k) != 32 for k in s.issuer_keys):
+        raise ValueError("an issuer key is 32 bytes (64 hex digits)")
 
 
 # --- reference data ----------------------------------------------------------------------
@@ -179,6 +183,8 @@ class Validator:
         self.s, self.reader, self.journal, self.client = settings, reader, journal, client
         self.clock, self.out = clock, out
         self.ref = load_reference(journal, settings.fare_rules)
+        self._provisioned = {certs.key_id(k): k for k in settings.issuer_keys}
+        self.ref.issuer_keys = {**self.ref.issuer_keys, **self._provisioned}
         self.pending = journal.pending_debits()
         self.recent: dict[str, datetime] = {}
         self.qr_seen: dict = {}
@@ -341,6 +347,7 @@ class Validator:
             return False
         try:
             self.ref = refresh_reference(self.ref, self.client, self.journal, self.clock())
+            self.ref.issuer_keys = {**self.ref.issuer_keys, **self._provisioned}
             self.online = True
         except (GatewayError, ValueError, KeyError, TypeError) as e:
             if self.online:
@@ -491,6 +498,8 @@ def _command():
                   show_default=True)
     @click.option("--stop-feed", type=click.Path(dir_okay=False, path_type=Path),
                   help="JSON or CSV of stop changes (at, route, stop), followed as it changes.")
+    @click.option("--issuer-key", "issuer_keys", multiple=True,
+                  help="An issuer public key (64 hex digits) to trust before any download; repeatable.")
     @click.option("--fare-rules", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                   help="Fare rules JSON to use until the gateway's are downloaded.")
     @click.option("--fare", type=click.IntRange(1, p.MAX_AMOUNT), help="Flat fare in minor units when there are no fare rules.")
@@ -504,7 +513,7 @@ def _command():
                   help="Seconds between downloads of keys, deny-list and fare rules.")
     @click.option("--max-taps", type=click.IntRange(1), help="Stop after this many taps.")
     def run_command(mode, route, stop, reader_spec, gateway, terminal_key, token_key, journal, stop_feed,
-                    fare_rules, fare, currency, terminal_id, qr_frame, qr_dir, refresh_every, max_taps):
+                    issuer_keys, fare_rules, fare, currency, terminal_id, qr_frame, qr_dir, refresh_every, max_taps):
         """Run a bus validator: tap, journal, upload; keeps working offline."""
         from terminal.journal import JournalError
         from terminal.readers import ReaderError as OpenError
@@ -516,7 +525,8 @@ def _command():
             settings = Settings(mode=mode, route=route, stop=stop, reader=reader_spec, gateway=gateway,
                                 key_id=key_id, secret=secret, token_key=token, journal=journal,
                                 stop_feed=stop_feed, fare_rules=fare_rules, fare=fare, currency=currency,
-                                terminal_id=tid, qr_frame=qr_frame, qr_dir=qr_dir, refresh_every=refresh_every,
+                                terminal_id=tid, issuer_keys=tuple(_hex(k, "--issuer-key") for k in issuer_keys),
+                                qr_frame=qr_frame, qr_dir=qr_dir, refresh_every=refresh_every,
                                 max_taps=max_taps)
             check_settings(settings)
             code = run(settings, out=click.echo)

@@ -254,3 +254,23 @@ def test_a_forged_or_expired_qr_ticket_is_refused(shell):
     assert v.decide_qr(forged).reason == "bad_qr"
     clock.now += timedelta(minutes=10)
     assert v.decide_qr(code).reason == "bad_qr"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--token-key", "zz"], "--token-key must be hex digits"),
+    (["--token-key", "00" * 8], "at least 16 bytes"),
+    (["--token-key", "00" * 16, "--mode", "pos"], "POS mode is not available yet"),
+    (["--token-key", "00" * 16, "--gateway", "http://x"], "--gateway needs --terminal-key"),
+    (["--token-key", "00" * 16, "--terminal-key", "nope"], "KEY_ID:SECRET_HEX"),
+    (["--token-key", "00" * 16, "--issuer-key", "abcd"], "issuer key is 32 bytes"),
+    (["--token-key", "00" * 16, "--reader", "serial:/dev/ttyS0"], "unknown reader"),
+])
+def test_the_command_refuses_bad_settings_in_one_line(args, message, tmp_path):
+    from click.testing import CliRunner
+
+    from terminal.run import run_command
+
+    result = CliRunner().invoke(run_command, [*args, "--journal", str(tmp_path / "j.db")])
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
