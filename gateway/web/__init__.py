@@ -120,6 +120,8 @@ def page(template: str, status: int = 200, **values):
 @bp.after_request
 def _headers(response):
     for name, value in _HEADERS.items():
+        if name == "Cache-Control" and request.endpoint == "web.static":
+            continue  # the stylesheet may be cached; pages with balances and keys may not
         response.headers.setdefault(name, value)
     return response
 

@@ -16,6 +16,7 @@ from gateway.auth import operator_key
 from gateway.web import bp, charts, check_csrf, current_zone, fingerprint, money, page
 
 MAX_ONLINE_MINUTES = 24 * 60
+REFRESH_SECONDS = 60  # the latest day reloads itself; a chosen day stays put
 
 
 def signed_in() -> bool:
@@ -65,6 +66,7 @@ def dashboard_page():
         or "No fares cleared this day.")
     return page("dashboard.html", v=view, day=day, hour_chart=hour_chart, route_chart=route_chart,
                 priced_routes=priced, notice=notice, online_minutes=_online_minutes(),
+                live=asked is None, refresh_seconds=REFRESH_SECONDS,
                 prev_day=date.fromordinal(day.toordinal() - 1), next_day=date.fromordinal(day.toordinal() + 1))
 
 

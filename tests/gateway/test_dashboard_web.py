@@ -205,3 +205,10 @@ def test_a_replaced_session_or_wallet_signs_out(client, world):
     with client.session_transaction() as s:
         s["wallet_id"] = world.wallet("b")[0]  # a session pointed at another wallet
     assert 'id="credential"' in client.get("/wallet").get_data(as_text=True)
+
+
+def test_the_latest_day_reloads_itself_and_a_chosen_day_stays_put(client, config):
+    sign_in_operator(client, config)
+    assert 'http-equiv="refresh"' in client.get("/dashboard").get_data(as_text=True)
+    assert 'http-equiv="refresh"' not in client.get("/dashboard?day=2026-11-20").get_data(as_text=True)
+    assert client.get("/web/static/tapstack.css").headers.get("Cache-Control") != "no-store"
