@@ -53,6 +53,7 @@ class Field:
         self.card_side = card_side  # MockReader, VpcdCard or NfcUdpCard
         self.transport = transport  # the card-side thread, None for the mock
         self._on_close = on_close
+        self._closed = False
 
     def present(self, card=None):
         self.card_side.present(card)
@@ -79,6 +80,9 @@ class Field:
         assert self.reader.wait_for_removal(timeout), f"{self.kind}: the card still seen after {timeout} s"
 
     def close(self):
+        if self._closed:
+            return
+        self._closed = True
         try:
             if self.transport is not None:
                 self.transport.stop()

@@ -4,6 +4,7 @@ Fixtures:
     field / reader_and_card   a Field (tapstack.testing.fields), one test per transport chosen
     pcscd_vpcd                the real pcscd with two vpcd reader slots (session-wide, stopped by pid)
     nfc_udp_port              a free UDP port for nfcpy's udp driver
+    tapstack_transport        the transport name alone, one test per transport chosen
     tapstack_stage            the Stage that opens fields and owns pcscd
     tapstack_cards            a CardKit: purse(), emv(), uid(), scripted(), replay(), context()
     tapstack_gateway          opt-in: `tapstack gateway serve` in a subprocess (url, operator_key)
@@ -74,12 +75,14 @@ def _param(kind: str):
 
 
 def pytest_generate_tests(metafunc):
-    if "reader_and_card" not in metafunc.fixturenames:
+    names = [n for n in ("reader_and_card", "tapstack_transport") if n in metafunc.fixturenames]
+    if not names:
         return
-    if any("reader_and_card" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")):
+    name = names[0]  # a test with a field gets its transport from the field
+    if any(name in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")):
         return  # the test chose its transports itself
     kinds = _transports_for(metafunc.config, metafunc.definition)
-    metafunc.parametrize("reader_and_card", [_param(k) for k in kinds], indirect=True)
+    metafunc.parametrize(name, [_param(k) for k in kinds], indirect=True)
 
 
 # --- fixtures --------------------------------------------------------------------------
@@ -115,6 +118,14 @@ def reader_and_card(request, tapstack_stage):
         pytest.fail(str(error), pytrace=False)
     yield f
     f.close()
+
+
+@pytest.fixture
+def tapstack_transport(request) -> str:
+    """The transport name of this test: "mock", "pcscd+vpcd" or "nfcpy-udp" (one test per chosen transport)."""
+    if "reader_and_card" in request.fixturenames:
+        return request.getfixturevalue("reader_and_card").kind
+    return getattr(request, "param", "mock")
 
 
 @pytest.fixture
