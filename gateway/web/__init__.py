@@ -16,10 +16,9 @@ import hashlib
 import hmac
 import os
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import Blueprint, abort, render_template, request, session
-
 from werkzeug.exceptions import HTTPException
 
 from gateway import dashboard, errors, ledger
@@ -103,9 +102,9 @@ def _when(seconds: int | str | None, precise: bool = False) -> str:
     if seconds is None:
         return "—"
     if isinstance(seconds, str):
-        from datetime import datetime
         seconds = int(datetime.fromisoformat(seconds.replace("Z", "+00:00")).timestamp())
-    return dashboard.local(seconds, current_zone()).strftime("%Y-%m-%d %H:%M:%S" if precise else "%Y-%m-%d %H:%M")
+    shown = dashboard.local(seconds, current_zone())
+    return shown.strftime("%Y-%m-%d %H:%M:%S" if precise else "%Y-%m-%d %H:%M")
 
 
 @bp.app_context_processor
