@@ -194,7 +194,7 @@ def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
             continue
         if t.id in verified and verified[t.id][0] is not None:
             status = clearing.submit_debit(tx, verified[t.id][0], terminal_id=terminal_id, tap_id=t.id,
-                                           merchant_id=merchant_id, now=now, batch=batch)
+                                           merchant_id=merchant_id, now=now, batch=batch, raw_hex=t.receipt)
             if status != "held":
                 tx.execute("UPDATE transit_taps SET clearing = :s WHERE terminal_id = :t AND tap_id = :i",
                            {"s": status, "t": terminal_id, "i": t.id})
