@@ -284,6 +284,15 @@ def wallet_activity(tx, wallet: dict, *, limit: int = 20) -> list[dict]:
     return lines
 
 
+def wallet_trips(tx, wallet_id: str, *, limit: int = 10) -> list[dict]:
+    """The latest taps of the wallet's purse cards, newest first (bank-card and UID taps carry
+    only a keyed-hash token, which no wallet is linked to)."""
+    return tx.query("SELECT t.at, t.route, t.stop, t.accepted, t.reason, t.amount, t.currency, t.clearing"
+                    " FROM transit_taps t JOIN issuer_cards c ON c.card_id = t.card_id"
+                    " WHERE c.wallet_id = :w ORDER BY t.at DESC, t.tap_id DESC LIMIT :n",
+                    {"w": wallet_id, "n": limit})
+
+
 def billers(tx) -> list[dict]:
     """Every biller a payer may look bills up at: id and name."""
     return tx.query("SELECT m.id, m.name FROM bill_billers x JOIN merchants m ON m.id = x.merchant_id"

@@ -69,6 +69,7 @@ def wallet_page():
     caller = Caller("wallet", wallet["id"])
     with rt.store.read() as tx:
         activity = dashboard.wallet_activity(tx, wallet)
+        trips = dashboard.wallet_trips(tx, wallet["id"])
         billers = dashboard.billers(tx)
         names = {b["id"]: b["name"] for b in billers}
         to_pay = []
@@ -85,7 +86,7 @@ def wallet_page():
                 receipt = bills.get_bill_payment(tx, caller, request.args["paid"][:80])
             except ApiError:
                 receipt = None
-    return page("wallet.html", wallet=wallet, balance=balance, activity=activity, billers=billers,
+    return page("wallet.html", wallet=wallet, balance=balance, activity=activity, trips=trips, billers=billers,
                 to_pay=to_pay, paid=paid, receipt=receipt)
 
 

@@ -246,3 +246,16 @@ def test_clearing_revenue_account_is_where_fares_go(world, store, clock):
         account = ledger.get_account(tx, clearing.revenue_account_id(merchant_id, "CNY"))
         routes = dashboard.routes(dashboard.ridership(tx, since=T0 - 3600, until=T0 + 3600))
     assert sum(r["revenue"] for r in routes) == account["balance"] == 600
+
+
+def test_a_wallet_sees_the_bus_taps_of_its_own_purse_card_only(world, store, clock):
+    world.top_up("a", 3000)
+    rider = Rider(world)
+    rider.load(1000)
+    upload(world, [rider.tap(clock, fare=200), rider.tap(clock, fare=250)])
+    upload(world, [tap_row(1, at=T0, rider=1)])  # a UID tap: linked to no wallet
+    with store.read() as tx:
+        mine = dashboard.wallet_trips(tx, world.wallet("a")[0])
+        theirs = dashboard.wallet_trips(tx, world.wallet("b")[0])
+    assert [(t["amount"], t["route"], t["accepted"]) for t in mine] == [(250, "R1", 1), (200, "R1", 1)]
+    assert theirs == []

@@ -212,3 +212,15 @@ def test_the_latest_day_reloads_itself_and_a_chosen_day_stays_put(client, config
     assert 'http-equiv="refresh"' in client.get("/dashboard").get_data(as_text=True)
     assert 'http-equiv="refresh"' not in client.get("/dashboard?day=2026-11-20").get_data(as_text=True)
     assert client.get("/web/static/tapstack.css").headers.get("Cache-Control") != "no-store"
+
+
+def test_the_wallet_page_lists_its_cards_bus_taps(client, world, clock):
+    from tests.gateway.test_clearing import Rider
+
+    world.top_up("a", 3000)
+    rider = Rider(world)
+    rider.load(1000)
+    upload(world, [rider.tap(clock, fare=230)])
+    sign_in_wallet(client, world.wallet("a")[1].auth)
+    trips = re.search(r'<ul class="list" id="trips">(.*?)</ul>', client.get("/wallet").get_data(as_text=True), re.S)
+    assert "Route R1, stop S3" in text(trips.group(1)) and "2.30 CNY" in text(trips.group(1))
