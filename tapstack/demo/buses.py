@@ -1,7 +1,7 @@
 """A bus of the demo: the real validator program (terminal.run.Validator) on a real reader stack.
 
 Each `Bus` runs in its own thread (SQLite connections and reader contexts stay in the
-thread that opened them) and takes one simulated hour of taps at a time. A tap is what
+thread that opened them) and takes the day's taps in time order. A tap is what
 happens on a bus: the rider's card is presented on the card-side transport (vsmartcard-vpcd
 into the real pcscd, or nfcpy's udp emulation), the validator waits for it through
 open_reader, reads and decides, journals and signals, and the card is taken away.
@@ -25,6 +25,7 @@ from terminal.journal import Journal
 from terminal.readers import open_reader
 from terminal.run import Settings, Validator, default_terminal_id
 from terminal.uploader import Uploader
+from tapstack.demo.city import DOUBLE_TAP_SECONDS, RETAP_SECONDS
 
 ARRIVAL_TIMEOUT = 5.0  # seconds for the reader to see a presented card
 REMOVAL_TIMEOUT = 5.0
@@ -76,6 +77,7 @@ class Presented:
     at: datetime
     decision: decisions.Decision | None
     arrival: float  # seconds from present to session
+    seconds: float = 0.0  # the whole presentation: present, read and decide, remove, field empty
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,8 @@ class Bus:
         self.now = datetime(2020, 1, 1, tzinfo=timezone.utc)  # set to each tap's simulated time
         self.error: BaseException | None = None
         self.started = threading.Event()
+        self.finished_at = 0.0  # time.monotonic() when the bus took its day's last tap
         self._jobs: queue.Queue = queue.Queue()
-        self._results: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=config.name, daemon=True)
         self.terminal_id = default_terminal_id(config.key_id)
 
@@ -113,15 +115,12 @@ class Bus:
         if not self.started.wait(timeout) or self.error is not None:
             raise RuntimeError(f"{self.config.name} did not start: {self.error or 'timed out'}")
 
-    def ride(self, hour_start: datetime, taps: list[tuple], online: bool) -> None:
-        """Queue one hour: [(Tap, card)], run with the network up or cut. Collect with results()."""
-        self._jobs.put((hour_start, taps, online))
-
-    def results(self, timeout: float = 300.0) -> list[Presented]:
-        found = self._results.get(timeout=timeout)
-        if isinstance(found, BaseException):
-            raise found
-        return found
+    def ride(self, taps: list[tuple], outage: tuple[datetime, datetime] | None, results: queue.Queue) -> None:
+        """Take the day's taps: [(Tap, card, after, done)] in time order. `after` is the event of the
+        same rider's previous tap (on any bus), waited for first, so a card is in one field at a time
+        and its transactions happen in the order of their times; `done` is set once the tap is over.
+        During `outage` the bus's network is cut. Each Presented goes to results; then the bus puts None."""
+        self._jobs.put((taps, outage, results))
 
     def stop(self) -> None:
         self._jobs.put(None)
@@ -153,10 +152,12 @@ class Bus:
             uploader.start()
             self.started.set()
             while (job := self._jobs.get()) is not None:
+                taps, outage, results = job
                 try:
-                    self._results.put(self._hour(v, transport, reader, *job))
+                    self._day(v, transport, reader, taps, outage, results)
                 except BaseException as e:  # hand it to the demo's thread, which stops the demo
-                    self._results.put(e)
+                    results.put(e)
+                results.put(None)
         except BaseException as e:
             self.error = e
             self.started.set()
@@ -171,27 +172,33 @@ class Bus:
                 journal.close()
             log.close()
 
-    def _hour(self, v: Validator, transport, reader, hour_start: datetime, taps: list, online: bool) -> list:
-        self.network.set(online)
-        self.now = hour_start
-        v.refresh()  # keys, deny-list delta, fare rules: fails quietly when the network is cut
-        done = []
-        for tap, card in taps:
-            v.set_place(decisions.Place(tap.route, tap.stop), "stop")
-            if tap.action == "tear":
-                done.append(self._present(v, transport, reader, tap.rider, tap.route, tap.at,
-                                          TearingCard(card, transport)))
-                again = tap.at + timedelta(seconds=5)
-                done.append(self._present(v, transport, reader, tap.rider, tap.route, again, card))
-            elif tap.action == "double":
-                done.append(self._present(v, transport, reader, tap.rider, tap.route, tap.at, card))
-                again = tap.at + timedelta(seconds=20)
-                done.append(self._present(v, transport, reader, tap.rider, tap.route, again, card))
-            else:
-                done.append(self._present(v, transport, reader, tap.rider, tap.route, tap.at, card))
-        return done
+    def _day(self, v: Validator, transport, reader, taps: list, outage, results: queue.Queue) -> None:
+        next_refresh = None
+        for tap, card, after, done in taps:
+            try:
+                if after is not None:
+                    after.wait()
+                self.now = tap.at
+                self.network.set(outage is None or not outage[0] <= tap.at < outage[1])
+                if next_refresh is None or tap.at >= next_refresh:
+                    v.refresh()  # keys, deny-list delta, fare rules, hourly: fails quietly while cut off
+                    next_refresh = tap.at.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+                v.set_place(decisions.Place(tap.route, tap.stop), "stop")
+                if tap.action == "tear":
+                    results.put(self._present(v, transport, reader, tap, tap.at, TearingCard(card, transport)))
+                    again = tap.at + timedelta(seconds=RETAP_SECONDS)
+                    results.put(self._present(v, transport, reader, tap, again, card))
+                elif tap.action == "double":
+                    results.put(self._present(v, transport, reader, tap, tap.at, card))
+                    again = tap.at + timedelta(seconds=DOUBLE_TAP_SECONDS)
+                    results.put(self._present(v, transport, reader, tap, again, card))
+                else:
+                    results.put(self._present(v, transport, reader, tap, tap.at, card))
+            finally:
+                done.set()
+        self.finished_at = time.monotonic()
 
-    def _present(self, v: Validator, transport, reader, rider: str, route: str, at: datetime, card) -> Presented:
+    def _present(self, v: Validator, transport, reader, tap, at: datetime, card) -> Presented:
         self.now = at
         started = time.perf_counter()
         transport.present(card)
@@ -199,7 +206,7 @@ class Bus:
             session = reader.wait_for_card(ARRIVAL_TIMEOUT)
             arrival = time.perf_counter() - started
             if session is None:
-                return Presented(rider, route, at, None, arrival)
+                return Presented(tap.rider, tap.route, at, None, arrival)
             try:
                 decision = v.handle_card(session)
             finally:
@@ -207,7 +214,7 @@ class Bus:
         finally:
             transport.remove()
         reader.wait_for_removal(REMOVAL_TIMEOUT)
-        return Presented(rider, route, at, decision, arrival)
+        return Presented(tap.rider, tap.route, at, decision, arrival, time.perf_counter() - started)
 
 
 def _utc_now() -> datetime:

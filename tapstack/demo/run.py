@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import shutil
 import signal
 import subprocess
@@ -163,7 +164,8 @@ def _run(options: Options, data_dir: Path, cleanup: contextlib.ExitStack, progre
     mark = time.monotonic()
     progress.phase(f"the day of {plan.day} (Asia/Shanghai), 06:00-22:00 simulated: {len(plan.taps)} planned taps")
     presented = ride_the_day(plan, buses, world.cards, progress)
-    tapping = time.monotonic() - mark
+    # The PC/SC phase: from the first tap until the last PC/SC bus has taken its last one.
+    tapping = max(b.finished_at for b in buses.values() if b.config.transport == "vpcd") - mark
     timings["day"] = tapping
 
     mark = time.monotonic()
@@ -201,30 +203,50 @@ def _run(options: Options, data_dir: Path, cleanup: contextlib.ExitStack, progre
 
 
 def ride_the_day(plan: city.DayPlan, buses: dict[str, Bus], cards: dict, progress: Progress) -> list[Presented]:
-    """Hour by simulated hour, every bus takes that hour's taps in parallel; the next hour
-    starts when all are done (one card is never in two fields at once)."""
-    route_bus = {r.id: r.id for r in city.ROUTES}
+    """The buses take the day's taps in parallel, each in time order; a rider's tap waits for
+    that rider's previous one wherever it was (one card is never in two fields at once)."""
+    results: queue.Queue = queue.Queue()
+    last_done: dict[str, threading.Event] = {}
+    days: dict[str, list] = {route: [] for route in buses}
+    for tap in plan.taps:  # in time order
+        done = threading.Event()
+        days[tap.route].append((tap, cards[tap.rider], last_done.get(tap.rider), done))
+        last_done[tap.rider] = done
+    for route, bus in buses.items():
+        bus.ride(days[route], plan.outage if route == city.OFFLINE_ROUTE else None, results)
+    offline_bus = buses[city.OFFLINE_ROUTE]
     presented: list[Presented] = []
-    offline_from, offline_to = plan.outage
-    was_online = True
-    for hour in range(city.FIRST_HOUR, city.LAST_HOUR):
-        start = city.local_time(plan.day, hour)
-        taps = plan.taps_in_hour(hour)
-        for route, bus in buses.items():
-            online = not (route == city.OFFLINE_ROUTE and offline_from <= start < offline_to)
-            if route == city.OFFLINE_ROUTE and online != was_online:
-                journal_note = "" if not online else f", {bus_unsent(bus)} taps waiting in its journal: uploading"
-                progress.phase(f"{hour:02d}:00 bus {route} {'back online' if online else 'loses its network'}"
-                               + journal_note)
-                was_online = online
-            bus.ride(start, [(t, cards[t.rider]) for t in taps if route_bus[t.route] == route], online)
-        for bus in buses.values():
-            presented += bus.results()
-        decided = [p for p in presented if p.decision is not None]
-        accepted = sum(1 for p in decided if p.decision.accepted)
-        progress.count(f"{hour + 1:02d}:00  taps {len(decided)}  accepted {accepted}  denied {len(decided) - accepted}"
-                       + (f"  missed {len(presented) - len(decided)}" if len(presented) > len(decided) else ""),
-                       checkpoint=(hour + 1) % 4 == 2)  # 10:00, 14:00, 18:00, 22:00
+    running, was_up, checkpoint = len(buses), True, 10
+    while running:
+        try:
+            found = results.get(timeout=1.0)
+        except queue.Empty:
+            found = False
+        if isinstance(found, BaseException):
+            raise found
+        if found is None:
+            running -= 1
+        elif found:
+            presented.append(found)
+        if offline_bus.network.up != was_up:
+            was_up = offline_bus.network.up
+            cut, back = (t.astimezone(city.ZONE) for t in plan.outage)
+            progress.phase(
+                f"{back:%H:%M} bus {city.OFFLINE_ROUTE} is back online: the {bus_unsent(offline_bus)} tap(s) "
+                "waiting in its journal are uploaded" if was_up else
+                f"{cut:%H:%M} bus {city.OFFLINE_ROUTE} has lost its network until {back:%H:%M}: "
+                "it goes on deciding taps and journals them")
+        if found or not running:
+            decided = [p for p in presented if p.decision is not None]
+            accepted = sum(1 for p in decided if p.decision.accepted)
+            latest = max(p.at for p in presented).astimezone(city.ZONE) if presented else None
+            due = not running or (latest is not None and latest.hour >= checkpoint)
+            if due:
+                checkpoint = (latest.hour if latest else checkpoint) // 4 * 4 + 6  # 10:00, 14:00, 18:00
+            when = "day over" if not running else f"{latest:%H:%M}" if latest else ""
+            progress.count(f"{when:>8}  taps {len(decided)}  accepted {accepted}  denied {len(decided) - accepted}"
+                           + (f"  missed {len(presented) - len(decided)}" if len(presented) > len(decided) else ""),
+                           checkpoint=due)
     return presented
 
 

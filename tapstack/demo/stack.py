@@ -70,6 +70,8 @@ def release_lock(path: Path) -> None:
 
 def check_port(port: int, host: str = "127.0.0.1") -> None:
     with socket.socket() as s:
+        # As gunicorn binds: connections of an earlier run in TIME_WAIT do not hold the port.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as e:

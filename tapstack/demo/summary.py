@@ -67,7 +67,7 @@ class Summary:
         return d
 
 
-CARDS = {"purse": "purse wallets", "emv": "bank cards", "uid": "transit cards"}
+CARDS = {"purse": "with a purse wallet", "emv": "with a bank card", "uid": "with a transit card"}
 
 
 def _reasons(denied: dict[str, int]) -> str:

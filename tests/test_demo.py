@@ -1,0 +1,222 @@
+"""`tapstack demo`: the city's plan, the preflight refusals, and short runs end to end through
+the real gateway, pcscd + vpcd and nfcpy udp, checked against the gateway's own API."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tapstack.demo import city, demo_command
+from tapstack.demo.run import Options, run
+from tapstack.demo.stack import DemoError, acquire_lock, check_port, release_lock
+from wallet import pcscd
+
+DAY = date(2026, 11, 26)
+SEED, RIDERS = 5, 8
+OTHER_PCSCD_WAIT = 180  # seconds to wait for a pcscd another suite started to go away
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_no_pcscd() -> None:
+    """One pcscd serves the machine: wait for one that another suite started to stop."""
+    deadline = time.monotonic() + OTHER_PCSCD_WAIT
+    while (pid := pcscd.running_pcscd()) is not None:
+        if time.monotonic() > deadline:
+            pytest.fail(f"another pcscd (pid {pid}) kept running for {OTHER_PCSCD_WAIT} s", pytrace=False)
+        time.sleep(0.5)
+
+
+# --- the plan -------------------------------------------------------------------------------
+
+def test_the_plan_is_a_function_of_the_seed():
+    assert city.plan_day(7, 30, DAY) == city.plan_day(7, 30, DAY)
+    assert city.plan_day(7, 30, DAY) != city.plan_day(8, 30, DAY)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_card_is_never_in_two_fields_at_once_and_buses_run_06_to_22(seed):
+    plan = city.plan_day(seed, 40, DAY)
+    per_hour = Counter((t.rider, t.hour) for t in plan.taps)
+    assert max(per_hour.values()) == 1
+    assert all(city.FIRST_HOUR <= t.hour < city.LAST_HOUR for t in plan.taps)
+    assert [t.at for t in plan.taps] == sorted(t.at for t in plan.taps)
+    riders = {r.id: r for r in plan.riders}
+    for t in plan.taps:
+        if t.action != "tap":  # tears and double taps are purse taps on the PC/SC routes
+            assert riders[t.rider].card == "purse" and t.route in ("12", "9")
+    assert not any(riders[b.rider].locked for b in plan.bills)  # a locked wallet cannot pay
+
+
+def test_bank_card_numbers_are_luhn_valid_test_numbers():
+    for rider in city.plan_day(3, 60, DAY).riders:
+        if rider.pan:
+            digits = [int(d) for d in reversed(rider.pan)]
+            total = sum(digits[0::2]) + sum(sum(divmod(2 * d, 10)) for d in digits[1::2])
+            assert total % 10 == 0 and rider.pan.startswith("400000")
+
+
+def test_the_demo_day_is_the_last_whose_buses_have_stopped():
+    assert city.demo_day(datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc)) == date(2026, 11, 26)  # 11:00 local
+    assert city.demo_day(datetime(2026, 11, 27, 14, 30, tzinfo=timezone.utc)) == date(2026, 11, 27)  # 22:30
+
+
+# --- preflight ------------------------------------------------------------------------------
+
+def test_a_second_demo_is_refused_while_one_runs(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "demo.pid").write_text(f"{holder.pid}\n")
+        result = CliRunner().invoke(demo_command, ["--data", str(tmp_path), "--port", str(free_port())])
+        assert result.exit_code == 1
+        assert (f"a demo is already running (pid {holder.pid}): stop it with kill {holder.pid} or wait"
+                in result.output)
+        assert (tmp_path / "demo.pid").read_text().strip() == str(holder.pid)  # the running demo keeps its lock
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_stale_lock_is_taken_and_released(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (tmp_path / "demo.pid").write_text(f"{gone.pid}\n")
+    lock = acquire_lock(tmp_path)
+    assert lock.read_text().strip() == str(os.getpid())
+    release_lock(lock)
+    assert not lock.exists()
+
+
+def test_a_port_in_use_is_refused_and_nothing_is_left(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(demo_command, ["--data", str(tmp_path), "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"port {port} is in use: pass --port" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "demo.pid").exists()
+
+
+# --- end to end -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """The same short day twice (seed SEED, RIDERS riders), each on its own data dir and port."""
+    wait_for_no_pcscd()
+    runs = []
+    for n in (1, 2):
+        data = tmp_path_factory.mktemp(f"demo{n}")
+        port = free_port()
+        summary = run(Options(seed=SEED, riders=RIDERS, data_dir=data, port=port), echo=lambda line: None)
+        runs.append((summary, data, port))
+    return runs
+
+
+def gateway_api(data: Path):
+    """The finished demo's gateway, read through its own API (in process, over the same data dir)."""
+    from gateway.app import create_app
+    from gateway.auth import operator_key
+    from gateway.config import Config
+
+    config = Config(data / "gateway")
+    client = create_app(config).test_client()
+    headers = {"Authorization": f"Bearer {operator_key(config)}"}
+    return lambda path: client.get(path, headers=headers).get_json()
+
+
+def test_the_same_seed_gives_the_same_day(two_runs):
+    (first, _, _), (second, _, _) = two_runs
+    assert first.counts() == second.counts()
+    assert first.taps > 0 and first.pcsc_taps > 0
+
+
+def test_the_summary_is_what_the_gateway_holds(two_runs):
+    summary, data, port = two_runs[0]
+    plan = city.plan_day(SEED, RIDERS, date.fromisoformat(summary.day))
+    api = gateway_api(data)
+    from gateway.dashboard import day_bounds
+
+    since, until = day_bounds(plan.day, city.ZONE)
+    ridership = api(f"/v1/taps/ridership?from={since}&to={until}")["data"]
+    for figures in summary.routes:
+        rows = [r for r in ridership if r["route"] == figures.route]
+        assert figures.taps == sum(r["taps"] for r in rows)
+        assert figures.accepted == sum(r["accepted"] for r in rows)
+        assert figures.revenue == sum(r["purse_revenue"] for r in rows)
+    # every decision the validators journalled reached the gateway, none refused
+    assert summary.gateway_taps == summary.taps
+    assert summary.uploaded == {"accepted": summary.taps, "duplicate": 0, "rejected": 0, "unsent": 0}
+    assert summary.missed == 0
+    # what the plan made happen: a retry per torn tap and per double tap, each card kind seen
+    extra = sum(1 for t in plan.taps if t.action != "tap")
+    assert summary.taps == len(plan.taps) + extra == summary.presentations
+    assert summary.recovered == sum(1 for t in plan.taps if t.action == "tear")
+    assert summary.denied.get("card_removed", 0) == summary.recovered
+    assert summary.denied.get("already_tapped", 0) == sum(1 for t in plan.taps if t.action == "double")
+    assert summary.denied.get("random_uid") == 1  # the visitor's phone
+    refused = {r.id for r in plan.riders if r.locked or r.lost}
+    assert summary.denied.get("deny_listed", 0) == sum(1 for t in plan.taps if t.rider in refused)
+    # bills: issued, paid by scanning, as the biller's reconciliation says
+    assert summary.bills_issued == len(plan.bills)
+    assert summary.bills_paid == sum(1 for b in plan.bills if b.paid)
+    assert summary.bills_paid_amount == sum(b.amount_due for b in plan.bills if b.paid)
+    # the shop and the webhooks that told the merchants
+    assert sum(summary.shop_payments.values()) == len(plan.purchases)
+    assert summary.shop_amount == sum(p.amount for p in plan.purchases)
+    assert summary.webhooks == {"bill.paid": summary.bills_paid, "payment.succeeded": len(plan.purchases)}
+    assert summary.webhooks_bad_signatures == 0
+    # the books
+    assert summary.ledger_ok
+    assert all(t["net"] == 0 for t in summary.ledger_totals.values())
+    # everything the demo started is gone: the gateway's port is free again, the lock released
+    check_port(port)
+    assert not (data / "demo.pid").exists()
+
+
+def test_ctrl_c_stops_everything_it_started(tmp_path):
+    wait_for_no_pcscd()
+    port = free_port()
+    demo = subprocess.Popen([sys.executable, "-m", "tapstack", "demo", "--riders", "30", "--data", str(tmp_path),
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        ours = None
+        for line in demo.stdout:
+            if "the day of" in line:  # pcscd, the gateway and the buses are all running now
+                ours = pcscd.running_pcscd()
+                break
+        assert ours is not None, "the demo never reached its day"
+        demo.send_signal(signal.SIGINT)
+        rest = demo.communicate(timeout=60)[0]
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 130, rest
+    assert "Traceback" not in rest
+    assert "everything it started has been stopped" in rest
+    with pytest.raises(ProcessLookupError):
+        os.kill(ours, 0)
+    check_port(port)
+    assert not (tmp_path / "demo.pid").exists()
+
+
+def test_a_stray_pcscd_is_named(monkeypatch, tmp_path):
+    monkeypatch.setattr(pcscd, "running_pcscd", lambda: 4242)
+    with pytest.raises(DemoError, match=r"another pcscd \(pid 4242\) holds /run/pcscd/pcscd.comm: stop it"):
+        run(Options(data_dir=tmp_path, port=free_port()))
+    assert not (tmp_path / "demo.pid").exists()
