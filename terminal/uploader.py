@@ -104,7 +104,7 @@ class Uploader:
 
     def __init__(self, journal_path, terminal_id: bytes, client: GatewayClient, now: Callable[[], datetime], *,
                  batch_size: int = BATCH_SIZE, idle: float = 2.0, on_error: Callable[[str], None] | None = None,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, wait: Callable[[float], None] | None = None):
         self.journal_path, self.terminal_id, self.client, self.now = journal_path, terminal_id, client, now
         self.batch_size, self.idle = batch_size, idle
         self.on_error = on_error or (lambda message: None)
@@ -114,6 +114,7 @@ class Uploader:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="uploader", daemon=True)
+        self._wait = wait or self._sleep  # tests pass their own to see the delays asked for
 
     def start(self) -> None:
         self._thread.start()
@@ -128,6 +129,10 @@ class Uploader:
         self._wake.set()
         self._thread.join(timeout)
 
+    def _sleep(self, delay: float) -> None:
+        self._wake.wait(delay)
+        self._wake.clear()
+
     def _run(self) -> None:
         journal = Journal(self.journal_path, self.terminal_id)  # this thread's own connection
         try:
@@ -140,7 +145,6 @@ class Uploader:
                     self.failures += 1
                     delay = backoff_delay(self.failures, self.rng.random())
                     self.on_error(f"upload failed ({e}); retrying in {delay:.0f} s")
-                self._wake.wait(delay)
-                self._wake.clear()
+                self._wait(delay)
         finally:
             journal.close()
