@@ -232,6 +232,7 @@ class Validator:
                 return validator.repeat_refusal(card_id, "purse", now, self.place, version)
             if not amount:  # no fare here: never debit a purse with a guess
                 return validator.refusal("no_fare", now=now, place=self.place, kind="purse", card_id=card_id)
+        # Without a fare only token cards get this far; EMV reading wants some amount for its GPO.
         ctx = TapContext(amount or 1, currency, self.s.terminal_id, self.ref.issuer_keys, self.s.token_key, now,
                          deny=self.ref.deny)
         outcome, self.pending = tap(_Primed(session, select, first), ctx, self.pending)
@@ -309,6 +310,10 @@ class Validator:
         place = validator.place_at(self.feed, self.clock()) if self.feed else None
         if place is not None:
             self.set_place(place, "stop feed")
+
+    def reread_feed(self) -> None:
+        if self.s.stop_feed is not None:
+            self._watched.pop(self.s.stop_feed, None)
 
     def _changed(self, path: Path) -> bool:
         try:
@@ -441,8 +446,8 @@ def run(settings: Settings, *, out: Callable[[str], None] = print) -> int:
     commands: queue.Queue = queue.Queue()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    if hasattr(signal, "SIGUSR1"):  # re-read the stop feed now
-        signal.signal(signal.SIGUSR1, lambda *_: v._watched.clear())
+    if hasattr(signal, "SIGUSR1"):  # re-read the stop feed now (QR frames already read stay read)
+        signal.signal(signal.SIGUSR1, lambda *_: v.reread_feed())
     threading.Thread(target=_read_commands, args=(commands,), daemon=True).start()  # "stop S" lines
     if client is not None:
         v.uploader = Uploader(settings.journal, settings.terminal_id, client, utc_now, on_error=out)
