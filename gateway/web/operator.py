@@ -6,6 +6,8 @@ session keeps only a fingerprint of it, so a new operator key ends every session
 from __future__ import annotations
 
 import hmac
+import threading
+import time
 from datetime import date
 
 from flask import redirect, request, session, url_for
@@ -17,6 +19,25 @@ from gateway.web import bp, charts, check_csrf, current_zone, fingerprint, money
 
 MAX_ONLINE_MINUTES = 24 * 60
 REFRESH_SECONDS = 60  # the latest day reloads itself; a chosen day stays put
+CHECK_SECONDS = 300  # a ledger check is reused this long: it reads every posting
+
+_checks: dict[str, tuple[float, dict]] = {}  # database path -> (monotonic time, result), per process
+_checks_lock = threading.Lock()
+
+
+def ledger_check(*, fresh: bool = False) -> dict:
+    """dashboard.ledger_check, reused for CHECK_SECONDS unless `fresh`; says when it ran."""
+    rt = runtime()
+    key = str(rt.config.db_path)
+    with _checks_lock:
+        hit = _checks.get(key)
+    if hit and not fresh and time.monotonic() - hit[0] < CHECK_SECONDS:
+        return hit[1]
+    with rt.store.read() as tx:
+        result = {**dashboard.ledger_check(tx), "checked_at": int(rt.now().timestamp())}
+    with _checks_lock:
+        _checks[key] = (time.monotonic(), result)
+    return result
 
 
 def signed_in() -> bool:
@@ -64,7 +85,7 @@ def dashboard_page():
         title=f"Fare revenue per route, {day.isoformat()}",
         desc="; ".join(f"route {r['route']}: {money(r['revenue'], r['currency'])}" for r in priced)
         or "No fares cleared this day.")
-    return page("dashboard.html", v=view, day=day, hour_chart=hour_chart, route_chart=route_chart,
+    return page("dashboard.html", v=view, lc=ledger_check(), check_minutes=CHECK_SECONDS // 60, day=day, hour_chart=hour_chart, route_chart=route_chart,
                 priced_routes=priced, notice=notice, online_minutes=_online_minutes(),
                 live=asked is None, refresh_seconds=REFRESH_SECONDS,
                 prev_day=date.fromordinal(day.toordinal() - 1), next_day=date.fromordinal(day.toordinal() + 1))
@@ -113,3 +134,13 @@ def operator_settings():
     session["zone"] = name
     session["online_minutes"] = int(minutes)
     return redirect(url_for("web.dashboard_page", day=request.form.get("day") or None))
+
+
+@bp.post("/dashboard/check")
+def operator_check():
+    """Run the ledger check now rather than reuse the last one."""
+    check_csrf()
+    if not signed_in():
+        return redirect(url_for("web.operator_login"))
+    ledger_check(fresh=True)
+    return redirect(url_for("web.dashboard_page", day=request.form.get("day") or None, _anchor="h-ledger"))

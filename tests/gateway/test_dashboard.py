@@ -72,7 +72,10 @@ def test_a_gateway_with_nothing_yet_shows_empty_panels_and_balanced_books(store,
     assert view["validators"]["terminals"] == [] and view["validators"]["reference"] is None
     assert view["validators"]["never_uploaded"] == 2  # the world's two tills
     assert view["billers"] == [] and view["deny_list"] == {"version": 0, "entries": []}
-    assert view["ledger"]["ok"] and view["ledger"]["problems"] == []
+    with store.read() as tx:
+        checked = dashboard.ledger_check(tx)
+    assert checked["ok"] and checked["problems"] == [] and checked["transfers"] == 0
+    assert all(t["net"] == t["debits"] == 0 for t in checked["totals"])
     with store.read() as tx:
         assert dashboard.default_day(tx, now=clock(), tz=SHANGHAI) == DAY
 

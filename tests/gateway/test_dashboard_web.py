@@ -81,7 +81,7 @@ def test_an_empty_gateway_says_so_in_every_panel(client, config):
     sign_in_operator(client, config)
     page = text(client.get("/dashboard").get_data(as_text=True))
     for empty in ("No taps uploaded yet.", "No validator has uploaded taps yet.", "No billers yet.",
-                  "Nothing is denied.", "ok: the books balance"):
+                  "Nothing is denied.", "ok: the books balance", "No money has moved yet."):
         assert empty in page, empty
     assert "Times in Asia/Shanghai" in page
 
@@ -224,3 +224,18 @@ def test_the_wallet_page_lists_its_cards_bus_taps(client, world, clock):
     sign_in_wallet(client, world.wallet("a")[1].auth)
     trips = re.search(r'<ul class="list" id="trips">(.*?)</ul>', client.get("/wallet").get_data(as_text=True), re.S)
     assert "Route R1, stop S3" in text(trips.group(1)) and "2.30 CNY" in text(trips.group(1))
+
+
+def test_a_ledger_check_is_reused_until_the_operator_asks_for_a_new_one(client, config, world, store):
+    world.top_up("a", 1_000)
+    sign_in_operator(client, config)
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert "ok: the books balance" in page
+    with store.transaction() as tx:  # a balance edited behind the ledger's back
+        tx.execute("UPDATE ledger_accounts SET credits_posted = credits_posted + 1"
+                   " WHERE id = (SELECT account_id FROM wallets ORDER BY id LIMIT 1)")
+    assert "ok: the books balance" in client.get("/dashboard").get_data(as_text=True)  # the last check
+    answer = client.post("/dashboard/check", data={"csrf_token": csrf(page), "day": ""})
+    assert answer.status_code == 302 and "day=" not in answer.headers["Location"]
+    page = text(client.get("/dashboard").get_data(as_text=True))
+    assert "FAILED" in page and "books_unbalanced" in page
