@@ -146,6 +146,21 @@ class Batch:
             self.revenue[key] = account_id
         return self.revenue[key]
 
+    def snapshot(self, card_id: str):
+        """The cached state of one card, to put back if its receipt's savepoint rolls back."""
+        card = self.cards.get(card_id)
+        return (dict(card) if card else None, set(self.held.get(card_id, ())), card_id in self.dirty)
+
+    def restore(self, card_id: str, snapshot) -> None:
+        card, held, dirty = snapshot
+        if card is None:
+            self.cards.pop(card_id, None)
+        else:
+            self.cards[card_id] = card
+        self.held[card_id] = held
+        if not dirty:
+            self.dirty.discard(card_id)
+
     def finish(self, tx) -> None:
         for card_id in sorted(self.dirty):
             card = self.cards[card_id]

@@ -17,14 +17,17 @@ gateway.trips for account-based pricing (the seam for the fare engine).
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from gateway.ledger import LedgerError
 from gateway.services import clearing, iso, unix
 from protocol import purse as p
 from protocol import tokens
 
+log = logging.getLogger("tapstack.gateway")
 MAX_BATCH = 1000
 KINDS = ("purse", "emv", "uid", "qr", "unknown", "error")
 FUTURE_SKEW = 300  # seconds a validator's clock may run ahead of the gateway's
@@ -141,6 +144,20 @@ def _first_clearing(t: TapRow, verification: tuple | None) -> str | None:
     return None
 
 
+def _clear(tx, batch, receipt, *, terminal_id, tap_id, merchant_id, now, raw_hex) -> str:
+    """Clear one receipt in a savepoint: a ledger refusal fails that row, never the batch
+    (a batch that always failed would stop the validator's uploads for good)."""
+    snapshot = batch.snapshot(receipt.card_id.hex())
+    try:
+        with tx.savepoint():
+            return clearing.submit_debit(tx, receipt, terminal_id=terminal_id, tap_id=tap_id,
+                                         merchant_id=merchant_id, now=now, batch=batch, raw_hex=raw_hex)
+    except LedgerError as e:
+        batch.restore(receipt.card_id.hex(), snapshot)
+        log.error("clearing refused receipt %s of card %s: %s", receipt.counter, receipt.card_id.hex(), e)
+        return f"ledger_error:{e.code}"
+
+
 def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
            routes: frozenset[str] | None = None) -> dict:
     """Store and clear a batch in the open transaction; the per-row answer."""
@@ -193,8 +210,8 @@ def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
                                    clearing_status=row["clearing"]))
             continue
         if t.id in verified and verified[t.id][0] is not None:
-            status = clearing.submit_debit(tx, verified[t.id][0], terminal_id=terminal_id, tap_id=t.id,
-                                           merchant_id=merchant_id, now=now, batch=batch, raw_hex=t.receipt)
+            status = _clear(tx, batch, verified[t.id][0], terminal_id=terminal_id, tap_id=t.id,
+                            merchant_id=merchant_id, now=now, raw_hex=t.receipt)
             if status != "held":
                 tx.execute("UPDATE transit_taps SET clearing = :s WHERE terminal_id = :t AND tap_id = :i",
                            {"s": status, "t": terminal_id, "i": t.id})
