@@ -130,6 +130,7 @@ class Batch:
                                                             "status = 'authorised'")}
         self.revenue: dict[tuple[str, str], str] = {}
         self.dirty: set[str] = set()
+        self.changed: list[tuple[str, str, str]] = []  # (terminal id, tap id, status) advance() set, in order
 
     def card(self, tx, card_id: str, currency: str) -> dict:
         if card_id not in self.cards:
@@ -149,10 +150,12 @@ class Batch:
     def snapshot(self, card_id: str):
         """The cached state of one card, to put back if its receipt's savepoint rolls back."""
         card = self.cards.get(card_id)
-        return (dict(card) if card else None, set(self.held.get(card_id, ())), card_id in self.dirty)
+        return (dict(card) if card else None, set(self.held.get(card_id, ())), card_id in self.dirty,
+                len(self.changed))
 
     def restore(self, card_id: str, snapshot) -> None:
-        card, held, dirty = snapshot
+        card, held, dirty, changes = snapshot
+        del self.changed[changes:]
         if card is None:
             self.cards.pop(card_id, None)
         else:
@@ -283,6 +286,7 @@ def advance(tx, card_id: str, *, now: datetime, batch: Batch | None = None,
             break
     card["cleared_counter"], card["cleared_balance"] = counter, balance
     batch.dirty.add(card_id)
+    batch.changed += changed
     for terminal_id, tap_id, status in changed:
         if (terminal_id, tap_id) != skip:
             tx.execute("UPDATE transit_taps SET clearing = :s WHERE terminal_id = :t AND tap_id = :i",

@@ -158,72 +158,94 @@ def _clear(tx, batch, receipt, *, terminal_id, tap_id, merchant_id, now, raw_hex
         return f"ledger_error:{e.code}"
 
 
+COLUMNS = ("terminal_id", "tap_id", "merchant_id", "at", "kind", "accepted", "reason", "route", "stop",
+           "rules_version", "amount", "currency", "card_id", "token", "flags", "clearing", "received_at")
+INSERT_ROWS = 50  # rows per INSERT statement (17 columns: far below SQLite's parameter limit)
+
+
+def _stored(tx, terminal_id: str, tap_ids: list[str]) -> dict[str, dict]:
+    """The taps of this terminal already stored, by tap id (what makes a re-upload a duplicate)."""
+    found = {}
+    for start in range(0, len(tap_ids), 500):
+        names = {f"i{n}": tap_id for n, tap_id in enumerate(tap_ids[start:start + 500])}
+        if names:
+            for row in tx.query(f"SELECT tap_id, flags, clearing FROM transit_taps WHERE terminal_id = :t "
+                                f"AND tap_id IN ({', '.join(':' + n for n in names)})", {"t": terminal_id, **names}):
+                found[row["tap_id"]] = row
+    return found
+
+
+def _insert_taps(tx, rows: list[dict]) -> None:
+    for start in range(0, len(rows), INSERT_ROWS):
+        chunk = rows[start:start + INSERT_ROWS]
+        params = {f"{c}{n}": row[c] for n, row in enumerate(chunk) for c in COLUMNS}
+        values = ", ".join("(" + ", ".join(f":{c}{n}" for c in COLUMNS) + ")" for n in range(len(chunk)))
+        tx.execute(f"INSERT INTO transit_taps ({', '.join(COLUMNS)}) VALUES {values}", params)
+
+
 def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
            routes: frozenset[str] | None = None) -> dict:
-    """Store and clear a batch in the open transaction; the per-row answer."""
+    """Store and clear a batch in the open transaction (it holds the write lock, so the
+    duplicate check and the inserts cannot race another upload); the per-row answer."""
     at_now = unix(now)
-    checked: list[TapRow | dict] = []
+    results: list[dict | None] = []
+    new: list[tuple[int, TapRow]] = []
+    checked = []
     for row in rows:
-        raw_id = row.get("id") if isinstance(row, dict) and isinstance(row.get("id"), str) else None
         try:
             checked.append(check_row(row, now=at_now, routes=routes))
         except RowError as e:
+            raw_id = row.get("id") if isinstance(row, dict) and isinstance(row.get("id"), str) else None
             checked.append(_result(raw_id[:80] if raw_id else None, "rejected", f"{e.code}: {e}"))
+    stored = _stored(tx, terminal_id, sorted({t.id for t in checked if isinstance(t, TapRow)}))
+    first: dict[str, int] = {}
+    for index, t in enumerate(checked):
+        if not isinstance(t, TapRow):
+            results.append(t)
+        elif t.id in stored:
+            row = stored[t.id]
+            results.append(_result(t.id, "duplicate", flags=[f for f in row["flags"].split(",") if f],
+                                   clearing_status=row["clearing"]))
+        elif t.id in first:
+            results.append(_result(t.id, "duplicate", flags=t.flags))
+        else:
+            first[t.id] = index
+            results.append(None)
+            new.append((index, t))
 
-    purse = [t for t in checked if isinstance(t, TapRow) and t.kind == "purse" and t.accepted]
+    # Receipts are verified only for taps not seen before: a re-upload costs no signature checks.
+    purse = [t for _, t in new if t.kind == "purse" and t.accepted]
     verified: dict[str, tuple] = {}
     batch = clearing.Batch(tx, [t.card_id for t in purse], now=now) if purse else None
     if purse:
         cache = clearing.CertificateCache(clearing.trusted_keys(tx))
-        certificates = clearing.issuer_certificates(tx, sorted({t.card_id for t in purse}))
+        certificates = clearing.issuer_certificates(tx, [t.card_id for t in purse])
         for t in purse:
             verified[t.id] = clearing.check_receipt(t.receipt, card_id=t.card_id, amount=t.amount,
                                                     currency=t.currency,
                                                     certificate_hex=certificates.get(t.card_id), cache=cache)
-
-    results = []
-    seen_ids = set()
-    for t in checked:
-        if not isinstance(t, TapRow):
-            results.append(t)
-            continue
-        if t.id in seen_ids:
-            results.append(_result(t.id, "duplicate", flags=t.flags))
-            continue
-        seen_ids.add(t.id)
-        status = _first_clearing(t, verified.get(t.id))
-        inserted = tx.execute(
-            "INSERT INTO transit_taps (terminal_id, tap_id, merchant_id, at, kind, accepted, reason, route, "
-            "stop, rules_version, amount, currency, card_id, token, flags, clearing, received_at) VALUES "
-            "(:terminal_id, :tap_id, :merchant_id, :at, :kind, :accepted, :reason, :route, :stop, "
-            ":rules_version, :amount, :currency, :card_id, :token, :flags, :clearing, :received_at) "
-            "ON CONFLICT (terminal_id, tap_id) DO NOTHING",
-            {"terminal_id": terminal_id, "tap_id": t.id, "merchant_id": merchant_id, "at": t.at,
-             "kind": t.kind, "accepted": int(t.accepted), "reason": t.reason, "route": t.route,
-             "stop": t.stop, "rules_version": t.rules_version, "amount": t.amount, "currency": t.currency,
-             "card_id": t.card_id, "token": t.token, "flags": ",".join(t.flags), "clearing": status,
-             "received_at": at_now})
-        if not inserted:
-            row = tx.one("SELECT flags, clearing FROM transit_taps WHERE terminal_id = :t AND tap_id = :i",
-                         {"t": terminal_id, "i": t.id})
-            results.append(_result(t.id, "duplicate", flags=[f for f in row["flags"].split(",") if f],
-                                   clearing_status=row["clearing"]))
-            continue
+    status: dict[str, str | None] = {}
+    for _, t in new:
+        status[t.id] = _first_clearing(t, verified.get(t.id))
         if t.id in verified and verified[t.id][0] is not None:
-            status = _clear(tx, batch, verified[t.id][0], terminal_id=terminal_id, tap_id=t.id,
-                            merchant_id=merchant_id, now=now, raw_hex=t.receipt)
-            if status != "held":
-                tx.execute("UPDATE transit_taps SET clearing = :s WHERE terminal_id = :t AND tap_id = :i",
-                           {"s": status, "t": terminal_id, "i": t.id})
-        results.append(_result(t.id, "accepted", flags=t.flags, clearing_status=status))
+            status[t.id] = _clear(tx, batch, verified[t.id][0], terminal_id=terminal_id, tap_id=t.id,
+                                  merchant_id=merchant_id, now=now, raw_hex=t.receipt)
     if batch is not None:
+        # A later receipt of the batch may have posted (or stopped at) an earlier held one.
+        for term, tap_id, changed in batch.changed:
+            if term == terminal_id and tap_id in status:
+                status[tap_id] = changed
         batch.finish(tx)
-    # A later receipt of the batch may have posted an earlier held one: report where each ended.
-    held = [r for r in results if r["clearing"] == "held"]
-    for r in held:
-        row = tx.one("SELECT clearing FROM transit_taps WHERE terminal_id = :t AND tap_id = :i",
-                     {"t": terminal_id, "i": r["id"]})
-        r["clearing"] = row["clearing"]
+    _insert_taps(tx, [{"terminal_id": terminal_id, "tap_id": t.id, "merchant_id": merchant_id, "at": t.at,
+                       "kind": t.kind, "accepted": int(t.accepted), "reason": t.reason, "route": t.route,
+                       "stop": t.stop, "rules_version": t.rules_version, "amount": t.amount,
+                       "currency": t.currency, "card_id": t.card_id, "token": t.token, "flags": ",".join(t.flags),
+                       "clearing": status[t.id], "received_at": at_now} for _, t in new])
+    for index, t in new:
+        results[index] = _result(t.id, "accepted", flags=t.flags, clearing_status=status[t.id])
+    for r in results:  # a repeat of a new id inside the batch reports where the first ended
+        if r["status"] == "duplicate" and r["id"] in first and r["clearing"] is None:
+            r["clearing"] = status[r["id"]]
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
     return {"object": "tap_batch", "received": len(rows), **counts, "results": results}
 
