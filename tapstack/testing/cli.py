@@ -39,7 +39,7 @@ def scenarios_command(paths: tuple[Path, ...], transport: str, verbose: bool):
             click.echo(f"ERROR {e}", err=True)
             broken += 1
     passed = failed = 0
-    with Stage() as stage:
+    with Stage(reuse=True) as stage:  # a desktop's own pcscd with vpcd readers will do
         for scenario in loaded:
             for kind in transports:
                 if scenario.transports is not None and kind not in scenario.transports:

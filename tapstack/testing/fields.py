@@ -105,20 +105,23 @@ class Stage:
     """Opens Fields on any transport; starts pcscd the first time a pcscd field is wanted.
 
     daemon: a wallet.pcscd.Pcscd already running (the Stage then never stops it).
+    reuse: use a pcscd already running on the machine when it serves two vpcd readers (a
+    desktop's pcscd with Debian's vpcd configuration), rather than refusing to start.
     """
 
-    def __init__(self, daemon: pcscd_harness.Pcscd | None = None):
+    def __init__(self, daemon: pcscd_harness.Pcscd | None = None, reuse: bool = False):
         self.daemon = daemon
+        self.reuse = reuse
         self._own_daemon = False
         self._slots_in_use: set[int] = set()
 
     def pcscd(self) -> pcscd_harness.Pcscd:
         if self.daemon is None:
             try:
-                self.daemon = pcscd_harness.start(n_readers=2, reuse=False)
+                self.daemon = pcscd_harness.start(n_readers=2, reuse=self.reuse)
             except pcscd_harness.PcscdError as error:
                 raise StageError(f"pcscd with vsmartcard-vpcd could not start: {error}") from None
-            self._own_daemon = True
+            self._own_daemon = self.daemon.started_here
         return self.daemon
 
     def open(self, kind: str) -> Field:
