@@ -150,6 +150,11 @@ SCHEMAS = {
                      authorisation={**HEX, "description": "The issuer-signed TOP-UP data for the card."},
                      created_at=TIME),
     "FareRules": {"type": "object", "description": "gateway.fares rules document (JSON form)."},
+    "PurseCard": obj("purse_card", card_id=HEX, currency=CURRENCY, cleared_counter={"type": "integer"},
+                     cleared_balance=MONEY, float_balance=MONEY, problem=NTEXT,
+                     waiting={"type": "array", "description": "Receipts held after a gap or stopped by a problem.",
+                              "items": {"type": "object"}},
+                     loads={"type": "array", "items": ref("PurseLoad")}),
 }
 
 # --- the endpoints ---------------------------------------------------------------------
@@ -333,6 +338,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       ("card_id", "amount", "currency", "counter"), errors=(402, 409),
       description="Moves the amount from the wallet to the card's purse float and answers the issuer's "
                   "TOP-UP authorisation for the card's current counter (good once)."),
+    E("GET", "/v1/purse-cards/{card_id}", "Where clearing stands for a purse card", "Transit", ("operator",),
+      "PurseCard"),
     E("POST", "/v1/billers", "Sign a biller up (a merchant paid into a biller account)", "Bills",
       ("operator",), "BillerWithKey", 201, {"name": {**TEXT, "maxLength": 200}, "city": {
           **TEXT, "maxLength": 15}, "currency": CURRENCY, "mcc": {"type": "string", "pattern": "^[0-9]{4}$"}},

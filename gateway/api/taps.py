@@ -129,3 +129,12 @@ def purse_load(tx, wallet_id):
                                    amount=api.amount(body), currency=api.currency(body),
                                    seed=rt.config.secret("issuer_seed"), now=rt.now())
     return 201, load
+
+
+@bp.get("/v1/purse-cards/<card_id>")
+@requires("operator")
+def purse_card(card_id):
+    """Where clearing stands for one card: cleared counter and balance, receipts held after a
+    gap or stopped by a problem, its loads."""
+    with runtime().store.read() as tx:
+        return clearing.card_view(tx, card_id)

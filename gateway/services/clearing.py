@@ -363,6 +363,20 @@ def issuer_certificates(tx, card_ids: list[str]) -> dict[str, str]:
             for r in _where_in(tx, "SELECT card_id, certificate FROM issuer_cards", sorted(set(card_ids)))}
 
 
+def card_view(tx, card_id: str) -> dict:
+    """A purse card as clearing sees it: how far its chain is cleared, what waits, what broke."""
+    card = tx.one("SELECT * FROM purse_cards WHERE card_id = :c", {"c": card_id})
+    if card is None:
+        raise not_found("purse card", "card_id")
+    waiting = tx.query("SELECT counter, amount, balance_after, terminal_id, tap_id, status FROM purse_receipts "
+                       "WHERE card_id = :c AND status != 'posted' ORDER BY counter", {"c": card_id})
+    loads = tx.query("SELECT * FROM purse_loads WHERE card_id = :c ORDER BY counter", {"c": card_id})
+    return {"object": "purse_card", "card_id": card_id, "currency": card["currency"],
+            "cleared_counter": card["cleared_counter"], "cleared_balance": card["cleared_balance"],
+            "float_balance": ledger.balance(tx, card["float_account_id"]).posted, "problem": card["problem"],
+            "waiting": waiting, "loads": [load_view(r) for r in loads]}
+
+
 def trusted_keys(tx) -> dict[bytes, bytes]:
     return issuer.trusted_keys(tx)
 

@@ -258,3 +258,22 @@ def test_a_ledger_refusal_fails_its_row_not_the_batch(world, store, clock, monke
                       {"c": bad.card_id})["cleared_counter"] == 0
         assert tx.one("SELECT status FROM purse_loads WHERE card_id = :c", {"c": bad.card_id})["status"] == "authorised"
     books(store)
+
+
+def test_the_operator_sees_what_waits_and_what_broke(world, operator, clock):
+    world.top_up("a", 5000)
+    rider = Rider(world)
+    rider.load(1000)
+    first, second = rider.tap(clock), rider.tap(clock)
+    upload(world, [second])
+    card = ok(operator.get(f"/v1/purse-cards/{rider.card_id}"))
+    assert (card["cleared_counter"], card["float_balance"], card["problem"]) == (0, 1000, None)
+    assert [(w["counter"], w["status"], w["tap_id"]) for w in card["waiting"]] == [(3, "held", second["id"])]
+    assert [load["status"] for load in card["loads"]] == ["authorised"]
+    upload(world, [first])
+    card = ok(operator.get(f"/v1/purse-cards/{rider.card_id}"))
+    assert (card["cleared_counter"], card["cleared_balance"], card["waiting"]) == (3, 600, [])
+    assert card["float_balance"] == rider.balance == 600
+    error(operator.get("/v1/purse-cards/0000000000000000"), 404, "not_found")
+    _, wallet = world.wallet("a")
+    error(wallet.get(f"/v1/purse-cards/{rider.card_id}"), 403, "permission_error")
