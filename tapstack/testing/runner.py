@@ -56,7 +56,7 @@ class ScenarioResult:
     def report(self) -> str:
         """What failed, where, expected and seen, and the APDUs of the tap; "" when it passed."""
         if self.error:
-            return f"{self.scenario.path}: {self.scenario.name} [{self.transport}]: {self.error}"
+            return f"{self.error} ({self.scenario.name})"
         bad = self.failure
         if bad is None:
             return ""
@@ -155,7 +155,11 @@ class _Run:
         for name, spec in self.scenario.cards.items():
             self.cards[name] = self.build_card(spec)
         for name, spec in self.scenario.readers.items():
-            f = self.stage.open(self.transport)
+            try:
+                f = self.stage.open(self.transport)
+            except (StageError, ReaderError, OSError) as e:
+                raise StageError(f"{self.scenario.where(spec.line)}: reader {name!r} cannot be opened "
+                                 f"over {self.transport}: {e}") from None
             self.readers[name] = _ReaderState(spec, f, self.context(spec))
 
     def close(self) -> None:
@@ -273,8 +277,8 @@ def run_scenario(scenario: Scenario, transport: str, stage: Stage) -> ScenarioRe
     try:
         try:
             run.open()
-        except (StageError, ReaderError, OSError) as e:
-            result.error = f"cannot open the readers: {e}"
+        except StageError as e:
+            result.error = str(e)
             return result
         for step in scenario.steps:
             outcome = run.run_step(step)

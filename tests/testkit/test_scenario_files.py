@@ -128,6 +128,8 @@ def test_more_pcscd_readers_than_vpcd_slots_is_a_clear_error(tmp_path):
 
     stage = Full()
     stage._slots_in_use.add(0)
-    s = parse_scenario("steps: [remove]\n", tmp_path / "scenario_p.yaml")
+    s = parse_scenario("readers:\n  front: {}\nsteps: [remove]\n", tmp_path / "scenario_p.yaml")
     result = run_scenario(s, "pcscd+vpcd", stage)
-    assert not result.ok and "serves 1 vpcd readers and all are in use" in result.report()
+    assert not result.ok and result.report().startswith(
+        f"{tmp_path / 'scenario_p.yaml'}:2: reader 'front' cannot be opened over pcscd+vpcd: "
+        "pcscd serves 1 vpcd readers and all are in use")
