@@ -133,3 +133,16 @@ def test_more_pcscd_readers_than_vpcd_slots_is_a_clear_error(tmp_path):
     assert not result.ok and result.report().startswith(
         f"{tmp_path / 'scenario_p.yaml'}:2: reader 'front' cannot be opened over pcscd+vpcd: "
         "pcscd serves 1 vpcd readers and all are in use")
+
+
+def test_a_scripted_card_answering_by_a_python_function_next_to_the_scenario(tmp_path):
+    (tmp_path / "answers.py").write_text(
+        "def answer(command):\n"
+        "    return bytes.fromhex('6A82') if command[1] == 0xA4 else bytes.fromhex('04C0FFEE123456' '9000')\n")
+    path = tmp_path / "scenario_f.yaml"
+    path.write_text("cards:\n  f: {type: scripted, function: answers.py:answer}\nsteps:\n  - present: f\n"
+                    "  - expect: {kind: uid, token: f}\n")
+    result = run_scenario(load_scenario(path), "mock", Stage())
+    assert result.ok, result.report()
+    path.write_text("cards:\n  f: {type: scripted, function: answers.py:nothing}\nsteps: [remove]\n")
+    assert "function 'answers.py:nothing' cannot be loaded: AttributeError" in error_of(path.read_text(), tmp_path).message
