@@ -68,8 +68,9 @@ class Settings:
 
 
 def default_terminal_id(key_id: str | None) -> bytes:
-    """8 bytes for receipts: from the terminal key id, so each validator has its own."""
-    return hashlib.sha256((key_id or "unregistered").encode()).digest()[:p.ID_SIZE]
+    """8 bytes for receipts: from the terminal key id, so each validator has its own; printable
+    (8 hex characters), so a card's receipt log shows which validator took the fare."""
+    return hashlib.sha256((key_id or "unregistered").encode()).hexdigest()[:p.ID_SIZE].encode("ascii")
 
 
 def check_settings(s: Settings) -> None:
