@@ -26,11 +26,13 @@ once. A database still locked after `busy_timeout_ms` (a program that writes
 without this lock, or a queue that long) raises StoreBusy, which the API
 answers with 503 and Retry-After.
 
-Concurrency. One connection per thread for writes and one, query-only, for
-`read()` (and per process, so a Store made before gunicorn forks is safe);
-Flask threads, gunicorn workers and test threads can share one Store object,
-and a thread's connections close when the thread ends. Readers get a
-consistent snapshot (`BEGIN DEFERRED`; WAL lets them run beside a writer).
+Concurrency. One write connection per process, used only by the holder of the
+writer lock (so its page cache stays warm whichever thread writes), and one
+query-only connection per thread for `read()`; all are per process, so a Store
+made before gunicorn forks is safe. Flask threads, gunicorn workers and test
+threads can share one Store object, and a thread's connections close when the
+thread ends. Readers get a consistent snapshot (`BEGIN DEFERRED`; WAL lets
+them run beside a writer).
 
 Migrations. Numbered files `gateway/migrations/NNNN_name.sql` are applied in
 order, once each, each in its own transaction, and recorded in
@@ -288,6 +290,7 @@ class Store:
         self._open_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = _WriterLock(Path(f"{self.path}.writelock"))
+        self._writer_conn: _ThreadConnection | None = None
         self._queue: list[_Job] = []
         self._queue_lock = threading.Lock()
         self._leading = False
@@ -306,6 +309,14 @@ class Store:
         mine = self._connect(query_only=False)
         self._local.connection = mine
         return mine.db
+
+    def _write_connection(self) -> sqlite3.Connection:
+        """The process's one write connection. Only the holder of the writer lock uses
+        it, so whichever thread writes, the pages it read last time are still cached."""
+        mine = self._writer_conn
+        if mine is None or mine.pid != os.getpid():
+            mine = self._writer_conn = self._connect(query_only=False)
+        return mine.db.conn
 
     def _reader(self) -> sqlite3.Connection:
         mine = getattr(self._local, "reader", None)
@@ -342,7 +353,8 @@ class Store:
 
     @property
     def open_connections(self) -> int:
-        """Connections this Store holds open now (at most two per live thread that used it)."""
+        """Connections this Store holds open now: the writer's, and per live thread that
+        used it at most one for read() and one for `db`."""
         with self._open_lock:
             return sum(f.alive for f in self._open)
 
@@ -362,6 +374,7 @@ class Store:
         for close in finalizers:
             close()
         self._local = threading.local()
+        self._writer_conn = None
 
     # -- transactions ------------------------------------------------------
 
@@ -385,7 +398,7 @@ class Store:
                     raise StoreBusy(f"the database stayed locked: {e}") from e
                 raise
         finally:
-            self._writer.release()
+            self._end_write()
 
     def write(self, job: Callable[[Tx], T]) -> T:
         """Run `job(tx)` in the next group commit and return what it returned, once committed.
@@ -396,7 +409,7 @@ class Store:
         only its own work is undone and the exception is raised here. If the
         batch cannot commit, every job of it gets that error and none took effect.
         """
-        if self._database().conn.in_transaction:
+        if getattr(self._local, "writing", False):
             raise StoreError("a transaction is already open on this thread: pass its Tx down instead of writing apart")
         if self._queue_pid != os.getpid():
             self._reset_queue()
@@ -457,7 +470,7 @@ class Store:
         finally:
             if error is not None and conn.in_transaction:
                 conn.execute("ROLLBACK")
-            self._writer.release()
+            self._end_write()
         self._finish(batch, error)
         self._pass_lead()
 
@@ -495,7 +508,7 @@ class Store:
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
         """A read-only Tx over one consistent snapshot (`BEGIN DEFERRED` on a query-only connection)."""
-        if self._database().conn.in_transaction:
+        if getattr(self._local, "writing", False):
             raise StoreError("a transaction is already open on this thread: read through its Tx")
         conn = self._reader()
         try:
@@ -511,19 +524,24 @@ class Store:
                 conn.execute("ROLLBACK")
 
     def _begin_write(self) -> sqlite3.Connection:
-        """This thread's write connection, in `BEGIN IMMEDIATE` under the writer lock (the caller releases it)."""
-        conn = self._database().conn
-        if conn.in_transaction:
+        """The write connection in `BEGIN IMMEDIATE`, under the writer lock; _end_write() ends the turn."""
+        if getattr(self._local, "writing", False):
             raise StoreError("a transaction is already open on this thread: pass its Tx down instead of opening another")
         self._writer.acquire(self.busy_timeout_ms / 1000)
         try:
+            conn = self._write_connection()
             conn.execute("BEGIN IMMEDIATE")
         except BaseException as e:
             self._writer.release()
             if _is_busy(e):
                 raise StoreBusy(f"the database stayed locked: {e}") from e
             raise
+        self._local.writing = True
         return conn
+
+    def _end_write(self) -> None:
+        self._local.writing = False
+        self._writer.release()
 
     # -- migrations --------------------------------------------------------
 
