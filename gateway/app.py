@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from flask import Flask, current_app
+from flask.sessions import SecureCookieSessionInterface
 
 from gateway import config as gateway_config
 from gateway import errors
@@ -71,6 +72,17 @@ def runtime() -> Runtime:
     return current_app.extensions["tapstack"]
 
 
+class PageSessions(SecureCookieSessionInterface):
+    """Signed-cookie sessions for the web pages only: the JSON API (/v1/...) is
+    stateless, and skipping the session there saves every API request its cookie
+    parsing and signer set-up."""
+
+    def open_session(self, app, request):
+        if request.path.startswith("/v1/"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def _module_exists(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
@@ -87,6 +99,7 @@ def create_app(config: gateway_config.Config | None = None, *, store=None,
     app = Flask("gateway")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # responses keep the field order the API documents
+    app.session_interface = PageSessions()
     app.extensions["tapstack"] = Runtime(config, store, clock or utc_now)
     errors.register(app)
     for name in BLUEPRINTS:
