@@ -410,9 +410,72 @@ def transfer(tx, *, transfer_id: str, debit_account_id: str, credit_account_id: 
         "currency": currency, "code": code, "kind": "pending" if pending else "posted",
         "pending_id": None, "timeout_seconds": timeout_seconds, "metadata": meta,
     }
+    row = {"id": transfer_id, **fields, "expires_at": expires_at, "created_at": at}
+    if not _transfer_at_once(tx, row, pending):
+        replay = _transfer_with_checks(tx, row, pending)
+        if replay is not None:
+            return replay
+    made = {**row, "metadata": json.loads(meta) if meta is not None else None}
+    if pending:
+        made.update(status="pending", resolved_by=None)
+    return made
+
+
+class _Unusual(Exception):
+    """The one-pass transfer met something it does not explain (see _transfer_at_once)."""
+
+
+def _transfer_at_once(tx, row: dict, pending: bool) -> bool:
+    """The usual transfer in five statements, every rule in their WHERE clauses.
+
+    Insert the transfer (its primary key refuses a second one with the same id, its
+    foreign keys unknown accounts), then move the money where both accounts hold the
+    currency, the debit has the funds and neither total passes MAX_TOTAL. Anything
+    else (a retry, an unknown account, short funds ...) undoes this savepoint and
+    returns False: _transfer_with_checks then finds and names the problem.
+    """
+    column = "pending" if pending else "posted"
+    count = "" if pending else ", postings_count = postings_count + 1"
+    params = {"amount": row["amount"], "currency": row["currency"], "max": MAX_TOTAL}
+    try:
+        with tx.savepoint():
+            tx.insert("ledger_transfers", row)
+            moved = tx.query(
+                f"UPDATE ledger_accounts SET debits_{column} = debits_{column} + :amount{count}"
+                " WHERE id = :id AND currency = :currency AND debits_posted + debits_pending + :amount <= :max"
+                " AND (allow_negative = 1 OR credits_posted - debits_posted - debits_pending >= :amount)" + _AFTER,
+                {**params, "id": row["debit_account_id"]})
+            if len(moved) != 1:
+                raise _Unusual
+            moved += tx.query(
+                f"UPDATE ledger_accounts SET credits_{column} = credits_{column} + :amount{count}"
+                " WHERE id = :id AND currency = :currency AND credits_posted + credits_pending + :amount <= :max"
+                + _AFTER,
+                {**params, "id": row["credit_account_id"]})
+            if len(moved) != 2:
+                raise _Unusual
+            if not pending:
+                _post(tx, row["id"], moved, row["amount"], row["created_at"])
+    except _Unusual:
+        return False
+    except Exception as e:
+        # A constraint refused it (a duplicate id, an unknown account): the DB-API
+        # names that IntegrityError in every driver. Anything else is a real failure.
+        if type(e).__name__ != "IntegrityError":
+            raise
+        return False
+    return True
+
+
+def _transfer_with_checks(tx, row: dict, pending: bool) -> dict | None:
+    """The transfer step by step: a retry returns the first transfer, every refusal is named."""
+    transfer_id, amount, currency = row["id"], row["amount"], row["currency"]
+    fields = {name: row[name] for name in ("debit_account_id", "credit_account_id", "amount", "currency",
+                                            "code", "kind", "pending_id", "timeout_seconds", "metadata")}
     replay = _replay(tx, transfer_id, fields)
     if replay is not None:
         return replay
+    debit_account_id, credit_account_id, at = row["debit_account_id"], row["credit_account_id"], row["created_at"]
     with tx.savepoint():
         debit = _account_for(tx, debit_account_id, "debit_account_id")
         credit = _account_for(tx, credit_account_id, "credit_account_id")
@@ -425,14 +488,10 @@ def transfer(tx, *, transfer_id: str, debit_account_id: str, credit_account_id: 
                 raise LedgerError(
                     "account_limit_exceeded", f"account {account['id']} has reached the limit of its {side}")
         moved = _move(tx, debit, credit, amount, pending=pending)
-        tx.insert("ledger_transfers", {"id": transfer_id, **fields, "expires_at": expires_at, "created_at": at})
+        tx.insert("ledger_transfers", row)
         if not pending:
             _post(tx, transfer_id, moved, amount, at)
-    made = {"id": transfer_id, **fields, "expires_at": expires_at, "created_at": at,
-            "metadata": json.loads(meta) if meta is not None else None}
-    if pending:
-        made.update(status="pending", resolved_by=None)
-    return made
+    return None
 
 
 _AFTER = " RETURNING id, postings_count, credits_posted - debits_posted AS balance"
