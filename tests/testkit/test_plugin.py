@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import textwrap
+from importlib.metadata import entry_points
 
 import pytest
 
@@ -16,10 +17,16 @@ steps:
 """
 
 
+# Installed with its pytest11 entry point the plugin loads by itself; naming it with -p as
+# well would register it twice.
+AUTOLOADED = any(ep.value == "tapstack.testing.plugin" for ep in entry_points(group="pytest11"))
+PLUGIN = () if AUTOLOADED else ("-p", "tapstack.testing.plugin")
+
+
 @pytest.fixture
 def run(pytester):
     def run(*args):
-        return pytester.runpytest("-p", "tapstack.testing.plugin", "-p", "no:cacheprovider", *args)
+        return pytester.runpytest(*PLUGIN, "-p", "no:cacheprovider", *args)
     return run
 
 
