@@ -104,6 +104,7 @@ class Bus:
         self.error: BaseException | None = None
         self.started = threading.Event()
         self.finished_at = 0.0  # time.monotonic() when the bus took its day's last tap
+        self._cancel = threading.Event()
         self._jobs: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=config.name, daemon=True)
         self.terminal_id = default_terminal_id(config.key_id)
@@ -123,6 +124,8 @@ class Bus:
         self._jobs.put((taps, outage, results))
 
     def stop(self) -> None:
+        """End the bus: a day in progress stops after the tap in hand (Ctrl-C, an error elsewhere)."""
+        self._cancel.set()
         self._jobs.put(None)
         self._thread.join(15)
 
@@ -176,8 +179,11 @@ class Bus:
         next_refresh = None
         for tap, card, after, done in taps:
             try:
-                if after is not None:
-                    after.wait()
+                while after is not None and not after.wait(0.2):
+                    if self._cancel.is_set():
+                        break
+                if self._cancel.is_set():
+                    break
                 self.now = tap.at
                 self.network.set(outage is None or not outage[0] <= tap.at < outage[1])
                 if next_refresh is None or tap.at >= next_refresh:

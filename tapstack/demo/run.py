@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -106,6 +107,13 @@ def run(options: Options, echo: Callable[[str], None] = print, tty: bool = False
     try:
         with contextlib.ExitStack() as cleanup:
             return _run(options, data_dir, cleanup, Progress(echo, tty), echo)
+    except (DemoError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # a bug or a broken stack: one line for the person, the details in a file
+        log = data_dir / "logs" / "demo-error.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(traceback.format_exc())
+        raise DemoError(f"the demo failed: {type(e).__name__}: {e} (details in {log})") from None
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
