@@ -10,6 +10,7 @@ Errors, so callers can tell what to do next:
 """
 from __future__ import annotations
 
+import email.utils
 import json
 import secrets
 import urllib.error
@@ -19,8 +20,8 @@ from datetime import datetime, timezone
 
 from protocol import request_signing
 
-# send(method, url, headers, body) -> (status, body bytes); raises OSError when unreachable
-Send = Callable[[str, str, dict, bytes], tuple[int, bytes]]
+# send(method, url, headers, body) -> (status, body bytes[, response headers]); OSError when unreachable
+Send = Callable[[str, str, dict, bytes], tuple]
 
 
 class GatewayError(Exception):
@@ -34,8 +35,8 @@ class GatewayUnavailable(GatewayError):
 class GatewayRefused(GatewayError):
     """The gateway answered 4xx; `status` and `error` (its JSON error object) say why."""
 
-    def __init__(self, status: int, error: dict):
-        self.status, self.error = status, error
+    def __init__(self, status: int, error: dict, headers: dict | None = None):
+        self.status, self.error, self.headers = status, error, headers or {}
         super().__init__(f"{status} {error.get('code', '')}: {error.get('message', '')}")
 
 
@@ -59,9 +60,9 @@ def urllib_send(timeout: float = 10.0) -> Send:
                                          method=method)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
-                return answer.status, answer.read()
+                return answer.status, answer.read(), dict(answer.headers)
         except urllib.error.HTTPError as e:
-            return e.code, e.read()
+            return e.code, e.read(), dict(e.headers)
     return send
 
 
@@ -72,6 +73,7 @@ class GatewayClient:
         self.key_id, self._secret = key_id, secret
         self._send = send or urllib_send()
         self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock_offset = 0.0  # seconds to add to our clock to sign with the gateway's time
 
     def get(self, path: str) -> dict:
         return self.request("GET", path)
@@ -81,15 +83,29 @@ class GatewayClient:
 
     def request(self, method: str, path: str, body: dict | None = None, *,
                 idempotency_key: str | None = None) -> dict:
+        """Send a signed request; the answer's JSON. A validator whose clock drifted beyond the
+        gateway's 300 s window is told so (401 stale_timestamp): it signs again once with the
+        gateway's time from the Date header, so a wrong clock never stops uploads (the taps
+        keep their own times, and the gateway flags them clock_suspect)."""
         raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
-        headers = request_signing.signed_headers(
-            self.key_id, self._secret, method, path, raw,
-            timestamp=int(self._clock().timestamp()), nonce=secrets.token_urlsafe(24))
+        try:
+            return self._request(method, path, raw, idempotency_key)
+        except GatewayRefused as e:
+            offset = self._offset_from(e) if e.error.get("code") == "stale_timestamp" else None
+            if offset is None:
+                raise
+            self.clock_offset = offset
+            return self._request(method, path, raw, idempotency_key)
+
+    def _request(self, method: str, path: str, raw: bytes, idempotency_key: str | None) -> dict:
+        now = self._clock().timestamp() + self.clock_offset
+        headers = request_signing.signed_headers(self.key_id, self._secret, method, path, raw,
+                                                 timestamp=int(now), nonce=secrets.token_urlsafe(24))
         headers["Content-Type"] = "application/json"
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         try:
-            status, answer = self._send(method, self.base_url + path, headers, raw)
+            status, answer, *rest = self._send(method, self.base_url + path, headers, raw)
         except (OSError, TimeoutError) as e:
             raise GatewayUnavailable(f"{self.base_url}: {e}") from None
         if status >= 500:
@@ -100,5 +116,14 @@ class GatewayClient:
             raise GatewayUnavailable(f"{self.base_url}{path}: HTTP {status} with a body that is not JSON") from None
         if status >= 400:
             error = doc.get("error") if isinstance(doc, dict) else None
-            raise GatewayRefused(status, error if isinstance(error, dict) else {"message": str(doc)[:200]})
+            raise GatewayRefused(status, error if isinstance(error, dict) else {"message": str(doc)[:200]},
+                                 rest[0] if rest else None)
         return doc
+
+    def _offset_from(self, refused: GatewayRefused) -> float | None:
+        date = {k.lower(): v for k, v in refused.headers.items()}.get("date")
+        try:
+            server = email.utils.parsedate_to_datetime(date)
+        except (TypeError, ValueError):
+            return None
+        return server.timestamp() - self._clock().timestamp()

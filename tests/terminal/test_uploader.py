@@ -19,7 +19,7 @@ from gateway.app import create_app
 from gateway.store import Store
 from protocol import tokens
 from terminal import validator
-from terminal.gateway_client import GatewayClient, GatewayUnavailable
+from terminal.gateway_client import GatewayClient, GatewayRefused, GatewayUnavailable
 from terminal.journal import Journal
 from terminal.uploader import backoff_delay, upload_all, upload_batch
 from tests.gateway.conftest import (START, World, _shared_app, app, client, clock, config, operator,  # noqa: F401
@@ -197,3 +197,26 @@ def test_an_uploader_killed_at_random_moments_loses_and_doubles_nothing(world, l
     assert spawn_uploader(url, api.auth, path, tmp_path / "m", pause=0).wait(60) == 0
     assert j.counts() == {"taps": 1500, "unsent": 0}
     assert gateway_taps(gateway_store) == sorted(t["id"] for t in j.taps())
+
+
+def test_a_validator_clock_gone_wrong_still_uploads_and_its_taps_are_flagged(world, client, clock, store, tmp_path):
+    from email.utils import format_datetime
+
+    j = Journal(tmp_path / "j.db", TID)
+    wrong = lambda: clock() + timedelta(hours=2)  # noqa: E731  the validator's clock runs 2 h ahead
+    j.record(validator.Decision(wrong(), "uid", True, "token", "ok", "R1", "S1",
+                                token=tokens.uid_token(b"k" * 16, b"\x01\x02\x03\x04")))
+    real = flask_send(client)
+
+    def with_date(*args):  # what a real server adds to every answer
+        status, body = real(*args)
+        return status, body, {"Date": format_datetime(clock(), usegmt=True)}
+
+    gateway = terminal_client(world, with_date, wrong)
+    report = upload_all(j, gateway, wrong)
+    assert report.accepted == 1 and abs(gateway.clock_offset + 7200) < 2
+    with store.read() as tx:
+        assert tx.one("SELECT flags FROM transit_taps")["flags"] == "clock_suspect"
+    stale = terminal_client(world, real, wrong)  # no Date header: nothing to correct with
+    with pytest.raises(GatewayRefused):
+        stale.get("/v1/issuer/deny-list")
