@@ -11,7 +11,7 @@ from terminal.journal import Journal
 from terminal.readers.mock import MockReader
 from terminal.run import Settings, Validator
 from terminal.uploader import upload_all
-from tests.gateway.conftest import (START, World, _shared_app, app, books, client, clock, config,  # noqa: F401
+from tests.gateway.conftest import (START, _shared_app, app, books, client, clock, config,  # noqa: F401
                                     operator, store, template, world)
 from tests.gateway.test_clearing import Rider
 from tests.terminal.test_uploader import flask_send, terminal_client

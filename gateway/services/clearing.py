@@ -379,10 +379,3 @@ def card_view(tx, card_id: str) -> dict:
 
 def trusted_keys(tx) -> dict[bytes, bytes]:
     return issuer.trusted_keys(tx)
-
-
-def purse_books(tx) -> dict:
-    """Per currency: money in card floats, what loads put there and what clearing took out."""
-    rows = tx.query("SELECT currency, SUM(credits_posted - debits_posted) AS floats FROM ledger_accounts "
-                    "WHERE kind = 'purse_float' GROUP BY currency ORDER BY currency")
-    return {r["currency"]: r["floats"] for r in rows}

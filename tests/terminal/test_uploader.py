@@ -9,7 +9,7 @@ import sys
 import textwrap
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from terminal import validator
 from terminal.gateway_client import GatewayClient, GatewayRefused, GatewayUnavailable
 from terminal.journal import Journal
 from terminal.uploader import backoff_delay, upload_all, upload_batch
-from tests.gateway.conftest import (START, World, _shared_app, app, client, clock, config, operator,  # noqa: F401
+from tests.gateway.conftest import (START, _shared_app, app, client, clock, config, operator,  # noqa: F401
                                     store, template, world)
 
 TID = b"BUS-0100"
