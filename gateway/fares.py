@@ -23,14 +23,13 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from protocol.emvqr import CURRENCIES
+from protocol import currency as iso4217
 
 MAX_AMOUNT = 10**9  # fen: far above any fare, far below any overflow
 MAX_DISTANCE_M = 10**7  # 10,000 km
 MAX_WINDOW_MINUTES = 24 * 60
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 _CLASS = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_EXPONENTS = {alpha: exponent for alpha, exponent in CURRENCIES.values()}
 PRODUCT_KINDS = ("flat", "zone", "distance")
 DISCOUNT_KINDS = ("free", "amount", "percent")
 MISSING_TAP_OFF_RULES = ("max_fare", "penalty")
@@ -200,13 +199,9 @@ class FareRules:
 
 
 def money(amount: int, currency: str) -> str:
-    """150, "CNY" -> "1.50 CNY" (for statements; never parsed back)."""
-    exponent = _EXPONENTS.get(currency, 2)
-    sign, value = ("-" if amount < 0 else ""), abs(amount)
-    if exponent == 0:
-        return f"{sign}{value} {currency}"
-    units, minor = divmod(value, 10**exponent)
-    return f"{sign}{units}.{minor:0{exponent}d} {currency}"
+    """150, "CNY" -> "1.50 CNY" (for statements; never parsed back); UnknownCurrency
+    (a ValueError) for a code that is not ISO 4217, rather than guessing its decimals."""
+    return f"{iso4217.decimal_text(amount, currency)} {currency}"
 
 
 # ------------------------------------------------------------------------ pricing
@@ -444,8 +439,8 @@ def parse_rules(data: dict) -> FareRules:
     version = c.int(data["version"], "version", 1, 2**31 - 1)
     effective_from = _parse_time(c, data["effective_from"], "effective_from")
     currency = data["currency"]
-    if currency not in _EXPONENTS:
-        c.fail("currency", f"must be one of {', '.join(sorted(_EXPONENTS))}")
+    if not iso4217.is_known(currency):
+        c.fail("currency", "must be one of the ISO 4217 codes with a minor unit, such as CNY")
     tz = data["timezone"]
     if not _is_zone_name(tz):
         c.fail("timezone", "must be a time zone name such as Asia/Shanghai")

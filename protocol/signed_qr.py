@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from protocol import certs, ed25519
-from protocol.emvqr import CURRENCIES
+from protocol import currency as iso4217
 
 VERSION = 1
 PAY_CODE, TICKET = 1, 2
@@ -50,8 +50,10 @@ MAX_ROUTE = 32
 _HEADER = struct.Struct(">BBIH8s")  # version, kind, issued at, lifetime, nonce
 _PAY_BODY = struct.Struct(">HI")
 _TICKET_BODY = struct.Struct(">8sHIIB")
-_CURRENCY_NUMERIC = {alpha: int(num) for num, (alpha, _) in CURRENCIES.items()}
-_CURRENCY_ALPHA = {int(num): alpha for num, (alpha, _) in CURRENCIES.items()}
+# A limit may be in any ISO 4217 currency whose numeric code reads back as itself (so not
+# ANG, whose number XCG now carries).
+_CURRENCY_NUMERIC = {c.alpha: c.numeric for c in iso4217.CURRENCIES.values() if iso4217.alpha(c.numeric) == c.alpha}
+_CURRENCY_ALPHA = {number: alpha for alpha, number in _CURRENCY_NUMERIC.items()}
 
 
 class SignedQrError(ValueError):

@@ -14,7 +14,7 @@ import re
 from flask import request
 
 from gateway.errors import invalid
-from gateway.services import supported_currency
+from protocol import currency as iso4217
 
 # The largest amount one request may move: 100 million major units (1e10 fen).
 MAX_AMOUNT = 10_000_000_000
@@ -79,7 +79,7 @@ def currency(body: dict, name: str = "currency") -> str:
     value = body.get(name)
     if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
         raise invalid("invalid_currency", f"{name} must be an ISO 4217 code such as \"CNY\".", name)
-    if not supported_currency(value):
+    if not iso4217.is_known(value):
         raise invalid("unknown_currency", f"Unknown or unsupported currency: {value}.", name)
     return value
 

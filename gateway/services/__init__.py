@@ -12,13 +12,6 @@ import importlib.util
 import secrets
 from datetime import datetime, timezone
 
-from gateway.ledger import CURRENCY_EXPONENTS
-
-
-def supported_currency(code: str) -> bool:
-    """An ISO 4217 code with a minor unit, which the ledger can keep accounts in."""
-    return code in CURRENCY_EXPONENTS
-
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"

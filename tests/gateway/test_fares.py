@@ -245,3 +245,13 @@ def test_money_is_written_with_the_currencys_minor_unit():
     assert money(187, "CNY") == "1.87 CNY"
     assert money(-100, "CNY") == "-1.00 CNY"
     assert money(300, "JPY") == "300 JPY"
+    assert money(1500, "KWD") == "1.500 KWD"
+
+
+def test_money_refuses_a_currency_it_does_not_know_rather_than_guess_its_decimals():
+    with pytest.raises(ValueError, match="ISO 4217"):
+        money(150, "XYZ")
+
+
+def test_rules_may_be_in_any_iso_4217_currency():
+    assert parse_rules(_set(example_dict(), ["currency"], "KWD")).currency == "KWD"

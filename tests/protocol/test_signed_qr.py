@@ -93,6 +93,19 @@ def test_pay_code_without_limit():
     assert (code.limit, code.currency) == (None, None)
 
 
+@pytest.mark.parametrize("currency, limit", [("JPY", 3000), ("KWD", 1500), ("XCG", 50), ("ISK", 999)])
+def test_pay_code_limit_in_any_iso_4217_currency(currency, limit):
+    code = signed_qr.verify(pay(limit=limit, currency=currency), issuer_keys(), NOW)
+    assert (code.limit, code.currency) == (limit, currency)
+
+
+@pytest.mark.parametrize("currency", ["ANG", "XYZ", "cny"])
+def test_pay_code_limit_currency_must_read_back_as_itself(currency):
+    # ANG's numeric code 532 now belongs to XCG: a code written in ANG would be read as XCG.
+    with pytest.raises(ValueError, match="unknown currency"):
+        pay(currency=currency)
+
+
 def test_ticket_round_trip():
     code = signed_qr.verify(ticket(route="地铁2号线"), issuer_keys(), NOW)
     assert isinstance(code, Ticket)
