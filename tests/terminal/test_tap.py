@@ -335,6 +335,17 @@ def test_emv_errors_and_stubs():
     assert (outcome.kind, outcome.reason, outcome.signal) == ("error", "reader_error", "error")
 
 
+def test_an_unexpected_emv_failure_names_its_type_and_never_carries_the_card_data():
+    # A broken card can make a parser fail with record bytes, a PAN even, in the exception's text.
+    def leaking(transmit, key):
+        raise KeyError("5413330089010012")
+
+    outcome, _ = tap(Session(plain_uid_card(bytes.fromhex("04112233445566"))), context(), read_emv=leaking)
+    assert (outcome.kind, outcome.accepted, outcome.reason) == ("error", False, "emv_error")
+    assert "KeyError" in outcome.detail
+    assert "5413" not in outcome.detail and "5413" not in repr(outcome)
+
+
 def test_plain_uid_card_read_with_the_pseudo_apdu():
     uid = bytes.fromhex("04112233445566")
     session = Session(plain_uid_card(uid))
