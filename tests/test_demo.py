@@ -237,6 +237,14 @@ def test_ctrl_c_stops_everything_it_started(tmp_path):
     assert not (tmp_path / "demo.pid").exists()
 
 
+def test_a_directory_that_is_not_a_demos_is_never_emptied(tmp_path):
+    (tmp_path / "thesis.tex").write_text("years of work")
+    result = CliRunner().invoke(demo_command, ["--data", str(tmp_path), "--port", str(free_port())])
+    assert result.exit_code == 1
+    assert "is not empty and not a demo's data directory" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.tex"]
+
+
 def test_a_stray_pcscd_is_named(monkeypatch, tmp_path):
     monkeypatch.setattr(pcscd, "running_pcscd", lambda: 4242)
     with pytest.raises(DemoError, match=r"another pcscd \(pid 4242\) holds /run/pcscd/pcscd.comm: stop it"):

@@ -88,9 +88,10 @@ def utc_now() -> datetime:
 
 
 def fresh_data_dir(data_dir: Path) -> None:
-    """Empty the demo's data dir, except its lock file: every run starts a new city."""
+    """Empty the demo's data dir (stack.check_data_dir made sure it is one), except its lock file
+    and marker: every run starts a new city."""
     for entry in data_dir.iterdir():
-        if entry.name == "demo.pid":
+        if entry.name in ("demo.pid", stack.MARKER):
             continue
         shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 

@@ -102,10 +102,27 @@ def check_no_pcscd() -> None:
                         f"(sudo systemctl stop pcscd.socket pcscd, or kill {pid} if you started it), then run again")
 
 
+MARKER = ".tapstack-demo"  # names a directory the demo made, which it may empty at each run
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """DemoError unless data_dir is missing, empty, or a demo's own (each run empties it)."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DemoError(f"{data_dir} is not a directory: pass another --data")
+    if data_dir.is_dir() and not (data_dir / MARKER).exists() and any(
+            p.name != "demo.pid" for p in data_dir.iterdir()):
+        raise DemoError(f"{data_dir} is not empty and not a demo's data directory (each run empties it): "
+                        "pass a new or empty --data")
+
+
 def preflight(data_dir: Path, port: int) -> Path:
     """Every check that needs nothing started; the lock file taken (release it with release_lock)."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DemoError(f"{data_dir} is not a directory: pass another --data")
     lock = acquire_lock(data_dir)
     try:
+        check_data_dir(data_dir)
+        (data_dir / MARKER).touch()
         check_port(port)
         check_installed()
         check_no_pcscd()
