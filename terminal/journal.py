@@ -144,6 +144,20 @@ class Journal:
         row = self._db.execute("SELECT value, saved_at FROM state WHERE name = ?", (name,)).fetchone()
         return None if row is None else (json.loads(row[0]), row[1])
 
+    def save_intent(self, pending: tuple[PendingDebit, ...], saved_at) -> None:
+        """The debits pending once the DEBIT about to be sent is counted: written before it
+        goes out, so a validator that dies before journalling the tap still recovers it.
+        Durable against the process dying (WAL, not fsynced: the tap's own fsync follows)."""
+        try:
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            try:
+                with self._tx():
+                    self._put(PENDING, [d.to_json() for d in pending], saved_at)
+            finally:
+                self._db.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as e:
+            raise JournalError(f"{self.path}: {e}") from None
+
     def pending_debits(self) -> tuple[PendingDebit, ...]:
         found = self.load(PENDING)
         return tuple(PendingDebit.from_json(d) for d in found[0]) if found else ()

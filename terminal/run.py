@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import queue
 import signal
 import sys
@@ -31,7 +32,7 @@ from terminal import display, validator
 from terminal.gateway_client import GatewayClient, GatewayError, GatewayRefused
 from terminal.journal import Journal
 from terminal.readers.base import CardRemoved, ReaderError
-from terminal.tap import TapContext, tap
+from terminal.tap import MAX_PENDING, PendingDebit, TapContext, tap
 from terminal.uploader import Uploader
 
 MODES = ("bus", "pos")
@@ -227,15 +228,24 @@ class Validator:
             return validator.refusal("card_removed", now=now, place=self.place)
         except ReaderError as e:
             return validator.refusal("reader_error", now=now, place=self.place, detail=str(e))
-        card_id = _purse_card_id(first)
-        if card_id is not None:
+        fci = _purse_fci(first)
+        nonce = None
+        if fci is not None:
+            card_id = fci.card_id.hex()
             if validator.already_tapped(self.recent, card_id, now, self.s.repeat_window):
                 return validator.repeat_refusal(card_id, "purse", now, self.place, version)
             if not amount:  # no fare here: never debit a purse with a guess
                 return validator.refusal("no_fare", now=now, place=self.place, kind="purse", card_id=card_id)
+            if not any(d.card_id == fci.card_id for d in self.pending):
+                # Write-ahead: the debit this tap may send, so that a validator dying between the
+                # card's answer and the journal write finds the receipt again (GET RECEIPT) when
+                # the card comes back, instead of leaving a gap in the card's counters.
+                nonce = os.urandom(p.NONCE_SIZE)
+                intent = PendingDebit(fci.card_id, fci.counter, nonce, amount, currency, p.unix_seconds(now))
+                self.journal.save_intent((intent,) + self.pending[:MAX_PENDING - 1], now)
         # Without a fare only token cards get this far; EMV reading wants some amount for its GPO.
         ctx = TapContext(amount or 1, currency, self.s.terminal_id, self.ref.issuer_keys, self.s.token_key, now,
-                         deny=self.ref.deny)
+                         deny=self.ref.deny, nonce=nonce)
         outcome, self.pending = tap(_Primed(session, select, first), ctx, self.pending)
         return validator.decide(outcome, now=now, place=self.place, rules_version=version, recent=self.recent,
                                 window=self.s.repeat_window)
@@ -397,10 +407,10 @@ class Validator:
                     break
 
 
-def _purse_card_id(answer: bytes) -> str | None:
+def _purse_fci(answer: bytes) -> p.Fci | None:
     try:
         response = parse_response(answer)
-        return p.parse_fci(response.data).card_id.hex() if response.sw == 0x9000 else None
+        return p.parse_fci(response.data) if response.sw == 0x9000 else None
     except (MalformedAPDU, p.PurseError, ValueError):
         return None
 

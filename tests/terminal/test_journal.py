@@ -92,7 +92,7 @@ def test_a_failed_journal_write_tells_the_rider_nothing(tmp_path):
     j._db.execute("PRAGMA query_only = ON")  # the disk refuses writes
     with pytest.raises(JournalError):
         v.handle_card(reader.wait_for_card(0))
-    assert reader.signals == []
+    assert reader.signals == [] and demo.balance == 1000  # nothing debited that could not be journalled
 
 
 def test_a_torn_debit_is_recovered_after_a_restart(tmp_path):
@@ -127,3 +127,38 @@ def test_reference_data_survives_a_restart(tmp_path):
     j.close()
     again = Journal(tmp_path / "j.db", TID)
     assert again.load("deny_list") == ({"version": 4, "entries": ["ab" * 8]}, int(NOW.timestamp()))
+
+
+def test_a_validator_dying_between_the_debit_and_the_journal_recovers_the_receipt(tmp_path):
+    demo = demo_purse_card(balance=1000)
+    path = tmp_path / "j.db"
+
+    def validator_on(journal, at):
+        v = Validator(Settings(route="R1", stop="S1", fare=200, token_key=demo.token_key, terminal_id=TID,
+                               journal=path), MockReader(demo.card), journal, clock=lambda: at, out=lambda _: None)
+        v.ref.issuer_keys = demo.issuer_keys
+        return v
+
+    first = validator_on(Journal(path, TID), NOW)
+    decision = first.decide_card(first.reader.wait_for_card(0))  # the card paid ...
+    assert decision.reason == "paid" and demo.balance == 800
+    first.journal._db.close()  # ... and the validator died before journalling it
+
+    second = validator_on(Journal(path, TID), NOW + timedelta(minutes=5))
+    assert [d.card_id for d in second.pending] == [demo.card_id]
+    d = second.handle_card(second.reader.wait_for_card(0))
+    assert (d.reason, d.amount, d.receipt, demo.balance) == ("recovered", 200, decision.receipt, 800)
+    assert second.journal.pending_debits() == ()
+    again = second.handle_card(second.reader.wait_for_card(0))  # the window counts from the recovery
+    assert again.reason == "already_tapped" and demo.balance == 800
+
+
+def test_a_refused_tap_leaves_no_intent_behind(tmp_path):
+    demo = demo_purse_card(balance=100)
+    j = Journal(tmp_path / "j.db", TID)
+    v = Validator(Settings(route="R1", stop="S1", fare=200, token_key=demo.token_key, terminal_id=TID,
+                           journal=tmp_path / "j.db"), MockReader(demo.card), j, clock=lambda: NOW,
+                  out=lambda _: None)
+    v.ref.issuer_keys = demo.issuer_keys
+    assert v.handle_card(v.reader.wait_for_card(0)).reason == "insufficient_balance"
+    assert j.pending_debits() == () and v.pending == ()
