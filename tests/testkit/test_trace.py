@@ -5,6 +5,8 @@ import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol import purse as p
 from protocol.emv import luhn_valid
@@ -137,3 +139,17 @@ def test_bad_trace_lines_are_named_by_file_and_line(lines, message):
     with pytest.raises(TraceError) as e:
         parse_trace(lines, "t.jsonl")
     assert str(e.value).startswith(message)
+
+
+@given(st.text("0123456789", min_size=11, max_size=18), st.text("ABCDEFGHIJ /", min_size=5, max_size=26))
+@settings(max_examples=200, deadline=None)
+def test_no_card_number_survives_redaction_whatever_its_length(partial, holder):
+    from protocol.emv import luhn_check_digit
+
+    pan = partial + luhn_check_digit(partial)
+    for record in card_records(pan, "3012", holder).values():
+        masked, tags = redact_card_data(record)
+        assert len(masked) == len(record) and tags
+        assert bytes.fromhex(pan + "F" * (len(pan) % 2)) not in masked or pan == mask_pan(pan)
+        assert pan not in masked.hex().upper() or pan == mask_pan(pan)
+        assert holder.encode() not in masked or set(holder) <= set("/ ")
