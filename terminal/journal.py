@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from terminal.tap import PendingDebit
@@ -132,6 +132,18 @@ class Journal:
         """Every tap with its upload state (for tests and audits)."""
         rows = self._db.execute("SELECT id, body, sent_at, result FROM taps ORDER BY seq").fetchall()
         return [{"id": i, **json.loads(b), "sent_at": s, "result": r} for i, b, s, r in rows]
+
+    def accepted_since(self, since: datetime) -> dict[str, datetime]:
+        """Card ids and tokens accepted at or after `since`, with their latest time: a restarted
+        validator still refuses a repeat tap of a rider it charged just before it went down."""
+        found: dict[str, datetime] = {}
+        for (body,) in self._db.execute("SELECT body FROM taps WHERE at >= ? ORDER BY seq",
+                                        (int(since.timestamp()),)):
+            tap = json.loads(body)
+            identity = tap.get("card_id") or tap.get("token")
+            if tap.get("accepted") and identity:
+                found[identity] = datetime.fromtimestamp(tap["at"], timezone.utc)
+        return found
 
     # -- named state --------------------------------------------------------------------
 

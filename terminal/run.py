@@ -188,7 +188,7 @@ class Validator:
         self._provisioned = {certs.key_id(k): k for k in settings.issuer_keys}
         self.ref.issuer_keys = {**self.ref.issuer_keys, **self._provisioned}
         self.pending = journal.pending_debits()
-        self.recent: dict[str, datetime] = {}
+        self.recent: dict[str, datetime] = journal.accepted_since(clock() - settings.repeat_window)
         self.qr_seen: dict = {}
         self.online = False
         saved = journal.load("place")

@@ -162,3 +162,24 @@ def test_a_refused_tap_leaves_no_intent_behind(tmp_path):
     v.ref.issuer_keys = demo.issuer_keys
     assert v.handle_card(v.reader.wait_for_card(0)).reason == "insufficient_balance"
     assert j.pending_debits() == () and v.pending == ()
+
+
+def test_a_restarted_validator_still_refuses_a_repeat_tap(tmp_path):
+    demo = demo_purse_card(balance=1000)
+    path = tmp_path / "j.db"
+
+    def validator_on(at):
+        v = Validator(Settings(route="R1", stop="S1", fare=200, token_key=demo.token_key, terminal_id=TID,
+                               journal=path), MockReader(demo.card), Journal(path, TID), clock=lambda: at,
+                      out=lambda _: None)
+        v.ref.issuer_keys = demo.issuer_keys
+        return v
+
+    first = validator_on(NOW)
+    assert first.handle_card(first.reader.wait_for_card(0)).reason == "paid"
+    first.journal.close()
+    soon = validator_on(NOW + timedelta(seconds=20))  # restarted; the rider saw nothing and taps again
+    assert soon.handle_card(soon.reader.wait_for_card(0)).reason == "already_tapped"
+    later = validator_on(NOW + timedelta(seconds=61))
+    assert later.handle_card(later.reader.wait_for_card(0)).reason == "paid"
+    assert demo.balance == 600
