@@ -174,6 +174,7 @@ class Endpoint:
     query: dict = field(default_factory=dict)       # name -> (schema, description)
     errors: tuple[int, ...] = ()   # beyond those every endpoint of its kind can answer
     description: str = ""
+    media: str = "application/json"  # of the success answer; errors are always JSON
 
     @property
     def idempotent(self) -> bool:
@@ -225,7 +226,8 @@ SCHEMAS.update({
                     currency=CURRENCY, status={"type": "string", "enum": ["open", "paid", "cancelled", "expired"]},
                     payment_id={"type": ["string", "null"]}, expires_at=TIME, created_at=TIME, paid_at=NTIME,
                     qr_payload={"type": "string"}),
-    "Image": {"type": "string", "description": "The image itself (image/png or image/svg+xml), not JSON."},
+    "Image": {"type": "string", "description": "The image itself (image/png or image/svg+xml, as the "
+                                              "response's media type says), not JSON."},
     "BillList": listing("Bill"),
 })
 E = Endpoint
@@ -365,9 +367,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       ("operator", "merchant", "wallet"), "QrCode", errors=(409,),
       description="Dynamic code for the amount outstanding now; 409 once the bill cannot be paid."),
     E("GET", "/v1/bills/{bill_id}/qr.png", "A bill's QR code as PNG (image/png)", "Bills",
-      ("operator", "merchant", "wallet"), "Image", errors=(409,)),
+      ("operator", "merchant", "wallet"), "Image", errors=(409,), media="image/png"),
     E("GET", "/v1/bills/{bill_id}/qr.svg", "A bill's QR code as SVG (image/svg+xml)", "Bills",
-      ("operator", "merchant", "wallet"), "Image", errors=(409,)),
+      ("operator", "merchant", "wallet"), "Image", errors=(409,), media="image/svg+xml"),
     E("POST", "/v1/bills/{bill_id}/cancel", "Cancel an unpaid bill", "Bills", ("merchant",), "Bill",
       errors=(409,)),
     E("POST", "/v1/bills/{bill_id}/payments", "Pay a bill from a wallet", "Bills", ("wallet",),
@@ -392,9 +394,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       ("operator", "merchant", "terminal"), "QrCode",
       description="No amount: the payer enters it and pays with POST /v1/payments."),
     E("GET", "/v1/merchants/{merchant_id}/qr.png", "The merchant's static QR code as PNG", "Shop QR",
-      ("operator", "merchant", "terminal"), "Image"),
+      ("operator", "merchant", "terminal"), "Image", media="image/png"),
     E("GET", "/v1/merchants/{merchant_id}/qr.svg", "The merchant's static QR code as SVG", "Shop QR",
-      ("operator", "merchant", "terminal"), "Image"),
+      ("operator", "merchant", "terminal"), "Image", media="image/svg+xml"),
     E("POST", "/v1/checkouts", "A one-sale checkout code at the till", "Shop QR",
       ("merchant", "terminal"), "Checkout", 201,
       {"amount": AMOUNT, "currency": CURRENCY, "terminal_label": {**TEXT, "maxLength": 25},
@@ -403,9 +405,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     E("GET", "/v1/checkouts/{checkout_id}", "Read a checkout", "Shop QR",
       ("operator", "merchant", "terminal", "wallet"), "Checkout"),
     E("GET", "/v1/checkouts/{checkout_id}/qr.png", "A checkout's QR code as PNG", "Shop QR",
-      ("operator", "merchant", "terminal"), "Image", errors=(409,)),
+      ("operator", "merchant", "terminal"), "Image", errors=(409,), media="image/png"),
     E("GET", "/v1/checkouts/{checkout_id}/qr.svg", "A checkout's QR code as SVG", "Shop QR",
-      ("operator", "merchant", "terminal"), "Image", errors=(409,)),
+      ("operator", "merchant", "terminal"), "Image", errors=(409,), media="image/svg+xml"),
     E("POST", "/v1/checkouts/{checkout_id}/payments", "Pay a checkout from a wallet", "Shop QR",
       ("wallet",), "Payment", 201, errors=(402,),
       description="Single use: a paid checkout answers 409 checkout_already_paid, an expired one "
@@ -443,7 +445,17 @@ SECURITY_SCHEMES = {
                           "description": "Hex HMAC-SHA256 of the canonical request (method, path, "
                                          "timestamp, nonce, SHA-256 of the body)."},
 }
+SIGNING_HEADERS = (rs.KEY_ID_HEADER, rs.TIMESTAMP_HEADER, rs.NONCE_HEADER, rs.SIGNATURE_HEADER)
 TERMINAL = {"terminalKeyId": [], "terminalTimestamp": [], "terminalNonce": [], "terminalSignature": []}
+
+HEADERS = {
+    "IdempotentReplayed": {"description": "\"true\" when this answer is the replay of the first one "
+                                          "given to the same Idempotency-Key (nothing was done again); "
+                                          "absent on a first answer.",
+                           "schema": {"const": "true"}},
+    "WWWAuthenticate": {"description": "The scheme to authenticate with.",
+                        "schema": {"type": "string", "examples": ['Bearer realm="tapstack"']}},
+}
 
 ERRORS = {
     400: "Invalid request: malformed JSON, a missing, unknown or invalid field (named in `param`).",
@@ -486,8 +498,10 @@ def _operation(e: Endpoint) -> dict:
             schema["required"] = list(e.required)
         op["requestBody"] = {"required": bool(e.required),
                              "content": {"application/json": {"schema": schema}}}
-    op["responses"] = {str(e.status): {"description": e.summary,
-                                       "content": {"application/json": {"schema": ref(e.response)}}}}
+    success: dict = {"description": e.summary, "content": {e.media: {"schema": ref(e.response)}}}
+    if e.idempotent:
+        success["headers"] = {"Idempotent-Replayed": {"$ref": "#/components/headers/IdempotentReplayed"}}
+    op["responses"] = {str(e.status): success}
     for code in _errors(e):
         op["responses"][str(code)] = {"$ref": f"#/components/responses/Error{code}"}
     op["security"] = [TERMINAL if kind == "terminal" else {kind: []} for kind in e.auth]
@@ -499,14 +513,21 @@ def document() -> dict:
     paths: dict = {}
     for e in ENDPOINTS:
         paths.setdefault(e.path, {})[e.method.lower()] = _operation(e)
+    responses = {f"Error{code}": {"description": text, "content": {
+        "application/json": {"schema": ref("Error")}}} for code, text in ERRORS.items()}
+    responses["Error401"]["headers"] = {"WWW-Authenticate": {"$ref": "#/components/headers/WWWAuthenticate"}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "tapstack gateway", "version": VERSION,
                  "description": "Wallets, payments, POS, webhooks and the issuer role of tapstack's "
                                 "gateway. Money is integer minor units with an ISO 4217 currency. "
-                                "Every error answers one shape (Error). Every POST takes an "
-                                "Idempotency-Key: a retry with the same key and body replays the "
-                                "first answer."},
+                                "Every error answers one shape (Error). Every POST must carry an "
+                                "Idempotency-Key header (400 idempotency_key_required without one): "
+                                "a retry with the same key and body replays the first answer, marked "
+                                "Idempotent-Replayed: true. Operators, merchants and wallets send "
+                                "Authorization: Bearer <key>; a 401 answers WWW-Authenticate. "
+                                f"Terminals sign every request with the headers {', '.join(SIGNING_HEADERS)} "
+                                "(protocol/request_signing.py)."},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
@@ -517,8 +538,8 @@ def document() -> dict:
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                 "description": "Unique per intended effect; a retry with the same key and body "
                                "replays the first answer (header Idempotent-Replayed: true)."}},
-            "responses": {f"Error{code}": {"description": text, "content": {
-                "application/json": {"schema": ref("Error")}}} for code, text in ERRORS.items()},
+            "headers": HEADERS,
+            "responses": responses,
         },
         "tags": [{"name": t} for t in dict.fromkeys(e.tag for e in ENDPOINTS)],
     }
@@ -562,6 +583,20 @@ def _fields(schema: dict, required=()) -> str:
     return f"<table><tr><th>field</th><th>type</th><th>notes</th></tr>{rows}</table>"
 
 
+def _headers_table() -> str:
+    """The request and response headers the API defines, one row each."""
+    idempotency = "Every POST, required: unique per intended effect, 1 to 255 printable ASCII characters."
+    rows = [("request", "Authorization", "Bearer &lt;key&gt; of an operator, merchant or wallet.")]
+    rows += [("request", scheme["name"], html.escape(scheme["description"]))
+             for scheme in SECURITY_SCHEMES.values() if scheme.get("in") == "header"]
+    rows += [("request", "Idempotency-Key", idempotency),
+             ("response", "Idempotent-Replayed", html.escape(HEADERS["IdempotentReplayed"]["description"])),
+             ("response", "WWW-Authenticate", "On every 401: <code>Bearer realm=\"tapstack\"</code>.")]
+    return ("<table><tr><th></th><th>header</th><th>meaning</th></tr>"
+            + "".join(f"<tr><td>{kind}</td><td><code>{name}</code></td><td>{text}</td></tr>"
+                      for kind, name, text in rows) + "</table>")
+
+
 def docs_html() -> str:
     """The /docs page: every endpoint of ENDPOINTS with its callers, fields and answers."""
     doc = document()
@@ -590,10 +625,12 @@ def docs_html() -> str:
             if e.method == "POST" and e.body:
                 parts.append("<p class=muted>Request body (JSON; other fields are refused):</p>"
                              + _fields({"properties": e.body}, e.required))
+            media = "" if e.media == "application/json" else f" (<code>{e.media}</code>)"
             parts.append(f"<p class=muted>Answers {e.status} with <a href='#schema-{e.response}'>"
-                         f"{e.response}</a>; errors {', '.join(map(str, _errors(e))) or 'none'} "
+                         f"{e.response}</a>{media}; errors {', '.join(map(str, _errors(e))) or 'none'} "
                          f"with <a href='#schema-Error'>Error</a>.</p>")
             parts.append("</section>")
+    parts.append("<h2 id=Headers>Headers</h2>" + _headers_table())
     parts.append("<h2 id=Schemas>Schemas</h2>")
     for name, schema in SCHEMAS.items():
         merged = schema

@@ -122,3 +122,49 @@ def test_docs_page_lists_every_endpoint_and_needs_nothing_from_outside(app):
     assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:)?//""", page), "no external resources"
     for name in openapi.SCHEMAS:
         assert f"id='schema-{name}'" in page
+
+
+def test_images_declare_the_media_type_the_gateway_serves(app, callers):
+    doc = app.test_client().get("/v1/openapi.json").get_json()
+    images = {path: next(iter(op["get"]["responses"]["200"]["content"]))
+              for path, op in doc["paths"].items() if path.endswith(("/qr.png", "/qr.svg"))}
+    assert len(images) == 6
+    assert all(media == ("image/png" if path.endswith(".png") else "image/svg+xml")
+               for path, media in images.items())
+    client = app.test_client()
+    merchant = client.post("/v1/merchants", json={"name": "QR Shop"}, headers={
+        "Authorization": f"Bearer {callers['operator']}", "Idempotency-Key": "doc-qr-merchant"}).get_json()
+    merchant_id, auth = merchant["id"], {"Authorization": f"Bearer {merchant['api_key']}"}
+    r = client.post(f"/v1/merchants/{merchant_id}/qr-profile", json={"city": "Hangzhou"},
+                    headers={**auth, "Idempotency-Key": "doc-qr-profile"})
+    assert r.status_code == 200, r.get_json()
+    for suffix in ("qr.png", "qr.svg"):
+        served = client.get(f"/v1/merchants/{merchant_id}/{suffix}", headers=auth)
+        assert served.status_code == 200
+        assert served.mimetype == images[f"/v1/merchants/{{merchant_id}}/{suffix}"]
+
+
+def test_response_headers_are_declared_and_sent(app, callers):
+    doc = app.test_client().get("/v1/openapi.json").get_json()
+    assert set(doc["components"]["responses"]["Error401"]["headers"]) == {"WWW-Authenticate"}
+    for path, ops in doc["paths"].items():
+        if "post" in ops:
+            success = next(r for code, r in ops["post"]["responses"].items() if code.startswith("2"))
+            assert "Idempotent-Replayed" in success["headers"], path
+    client = app.test_client()
+    assert client.get("/v1/payments").headers["WWW-Authenticate"].startswith("Bearer")
+    headers = {"Authorization": f"Bearer {callers['operator']}", "Idempotency-Key": "doc-replay"}
+    first = client.post("/v1/customers", json={"name": "Twice"}, headers=headers)
+    again = client.post("/v1/customers", json={"name": "Twice"}, headers=headers)
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true" and again.data == first.data
+
+
+def test_the_terminal_signing_headers_are_documented(app):
+    doc = app.test_client().get("/v1/openapi.json").get_json()
+    schemes = doc["components"]["securitySchemes"]
+    named = {s["name"] for s in schemes.values() if s.get("in") == "header"}
+    assert named == {"Tapstack-Key-Id", "Tapstack-Timestamp", "Tapstack-Nonce", "Tapstack-Request-Signature"}
+    page = app.test_client().get("/docs").get_data(as_text=True)
+    for header in (*named, "Idempotency-Key", "Idempotent-Replayed", "WWW-Authenticate"):
+        assert f"<code>{header}</code>" in page
