@@ -5,7 +5,6 @@ import io
 
 import pytest
 
-from protocol import purse as p
 from tapstack.testing.cards import PatternError, ScriptedCard, compile_pattern
 from tapstack.testing.kit import CardKit
 from tapstack.testing.replay import ReplayCard

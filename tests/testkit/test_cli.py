@@ -75,6 +75,11 @@ def test_record_a_tap_over_nfcpy_then_replay_it_in_a_scenario(tmp_path, nfc_udp_
     assert "5555555555554444" not in text and mask_pan("5555555555554444") in text
     session, = read_trace(out)
     assert session.uid == bytes.fromhex("04112233445566") and len(session.exchanges) == 5
+    with NfcUdpCard(emv_card(bytes.fromhex("04112233445566"), pan="5555555555554444"), nfc_udp_port):
+        result = invoke("terminal", "trace", "--reader", f"udp:127.0.0.1:{nfc_udp_port}", "--out", str(out),
+                        "--timeout", "10", "--append")
+    assert result.exit_code == 0 and "(session 2)" in result.output, result.output
+    assert [len(s.exchanges) for s in read_trace(out)] == [5, 5]
     scenario = tmp_path / "scenario_replay.yaml"
     scenario.write_text("cards:\n  v: {type: replay, trace: visa.trace.jsonl}\nsteps:\n  - present: v\n"
                         "  - expect: {outcome: accept, kind: emv}\n")
