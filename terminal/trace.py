@@ -95,21 +95,47 @@ def _masked_value(tag: int, value: bytes) -> bytes:
     return bytes(len(value))
 
 
+def _sensitive_spans(data: bytes, pos: int, end: int) -> list[tuple[int, int, int]]:
+    """(tag, value start, value end) of every sensitive primitive object, at any depth.
+
+    Only called on data protocol.tlv.parse accepted, so the structure is known good."""
+    spans = []
+    while pos < end:
+        if data[pos] in (0x00, 0xFF):  # padding between objects
+            pos += 1
+            continue
+        start, first = pos, data[pos]
+        pos += 1
+        if first & 0x1F == 0x1F:  # multi-byte tag: continuation bytes have bit 8 set
+            while data[pos] & 0x80:
+                pos += 1
+            pos += 1
+        tag = int.from_bytes(data[start:pos], "big")
+        size = data[pos]
+        pos += 1
+        if size & 0x80:
+            n = size & 0x7F
+            size, pos = int.from_bytes(data[pos:pos + n], "big"), pos + n
+        if first & 0x20:
+            spans += _sensitive_spans(data, pos, pos + size)
+        elif tag in tlv.SENSITIVE_TAGS and size:
+            spans.append((tag, pos, pos + size))
+        pos += size
+    return spans
+
+
 def redact_card_data(data: bytes) -> tuple[bytes, list[str]]:
-    """Response data with every sensitive EMV data object masked in place (same lengths),
-    and the tags masked, as hex. Data that is not BER-TLV is returned as it is."""
+    """Response data with every sensitive EMV data object masked where it stands (same
+    lengths), and the tags masked, as hex. Data that is not BER-TLV is returned as it is."""
     try:
-        objects = tlv.parse(data)
+        tlv.parse(data)
     except (tlv.TlvError, ValueError):
         return data, []
-    found = [o for o in tlv.walk(objects) if not o.constructed and o.tag in tlv.SENSITIVE_TAGS and o.value]
-    if not found:
-        return data, []
-    out = bytes(data)
-    # Track 2 first: its leading bytes are the PAN's, masked the same way by 5A afterwards.
-    for obj in sorted(found, key=lambda o: o.tag not in _TRACK2_TAGS):
-        out = out.replace(obj.value, _masked_value(obj.tag, obj.value))
-    return out, sorted({f"{o.tag:X}" for o in found})
+    spans = _sensitive_spans(data, 0, len(data))
+    out = bytearray(data)
+    for tag, start, end in spans:
+        out[start:end] = _masked_value(tag, bytes(data[start:end]))
+    return bytes(out), sorted({f"{tag:X}" for tag, _, _ in spans})
 
 
 def _zero(data: bytes, start: int, end: int) -> bytes:

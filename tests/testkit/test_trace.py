@@ -153,3 +153,14 @@ def test_no_card_number_survives_redaction_whatever_its_length(partial, holder):
         assert bytes.fromhex(pan + "F" * (len(pan) % 2)) not in masked or pan == mask_pan(pan)
         assert pan not in masked.hex().upper() or pan == mask_pan(pan)
         assert holder.encode() not in masked or set(holder) <= set("/ ")
+
+
+def test_masking_touches_only_the_sensitive_objects_themselves():
+    from protocol.tlv import Tlv
+
+    track2 = bytes.fromhex("5555555555554444D30122")
+    data = Tlv(0x70, (Tlv(0x50, b"AB CARD"), Tlv(0x5F20, b"AB"), Tlv(0x9F6B, track2))).to_bytes()
+    masked, tags = redact_card_data(b"\x00" + data + b"\xFF")  # padding around the objects
+    assert tags == ["5F20", "9F6B"]
+    assert b"AB CARD" in masked and b"\x5F\x20\x02XX" in masked
+    assert mask_pan("5555555555554444") + "D30122" in masked.hex().upper()
