@@ -226,6 +226,7 @@ def ride_the_day(plan: city.DayPlan, buses: dict[str, Bus], cards: dict, progres
     offline_bus = buses[city.OFFLINE_ROUTE]
     presented: list[Presented] = []
     running, was_up, checkpoint = len(buses), True, 10
+    day_start = city.local_time(plan.day, city.FIRST_HOUR)
     while running:
         try:
             found = results.get(timeout=1.0)
@@ -248,11 +249,13 @@ def ride_the_day(plan: city.DayPlan, buses: dict[str, Bus], cards: dict, progres
         if found or not running:
             decided = [p for p in presented if p.decision is not None]
             accepted = sum(1 for p in decided if p.decision.accepted)
-            latest = max(p.at for p in presented).astimezone(city.ZONE) if presented else None
-            due = not running or (latest is not None and latest.hour >= checkpoint)
-            if due:
-                checkpoint = (latest.hour if latest else checkpoint) // 4 * 4 + 6  # 10:00, 14:00, 18:00
-            when = "day over" if not running else f"{latest:%H:%M}" if latest else ""
+            # The city's clock: the simulated time of the bus furthest behind that is still running.
+            clocks = [b.now for b in buses.values() if not b.finished_at and b.now >= day_start]
+            clock = min(clocks).astimezone(city.ZONE) if clocks else None
+            due = not running or (clock is not None and clock.hour >= checkpoint)
+            if due and clock is not None:
+                checkpoint = clock.hour // 4 * 4 + 6  # lines at 10:00, 14:00, 18:00 when not on a terminal
+            when = "day over" if not running else f"{clock:%H:%M}" if clock else ""
             progress.count(f"{when:>8}  taps {len(decided)}  accepted {accepted}  denied {len(decided) - accepted}"
                            + (f"  missed {len(presented) - len(decided)}" if len(presented) > len(decided) else ""),
                            checkpoint=due)

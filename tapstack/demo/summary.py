@@ -88,7 +88,8 @@ def lines(s: Summary, *, serving: bool = False) -> list[str]:
         out.append(f"                {s.missed} presentation(s) the reader never saw")
     up = s.uploaded
     out.append(f"  uploads       the gateway stored {s.gateway_taps}: {up.get('accepted', 0)} accepted, "
-               f"{up.get('duplicate', 0)} duplicate, {up.get('rejected', 0)} rejected")
+               f"{up.get('duplicate', 0)} duplicate, {up.get('rejected', 0)} rejected"
+               + (f", {up['unsent']} NOT SENT" if up.get("unsent") else ""))
     out.append("  revenue       per route, purse fares cleared (bank and transit cards are priced later as trips):")
     for r in s.routes:
         out.append(f"    route {r.route:<3} {r.name:<28} {r.taps:>4} taps {r.accepted:>4} accepted "
