@@ -402,17 +402,11 @@ def _confirm_and_pay(app: WalletApp, scanned: Scanned, amount: int | None, yes: 
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--yes", is_flag=True, help="Pay without asking for confirmation.")
 @click.option("--amount", default=None, help="Amount to pay, e.g. 23.50 (a static code; a part payment of a bill).")
-@click.option("--text", "text_only", is_flag=True, help="Only print the decoded text; pay nothing.")
 @_profile_options
-def scan_command(image, yes, amount, text_only, profile_path, gateway_url, wallet_id, credential):
-    """Scan a QR code in a photo or screenshot (a bill, a checkout or a shop's code) and pay it."""
+def scan_command(image, yes, amount, profile_path, gateway_url, wallet_id, credential):
+    """Scan a QR code in a photo or screenshot (a bill, a checkout or a shop's code), show it,
+    confirm and pay it (`decode IMAGE` only shows what a code holds)."""
     try:
-        if text_only:
-            try:
-                click.echo(wallet_qr.read_text(image))
-            except wallet_qr.ScanError as err:
-                raise WalletAppError(str(err)) from None
-            return
         app = _app(profile_path, gateway_url, wallet_id, credential)
         scanned = app.read(image)
         _confirm_and_pay(app, scanned, parse_money(amount, scanned.currency) if amount else None, yes)
@@ -439,15 +433,18 @@ def pay_bill_command(biller_id, consumer_number, yes, profile_path, gateway_url,
         _fail(err)
 
 
-def _show(text: str, out: Path | None) -> None:
+def _show(text: str, out: Path | None, show_text: bool) -> None:
+    """Draw a code in the terminal, or save it to `out`; then its text when asked."""
     if out is None:
         click.echo(ascii_qr(text), nl=False)
-        return
-    try:
-        wallet_qr.write(text, out)
-    except (ValueError, OSError) as err:
-        raise WalletAppError(str(err)) from None
-    click.echo(f"wrote {out}")
+    else:
+        try:
+            wallet_qr.write(text, out)
+        except (ValueError, OSError) as err:
+            raise WalletAppError(str(err)) from None
+        click.echo(f"wrote {out}")
+    if show_text:
+        click.echo(text)
 
 
 @click.command("paycode")
@@ -462,9 +459,7 @@ def paycode_command(out, limit, show_text, profile_path, gateway_url, wallet_id,
         app = _app(profile_path, gateway_url, wallet_id, credential)
         currency = app.wallet()["currency"] if limit else None
         code = app.pay_code(limit=parse_money(limit, currency) if limit else None, currency=currency)
-        _show(code, out)
-        if show_text:
-            click.echo(code)
+        _show(code, out, show_text)
     except WalletAppError as err:
         _fail(err)
 
@@ -483,9 +478,7 @@ def ticket_command(route, product, valid_minutes, out, show_text, profile_path, 
     try:
         app = _app(profile_path, gateway_url, wallet_id, credential)
         code = app.ticket(route=route, product=product, valid_minutes=valid_minutes)
-        _show(code, out)
-        if show_text:
-            click.echo(code)
+        _show(code, out, show_text)
     except WalletAppError as err:
         _fail(err)
 

@@ -1,11 +1,11 @@
-"""`tapstack wallet ...` commands."""
+"""`tapstack wallet ...` commands: the card side (emulate, new-purse, purse), QR codes
+(decode, render) and the app side (scan, pay-bill, paycode, ticket, topup, balance)."""
 import click
 
-from wallet.testcards import new_purse_command, show_purse_command
-
-from wallet.emulate import emulate_command
 from wallet.app import COMMANDS as app_commands
-from wallet.qr import render_command, scan_command
+from wallet.emulate import emulate_command
+from wallet.qr import decode_command, render_command
+from wallet.testcards import new_purse_command, show_purse_command
 
 
 @click.group()
@@ -14,12 +14,9 @@ def cli():
 
 
 cli.add_command(emulate_command)
-
-
 cli.add_command(new_purse_command)
 cli.add_command(show_purse_command)
-cli.add_command(scan_command)
+cli.add_command(decode_command)  # decode IMAGE: show what a code holds, pay nothing
 cli.add_command(render_command)
-# The app's `scan` (decode, then pay; `--text` only decodes) replaces wallet.qr's decode-only one.
-for command in app_commands:
+for command in app_commands:  # scan IMAGE (show, confirm, pay), pay-bill, paycode, ticket, ...
     cli.add_command(command)

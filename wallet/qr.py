@@ -261,11 +261,12 @@ def _describe(scanned: Scan, now: datetime) -> list[str]:
     return lines
 
 
-@click.command("scan")
+@click.command("decode")
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--text", "text_only", is_flag=True, help="Print only the decoded text.")
-def scan_command(image: Path, text_only: bool) -> None:
-    """Read the QR code in IMAGE (PNG or JPEG, a photo or a screenshot)."""
+def decode_command(image: Path, text_only: bool) -> None:
+    """Decode the QR code in IMAGE (PNG or JPEG, a photo or a screenshot) and print what it
+    holds: its text and, for an EMVCo payload, its fields. Pays nothing; `scan` pays."""
     try:
         scanned = scan(image)
     except ScanError as err:

@@ -209,13 +209,13 @@ def test_light_on_dark_code_is_read():
     assert qr.read_text(image_bytes(ImageOps.invert(image))) == bill()
 
 
-def test_scan_command_describes_a_bill(tmp_path):
+def test_decode_command_describes_a_bill(tmp_path):
     from click.testing import CliRunner
     path = qr.write(bill(), tmp_path / "bill.png")
-    result = CliRunner().invoke(qr.scan_command, [str(path)])
+    result = CliRunner().invoke(qr.decode_command, [str(path)])
     assert result.exit_code == 0, result.output
     assert "amount     128.50 CNY" in result.output and "tapstack   bill WATER-0042" in result.output
-    result = CliRunner().invoke(qr.scan_command, [str(path), "--text"])
+    result = CliRunner().invoke(qr.decode_command, [str(path), "--text"])
     assert result.output == bill() + "\n"
 
 
@@ -223,8 +223,8 @@ def test_commands_fail_with_one_line(tmp_path):
     from click.testing import CliRunner
     (tmp_path / "notes.png").write_text("hello")
     for command, args, line in (
-            (qr.scan_command, [str(tmp_path / "notes.png")], f"Error: file is not an image: {tmp_path / 'notes.png'}"),
-            (qr.scan_command, [str(tmp_path / "none.png")], f"Error: no such file: {tmp_path / 'none.png'}"),
+            (qr.decode_command, [str(tmp_path / "notes.png")], f"Error: file is not an image: {tmp_path / 'notes.png'}"),
+            (qr.decode_command, [str(tmp_path / "none.png")], f"Error: no such file: {tmp_path / 'none.png'}"),
             (qr.render_command, ["x", str(tmp_path / "x.gif")], "Error: cannot write x.gif: use a .png or .svg file name"),
             (qr.render_command, ["9" * 8000, str(tmp_path / "x.png")], "Error: a payload of 8000 characters is too long for a QR code at error correction M")):
         result = CliRunner().invoke(command, args)
@@ -232,9 +232,20 @@ def test_commands_fail_with_one_line(tmp_path):
         assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-def test_scan_command_says_why_a_payload_is_not_emvco(tmp_path):
+def test_decode_command_says_why_a_payload_is_not_emvco(tmp_path):
     from click.testing import CliRunner
     broken = bill()[:-1] + ("0" if bill()[-1] != "0" else "1")
-    result = CliRunner().invoke(qr.scan_command, [str(qr.write(broken, tmp_path / "b.png"))])
+    result = CliRunner().invoke(qr.decode_command, [str(qr.write(broken, tmp_path / "b.png"))])
     assert result.exit_code == 0
     assert "not EMVCo  field 63 (CRC)" in result.output and "wrong CRC" in result.output
+
+
+def test_the_wallet_has_one_scan_that_pays_and_one_decode_that_does_not(tmp_path):
+    from click.testing import CliRunner
+    from wallet.cli import cli
+    path = qr.write(bill(), tmp_path / "bill.png")
+    # decode needs no profile nor gateway: it cannot pay
+    result = CliRunner().invoke(cli, ["decode", str(path), "--text"], env={"TAPSTACK_HOME": str(tmp_path)})
+    assert result.exit_code == 0 and result.output == bill() + "\n"
+    scan_help = CliRunner().invoke(cli, ["scan", "--help"]).output
+    assert "--yes" in scan_help and "--text" not in scan_help
