@@ -166,16 +166,11 @@ def bill_qr(bill_id):
     return {"object": "qr_code", "bill_id": bill_id, "payload": _payload(bill_id)}
 
 
-@bp.get("/v1/bills/<bill_id>/qr.png")
+@bp.get("/v1/bills/<bill_id>/qr.png", defaults={"kind": "png"})
+@bp.get("/v1/bills/<bill_id>/qr.svg", defaults={"kind": "svg"})
 @requires("operator", "merchant", "wallet")
-def bill_qr_png(bill_id):
-    return qr_image(_payload(bill_id), "png")
-
-
-@bp.get("/v1/bills/<bill_id>/qr.svg")
-@requires("operator", "merchant", "wallet")
-def bill_qr_svg(bill_id):
-    return qr_image(_payload(bill_id), "svg")
+def bill_qr_image(bill_id, kind):
+    return qr_image(_payload(bill_id), kind)
 
 
 @bp.post("/v1/bills/<bill_id>/cancel")

@@ -36,16 +36,11 @@ def static_qr(merchant_id):
     return {"object": "qr_code", "merchant_id": merchant_id, "payload": _static(merchant_id)}
 
 
-@bp.get("/v1/merchants/<merchant_id>/qr.png")
+@bp.get("/v1/merchants/<merchant_id>/qr.png", defaults={"kind": "png"})
+@bp.get("/v1/merchants/<merchant_id>/qr.svg", defaults={"kind": "svg"})
 @requires("operator", "merchant", "terminal")
-def static_qr_png(merchant_id):
-    return qr_image(_static(merchant_id), "png")
-
-
-@bp.get("/v1/merchants/<merchant_id>/qr.svg")
-@requires("operator", "merchant", "terminal")
-def static_qr_svg(merchant_id):
-    return qr_image(_static(merchant_id), "svg")
+def static_qr_image(merchant_id, kind):
+    return qr_image(_static(merchant_id), kind)
 
 
 # -- checkouts ----------------------------------------------------------------------------------
@@ -76,16 +71,11 @@ def _checkout_payload(checkout_id: str) -> str:
         return checkout.checkout_payload(tx, current_caller(), checkout_id, now=rt.now())
 
 
-@bp.get("/v1/checkouts/<checkout_id>/qr.png")
+@bp.get("/v1/checkouts/<checkout_id>/qr.png", defaults={"kind": "png"})
+@bp.get("/v1/checkouts/<checkout_id>/qr.svg", defaults={"kind": "svg"})
 @requires("operator", "merchant", "terminal")
-def qr_png(checkout_id):
-    return qr_image(_checkout_payload(checkout_id), "png")
-
-
-@bp.get("/v1/checkouts/<checkout_id>/qr.svg")
-@requires("operator", "merchant", "terminal")
-def qr_svg(checkout_id):
-    return qr_image(_checkout_payload(checkout_id), "svg")
+def checkout_qr_image(checkout_id, kind):
+    return qr_image(_checkout_payload(checkout_id), kind)
 
 
 @bp.post("/v1/checkouts/<checkout_id>/payments")
