@@ -5,8 +5,8 @@ from gateway import api
 from gateway.app import runtime
 from gateway.auth import current_caller, requires
 from gateway.idempotency import idempotent
-from gateway.api.wallets import fresh_balance
-from gateway.services import merchants, wallets
+from gateway.api.wallets import owner_balance, owner_statement
+from gateway.services import merchants
 
 bp = Blueprint("merchants", __name__)
 
@@ -33,16 +33,10 @@ def get(merchant_id):
 @bp.get("/v1/merchants/<merchant_id>/balance")
 @requires("operator", "merchant")
 def balance(merchant_id):
-    with runtime().store.read() as tx:
-        merchant = merchants.merchant_row(tx, current_caller(), merchant_id)
-    return fresh_balance(merchant["account_id"], merchant_id)
+    return owner_balance(merchants.merchant_row, merchant_id)
 
 
 @bp.get("/v1/merchants/<merchant_id>/statement")
 @requires("operator", "merchant")
 def statement(merchant_id):
-    limit, after = api.page_args()
-    with runtime().store.read() as tx:
-        merchant = merchants.merchant_row(tx, current_caller(), merchant_id)
-        return wallets.statement(tx, merchant["account_id"], owner_id=merchant_id,
-                                 limit=limit, after=after)
+    return owner_statement(merchants.merchant_row, merchant_id)

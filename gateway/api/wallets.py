@@ -45,21 +45,34 @@ def fresh_balance(account_id: str, owner_id: str) -> dict:
         return wallets.balance(tx, account_id, owner_id=owner_id)
 
 
+# find_row(tx, caller, owner_id) is wallets.wallet_row or merchants.merchant_row: the owner's
+# row if the caller may read it, not_found otherwise.
+
+def owner_balance(find_row, owner_id: str) -> dict:
+    """The fresh balance of a wallet's or merchant's ledger account."""
+    with runtime().store.read() as tx:
+        account_id = find_row(tx, current_caller(), owner_id)["account_id"]
+    return fresh_balance(account_id, owner_id)
+
+
+def owner_statement(find_row, owner_id: str) -> dict:
+    """A page (?limit=, ?after=) of the postings of a wallet's or merchant's ledger account."""
+    limit, after = api.page_args()
+    with runtime().store.read() as tx:
+        account_id = find_row(tx, current_caller(), owner_id)["account_id"]
+        return wallets.statement(tx, account_id, owner_id=owner_id, limit=limit, after=after)
+
+
 @bp.get("/v1/wallets/<wallet_id>/balance")
 @requires("operator", "wallet")
 def balance(wallet_id):
-    with runtime().store.read() as tx:
-        wallet = wallets.wallet_row(tx, current_caller(), wallet_id)
-    return fresh_balance(wallet["account_id"], wallet_id)
+    return owner_balance(wallets.wallet_row, wallet_id)
 
 
 @bp.get("/v1/wallets/<wallet_id>/statement")
 @requires("operator", "wallet")
 def statement(wallet_id):
-    limit, after = api.page_args()
-    with runtime().store.read() as tx:
-        wallet = wallets.wallet_row(tx, current_caller(), wallet_id)
-        return wallets.statement(tx, wallet["account_id"], owner_id=wallet_id, limit=limit, after=after)
+    return owner_statement(wallets.wallet_row, wallet_id)
 
 
 @bp.post("/v1/wallets/<wallet_id>/pay_codes")
