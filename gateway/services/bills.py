@@ -27,7 +27,7 @@ from gateway import ledger
 from gateway.api import MAX_AMOUNT
 from gateway.auth import Caller, key_hash, new_key
 from gateway.errors import ApiError, conflict, forbidden, invalid, not_found
-from gateway.services import emit, iso, unix
+from gateway.services import column_filters, emit, iso, unix
 from gateway.services.payments import release_expired_holds
 from gateway.services.wallets import require_active, wallet_row
 from protocol import emvqr
@@ -319,12 +319,9 @@ def list_bills(tx, caller: Caller, *, now: datetime, biller_id: str | None = Non
         raise invalid("missing_parameter", "Name the biller: ?biller_id=.", "biller_id")
     if caller.kind == "wallet" and consumer_number is None and bill_number is None:
         raise invalid("missing_parameter", "Name a consumer_number or a bill_number.", "consumer_number")
-    where, params = ["b.biller_id = :biller"], {"biller": biller_id, "now": unix(now), "n": limit + 1}
-    for column, value in (("consumer_number", consumer_number), ("bill_number", bill_number),
-                          ("period", period)):
-        if value is not None:
-            where.append(f"b.{column} = :{column}")
-            params[column] = value
+    where, params = column_filters("b", biller_id=biller_id, consumer_number=consumer_number,
+                                   bill_number=bill_number, period=period)
+    params.update(now=unix(now), n=limit + 1)
     # A payer holding a bill's number may learn it was paid; by consumer number it sees what is payable.
     if (caller.kind == "wallet" and bill_number is None) or status == "outstanding":
         where.append("b.status IN ('open', 'partially_paid') AND b.expires_at > :now")
@@ -468,19 +465,12 @@ def list_bill_payments(tx, caller: Caller, *, period: str | None = None, biller_
                        limit: int = 20, after: str | None = None) -> dict:
     """The caller's bill payments, newest first, with totals over the whole selection (all
     pages) per currency: what a biller reconciles a period against."""
-    where, params = [], {"n": limit + 1}
-    if caller.kind == "merchant":
-        where.append("p.biller_id = :owner")
+    where, params = column_filters("p", biller_id=biller_id, period=period)
+    owner = {"merchant": "biller_id", "wallet": "wallet_id"}.get(caller.kind)
+    if owner is not None:  # a biller sees the payments to it, a payer its own; the operator all
+        where.append(f"p.{owner} = :owner")
         params["owner"] = caller.id
-    elif caller.kind == "wallet":
-        where.append("p.wallet_id = :owner")
-        params["owner"] = caller.id
-    if biller_id is not None:
-        where.append("p.biller_id = :biller")
-        params["biller"] = biller_id
-    if period is not None:
-        where.append("p.period = :period")
-        params["period"] = period
+    params["n"] = limit + 1
     selection = " AND ".join(where) or "1 = 1"
     totals = tx.query(f"SELECT p.currency, COUNT(*) AS count, SUM(p.amount) AS amount FROM bill_payments p"
                       f" WHERE {selection} GROUP BY p.currency ORDER BY p.currency", params)
