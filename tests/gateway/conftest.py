@@ -75,6 +75,32 @@ def clock():
     return Clock(START)
 
 
+class GatewayApp:
+    """A gateway app of its own on a data dir (its own create_app, store and secrets), at a
+    settable `now`: for tests that restart the app or run a deliverer beside it. `call`
+    authenticates with a bearer key and gives each POST a fresh Idempotency-Key."""
+
+    def __init__(self, data_dir, now: datetime = START):
+        self.now = now
+        self.config = Config(data_dir)
+        self.app = create_app(self.config, clock=lambda: self.now)
+        self.client = self.app.test_client()
+        self.operator = operator_key(self.config)
+        self.store = self.app.extensions["tapstack"].store
+        self._n = itertools.count()
+
+    def call(self, method: str, path: str, key: str | None, json=None):
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if method == "POST":
+            headers["Idempotency-Key"] = f"k{next(self._n)}"
+        return self.client.open(path, method=method, json=json, headers=headers)
+
+    def ok(self, method: str, path: str, key: str | None, json=None) -> dict:
+        r = self.call(method, path, key, json)
+        assert r.status_code in (200, 201), r.get_json()
+        return r.get_json()
+
+
 @pytest.fixture(scope="session")
 def template(tmp_path_factory):
     """A migrated data dir with the World enrolled, built once and copied per test."""

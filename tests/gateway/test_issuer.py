@@ -1,18 +1,14 @@
 """The issuer role: certificates that verify offline, the deny-list's versions and deltas,
 remote lock and unlock, and who may do what."""
-from datetime import datetime, timedelta, timezone
 import itertools
 
 import pytest
 
 from gateway import issuer
-from gateway.app import create_app
-from gateway.auth import operator_key
-from gateway.config import Config
 from gateway.errors import ApiError
 from protocol import certs, ed25519, tokens
+from tests.gateway.conftest import START as T0, GatewayApp
 
-T0 = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
 _keys = itertools.count(1)
 
 
@@ -21,23 +17,8 @@ def wallet_key():
     return seed, ed25519.public_key(seed)
 
 
-class Gateway:
+class Gateway(GatewayApp):
     """The Flask app on a temp data dir, with helpers that speak its API."""
-
-    def __init__(self, tmp_path):
-        self.now = T0
-        self.config = Config(tmp_path)
-        self.app = create_app(self.config, clock=lambda: self.now)
-        self.client = self.app.test_client()
-        self.operator = operator_key(self.config)
-        self.store = self.app.extensions["tapstack"].store
-        self._n = itertools.count()
-
-    def call(self, method, path, key, json=None):
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        if method == "POST":
-            headers["Idempotency-Key"] = f"k{next(self._n)}"
-        return self.client.open(path, method=method, json=json, headers=headers)
 
     def wallet(self):
         customer = self.call("POST", "/v1/customers", self.operator, {"name": "Rider"}).get_json()

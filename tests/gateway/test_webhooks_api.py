@@ -1,16 +1,13 @@
 """Webhooks over HTTP: a merchant registers an endpoint, a payment emits an event in its
 own transaction, the deliverer posts it signed, and the merchant reads events and attempts."""
-import itertools
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from gateway import webhooks
-from gateway.app import create_app
-from gateway.auth import operator_key
-from gateway.config import Config
+from tests.gateway.conftest import START as T0, GatewayApp
 
 try:
     from tests.gateway.webhook_receiver import Receiver
@@ -18,30 +15,7 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).parent))
     from webhook_receiver import Receiver
 
-T0 = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
-
-
-class Gateway:
-    def __init__(self, tmp_path):
-        self.now = T0
-        self.config = Config(tmp_path)
-        self.app = create_app(self.config, clock=lambda: self.now)
-        self.client = self.app.test_client()
-        self.operator = operator_key(self.config)
-        self.store = self.app.extensions["tapstack"].store
-        self._n = itertools.count()
-
-    def call(self, method, path, key, json=None):
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        if method == "POST":
-            headers["Idempotency-Key"] = f"k{next(self._n)}"
-        return self.client.open(path, method=method, json=json, headers=headers)
-
-    def ok(self, method, path, key, json=None):
-        r = self.call(method, path, key, json)
-        assert r.status_code in (200, 201), r.get_json()
-        return r.get_json()
-
+class Gateway(GatewayApp):
     def merchant(self, name="Corner Shop"):
         m = self.ok("POST", "/v1/merchants", self.operator, {"name": name, "currency": "CNY"})
         return m["id"], m["api_key"]
