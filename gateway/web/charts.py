@@ -22,9 +22,7 @@ def columns(items: list[tuple[str, int, str]], *, title: str, desc: str, height:
     plot = height - top - bottom
     width = max(1, len(items)) * column
     largest = max((v for _, v, _ in items), default=0)
-    parts = [f'<svg class="chart" role="img" aria-labelledby="{_id(title)}-t {_id(title)}-d" '
-             f'viewBox="0 0 {width} {height}" width="{width}" height="{height}">',
-             f'<title id="{_id(title)}-t">{escape(title)}</title><desc id="{_id(title)}-d">{escape(desc)}</desc>']
+    parts = _opening(title, desc, width, height)
     for i, (label, value, text) in enumerate(items):
         h = _scale(value, largest, plot)
         x = i * column + gap / 2
@@ -46,9 +44,7 @@ def bars(items: list[tuple[str, int, str]], *, title: str, desc: str, width: int
     length = width - label_width - text_room
     height = max(1, len(items)) * row
     largest = max((v for _, v, _ in items), default=0)
-    parts = [f'<svg class="chart" role="img" aria-labelledby="{_id(title)}-t {_id(title)}-d" '
-             f'viewBox="0 0 {width} {height}" width="{width}" height="{height}">',
-             f'<title id="{_id(title)}-t">{escape(title)}</title><desc id="{_id(title)}-d">{escape(desc)}</desc>']
+    parts = _opening(title, desc, width, height)
     for i, (label, value, text) in enumerate(items):
         w = _scale(value, largest, length)
         y = i * row
@@ -60,6 +56,14 @@ def bars(items: list[tuple[str, int, str]], *, title: str, desc: str, width: int
                      f'{escape(text)}</text></g>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def _opening(title: str, desc: str, width: float, height: float) -> list[str]:
+    """The <svg> element's start, named by its <title> and described by its <desc>."""
+    t, d = f"{_id(title)}-t", f"{_id(title)}-d"
+    return [f'<svg class="chart" role="img" aria-labelledby="{t} {d}" '
+            f'viewBox="0 0 {width} {height}" width="{width}" height="{height}">',
+            f'<title id="{t}">{escape(title)}</title><desc id="{d}">{escape(desc)}</desc>']
 
 
 def _id(title: str) -> str:
