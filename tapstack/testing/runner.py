@@ -184,7 +184,7 @@ class _Run:
         except StepFailed as e:
             last = self.reader(step.args.get("reader")).last
             return StepResult(step, False, str(e), last.exchanges if last else [], time.perf_counter() - start)
-        except (ReaderError, AssertionError, StageError) as e:
+        except Exception as e:  # a reader or transport failing: reported at the step, the run goes on to close
             return StepResult(step, False, f"{type(e).__name__}: {e}", [], time.perf_counter() - start)
 
     def _clear(self, state: _ReaderState) -> None:

@@ -11,7 +11,8 @@ from tapstack.testing.scenario import find_scenarios, load_scenario
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scenarios"
 FILES = find_scenarios(EXAMPLES)
 REQUIRED = {"purse tap accepted", "balance too low", "deny-listed card", "torn debit recovered", "EMV card tokenised",
-            "plain UID card", "unknown card", "scripted garbage card", "replayed EMV trace", "replayed purse trace"}
+            "plain UID card", "unknown card", "scripted garbage card", "replayed EMV trace", "replayed purse trace",
+            "slow card"}
 
 
 def test_the_examples_cover_the_documented_cases():
