@@ -168,7 +168,7 @@ def _riders(rng: random.Random, n: int) -> list[Rider]:
 def _rider_taps(rng: random.Random, rider: Rider, day: date) -> list[Tap]:
     hours = [rng.randrange(6, 10), rng.randrange(16, 20)]  # to work and back
     if rng.random() < 0.3:
-        hours.append(rng.randrange(11, 15))
+        hours.append(rng.randrange(10, 16))
     if rng.random() < 0.1:
         hours.append(rng.randrange(20, LAST_HOUR))
     taps = []
