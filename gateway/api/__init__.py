@@ -113,10 +113,27 @@ def integer(body: dict, name: str, *, low: int, high: int, optional: bool = Fals
 
 
 def page_args(default_limit: int = 20, max_limit: int = 100) -> tuple[int, str | None]:
-    """?limit= and ?after= of a cursor-paginated list."""
-    unknown = sorted(set(request.args) - {"limit", "after"})
+    """?limit= and ?after= of a cursor-paginated list that takes no other parameter."""
+    _refuse_other_parameters(())
+    return _limit_and_after(default_limit, max_limit)
+
+
+def query(*allowed: str) -> dict:
+    """The query of a cursor-paginated list: the parameters among `allowed` that are given
+    (and not empty), plus limit (an int) and after; any other parameter is refused."""
+    _refuse_other_parameters(allowed)
+    limit, after = _limit_and_after(20, 100)
+    return {**{name: request.args[name] for name in allowed if request.args.get(name)},
+            "limit": limit, "after": after}
+
+
+def _refuse_other_parameters(allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(request.args) - set(allowed) - {"limit", "after"})
     if unknown:
         raise invalid("unknown_parameter", f"Unknown query parameter(s): {', '.join(unknown)}.", unknown[0])
+
+
+def _limit_and_after(default_limit: int, max_limit: int) -> tuple[int, str | None]:
     raw = request.args.get("limit", str(default_limit))
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= max_limit:
         raise invalid("invalid_parameter", f"limit must be an integer from 1 to {max_limit}.", "limit")

@@ -25,26 +25,6 @@ bp = Blueprint("bills", __name__)
 
 # -- shared with gateway.api.checkout ---------------------------------------------------------
 
-def query(*allowed: str) -> dict[str, str]:
-    """The query string's parameters, only those allowed, plus limit (int) and after."""
-    unknown = sorted(set(request.args) - set(allowed) - {"limit", "after"})
-    if unknown:
-        raise invalid("unknown_parameter", f"Unknown query parameter(s): {', '.join(unknown)}.", unknown[0])
-    limit, after = _page()
-    args = {name: request.args[name] for name in allowed if request.args.get(name)}
-    return {**args, "limit": limit, "after": after}
-
-
-def _page() -> tuple[int, str | None]:
-    raw = request.args.get("limit", "20")
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 100:
-        raise invalid("invalid_parameter", "limit must be an integer from 1 to 100.", "limit")
-    after = request.args.get("after") or None
-    if after is not None and len(after) > 200:
-        raise invalid("invalid_parameter", "after is not a cursor this API gave.", "after")
-    return int(raw), after
-
-
 def qr_image(payload: str, kind: str) -> Response:
     """The payload as a QR code, error correction M with a 4-module quiet zone (as wallet.qr)."""
     code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4, box_size=8)
@@ -134,7 +114,7 @@ def create_batch(tx):
 @bp.get("/v1/bills")
 @requires("operator", "merchant", "wallet")
 def list_bills():
-    args = query("biller_id", "consumer_number", "bill_number", "period", "status")
+    args = api.query("biller_id", "consumer_number", "bill_number", "period", "status")
     if "period" in args:
         bills.check_period(args["period"])
     if args.get("status") not in (None, "outstanding", "open", "partially_paid", "paid", "cancelled", "expired"):
@@ -206,7 +186,7 @@ def pay_by_payload(tx):
 @bp.get("/v1/bill-payments")
 @requires("operator", "merchant", "wallet")
 def list_payments():
-    args = query("period", "biller_id")
+    args = api.query("period", "biller_id")
     if "period" in args:
         bills.check_period(args["period"])
     with runtime().store.read() as tx:

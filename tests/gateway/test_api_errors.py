@@ -149,3 +149,12 @@ def test_locked_wallet_cannot_pay_or_make_pay_codes(world, store, nothing_moved)
 def test_bad_page_arguments(world, query):
     wallet_id, wallet = world.wallet("a")
     error(wallet.get(f"/v1/wallets/{wallet_id}/statement?{query}"), 400, "invalid_request_error")
+
+
+@pytest.mark.parametrize("query, param", [("limit=0", "limit"), ("limit=101", "limit"), ("limit=abc", "limit"),
+                                          ("after=" + "x" * 201, "after"), ("foo=1", "foo")])
+def test_lists_with_and_without_filters_refuse_bad_page_arguments_alike(world, query, param):
+    wallet_id, wallet = world.wallet("a")
+    for path in (f"/v1/wallets/{wallet_id}/statement", "/v1/bill-payments"):
+        err = error(wallet.get(f"{path}?{query}"), 400, "invalid_request_error")
+        assert err["param"] == param, path
