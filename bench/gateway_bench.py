@@ -282,6 +282,8 @@ def main() -> int:
     parser.add_argument("--wallets", type=int, default=16)
     parser.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL",
                         help="the store's SQLite synchronous level (the gateway's default is FULL)")
+    parser.add_argument("--page-size", type=int, default=None,
+                        help="SQLite page size of the new database (default: the store's)")
     parser.add_argument("--webhook", action="store_true", help="the merchant has a webhook endpoint")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     parser.add_argument("--profile", type=int, metavar="N", default=0,
@@ -302,6 +304,15 @@ def main() -> int:
     synchronous = args.synchronous
     env = {**os.environ, "TAPSTACK_HOME": str(home), "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), str(REPO / "bench"), os.environ.get("PYTHONPATH")])),
            "BENCH_SYNCHRONOUS": synchronous}
+    # Migrate and make the secrets once, before the workers start (two workers creating
+    # the same secret at once race on secrets.json; see the gateway's Config).
+    from gateway.app import create_app
+    from gateway.store import Store
+    setup = Store(config.db_path, **({"page_size": args.page_size} if args.page_size else {}))
+    create_app(config, store=setup)
+    setup.close()
+    for name in ("operator_key", "idempotency_seal", "terminal_master", "session_key"):
+        config.secret(name)
     # the disk's fsync time drifts (host caches, writeback): sample the baselines before and after the load
     singles = [sqlite_baseline(home, synchronous, 1.0) for _ in range(2)]
     grouped = [group_commit_baseline(home, synchronous, 1.0, args.connections)]

@@ -75,9 +75,14 @@ def _context(caller: Caller, key: str) -> bytes:
     return f"{caller.kind}\n{caller.id}\n{key}".encode()
 
 
+@functools.lru_cache(maxsize=4)
+def _cipher(secret: bytes) -> AESGCM:
+    return AESGCM(secret)  # one per seal secret: its key schedule is set up once
+
+
 def seal(secret: bytes, caller: Caller, key: str, text: str) -> str:
     nonce = os.urandom(12)
-    sealed = AESGCM(secret).encrypt(nonce, text.encode(), _context(caller, key))
+    sealed = _cipher(secret).encrypt(nonce, text.encode(), _context(caller, key))
     return "v1." + base64.b64encode(nonce + sealed).decode()
 
 
@@ -85,7 +90,7 @@ def unseal(secret: bytes, caller: Caller, key: str, stored: str) -> str:
     """The answer sealed for this row; RuntimeError when it was not (tampering or a lost secret)."""
     try:
         raw = base64.b64decode(stored.removeprefix("v1."), validate=True)
-        return AESGCM(secret).decrypt(raw[:12], raw[12:], _context(caller, key)).decode()
+        return _cipher(secret).decrypt(raw[:12], raw[12:], _context(caller, key)).decode()
     except (ValueError, InvalidTag) as e:
         raise RuntimeError("an idempotency record does not open with this gateway's seal") from e
 

@@ -64,6 +64,7 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 BATCH_JOBS = 64         # at most this many jobs share one commit
 BATCH_SECONDS = 0.002   # ... or this much work, so one batch never holds the lock long
+DEFAULT_PAGE_SIZE = 4096
 _BUSY_CODES = {getattr(sqlite3, "SQLITE_BUSY", 5), getattr(sqlite3, "SQLITE_LOCKED", 6)}
 T = TypeVar("T")
 
@@ -274,6 +275,7 @@ class Store:
         *,
         synchronous: str = "FULL",
         busy_timeout_ms: int = 10_000,
+        page_size: int = DEFAULT_PAGE_SIZE,
         migrate: bool = True,
         migrations_dir: str | os.PathLike | None = None,
     ):
@@ -284,6 +286,9 @@ class Store:
         self.path = Path(path)
         self.synchronous = synchronous.upper()
         self.busy_timeout_ms = int(busy_timeout_ms)
+        if page_size not in (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536):
+            raise StoreError(f"page_size must be a power of two from 512 to 65536, not {page_size!r}")
+        self.page_size = page_size
         self.migrations_dir = Path(migrations_dir) if migrations_dir else MIGRATIONS_DIR
         self._local = threading.local()
         self._open: list[weakref.finalize] = []  # one per live connection, closes it
@@ -338,6 +343,7 @@ class Store:
         )
         db = sqlite_utils.Database(conn)
         conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+        conn.execute(f"PRAGMA page_size = {self.page_size}")  # takes effect only on a new database
         db.enable_wal()
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")

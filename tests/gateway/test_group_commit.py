@@ -212,3 +212,14 @@ def test_a_busy_database_answers_503_with_retry_after_and_moves_nothing(
     assert ok(again, 201)["amount"] == 300
     assert world.available("a") == 700
     quick.close()
+
+
+def test_a_new_database_takes_the_page_size_asked(tmp_path):
+    store = Store(tmp_path / "small.db", page_size=1024, migrations_dir=tmp_path / "none")
+    assert store.db.conn.execute("PRAGMA page_size").fetchone()[0] == 1024
+    store.close()
+    again = Store(tmp_path / "small.db", page_size=8192, migrations_dir=tmp_path / "none")
+    assert again.db.conn.execute("PRAGMA page_size").fetchone()[0] == 1024  # fixed once made
+    again.close()
+    with pytest.raises(StoreError, match="page_size"):
+        Store(tmp_path / "bad.db", page_size=1000)
