@@ -10,8 +10,12 @@ the APDUs of the tap it checked.
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
 
 from protocol.tokens import pan_token, uid_token
 from tapstack.testing.cards import ScriptedCard
@@ -84,10 +88,11 @@ class StepFailed(Exception):
 
 @dataclass
 class _Presented:
-    """What a reader holds after a tap."""
+    """What a reader holds after a tap: the tap's outcome, or the validator's decision."""
     card_name: str
-    outcome: TapOutcome
+    outcome: TapOutcome | object  # terminal.validator.Decision for program: validator
     exchanges: list[Exchange]
+    message: str | None = None
 
 
 @dataclass
@@ -98,6 +103,8 @@ class _ReaderState:
     pending: tuple = ()
     last: _Presented | None = None
     card_in_field: str | None = None
+    validator: object | None = None  # terminal.run.Validator for program: validator
+    workdir: Path | None = None  # the validator's journal lives here
 
 
 class _Run:
@@ -109,6 +116,7 @@ class _Run:
         self.purses: dict[str, object] = {}  # card name -> DemoPurse
         self.readers: dict[str, _ReaderState] = {}
         self.last_reader: str | None = None
+        self.now = scenario.now  # moved on by `advance`
 
     # setup ----------------------------------------------------------------------------
     def build_card(self, spec: CardSpec):
@@ -160,7 +168,26 @@ class _Run:
             except (StageError, ReaderError, OSError) as e:
                 raise StageError(f"{self.scenario.where(spec.line)}: reader {name!r} cannot be opened "
                                  f"over {self.transport}: {e}") from None
-            self.readers[name] = _ReaderState(spec, f, self.context(spec))
+            state = self.readers[name] = _ReaderState(spec, f, self.context(spec))
+            if spec.program == "validator":
+                self.open_validator(state)
+
+    def open_validator(self, state: _ReaderState) -> None:
+        """The bus validator program (terminal.run.Validator) on this field, its journal in a temp dir,
+        offline, its clock the scenario's."""
+        from terminal.journal import Journal
+        from terminal.run import Settings, Validator
+
+        spec = state.spec
+        state.workdir = Path(tempfile.mkdtemp(prefix="tapstack-scenario-"))
+        settings = Settings(route=spec.route, stop=spec.stop, reader=self.transport, token_key=DEMO_TOKEN_KEY,
+                            journal=state.workdir / "journal.db", fare=spec.fare, currency=spec.currency,
+                            terminal_id=spec.terminal_id, issuer_keys=tuple(demo_issuer_keys().values()),
+                            repeat_window=timedelta(seconds=spec.repeat_window))
+        journal = Journal(settings.journal, spec.terminal_id)
+        v = Validator(settings, state.field.reader, journal, clock=lambda: self.now, out=lambda line: None)
+        v.ref.deny = state.context.deny
+        state.validator = v
 
     def close(self) -> None:
         for state in self.readers.values():
@@ -168,6 +195,10 @@ class _Run:
                 state.field.close()
             except Exception:  # closing one field must not leave the others open
                 pass
+            if state.validator is not None:
+                state.validator.journal.close()
+            if state.workdir is not None:
+                shutil.rmtree(state.workdir, ignore_errors=True)
 
     # steps ----------------------------------------------------------------------------
     def reader(self, name: str | None) -> _ReaderState:
@@ -209,9 +240,14 @@ class _Run:
         if session is None:
             raise StepFailed(f"the reader saw no card within {CARD_TIMEOUT:g} s")
         mismatches = len(getattr(card, "mismatches", ()))
-        recorder = TraceRecorder(session, None, reader=state.field.reader.name, started=self.scenario.now)
-        outcome, state.pending = tap(recorder, state.context, state.pending)
-        state.last = _Presented(name, outcome, recorder.exchanges)
+        recorder = TraceRecorder(session, None, reader=state.field.reader.name, started=self.now)
+        if state.validator is not None:
+            decision = state.validator.handle_card(recorder)
+            state.pending = state.validator.pending
+            state.last = _Presented(name, decision, recorder.exchanges, decision.message)
+        else:
+            outcome, state.pending = tap(recorder, replace(state.context, now=self.now), state.pending)
+            state.last = _Presented(name, outcome, recorder.exchanges)
         if isinstance(card, ReplayCard) and self.scenario.cards[name].options["strict"]:
             new = card.mismatches[mismatches:]
             if new:
@@ -225,7 +261,9 @@ class _Run:
             raise StepFailed("expect: no card was presented to this reader yet")
         o = state.last.outcome
         seen = {"outcome": o.signal, "kind": o.kind, "reason": o.reason, "balance_after": o.balance_after,
-                "amount": o.amount, "pending": len(state.pending), "apdus": o.apdus}
+                "amount": o.amount, "pending": len(state.pending), "apdus": len(state.last.exchanges),
+                "message": state.last.message,
+                "journalled": len(state.validator.journal.taps()) if state.validator is not None else None}
         wrong = []
         for key, expected in args.items():
             if key == "reader":
@@ -250,6 +288,9 @@ class _Run:
             detail = f"the tap: {o.kind} {o.signal} {o.reason}" + (f" ({o.detail})" if o.detail else "")
             raise StepFailed("\n".join(wrong + [detail]))
         return state.last.exchanges
+
+    def do_advance(self, args):
+        self.now += timedelta(seconds=args["seconds"])
 
     def do_remove(self, args):
         state = self.reader(args.get("reader"))

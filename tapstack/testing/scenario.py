@@ -121,6 +121,10 @@ class ReaderSpec:
     deny: tuple[str, ...]  # card names, card ids in hex, or tokens
     nonce: bytes | None
     line: int
+    program: str = "tap"  # "tap": terminal.tap.tap alone; "validator": the bus validator program
+    route: str = "R1"
+    stop: str = "S1"
+    repeat_window: float = 60.0  # seconds; validator only
 
 
 @dataclass(frozen=True)
@@ -368,7 +372,12 @@ def _function(check: _Check, value: Any, line: int) -> Callable[[bytes], bytes]:
 
 READER_KEYS = {"fare": "minor units (default 200)", "currency": "ISO 4217 (default CNY)",
                "terminal_id": "8 ASCII characters (default TERM0001)", "deny": "card names, card ids or tokens",
-               "nonce": "8 bytes hex: every tap's transaction id (default random)"}
+               "nonce": "8 bytes hex: every tap's transaction id (default random)",
+               "program": "tap (the tap decision alone, default) or validator (the bus validator: "
+                          "repeat taps, journal)",
+               "route": "validator: its route (default R1)", "stop": "validator: its stop (default S1)",
+               "repeat_window": "validator: seconds within which a second tap is refused (default 60)"}
+VALIDATOR_ONLY = ("route", "stop", "repeat_window")
 
 
 def _reader(check: _Check, name: str, spec: Any, line: int) -> ReaderSpec:
@@ -384,7 +393,18 @@ def _reader(check: _Check, name: str, spec: Any, line: int) -> ReaderSpec:
     if not isinstance(deny, list) or not all(isinstance(d, str) for d in deny):
         check.fail(at("deny"), "deny must be a list of card names, card ids (hex) or tokens")
     nonce = check.hex_bytes(spec["nonce"], at("nonce"), "nonce", (p.NONCE_SIZE,)) if "nonce" in spec else None
-    return ReaderSpec(name, fare, currency, tid.encode("ascii"), tuple(deny), nonce, line)
+    program = check.choice(spec.get("program", "tap"), at("program"), "program", ("tap", "validator"))
+    if program == "tap":
+        for key in VALIDATOR_ONLY:
+            if key in spec:
+                check.fail(at(key), f"{key!r} is for readers with program: validator")
+    elif nonce is not None:
+        check.fail(at("nonce"), "the validator draws its own nonces: 'nonce' is for program: tap")
+    route = check.text(str(spec.get("route", "R1")), at("route"), "route")
+    stop = check.text(str(spec.get("stop", "S1")), at("stop"), "stop")
+    window = check.number(spec.get("repeat_window", 60), at("repeat_window"), "repeat_window", 86400)
+    return ReaderSpec(name, fare, currency, tid.encode("ascii"), tuple(deny), nonce, line, program, route, stop,
+                      window)
 
 
 # --- steps -----------------------------------------------------------------------------
@@ -394,8 +414,9 @@ EXPECT_KEYS = {"outcome": "accept, deny or error", "kind": "purse, emv, uid, unk
                "balance": "the purse card's balance now", "balance_after": "the balance the receipt states",
                "amount": "debited", "token": "a card's name (its token), a token, or null",
                "pending": "unfinished debits the reader keeps", "apdus": "command APDUs of the tap",
+               "message": "validator: what the rider reads", "journalled": "validator: taps in its journal",
                "reader": "whose last tap (default: the last tap)"}
-ACTIONS = ("present", "expect", "remove", "tear_after", "slow", "wait")
+ACTIONS = ("present", "expect", "remove", "tear_after", "slow", "wait", "advance")
 KINDS = ("purse", "emv", "uid", "unknown", "error")
 
 
@@ -432,10 +453,10 @@ def _step(check: _Check, action: str, value: Any, line: int, cards, readers, sou
                 check.choice(v, at, "outcome", OUTCOMES)
             elif key == "kind":
                 check.choice(v, at, "kind", KINDS)
-            elif key in ("balance", "balance_after", "amount", "pending", "apdus"):
+            elif key in ("balance", "balance_after", "amount", "pending", "apdus", "journalled"):
                 check.integer(v, at, key)
-            elif key == "reason":
-                check.text(v, at, "reason")
+            elif key in ("reason", "message"):
+                check.text(v, at, key)
             elif key == "token" and v is not None:
                 check.text(v, at, "token")
         args = dict(value)
@@ -451,6 +472,8 @@ def _step(check: _Check, action: str, value: Any, line: int, cards, readers, sou
         args = {"reader": reader_of(value, line)}
     elif action == "wait":
         args = {"seconds": check.number(value, line, "wait")}
+    elif action == "advance":
+        args = {"seconds": check.number(value, line, "advance", 366 * 86400)}
     elif action in ("tear_after", "slow"):
         key = "n" if action == "tear_after" else "seconds"
         if not isinstance(value, Map):
@@ -473,6 +496,8 @@ def _steps(check: _Check, value: Any, line: int, cards, readers, lines: list[str
     for item, at in zip(value, value.item_lines):
         source = lines[at - 1].strip() if 0 < at <= len(lines) else ""
         if isinstance(item, str):
+            if item in ACTIONS and item not in ("remove", "wait"):
+                check.fail(at, f"step {item!r} needs a value: - {item}: ...")
             if item not in ("remove", "wait"):
                 close = difflib.get_close_matches(item, ACTIONS, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""

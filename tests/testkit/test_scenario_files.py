@@ -146,3 +146,29 @@ def test_a_scripted_card_answering_by_a_python_function_next_to_the_scenario(tmp
     assert result.ok, result.report()
     path.write_text("cards:\n  f: {type: scripted, function: answers.py:nothing}\nsteps: [remove]\n")
     assert "function 'answers.py:nothing' cannot be loaded: AttributeError" in error_of(path.read_text(), tmp_path).message
+
+
+def test_a_torn_debit_at_the_validator_program_is_recovered_and_journalled(tmp_path):
+    text = ("cards:\n  c: {type: purse, balance: 500}\nreaders:\n  bus: {program: validator, fare: 200}\nsteps:\n"
+            "  - tear_after: 2\n  - present: c\n  - expect: {outcome: error, reason: card_removed, pending: 1, balance: 300}\n"
+            "  - present: c\n  - expect: {outcome: accept, reason: recovered, pending: 0, balance: 300, journalled: 2}\n"
+            "  - advance: 5\n  - present: c\n  - expect: {reason: already_tapped, message: Already tapped}\n")
+    result = run_scenario(parse_scenario(text, tmp_path / "scenario_v.yaml"), "mock", Stage())
+    assert result.ok, result.report()
+    failing = text.replace("message: Already tapped", "message: Paid")
+    report = run_scenario(parse_scenario(failing, tmp_path / "scenario_v.yaml"), "mock", Stage()).report()
+    assert "scenario_v.yaml:13: step 'expect' failed" in report and "message: expected Paid, seen Already tapped" in report
+
+
+@pytest.mark.parametrize("reader, words", [
+    ("{route: '7'}", "'route' is for readers with program: validator"),
+    ("{program: validator, nonce: '0102030405060708'}", "the validator draws its own nonces"),
+    ("{program: validtor}", "did you mean 'validator'?"),
+])
+def test_validator_keys_belong_to_validator_readers(reader, words, tmp_path):
+    e = error_of(f"readers:\n  bus: {reader}\nsteps: [remove]\n", tmp_path)
+    assert e.line == 2 and words in e.message
+
+
+def test_a_bare_step_that_needs_a_value_says_so(tmp_path):
+    assert "step 'advance' needs a value" in error_of("steps: [advance]\n", tmp_path).message
