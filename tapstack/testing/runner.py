@@ -170,7 +170,11 @@ class _Run:
                                  f"over {self.transport}: {e}") from None
             state = self.readers[name] = _ReaderState(spec, f, self.context(spec))
             if spec.program == "validator":
-                self.open_validator(state)
+                try:
+                    self.open_validator(state)
+                except Exception as e:  # a journal that cannot be written, settings it refuses
+                    raise StageError(f"{self.scenario.where(spec.line)}: reader {name!r}: the validator "
+                                     f"cannot start: {type(e).__name__}: {e}") from None
 
     def open_validator(self, state: _ReaderState) -> None:
         """The bus validator program (terminal.run.Validator) on this field, its journal in a temp dir,
