@@ -1,0 +1,281 @@
+"""The demo's people and businesses, each acting through the gateway's HTTP API as its own
+program would: the operator, the bus company's validators, the water company, the corner
+shop's till and every rider's wallet app. `World.summary` reads the day back from the
+gateway's API and its ledger check.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from tapstack.demo import city, stack
+from tapstack.demo.buses import Bus, BusConfig, Presented
+from tapstack.demo.receiver import WebhookReceiver
+from tapstack.demo.stack import DemoError
+from tapstack.demo.summary import RouteFigures, Summary
+
+READERS = {"pcsc0": "PC/SC (pcscd + vpcd)", "pcsc1": "PC/SC (pcscd + vpcd)", "nfc": "nfcpy (udp)"}
+WALLET_TOPUP = 100_000  # each rider's wallet gets 1000.00 CNY from their bank before the day
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class World:
+    """The city's people and businesses (city.DayPlan) with their keys, cards and readers."""
+
+    def __init__(self, url: str, op_key: str, plan: city.DayPlan, receiver: WebhookReceiver, data_dir: Path):
+        from wallet.app import Gateway
+
+        self.url, self.plan, self.receiver, self.data_dir = url, plan, receiver, data_dir
+        self.operator = Gateway(url, op_key)
+        self.token_key = _token_key()
+        self.cards: dict = {}  # rider id -> VirtualCard
+        self.wallets: dict[str, tuple[str, str]] = {}  # rider id -> (wallet id, credential)
+        self.purses: dict[str, tuple[bytes, bytes]] = {}  # rider id -> (card seed, certificate)
+        self.terminals: dict[str, tuple[str, bytes]] = {}
+        self.sales: Counter = Counter()
+        self.sold = 0
+
+    # -- enrolment --
+
+    def enrol(self) -> None:
+        from protocol.tokens import pan_token
+        from wallet.card import plain_uid_card
+        from wallet.emv_card import emv_card
+
+        op = self.operator
+        self.bus_company = op.post("/v1/merchants", {"name": "City Bus Company", "currency": city.CURRENCY})
+        for route in city.ROUTES:
+            t = op.post("/v1/terminals", {"merchant_id": self.bus_company["id"], "name": f"bus {route.id} validator"})
+            self.terminals[route.id] = (t["key_id"], bytes.fromhex(t["secret"]))
+        self.biller = op.post("/v1/billers", {"name": "City Water", "city": "Shanghai", "currency": city.CURRENCY})
+        self.shop_merchant = op.post("/v1/merchants", {"name": "Corner Market", "currency": city.CURRENCY})
+        op.post(f"/v1/merchants/{self.shop_merchant['id']}/qr-profile", {"city": "Shanghai", "mcc": "5411"})
+        till = op.post("/v1/terminals", {"merchant_id": self.shop_merchant["id"], "name": "till 1"})
+        self.till = (till["key_id"], bytes.fromhex(till["secret"]))
+        for path, key, types in (("/water", self.biller["api_key"], ["bill.paid"]),
+                                 ("/shop", self.shop_merchant["api_key"], ["payment.succeeded"])):
+            from wallet.app import Gateway
+
+            endpoint = Gateway(self.url, key).post("/v1/webhook_endpoints", {
+                "url": self.receiver.base_url + path, "event_types": types})
+            self.receiver.secrets[path] = endpoint["secret"]
+        keys = op.get("/v1/issuer/keys")["data"]
+        self.issuer_public = bytes.fromhex(next(k for k in keys if k["status"] == "active")["public_key"])
+        for rider in self.plan.riders:
+            if rider.card == "stranger":
+                self.cards[rider.id] = plain_uid_card(rider.uid, name="loyalty card")
+                continue
+            customer = op.post("/v1/customers", {"name": rider.name, "external_ref": rider.id})
+            wallet = op.post("/v1/wallets", {"customer_id": customer["id"], "currency": city.CURRENCY})
+            self.wallets[rider.id] = (wallet["id"], wallet["credential"])
+            op.post("/v1/topups", {"wallet_id": wallet["id"], "amount": WALLET_TOPUP, "currency": city.CURRENCY})
+            if rider.card == "purse":
+                self.cards[rider.id] = self._purse(rider, wallet["id"], wallet["credential"])
+            elif rider.card == "emv":
+                self.cards[rider.id] = emv_card(rider.uid, pan=rider.pan)
+            else:
+                self.cards[rider.id] = plain_uid_card(rider.uid, name=f"transit card of {rider.id}")
+            if rider.locked:
+                op.post(f"/v1/wallets/{wallet['id']}/lock", {"reason": "phone reported stolen"})
+            if rider.lost:
+                op.post("/v1/issuer/deny-list", {"entry": pan_token(self.token_key, rider.pan), "kind": "token",
+                                                 "reason": "bank card reported lost"})
+
+    def _purse(self, rider: city.Rider, wallet_id: str, credential: str):
+        """A phone's purse: its key certified by the gateway's issuer, value loaded through purse-loads."""
+        import secrets
+
+        from protocol import ed25519
+        from protocol import purse as p
+        from protocol.apdu import parse_response
+        from wallet.app import Gateway
+        from wallet.purse import new_purse, purse_card
+        from wallet.state import MemoryStore
+
+        wallet = Gateway(self.url, credential)
+        seed = secrets.token_bytes(32)
+        made = wallet.post(f"/v1/wallets/{wallet_id}/card", {"public_key": ed25519.public_key(seed).hex()})
+        store = MemoryStore(new_purse(seed, bytes.fromhex(made["card_id"]), bytes.fromhex(made["certificate"]),
+                                      self.issuer_public, city.CURRENCY, 0))
+        card = purse_card(store, rider.uid, name=f"purse of {rider.id}")
+        load = wallet.post(f"/v1/wallets/{wallet_id}/purse-loads", {
+            "card_id": made["card_id"], "amount": rider.load, "currency": city.CURRENCY,
+            "counter": store.state.counter})
+        # The wallet app applies the issuer's TOP-UP to its own card (the phone's secure element).
+        card.power_on()
+        card.process(p.select_command())
+        sw = parse_response(card.process(p.topup_command(bytes.fromhex(load["authorisation"])))).sw
+        card.power_off()
+        if sw != 0x9000:
+            raise DemoError(f"the purse of {rider.id} refused its load (SW {sw:04X})")
+        self.purses[rider.id] = (seed, bytes.fromhex(made["certificate"]))
+        return card
+
+    def buses(self, daemon) -> dict[str, Bus]:
+        from wallet.pcscd import free_ports
+
+        (self.data_dir / "validators").mkdir(parents=True, exist_ok=True)
+        nfc_port = free_ports(1)[0]
+        found = {}
+        for route in city.ROUTES:
+            key_id, secret = self.terminals[route.id]
+            if route.reader.startswith("pcsc"):
+                slot = daemon.readers[int(route.reader[-1])]
+                reader, transport, port = f"pcsc:{slot.pcsc_name}", "vpcd", slot.port
+            else:
+                reader, transport, port = f"udp:127.0.0.1:{nfc_port}", "nfc", nfc_port
+            found[route.id] = Bus(BusConfig(
+                f"bus {route.id}", route.id, route.stops[0][0], reader, transport, port,
+                self.data_dir / "validators" / f"bus-{route.id}.journal", self.data_dir / "logs" / f"bus-{route.id}.log",
+                self.url, key_id, secret, self.token_key))
+        return found
+
+    # -- bills and shop --
+
+    def _app(self, rider_id: str):
+        from wallet.app import Profile, WalletApp
+
+        wallet_id, credential = self.wallets[rider_id]
+        seed, certificate = self.purses.get(rider_id, (None, None))
+        profile = Profile(self.url, wallet_id, credential, self.data_dir / "wallets" / f"{rider_id}.json",
+                          seed, certificate)
+        return WalletApp.from_profile(profile)
+
+    def bills(self) -> None:
+        from wallet.app import Gateway
+
+        biller = Gateway(self.url, self.biller["api_key"])
+        due = self.plan.day + timedelta(days=14)
+        batch = biller.post("/v1/bill-batches", {"bills": [
+            {"bill_number": b.number, "consumer_number": b.consumer_number, "period": self.plan.period,
+             "amount_due": b.amount_due, "currency": city.CURRENCY, "due_date": due.isoformat()}
+            for b in self.plan.bills]})
+        if batch["rejected"]:
+            raise DemoError(f"the gateway refused {batch['rejected']} bill(s): {batch['errors'][:1]}")
+        self.issued = {b["bill_number"]: b for b in batch["bills"]}
+        images = self.data_dir / "bills"
+        images.mkdir(parents=True, exist_ok=True)
+        for b in self.plan.bills:
+            bill = self.issued[b.number]
+            png = images / f"{b.number}.png"  # the bill as printed and posted to the household
+            png.write_bytes(stack.fetch(f"{self.url}/v1/bills/{bill['id']}/qr.png", self.biller["api_key"]))
+            if b.paid:
+                app = self._app(b.rider)
+                app.pay(app.read(png))
+
+    def shop(self) -> None:
+        from terminal.gateway_client import GatewayClient
+
+        till = GatewayClient(self.url, *self.till)
+        screens = self.data_dir / "till"
+        screens.mkdir(parents=True, exist_ok=True)
+        for n, sale in enumerate(self.plan.purchases, 1):
+            app = self._app(sale.rider)
+            if sale.method == "checkout":  # the till shows a one-sale code; the wallet scans and pays it
+                checkout = till.post("/v1/checkouts", {"amount": sale.amount, "currency": city.CURRENCY,
+                                                       "terminal_label": "till 1"},
+                                     idempotency_key=f"demo-checkout-{n}")
+                screen = screens / f"checkout-{n}.png"
+                screen.write_bytes(stack.fetch(f"{self.url}/v1/checkouts/{checkout['id']}/qr.png",
+                                               self.shop_merchant["api_key"]))
+                app.pay(app.read(screen))
+            else:  # the wallet shows its signed pay code; the till scans and charges it
+                till.post("/v1/paycode-payments", {"pay_code": app.pay_code(), "amount": sale.amount,
+                                                   "currency": city.CURRENCY}, idempotency_key=f"demo-paycode-{n}")
+            self.sales[sale.method] += 1
+            self.sold += sale.amount
+
+    # -- close of day --
+
+    def flush(self, bus: Bus) -> list[dict]:
+        """Upload what the bus's journal still holds (network back, uploader stopped); its taps."""
+        from terminal.gateway_client import GatewayClient
+        from terminal.journal import Journal
+        from terminal.uploader import upload_all
+
+        journal = Journal(bus.config.journal, bus.terminal_id)
+        try:
+            upload_all(journal, GatewayClient(self.url, bus.config.key_id, bus.config.secret), utc_now)
+            return journal.taps()
+        finally:
+            journal.close()
+
+    def summary(self, presented: list[Presented], journals: dict[str, list[dict]], buses: dict[str, Bus],
+                tapping: float, gateway_dir: Path) -> Summary:
+        from gateway.dashboard import day_bounds
+        from wallet.app import Gateway
+
+        plan, op = self.plan, self.operator
+        taps = [t for rows in journals.values() for t in rows]
+        offline_from, offline_to = (int(x.timestamp()) for x in plan.outage)
+        offline = sum(1 for t in journals[city.OFFLINE_ROUTE] if offline_from <= t["at"] < offline_to)
+        results = Counter((t["result"] or "unsent").partition(":")[0] for t in taps)
+        since, until = day_bounds(plan.day, city.ZONE)
+        ridership = op.get("/v1/taps/ridership", **{"from": since, "to": until})["data"]
+        routes = []
+        for r in city.ROUTES:
+            rows = [x for x in ridership if x["route"] == r.id]
+            routes.append(RouteFigures(r.id, r.name, READERS[r.reader], sum(x["taps"] for x in rows),
+                                       sum(x["accepted"] for x in rows), sum(x["token_taps"] for x in rows),
+                                       sum(x["purse_revenue"] or 0 for x in rows), city.CURRENCY))
+        biller = Gateway(self.url, self.biller["api_key"])
+        paid = biller.get("/v1/bill-payments", period=plan.period)
+        paid_total = next((t for t in paid["totals"] if t["currency"] == city.CURRENCY), {"count": 0, "amount": 0})
+        bills = _all(biller, "/v1/bills", biller_id=self.biller["id"], period=plan.period)
+        shop = _all(Gateway(self.url, self.shop_merchant["api_key"]), "/v1/payments")
+        ledger = ledger_check(gateway_dir)
+        pcsc_routes = {r.id for r in city.ROUTES if r.reader.startswith("pcsc")}
+        return Summary(
+            seed=plan.seed, day=plan.day.isoformat(),
+            riders=dict(Counter(r.card for r in plan.riders)),
+            presentations=len(presented), missed=sum(1 for p in presented if p.decision is None),
+            taps=len(taps), accepted=sum(1 for t in taps if t["accepted"]),
+            denied=dict(sorted(Counter(t["reason"] for t in taps if not t["accepted"]).items())),
+            recovered=sum(1 for t in taps if t["reason"] == "recovered"),
+            offline_journalled=offline,
+            uploaded={k: results.get(k, 0) for k in ("accepted", "duplicate", "rejected", "unsent")},
+            routes=tuple(routes), gateway_taps=sum(r.taps for r in routes),
+            bills_issued=len(bills), bills_paid=paid_total["count"], bills_paid_amount=paid_total["amount"],
+            bills_open=sum(1 for b in bills if b["status"] in ("open", "partially_paid")),
+            shop_payments=dict(self.sales), shop_amount=sum(p["amount"] for p in shop),
+            webhooks=self.receiver.by_type(), webhooks_bad_signatures=self.receiver.bad_signatures,
+            ledger_ok=bool(ledger["ok"]),
+            ledger_totals={cur: {"accounts": t["accounts"], "debits_posted": t["debits_posted"],
+                                 "credits_posted": t["credits_posted"],
+                                 "net": t["credits_posted"] - t["debits_posted"]}
+                           for cur, t in sorted(ledger["totals"].items())},
+            pcsc_taps=sum(1 for p in presented if p.route in pcsc_routes), pcsc_seconds=tapping)
+
+
+def _all(api, path: str, **params) -> list[dict]:
+    """Every item of a paginated list."""
+    items, after = [], None
+    while True:
+        page = api.get(path, limit=100, after=after, **params)
+        items += page["data"]
+        if not page.get("has_more"):
+            return items
+        after = page.get("next_cursor") or page["data"][-1]["id"]
+
+
+def ledger_check(gateway_dir: Path) -> dict:
+    """`tapstack gateway check --json`: the gateway's own proof that the books balance."""
+    done = subprocess.run(stack.tapstack_command("gateway", "check", "--data", str(gateway_dir), "--json"),
+                          capture_output=True, text=True, timeout=60)
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        raise DemoError(f"tapstack gateway check failed: {(done.stderr or done.stdout).strip()[:300]}") from None
+
+
+def _token_key() -> bytes:
+    """The bus operator's token key, shared by its validators so EMV and UID taps join into trips."""
+    import secrets
+
+    return secrets.token_bytes(32)
