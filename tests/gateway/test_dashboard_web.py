@@ -67,6 +67,17 @@ def test_signing_out_ends_the_session(client, config):
     assert client.get("/dashboard").status_code == 302
 
 
+def test_each_signed_in_page_signs_out_of_its_own_session_and_a_sign_in_page_offers_none(client, config, world):
+    assert "Sign out" not in client.get("/dashboard/login").get_data(as_text=True)
+    assert "Sign out" not in client.get("/wallet").get_data(as_text=True)   # the wallet's sign-in form
+    sign_in_operator(client, config)
+    dashboard = client.get("/dashboard").get_data(as_text=True)
+    assert dashboard.count("Sign out") == 1 and 'action="/dashboard/logout"' in dashboard
+    sign_in_wallet(client, world.wallet("a")[1].auth)
+    wallet = client.get("/wallet").get_data(as_text=True)
+    assert wallet.count("Sign out") == 1 and 'action="/wallet/logout"' in wallet
+
+
 def test_pages_carry_a_strict_policy_and_are_not_cached(client, config):
     sign_in_operator(client, config)
     answer = client.get("/dashboard")
