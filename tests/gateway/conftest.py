@@ -13,7 +13,7 @@ from gateway import ledger
 from gateway.app import Runtime, create_app
 from gateway.auth import operator_key
 from gateway.config import Config
-from gateway.store import Store
+from gateway.store import MIGRATIONS_DIR, Store
 from protocol import request_signing
 
 _keys = itertools.count()
@@ -73,6 +73,15 @@ START = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
 @pytest.fixture
 def clock():
     return Clock(START)
+
+
+def ledger_store(directory, **options) -> Store:
+    """A Store on directory/gateway.db with the ledger migration only: the ledger's tests put
+    nothing else under test."""
+    migrations = directory / "migrations"
+    migrations.mkdir()
+    shutil.copy(MIGRATIONS_DIR / "0001_ledger.sql", migrations)
+    return Store(directory / "gateway.db", migrations_dir=migrations, **options)
 
 
 class GatewayApp:

@@ -1,6 +1,5 @@
 """The ledger's rules and errors, one table per rule; and `tapstack gateway check`."""
 import json
-import shutil
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,18 +10,15 @@ from gateway.ledger import (
     AccountNotFound, CurrencyMismatch, InsufficientFunds, InvalidAmount, LedgerError, PendingAlreadyResolved,
     PendingExpired, PendingNotFound, RefundExceedsPayment, SameAccount, TransferExists, UnknownCurrency,
 )
-from gateway.store import MIGRATIONS_DIR, Store
+from gateway.store import Store
+from tests.gateway.conftest import ledger_store
 
 NOW = datetime(2026, 11, 27, 8, 30, tzinfo=timezone.utc)
 
 
 @pytest.fixture
 def store(tmp_path):
-    """A Store with the ledger migration only (the other migrations are not under test here)."""
-    migrations = tmp_path / "migrations"
-    migrations.mkdir()
-    shutil.copy(MIGRATIONS_DIR / "0001_ledger.sql", migrations)
-    s = Store(tmp_path / "gateway.db", synchronous="NORMAL", migrations_dir=migrations)
+    s = ledger_store(tmp_path, synchronous="NORMAL")
     yield s
     s.close()
 

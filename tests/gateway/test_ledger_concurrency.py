@@ -5,14 +5,13 @@ tests exercise the write lock, the busy timeout and the funds check in the
 UPDATE exactly as Flask threads would.
 """
 import random
-import shutil
 import threading
 from datetime import datetime, timezone
 
 import pytest
 
 from gateway import ledger
-from gateway.store import MIGRATIONS_DIR, Store
+from tests.gateway.conftest import ledger_store
 
 NOW = datetime(2026, 11, 27, 7, 45, tzinfo=timezone.utc)
 THREADS = 50
@@ -21,10 +20,7 @@ START_BALANCE = 10_000
 
 @pytest.fixture
 def store(tmp_path):
-    migrations = tmp_path / "migrations"
-    migrations.mkdir()
-    shutil.copy(MIGRATIONS_DIR / "0001_ledger.sql", migrations)
-    s = Store(tmp_path / "gateway.db", migrations_dir=migrations)
+    s = ledger_store(tmp_path)
     with s.transaction() as tx:
         ledger.open_account(tx, kind="funding_source", account_id="fund", now=NOW)
         ledger.open_account(tx, kind="customer_wallet", account_id="wallet", now=NOW)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from gateway import ledger
-from gateway.store import MIGRATIONS_DIR, Store
+from tests.gateway.conftest import ledger_store
 
 WALLETS = ["w0", "w1", "w2"]
 MERCHANTS = ["m0", "m1"]
@@ -28,9 +28,7 @@ class Books(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="ledger-props-"))
-        (self.dir / "migrations").mkdir()
-        shutil.copy(MIGRATIONS_DIR / "0001_ledger.sql", self.dir / "migrations")
-        self.store = Store(self.dir / "g.db", synchronous="NORMAL", migrations_dir=self.dir / "migrations")
+        self.store = ledger_store(self.dir, synchronous="NORMAL")
         self.now = START
         self.ids = itertools.count()
         self.posted = {"fund": 0, **{a: 0 for a in WALLETS + MERCHANTS}}
