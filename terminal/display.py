@@ -11,16 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-_ZERO_DECIMALS = {"JPY", "KRW"}
+from protocol.currency import decimal_text, is_known
 
 
 def money(amount: int, currency: str | None) -> str:
     """150, "CNY" -> "1.50 CNY" (display only; never parsed back)."""
-    currency = currency or ""
-    if currency in _ZERO_DECIMALS:
-        return f"{amount} {currency}".strip()
-    units, minor = divmod(abs(amount), 100)
-    return f"{'-' if amount < 0 else ''}{units}.{minor:02d} {currency}".strip()
+    if currency and is_known(currency):
+        return f"{decimal_text(amount, currency)} {currency}"
+    return f"{amount} minor units"
 
 
 def age(delta: timedelta) -> str:
