@@ -237,6 +237,23 @@ def test_ctrl_c_stops_everything_it_started(tmp_path):
     assert not (tmp_path / "demo.pid").exists()
 
 
+def test_what_a_killed_demo_left_running_is_stopped_by_the_next(tmp_path):
+    port = free_port()
+    demo, ours = start_demo_until_its_day(tmp_path, port)
+    demo.kill()  # SIGKILL: no teardown at all
+    demo.communicate(timeout=30)
+    assert ours is not None and pcscd.running_pcscd() == ours  # its pcscd and gateway live on
+    with pytest.raises(DemoError, match="in use"):
+        check_port(port)
+    lock = acquire_lock(tmp_path)  # what the next demo does first
+    try:
+        with pytest.raises(ProcessLookupError):
+            os.kill(ours, 0)
+        check_port(port)
+    finally:
+        release_lock(lock)
+
+
 def test_a_directory_that_is_not_a_demos_is_never_emptied(tmp_path):
     (tmp_path / "thesis.tex").write_text("years of work")
     result = CliRunner().invoke(demo_command, ["--data", str(tmp_path), "--port", str(free_port())])

@@ -105,9 +105,13 @@ def run(options: Options, echo: Callable[[str], None] = print, tty: bool = False
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` tears down like Ctrl-C
+    cleanup = contextlib.ExitStack()
     try:
-        with contextlib.ExitStack() as cleanup:
-            return _run(options, data_dir, cleanup, Progress(echo, tty), echo)
+        try:
+            return _run(options, data_dir, lock, cleanup, Progress(echo, tty), echo)
+        finally:
+            with _uninterrupted():  # a second Ctrl-C must not leave half the stack running
+                cleanup.close()
     except (DemoError, KeyboardInterrupt):
         raise
     except Exception as e:  # a bug or a broken stack: one line for the person, the details in a file
@@ -125,7 +129,22 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _run(options: Options, data_dir: Path, cleanup: contextlib.ExitStack, progress: Progress, echo) -> Summary:
+@contextlib.contextmanager
+def _uninterrupted():
+    """Ignore Ctrl-C and SIGTERM while tearing down (main thread only: signals live there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitStack, progress: Progress,
+         echo) -> Summary:
     from gateway.auth import operator_key
     from gateway.config import load as load_config
     from wallet import pcscd
@@ -143,8 +162,10 @@ def _run(options: Options, data_dir: Path, cleanup: contextlib.ExitStack, progre
     progress.phase(f"starting the gateway on {url} (data in {gateway_dir})")
     gateway = stack.start_gateway(gateway_dir, options.port, data_dir / "logs" / "gateway.log")
     cleanup.callback(gateway.stop)
+    stack.record_child(lock, gateway.pid, str(gateway_dir))
     deliverer = stack.start_deliverer(gateway_dir, data_dir / "logs" / "webhooks.log")
     cleanup.callback(deliverer.stop)
+    stack.record_child(lock, deliverer.pid, str(gateway_dir))
     receiver = WebhookReceiver().start()
     cleanup.callback(receiver.stop)
     progress.phase("starting pcscd with the virtual reader (2 slots) and nfcpy's udp emulation")
@@ -153,6 +174,7 @@ def _run(options: Options, data_dir: Path, cleanup: contextlib.ExitStack, progre
     except pcscd.PcscdError as e:
         raise DemoError(str(e)) from None
     cleanup.callback(daemon.stop)
+    stack.record_child(lock, daemon.pid, str(daemon.config_dir))
     timings["start"] = time.monotonic() - mark
 
     mark = time.monotonic()

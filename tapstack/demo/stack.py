@@ -47,12 +47,13 @@ def acquire_lock(data_dir: Path) -> Path:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             try:
-                pid = int(path.read_text().strip() or 0)
+                pid = int(path.read_text().split("\n", 1)[0].strip() or 0)
             except (OSError, ValueError):
                 pid = 0
             if pid and pid != os.getpid() and _alive(pid):
                 raise DemoError(f"a demo is already running (pid {pid}): stop it with kill {pid} or wait") from None
-            path.unlink(missing_ok=True)  # stale: its demo is gone
+            stop_orphans(path)  # stale: its demo was killed; stop what it had started
+            path.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as f:
             f.write(f"{os.getpid()}\n")
@@ -60,9 +61,43 @@ def acquire_lock(data_dir: Path) -> Path:
     raise DemoError(f"cannot take the demo lock {path}: another demo is starting")
 
 
+def record_child(lock: Path, pid: int, token: str) -> None:
+    """Note in the lock file a process the demo started; `token` is a string from its command
+    line, so a later demo stops it only if that pid still runs that program."""
+    with open(lock, "a") as f:
+        f.write(f"child {pid} {token}\n")
+
+
+def stop_orphans(lock: Path) -> list[int]:
+    """Stop the processes a killed demo recorded and left running (each by its pid, after
+    checking its command line); the pids stopped."""
+    try:
+        entries = [line.split(" ", 2) for line in lock.read_text().splitlines() if line.startswith("child ")]
+    except OSError:
+        return []
+    stopped = []
+    for _, pid_text, token in (e for e in entries if len(e) == 3):
+        try:
+            pid = int(pid_text)
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (ValueError, OSError):
+            continue  # gone already
+        if token not in command:
+            continue  # the pid was reused by another program
+        try:
+            os.killpg(pid, signal.SIGTERM)  # our children lead their own process groups
+        except (ProcessLookupError, PermissionError):
+            continue
+        stopped.append(pid)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in stopped) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return stopped
+
+
 def release_lock(path: Path) -> None:
     try:
-        if path.read_text().strip() == str(os.getpid()):
+        if path.read_text().split("\n", 1)[0].strip() == str(os.getpid()):
             path.unlink()
     except OSError:
         pass
