@@ -172,9 +172,11 @@ def open_sale(sale_id: str, amount: int, currency: str, reference: str | None, n
     return Sale(sale_id, amount, currency, reference, now)
 
 
-def sale_id(terminal_id: bytes, number: int) -> str:
-    """"<terminal id hex>-s<number>": unique per till as long as its journal lives."""
-    return f"{terminal_id.hex()}-s{number:08d}"
+def sale_id(terminal_id: bytes, journal_salt: str, number: int) -> str:
+    """"<terminal id hex>-<salt>-<number>". The salt is drawn once per journal: a till whose
+    journal was replaced counts its sales from 1 again, and its keys must not meet the old
+    ones (an old checkout's key would replay that checkout, paid long ago)."""
+    return f"{terminal_id.hex()}-{journal_salt}-{number:08d}"
 
 
 def idempotency_key(sale: Sale, step: str, detail: str = "") -> str:

@@ -528,9 +528,14 @@ def _command():
     @click.option("--refresh-every", type=click.FloatRange(1), default=60.0, show_default=True,
                   help="Seconds between downloads of keys, deny-list and fare rules.")
     @click.option("--max-taps", type=click.IntRange(1), help="Stop after this many taps.")
+    @click.option("--sales", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                  help="--mode pos: till commands to run unattended, one a line (sale 12.50 ...).")
+    @click.option("--qr-out", type=click.Path(dir_okay=False, path_type=Path), default="checkout-qr.png",
+                  show_default=True, help="--mode pos: where the checkout QR code is saved as PNG.")
     def run_command(mode, route, stop, reader_spec, gateway, terminal_key, token_key, journal, stop_feed,
-                    issuer_keys, fare_rules, fare, currency, terminal_id, qr_frame, qr_dir, refresh_every, max_taps):
-        """Run a bus validator: tap, journal, upload; keeps working offline."""
+                    issuer_keys, fare_rules, fare, currency, terminal_id, qr_frame, qr_dir, refresh_every, max_taps,
+                    sales, qr_out):
+        """Run a bus validator (or, with --mode pos, a shop till): tap, journal, upload; keeps working offline."""
         from terminal.journal import JournalError
         from terminal.readers import ReaderError as OpenError
 
@@ -538,6 +543,15 @@ def _command():
             key_id, secret = parse_terminal_key(_secret_text(terminal_key)) if terminal_key else (None, None)
             token = _hex(_secret_text(token_key), "--token-key")
             tid = _hex(terminal_id, "--terminal-id") if terminal_id else default_terminal_id(key_id)
+            if mode == "pos":
+                from terminal import till
+
+                till_settings = till.TillSettings(
+                    reader=reader_spec, gateway=gateway, key_id=key_id, secret=secret, token_key=token,
+                    journal=journal, currency=currency, terminal_id=tid,
+                    issuer_keys=tuple(_hex(k, "--issuer-key") for k in issuer_keys), qr_frame=qr_frame,
+                    qr_dir=qr_dir, qr_out=qr_out, sales=sales, refresh_every=refresh_every)
+                raise SystemExit(till.run(till_settings, out=click.echo))
             settings = Settings(mode=mode, route=route, stop=stop, reader=reader_spec, gateway=gateway,
                                 key_id=key_id, secret=secret, token_key=token, journal=journal,
                                 stop_feed=stop_feed, fare_rules=fare_rules, fare=fare, currency=currency,

@@ -13,7 +13,7 @@ from terminal import pos
 from terminal.validator import Decision
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
-SALE = pos.open_sale("3132-s00000001", 1250, "CNY", "R-7", NOW)
+SALE = pos.open_sale("3132-9f0e1d2c-00000001", 1250, "CNY", "R-7", NOW)
 
 
 @pytest.mark.parametrize("text, currency, minor", [
@@ -69,10 +69,10 @@ def test_idempotency_keys_are_one_per_step_of_a_sale_and_never_carry_the_code():
     key = pos.idempotency_key(SALE, "authorize", code)
     assert key == pos.idempotency_key(replace(SALE, state=pos.CAPTURING), "authorize", code)  # a retry
     assert key != pos.idempotency_key(SALE, "authorize", code + "x")  # another code
-    assert key != pos.idempotency_key(replace(SALE, id="3132-s00000002"), "authorize", code)  # another sale
+    assert key != pos.idempotency_key(replace(SALE, id="3132-9f0e1d2c-00000002"), "authorize", code)  # another sale
     assert key != pos.idempotency_key(SALE, "capture", code)
     assert "s3cret" not in key and len(key) <= 100 and key.isascii()
-    assert pos.sale_id(b"TILL-001", 7) == "54494c4c2d303031-s00000007"
+    assert pos.sale_id(b"TILL-001", "9f0e1d2c", 7) == "54494c4c2d303031-9f0e1d2c-00000007"
 
 
 @pytest.mark.parametrize("text, kind", [

@@ -1,0 +1,536 @@
+"""The shop till: `tapstack terminal run --mode pos`, the shell around terminal.pos.
+
+The cashier rings up a sale (`sale 12.50` on stdin, or a scripted --sales file); the
+customer then pays it one of three ways:
+
+- a purse tap on the reader: the validator's own tap path (terminal.run.Validator with
+  the sale's amount as the fare), offline, journalled (fsynced) before the customer is
+  told, uploaded through POST /v1/taps by the same uploader;
+- a pay code scanned from a camera frame (--qr-frame, --qr-dir) or typed (`code TEXT`):
+  the gateway's single-use pc_... codes are authorised then captured
+  (POST /v1/pos/authorizations, .../capture); a wallet-signed TS:... code is verified
+  offline with the cached issuer keys, then charged (POST /v1/paycode-payments);
+- a checkout QR for the amount (`qr`: POST /v1/checkouts), drawn on the terminal and saved
+  as a PNG, polled until the wallet app pays it or it expires.
+
+Every online call carries an Idempotency-Key derived from the sale id (pos.idempotency_key)
+and is retried with it when no answer came, so a timeout never charges twice. A capture
+left unanswered keeps the sale `capturing` (in the journal, across restarts) and is
+retried until the gateway answers. Without the gateway only the purse works; the till
+says so and keeps the sale open.
+"""
+from __future__ import annotations
+
+import io
+import os
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from protocol import purse as p
+from terminal import pos, validator
+from terminal.gateway_client import GatewayClient, GatewayError, GatewayRefused, GatewayUnavailable
+from terminal.journal import Journal
+from terminal.readers.base import ReaderError
+from terminal.run import Settings, Validator, read_qr_text, utc_now
+from terminal.uploader import Uploader, upload_all
+
+SALE_STATE = "till_sale"  # the current sale, in the journal's named state
+SALE_COUNTER = "till_sales"
+CAPTURE_RETRY_CAP = 30.0  # seconds between retries of an unanswered capture, at most
+
+
+@dataclass
+class TillSettings:
+    reader: str = "pcsc"
+    gateway: str | None = None
+    key_id: str | None = None
+    secret: bytes | None = None
+    token_key: bytes = b""  # empty: a key of this run (card tokens are refused at a till anyway)
+    journal: Path = Path("till-journal.db")
+    currency: str = "CNY"
+    terminal_id: bytes = b""
+    issuer_keys: tuple[bytes, ...] = ()
+    qr_frame: Path | None = None
+    qr_dir: Path | None = None
+    qr_out: Path = Path("checkout-qr.png")  # where a checkout's code is saved as PNG
+    sales: Path | None = None  # scripted commands, one a line, each run once no sale is open
+    checkout_seconds: int = 300
+    poll_every: float = 1.0
+    refresh_every: float = 60.0
+    retries: int = 3  # tries of one online call before the till says the gateway is unreachable
+
+
+def check_till_settings(s: TillSettings) -> None:
+    """ValueError with one line for the operator when the settings cannot work."""
+    if len(s.terminal_id) != p.ID_SIZE:
+        raise ValueError("the terminal id is 8 bytes")
+    if s.currency not in p.CURRENCY_CODES:
+        raise ValueError(f"unsupported currency {s.currency}")
+    if s.gateway and not (s.key_id and s.secret):
+        raise ValueError("--gateway needs --terminal-key KEY_ID:SECRET")
+    if s.token_key and len(s.token_key) < 16:
+        raise ValueError("the token key (--token-key) is at least 16 bytes")
+    if not 10 <= s.checkout_seconds <= 3600:
+        raise ValueError("a checkout lasts 10 to 3600 seconds")
+    if s.retries < 1:
+        raise ValueError("retries is at least 1")
+
+
+class _Desk(Validator):
+    """The validator's card path (write-ahead, tear recovery, offline verification,
+    cached issuer keys and deny-list) with the open sale's amount as the fare."""
+    amount: int | None = None
+
+    def fare(self):
+        return self.amount, self.s.currency, None
+
+
+class Till:
+    def __init__(self, settings: TillSettings, reader, journal: Journal, *, client: GatewayClient | None = None,
+                 clock: Callable[[], datetime] = utc_now, out: Callable[[str], None] = print,
+                 pause: Callable[[float], None] = time.sleep):
+        check_till_settings(settings)
+        self.s, self.reader, self.journal, self.client = settings, reader, journal, client
+        self.clock, self.out, self.pause = clock, out, pause
+        desk_settings = Settings(
+            mode="bus", route="pos", stop="idle", reader=settings.reader, gateway=settings.gateway,
+            key_id=settings.key_id, secret=settings.secret, token_key=settings.token_key or os.urandom(32),
+            journal=settings.journal, currency=settings.currency, terminal_id=settings.terminal_id,
+            issuer_keys=settings.issuer_keys, qr_frame=settings.qr_frame, qr_dir=settings.qr_dir,
+            repeat_window=timedelta(0))  # one purse may pay two sales in a row: a sale is paid once anyway
+        self.desk = _Desk(desk_settings, reader, journal, client=client, clock=clock, out=out)
+        saved = journal.load(SALE_STATE)
+        self.sale: pos.Sale | None = pos.Sale.from_json(saved[0]) if saved and saved[0] else None
+        self.seen: dict = {}  # signed pay codes charged here (their replay keys), until they expire
+        self.completed = 0
+        self.uploader: Uploader | None = None
+        self.script: deque[str] = deque()
+        self._next_poll: datetime | None = None
+        self._capture_failures = 0
+        self._next_capture: datetime | None = None
+
+    # -- the sale -----------------------------------------------------------------------
+
+    def _save(self, sale: pos.Sale | None) -> None:
+        self.sale = sale
+        self.journal.save(SALE_STATE, sale.to_json() if sale else None, self.clock())
+
+    def _finish(self, sale: pos.Sale) -> None:
+        self._save(sale)
+        self.completed += 1
+
+    def open_sale(self, amount: int, reference: str | None = None) -> pos.Sale | None:
+        if self.sale is not None and self.sale.is_open:
+            self.out(f"sale {self.sale.id} is still open ({pos.money(self.sale.amount, self.sale.currency)}): "
+                     "cancel it first")
+            return None
+        found = self.journal.load(SALE_COUNTER)
+        salt, number = (found[0]["salt"], found[0]["number"] + 1) if found else (os.urandom(4).hex(), 1)
+        self.journal.save(SALE_COUNTER, {"salt": salt, "number": number}, self.clock())
+        try:
+            sale = pos.open_sale(pos.sale_id(self.s.terminal_id, salt, number), amount, self.s.currency,
+                                 reference, self.clock())
+        except ValueError as e:
+            self.out(str(e))
+            return None
+        self._save(sale)
+        self._next_poll = None
+        self.out(pos.sale_line(sale))
+        return sale
+
+    def show(self, result: pos.Result) -> pos.Result:
+        for line in pos.panel(self.sale, result):
+            self.out(line)
+        return result
+
+    def _payable(self, method: str) -> pos.Result | None:
+        """None when the open sale may take a payment now; else the refusal."""
+        if self.sale is None or self.sale.state != pos.OPEN:
+            detail = "a pay code is being captured" if self.sale and self.sale.state == pos.CAPTURING else ""
+            return pos.refused("no_sale", method, detail)
+        if self.sale.checkout_id:
+            return self._close_checkout()
+        return None
+
+    # -- a tap --------------------------------------------------------------------------
+
+    def handle_card(self, session) -> pos.Result:
+        """Decide a card in the field; journal it (durably), then signal and show."""
+        refusal = self._payable("card")
+        if refusal is None and self.sale.amount > p.MAX_AMOUNT:
+            refusal = pos.refused("above_card_limit", "purse",
+                                  f"a purse pays at most {pos.money(p.MAX_AMOUNT, self.sale.currency)} a tap")
+        if refusal is not None:  # nothing was sent to the card
+            self._signal("deny")
+            return self.show(refusal)
+        sale = self.sale
+        self.desk.amount, self.desk.place = sale.amount, validator.Place("pos", sale.id)
+        decision = self.desk.decide_card(session)
+        result = pos.tap_result(sale, decision)
+        if decision.accepted and not result.approved:  # a bank or UID card: recorded as refused, never charged
+            decision = replace(decision, accepted=False, reason=result.reason, message=result.message)
+        tap_id = self.journal.record(decision, self.desk.pending)
+        if result.approved:
+            result = replace(result, tap_id=tap_id)
+            self._finish(pos.paid(sale, "purse", tap_id=tap_id, balance_after=result.balance_after))
+        self._signal(decision.signal)
+        if self.uploader is not None:
+            self.uploader.poke()
+        return self.show(result)
+
+    def _signal(self, outcome: str) -> None:
+        try:
+            self.reader.signal(outcome)
+        except ReaderError:
+            pass  # the LED is a courtesy: the screen says it too
+
+    # -- pay codes ----------------------------------------------------------------------
+
+    def handle_code(self, text: str) -> pos.Result:
+        """A code the customer showed (scanned or typed)."""
+        text = text.strip()
+        kind = pos.code_kind(text)
+        method = "pay_code" if kind == "gateway_pay_code" else "signed_pay_code"
+        refusal = self._payable(method)
+        if refusal is not None:
+            return self.show(refusal)
+        if kind == "other":
+            return self.show(pos.refused("not_a_pay_code", "code", "neither a pc_... nor a TS:... code"))
+        if kind == "signed_pay_code":
+            return self.show(self._signed_code(text))
+        if self.client is None:
+            return self.show(pos.refused("unreachable", method, "no gateway configured"))
+        return self.show(self._gateway_code(text))
+
+    def _call(self, method: str, path: str, body: dict | None = None, step: str | None = None,
+              detail: str = "") -> dict:
+        """One online call of the sale, tried s.retries times with the same Idempotency-Key;
+        GatewayUnavailable when no try got an answer, GatewayRefused for a 4xx."""
+        if self.client is None:
+            raise GatewayUnavailable("no gateway configured")
+        key = pos.idempotency_key(self.sale, step, detail) if step else None
+        for attempt in range(self.s.retries):
+            try:
+                return self.client.request(method, path, body, idempotency_key=key)
+            except GatewayUnavailable:
+                if attempt + 1 == self.s.retries:
+                    raise
+                self.pause(min(0.25 * 2 ** attempt, 2.0))
+        raise AssertionError("unreachable")
+
+    def _gateway_code(self, text: str) -> pos.Result:
+        sale = self.sale
+        body = {"pay_code": text, "amount": sale.amount, "currency": sale.currency}
+        try:
+            auth = self._call("POST", "/v1/pos/authorizations", body, "authorize", text)
+        except GatewayUnavailable as e:
+            return pos.refused("unreachable", "pay_code", str(e))
+        except GatewayRefused as e:
+            return pos.gateway_refusal(e.status, e.error, "pay_code")
+        self._save(replace(sale, state=pos.CAPTURING, method="pay_code", authorization_id=auth["id"]))
+        return self.capture()
+
+    def capture(self) -> pos.Result:
+        """Capture the sale's authorisation, with its own key every time (a retry replays)."""
+        sale = self.sale
+        path = f"/v1/pos/authorizations/{sale.authorization_id}/capture"
+        try:
+            answer = self._call("POST", path, {}, "capture", sale.authorization_id)
+        except GatewayUnavailable as e:
+            self._capture_failures += 1
+            delay = min(CAPTURE_RETRY_CAP, 2.0 ** self._capture_failures)
+            self._next_capture = self.clock() + timedelta(seconds=delay)
+            return pos.Result(False, "unreachable", "pay_code",
+                              "gateway unreachable: authorised, the capture is retried", detail=str(e))
+        except GatewayRefused as e:
+            # Expired or voided meanwhile: the hold is gone, nothing was charged.
+            self._save(replace(sale, state=pos.OPEN, authorization_id=None, method=None))
+            return pos.gateway_refusal(e.status, e.error, "pay_code")
+        self._capture_failures, self._next_capture = 0, None
+        self._finish(pos.paid(sale, "pay_code", payment_id=answer["payment_id"]))
+        return pos.Result(True, "pay_code", "pay_code", pos.message("pay_code"), answer["amount_captured"],
+                          answer["currency"], payment_id=answer["payment_id"])
+
+    def _signed_code(self, text: str) -> pos.Result:
+        sale = self.sale
+        refusal, seen = pos.check_signed_code(sale, text, self.desk.ref.issuer_keys, self.seen, self.clock())
+        if refusal is not None:
+            return refusal
+        body = {"pay_code": text, "amount": sale.amount, "currency": sale.currency}
+        try:
+            payment = self._call("POST", "/v1/paycode-payments", body, "paycode", text)
+        except GatewayUnavailable as e:
+            # Not remembered as used: shown again, it is sent again under the same key.
+            return pos.refused("unreachable", "signed_pay_code", str(e))
+        except GatewayRefused as e:
+            if e.error.get("code") == "pay_code_used":
+                self.seen = seen
+            return pos.gateway_refusal(e.status, e.error, "signed_pay_code")
+        self.seen = seen
+        self._finish(pos.paid(sale, "signed_pay_code", payment_id=payment["id"]))
+        return pos.Result(True, "pay_code", "signed_pay_code", pos.message("pay_code"), payment["amount"],
+                          payment["currency"], payment_id=payment["id"])
+
+    # -- checkout QR --------------------------------------------------------------------
+
+    def show_checkout(self) -> pos.Result | None:
+        """Make a checkout for the open sale, draw its code, save the PNG; polled by tick()."""
+        sale = self.sale
+        if sale is None or sale.state != pos.OPEN:
+            return self.show(pos.refused("no_sale", "checkout"))
+        if sale.checkout_id:
+            self.out(f"checkout {sale.checkout_id} is open; its code is in {self.s.qr_out}")
+            return None
+        number = sale.checkouts + 1
+        body = {"amount": sale.amount, "currency": sale.currency, "expires_in": self.s.checkout_seconds}
+        try:
+            checkout = self._call("POST", "/v1/checkouts", body, "checkout", str(number))
+        except GatewayUnavailable as e:
+            return self.show(pos.refused("unreachable", "checkout", str(e)))
+        except GatewayRefused as e:
+            return self.show(pos.gateway_refusal(e.status, e.error, "checkout"))
+        self._save(replace(sale, checkout_id=checkout["id"], checkouts=number))
+        self._next_poll = self.clock() + timedelta(seconds=self.s.poll_every)
+        for line in draw_qr(checkout["qr_payload"], self.s.qr_out):
+            self.out(line)
+        self.out(f"QR        {pos.money(sale.amount, sale.currency)}   checkout {checkout['id']} until "
+                 f"{checkout['expires_at']}; saved {self.s.qr_out}")
+        return None
+
+    def poll_checkout(self) -> pos.Result | None:
+        """Ask the gateway about the open checkout: paid ends the sale, expired reopens it."""
+        sale = self.sale
+        try:
+            checkout = self._call("GET", f"/v1/checkouts/{sale.checkout_id}")
+        except (GatewayUnavailable, GatewayRefused):
+            return None  # asked again at the next poll
+        settled = self._checkout_settled(checkout)
+        return self.show(settled) if settled is not None else None
+
+    def _checkout_settled(self, checkout: dict) -> pos.Result | None:
+        sale = self.sale
+        status = checkout.get("status")
+        if status == "paid":
+            self._finish(pos.paid(replace(sale, checkout_id=checkout["id"]), "checkout",
+                                  payment_id=checkout["payment_id"]))
+            return pos.Result(True, "checkout", "checkout", pos.message("checkout"), checkout["amount"],
+                              checkout["currency"], payment_id=checkout["payment_id"])
+        if status in ("expired", "cancelled"):
+            self._save(replace(sale, checkout_id=None))
+            return pos.refused(f"checkout_{status}", "checkout", "type qr for a new code")
+        return None
+
+    def _close_checkout(self) -> pos.Result | None:
+        """Before the sale is paid another way (or cancelled), cancel its open checkout, so it
+        can never be paid twice. None when it is closed; the paid result if the customer had
+        paid it; a refusal when the gateway cannot confirm it."""
+        sale = self.sale
+        try:
+            self._call("POST", f"/v1/checkouts/{sale.checkout_id}/cancel", {}, "cancel", sale.checkout_id)
+        except GatewayUnavailable as e:
+            return pos.refused("checkout_open", "checkout", f"the gateway cannot confirm it is unpaid: {e}")
+        except GatewayRefused as e:
+            if e.error.get("code") == "checkout_already_paid":
+                try:
+                    settled = self._checkout_settled(self._call("GET", f"/v1/checkouts/{sale.checkout_id}"))
+                except (GatewayUnavailable, GatewayRefused) as err:
+                    return pos.refused("checkout_open", "checkout", f"paid, but not confirmed yet: {err}")
+                return settled or pos.refused("checkout_open", "checkout")
+            if e.error.get("code") not in ("checkout_expired", "checkout_cancelled"):
+                return pos.gateway_refusal(e.status, e.error, "checkout")
+        self._save(replace(sale, checkout_id=None))
+        return None
+
+    # -- cancel and refund --------------------------------------------------------------
+
+    def cancel(self) -> None:
+        sale = self.sale
+        if sale is None or not sale.is_open:
+            self.out("no sale open")
+            return
+        if sale.checkout_id:
+            closed = self._close_checkout()
+            if closed is not None:
+                self.show(closed)
+                if closed.approved:
+                    self.out("the sale was already paid: refund it to give the money back")
+                return
+        if sale.state == pos.CAPTURING:
+            try:
+                self._call("POST", f"/v1/pos/authorizations/{sale.authorization_id}/void", {}, "void",
+                           sale.authorization_id)
+            except GatewayUnavailable as e:
+                self.out(f"cannot cancel yet: the authorisation {sale.authorization_id} is not voided ({e})")
+                return
+            except GatewayRefused as e:
+                if e.error.get("code") == "authorization_captured":
+                    self.capture()  # it was captured: a replay of the capture shows the payment
+                    self.out("the sale was already paid: refund it to give the money back")
+                    return
+        self._save(replace(self.sale, state=pos.CANCELLED))
+        self.out(pos.sale_line(self.sale))
+
+    def refund(self, payment_id: str, amount: int | None) -> None:
+        body = {"payment_id": payment_id, **({"amount": amount} if amount is not None else {})}
+        # The same refund asked twice is one refund: the key is the payment and the amount.
+        key = f"till-refund-{payment_id}-{amount if amount is not None else 'rest'}"
+        try:
+            if self.client is None:
+                raise GatewayUnavailable("no gateway configured")
+            refund = self.client.post("/v1/refunds", body, idempotency_key=key)
+        except GatewayUnavailable as e:
+            self.out(f"REFUND    not done: gateway unreachable ({e}); try again later")
+            return
+        except GatewayRefused as e:
+            if e.status == 403:
+                self.out("REFUND    not done: the gateway lets only the merchant refund, not a till; "
+                         "refund from the merchant's account")
+            else:
+                self.out(f"REFUND    not done: {e.error.get('message') or e}")
+            return
+        self.out(f"REFUND    {pos.money(refund['amount'], refund['currency'])} of {payment_id}   refund {refund['id']}")
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def command(self, line: str, stop: threading.Event | None = None) -> None:
+        try:
+            cmd = pos.parse_command(line, self.s.currency)
+        except pos.CommandError as e:
+            self.out(str(e))
+            return
+        if cmd.verb == "sale":
+            self.open_sale(cmd.amount, cmd.reference)
+        elif cmd.verb == "qr":
+            self.show_checkout()
+        elif cmd.verb == "code":
+            self.handle_code(cmd.text)
+        elif cmd.verb == "cancel":
+            self.cancel()
+        elif cmd.verb == "refund":
+            self.refund(cmd.payment_id, cmd.amount)
+        elif cmd.verb == "status":
+            self.out(pos.sale_line(self.sale) if self.sale else "no sale yet")
+            self.out(f"{'online' if self.desk.online else 'OFFLINE'}   "
+                     f"{self.journal.counts()['unsent']} taps to upload")
+        elif cmd.verb == "help":
+            self.out(pos.USAGE)
+        elif cmd.verb == "quit" and stop is not None:
+            stop.set()
+
+    def tick(self) -> None:
+        """Between cards: poll an open checkout, retry an unanswered capture."""
+        sale, now = self.sale, self.clock()
+        if sale is None:
+            return
+        if sale.state == pos.OPEN and sale.checkout_id and (self._next_poll is None or now >= self._next_poll):
+            self._next_poll = now + timedelta(seconds=self.s.poll_every)
+            self.poll_checkout()
+        elif sale.state == pos.CAPTURING and (self._next_capture is None or now >= self._next_capture):
+            result = self.capture()
+            if result.reason != "unreachable" or self._capture_failures == 1:
+                self.show(result)
+
+    def run(self, stop: threading.Event, commands: queue.Queue | None = None) -> None:
+        next_refresh = self.clock()
+        if self.sale is not None and self.sale.is_open:
+            self.out(pos.sale_line(self.sale))
+        while not stop.is_set():
+            idle = self.sale is None or not self.sale.is_open
+            if self.script and idle:
+                self.command(self.script.popleft(), stop)
+            elif self.s.sales is not None and not self.script and idle:
+                break  # the scripted sales are done
+            while commands is not None and not commands.empty():
+                self.command(commands.get_nowait(), stop)
+            for frame in self.desk.qr_frames():
+                text = read_qr_text(frame)
+                if text is not None:
+                    self.handle_code(text)
+            if self.clock() >= next_refresh:
+                self.desk.refresh()
+                next_refresh = self.clock() + timedelta(seconds=self.s.refresh_every)
+            self.tick()
+            try:
+                session = self.reader.wait_for_card(0.25)
+            except ReaderError as e:
+                self.out(f"reader: {e}")
+                stop.wait(1.0)
+                continue
+            if session is None:
+                continue
+            try:
+                self.handle_card(session)
+            finally:
+                session.close()
+            while not stop.is_set():  # one tap per presentation
+                try:
+                    if self.reader.wait_for_removal(0.25):
+                        break
+                except ReaderError:
+                    break
+
+
+def draw_qr(payload: str, png: Path | None) -> list[str]:
+    """The payload's QR code as terminal lines (block characters), saved as PNG too."""
+    import qrcode
+
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
+    code.add_data(payload)
+    code.make(fit=True)
+    out = io.StringIO()
+    code.print_ascii(out=out, invert=True)
+    if png is not None:
+        png.parent.mkdir(parents=True, exist_ok=True)
+        code.make_image().save(str(png))
+    return out.getvalue().splitlines()
+
+
+def read_script(path: Path) -> list[str]:
+    """A --sales file: commands one a line; blank lines and # comments skipped."""
+    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def run(settings: TillSettings, *, out: Callable[[str], None] = print) -> int:
+    """`tapstack terminal run --mode pos`: open the reader and journal, upload, take sales."""
+    from terminal.readers import open_reader
+    from terminal.run import _read_commands
+
+    check_till_settings(settings)
+    script = read_script(settings.sales) if settings.sales else []
+    journal = Journal(settings.journal, settings.terminal_id)
+    client = GatewayClient(settings.gateway, settings.key_id, settings.secret) if settings.gateway else None
+    reader = open_reader(settings.reader)
+    till = Till(settings, reader, journal, client=client, out=out)
+    till.script.extend(script)
+    stop = threading.Event()
+    commands: queue.Queue = queue.Queue()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if settings.sales is None:
+        threading.Thread(target=_read_commands, args=(commands,), daemon=True).start()
+    if client is not None:
+        till.uploader = Uploader(settings.journal, settings.terminal_id, client, utc_now, on_error=out)
+        till.uploader.start()
+    out(f"till {settings.terminal_id.hex()} on {reader.name}; "
+        f"{'gateway ' + settings.gateway if client else 'no gateway: purse taps only'}; {pos.USAGE}")
+    try:
+        till.run(stop, commands)
+    finally:
+        if till.uploader is not None:
+            till.uploader.stop()
+            try:  # what the last sales journalled, before an unattended run ends
+                upload_all(journal, client, utc_now)
+            except GatewayError as e:
+                out(f"{journal.counts()['unsent']} taps left to upload at the next start ({e})")
+        reader.close()
+        journal.close()
+    return 0
+
