@@ -3,9 +3,14 @@
 The books. Each purse card has a purse_float account. A load moves money from the
 wallet's account to the card's float *before* the card is told (the issuer's signed
 TOP-UP authorisation is the answer), so the float always backs what the card carries.
-A cleared debit moves the receipt's amount from the card's float to the operator's
-revenue account: one transfer per receipt, id "purse:<card id>:<counter>", so a
-receipt cleared twice moves money once.
+Cleared debits are settled per upload, as a clearing house settles a batch: the
+receipts one upload clears are summed per (card, operator revenue account) into one
+leg, purse float -> revenue, and all the legs of the upload are posted together in one
+ledger.transfer_linked call (all or none). A leg's id is "purse:<card id>:<first
+counter it covers>": a counter posts once, so a leg can never be posted twice, and a
+retried upload (its taps are duplicates) clears nothing and posts nothing. Each
+receipt's row in purse_receipts names the leg that carried it (transfer_id); the legs
+of one upload share its settlement id in their metadata.
 
 The chain. A card numbers its transactions (debits and top-ups alike). The gateway
 clears a card's transactions in counter order: a debit receipt is posted only when
@@ -26,7 +31,12 @@ Plain functions over a Tx; `now` and the issuer seed are passed in.
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime
 
 from gateway import issuer, ledger
@@ -38,6 +48,7 @@ from protocol import purse as p
 TRANSFER_CODE = "purse_fare"
 LOAD_CODE = "purse_load"
 REFUND_CODE = "purse_load_refund"
+log = logging.getLogger("tapstack.gateway")
 
 
 def float_account_id(card_id: str) -> str:
@@ -55,26 +66,50 @@ def transfer_id(card_id: str, counter: int) -> str:
 # --- verification (pure) ----------------------------------------------------------------
 
 class CertificateCache:
-    """Certificates verified once per card per batch (an Ed25519 verify saved per tap)."""
+    """Issuer certificates verified once, not once per receipt: a bounded LRU keyed by the
+    certificate bytes and the issuer key set, shared across uploads (`VERIFIED`), so a
+    receipt costs one Ed25519 verification. A changed key set (a key added or retired)
+    misses the cache and verifies again. The expiry is checked against each tap's time."""
 
-    def __init__(self, issuer_keys: dict[bytes, bytes]):
+    def __init__(self, issuer_keys: dict[bytes, bytes], size: int = 4096):
         self.issuer_keys = issuer_keys
-        self._ok: dict[str, certs.Certificate | str] = {}
+        self.size = size
+        self._keys = frozenset(issuer_keys.items())
+        self._ok: OrderedDict[tuple, certs.Certificate] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def using(self, issuer_keys: dict[bytes, bytes]) -> "CertificateCache":
+        """This cache for `issuer_keys` (the entries verified under other key sets stay, unused)."""
+        self.issuer_keys, self._keys = issuer_keys, frozenset(issuer_keys.items())
+        return self
 
     def certificate(self, card_id: str, certificate_hex: str | None, at: int) -> certs.Certificate:
         """The card's verified certificate at time `at`; BadCertificate otherwise."""
         if certificate_hex is None:
             raise certs.BadCertificate("no certificate issued for this card id")
-        cert = self._ok.get(certificate_hex)
+        key = (certificate_hex, self._keys)
+        with self._lock:
+            cert = self._ok.get(key)
+            if cert is not None:
+                self._ok.move_to_end(key)
         if cert is None:
             cert = certs.parse(bytes.fromhex(certificate_hex))
             if not cert.card_id.hex() == card_id:
                 raise certs.BadCertificate("the certificate names another card")
             certs.verify(cert, self.issuer_keys, cert.not_after)  # signature and issuer key
-            self._ok[certificate_hex] = cert
+            with self._lock:
+                self._ok[key] = cert
+                if len(self._ok) > self.size:
+                    self._ok.popitem(last=False)
+        if cert.card_id.hex() != card_id:
+            raise certs.BadCertificate("the certificate names another card")
         if at > cert.not_after:
             raise certs.BadCertificate("certificate expired before the tap")
         return cert
+
+
+# One per process: under gunicorn each worker keeps its own.
+VERIFIED = CertificateCache({})
 
 
 def check_receipt(receipt_hex: str, *, card_id: str, amount: int, currency: str,
@@ -114,20 +149,109 @@ def ensure_card(tx, card_id: str, currency: str, *, now: datetime) -> dict:
     return row
 
 
+@dataclass
+class Leg:
+    """The receipts of one card one upload cleared into one operator's revenue: one transfer."""
+    card_id: str
+    float_account_id: str
+    revenue_account_id: str
+    currency: str
+    first_counter: int
+    last_counter: int
+    amount: int = 0
+    receipts: int = 0
+
+    @property
+    def transfer_id(self) -> str:
+        return transfer_id(self.card_id, self.first_counter)
+
+
+class Settlement:
+    """The money of one upload's cleared receipts, summed per (card, revenue account), to be
+    posted as linked legs in one ledger call (`post`). Pure until `post`."""
+
+    def __init__(self, settlement_id: str | None = None):
+        self.id = settlement_id
+        self.legs: dict[tuple[str, str], Leg] = {}
+
+    def leg_id(self, card_id: str, revenue_account: str, counter: int) -> str:
+        """The id of the transfer that will carry the card's receipt at `counter`."""
+        leg = self.legs.get((card_id, revenue_account))
+        return leg.transfer_id if leg else transfer_id(card_id, counter)
+
+    def add(self, card: dict, revenue_account: str, counter: int, amount: int, currency: str) -> str:
+        """Count one receipt into its card's leg; the id of the transfer that will carry it."""
+        key = (card["card_id"], revenue_account)
+        leg = self.legs.get(key)
+        if leg is None:
+            leg = self.legs[key] = Leg(card["card_id"], card["float_account_id"], revenue_account, currency,
+                                       counter, counter)
+        leg.amount += amount
+        leg.receipts += 1
+        leg.last_counter = max(leg.last_counter, counter)
+        return leg.transfer_id
+
+    def transfers(self) -> list[dict]:
+        """The legs as ledger.transfer_linked wants them, in the order they were opened."""
+        return [{"transfer_id": leg.transfer_id, "debit_account_id": leg.float_account_id,
+                 "credit_account_id": leg.revenue_account_id, "amount": leg.amount, "currency": leg.currency,
+                 "code": TRANSFER_CODE,
+                 "metadata": {"settlement": self.id, "receipts": leg.receipts, "last_counter": leg.last_counter}}
+                for leg in self.legs.values()]
+
+    def post(self, tx, now: datetime) -> None:
+        """Post every leg or none; a refused leg raises CardRefused naming its card."""
+        if not self.legs:
+            return
+        try:
+            ledger.transfer_linked(tx, self.transfers(), now=now)
+        except ledger.LedgerError as e:
+            legs = list(self.legs.values())
+            index = _leg_index(e.param)
+            raise CardRefused(legs[index].card_id if index is not None and index < len(legs) else None, e) from e
+        self.legs.clear()
+
+
+def _leg_index(param: str | None) -> int | None:
+    """N of a transfer_linked error's param "legs[N]..."."""
+    if param and param.startswith("legs[") and "]" in param:
+        number = param[5:param.index("]")]
+        return int(number) if number.isdigit() else None
+    return None
+
+
+class CardRefused(Exception):
+    """The ledger refused a card's clearing (card_id None: not one card's fault)."""
+
+    def __init__(self, card_id: str | None, error: ledger.LedgerError):
+        super().__init__(f"card {card_id}: {error}")
+        self.card_id, self.error = card_id, error
+
+
+def settlement_id(terminal_id: str, tap_ids) -> str:
+    """An upload's settlement id: a digest of the terminal and its new tap ids (each tap id
+    is new once, so two uploads never share one)."""
+    digest = hashlib.sha256("\n".join([terminal_id, *sorted(tap_ids)]).encode()).hexdigest()
+    return f"ps_{digest[:24]}"
+
+
 class Batch:
     """What clearing reads once per upload instead of once per receipt: the cards' cleared
-    state, their held receipts, which have loads waiting, the operators' revenue accounts.
-    The cards' cleared counters are written back by `finish`, in the same transaction."""
+    state, their held receipts, the counters of their authorised loads, the operators'
+    revenue accounts; and the upload's Settlement. `finish` posts the settlement and
+    writes the cards' cleared state back, in the same transaction."""
 
-    def __init__(self, tx, card_ids, *, now: datetime):
+    def __init__(self, tx, card_ids, *, now: datetime, settlement: Settlement | None = None):
         ids = sorted(set(card_ids))
         self.now = now
+        self.settlement = settlement or Settlement()
         self.cards: dict[str, dict] = {r["card_id"]: r for r in _where_in(tx, "SELECT * FROM purse_cards", ids)}
         self.held: dict[str, set[int]] = {}
         for r in _where_in(tx, "SELECT card_id, counter FROM purse_receipts", ids, "status = 'held'"):
             self.held.setdefault(r["card_id"], set()).add(r["counter"])
-        self.with_loads = {r["card_id"] for r in _where_in(tx, "SELECT card_id FROM purse_loads", ids,
-                                                            "status = 'authorised'")}
+        self.loads: dict[str, set[int]] = {}  # card id -> counters of its authorised loads
+        for r in _where_in(tx, "SELECT card_id, counter FROM purse_loads", ids, "status = 'authorised'"):
+            self.loads.setdefault(r["card_id"], set()).add(r["counter"])
         self.revenue: dict[tuple[str, str], str] = {}
         self.dirty: set[str] = set()
         self.changed: list[tuple[str, str, str]] = []  # (terminal id, tap id, status) advance() set, in order
@@ -147,24 +271,8 @@ class Batch:
             self.revenue[key] = account_id
         return self.revenue[key]
 
-    def snapshot(self, card_id: str):
-        """The cached state of one card, to put back if its receipt's savepoint rolls back."""
-        card = self.cards.get(card_id)
-        return (dict(card) if card else None, set(self.held.get(card_id, ())), card_id in self.dirty,
-                len(self.changed))
-
-    def restore(self, card_id: str, snapshot) -> None:
-        card, held, dirty, changes = snapshot
-        del self.changed[changes:]
-        if card is None:
-            self.cards.pop(card_id, None)
-        else:
-            self.cards[card_id] = card
-        self.held[card_id] = held
-        if not dirty:
-            self.dirty.discard(card_id)
-
     def finish(self, tx) -> None:
+        self.settlement.post(tx, self.now)
         for card_id in sorted(self.dirty):
             card = self.cards[card_id]
             tx.execute("UPDATE purse_cards SET cleared_counter = :n, cleared_balance = :b, problem = :p "
@@ -186,10 +294,64 @@ def _where_in(tx, select: str, ids: list[str], extra: str | None = None) -> list
 
 # --- debits ------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Submitted:
+    """A verified debit receipt as an upload brings it to clearing."""
+    receipt: p.Receipt
+    raw_hex: str
+    terminal_id: str
+    tap_id: str
+    merchant_id: str
+
+
+def clear_upload(tx, submitted: list[Submitted], *, now: datetime,
+                 settlement: str | None = None) -> dict[tuple[str, str], str]:
+    """Clear an upload's verified receipts, in order, and settle them in one ledger call.
+
+    Returns the clearing status of each (terminal id, tap id) submitted. A ledger refusal
+    (a float short of money: a bug in the books, never the rider's) fails that card's
+    receipts of this upload, answered "ledger_error:<code>" and not kept, never the
+    whole upload: the upload is cleared again without that card (a batch that always
+    failed would stop the validator's uploads for good)."""
+    refused: dict[str, str] = {}
+    while True:
+        try:
+            with tx.savepoint():
+                return _clear_all(tx, submitted, now=now, settlement=settlement, refused=refused)
+        except CardRefused as e:
+            failed = [e.card_id] if e.card_id else sorted({s.receipt.card_id.hex() for s in submitted} - set(refused))
+            log.error("clearing refused the receipts of card(s) %s: %s", ", ".join(failed), e.error)
+            for card_id in failed:
+                refused[card_id] = f"ledger_error:{e.error.code}"
+
+
+def _clear_all(tx, submitted, *, now, settlement, refused) -> dict[tuple[str, str], str]:
+    cards = [s.receipt.card_id.hex() for s in submitted]
+    batch = Batch(tx, [c for c in cards if c not in refused], now=now, settlement=Settlement(settlement))
+    status: dict[tuple[str, str], str] = {}
+    for s, card_id in zip(submitted, cards):
+        key = (s.terminal_id, s.tap_id)
+        if card_id in refused:
+            status[key] = refused[card_id]
+            continue
+        try:
+            status[key] = submit_debit(tx, s.receipt, terminal_id=s.terminal_id, tap_id=s.tap_id,
+                                       merchant_id=s.merchant_id, now=now, batch=batch, raw_hex=s.raw_hex)
+        except ledger.LedgerError as e:  # a superseded load's refund refused
+            raise CardRefused(card_id, e) from e
+    # A later receipt of the upload may have posted (or stopped at) an earlier held one.
+    for terminal_id, tap_id, changed in batch.changed:
+        if (terminal_id, tap_id) in status:
+            status[(terminal_id, tap_id)] = changed
+    batch.finish(tx)
+    return status
+
+
 def submit_debit(tx, receipt: p.Receipt, *, terminal_id: str, tap_id: str, merchant_id: str,
                  now: datetime, batch: Batch | None = None, raw_hex: str | None = None) -> str:
     """Take a verified debit receipt into clearing; its status: posted, held, or a refusal
     (replayed_receipt, double_spend, stale_counter, balance_mismatch, card_problem).
+    "posted" means counted into the batch's settlement, which `Batch.finish` posts.
     Without a `batch`, one is made for this receipt and finished here. `raw_hex`: the
     receipt as received, when the caller has it (saves encoding it again)."""
     own = batch is None
@@ -200,12 +362,14 @@ def submit_debit(tx, receipt: p.Receipt, *, terminal_id: str, tap_id: str, merch
     row = {"card_id": card_id, "counter": receipt.counter, "amount": receipt.amount, "currency": receipt.currency,
            "balance_after": receipt.balance_after, "receipt": raw, "terminal_id": terminal_id, "tap_id": tap_id,
            "merchant_id": merchant_id, "status": "held", "transfer_id": None, "created_at": unix(now)}
-    # The common case: the next counter of a card in good standing with no load waiting,
-    # whose balance follows: posted at once (two statements fewer than through advance()).
+    # The common case: the next counter of a card in good standing with no load waiting at
+    # its cleared counter, whose balance follows: posted at once (no advance()).
     fast = (receipt.counter == card["cleared_counter"] + 1 and not card["problem"]
-            and card_id not in batch.with_loads and receipt.balance_after == card["cleared_balance"] - receipt.amount)
+            and card["cleared_counter"] not in batch.loads.get(card_id, ())
+            and receipt.balance_after == card["cleared_balance"] - receipt.amount)
     if fast:
-        row.update(status="posted", transfer_id=transfer_id(card_id, receipt.counter))
+        revenue = batch.revenue_account(tx, merchant_id, receipt.currency)
+        row.update(status="posted", transfer_id=batch.settlement.leg_id(card_id, revenue, receipt.counter))
     fresh = receipt.counter > card["cleared_counter"] and tx.execute(
         "INSERT INTO purse_receipts (card_id, counter, amount, currency, balance_after, receipt, terminal_id, "
         "tap_id, merchant_id, status, transfer_id, created_at) VALUES (:card_id, :counter, :amount, :currency, "
@@ -218,9 +382,7 @@ def submit_debit(tx, receipt: p.Receipt, *, terminal_id: str, tap_id: str, merch
             return "stale_counter"  # that counter was a top-up the card took, not this debit
         return "replayed_receipt" if seen["receipt"] == raw else "double_spend"
     if fast:
-        ledger.transfer(tx, transfer_id=row["transfer_id"], debit_account_id=card["float_account_id"],
-                        credit_account_id=batch.revenue_account(tx, merchant_id, receipt.currency),
-                        amount=receipt.amount, currency=receipt.currency, code=TRANSFER_CODE, now=now)
+        batch.settlement.add(card, revenue, receipt.counter, receipt.amount, receipt.currency)
         card["cleared_counter"], card["cleared_balance"] = receipt.counter, receipt.balance_after
         batch.dirty.add(card_id)
         if receipt.counter + 1 in batch.held.get(card_id, ()):  # it filled a gap: clear what waited
@@ -246,23 +408,26 @@ def _load_at(tx, card_id: str, counter: int) -> dict | None:
 
 def advance(tx, card_id: str, *, now: datetime, batch: Batch | None = None,
             skip: tuple[str, str] | None = None) -> list[tuple[str, str, str]]:
-    """Clear the card's chain as far as it is complete. Returns (terminal id, tap id, status)
-    of the receipts whose status changed; their taps are updated too, but for `skip`
-    (the tap being stored, whose caller records the status itself)."""
+    """Clear the card's chain as far as it is complete, counting the debits into the batch's
+    settlement. Returns (terminal id, tap id, status) of the receipts whose status changed;
+    their taps are updated too, but for `skip` (the tap being stored, whose caller records
+    the status itself)."""
     own = batch is None
     batch = batch or Batch(tx, [card_id], now=now)
     card = batch.cards[card_id]
     held = batch.held.setdefault(card_id, set())
+    loads = batch.loads.setdefault(card_id, set())
     changed = []
     counter, balance = card["cleared_counter"], card["cleared_balance"]
     while not card["problem"]:
-        load = _load_at(tx, card_id, counter) if card_id in batch.with_loads else None
+        load = _load_at(tx, card_id, counter) if counter in loads else None
         if counter + 1 in held:
             nxt = tx.one("SELECT * FROM purse_receipts WHERE card_id = :c AND counter = :n",
                          {"c": card_id, "n": counter + 1})
             held.discard(counter + 1)
             if load is not None:  # a debit used the counter the load was authorised for
                 _supersede(tx, load, now)
+                loads.discard(counter)
             if nxt["balance_after"] != balance - nxt["amount"]:
                 card["problem"] = (f"receipt {counter + 1} shows balance {nxt['balance_after']}, "
                                    f"expected {balance - nxt['amount']}")
@@ -270,10 +435,8 @@ def advance(tx, card_id: str, *, now: datetime, batch: Batch | None = None,
                            {"c": card_id, "n": counter + 1})
                 changed.append((nxt["terminal_id"], nxt["tap_id"], "balance_mismatch"))
                 break
-            tid = transfer_id(card_id, counter + 1)
-            ledger.transfer(tx, transfer_id=tid, debit_account_id=card["float_account_id"],
-                            credit_account_id=batch.revenue_account(tx, nxt["merchant_id"], nxt["currency"]),
-                            amount=nxt["amount"], currency=nxt["currency"], code=TRANSFER_CODE, now=now)
+            tid = batch.settlement.add(card, batch.revenue_account(tx, nxt["merchant_id"], nxt["currency"]),
+                                       counter + 1, nxt["amount"], nxt["currency"])
             tx.execute("UPDATE purse_receipts SET status = 'posted', transfer_id = :t WHERE card_id = :c AND counter = :n",
                        {"t": tid, "c": card_id, "n": counter + 1})
             changed.append((nxt["terminal_id"], nxt["tap_id"], "posted"))
@@ -281,6 +444,7 @@ def advance(tx, card_id: str, *, now: datetime, batch: Batch | None = None,
         elif load is not None and counter + 2 in held:
             # A debit after the load's counter: the card took the top-up (its balance is checked there).
             tx.execute("UPDATE purse_loads SET status = 'applied' WHERE id = :id", {"id": load["id"]})
+            loads.discard(counter)
             counter, balance = counter + 1, balance + load["amount"]
         else:
             break

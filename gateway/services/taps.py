@@ -17,17 +17,14 @@ gateway.trips for account-based pricing (the seam for the fare engine).
 """
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from gateway.ledger import LedgerError
 from gateway.services import clearing, iso, unix
 from protocol import purse as p
 from protocol import tokens
 
-log = logging.getLogger("tapstack.gateway")
 MAX_BATCH = 1000
 KINDS = ("purse", "emv", "uid", "qr", "unknown", "error")
 FUTURE_SKEW = 300  # seconds a validator's clock may run ahead of the gateway's
@@ -144,20 +141,6 @@ def _first_clearing(t: TapRow, verification: tuple | None) -> str | None:
     return None
 
 
-def _clear(tx, batch, receipt, *, terminal_id, tap_id, merchant_id, now, raw_hex) -> str:
-    """Clear one receipt in a savepoint: a ledger refusal fails that row, never the batch
-    (a batch that always failed would stop the validator's uploads for good)."""
-    snapshot = batch.snapshot(receipt.card_id.hex())
-    try:
-        with tx.savepoint():
-            return clearing.submit_debit(tx, receipt, terminal_id=terminal_id, tap_id=tap_id,
-                                         merchant_id=merchant_id, now=now, batch=batch, raw_hex=raw_hex)
-    except LedgerError as e:
-        batch.restore(receipt.card_id.hex(), snapshot)
-        log.error("clearing refused receipt %s of card %s: %s", receipt.counter, receipt.card_id.hex(), e)
-        return f"ledger_error:{e.code}"
-
-
 COLUMNS = ("terminal_id", "tap_id", "merchant_id", "at", "kind", "accepted", "reason", "route", "stop",
            "rules_version", "amount", "currency", "card_id", "token", "flags", "clearing", "received_at")
 INSERT_ROWS = 50  # rows per INSERT statement (17 columns: far below SQLite's parameter limit)
@@ -216,26 +199,21 @@ def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
     # Receipts are verified only for taps not seen before: a re-upload costs no signature checks.
     purse = [t for _, t in new if t.kind == "purse" and t.accepted]
     verified: dict[str, tuple] = {}
-    batch = clearing.Batch(tx, [t.card_id for t in purse], now=now) if purse else None
     if purse:
-        cache = clearing.CertificateCache(clearing.trusted_keys(tx))
+        cache = clearing.VERIFIED.using(clearing.trusted_keys(tx))
         certificates = clearing.issuer_certificates(tx, [t.card_id for t in purse])
         for t in purse:
             verified[t.id] = clearing.check_receipt(t.receipt, card_id=t.card_id, amount=t.amount,
                                                     currency=t.currency,
                                                     certificate_hex=certificates.get(t.card_id), cache=cache)
-    status: dict[str, str | None] = {}
-    for _, t in new:
-        status[t.id] = _first_clearing(t, verified.get(t.id))
-        if t.id in verified and verified[t.id][0] is not None:
-            status[t.id] = _clear(tx, batch, verified[t.id][0], terminal_id=terminal_id, tap_id=t.id,
-                                  merchant_id=merchant_id, now=now, raw_hex=t.receipt)
-    if batch is not None:
-        # A later receipt of the batch may have posted (or stopped at) an earlier held one.
-        for term, tap_id, changed in batch.changed:
-            if term == terminal_id and tap_id in status:
-                status[tap_id] = changed
-        batch.finish(tx)
+    status: dict[str, str | None] = {t.id: _first_clearing(t, verified.get(t.id)) for _, t in new}
+    submitted = [clearing.Submitted(verified[t.id][0], t.receipt, terminal_id, t.id, merchant_id)
+                 for _, t in new if t.id in verified and verified[t.id][0] is not None]
+    if submitted:
+        # One settlement per upload: the cleared receipts move money in one linked ledger call.
+        cleared = clearing.clear_upload(tx, submitted, now=now,
+                                        settlement=clearing.settlement_id(terminal_id, [t.id for _, t in new]))
+        status.update({tap_id: s for (_, tap_id), s in cleared.items()})
     _insert_taps(tx, [{"terminal_id": terminal_id, "tap_id": t.id, "merchant_id": merchant_id, "at": t.at,
                        "kind": t.kind, "accepted": int(t.accepted), "reason": t.reason, "route": t.route,
                        "stop": t.stop, "rules_version": t.rules_version, "amount": t.amount,
