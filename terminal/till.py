@@ -35,7 +35,8 @@ from pathlib import Path
 
 from protocol import purse as p
 from terminal import pos, validator
-from terminal.gateway_client import GatewayClient, GatewayError, GatewayRefused, GatewayUnavailable
+from terminal.gateway_client import (GatewayClient, GatewayError, GatewayRefused, GatewayUnavailable,
+                                     urllib_send)
 from terminal.journal import Journal
 from terminal.readers.base import ReaderError
 from terminal.run import Settings, Validator, read_qr_text, utc_now
@@ -198,11 +199,11 @@ class Till:
         text = text.strip()
         kind = pos.code_kind(text)
         method = "pay_code" if kind == "gateway_pay_code" else "signed_pay_code"
+        if kind == "other":  # a bill, a ticket, a shop's own code: nothing to pay a sale with
+            return self.show(pos.refused("not_a_pay_code", "code", "neither a pc_... nor a TS:... code"))
         refusal = self._payable(method)
         if refusal is not None:
             return self.show(refusal)
-        if kind == "other":
-            return self.show(pos.refused("not_a_pay_code", "code", "neither a pc_... nor a TS:... code"))
         if kind == "signed_pay_code":
             return self.show(self._signed_code(text))
         if self.client is None:
@@ -210,17 +211,18 @@ class Till:
         return self.show(self._gateway_code(text))
 
     def _call(self, method: str, path: str, body: dict | None = None, step: str | None = None,
-              detail: str = "") -> dict:
+              detail: str = "", *, tries: int | None = None) -> dict:
         """One online call of the sale, tried s.retries times with the same Idempotency-Key;
         GatewayUnavailable when no try got an answer, GatewayRefused for a 4xx."""
         if self.client is None:
             raise GatewayUnavailable("no gateway configured")
         key = pos.idempotency_key(self.sale, step, detail) if step else None
-        for attempt in range(self.s.retries):
+        tries = tries or self.s.retries
+        for attempt in range(tries):
             try:
                 return self.client.request(method, path, body, idempotency_key=key)
             except GatewayUnavailable:
-                if attempt + 1 == self.s.retries:
+                if attempt + 1 == tries:
                     raise
                 self.pause(min(0.25 * 2 ** attempt, 2.0))
         raise AssertionError("unreachable")
@@ -308,7 +310,7 @@ class Till:
         """Ask the gateway about the open checkout: paid ends the sale, expired reopens it."""
         sale = self.sale
         try:
-            checkout = self._call("GET", f"/v1/checkouts/{sale.checkout_id}")
+            checkout = self._call("GET", f"/v1/checkouts/{sale.checkout_id}", tries=1)
         except (GatewayUnavailable, GatewayRefused):
             return None  # asked again at the next poll
         settled = self._checkout_settled(checkout)
@@ -506,7 +508,9 @@ def run(settings: TillSettings, *, out: Callable[[str], None] = print) -> int:
     check_till_settings(settings)
     script = read_script(settings.sales) if settings.sales else []
     journal = Journal(settings.journal, settings.terminal_id)
-    client = GatewayClient(settings.gateway, settings.key_id, settings.secret) if settings.gateway else None
+    # A short timeout: the customer waits for each try, and a try without an answer is retried.
+    client = (GatewayClient(settings.gateway, settings.key_id, settings.secret, send=urllib_send(timeout=5.0))
+              if settings.gateway else None)
     reader = open_reader(settings.reader)
     till = Till(settings, reader, journal, client=client, out=out)
     till.script.extend(script)
