@@ -197,7 +197,7 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
     presented = ride_the_day(plan, buses, world.cards, progress)
     # The PC/SC phase: from the first tap until the last PC/SC bus has taken its last one.
     tapping = max(b.finished_at for b in buses.values() if b.config.transport == "vpcd") - mark
-    timings["day"] = tapping
+    timings["day"], timings["pcsc_tapping"] = time.monotonic() - mark, tapping
 
     mark = time.monotonic()
     progress.phase(f"water bills: {len(plan.bills)} issued, paid by wallets scanning the QR images")

@@ -16,6 +16,7 @@ from tapstack.demo.buses import Bus, BusConfig, Presented
 from tapstack.demo.receiver import WebhookReceiver
 from tapstack.demo.stack import DemoError
 from tapstack.demo.summary import RouteFigures, Summary
+from wallet.app import Gateway
 
 READERS = {"pcsc0": "PC/SC (pcscd + vpcd)", "pcsc1": "PC/SC (pcscd + vpcd)", "nfc": "nfcpy (udp)"}
 WALLET_TOPUP = 100_000  # each rider's wallet gets 1000.00 CNY from their bank before the day
@@ -29,7 +30,6 @@ class World:
     """The city's people and businesses (city.DayPlan) with their keys, cards and readers."""
 
     def __init__(self, url: str, op_key: str, plan: city.DayPlan, receiver: WebhookReceiver, data_dir: Path):
-        from wallet.app import Gateway
 
         self.url, self.plan, self.receiver, self.data_dir = url, plan, receiver, data_dir
         self.operator = Gateway(url, op_key)
@@ -39,7 +39,6 @@ class World:
         self.purses: dict[str, tuple[bytes, bytes]] = {}  # rider id -> (card seed, certificate)
         self.terminals: dict[str, tuple[str, bytes]] = {}
         self.sales: Counter = Counter()
-        self.sold = 0
 
     # -- enrolment --
 
@@ -60,8 +59,6 @@ class World:
         self.till = (till["key_id"], bytes.fromhex(till["secret"]))
         for path, key, types in (("/water", self.biller["api_key"], ["bill.paid"]),
                                  ("/shop", self.shop_merchant["api_key"], ["payment.succeeded"])):
-            from wallet.app import Gateway
-
             endpoint = Gateway(self.url, key).post("/v1/webhook_endpoints", {
                 "url": self.receiver.base_url + path, "event_types": types})
             self.receiver.secrets[path] = endpoint["secret"]
@@ -69,7 +66,7 @@ class World:
         self.issuer_public = bytes.fromhex(next(k for k in keys if k["status"] == "active")["public_key"])
         for rider in self.plan.riders:
             if rider.card == "stranger":
-                self.cards[rider.id] = plain_uid_card(rider.uid, name="loyalty card")
+                self.cards[rider.id] = plain_uid_card(rider.uid, name="a visitor's phone")
                 continue
             customer = op.post("/v1/customers", {"name": rider.name, "external_ref": rider.id})
             wallet = op.post("/v1/wallets", {"customer_id": customer["id"], "currency": city.CURRENCY})
@@ -94,7 +91,6 @@ class World:
         from protocol import ed25519
         from protocol import purse as p
         from protocol.apdu import parse_response
-        from wallet.app import Gateway
         from wallet.purse import new_purse, purse_card
         from wallet.state import MemoryStore
 
@@ -148,8 +144,6 @@ class World:
         return WalletApp.from_profile(profile)
 
     def bills(self) -> None:
-        from wallet.app import Gateway
-
         biller = Gateway(self.url, self.biller["api_key"])
         due = self.plan.day + timedelta(days=14)
         batch = biller.post("/v1/bill-batches", {"bills": [
@@ -171,6 +165,8 @@ class World:
 
     def shop(self) -> None:
         from terminal.gateway_client import GatewayClient
+        from terminal.run import read_qr_text  # the validator's camera frame reader
+        from wallet import qr as wallet_qr
 
         till = GatewayClient(self.url, *self.till)
         screens = self.data_dir / "till"
@@ -185,11 +181,15 @@ class World:
                 screen.write_bytes(stack.fetch(f"{self.url}/v1/checkouts/{checkout['id']}/qr.png",
                                                self.shop_merchant["api_key"]))
                 app.pay(app.read(screen))
-            else:  # the wallet shows its signed pay code; the till scans and charges it
-                till.post("/v1/paycode-payments", {"pay_code": app.pay_code(), "amount": sale.amount,
+            else:  # the wallet shows its signed pay code; the till's camera reads it and charges it
+                screen = screens / f"paycode-{n}.png"
+                wallet_qr.write(app.pay_code(), screen)
+                code = read_qr_text(screen)
+                if code is None:
+                    raise DemoError(f"the till could not read the pay code in {screen}")
+                till.post("/v1/paycode-payments", {"pay_code": code, "amount": sale.amount,
                                                    "currency": city.CURRENCY}, idempotency_key=f"demo-paycode-{n}")
             self.sales[sale.method] += 1
-            self.sold += sale.amount
 
     # -- close of day --
 
@@ -209,7 +209,6 @@ class World:
     def summary(self, presented: list[Presented], journals: dict[str, list[dict]], buses: dict[str, Bus],
                 tapping: float, gateway_dir: Path) -> Summary:
         from gateway.dashboard import day_bounds
-        from wallet.app import Gateway
 
         plan, op = self.plan, self.operator
         taps = [t for rows in journals.values() for t in rows]
