@@ -441,8 +441,9 @@ class Store:
                 self._queue_pid = os.getpid()
 
     def _lead(self) -> None:
-        """Run batches of queued jobs on this thread until this caller's own job is done,
-        then pass the lead to the oldest waiting job (or put it down when none waits)."""
+        """Run one batch of queued jobs on this thread (the leader's own job is at the head
+        of the queue, so it is in it), then pass the lead to the oldest waiting job, or put
+        it down when none waits."""
         batch: list[_Job] = []
         try:
             conn = self._begin_write()
@@ -464,7 +465,7 @@ class Store:
                 for job in take:
                     self._run_job(conn, job)
                     if not conn.in_transaction:  # SQLite gave up the whole transaction
-                        error = job.error
+                        error = job.error or StoreError("the batch's transaction ended inside a job")
                         break
                 if error is not None:
                     break
