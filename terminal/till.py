@@ -439,16 +439,24 @@ class Till:
             if result.reason != "unreachable" or self._capture_failures == 1:
                 self.show(result)
 
+    @property
+    def idle(self) -> bool:
+        return self.sale is None or not self.sale.is_open
+
+    @property
+    def scripted_done(self) -> bool:
+        """An unattended (--sales) run has done its last sale."""
+        return self.s.sales is not None and not self.script and self.idle
+
     def run(self, stop: threading.Event, commands: queue.Queue | None = None) -> None:
         next_refresh = self.clock()
         if self.sale is not None and self.sale.is_open:
             self.out(pos.sale_line(self.sale))
         while not stop.is_set():
-            idle = self.sale is None or not self.sale.is_open
-            if self.script and idle:
+            if self.script and self.idle:
                 self.command(self.script.popleft(), stop)
-            elif self.s.sales is not None and not self.script and idle:
-                break  # the scripted sales are done
+            elif self.scripted_done:
+                break
             while commands is not None and not commands.empty():
                 self.command(commands.get_nowait(), stop)
             for frame in self.desk.qr_frames():
@@ -471,7 +479,7 @@ class Till:
                 self.handle_card(session)
             finally:
                 session.close()
-            while not stop.is_set():  # one tap per presentation
+            while not stop.is_set() and not self.scripted_done:  # one tap per presentation
                 try:
                     if self.reader.wait_for_removal(0.25):
                         break

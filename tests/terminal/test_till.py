@@ -12,7 +12,7 @@ from terminal import pos
 from terminal.gateway_client import GatewayClient, urllib_send
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.till import Till, TillSettings
+from terminal.till import Till, TillSettings, read_script
 from terminal.uploader import upload_all
 from tests.gateway.conftest import (START, _shared_app, app, client, clock, config, ok,  # noqa: F401
                                     operator, store, template, world)
@@ -288,3 +288,20 @@ def test_refunds_and_bad_lines_are_one_line_each(world, gateway_url, clock, tmp_
     assert lines[-1].startswith("REFUND    not done: the gateway lets only the merchant refund")
     till.command("cancel")
     assert lines[-1] == "no sale open"
+
+
+def test_an_unattended_run_takes_its_scripted_sale_and_stops(world, gateway_url, clock, tmp_path):
+    world.top_up("a", 5000)
+    rider = Rider(world)
+    rider.load(1000)
+    till, lines, _ = make_till(world, gateway_url, clock, tmp_path)
+    (tmp_path / "sales.txt").write_text("# the morning\n\nsale 4.00 m-1\n")
+    till.s.sales = tmp_path / "sales.txt"
+    till.script.extend(read_script(tmp_path / "sales.txt"))
+    till.reader.present(rider.card)
+    finished = threading.Thread(target=till.run, args=(threading.Event(),))
+    finished.start()
+    finished.join(30)
+    assert not finished.is_alive() and till.scripted_done
+    assert rider.balance == 600 and till.sale.reference == "m-1" and till.sale.state == pos.PAID
+    assert [line.split()[0] for line in lines] == ["SALE", "APPROVED"]
