@@ -299,9 +299,11 @@ def test_an_unattended_run_takes_its_scripted_sale_and_stops(world, gateway_url,
     till.s.sales = tmp_path / "sales.txt"
     till.script.extend(read_script(tmp_path / "sales.txt"))
     till.reader.present(rider.card)
-    finished = threading.Thread(target=till.run, args=(threading.Event(),))
-    finished.start()
-    finished.join(30)
-    assert not finished.is_alive() and till.scripted_done
+    stop = threading.Event()
+    guard = threading.Timer(30, stop.set)  # a till that never ends fails the test rather than hanging it
+    guard.start()
+    till.run(stop)
+    guard.cancel()
+    assert not stop.is_set() and till.scripted_done
     assert rider.balance == 600 and till.sale.reference == "m-1" and till.sale.state == pos.PAID
     assert [line.split()[0] for line in lines] == ["SALE", "APPROVED"]
