@@ -65,42 +65,53 @@ def transfer_id(card_id: str, counter: int) -> str:
 
 # --- verification (pure) ----------------------------------------------------------------
 
+class _Verified:
+    """The LRU behind CertificateCache: (certificate hex, issuer key set) -> Certificate."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.entries: OrderedDict[tuple, certs.Certificate] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple) -> certs.Certificate | None:
+        with self.lock:
+            cert = self.entries.get(key)
+            if cert is not None:
+                self.entries.move_to_end(key)
+            return cert
+
+    def put(self, key: tuple, cert: certs.Certificate) -> None:
+        with self.lock:
+            self.entries[key] = cert
+            if len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+
+
 class CertificateCache:
     """Issuer certificates verified once, not once per receipt: a bounded LRU keyed by the
     certificate bytes and the issuer key set, shared across uploads (`VERIFIED`), so a
     receipt costs one Ed25519 verification. A changed key set (a key added or retired)
     misses the cache and verifies again. The expiry is checked against each tap's time."""
 
-    def __init__(self, issuer_keys: dict[bytes, bytes], size: int = 4096):
+    def __init__(self, issuer_keys: dict[bytes, bytes], size: int = 4096, *, verified: _Verified | None = None):
         self.issuer_keys = issuer_keys
-        self.size = size
         self._keys = frozenset(issuer_keys.items())
-        self._ok: OrderedDict[tuple, certs.Certificate] = OrderedDict()
-        self._lock = threading.Lock()
+        self._verified = verified or _Verified(size)
 
     def using(self, issuer_keys: dict[bytes, bytes]) -> "CertificateCache":
-        """This cache for `issuer_keys` (the entries verified under other key sets stay, unused)."""
-        self.issuer_keys, self._keys = issuer_keys, frozenset(issuer_keys.items())
-        return self
+        """A cache for `issuer_keys` sharing this one's entries (those of other key sets stay, unused)."""
+        return CertificateCache(issuer_keys, verified=self._verified)
 
     def certificate(self, card_id: str, certificate_hex: str | None, at: int) -> certs.Certificate:
         """The card's verified certificate at time `at`; BadCertificate otherwise."""
         if certificate_hex is None:
             raise certs.BadCertificate("no certificate issued for this card id")
         key = (certificate_hex, self._keys)
-        with self._lock:
-            cert = self._ok.get(key)
-            if cert is not None:
-                self._ok.move_to_end(key)
+        cert = self._verified.get(key)
         if cert is None:
             cert = certs.parse(bytes.fromhex(certificate_hex))
-            if not cert.card_id.hex() == card_id:
-                raise certs.BadCertificate("the certificate names another card")
             certs.verify(cert, self.issuer_keys, cert.not_after)  # signature and issuer key
-            with self._lock:
-                self._ok[key] = cert
-                if len(self._ok) > self.size:
-                    self._ok.popitem(last=False)
+            self._verified.put(key, cert)
         if cert.card_id.hex() != card_id:
             raise certs.BadCertificate("the certificate names another card")
         if at > cert.not_after:

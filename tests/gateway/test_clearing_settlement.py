@@ -169,7 +169,6 @@ def test_a_certificate_is_verified_once_across_uploads_and_again_under_other_key
     with pytest.raises(certs.BadCertificate):  # an issuer key set without its key: verified again, refused
         cache.using(other_keys).certificate(card_id, cert, 1)
     assert len(calls) == 2
-    cache.using(keys)
     for _ in range(2):  # two other good certificates push it out of a cache of two
         other_card, other_cert, _ = issued(issuer)
         cache.certificate(other_card, other_cert, 1)
@@ -185,3 +184,16 @@ def test_a_cached_certificate_still_expires_and_still_names_its_card():
         cache.certificate(card_id, cert, 1001)
     with pytest.raises(certs.BadCertificate, match="another card"):
         cache.certificate("00" * 8, cert, 999)
+
+
+def test_the_gateway_verifies_a_card_certificate_once_across_uploads(world, store, clock, monkeypatch):
+    world.top_up("a", 5000)
+    rider = Rider(world)
+    rider.load(1000)
+    rows = [rider.tap(clock) for _ in range(4)]
+    calls = []
+    real = certs.verify
+    monkeypatch.setattr(certs, "verify", lambda cert, *a: calls.append(cert.card_id.hex()) or real(cert, *a))
+    for pair in (rows[:2], rows[2:]):
+        assert [r["clearing"] for r in upload(world, pair)["results"]] == ["posted", "posted"]
+    assert calls == [rider.card_id]
