@@ -15,6 +15,8 @@ slots, so at most two pcscd fields are open at a time.
 """
 from __future__ import annotations
 
+import time
+
 from wallet import pcscd as pcscd_harness
 
 TRANSPORTS = ("mock", "pcscd+vpcd", "nfcpy-udp")
@@ -107,20 +109,28 @@ class Stage:
     daemon: a wallet.pcscd.Pcscd already running (the Stage then never stops it).
     reuse: use a pcscd already running on the machine when it serves two vpcd readers (a
     desktop's pcscd with Debian's vpcd configuration), rather than refusing to start.
+    wait: seconds to wait for a pcscd of another test run to end before failing.
     """
 
-    def __init__(self, daemon: pcscd_harness.Pcscd | None = None, reuse: bool = False):
+    def __init__(self, daemon: pcscd_harness.Pcscd | None = None, reuse: bool = False, wait: float = 0.0):
         self.daemon = daemon
         self.reuse = reuse
+        self.wait = wait  # seconds to wait for another suite's pcscd to end before giving up
         self._own_daemon = False
         self._slots_in_use: set[int] = set()
 
     def pcscd(self) -> pcscd_harness.Pcscd:
         if self.daemon is None:
-            try:
-                self.daemon = pcscd_harness.start(n_readers=2, reuse=self.reuse)
-            except pcscd_harness.PcscdError as error:
-                raise StageError(f"pcscd with vsmartcard-vpcd could not start: {error}") from None
+            deadline = time.monotonic() + self.wait
+            while True:
+                try:
+                    self.daemon = pcscd_harness.start(n_readers=2, reuse=self.reuse)
+                    break
+                except pcscd_harness.PcscdError as error:
+                    # One pcscd per machine: another test run's may end soon, a missing package will not.
+                    if pcscd_harness.running_pcscd() is None or time.monotonic() >= deadline:
+                        raise StageError(f"pcscd with vsmartcard-vpcd could not start: {error}") from None
+                    time.sleep(0.5)
             self._own_daemon = self.daemon.started_here
         return self.daemon
 

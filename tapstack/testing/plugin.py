@@ -48,7 +48,8 @@ def pytest_configure(config):
         config.stash[SELECTED] = parse_transports(config.getoption("--tapstack-transport"))
     except ValueError as e:
         raise pytest.UsageError(f"--tapstack-transport: {e}") from None
-    config.stash[STAGE] = Stage()
+    # Another run's pcscd (a shared machine) gets two minutes to end before pcscd tests fail.
+    config.stash[STAGE] = Stage(wait=120.0)
 
 
 def pytest_unconfigure(config):
