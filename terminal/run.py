@@ -532,9 +532,10 @@ def _command():
                   help="--mode pos: till commands to run unattended, one a line (sale 12.50 ...).")
     @click.option("--qr-out", type=click.Path(dir_okay=False, path_type=Path), default="checkout-qr.png",
                   show_default=True, help="--mode pos: where the checkout QR code is saved as PNG.")
+    @click.option("--merchant-key", help="--mode pos: the merchant's API key sk_... (or @FILE), for refunds.")
     def run_command(mode, route, stop, reader_spec, gateway, terminal_key, token_key, journal, stop_feed,
                     issuer_keys, fare_rules, fare, currency, terminal_id, qr_frame, qr_dir, refresh_every, max_taps,
-                    sales, qr_out):
+                    sales, qr_out, merchant_key):
         """Run a bus validator (or, with --mode pos, a shop till): tap, journal, upload; keeps working offline."""
         from terminal.journal import JournalError
         from terminal.readers import ReaderError as OpenError
@@ -550,7 +551,8 @@ def _command():
                     reader=reader_spec, gateway=gateway, key_id=key_id, secret=secret, token_key=token,
                     journal=journal, currency=currency, terminal_id=tid,
                     issuer_keys=tuple(_hex(k, "--issuer-key") for k in issuer_keys), qr_frame=qr_frame,
-                    qr_dir=qr_dir, qr_out=qr_out, sales=sales, refresh_every=refresh_every)
+                    qr_dir=qr_dir, qr_out=qr_out, sales=sales, refresh_every=refresh_every,
+                    merchant_key=_secret_text(merchant_key) if merchant_key else None)
                 raise SystemExit(till.run(till_settings, out=click.echo))
             settings = Settings(mode=mode, route=route, stop=stop, reader=reader_spec, gateway=gateway,
                                 key_id=key_id, secret=secret, token_key=token, journal=journal,

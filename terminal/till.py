@@ -22,6 +22,7 @@ says so and keeps the sale open.
 from __future__ import annotations
 
 import io
+import json
 import os
 import queue
 import signal
@@ -66,6 +67,7 @@ class TillSettings:
     poll_every: float = 1.0
     refresh_every: float = 60.0
     retries: int = 3  # tries of one online call before the till says the gateway is unreachable
+    merchant_key: str | None = None  # sk_...: lets the till refund (the gateway admits no terminal key there)
 
 
 def check_till_settings(s: TillSettings) -> None:
@@ -82,6 +84,8 @@ def check_till_settings(s: TillSettings) -> None:
         raise ValueError("a checkout lasts 10 to 3600 seconds")
     if s.retries < 1:
         raise ValueError("retries is at least 1")
+    if s.merchant_key and not s.merchant_key.startswith("sk_"):
+        raise ValueError("--merchant-key is the merchant's API key, sk_...")
 
 
 class _Desk(Validator):
@@ -111,6 +115,7 @@ class Till:
         self.sale: pos.Sale | None = pos.Sale.from_json(saved[0]) if saved and saved[0] else None
         self.seen: dict = {}  # signed pay codes charged here (their replay keys), until they expire
         self.completed = 0
+        self.merchant: MerchantClient | None = None  # refunds, when the till holds the merchant's key
         self.uploader: Uploader | None = None
         self.script: deque[str] = deque()
         self._next_poll: datetime | None = None
@@ -380,23 +385,30 @@ class Till:
         self.out(pos.sale_line(self.sale))
 
     def refund(self, payment_id: str, amount: int | None) -> None:
+        """Refund a payment (all that is left of it, or amount) under the merchant's key."""
         body = {"payment_id": payment_id, **({"amount": amount} if amount is not None else {})}
         # The same refund asked twice is one refund: the key is the payment and the amount.
         key = f"till-refund-{payment_id}-{amount if amount is not None else 'rest'}"
-        try:
-            if self.client is None:
-                raise GatewayUnavailable("no gateway configured")
-            refund = self.client.post("/v1/refunds", body, idempotency_key=key)
-        except GatewayUnavailable as e:
-            self.out(f"REFUND    not done: gateway unreachable ({e}); try again later")
-            return
-        except GatewayRefused as e:
-            if e.status == 403:
-                self.out("REFUND    not done: the gateway lets only the merchant refund, not a till; "
-                         "refund from the merchant's account")
-            else:
-                self.out(f"REFUND    not done: {e.error.get('message') or e}")
-            return
+        client = self.merchant or self.client
+        refund = None
+        for attempt in range(self.s.retries):
+            try:
+                if client is None:
+                    raise GatewayUnavailable("no gateway configured")
+                refund = client.post("/v1/refunds", body, idempotency_key=key)
+                break
+            except GatewayUnavailable as e:
+                if attempt + 1 == self.s.retries:
+                    self.out(f"REFUND    not done: gateway unreachable ({e}); try again later")
+                    return
+                self.pause(min(0.25 * 2 ** attempt, 2.0))
+            except GatewayRefused as e:
+                if e.status == 403:
+                    self.out("REFUND    not done: the gateway lets only the merchant refund, not a till: "
+                             "start the till with --merchant-key")
+                else:
+                    self.out(f"REFUND    not done: {e.error.get('message') or e}")
+                return
         self.out(f"REFUND    {pos.money(refund['amount'], refund['currency'])} of {payment_id}   refund {refund['id']}")
 
     # -- the loop -----------------------------------------------------------------------
@@ -487,6 +499,36 @@ class Till:
                     break
 
 
+class MerchantClient:
+    """POSTs under the merchant's own API key (Bearer sk_...): the gateway lets only the
+    merchant refund, never a till's terminal key. Errors as GatewayClient's."""
+
+    def __init__(self, base_url: str, api_key: str, *, send=None):
+        if not api_key.startswith("sk_"):
+            raise ValueError("a merchant key starts with sk_ (from POST /v1/merchants)")
+        self.base_url, self._key = base_url.rstrip("/"), api_key
+        self._send = send or urllib_send(timeout=5.0)
+
+    def post(self, path: str, body: dict, *, idempotency_key: str) -> dict:
+        headers = {"Authorization": f"Bearer {self._key}", "Content-Type": "application/json",
+                   "Idempotency-Key": idempotency_key}
+        try:
+            status, answer, *_ = self._send("POST", self.base_url + path, headers,
+                                            json.dumps(body, separators=(",", ":")).encode())
+        except (OSError, TimeoutError) as e:
+            raise GatewayUnavailable(f"{self.base_url}: {e}") from None
+        try:
+            doc = json.loads(answer or b"{}")
+        except ValueError:
+            doc = None
+        if status >= 500 or not isinstance(doc, dict):
+            raise GatewayUnavailable(f"{self.base_url}{path}: HTTP {status}")
+        if status >= 400:
+            error = doc.get("error")
+            raise GatewayRefused(status, error if isinstance(error, dict) else {"message": str(doc)[:200]})
+        return doc
+
+
 def draw_qr(payload: str, png: Path | None) -> list[str]:
     """The payload's QR code as terminal lines (block characters), saved as PNG too."""
     import qrcode
@@ -521,6 +563,8 @@ def run(settings: TillSettings, *, out: Callable[[str], None] = print) -> int:
               if settings.gateway else None)
     reader = open_reader(settings.reader)
     till = Till(settings, reader, journal, client=client, out=out)
+    if settings.gateway and settings.merchant_key:
+        till.merchant = MerchantClient(settings.gateway, settings.merchant_key)
     till.script.extend(script)
     stop = threading.Event()
     commands: queue.Queue = queue.Queue()

@@ -12,7 +12,7 @@ from terminal import pos
 from terminal.gateway_client import GatewayClient, urllib_send
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.till import Till, TillSettings, read_script
+from terminal.till import MerchantClient, Till, TillSettings, read_script
 from terminal.uploader import upload_all
 from tests.gateway.conftest import (START, _shared_app, app, client, clock, config, ok,  # noqa: F401
                                     operator, store, template, world)
@@ -286,6 +286,7 @@ def test_refunds_and_bad_lines_are_one_line_each(world, gateway_url, clock, tmp_
     assert lines[-1].startswith("'12.505' is not an amount in CNY")
     till.command("refund pay_nothing")
     assert lines[-1].startswith("REFUND    not done: the gateway lets only the merchant refund")
+    assert lines[-1].endswith("start the till with --merchant-key")
     till.command("cancel")
     assert lines[-1] == "no sale open"
 
@@ -307,3 +308,58 @@ def test_an_unattended_run_takes_its_scripted_sale_and_stops(world, gateway_url,
     assert not stop.is_set() and till.scripted_done
     assert rider.balance == 600 and till.sale.reference == "m-1" and till.sale.state == pos.PAID
     assert [line.split()[0] for line in lines] == ["SALE", "APPROVED"]
+
+
+def test_a_refund_under_the_merchant_key_is_done_once_even_when_its_answer_is_lost(world, gateway_url, clock,
+                                                                                  store, tmp_path):
+    world.top_up("a", 5000)
+    till, lines, _ = make_till(world, gateway_url, clock, tmp_path)
+    till.command("sale 20.00")
+    payment_id = till.handle_code(world.pay_code("a")).payment_id
+    wire = Wire()
+    wire.lose("/v1/refunds")
+    till.merchant = MerchantClient(gateway_url, world.merchant("x")[1].auth, send=wire)
+    till.command(f"refund {payment_id} 5.00")
+    assert lines[-1].startswith(f"REFUND    5.00 CNY of {payment_id}   refund re_")
+    assert len(set(wire.keys("/v1/refunds"))) == 1 and len(wire.keys("/v1/refunds")) == 2
+    with store.read() as tx:
+        assert tx.one("SELECT COUNT(*) AS n, SUM(amount) AS s FROM refunds")["n"] == 1
+    assert world.available("a") == 3500
+    till.command(f"refund {payment_id} 99.00")
+    assert lines[-1].startswith("REFUND    not done:") and world.available("a") == 3500
+
+
+def test_a_signed_pay_code_not_sent_while_offline_is_sent_again_under_its_key(world, gateway_url, clock, store,
+                                                                             tmp_path):
+    world.top_up("a", 5000)
+    code = _wallet_app(world, gateway_url, clock, tmp_path).pay_code()
+    till, _, wire = make_till(world, gateway_url, clock, tmp_path)
+    till.command("sale 7.00")
+    wire.lose("/v1/paycode-payments", 3)  # charged at the first try; no answer reached the till
+    assert till.handle_code(code).reason == "unreachable" and till.sale.is_open
+    paid = till.handle_code(code)  # the customer shows it again
+    assert paid.approved and len(set(wire.keys("/v1/paycode-payments"))) == 1
+    assert [p["amount"] for p in payments_of(store, world.wallet("a")[0])] == [700]
+
+
+def test_cancelling_a_sale_being_captured_voids_the_hold(world, gateway_url, clock, tmp_path):
+    world.top_up("a", 5000)
+    till, lines, wire = make_till(world, gateway_url, clock, tmp_path)
+    wire.lose("/capture", 3)
+    till.command("sale 30.00")
+    till.handle_code(world.pay_code("a"))
+    assert till.sale.state == pos.CAPTURING
+    wire.losing.clear()
+    # The capture had gone through: cancelling finds it captured and shows the payment.
+    till.command("cancel")
+    assert till.sale.state == pos.PAID and lines[-1].startswith("the sale was already paid")
+
+    wire.down = True
+    till.command("sale 10.00")
+    wire.down = False
+    wire.losing["/v1/pos/authorizations"] = 3  # authorised, and every answer lost
+    assert till.handle_code(world.pay_code("a")).reason == "unreachable"
+    # Held by an authorisation the till never heard of (released when it expires: docs/till.md).
+    assert till.sale.state == pos.OPEN and world.available("a") == 1000
+    till.command("cancel")
+    assert till.sale.state == pos.CANCELLED
