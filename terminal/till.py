@@ -113,6 +113,8 @@ class Till:
         self.desk = _Desk(desk_settings, reader, journal, client=client, clock=clock, out=out)
         saved = journal.load(SALE_STATE)
         self.sale: pos.Sale | None = pos.Sale.from_json(saved[0]) if saved and saved[0] else None
+        if self.sale is not None and self.sale.state == pos.OPEN:
+            self._paid_by_journalled_tap()
         self.seen: dict = {}  # signed pay codes charged here (their replay keys), until they expire
         self.completed = 0
         self.merchant: MerchantClient | None = None  # refunds, when the till holds the merchant's key
@@ -131,6 +133,16 @@ class Till:
     def _finish(self, sale: pos.Sale) -> None:
         self._save(sale)
         self.completed += 1
+
+    def _paid_by_journalled_tap(self) -> None:
+        """A till that died between journalling a purse payment and closing its sale finds
+        the tap (its row names the sale) and closes the sale, so nobody pays it twice."""
+        for row in reversed(self.journal.taps()):
+            if row["stop"] == self.sale.id and row["kind"] == "purse" and row["accepted"]:
+                self._save(pos.paid(self.sale, "purse", tap_id=row["id"], balance_after=row["balance_after"]))
+                return
+            if row["at"] < int(self.sale.opened_at.timestamp()):
+                return
 
     def open_sale(self, amount: int, reference: str | None = None) -> pos.Sale | None:
         if self.sale is not None and self.sale.is_open:

@@ -363,3 +363,20 @@ def test_cancelling_a_sale_being_captured_voids_the_hold(world, gateway_url, clo
     assert till.sale.state == pos.OPEN and world.available("a") == 1000
     till.command("cancel")
     assert till.sale.state == pos.CANCELLED
+
+
+def test_a_till_that_died_after_journalling_a_purse_payment_finds_its_sale_paid(world, gateway_url, clock,
+                                                                               tmp_path):
+    world.top_up("a", 5000)
+    rider = Rider(world)
+    rider.load(1000)
+    till, _, _ = make_till(world, gateway_url, clock, tmp_path)
+    till.command("sale 2.50")
+    open_sale = till.sale
+    till._finish = lambda sale: (_ for _ in ()).throw(SystemExit("power cut"))  # dies right after the journal
+    till.reader.present(rider.card)
+    with pytest.raises(SystemExit):
+        till.handle_card(till.reader.wait_for_card(0))
+    restarted, _, _ = make_till(world, gateway_url, clock, tmp_path)
+    assert restarted.sale.id == open_sale.id and restarted.sale.state == pos.PAID
+    assert restarted.sale.balance_after == 750 == rider.balance
