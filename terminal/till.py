@@ -450,6 +450,16 @@ class Till:
         elif cmd.verb == "quit" and stop is not None:
             stop.set()
 
+    def scan_frames(self) -> list[pos.Result]:
+        """Camera frames new since the last look (--qr-frame, --qr-dir): each code shown is
+        taken as a pay code; a frame without a code is nobody showing one."""
+        results = []
+        for frame in self.desk.qr_frames():
+            text = read_qr_text(frame)
+            if text is not None:
+                results.append(self.handle_code(text))
+        return results
+
     def tick(self) -> None:
         """Between cards: poll an open checkout, retry an unanswered capture."""
         sale, now = self.sale, self.clock()
@@ -483,10 +493,7 @@ class Till:
                 break
             while commands is not None and not commands.empty():
                 self.command(commands.get_nowait(), stop)
-            for frame in self.desk.qr_frames():
-                text = read_qr_text(frame)
-                if text is not None:
-                    self.handle_code(text)
+            self.scan_frames()
             if self.clock() >= next_refresh:
                 self.desk.refresh()
                 next_refresh = self.clock() + timedelta(seconds=self.s.refresh_every)

@@ -380,3 +380,21 @@ def test_a_till_that_died_after_journalling_a_purse_payment_finds_its_sale_paid(
     restarted, _, _ = make_till(world, gateway_url, clock, tmp_path)
     assert restarted.sale.id == open_sale.id and restarted.sale.state == pos.PAID
     assert restarted.sale.balance_after == 750 == rider.balance
+
+
+def test_pay_codes_are_read_from_camera_frames(world, gateway_url, clock, tmp_path):
+    from wallet import qr as wallet_qr
+
+    world.top_up("a", 5000)
+    camera = tmp_path / "camera"
+    camera.mkdir()
+    till, _, _ = make_till(world, gateway_url, clock, tmp_path)
+    till.desk.s.qr_dir = camera
+    till.command("sale 9.90")
+    assert till.scan_frames() == []  # nobody shows anything yet
+    wallet_qr.write(_wallet_app(world, gateway_url, clock, tmp_path).pay_code(), camera / "0001.png")
+    wallet_qr.write("a bill, not a pay code", camera / "0002.png")
+    first, second = till.scan_frames()
+    assert (first.approved, first.method, first.amount) == (True, "signed_pay_code", 990)
+    assert (second.approved, second.reason) == (False, "not_a_pay_code")
+    assert till.scan_frames() == [] and world.available("a") == 4010  # a frame is read once
