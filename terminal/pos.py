@@ -213,7 +213,7 @@ def refused(reason: str, method: str, detail: str = "") -> Result:
     return Result(False, reason, method, message(reason), detail=detail)
 
 
-def tap_result(sale: Sale | None, decision) -> Result:
+def tap_result(decision) -> Result:
     """A purse tap's terminal.validator.Decision as the till's Result. A bank (EMV) card or
     a plain UID card is refused: the till takes purses only, offline."""
     if decision.kind in ("emv", "uid"):

@@ -191,7 +191,7 @@ class Till:
         sale = self.sale
         self.desk.amount, self.desk.place = sale.amount, validator.Place("pos", sale.id)
         decision = self.desk.decide_card(session)
-        result = pos.tap_result(sale, decision)
+        result = pos.tap_result(decision)
         if decision.accepted and not result.approved:  # a bank or UID card: recorded as refused, never charged
             decision = replace(decision, accepted=False, reason=result.reason, message=result.message)
         tap_id = self.journal.record(decision, self.desk.pending)

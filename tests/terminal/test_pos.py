@@ -97,14 +97,14 @@ def _decision(kind, accepted, reason, **fields):
     (_decision("error", False, "card_removed"), False, "card_removed", "error"),
 ])
 def test_tap_results(decision, approved, reason, method):
-    result = pos.tap_result(SALE, decision)
+    result = pos.tap_result(decision)
     assert (result.approved, result.reason, result.method) == (approved, reason, method)
     if approved:
         assert (result.amount, result.balance_after) == (1250, 750)
 
 
 def test_a_bank_card_is_refused_with_the_reason():
-    result = pos.tap_result(SALE, _decision("emv", True, "token", token="pan_x"))
+    result = pos.tap_result(_decision("emv", True, "token", token="pan_x"))
     assert "does not authorise bank cards online" in result.message
 
 
