@@ -41,6 +41,9 @@ BLUEPRINTS = (
 )
 
 MAX_BODY_BYTES = 64 * 1024
+# Every secret a request may ask for, made before gunicorn forks: two workers making
+# the same one at once could each keep a different value.
+SERVED_SECRETS = ("operator_key", "idempotency_seal", "terminal_master", "session_key", "issuer_seed")
 
 
 def utc_now() -> datetime:
@@ -114,6 +117,8 @@ def serve(config: gateway_config.Config, *, host: str, port: int, workers: int,
 
     Each worker process builds its own app and store connections after the fork.
     """
+    for name in SERVED_SECRETS:
+        config.secret(name)
     from gunicorn.app.base import BaseApplication
 
     class Server(BaseApplication):
