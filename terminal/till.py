@@ -118,11 +118,13 @@ class Till:
         self.seen: dict = {}  # signed pay codes charged here (their replay keys), until they expire
         self.completed = 0
         self.merchant: MerchantClient | None = None  # refunds, when the till holds the merchant's key
+        self.unanswered: tuple[pos.Sale, str] | None = None  # a pay code's authorisation never answered
         self.uploader: Uploader | None = None
         self.script: deque[str] = deque()
         self._next_poll: datetime | None = None
         self._capture_failures = 0
         self._next_capture: datetime | None = None
+        self._next_release: datetime | None = None
 
     # -- the sale -----------------------------------------------------------------------
 
@@ -228,12 +230,13 @@ class Till:
         return self.show(self._gateway_code(text))
 
     def _call(self, method: str, path: str, body: dict | None = None, step: str | None = None,
-              detail: str = "", *, tries: int | None = None) -> dict:
-        """One online call of the sale, tried s.retries times with the same Idempotency-Key;
-        GatewayUnavailable when no try got an answer, GatewayRefused for a 4xx."""
+              detail: str = "", *, tries: int | None = None, sale: pos.Sale | None = None) -> dict:
+        """One online call of the sale (the open one unless given), tried s.retries times with
+        the same Idempotency-Key; GatewayUnavailable when no try got an answer, GatewayRefused
+        for a 4xx."""
         if self.client is None:
             raise GatewayUnavailable("no gateway configured")
-        key = pos.idempotency_key(self.sale, step, detail) if step else None
+        key = pos.idempotency_key(sale or self.sale, step, detail) if step else None
         tries = tries or self.s.retries
         for attempt in range(tries):
             try:
@@ -250,11 +253,41 @@ class Till:
         try:
             auth = self._call("POST", "/v1/pos/authorizations", body, "authorize", text)
         except GatewayUnavailable as e:
+            # It may have been authorised: shown again, the code replays under the same key;
+            # if the sale ends another way, tick() finds the hold and voids it.
+            self.unanswered = (sale, text)
             return pos.refused("unreachable", "pay_code", str(e))
         except GatewayRefused as e:
+            self._answered(text)
             return pos.gateway_refusal(e.status, e.error, "pay_code")
+        self._answered(text)
         self._save(replace(sale, state=pos.CAPTURING, method="pay_code", authorization_id=auth["id"]))
         return self.capture()
+
+    def _answered(self, text: str) -> None:
+        if self.unanswered is not None and self.unanswered[1] == text:
+            self.unanswered = None
+
+    def release_unanswered(self) -> bool:
+        """Void the hold of an authorisation whose answer never came, once its sale has ended
+        (paid another way or cancelled): asking again under the same key tells whether there
+        is one. True when nothing is held any more."""
+        if self.unanswered is None:
+            return True
+        sale, text = self.unanswered
+        body = {"pay_code": text, "amount": sale.amount, "currency": sale.currency}
+        try:
+            auth = self._call("POST", "/v1/pos/authorizations", body, "authorize", text, sale=sale, tries=1)
+            if auth.get("status") == "pending":
+                self._call("POST", f"/v1/pos/authorizations/{auth['id']}/void", {}, "void", auth["id"], sale=sale,
+                           tries=1)
+                self.out(f"released the hold of {auth['id']} (sale {sale.id}, whose answer was lost)")
+        except GatewayUnavailable:
+            return False
+        except GatewayRefused:
+            pass  # nothing was authorised (or it is no longer pending): nothing is held
+        self.unanswered = None
+        return True
 
     def capture(self) -> pos.Result:
         """Capture the sale's authorisation, with its own key every time (a retry replays)."""
@@ -461,8 +494,12 @@ class Till:
         return results
 
     def tick(self) -> None:
-        """Between cards: poll an open checkout, retry an unanswered capture."""
+        """Between cards: poll an open checkout, retry an unanswered capture, release the hold
+        of an unanswered authorisation whose sale has ended."""
         sale, now = self.sale, self.clock()
+        if self.unanswered is not None and (sale is None or sale.id != self.unanswered[0].id or not sale.is_open) \
+                and (self._next_release is None or now >= self._next_release):
+            self._next_release = None if self.release_unanswered() else now + timedelta(seconds=5)
         if sale is None:
             return
         if sale.state == pos.OPEN and sale.checkout_id and (self._next_poll is None or now >= self._next_poll):

@@ -359,10 +359,31 @@ def test_cancelling_a_sale_being_captured_voids_the_hold(world, gateway_url, clo
     wire.down = False
     wire.losing["/v1/pos/authorizations"] = 3  # authorised, and every answer lost
     assert till.handle_code(world.pay_code("a")).reason == "unreachable"
-    # Held by an authorisation the till never heard of (released when it expires: docs/till.md).
-    assert till.sale.state == pos.OPEN and world.available("a") == 1000
+    assert till.sale.state == pos.OPEN and world.available("a") == 1000  # held by an unanswered authorisation
     till.command("cancel")
     assert till.sale.state == pos.CANCELLED
+    wire.down = True
+    till.tick()  # the gateway is away: the hold stays until it is back
+    assert till.unanswered is not None and world.available("a") == 1000
+    wire.down = False
+    clock.advance(6)
+    till.tick()  # the same key tells the till which authorisation it was: voided
+    assert till.unanswered is None and world.available("a") == 2000
+    assert lines[-1].startswith("released the hold of auth_")
+
+
+def test_a_code_shown_again_after_a_lost_authorisation_answer_replays_it(world, gateway_url, clock, store,
+                                                                         tmp_path):
+    world.top_up("a", 5000)
+    till, _, wire = make_till(world, gateway_url, clock, tmp_path)
+    code = world.pay_code("a")
+    till.command("sale 10.00")
+    wire.losing["/v1/pos/authorizations"] = 3
+    assert till.handle_code(code).reason == "unreachable"
+    paid = till.handle_code(code)  # spent at the first try; the replay answers with its authorisation
+    assert paid.approved and till.unanswered is None
+    assert [p["amount"] for p in payments_of(store, world.wallet("a")[0])] == [1000]
+    assert world.available("a") == 4000
 
 
 def test_a_till_that_died_after_journalling_a_purse_payment_finds_its_sale_paid(world, gateway_url, clock,
