@@ -263,6 +263,19 @@ def test_what_a_killed_demo_left_running_is_stopped_by_the_next(tmp_path):
         release_lock(lock)
 
 
+def test_a_missing_package_is_named_with_the_way_to_install_it(tmp_path, monkeypatch):
+    from tapstack.demo import stack
+
+    monkeypatch.setattr(stack.pcscd, "VPCD_DRIVER", tmp_path / "no-libifdvpcd.so")
+    result = CliRunner().invoke(demo_command, ["--data", str(tmp_path / "d"), "--port", str(free_port())])
+    assert result.exit_code == 1 and "vsmartcard-vpcd) is not installed: run make setup" in result.output
+    monkeypatch.setattr(stack.shutil, "which", lambda name: None)
+    monkeypatch.setattr(stack, "PCSCD_PATHS", (str(tmp_path / "no-pcscd"),))
+    result = CliRunner().invoke(demo_command, ["--data", str(tmp_path / "d"), "--port", str(free_port())])
+    assert result.exit_code == 1 and "pcscd is not installed: run make setup" in result.output
+    assert not (tmp_path / "d" / "demo.pid").exists()
+
+
 def test_a_directory_that_is_not_a_demos_is_never_emptied(tmp_path):
     (tmp_path / "thesis.tex").write_text("years of work")
     result = CliRunner().invoke(demo_command, ["--data", str(tmp_path), "--port", str(free_port())])

@@ -115,12 +115,13 @@ def check_port(port: int, host: str = "127.0.0.1") -> None:
             raise DemoError(f"cannot use port {port}: {e.strerror}") from None
 
 
+PCSCD_PATHS = ("/usr/sbin/pcscd", "/sbin/pcscd")  # where Debian puts it, when sbin is not on PATH
 PYTHON_MODULES = {"smartcard": "pyscard", "nfc": "nfcpy", "zxingcpp": "zxing-cpp", "gunicorn": "gunicorn"}
 
 
 def check_installed() -> None:
     """DemoError naming what is missing: pcscd, the vpcd driver, a Python package."""
-    if not (shutil.which("pcscd") or any(os.path.exists(p) for p in ("/usr/sbin/pcscd", "/sbin/pcscd"))):
+    if not (shutil.which("pcscd") or any(os.path.exists(p) for p in PCSCD_PATHS)):
         raise DemoError("pcscd is not installed: run make setup (it installs pcscd and vsmartcard-vpcd)")
     if not pcscd.VPCD_DRIVER.exists():
         raise DemoError(f"the virtual reader driver ({pcscd.VPCD_DRIVER}) is not installed: run make setup "
