@@ -268,7 +268,8 @@ def test_a_missing_package_is_named_with_the_way_to_install_it(tmp_path, monkeyp
 
     monkeypatch.setattr(stack.pcscd, "VPCD_DRIVER", tmp_path / "no-libifdvpcd.so")
     result = CliRunner().invoke(demo_command, ["--data", str(tmp_path / "d"), "--port", str(free_port())])
-    assert result.exit_code == 1 and "vsmartcard-vpcd) is not installed: run make setup" in result.output
+    assert result.exit_code == 1
+    assert "the virtual reader driver" in result.output and "is not installed: run make setup" in result.output
     monkeypatch.setattr(stack.shutil, "which", lambda name: None)
     monkeypatch.setattr(stack, "PCSCD_PATHS", (str(tmp_path / "no-pcscd"),))
     result = CliRunner().invoke(demo_command, ["--data", str(tmp_path / "d"), "--port", str(free_port())])
