@@ -6,6 +6,7 @@ Secrets are never logged; `repr` of a Config does not show them.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets as _random
@@ -35,12 +36,22 @@ class Config:
         return self.data_dir / "secrets.json"
 
     def secret(self, name: str) -> bytes:
-        """The named 32-byte secret (e.g. "issuer_seed"), created at random on first use."""
+        """The named 32-byte secret (e.g. "issuer_seed"), created at random on first use.
+
+        Safe across threads and processes (gunicorn workers starting together): the
+        read-modify-write runs under a lock file, so every process sees one value.
+        """
         with self._lock:
             stored = self._read_secrets()
-            if name not in stored:
-                stored[name] = _random.token_hex(32)
-                self._write_secrets(stored)
+            if name in stored:
+                return bytes.fromhex(stored[name])
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.data_dir / "secrets.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                stored = self._read_secrets()  # another process may have made it meanwhile
+                if name not in stored:
+                    stored[name] = _random.token_hex(32)
+                    self._write_secrets(stored)
             return bytes.fromhex(stored[name])
 
     def _read_secrets(self) -> dict[str, str]:
@@ -50,8 +61,7 @@ class Config:
             return {}
 
     def _write_secrets(self, stored: dict[str, str]) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.secrets_path.with_suffix(".tmp")
+        tmp = self.secrets_path.with_suffix(f".{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(stored, f)
