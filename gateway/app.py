@@ -112,7 +112,7 @@ def create_app(config: gateway_config.Config | None = None, *, store=None,
 
 
 def serve(config: gateway_config.Config, *, host: str, port: int, workers: int,
-          threads: int = 4) -> None:
+          threads: int = 8) -> None:
     """Run the API under gunicorn (a production WSGI server) until stopped.
 
     Each worker process builds its own app and store connections after the fork.

@@ -55,8 +55,10 @@ def check(data_dir, as_json):
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="gunicorn worker processes.")
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Threads per worker (requests waiting on the database's group commit).")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
-def serve(data_dir, host, port, workers, dev):
+def serve(data_dir, host, port, workers, threads, dev):
     """Serve the HTTP API (/v1) with gunicorn."""
     from gateway import app as gateway_app
 
@@ -68,7 +70,7 @@ def serve(data_dir, host, port, workers, dev):
     if dev:
         app.run(host=host, port=port)
     else:
-        gateway_app.serve(config, host=host, port=port, workers=workers)
+        gateway_app.serve(config, host=host, port=port, workers=workers, threads=threads)
 
 
 @cli.command("operator-key")
