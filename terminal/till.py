@@ -118,7 +118,8 @@ class Till:
         self.seen: dict = {}  # signed pay codes charged here (their replay keys), until they expire
         self.completed = 0
         self.merchant: MerchantClient | None = None  # refunds, when the till holds the merchant's key
-        self.unanswered: tuple[pos.Sale, str] | None = None  # a pay code's authorisation never answered
+        # A pay code's call that never got an answer: (step, its sale, the code), in memory only.
+        self.unanswered: tuple[str, pos.Sale, str] | None = None
         self.uploader: Uploader | None = None
         self.script: deque[str] = deque()
         self._next_poll: datetime | None = None
@@ -255,7 +256,7 @@ class Till:
         except GatewayUnavailable as e:
             # It may have been authorised: shown again, the code replays under the same key;
             # if the sale ends another way, tick() finds the hold and voids it.
-            self.unanswered = (sale, text)
+            self.unanswered = ("authorize", sale, text)
             return pos.refused("unreachable", "pay_code", str(e))
         except GatewayRefused as e:
             self._answered(text)
@@ -265,27 +266,33 @@ class Till:
         return self.capture()
 
     def _answered(self, text: str) -> None:
-        if self.unanswered is not None and self.unanswered[1] == text:
+        if self.unanswered is not None and self.unanswered[2] == text:
             self.unanswered = None
 
     def release_unanswered(self) -> bool:
-        """Void the hold of an authorisation whose answer never came, once its sale has ended
-        (paid another way or cancelled): asking again under the same key tells whether there
-        is one. True when nothing is held any more."""
+        """Undo what a pay code's unanswered call may have done, once its sale has ended
+        another way (a card, cash and cancel): asking again under the same key tells. An
+        authorisation's hold is voided; a signed pay code's payment is refunded under the
+        merchant's key, or the cashier is told to refund it. True when nothing is left to do."""
         if self.unanswered is None:
             return True
-        sale, text = self.unanswered
+        step, sale, text = self.unanswered
         body = {"pay_code": text, "amount": sale.amount, "currency": sale.currency}
+        path = "/v1/pos/authorizations" if step == "authorize" else "/v1/paycode-payments"
         try:
-            auth = self._call("POST", "/v1/pos/authorizations", body, "authorize", text, sale=sale, tries=1)
-            if auth.get("status") == "pending":
-                self._call("POST", f"/v1/pos/authorizations/{auth['id']}/void", {}, "void", auth["id"], sale=sale,
+            done = self._call("POST", path, body, step, text, sale=sale, tries=1)
+            if step == "authorize" and done.get("status") == "pending":
+                self._call("POST", f"/v1/pos/authorizations/{done['id']}/void", {}, "void", done["id"], sale=sale,
                            tries=1)
-                self.out(f"released the hold of {auth['id']} (sale {sale.id}, whose answer was lost)")
+                self.out(f"released the hold of {done['id']} (sale {sale.id}, whose answer was lost)")
+            elif step == "paycode":
+                self.out(f"the pay code of sale {sale.id} was charged after all ({done['id']}), "
+                         "and the sale was paid another way")
+                self.refund(done["id"], None)
         except GatewayUnavailable:
             return False
         except GatewayRefused:
-            pass  # nothing was authorised (or it is no longer pending): nothing is held
+            pass  # nothing was done (or it is no longer pending): nothing to undo
         self.unanswered = None
         return True
 
@@ -320,11 +327,14 @@ class Till:
             payment = self._call("POST", "/v1/paycode-payments", body, "paycode", text)
         except GatewayUnavailable as e:
             # Not remembered as used: shown again, it is sent again under the same key.
+            self.unanswered = ("paycode", sale, text)
             return pos.refused("unreachable", "signed_pay_code", str(e))
         except GatewayRefused as e:
+            self._answered(text)
             if e.error.get("code") == "pay_code_used":
                 self.seen = seen
             return pos.gateway_refusal(e.status, e.error, "signed_pay_code")
+        self._answered(text)
         self.seen = seen
         self._finish(pos.paid(sale, "signed_pay_code", payment_id=payment["id"]))
         return pos.Result(True, "pay_code", "signed_pay_code", pos.message("pay_code"), payment["amount"],
@@ -497,7 +507,7 @@ class Till:
         """Between cards: poll an open checkout, retry an unanswered capture, release the hold
         of an unanswered authorisation whose sale has ended."""
         sale, now = self.sale, self.clock()
-        if self.unanswered is not None and (sale is None or sale.id != self.unanswered[0].id or not sale.is_open) \
+        if self.unanswered is not None and (sale is None or sale.id != self.unanswered[1].id or not sale.is_open) \
                 and (self._next_release is None or now >= self._next_release):
             self._next_release = None if self.release_unanswered() else now + timedelta(seconds=5)
         if sale is None:

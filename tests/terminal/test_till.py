@@ -419,3 +419,21 @@ def test_pay_codes_are_read_from_camera_frames(world, gateway_url, clock, tmp_pa
     assert (first.approved, first.method, first.amount) == (True, "signed_pay_code", 990)
     assert (second.approved, second.reason) == (False, "not_a_pay_code")
     assert till.scan_frames() == [] and world.available("a") == 4010  # a frame is read once
+
+
+def test_a_signed_pay_code_charged_without_an_answer_is_refunded_when_the_sale_is_paid_by_card(
+        world, gateway_url, clock, store, tmp_path):
+    world.top_up("a", 5000)
+    rider = Rider(world)
+    rider.load(1000)
+    till, lines, wire = make_till(world, gateway_url, clock, tmp_path)
+    till.merchant = MerchantClient(gateway_url, world.merchant("x")[1].auth)
+    till.command("sale 7.00")
+    wire.lose("/v1/paycode-payments", 3)  # charged; the till never heard
+    assert till.handle_code(_wallet_app(world, gateway_url, clock, tmp_path).pay_code()).reason == "unreachable"
+    assert world.available("a") == 3300
+    till.reader.present(rider.card)  # the customer pays by card instead
+    assert till.handle_card(till.reader.wait_for_card(0)).approved
+    till.tick()
+    assert till.unanswered is None and world.available("a") == 4000  # the code's payment refunded
+    assert lines[-1].startswith("REFUND    7.00 CNY of pay_")
