@@ -116,12 +116,14 @@ class Bus:
         if not self.started.wait(timeout) or self.error is not None:
             raise RuntimeError(f"{self.config.name} did not start: {self.error or 'timed out'}")
 
-    def ride(self, taps: list[tuple], outage: tuple[datetime, datetime] | None, results: queue.Queue) -> None:
+    def ride(self, service_start: datetime, taps: list[tuple], outage: tuple[datetime, datetime] | None,
+             results: queue.Queue) -> None:
         """Take the day's taps: [(Tap, card, after, done)] in time order. `after` is the event of the
         same rider's previous tap (on any bus), waited for first, so a card is in one field at a time
         and its transactions happen in the order of their times; `done` is set once the tap is over.
-        During `outage` the bus's network is cut. Each Presented goes to results; then the bus puts None."""
-        self._jobs.put((taps, outage, results))
+        During `outage` the bus's network is cut. The bus downloads its reference data when its
+        service starts, then hourly. Each Presented goes to results; then the bus puts None."""
+        self._jobs.put((service_start, taps, outage, results))
 
     def stop(self) -> None:
         """End the bus: a day in progress stops after the tap in hand (Ctrl-C, an error elsewhere)."""
@@ -155,9 +157,9 @@ class Bus:
             uploader.start()
             self.started.set()
             while (job := self._jobs.get()) is not None:
-                taps, outage, results = job
+                start, taps, outage, results = job
                 try:
-                    self._day(v, transport, reader, taps, outage, results)
+                    self._day(v, transport, reader, start, taps, outage, results)
                 except BaseException as e:  # hand it to the demo's thread, which stops the demo
                     results.put(e)
                 results.put(None)
@@ -175,8 +177,15 @@ class Bus:
                 journal.close()
             log.close()
 
-    def _day(self, v: Validator, transport, reader, taps: list, outage, results: queue.Queue) -> None:
-        next_refresh = None
+    def _day(self, v: Validator, transport, reader, start: datetime, taps: list, outage,
+             results: queue.Queue) -> None:
+        def online(at: datetime) -> bool:
+            return outage is None or not outage[0] <= at < outage[1]
+
+        self.now = start
+        self.network.set(online(start))
+        v.refresh()  # at the depot, before the first stop: keys, deny-list, fare rules
+        next_refresh = start + timedelta(hours=1)
         for tap, card, after, done in taps:
             try:
                 while after is not None and not after.wait(0.2):
@@ -185,8 +194,8 @@ class Bus:
                 if self._cancel.is_set():
                     break
                 self.now = tap.at
-                self.network.set(outage is None or not outage[0] <= tap.at < outage[1])
-                if next_refresh is None or tap.at >= next_refresh:
+                self.network.set(online(tap.at))
+                if tap.at >= next_refresh:
                     v.refresh()  # keys, deny-list delta, fare rules, hourly: fails quietly while cut off
                     next_refresh = tap.at.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
                 v.set_place(decisions.Place(tap.route, tap.stop), "stop")

@@ -101,7 +101,7 @@ class Bill:
 class Purchase:
     rider: str
     amount: int
-    method: str  # checkout (the till shows a QR code) | paycode (the wallet shows one)
+    method: str  # tap (a purse on the till's reader) | paycode (the wallet shows one) | checkout (the till shows one)
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,24 @@ def _rider_taps(rng: random.Random, rider: Rider, day: date) -> list[Tap]:
     return taps
 
 
+SALE_METHODS = ("tap", "paycode", "checkout")
+
+
+def _purchases(rng: random.Random, payers: list[Rider], n: int) -> list[Purchase]:
+    """n sales at the corner shop, paid in turn by purse tap, pay code and checkout QR.
+    A tap needs a purse: with no purse among the payers, that sale is paid by pay code."""
+    purses = [r for r in payers if r.card == "purse"]
+    sales = []
+    for k in range(n):
+        method = SALE_METHODS[k % len(SALE_METHODS)]
+        if method == "tap" and not purses:
+            method = "paycode"
+        shopper = rng.choice(purses if method == "tap" else payers)
+        amount = rng.randrange(5, 80) * 100 + rng.choice((0, 50, 90))
+        sales.append(Purchase(shopper.id, amount, method))
+    return sales
+
+
 def plan_day(seed: int, riders: int, day: date) -> DayPlan:
     """The whole day of the demo city; the same (seed, riders, day) always gives the same plan.
 
@@ -208,9 +226,7 @@ def plan_day(seed: int, riders: int, day: date) -> DayPlan:
         Bill(f"W{day:%y%m}-{k:04d}", f"{rng.randrange(10**7, 10**8)}", p.id, rng.randrange(30, 200) * 100 + 50,
              paid=k != 1)  # one household has not paid yet
         for k, p in enumerate(rng.sample(payers, min(len(payers), max(3, riders // 5))), 1))
-    purchases = tuple(
-        Purchase(p.id, rng.randrange(5, 80) * 100 + rng.choice((0, 50, 90)), "checkout" if k % 2 else "paycode")
-        for k, p in enumerate(rng.sample(payers, min(len(payers), max(2, riders // 6)))))
+    purchases = tuple(_purchases(rng, payers, max(3, riders // 6)))
     outage = (local_time(day, OUTAGE_HOURS[0]), local_time(day, OUTAGE_HOURS[1]))
     return DayPlan(seed, day, tuple(people) + (stranger,), tuple(taps), bills, purchases, outage)
 

@@ -202,7 +202,8 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
     mark = time.monotonic()
     progress.phase(f"water bills: {len(plan.bills)} issued, paid by wallets scanning the QR images")
     world.bills()
-    progress.phase(f"corner shop: {len(plan.purchases)} sales by checkout QR and pay code")
+    progress.phase(f"corner shop: {len(plan.purchases)} sales at its till (reader on nfcpy udp) by purse tap, "
+                   "pay code and checkout QR")
     world.shop()
     timings["bills_shop"] = time.monotonic() - mark
 
@@ -211,7 +212,7 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
     for bus in buses.values():
         bus.stop()
     journals = {name: world.flush(bus) for name, bus in buses.items()}
-    expected_hooks = sum(1 for b in plan.bills if b.paid) + len(plan.purchases)
+    expected_hooks = sum(1 for b in plan.bills if b.paid) + sum(1 for s in plan.purchases if s.method != "tap")
     if not receiver.wait_for(expected_hooks, WEBHOOK_WAIT):
         progress.phase(f"warning: {receiver.received()} of {expected_hooks} webhooks arrived within "
                        f"{WEBHOOK_WAIT:.0f} s (see {deliverer.log_path})")
@@ -243,8 +244,9 @@ def ride_the_day(plan: city.DayPlan, buses: dict[str, Bus], cards: dict, progres
         done = threading.Event()
         days[tap.route].append((tap, cards[tap.rider], last_done.get(tap.rider), done))
         last_done[tap.rider] = done
+    service_start = city.local_time(plan.day, city.FIRST_HOUR)
     for route, bus in buses.items():
-        bus.ride(days[route], plan.outage if route == city.OFFLINE_ROUTE else None, results)
+        bus.ride(service_start, days[route], plan.outage if route == city.OFFLINE_ROUTE else None, results)
     offline_bus = buses[city.OFFLINE_ROUTE]
     presented: list[Presented] = []
     running, was_up, checkpoint = len(buses), True, 10

@@ -37,6 +37,7 @@ class World:
         self.cards: dict = {}  # rider id -> VirtualCard
         self.wallets: dict[str, tuple[str, str]] = {}  # rider id -> (wallet id, credential)
         self.purses: dict[str, tuple[bytes, bytes]] = {}  # rider id -> (card seed, certificate)
+        self.stores: dict = {}  # rider id -> (the purse's MemoryStore, card id hex)
         self.terminals: dict[str, tuple[str, bytes]] = {}
         self.sales: Counter = Counter()
 
@@ -89,8 +90,6 @@ class World:
         import secrets
 
         from protocol import ed25519
-        from protocol import purse as p
-        from protocol.apdu import parse_response
         from wallet.purse import new_purse, purse_card
         from wallet.state import MemoryStore
 
@@ -100,18 +99,29 @@ class World:
         store = MemoryStore(new_purse(seed, bytes.fromhex(made["card_id"]), bytes.fromhex(made["certificate"]),
                                       self.issuer_public, city.CURRENCY, 0))
         card = purse_card(store, rider.uid, name=f"purse of {rider.id}")
-        load = wallet.post(f"/v1/wallets/{wallet_id}/purse-loads", {
-            "card_id": made["card_id"], "amount": rider.load, "currency": city.CURRENCY,
-            "counter": store.state.counter})
-        # The wallet app applies the issuer's TOP-UP to its own card (the phone's secure element).
+        self.purses[rider.id] = (seed, bytes.fromhex(made["certificate"]))
+        self.stores[rider.id] = (store, made["card_id"])
+        self.cards[rider.id] = card
+        self.load_purse(rider.id, rider.load)
+        return card
+
+    def load_purse(self, rider_id: str, amount: int) -> None:
+        """The wallet app loads value onto its purse: the gateway moves it from the wallet to the
+        card's float and answers the issuer's TOP-UP, which the app applies to its own card."""
+        from protocol import purse as p
+        from protocol.apdu import parse_response
+
+        wallet_id, credential = self.wallets[rider_id]
+        store, card_id = self.stores[rider_id]
+        card = self.cards[rider_id]
+        load = Gateway(self.url, credential).post(f"/v1/wallets/{wallet_id}/purse-loads", {
+            "card_id": card_id, "amount": amount, "currency": city.CURRENCY, "counter": store.state.counter})
         card.power_on()
         card.process(p.select_command())
         sw = parse_response(card.process(p.topup_command(bytes.fromhex(load["authorisation"])))).sw
         card.power_off()
         if sw != 0x9000:
-            raise DemoError(f"the purse of {rider.id} refused its load (SW {sw:04X})")
-        self.purses[rider.id] = (seed, bytes.fromhex(made["certificate"]))
-        return card
+            raise DemoError(f"the purse of {rider_id} refused its load (SW {sw:04X})")
 
     def buses(self, daemon) -> dict[str, Bus]:
         from wallet.pcscd import free_ports
@@ -164,32 +174,19 @@ class World:
                 app.pay(app.read(png))
 
     def shop(self) -> None:
-        from terminal.gateway_client import GatewayClient
-        from terminal.run import read_qr_text  # the validator's camera frame reader
-        from wallet import qr as wallet_qr
+        """The corner shop's sales through its real till (tapstack.demo.shop)."""
+        from tapstack.demo.shop import Shop
 
-        till = GatewayClient(self.url, *self.till)
-        screens = self.data_dir / "till"
-        screens.mkdir(parents=True, exist_ok=True)
-        for n, sale in enumerate(self.plan.purchases, 1):
-            app = self._app(sale.rider)
-            if sale.method == "checkout":  # the till shows a one-sale code; the wallet scans and pays it
-                checkout = till.post("/v1/checkouts", {"amount": sale.amount, "currency": city.CURRENCY,
-                                                       "terminal_label": "till 1"},
-                                     idempotency_key=f"demo-checkout-{n}")
-                screen = screens / f"checkout-{n}.png"
-                screen.write_bytes(stack.fetch(f"{self.url}/v1/checkouts/{checkout['id']}/qr.png",
-                                               self.shop_merchant["api_key"]))
-                app.pay(app.read(screen))
-            else:  # the wallet shows its signed pay code; the till's camera reads it and charges it
-                screen = screens / f"paycode-{n}.png"
-                wallet_qr.write(app.pay_code(), screen)
-                code = read_qr_text(screen)
-                if code is None:
-                    raise DemoError(f"the till could not read the pay code in {screen}")
-                till.post("/v1/paycode-payments", {"pay_code": code, "amount": sale.amount,
-                                                   "currency": city.CURRENCY}, idempotency_key=f"demo-paycode-{n}")
-            self.sales[sale.method] += 1
+        shop = Shop(self.url, *self.till, self.data_dir, self.data_dir / "logs" / "till-1.log")
+        try:
+            for n, sale in enumerate(self.plan.purchases, 1):
+                if sale.method == "tap":  # the shopper tops the purse up in the app first
+                    self.load_purse(sale.rider, sale.amount)
+                shop.sell(n, sale.amount, sale.method, self._app(sale.rider), self.cards[sale.rider])
+            shop.flush()
+        finally:
+            shop.close()
+        self.sales = shop.sales
 
     # -- close of day --
 
@@ -227,7 +224,11 @@ class World:
         paid = biller.get("/v1/bill-payments", period=plan.period)
         paid_total = next((t for t in paid["totals"] if t["currency"] == city.CURRENCY), {"count": 0, "amount": 0})
         bills = _all(biller, "/v1/bills", biller_id=self.biller["id"], period=plan.period)
-        shop = _all(Gateway(self.url, self.shop_merchant["api_key"]), "/v1/payments")
+        shopkeeper = Gateway(self.url, self.shop_merchant["api_key"])
+        shop = _all(shopkeeper, "/v1/payments")
+        # Purse sales clear like fares, into the shop's revenue: its own ridership says how much.
+        shop_purse = shopkeeper.get("/v1/taps/ridership", **{"from": since, "to": int(utc_now().timestamp()) + 1})
+        shop_purse_revenue = sum(x["purse_revenue"] or 0 for x in shop_purse["data"])
         ledger = ledger_check(gateway_dir)
         pcsc_routes = {r.id for r in city.ROUTES if r.reader.startswith("pcsc")}
         return Summary(
@@ -242,7 +243,7 @@ class World:
             routes=tuple(routes), gateway_taps=sum(r.taps for r in routes),
             bills_issued=len(bills), bills_paid=paid_total["count"], bills_paid_amount=paid_total["amount"],
             bills_open=sum(1 for b in bills if b["status"] in ("open", "partially_paid")),
-            shop_payments=dict(self.sales), shop_amount=sum(p["amount"] for p in shop),
+            shop_payments=dict(self.sales), shop_amount=sum(p["amount"] for p in shop) + shop_purse_revenue,
             webhooks=self.receiver.by_type(), webhooks_bad_signatures=self.receiver.bad_signatures,
             ledger_ok=bool(ledger["ok"]),
             ledger_totals={cur: {"accounts": t["accounts"], "debits_posted": t["debits_posted"],
