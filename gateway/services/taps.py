@@ -1,8 +1,9 @@
 """Tap ingestion: a validator's batch of journalled taps, each row judged on its own.
 
 `check_row` (pure) validates one row and says what is suspicious about it; `ingest`
-stores the good rows once per (terminal, tap id), sends purse receipts to clearing
-(gateway.services.clearing) and answers per row:
+stores the good rows once per (terminal, tap id), verifies the purse receipts of new
+taps and sends them to clearing (gateway.services.clearing, which settles the upload
+in one ledger call) and answers per row:
 
     {"id": ..., "status": "accepted" | "duplicate" | "rejected", "reason": ...,
      "flags": [...], "clearing": "posted" | "held" | <refusal> | "unpriced" | null}
