@@ -7,11 +7,13 @@ so no integer amount of them makes sense). ANG stays beside XCG, which replaced 
 2025 under the same numeric code 532, so that books kept in ANG still read.
 
 Pure. Amounts in tapstack are integers of minor units; `exponent` says how many
-decimals the major unit has (CNY 2, JPY 0, KWD 3). Codes are case-sensitive: "cny" is
+decimals the major unit has (CNY 2, JPY 0, KWD 3). `decimal_text` writes an amount in
+the major unit and `parse_decimal` reads one back, both exactly. Codes are case-sensitive: "cny" is
 not a currency.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -104,3 +106,64 @@ def decimal_text(minor: int, alpha_code: str) -> str:
         return f"{sign}{value}"
     units, rest = divmod(value, 10**places)
     return f"{sign}{units}.{rest:0{places}d}"
+
+
+class AmountError(ValueError):
+    """Text that is not an exact amount of a currency. str() is one line naming the text,
+    the currency and what is wrong; `reason` is the last part alone."""
+
+    def __init__(self, text: object, alpha_code: str, reason: str):
+        shown = repr(text[:20]) + "..." if isinstance(text, str) and len(text) > 20 else repr(text)
+        super().__init__(f"{shown} is not an amount in {alpha_code}: {reason}")
+        self.text, self.currency, self.reason = text, alpha_code, reason
+
+
+# ASCII digits only ("\d" would also take Arabic-Indic and full-width digits).
+_DECIMAL = re.compile(r"([+-]?)([0-9]*)(?:(\.)([0-9]*))?", re.ASCII)
+LARGEST_AMOUNT = 2**63 - 1  # minor units: what a signed 64-bit column (SQLite, PostgreSQL bigint) holds
+
+
+def parse_decimal(text: str, alpha_code: str, *, signed: bool = False) -> int:
+    """An amount written in the major unit into minor units, exactly, never through a float:
+    parse_decimal("12.5", "CNY") == 1250, parse_decimal("12.50", "CNY") == 1250,
+    parse_decimal("999", "JPY") == 999, parse_decimal("-0.05", "CNY", signed=True) == -5.
+
+    Accepted: ASCII digits, then optionally "." and at most the currency's exponent of
+    decimals (none for JPY). Refused, each with an AmountError saying why: thousands
+    separators ("1,234.50": a comma is the decimal mark in much of the world, so it is
+    never guessed at), spaces (callers strip what a person typed), a sign unless `signed`
+    ("-" or "+"), "12." and ".5", exponents, more than LARGEST_AMOUNT minor units.
+    Zero is an amount here; callers that need a positive one say so themselves.
+    UnknownCurrency for a code that is not in the table.
+    """
+    places = exponent(alpha_code)
+    if not isinstance(text, str):
+        raise AmountError(text, alpha_code, "an amount is text such as \"12.50\"")
+    if not text:
+        raise AmountError(text, alpha_code, "it is empty; digits with an optional '.' decimal point expected")
+    if len(text) > 40:  # far past LARGEST_AMOUNT; refused before any arithmetic
+        raise AmountError(text, alpha_code, "too long")
+    match = _DECIMAL.fullmatch(text)
+    if match is None:
+        if "," in text:
+            raise AmountError(text, alpha_code, "write digits with '.' as the decimal point "
+                              "and no thousands separators (e.g. 1234.50)")
+        raise AmountError(text, alpha_code, "digits with an optional '.' decimal point expected")
+    sign, whole, point, fraction = match.groups()
+    if sign and not signed:
+        raise AmountError(text, alpha_code, "digits with no sign expected")
+    if not whole:
+        raise AmountError(text, alpha_code, "a digit is needed before the decimal point (e.g. 0.5)"
+                          if point else "it has no digits")
+    if point and not fraction:
+        raise AmountError(text, alpha_code, "a decimal point with no digits after it")
+    fraction = fraction or ""
+    if len(fraction) > places:
+        allowed = "no decimals" if places == 0 else f"at most {places} decimal{'s' if places > 1 else ''}"
+        raise AmountError(text, alpha_code, f"{len(fraction)} decimal{'s' if len(fraction) > 1 else ''}; "
+                          f"{alpha_code} allows {allowed}")
+    minor = int(whole) * 10**places + int(fraction.ljust(places, "0") or "0")
+    if minor > LARGEST_AMOUNT:
+        raise AmountError(text, alpha_code,
+                          f"larger than the largest amount, {decimal_text(LARGEST_AMOUNT, alpha_code)}")
+    return -minor if sign == "-" else minor

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from protocol import currency as iso4217
-from protocol import emvqr, signed_qr
+from protocol import signed_qr
 
 OPEN, CAPTURING, PAID, CANCELLED = "open", "capturing", "paid", "cancelled"
 GATEWAY_PAY_CODE_PREFIX = "pc_"  # the gateway's own single-use codes (POST /v1/wallets/<id>/pay_codes)
@@ -83,12 +83,12 @@ def parse_amount(text: str, currency: str) -> int:
     """"12.50" in CNY -> 1250 minor units, exactly (as many decimals as ISO 4217 gives the
     currency, never a float); CommandError saying why not."""
     try:
-        iso4217.get(currency)
-        return emvqr.parse_amount(text.strip(), currency)
-    except iso4217.UnknownCurrency as e:
+        amount = iso4217.parse_decimal(text.strip(), currency)
+    except (iso4217.UnknownCurrency, iso4217.AmountError) as e:
         raise CommandError(str(e)) from None
-    except emvqr.QrFormatError as e:
-        raise CommandError(f"{text.strip()!r} is not an amount in {currency}: {e.message}") from None
+    if amount == 0:
+        raise CommandError(f"{text.strip()!r} is zero: a sale or refund needs an amount")
+    return amount
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ import click
 import qrcode
 
 from protocol import ed25519, emvqr, signed_qr
-from protocol.currency import decimal_text
+from protocol.currency import AmountError, UnknownCurrency, decimal_text, parse_decimal
 from wallet import qr as wallet_qr
 from wallet.state import write_atomically
 
@@ -187,9 +187,12 @@ def money(amount: int, currency: str) -> str:
 def parse_money(text: str, currency: str) -> int:
     """"23.72" in CNY -> 2372 minor units, exactly; WalletAppError for anything else."""
     try:
-        return emvqr.parse_amount(text.strip(), currency)
-    except emvqr.QrFormatError as err:
-        raise WalletAppError(f"{text!r} is not an amount in {currency}: {err.message}") from None
+        amount = parse_decimal(text.strip(), currency)
+    except (AmountError, UnknownCurrency) as err:
+        raise WalletAppError(str(err)) from None
+    if amount == 0:
+        raise WalletAppError(f"{text.strip()!r} is zero: give an amount to move")
+    return amount
 
 
 # -- scanned codes -------------------------------------------------------------------------------

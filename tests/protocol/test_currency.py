@@ -1,9 +1,12 @@
-"""The ISO 4217 table: codes, exponents, look-ups both ways, refusals."""
+"""The ISO 4217 table: codes, exponents, look-ups both ways, refusals; amounts written and read."""
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from protocol import currency
 
@@ -82,3 +85,47 @@ def test_decimal_text_refuses_floats_and_unknown_codes():
             currency.decimal_text(bad, "CNY")
     with pytest.raises(currency.UnknownCurrency):
         currency.decimal_text(100, "XAU")
+
+
+@pytest.mark.parametrize("text, alpha, minor", [
+    ("12.5", "CNY", 1250), ("12.50", "CNY", 1250), ("12", "CNY", 1200), ("0.05", "CNY", 5), ("0", "CNY", 0),
+    ("007.10", "CNY", 710), ("999", "JPY", 999), ("1.005", "KWD", 1005), ("1.2345", "CLF", 12345),
+    ("1234.50", "ANG", 123450), ("92233720368547758.07", "CNY", 2**63 - 1),
+])
+def test_parse_decimal(text, alpha, minor):
+    assert currency.parse_decimal(text, alpha) == minor
+
+
+@pytest.mark.parametrize("text, alpha, why", [
+    ("1,234.50", "CNY", "thousands separators"), ("12,50", "EUR", "thousands separators"),
+    ("12.505", "CNY", "3 decimals; CNY allows at most 2 decimals"), ("1.5", "JPY", "JPY allows no decimals"),
+    ("1.00005", "CLF", "CLF allows at most 4"), ("-1.00", "CNY", "no sign"), ("+1", "CNY", "no sign"),
+    ("12.", "CNY", "no digits after"), (".5", "CNY", "before the decimal point"), ("", "CNY", "empty"),
+    (" 12", "CNY", "optional '.' decimal point expected"), ("1e3", "CNY", "optional '.' decimal point expected"), ("12.5 CNY", "CNY", "optional '.' decimal point expected"),
+    ("١٢", "CNY", "optional '.' decimal point expected"), ("１２", "CNY", "optional '.' decimal point expected"), ("-", "CNY", "no sign"),
+    ("NaN", "CNY", "optional '.' decimal point expected"), ("92233720368547758.08", "CNY", "larger than the largest"),
+    ("9" * 41, "CNY", "too long"), (12.5, "CNY", "text such as"),
+])
+def test_parse_decimal_says_what_is_wrong(text, alpha, why):
+    with pytest.raises(currency.AmountError, match=re.escape(why)) as refused:
+        currency.parse_decimal(text, alpha)
+    assert str(refused.value).startswith(repr(text)[:10]) and f"is not an amount in {alpha}: " in str(refused.value)
+
+
+def test_parse_decimal_takes_a_sign_only_when_asked():
+    assert currency.parse_decimal("-0.05", "CNY", signed=True) == -5
+    assert currency.parse_decimal("+3", "JPY", signed=True) == 3
+    with pytest.raises(currency.AmountError, match="has no digits"):
+        currency.parse_decimal("+", "CNY", signed=True)
+
+
+def test_parse_decimal_refuses_unknown_currencies():
+    with pytest.raises(currency.UnknownCurrency):
+        currency.parse_decimal("1", "XAU")
+
+
+@given(st.sampled_from(sorted(currency.CURRENCIES)), st.integers(-currency.LARGEST_AMOUNT, currency.LARGEST_AMOUNT))
+def test_parse_decimal_reads_back_decimal_text(alpha, minor):
+    assert currency.parse_decimal(currency.decimal_text(minor, alpha), alpha, signed=True) == minor
+    if minor >= 0:
+        assert currency.parse_decimal(currency.decimal_text(minor, alpha), alpha) == minor
