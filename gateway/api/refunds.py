@@ -1,4 +1,5 @@
-"""/v1/refunds: the paid merchant refunds all or part of a payment, cumulatively."""
+"""/v1/refunds: the paid merchant, or one of its terminals (a till), refunds all or part
+of a payment, cumulatively."""
 from flask import Blueprint
 
 from gateway import api
@@ -11,7 +12,7 @@ bp = Blueprint("refunds", __name__)
 
 
 @bp.post("/v1/refunds")
-@requires("merchant")
+@requires("merchant", "terminal")
 @idempotent
 def create(tx):
     """Without an amount, refunds what is left of the payment."""

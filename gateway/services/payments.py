@@ -177,9 +177,11 @@ def refund_view(row: dict) -> dict:
 
 def create_refund(tx, caller: Caller, *, payment_id: str, amount: int | None,
                   reason: str | None, now: datetime) -> dict:
-    """The paid merchant gives back all that is left of a payment, or part of it."""
+    """The paid merchant, or a terminal of it, gives back all that is left of a payment, or
+    part of it. Anyone else is told the payment does not exist, as for a missing id."""
     payment = tx.one("SELECT * FROM payments WHERE id = :id", {"id": payment_id})
-    if payment is None or payment["merchant_id"] != caller.merchant_id or caller.kind != "merchant":
+    if (payment is None or caller.kind not in ("merchant", "terminal")
+            or caller.merchant_id is None or payment["merchant_id"] != caller.merchant_id):
         raise not_found("payment", "payment_id")
     amount = ledger.refundable(payment["amount"], payment["refunded_amount"], amount)
     merchant = tx.one("SELECT account_id FROM merchants WHERE id = :id", {"id": payment["merchant_id"]})

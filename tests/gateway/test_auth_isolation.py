@@ -98,7 +98,8 @@ CASES = [
     # refunds
     ("merchant:x", "POST", "/v1/refunds", {"payment_id": "{pay_ax}", "amount": 1}, 201),
     ("merchant:y", "POST", "/v1/refunds", {"payment_id": "{pay_ax}", "amount": 1}, 404),
-    ("terminal:x", "POST", "/v1/refunds", {"payment_id": "{pay_ax}", "amount": 1}, 403),
+    ("terminal:x", "POST", "/v1/refunds", {"payment_id": "{pay_ax}", "amount": 1}, 201),
+    ("terminal:y", "POST", "/v1/refunds", {"payment_id": "{pay_ax}", "amount": 1}, 404),
     ("wallet:a", "POST", "/v1/refunds", {"payment_id": "{pay_ax}", "amount": 1}, 403),
     ("wallet:a", "GET", "/v1/refunds/{re_ax}", None, 200),
     ("wallet:b", "GET", "/v1/refunds/{re_ax}", None, 404),
