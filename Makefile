@@ -41,7 +41,8 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@failed=""; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || failed="$$failed $$b"; done; \
+	if [ -n "$$failed" ]; then echo "missed their bar or failed:$$failed"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .tapstack .pytest_cache .hypothesis test-artifacts
