@@ -36,6 +36,8 @@ BLUEPRINTS = (
     "gateway.api.taps",
     "gateway.api.bills",
     "gateway.api.checkout",
+    "gateway.api.card_links",
+    "gateway.api.fare_charges",
     "gateway.openapi",
     "gateway.web",
 )

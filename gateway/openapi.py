@@ -230,6 +230,37 @@ SCHEMAS.update({
                                               "response's media type says), not JSON."},
     "BillList": listing("Bill"),
 })
+TOKEN = {"type": "string", "pattern": "^(pan|uid)_[a-z2-7]{32}$",
+         "description": "A keyed-hash card token; never a card number."}
+DAY = {"day": ({"type": "string", "format": "date"}, "The operator's local day; default: today.")}
+SCHEMAS.update({  # account-based fares (gateway/api/card_links.py, gateway/api/fare_charges.py)
+    "CardLinkCode": obj("card_link_code", code={"type": "string", "description": "XXXXX-XXXXX, single use"},
+                        wallet_id=ID, expires_at=TIME, created_at=TIME),
+    "CardLink": obj("card_link", id=ID, wallet_id=ID, token=TOKEN, kind={"type": "string", "enum": ["pan", "uid"]},
+                    assurance={"type": "string", "enum": ["high", "low"]}, terminal_id=ID, created_at=TIME),
+    "CardLinkList": listing("CardLink"),
+    "FareCharge": obj("fare_charge", id=ID, token=TOKEN, trip_id={"type": "string"}, seq={"type": "integer"},
+                      local_day={"type": "string", "format": "date"}, at=TIME, route={"type": "string"},
+                      stop={"type": "string"}, merchant_id={"type": "string"}, wallet_id={"type": ["string", "null"]},
+                      amount=MONEY, currency=CURRENCY, rules_version={"type": ["integer", "null"]},
+                      status={"type": "string", "enum": ["charged", "free", "unpaid", "settled"]},
+                      statement={"type": "string"}, created_at=TIME, settled_at=NTIME),
+    "FareChargeList": {"allOf": [listing("FareCharge"), {"type": "object", "properties": {
+        "wallet_id": ID, "unpaid_total": MONEY}}]},
+    "FareChargeRun": obj("fare_charge_run", day={"type": "string", "format": "date"},
+                         rules_version={"type": "integer"}, currency=CURRENCY, tokens={"type": "integer"},
+                         trips={"type": "integer"}, held={"type": "integer"}, free={"type": "integer"},
+                         charged={"type": "object"}, unpaid={"type": "object"}, debts_collected={"type": "object"},
+                         denied_tokens={"type": "integer"}, allowed_tokens={"type": "integer"}),
+    "FareChargesByRoute": obj("fare_charges_by_route", day={"type": "string", "format": "date"},
+                              data={"type": "array", "items": {"type": "object", "properties": {
+                                  "route": {"type": "string"}, "currency": CURRENCY, "trips": {"type": "integer"},
+                                  "free_trips": {"type": "integer"}, "collected": MONEY, "unpaid": MONEY}}}),
+    "TokenRevenue": obj("token_revenue", day={"type": "string", "format": "date"},
+                        data={"type": "array", "items": {"type": "object", "properties": {
+                            "route": {"type": "string"}, "hour": TIME, "currency": CURRENCY,
+                            "trips": {"type": "integer"}, "token_revenue": MONEY, "unpaid": MONEY}}}),
+})
 E = Endpoint
 ENDPOINTS: tuple[Endpoint, ...] = (
     E("POST", "/v1/customers", "Enrol a customer", "Wallets", ("operator",), "Customer", 201,
@@ -342,6 +373,30 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                   "TOP-UP authorisation for the card's current counter (good once)."),
     E("GET", "/v1/purse-cards/{card_id}", "Where clearing stands for a purse card", "Transit", ("operator",),
       "PurseCard"),
+    E("POST", "/v1/wallets/{wallet_id}/card-links", "A code to link a bank or transit card", "Transit",
+      ("wallet", "operator"), "CardLinkCode", 201, errors=(409,),
+      description="Single use, valid 10 minutes: the rider taps the card at a terminal in link mode."),
+    E("POST", "/v1/card-links/{code}/tap", "Link the tapped card's token to the code's wallet", "Transit",
+      ("terminal",), "CardLink", 201, {"token": TOKEN}, ("token",), errors=(409,),
+      description="An unknown, expired or used code is 404; a token linked to another wallet is 409."),
+    E("GET", "/v1/wallets/{wallet_id}/linked-cards", "A wallet's linked cards", "Transit",
+      ("wallet", "operator"), "CardLinkList"),
+    E("DELETE", "/v1/wallets/{wallet_id}/linked-cards/{link_id}", "Unlink a card", "Transit",
+      ("wallet", "operator"), "Deleted"),
+    E("POST", "/v1/fare-charges/runs", "Charge a day's token trips to linked wallets", "Transit",
+      ("operator",), "FareChargeRun", 200, {"day": {"type": "string", "format": "date"}}, errors=(409,),
+      description="Safe to repeat: charges only what the day costs beyond earlier runs, within the caps. "
+                  "Unpaid charges become debts and their tokens go on the deny-list."),
+    E("GET", "/v1/fare-charges", "A day's token fare charges per route", "Transit", ("operator", "merchant"),
+      "FareChargesByRoute", query=DAY, errors=(409,)),
+    E("GET", "/v1/fare-charges/revenue", "Token ridership and revenue per route and hour", "Transit",
+      ("operator", "merchant"), "TokenRevenue", query=DAY, errors=(409,)),
+    E("GET", "/v1/wallets/{wallet_id}/fare-charges", "A wallet's fare charges and debts", "Transit",
+      ("wallet", "operator"), "FareChargeList",
+      query={"status": ({"type": "string", "enum": ["charged", "free", "unpaid", "settled"]}, "unpaid: debts.")}),
+    E("POST", "/v1/fare-charges/debts/{charge_id}/settle", "Pay a fare debt now", "Transit",
+      ("wallet", "operator"), "FareCharge", 200, errors=(402, 409),
+      description="Takes the token off the deny-list once it owes nothing."),
     E("POST", "/v1/billers", "Sign a biller up (a merchant paid into a biller account)", "Bills",
       ("operator",), "BillerWithKey", 201, {"name": {**TEXT, "maxLength": 200}, "city": {
           **TEXT, "maxLength": 15}, "currency": CURRENCY, "mcc": {"type": "string", "pattern": "^[0-9]{4}$"}},

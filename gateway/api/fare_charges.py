@@ -1,0 +1,91 @@
+"""Account-based fare charges: the day's charging run, debts, a wallet's charges, token revenue.
+
+    POST /v1/fare-charges/runs                  operator: {"day": "YYYY-MM-DD"} (default: today, local)
+    GET  /v1/fare-charges?day=                  operator, merchant: a day's charges per route
+    GET  /v1/fare-charges/revenue?day=          operator, merchant: per route and hour
+    GET  /v1/wallets/<id>/fare-charges?status=  wallet, operator
+    POST /v1/fare-charges/debts/<id>/settle     wallet, operator: pay one debt now
+
+A run is safe to repeat: it charges a day only what it costs beyond earlier runs.
+"""
+import logging
+
+from flask import Blueprint, request
+
+from gateway import api
+from gateway.app import runtime
+from gateway.auth import current_caller, requires
+from gateway.errors import ApiError, invalid
+from gateway.idempotency import idempotent
+from gateway.services import fare_charges
+
+bp = Blueprint("fare_charges", __name__)
+log = logging.getLogger("tapstack.gateway")
+
+
+def _rules():
+    try:
+        return fare_charges.read_rules(runtime().config.data_dir)
+    except fare_charges.NoFareRules as e:
+        # The cause (with the server's path) is for the log and the CLI, not the caller.
+        log.warning("fare charges: %s", e)
+        raise ApiError(409, "conflict", "no_fare_rules",
+                       "No usable fare rules are published; trips cannot be priced.") from None
+
+
+def _day_arg(rules):
+    unknown = sorted(set(request.args) - {"day"})
+    if unknown:
+        raise invalid("unknown_parameter", f"Unknown query parameter(s): {', '.join(unknown)}.", unknown[0])
+    raw = request.args.get("day")
+    return fare_charges.parse_day(raw) if raw else rules.local_day(runtime().now())
+
+
+@bp.post("/v1/fare-charges/runs")
+@requires("operator")
+@idempotent
+def run(tx):
+    body = api.json_body(optional=("day",))
+    rules = _rules()
+    rt = runtime()
+    day = fare_charges.parse_day(body["day"]) if body.get("day") is not None else rules.local_day(rt.now())
+    return 200, fare_charges.run_day(tx, rules=rules, day=day, now=rt.now())
+
+
+def _merchant_filter():
+    caller = current_caller()
+    return caller.id if caller.kind == "merchant" else None
+
+
+@bp.get("/v1/fare-charges")
+@requires("operator", "merchant")
+def by_route():
+    day = _day_arg(_rules())
+    with runtime().store.read() as tx:
+        return fare_charges.day_by_route(tx, day, merchant_id=_merchant_filter())
+
+
+@bp.get("/v1/fare-charges/revenue")
+@requires("operator", "merchant")
+def revenue():
+    day = _day_arg(_rules())
+    with runtime().store.read() as tx:
+        return fare_charges.revenue(tx, day, merchant_id=_merchant_filter())
+
+
+@bp.get("/v1/wallets/<wallet_id>/fare-charges")
+@requires("wallet", "operator")
+def wallet_charges(wallet_id):
+    unknown = sorted(set(request.args) - {"status"})
+    if unknown:
+        raise invalid("unknown_parameter", f"Unknown query parameter(s): {', '.join(unknown)}.", unknown[0])
+    with runtime().store.read() as tx:
+        return fare_charges.wallet_charges(tx, current_caller(), wallet_id, status=request.args.get("status"))
+
+
+@bp.post("/v1/fare-charges/debts/<charge_id>/settle")
+@requires("wallet", "operator")
+@idempotent
+def settle(tx, charge_id):
+    api.json_body()
+    return 200, fare_charges.settle_debt(tx, current_caller(), charge_id, now=runtime().now())

@@ -1,0 +1,321 @@
+"""Account-based fares: a day's token taps become trips, priced and charged to linked wallets.
+
+`run_day` takes the operator's local day, builds each token's trips from its taps
+(gateway.trips.build_trips), prices them with the fare rules, transfers and caps
+(price_trips, with what the token's other days of the week already cost), and charges
+the difference from what earlier runs of that day charged. So a rerun charges
+nothing, and a rerun after late taps charges only what the day now costs beyond what
+was charged, which never takes the day or week beyond its cap.
+
+Each charge is one ledger transfer, wallet -> the revenue account of the operator
+whose validator saw the trip's first tap (clearing.revenue_account_id), with an id
+derived from (token, trip id, seq): a charge can move money once only. A token with
+no linked wallet, or a wallet short of funds, leaves the charge unpaid: a debt, and
+the token goes on the deny-list ("unpaid fare"). `collect_debts` (each run does it
+first) and `settle_debt` (the wallet asks) collect debts oldest first under the same
+transfer ids; once a token owes nothing its unpaid-fare entry leaves the deny-list.
+
+Riders have the "adult" concession class until wallets carry one.
+Plain functions over a Tx; the rules, the day and `now` are passed in.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+from gateway import issuer, ledger
+from gateway.errors import conflict, invalid, not_found
+from gateway.fares import FareError, FareRules, parse_rules
+from gateway.services import iso, unix
+from gateway.services.card_links import linked_wallet
+from gateway.services.clearing import revenue_account_id
+from gateway.services.taps import token_taps
+from gateway.services.wallets import wallet_row
+from gateway.trips import build_trips, price_trips
+
+TRANSFER_CODE = "token_fare"
+DENY_REASON = "unpaid fare"
+DENY_SOURCE = "fare_debt"
+DEFAULT_CONCESSION = "adult"
+RULES_FILE = "fare_rules.json"
+STATUSES = ("charged", "free", "unpaid", "settled")
+
+
+class NoFareRules(Exception):
+    """No fare rules are published, or they do not parse."""
+
+
+def read_rules(data_dir: Path) -> FareRules:
+    """The published fare rules (data_dir/fare_rules.json, as GET /v1/taps/fare-rules serves them)."""
+    path = Path(data_dir) / RULES_FILE
+    try:
+        return parse_rules(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise NoFareRules(f"no fare rules published ({path} is missing)") from None
+    except ValueError as e:
+        raise NoFareRules(f"the fare rules in {path} do not parse: {e}") from None
+
+
+def parse_day(text) -> date:
+    """YYYY-MM-DD, or a 400 naming `day`."""
+    try:
+        if not isinstance(text, str) or len(text) != 10:
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise invalid("invalid_parameter", "day must be a date YYYY-MM-DD.", "day") from None
+
+
+def day_bounds(rules: FareRules, day: date) -> tuple[int, int]:
+    """[since, until) in unix seconds: the operator's local day, midnight to midnight."""
+    tz = rules.local_time_zone
+    start = datetime.combine(day, time(0), tz)
+    end = datetime.combine(day + timedelta(days=1), time(0), tz)
+    return unix(start), unix(end)
+
+
+def charge_key(token: str, trip_id: str, seq: int) -> str:
+    """The hex digest every id of one charge derives from: its row id and its transfer id."""
+    return hashlib.sha256(f"{token}\n{trip_id}\n{seq}".encode()).hexdigest()
+
+
+def transfer_id(token: str, trip_id: str, seq: int) -> str:
+    return "fare:" + charge_key(token, trip_id, seq)[:40]
+
+
+def charge_view(row: dict) -> dict:
+    return {"object": "fare_charge", "id": row["id"], "token": row["token"], "trip_id": row["trip_id"],
+            "seq": row["seq"], "local_day": row["local_day"], "at": iso(row["at"]), "route": row["route"],
+            "stop": row["stop"], "merchant_id": row["merchant_id"], "wallet_id": row["wallet_id"],
+            "amount": row["amount"], "currency": row["currency"], "rules_version": row["rules_version"],
+            "status": row["status"], "statement": row["statement"], "created_at": iso(row["created_at"]),
+            "settled_at": iso(row["settled_at"])}
+
+
+# --- collecting one charge ---------------------------------------------------------------
+
+def _revenue_account(tx, merchant_id: str, currency: str, now: datetime) -> str:
+    account_id = revenue_account_id(merchant_id, currency)
+    if ledger.get_account(tx, account_id) is None:
+        ledger.open_account(tx, kind="operator_revenue", currency=currency, owner_id=merchant_id,
+                            account_id=account_id, now=now)
+    return account_id
+
+
+def _collect(tx, row: dict, now: datetime) -> bool:
+    """Move the charge's money from the token's linked wallet; False if it cannot (no wallet,
+    locked, another currency, short of funds). Nothing is written when it cannot."""
+    wallet = linked_wallet(tx, row["token"])
+    if wallet is None or wallet["status"] != "active" or wallet["currency"] != row["currency"]:
+        return False
+    try:
+        ledger.transfer(tx, transfer_id=transfer_id(row["token"], row["trip_id"], row["seq"]),
+                        debit_account_id=wallet["account_id"],
+                        credit_account_id=_revenue_account(tx, row["merchant_id"], row["currency"], now),
+                        amount=row["amount"], currency=row["currency"], code=TRANSFER_CODE, now=now,
+                        metadata={"fare_charge": row["id"], "route": row["route"]})
+    except ledger.InsufficientFunds:
+        return False
+    row["wallet_id"] = wallet["id"]
+    row["transfer_id"] = transfer_id(row["token"], row["trip_id"], row["seq"])
+    return True
+
+
+def _owes(tx, token: str) -> bool:
+    return tx.one("SELECT 1 FROM fare_charges WHERE token = :t AND status = 'unpaid'", {"t": token}) is not None
+
+
+def _release(tx, token: str, now: datetime) -> bool:
+    """Take the token off the deny-list if it is there for unpaid fares and owes nothing now."""
+    entry = tx.one("SELECT source FROM issuer_deny_list WHERE entry = :e", {"e": token})
+    if entry is None or entry["source"] != DENY_SOURCE or _owes(tx, token):
+        return False
+    issuer.allow(tx, entry=token, now=now)
+    return True
+
+
+def _deny(tx, token: str, now: datetime) -> bool:
+    if tx.one("SELECT 1 FROM issuer_deny_list WHERE entry = :e", {"e": token}) is not None:
+        return False
+    issuer.deny(tx, entry=token, kind="token", reason=DENY_REASON, now=now, source=DENY_SOURCE)
+    return True
+
+
+def _mark_paid(tx, row: dict, status: str, now: datetime) -> None:
+    tx.execute("UPDATE fare_charges SET status = :s, wallet_id = :w, transfer_id = :x, settled_at = :t "
+               "WHERE id = :id", {"s": status, "w": row["wallet_id"], "x": row["transfer_id"],
+                                  "t": unix(now) if status == "settled" else None, "id": row["id"]})
+
+
+def collect_debts(tx, *, now: datetime, token: str | None = None) -> dict:
+    """Collect unpaid charges, oldest first per token, from the linked wallets; a token's
+    collection stops at its first debt its wallet cannot pay. Tokens that owe nothing any
+    more leave the deny-list. {"count", "amount", "allowed_tokens"}."""
+    where, params = "status = 'unpaid'", {}
+    if token is not None:
+        where, params = where + " AND token = :t", {"t": token}
+    rows = tx.query(f"SELECT * FROM fare_charges WHERE {where} ORDER BY token, at, trip_id, seq", params)
+    count = amount = allowed = 0
+    blocked: set[str] = set()
+    for row in rows:
+        if row["token"] in blocked:
+            continue
+        if not _collect(tx, row, now):
+            blocked.add(row["token"])
+            continue
+        _mark_paid(tx, row, "settled", now)
+        count, amount = count + 1, amount + row["amount"]
+    for t in sorted({r["token"] for r in rows} - blocked):
+        allowed += _release(tx, t, now)
+    return {"count": count, "amount": amount, "allowed_tokens": allowed}
+
+
+def settle_debt(tx, caller, charge_id: str, *, now: datetime) -> dict:
+    """The wallet pays one of its debts now (a debt of a token linked to it); 402 if short."""
+    row = tx.one("SELECT * FROM fare_charges WHERE id = :id", {"id": charge_id})
+    wallet = linked_wallet(tx, row["token"]) if row is not None else None
+    if wallet is None or not (caller.kind == "operator" or (caller.kind == "wallet" and caller.id == wallet["id"])):
+        raise not_found("fare debt", "id")
+    if row["status"] != "unpaid":
+        raise conflict("not_unpaid", f"This fare charge is {row['status']}, not unpaid.", "id")
+    if wallet["status"] != "active":
+        raise conflict("wallet_locked", "This wallet is locked.", "wallet_id")
+    if not _collect(tx, row, now):
+        raise ledger.InsufficientFunds("the wallet's balance is below the fare owed", "amount")
+    _mark_paid(tx, row, "settled", now)
+    _release(tx, row["token"], now)
+    return charge_view({**row, "status": "settled", "settled_at": unix(now)})
+
+
+# --- the run -----------------------------------------------------------------------------
+
+def _terminal_merchants(tx) -> dict[str, str]:
+    return {r["id"]: r["merchant_id"] for r in tx.query("SELECT id, merchant_id FROM terminals")}
+
+
+def run_day(tx, *, rules: FareRules, day: date, now: datetime, concession: str = DEFAULT_CONCESSION) -> dict:
+    """Charge the token trips of the operator's local `day`; the run's summary (see module doc)."""
+    try:
+        rules.concession(concession)
+    except FareError as e:
+        raise invalid("invalid_parameter", str(e), "concession") from None
+    collected = collect_debts(tx, now=now)
+    since, until = day_bounds(rules, day)
+    by_token: dict[str, list] = {}
+    for tap in token_taps(tx, since=since, until=until):
+        by_token.setdefault(tap.token, []).append(tap)
+    merchants = _terminal_merchants(tx)
+    week = (day - timedelta(days=day.weekday())).isoformat()
+    summary = {"object": "fare_charge_run", "day": day.isoformat(), "rules_version": rules.version,
+               "currency": rules.currency, "tokens": len(by_token), "trips": 0, "held": 0,
+               "charged": {"count": 0, "amount": 0}, "free": 0, "unpaid": {"count": 0, "amount": 0},
+               "debts_collected": {"count": collected["count"], "amount": collected["amount"]},
+               "denied_tokens": 0, "allowed_tokens": collected["allowed_tokens"]}
+    for token in sorted(by_token):
+        other_days = tx.one("SELECT COALESCE(SUM(amount), 0) AS s FROM fare_charges WHERE token = :t "
+                            "AND week_start = :w AND local_day <> :d", {"t": token, "w": week, "d": day.isoformat()})
+        trips = build_trips(by_token[token], now=now)
+        charges = price_trips(rules, trips, concession, 0, int(other_days["s"]))
+        recorded: dict[str, tuple[int, int]] = {}  # trip id -> (amount so far, last seq)
+        for r in tx.query("SELECT trip_id, SUM(amount) AS amount, MAX(seq) AS seq FROM fare_charges "
+                          "WHERE token = :t AND local_day = :d GROUP BY trip_id", {"t": token, "d": day.isoformat()}):
+            recorded[r["trip_id"]] = (int(r["amount"]), int(r["seq"]))
+        # What the day costs now beyond what earlier runs charged: never negative (an
+        # amount once charged stays charged; docs/account-fares.md says when that matters).
+        owed = max(0, sum(c.amount for c in charges if c.flag is None) - sum(a for a, _ in recorded.values()))
+        for charge in charges:
+            if charge.flag is not None:
+                summary["held"] += 1
+                continue
+            summary["trips"] += 1
+            trip = charge.trip
+            so_far, seq = recorded.get(trip.id, (0, 0))
+            amount = min(max(0, charge.amount - so_far), owed)
+            if seq and not amount:
+                continue  # charged before, nothing more to charge
+            owed -= amount
+            row = _charge_row(token, trip, seq + 1, amount, charge, rules, merchants, now)
+            if amount == 0:
+                row["status"] = "free"
+                summary["free"] += 1
+            elif _collect(tx, row, now):
+                row["status"] = "charged"
+                summary["charged"]["count"] += 1
+                summary["charged"]["amount"] += amount
+            else:
+                row["status"] = "unpaid"
+                summary["unpaid"]["count"] += 1
+                summary["unpaid"]["amount"] += amount
+                summary["denied_tokens"] += _deny(tx, token, now)
+            tx.insert("fare_charges", row)
+    return summary
+
+
+def _charge_row(token, trip, seq, amount, charge, rules, merchants, now) -> dict:
+    on = trip.on
+    terminal_id = trip.id.split("/", 1)[0]
+    statement = charge.statement() if seq == 1 else (
+        f"Trip charged again after taps that arrived late: the day now costs more "
+        f"({amount} {charge.currency} more). {charge.statement()}")
+    key = charge_key(token, trip.id, seq)
+    return {"id": "fch_" + key[:24], "token": token, "trip_id": trip.id, "seq": seq,
+            "local_day": charge.local_day.isoformat(), "week_start": rules.week_start(on.at).isoformat(),
+            "at": unix(on.at), "route": on.route, "stop": on.stop, "terminal_id": terminal_id,
+            "merchant_id": merchants.get(terminal_id, "unknown"), "wallet_id": None, "amount": amount,
+            "currency": charge.currency, "rules_version": charge.rules_version, "status": "free",
+            "transfer_id": None, "statement": statement, "created_at": unix(now), "settled_at": None}
+
+
+# --- reading -------------------------------------------------------------------------------
+
+def wallet_charges(tx, caller, wallet_id: str, *, status: str | None = None, limit: int = 100) -> dict:
+    """The wallet's fare charges, newest first: those it paid, and those of tokens linked to it
+    now (its debts among them). `unpaid_total` is what it owes."""
+    wallet_row(tx, caller, wallet_id)
+    if status is not None and status not in STATUSES:
+        raise invalid("invalid_parameter", f"status must be one of {', '.join(STATUSES)}.", "status")
+    where = "(wallet_id = :w OR token IN (SELECT token FROM fare_card_links WHERE wallet_id = :w))"
+    params: dict = {"w": wallet_id, "limit": limit}
+    if status is not None:
+        where += " AND status = :s"
+        params["s"] = status
+    rows = tx.query(f"SELECT * FROM fare_charges WHERE {where} ORDER BY at DESC, trip_id DESC, seq DESC "
+                    "LIMIT :limit", params)
+    unpaid = tx.one("SELECT COALESCE(SUM(amount), 0) AS s FROM fare_charges WHERE status = 'unpaid' AND token IN "
+                    "(SELECT token FROM fare_card_links WHERE wallet_id = :w)", {"w": wallet_id})
+    return {"object": "list", "wallet_id": wallet_id, "data": [charge_view(r) for r in rows],
+            "has_more": False, "next_cursor": None, "unpaid_total": int(unpaid["s"])}
+
+
+def day_by_route(tx, day: date, *, merchant_id: str | None = None) -> dict:
+    """A local day's charges per route: trips, what was collected and what is owed."""
+    where, params = "local_day = :d", {"d": day.isoformat()}
+    if merchant_id is not None:
+        where, params = where + " AND merchant_id = :m", {**params, "m": merchant_id}
+    rows = tx.query(
+        "SELECT route, currency, COUNT(DISTINCT token || '/' || trip_id) AS trips, "
+        "SUM(CASE WHEN status IN ('charged', 'settled') THEN amount ELSE 0 END) AS collected, "
+        "SUM(CASE WHEN status = 'unpaid' THEN amount ELSE 0 END) AS unpaid, "
+        "SUM(CASE WHEN status = 'free' THEN 1 ELSE 0 END) AS free_trips "
+        f"FROM fare_charges WHERE {where} GROUP BY route, currency ORDER BY route, currency", params)
+    return {"object": "fare_charges_by_route", "day": day.isoformat(), "data": [
+        {"route": r["route"], "currency": r["currency"], "trips": r["trips"], "free_trips": r["free_trips"],
+         "collected": r["collected"], "unpaid": r["unpaid"]} for r in rows]}
+
+
+def revenue(tx, day: date, *, merchant_id: str | None = None) -> dict:
+    """Token ridership and revenue per route and hour (UTC, like /v1/taps/ridership) of a local day."""
+    where, params = "local_day = :d", {"d": day.isoformat()}
+    if merchant_id is not None:
+        where, params = where + " AND merchant_id = :m", {**params, "m": merchant_id}
+    rows = tx.query(
+        "SELECT route, (at / 3600) * 3600 AS hour, currency, COUNT(DISTINCT token || '/' || trip_id) AS trips, "
+        "SUM(CASE WHEN status IN ('charged', 'settled') THEN amount ELSE 0 END) AS collected, "
+        "SUM(CASE WHEN status = 'unpaid' THEN amount ELSE 0 END) AS unpaid "
+        f"FROM fare_charges WHERE {where} GROUP BY route, (at / 3600) * 3600, currency "
+        "ORDER BY route, hour, currency", params)
+    return {"object": "token_revenue", "day": day.isoformat(), "data": [
+        {"route": r["route"], "hour": iso(r["hour"]), "currency": r["currency"], "trips": r["trips"],
+         "token_revenue": r["collected"], "unpaid": r["unpaid"]} for r in rows]}
