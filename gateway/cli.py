@@ -110,3 +110,36 @@ def deliver_webhooks(data_dir, once, interval, timeout, max_attempts):
     from gateway import webhooks
     webhooks.deliver_from(data_dir, once=once, interval=interval, timeout=timeout,
                           max_attempts=max_attempts, echo=click.echo)
+
+
+@cli.command("charge-trips")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="The gateway's data directory (default: $TAPSTACK_HOME/gateway).")
+@click.option("--day", help="The operator's local day, YYYY-MM-DD (default: today, local).")
+def charge_trips(data_dir, day):
+    """Charge a day's token trips to the linked wallets (safe to repeat; late taps charge the difference)."""
+    import sqlite3
+    from datetime import datetime, timezone
+
+    from gateway.errors import ApiError
+    from gateway.services import fare_charges
+    from gateway.store import Store, StoreError
+
+    config = _gateway_config(data_dir)
+    now = datetime.now(timezone.utc)
+    try:
+        rules = fare_charges.read_rules(config.data_dir)
+        store = Store(config.db_path)
+        try:
+            with store.transaction() as tx:
+                summary = fare_charges.run_day(tx, rules=rules, now=now, day=fare_charges.parse_day(day)
+                                               if day else rules.local_day(now))
+        finally:
+            store.close()
+    except fare_charges.NoFareRules as e:
+        raise click.ClickException(str(e))
+    except ApiError as e:
+        raise click.ClickException(e.message)
+    except (sqlite3.Error, StoreError) as e:
+        raise click.ClickException(f"cannot use the gateway database in {config.data_dir}: {e}")
+    click.echo(fare_charges.run_lines(summary))

@@ -319,3 +319,19 @@ def revenue(tx, day: date, *, merchant_id: str | None = None) -> dict:
     return {"object": "token_revenue", "day": day.isoformat(), "data": [
         {"route": r["route"], "hour": iso(r["hour"]), "currency": r["currency"], "trips": r["trips"],
          "token_revenue": r["collected"], "unpaid": r["unpaid"]} for r in rows]}
+
+
+def run_lines(summary: dict) -> str:
+    """A run's summary for a person, one line per fact."""
+    def money(amount: int) -> str:
+        return ledger.format_amount(amount, summary["currency"])
+
+    c, u, d = summary["charged"], summary["unpaid"], summary["debts_collected"]
+    return "\n".join([
+        f"day {summary['day']} (fare rules version {summary['rules_version']}): "
+        f"{summary['tokens']} cards, {summary['trips']} trips priced, {summary['held']} held for review",
+        f"charged {c['count']} ({money(c['amount'])}); free {summary['free']}",
+        f"unpaid {u['count']} ({money(u['amount'])}); "
+        f"cards deny-listed {summary['denied_tokens']}",
+        f"debts collected {d['count']} ({money(d['amount'])}); "
+        f"cards allowed again {summary['allowed_tokens']}"])
