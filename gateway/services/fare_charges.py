@@ -27,7 +27,7 @@ from pathlib import Path
 
 from gateway import issuer, ledger
 from gateway.errors import conflict, invalid, not_found
-from gateway.fares import FareError, FareRules, parse_rules
+from gateway.fares import FareError, FareRules, money, parse_rules
 from gateway.services import iso, unix
 from gateway.services.card_links import linked_wallet
 from gateway.services.clearing import revenue_account_id
@@ -257,8 +257,8 @@ def _charge_row(token, trip, seq, amount, charge, rules, merchants, now) -> dict
     on = trip.on
     terminal_id = trip.id.split("/", 1)[0]
     statement = charge.statement() if seq == 1 else (
-        f"Trip charged again after taps that arrived late: the day now costs more "
-        f"({amount} {charge.currency} more). {charge.statement()}")
+        f"Charged {money(amount, charge.currency)} more after taps that arrived late: "
+        f"the day now costs more. The trip: {charge.statement()}")
     key = charge_key(token, trip.id, seq)
     return {"id": "fch_" + key[:24], "token": token, "trip_id": trip.id, "seq": seq,
             "local_day": charge.local_day.isoformat(), "week_start": rules.week_start(on.at).isoformat(),
