@@ -2,6 +2,7 @@
 import click
 
 from terminal.doctor import command as doctor_command
+from terminal.link import link_command
 from terminal.run import run_command
 from terminal.trace import trace_command
 
@@ -12,5 +13,6 @@ def cli():
 
 
 cli.add_command(doctor_command, "doctor")
+cli.add_command(link_command, "link")
 cli.add_command(run_command, "run")
 cli.add_command(trace_command, "trace")
