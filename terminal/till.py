@@ -67,7 +67,7 @@ class TillSettings:
     poll_every: float = 1.0
     refresh_every: float = 60.0
     retries: int = 3  # tries of one online call before the till says the gateway is unreachable
-    merchant_key: str | None = None  # sk_...: lets the till refund (the gateway admits no terminal key there)
+    merchant_key: str | None = None  # sk_...: refunds under the merchant's key; none: under the terminal key
 
 
 def check_till_settings(s: TillSettings) -> None:
@@ -117,7 +117,7 @@ class Till:
             self._paid_by_journalled_tap()
         self.seen: dict = {}  # signed pay codes charged here (their replay keys), until they expire
         self.completed = 0
-        self.merchant: MerchantClient | None = None  # refunds, when the till holds the merchant's key
+        self.merchant: MerchantClient | None = None  # refunds under the merchant's key, when given one
         # A pay code's call that never got an answer: (step, its sale, the code), in memory only.
         self.unanswered: tuple[str, pos.Sale, str] | None = None
         self.uploader: Uploader | None = None
@@ -272,8 +272,8 @@ class Till:
     def release_unanswered(self) -> bool:
         """Undo what a pay code's unanswered call may have done, once its sale has ended
         another way (a card, cash and cancel): asking again under the same key tells. An
-        authorisation's hold is voided; a signed pay code's payment is refunded under the
-        merchant's key, or the cashier is told to refund it. True when nothing is left to do."""
+        authorisation's hold is voided; a signed pay code's payment is refunded (or the
+        cashier told to refund it). True when nothing is left to do."""
         if self.unanswered is None:
             return True
         step, sale, text = self.unanswered
@@ -440,7 +440,9 @@ class Till:
         self.out(pos.sale_line(self.sale))
 
     def refund(self, payment_id: str, amount: int | None) -> None:
-        """Refund a payment (all that is left of it, or amount) under the merchant's key."""
+        """Refund a payment (all that is left of it, or amount): under the merchant's key when
+        the till was given one, else signed with the till's own terminal key (the gateway lets
+        a merchant's terminals refund its payments)."""
         body = {"payment_id": payment_id, **({"amount": amount} if amount is not None else {})}
         # The same refund asked twice is one refund: the key is the payment and the amount.
         key = f"till-refund-{payment_id}-{amount if amount is not None else 'rest'}"
@@ -458,8 +460,8 @@ class Till:
                     return
                 self.pause(min(0.25 * 2 ** attempt, 2.0))
             except GatewayRefused as e:
-                if e.status == 403:
-                    self.out("REFUND    not done: the gateway lets only the merchant refund, not a till: "
+                if e.status == 403:  # a gateway from before terminals could refund
+                    self.out("REFUND    not done: this gateway lets only the merchant refund: "
                              "start the till with --merchant-key")
                 else:
                     self.out(f"REFUND    not done: {e.error.get('message') or e}")
@@ -566,8 +568,8 @@ class Till:
 
 
 class MerchantClient:
-    """POSTs under the merchant's own API key (Bearer sk_...): the gateway lets only the
-    merchant refund, never a till's terminal key. Errors as GatewayClient's."""
+    """POSTs under the merchant's own API key (Bearer sk_...), for a till that refunds as the
+    merchant rather than with its terminal key. Errors as GatewayClient's."""
 
     def __init__(self, base_url: str, api_key: str, *, send=None):
         if not api_key.startswith("sk_"):
