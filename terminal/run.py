@@ -6,9 +6,7 @@ stop/route commands from stdin, follows the stop feed file, reads QR ticket fram
 refreshes the reference data (issuer keys, deny-list delta, fare rules) when online. The
 uploader runs on its own thread with its own journal connection.
 
-Modes: `bus` is built. `pos` (a till) would reuse all of this but take its amount from the
-till instead of the fare rules and wait for the gateway's authorisation of EMV taps; the
-mode switch in `Settings` and the refusal in `check_settings` mark where it goes.
+Modes: `bus` is this loop. `pos` runs terminal/till.py (docs/till.md).
 """
 from __future__ import annotations
 
@@ -79,7 +77,7 @@ def check_settings(s: Settings) -> None:
     if s.mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
     if s.mode == "pos":
-        raise ValueError("POS mode is not available yet: run with --mode bus")
+        raise ValueError("--mode pos runs terminal/till.py (docs/till.md), not this validator loop")
     if len(s.terminal_id) != p.ID_SIZE:
         raise ValueError("the terminal id is 8 bytes")
     if len(s.token_key) < 16:
@@ -509,7 +507,10 @@ def _command():
     @click.option("--reader", "reader_spec", default="pcsc", show_default=True, help=SPEC_HELP)
     @click.option("--gateway", help="Gateway base URL, e.g. http://127.0.0.1:8000 (none: offline only).")
     @click.option("--terminal-key", help="KEY_ID:SECRET_HEX from 'POST /v1/terminals', or @FILE holding it.")
-    @click.option("--token-key", required=True, help="Token key in hex (>= 16 bytes), or @FILE holding it.")
+    # Required at a till too: it refuses bank and UID cards but journals and uploads each
+    # refusal under the card's token, which must match the one the operator's validators use.
+    @click.option("--token-key", required=True,
+                  help="Token key in hex (>= 16 bytes), or @FILE holding it; the operator's one, also at a till.")
     @click.option("--journal", type=click.Path(dir_okay=False, path_type=Path), default="validator-journal.db",
                   show_default=True)
     @click.option("--stop-feed", type=click.Path(dir_okay=False, path_type=Path),
@@ -532,7 +533,8 @@ def _command():
                   help="--mode pos: till commands to run unattended, one a line (sale 12.50 ...).")
     @click.option("--qr-out", type=click.Path(dir_okay=False, path_type=Path), default="checkout-qr.png",
                   show_default=True, help="--mode pos: where the checkout QR code is saved as PNG.")
-    @click.option("--merchant-key", help="--mode pos: the merchant's API key sk_... (or @FILE), for refunds.")
+    @click.option("--merchant-key", help="--mode pos: refund under the merchant's API key sk_... (or @FILE) "
+                  "instead of the till's terminal key.")
     def run_command(mode, route, stop, reader_spec, gateway, terminal_key, token_key, journal, stop_feed,
                     issuer_keys, fare_rules, fare, currency, terminal_id, qr_frame, qr_dir, refresh_every, max_taps,
                     sales, qr_out, merchant_key):

@@ -259,7 +259,7 @@ def test_a_forged_or_expired_qr_ticket_is_refused(shell):
 @pytest.mark.parametrize("args, message", [
     (["--token-key", "zz"], "--token-key must be hex digits"),
     (["--token-key", "00" * 8], "at least 16 bytes"),
-    (["--token-key", "00" * 16, "--mode", "pos"], "POS mode is not available yet"),
+    (["--token-key", "00" * 16, "--mode", "pos", "--merchant-key", "nope"], "merchant's API key, sk_"),
     (["--token-key", "00" * 16, "--gateway", "http://x"], "--gateway needs --terminal-key"),
     (["--token-key", "00" * 16, "--terminal-key", "nope"], "KEY_ID:SECRET_HEX"),
     (["--token-key", "00" * 16, "--issuer-key", "abcd"], "issuer key is 32 bytes"),
