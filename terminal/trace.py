@@ -407,9 +407,11 @@ def _trace_command():
                   help="Fare in minor units: a purse card pays it.")
     @click.option("--currency", type=click.Choice(sorted(p.CURRENCY_CODES)), default="CNY", show_default=True)
     @click.option("--terminal-id", default="TRACE001", show_default=True, help="8 ASCII characters.")
-    @click.option("--token-key", default=None, help="Token key hex (or @FILE); default: the demo key (tests only).")
+    @click.option("--token-key", required=True,
+                  help="Token key hex (>= 16 bytes), or @FILE holding it: the one the validators use.")
     @click.option("--issuer-key", "issuer_keys", multiple=True,
-                  help="Issuer public key hex (or @FILE), repeatable; default: the demo issuer (tests only).")
+                  help="Issuer public key hex (or @FILE), repeatable; none: a purse card is refused "
+                       "(unknown issuer) before it is debited.")
     @click.option("--nonce", default=None, help="The tap's 8-byte transaction id in hex (default random): "
                                                 "fixed, a purse tap replays byte for byte.")
     @click.option("--redact-purse", is_flag=True, help="Also zero the purse's card key and signatures.")
@@ -426,19 +428,13 @@ def _trace_command():
 
         if not (terminal_id.isascii() and len(terminal_id) == p.ID_SIZE):
             raise click.UsageError(f"--terminal-id is {p.ID_SIZE} ASCII characters")
-        if token_key is None or not issuer_keys:
-            from wallet.testcards import DEMO_TOKEN_KEY, demo_issuer_keys
-
-            click.echo("note: demo keys in use (tests only); give --token-key and --issuer-key for real cards",
-                       err=True)
-        key = hex_option(token_key, "--token-key") if token_key else DEMO_TOKEN_KEY
+        key = hex_option(token_key, "--token-key")
         if len(key) < 16:
             raise click.UsageError("--token-key is at least 16 bytes")
         issuers = {}
         for value in issuer_keys:
             public = hex_option(value, "--issuer-key", (32,))
             issuers[certs.key_id(public)] = public
-        issuers = issuers or demo_issuer_keys()
         number = 1
         if append and out_path.exists():
             try:

@@ -19,6 +19,9 @@ def invoke(*args):
     return CliRunner().invoke(main, list(args))
 
 
+TOKEN_KEY = ("--token-key", "000102030405060708090a0b0c0d0e0f")
+
+
 def test_the_examples_pass_over_the_mock():
     result = invoke("test", "scenarios", str(EXAMPLES), "--transport", "mock")
     assert result.exit_code == 0, result.output
@@ -52,13 +55,15 @@ def test_no_scenarios_and_bad_options_are_one_line_errors(tmp_path):
 
 
 def test_trace_without_a_card_or_with_a_bad_reader_says_so(tmp_path):
-    result = invoke("terminal", "trace", "--reader", "mock", "--timeout", "0.1", "--out", str(tmp_path / "t"))
+    result = invoke("terminal", "trace", *TOKEN_KEY, "--reader", "mock", "--timeout", "0.1", "--out", str(tmp_path / "t"))
     assert result.exit_code == 1 and "no card on mock within 0.1 s" in result.output
-    result = invoke("terminal", "trace", "--reader", "serial:/dev/x", "--out", str(tmp_path / "t"))
+    result = invoke("terminal", "trace", *TOKEN_KEY, "--reader", "serial:/dev/x", "--out", str(tmp_path / "t"))
     assert result.exit_code == 1 and "unknown reader 'serial:/dev/x'" in result.output
-    result = invoke("terminal", "trace", "--reader", "mock", "--out", str(tmp_path / "t"), "--nonce", "0102")
+    result = invoke("terminal", "trace", *TOKEN_KEY, "--reader", "mock", "--out", str(tmp_path / "t"), "--nonce", "0102")
     assert result.exit_code == 2 and "--nonce is 8 bytes" in result.output
     assert "Traceback" not in result.output
+    result = invoke("terminal", "trace", "--reader", "mock", "--out", str(tmp_path / "t"))
+    assert result.exit_code == 2 and "Missing option '--token-key'" in result.output
 
 
 @pytest.mark.nfcpy_udp
@@ -68,7 +73,7 @@ def test_record_a_tap_over_nfcpy_then_replay_it_in_a_scenario(tmp_path, nfc_udp_
 
     out = tmp_path / "visa.trace.jsonl"
     with NfcUdpCard(emv_card(bytes.fromhex("04112233445566"), pan="5555555555554444"), nfc_udp_port):
-        result = invoke("terminal", "trace", "--reader", f"udp:127.0.0.1:{nfc_udp_port}", "--out", str(out),
+        result = invoke("terminal", "trace", *TOKEN_KEY, "--reader", f"udp:127.0.0.1:{nfc_udp_port}", "--out", str(out),
                         "--timeout", "10")
     assert result.exit_code == 0, result.output
     assert "emv accept token: 5 exchanges written" in result.output
@@ -77,7 +82,7 @@ def test_record_a_tap_over_nfcpy_then_replay_it_in_a_scenario(tmp_path, nfc_udp_
     session, = read_trace(out)
     assert session.uid == bytes.fromhex("04112233445566") and len(session.exchanges) == 5
     with NfcUdpCard(emv_card(bytes.fromhex("04112233445566"), pan="5555555555554444"), nfc_udp_port):
-        result = invoke("terminal", "trace", "--reader", f"udp:127.0.0.1:{nfc_udp_port}", "--out", str(out),
+        result = invoke("terminal", "trace", *TOKEN_KEY, "--reader", f"udp:127.0.0.1:{nfc_udp_port}", "--out", str(out),
                         "--timeout", "10", "--append")
     assert result.exit_code == 0 and "(session 2)" in result.output, result.output
     assert [len(s.exchanges) for s in read_trace(out)] == [5, 5]
