@@ -253,3 +253,23 @@ def test_the_charge_trips_command(world, config, store):
     assert "charged 0 (0.00 CNY)" in again.output and world.available("a") == 600
     bad = runner.invoke(gateway_cli, ["charge-trips", *data, "--day", "someday"])
     assert bad.exit_code == 1 and "Traceback" not in bad.output and "YYYY-MM-DD" in bad.output
+
+
+def test_the_worked_example_of_docs_account_fares(world, config, store):
+    publish(config)
+    link(world)
+    world.top_up("a", 450)
+    ride(world, PAN_TOKEN, ("07:00", "12"), ("07:40", "7"), ("12:00", "12"))
+    first = run(world)
+    assert (first["charged"], first["unpaid"]) == ({"count": 2, "amount": 300}, {"count": 1, "amount": 200})
+    assert denied(store, PAN_TOKEN)["reason"] == "unpaid fare" and charges(world)["unpaid_total"] == 200
+    world.top_up("a", 1000)
+    ride(world, PAN_TOKEN, ("18:00", "12"), terminal="y")
+    second = run(world)
+    assert (second["debts_collected"], second["allowed_tokens"], second["charged"]["count"], second["free"]) == (
+        {"count": 1, "amount": 200}, 1, 0, 1)
+    free = charges(world)["data"][0]
+    assert free["status"] == "free" and "Daily cap for 2026-11-27 (adult, 5.00 CNY) reached" in free["statement"]
+    assert run(world)["charged"]["count"] == 0 and run(world)["free"] == 0
+    assert revenue(store, world, "x") == 500 and world.available("a") == 950 and denied(store, PAN_TOKEN) is None
+    books(store)
