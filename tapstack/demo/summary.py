@@ -21,6 +21,7 @@ class RouteFigures:
     token_taps: int
     revenue: int  # purse fares cleared, minor units
     currency: str
+    token_revenue: int = 0  # bank and transit card trips charged to linked wallets, minor units
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,12 @@ def lines(s: Summary, *, serving: bool = False) -> list[str]:
     out.append(f"  uploads       the gateway stored {s.gateway_taps}: {up.get('accepted', 0)} accepted, "
                f"{up.get('duplicate', 0)} duplicate, {up.get('rejected', 0)} rejected"
                + (f", {up['unsent']} NOT SENT" if up.get("unsent") else ""))
-    out.append("  revenue       per route, purse fares cleared (bank and transit cards are priced later as trips):")
+    out.append("  revenue       per route: purse fares cleared, then bank and transit card trips charged "
+               "to the linked wallets:")
     for r in s.routes:
         out.append(f"    route {r.route:<3} {r.name:<28} {r.taps:>4} taps {r.accepted:>4} accepted "
-                   f"{r.token_taps:>4} by token  {money(r.revenue, r.currency):>12}   {r.validator}")
+                   f"{r.token_taps:>4} by token  {money(r.revenue, r.currency):>12} "
+                   f"{money(r.token_revenue, r.currency):>12}   {r.validator}")
     out.append(f"  bills         {s.bills_issued} issued, {s.bills_paid} paid by scanning the QR code "
                f"({money(s.bills_paid_amount, c)}), {s.bills_open} open")
     methods = ", ".join(f"{n} by {m}" for m, n in sorted(s.shop_payments.items()))

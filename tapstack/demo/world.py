@@ -79,11 +79,31 @@ class World:
                 self.cards[rider.id] = emv_card(rider.uid, pan=rider.pan)
             else:
                 self.cards[rider.id] = plain_uid_card(rider.uid, name=f"transit card of {rider.id}")
+            if rider.card in ("emv", "uid"):
+                self.link_card(rider.id)
             if rider.locked:
                 op.post(f"/v1/wallets/{wallet['id']}/lock", {"reason": "phone reported stolen"})
             if rider.lost:
                 op.post("/v1/issuer/deny-list", {"entry": pan_token(self.token_key, rider.pan), "kind": "token",
                                                  "reason": "bank card reported lost"})
+
+    def link_card(self, rider_id: str) -> None:
+        """The rider links the bank or transit card to the wallet: the app asks for a link code and
+        the card is tapped once at the bus company's link desk (terminal.link, in-process reader)."""
+        from terminal.gateway_client import GatewayClient
+        from terminal.link import LinkRefused, link_card
+        from terminal.readers.mock import MockReader
+
+        wallet_id, credential = self.wallets[rider_id]
+        code = Gateway(self.url, credential).post(f"/v1/wallets/{wallet_id}/card-links", {})["code"]
+        key_id, secret = self.terminals[city.ROUTES[0].id]
+        desk = MockReader(self.cards[rider_id])
+        try:
+            link_card(desk, GatewayClient(self.url, key_id, secret), code, self.token_key, wait=5)
+        except LinkRefused as e:
+            raise DemoError(f"the card of {rider_id} could not be linked: {e}") from None
+        finally:
+            desk.remove()  # the card leaves the desk's field, powered off
 
     def _purse(self, rider: city.Rider, wallet_id: str, credential: str):
         """A phone's purse: its key certified by the gateway's issuer, value loaded through purse-loads."""
@@ -213,13 +233,17 @@ class World:
         offline = sum(1 for t in journals[city.OFFLINE_ROUTE] if offline_from <= t["at"] < offline_to)
         results = Counter((t["result"] or "unsent").partition(":")[0] for t in taps)
         since, until = day_bounds(plan.day, city.ZONE)
+        # Close of day: the bank and transit card trips are priced and charged to the linked wallets.
+        op.post("/v1/fare-charges/runs", {"day": plan.day.isoformat()})
+        token_revenue = op.get("/v1/fare-charges/revenue", day=plan.day.isoformat())["data"]
         ridership = op.get("/v1/taps/ridership", **{"from": since, "to": until})["data"]
         routes = []
         for r in city.ROUTES:
             rows = [x for x in ridership if x["route"] == r.id]
             routes.append(RouteFigures(r.id, r.name, READERS[r.reader], sum(x["taps"] for x in rows),
                                        sum(x["accepted"] for x in rows), sum(x["token_taps"] for x in rows),
-                                       sum(x["purse_revenue"] or 0 for x in rows), city.CURRENCY))
+                                       sum(x["purse_revenue"] or 0 for x in rows), city.CURRENCY,
+                                       sum(x["token_revenue"] for x in token_revenue if x["route"] == r.id)))
         biller = Gateway(self.url, self.biller["api_key"])
         paid = biller.get("/v1/bill-payments", period=plan.period)
         paid_total = next((t for t in paid["totals"] if t["currency"] == city.CURRENCY), {"count": 0, "amount": 0})
