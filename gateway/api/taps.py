@@ -58,8 +58,23 @@ def _known_routes() -> frozenset[str] | None:
 
 @bp.post("/v1/taps")
 @requires("terminal")
+def upload():
+    # Receipts are verified before the write lock (pure work; two workers verify two
+    # uploads at once); the upload itself is stored and cleared under it.
+    return _store_upload(_verify_ahead())
+
+
+def _verify_ahead() -> taps.Verified | None:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return None  # the write path answers the error
+    rt = runtime()
+    with rt.store.read() as tx:
+        return taps.verify_ahead(tx, terminal_id=current_caller().id, rows=body.get("taps"), now=rt.now())
+
+
 @idempotent
-def upload(tx):
+def _store_upload(tx, ahead: taps.Verified | None):
     body = api.json_body(required=("taps",))
     rows = body["taps"]
     if not isinstance(rows, list) or not rows:
@@ -68,7 +83,7 @@ def upload(tx):
         raise invalid("batch_too_large", f"At most {taps.MAX_BATCH} taps per request.", "taps")
     caller = current_caller()
     return 200, taps.ingest(tx, terminal_id=caller.id, merchant_id=caller.merchant_id, rows=rows,
-                            now=runtime().now(), routes=_known_routes())
+                            now=runtime().now(), routes=_known_routes(), ahead=ahead)
 
 
 def _time_arg(name: str, default: int) -> int:

@@ -167,10 +167,51 @@ def _insert_taps(tx, rows: list[dict]) -> None:
         tx.execute(f"INSERT INTO transit_taps ({', '.join(COLUMNS)}) VALUES {values}", params)
 
 
+@dataclass(frozen=True)
+class Verified:
+    """Receipts checked before the upload's write transaction, and the issuer keys they were
+    checked against: (receipt hex, card id, amount, currency, certificate hex) -> the
+    check_receipt answer, a pure function of those and the keys."""
+    issuer_keys: dict[bytes, bytes]
+    results: dict[tuple, tuple]
+
+
+def _receipt_key(t: TapRow, certificate_hex: str | None) -> tuple:
+    return t.receipt, t.card_id, t.amount, t.currency, certificate_hex
+
+
+def verify_ahead(tx, *, terminal_id: str, rows, now: datetime) -> Verified | None:
+    """Check the purse receipts of a batch's new taps in a read transaction, before the
+    upload takes the write lock: the Ed25519 work of two uploads then runs in two workers
+    at once. `ingest` uses an answer only if the issuer keys and the card's certificate
+    it reads under the lock are the ones checked here. None when there is nothing to check."""
+    if not isinstance(rows, list) or len(rows) > MAX_BATCH:
+        return None
+    # Not check_row: ingest judges every row under the lock. An answer here is keyed by
+    # the very values check_receipt read, so a row ingest refuses is never looked up, and
+    # one it accepts finds the answer those values give.
+    purse = [TapRow(row["id"], 0, "purse", True, "", None, None, None, row["amount"], row["currency"],
+                    row["card_id"], None, row["receipt"])
+             for row in rows if isinstance(row, dict) and row.get("kind") == "purse" and row.get("accepted") is True
+             and all(isinstance(row.get(f), str) for f in ("id", "card_id", "currency", "receipt"))
+             and type(row.get("amount")) is int]
+    if not purse:
+        return None
+    stored = _stored(tx, terminal_id, sorted({t.id for t in purse}))
+    purse = [t for t in purse if t.id not in stored]
+    keys = clearing.trusted_keys(tx)
+    certificates = clearing.issuer_certificates(tx, [t.card_id for t in purse])
+    cache = clearing.VERIFIED.using(keys)
+    return Verified(keys, {_receipt_key(t, certificates.get(t.card_id)): clearing.check_receipt(
+        t.receipt, card_id=t.card_id, amount=t.amount, currency=t.currency,
+        certificate_hex=certificates.get(t.card_id), cache=cache) for t in purse})
+
+
 def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
-           routes: frozenset[str] | None = None) -> dict:
+           routes: frozenset[str] | None = None, ahead: Verified | None = None) -> dict:
     """Store and clear a batch in the open transaction (it holds the write lock, so the
-    duplicate check and the inserts cannot race another upload); the per-row answer."""
+    duplicate check and the inserts cannot race another upload); the per-row answer.
+    `ahead`: receipts verify_ahead checked before the lock (re-checked here if stale)."""
     at_now = unix(now)
     results: list[dict | None] = []
     new: list[tuple[int, TapRow]] = []
@@ -201,12 +242,15 @@ def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
     purse = [t for _, t in new if t.kind == "purse" and t.accepted]
     verified: dict[str, tuple] = {}
     if purse:
-        cache = clearing.VERIFIED.using(clearing.trusted_keys(tx))
+        keys = clearing.trusted_keys(tx)
+        known = ahead.results if ahead is not None and ahead.issuer_keys == keys else {}
+        cache = clearing.VERIFIED.using(keys)
         certificates = clearing.issuer_certificates(tx, [t.card_id for t in purse])
         for t in purse:
-            verified[t.id] = clearing.check_receipt(t.receipt, card_id=t.card_id, amount=t.amount,
-                                                    currency=t.currency,
-                                                    certificate_hex=certificates.get(t.card_id), cache=cache)
+            certificate = certificates.get(t.card_id)
+            verified[t.id] = known.get(_receipt_key(t, certificate)) or clearing.check_receipt(
+                t.receipt, card_id=t.card_id, amount=t.amount, currency=t.currency, certificate_hex=certificate,
+                cache=cache)
     status: dict[str, str | None] = {t.id: _first_clearing(t, verified.get(t.id)) for _, t in new}
     submitted = [clearing.Submitted(verified[t.id][0], t.receipt, terminal_id, t.id, merchant_id)
                  for _, t in new if t.id in verified and verified[t.id][0] is not None]

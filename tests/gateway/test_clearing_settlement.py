@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from gateway.services import clearing
+from gateway.services import clearing, taps
 from protocol import certs, ed25519
 from protocol import purse as p
 from tests.gateway.conftest import books, ok
@@ -197,3 +197,54 @@ def test_the_gateway_verifies_a_card_certificate_once_across_uploads(world, stor
     for pair in (rows[:2], rows[2:]):
         assert [r["clearing"] for r in upload(world, pair)["results"]] == ["posted", "posted"]
     assert calls == [rider.card_id]
+
+
+# --- receipts verified before the write lock ---------------------------------------------------
+
+def ingest_with(store, world, clock, rows, ahead):
+    terminal_id, _ = world.terminal("x")
+    merchant_id, _ = world.merchant("x")
+    with store.transaction() as tx:
+        return taps.ingest(tx, terminal_id=terminal_id, merchant_id=merchant_id, rows=rows, now=clock(),
+                           ahead=ahead)
+
+
+def test_an_answer_checked_before_the_lock_is_used_only_under_the_same_keys_and_certificate(world, store, clock):
+    world.top_up("a", 5000)
+    rider = Rider(world)
+    rider.load(1000)
+    rows = [rider.tap(clock) for _ in range(3)]
+    terminal_id, _ = world.terminal("x")
+    with store.read() as tx:
+        ahead = taps.verify_ahead(tx, terminal_id=terminal_id, rows=rows, now=clock())
+        keys = clearing.trusted_keys(tx)
+        certificate = clearing.issuer_certificates(tx, [rider.card_id])[rider.card_id]
+    assert {answer[1] for answer in ahead.results.values()} == {None}  # all three verify
+    # Answers that say "forged", to see which ones ingest takes: under other keys, or for
+    # another certificate, they are stale and ingest verifies again.
+    forged = (None, "forged_receipt")
+    key = (rows[0]["receipt"], rider.card_id, rows[0]["amount"], "CNY")
+    stale = taps.Verified({b"\0" * 4: b"\0" * 32}, {key + (certificate,): forged})
+    other_cert = taps.Verified(keys, {key + ("00" * 113,): forged})
+    answer = ingest_with(store, world, clock, rows[:1], stale)
+    assert answer["results"][0]["clearing"] == "posted"
+    answer = ingest_with(store, world, clock, [rows[1]], other_cert)
+    assert answer["results"][0]["clearing"] == "posted"
+    current = taps.Verified(keys, {(rows[2]["receipt"], rider.card_id, rows[2]["amount"], "CNY", certificate): forged})
+    assert ingest_with(store, world, clock, [rows[2]], current)["results"][0]["clearing"] == "forged_receipt"
+    assert revenue(store, world) == 400
+    assert_settled(store)
+
+
+def test_nothing_is_checked_ahead_for_taps_already_stored_or_rows_that_are_not_purse_taps(world, store, clock):
+    world.top_up("a", 5000)
+    rider = Rider(world)
+    rider.load(1000)
+    first, second = rider.tap(clock), rider.tap(clock)
+    upload(world, [first])
+    terminal_id, _ = world.terminal("x")
+    with store.read() as tx:
+        ahead = taps.verify_ahead(tx, terminal_id=terminal_id, now=clock(),
+                                  rows=[first, second, "garbage", {**second, "amount": "200"}, {"kind": "purse"}])
+        assert taps.verify_ahead(tx, terminal_id=terminal_id, rows="not a list", now=clock()) is None
+    assert [k[0] for k in ahead.results] == [second["receipt"]]
