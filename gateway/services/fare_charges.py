@@ -224,7 +224,9 @@ def run_day(tx, *, rules: FareRules, day: date, now: datetime, concession: str =
             recorded[r["trip_id"]] = (int(r["amount"]), int(r["seq"]))
         # What the day costs now beyond what earlier runs charged: never negative (an
         # amount once charged stays charged; docs/account-fares.md says when that matters).
-        owed = max(0, sum(c.amount for c in charges if c.flag is None) - sum(a for a, _ in recorded.values()))
+        day_total = sum(c.amount for c in charges if c.flag is None)
+        before = sum(a for a, _ in recorded.values())
+        owed = max(0, day_total - before)
         for charge in charges:
             if charge.flag is not None:
                 summary["held"] += 1
@@ -236,7 +238,12 @@ def run_day(tx, *, rules: FareRules, day: date, now: datetime, concession: str =
             if seq and not amount:
                 continue  # charged before, nothing more to charge
             owed -= amount
-            row = _charge_row(token, trip, seq + 1, amount, charge, rules, merchants, now)
+            statement = charge.statement()
+            if seq or amount != charge.amount:  # what earlier runs charged changes what this trip costs
+                statement = (f"Charged {money(amount, charge.currency)}: with the taps known now the day costs "
+                             f"{money(day_total, charge.currency)}, of which {money(before, charge.currency)} "
+                             f"was charged before. The trip priced with the day: {statement}")
+            row = _charge_row(token, trip, seq + 1, amount, charge, rules, merchants, statement, now)
             if amount == 0:
                 row["status"] = "free"
                 summary["free"] += 1
@@ -253,12 +260,9 @@ def run_day(tx, *, rules: FareRules, day: date, now: datetime, concession: str =
     return summary
 
 
-def _charge_row(token, trip, seq, amount, charge, rules, merchants, now) -> dict:
+def _charge_row(token, trip, seq, amount, charge, rules, merchants, statement, now) -> dict:
     on = trip.on
     terminal_id = trip.id.split("/", 1)[0]
-    statement = charge.statement() if seq == 1 else (
-        f"Charged {money(amount, charge.currency)} more after taps that arrived late: "
-        f"the day now costs more. The trip: {charge.statement()}")
     key = charge_key(token, trip.id, seq)
     return {"id": "fch_" + key[:24], "token": token, "trip_id": trip.id, "seq": seq,
             "local_day": charge.local_day.isoformat(), "week_start": rules.week_start(on.at).isoformat(),
@@ -282,11 +286,12 @@ def wallet_charges(tx, caller, wallet_id: str, *, status: str | None = None, lim
         where += " AND status = :s"
         params["s"] = status
     rows = tx.query(f"SELECT * FROM fare_charges WHERE {where} ORDER BY at DESC, trip_id DESC, seq DESC "
-                    "LIMIT :limit", params)
+                    "LIMIT :limit", {**params, "limit": limit + 1})
     unpaid = tx.one("SELECT COALESCE(SUM(amount), 0) AS s FROM fare_charges WHERE status = 'unpaid' AND token IN "
                     "(SELECT token FROM fare_card_links WHERE wallet_id = :w)", {"w": wallet_id})
-    return {"object": "list", "wallet_id": wallet_id, "data": [charge_view(r) for r in rows],
-            "has_more": False, "next_cursor": None, "unpaid_total": int(unpaid["s"])}
+    # The newest `limit` charges; `has_more` says there are older ones (no cursor yet).
+    return {"object": "list", "wallet_id": wallet_id, "data": [charge_view(r) for r in rows[:limit]],
+            "has_more": len(rows) > limit, "next_cursor": None, "unpaid_total": int(unpaid["s"])}
 
 
 def day_by_route(tx, day: date, *, merchant_id: str | None = None) -> dict:

@@ -114,7 +114,11 @@ def test_a_rerun_charges_nothing_and_late_taps_only_the_difference_up_to_the_day
     late = run(world)
     assert late["charged"] == {"count": 1, "amount": 100}  # the day costs 800 before its 500 cap
     assert world.available("a") == 1500
-    assert sum(c["amount"] for c in charges(world)["data"]) == 500
+    listed = charges(world)["data"]
+    assert sum(c["amount"] for c in listed) == 500 and len(listed) == 4
+    late_trip = next(c for c in listed if c["at"].endswith("01:30:00Z"))  # 09:30 in Shanghai
+    assert late_trip["amount"] == 100 and late_trip["statement"].startswith(
+        "Charged 1.00 CNY: with the taps known now the day costs 5.00 CNY, of which 4.00 CNY was charged before.")
     assert run(world)["charged"]["count"] == 0 and world.available("a") == 1500
     assert revenue(store, world, "x") + revenue(store, world, "y") == 500
     books(store)
@@ -179,6 +183,7 @@ def test_a_wallet_settles_its_own_debt_and_no_one_elses(world, config, store):
     _, other = world.wallet("b")
     world.top_up("b", 1000)
     error(other.post(f"/v1/fare-charges/debts/{debt['id']}/settle"), 404, "not_found")
+    error(other.get(f"/v1/wallets/{wallet_id}/fare-charges"), 404, "not_found")
     world.top_up("a", 300)
     settled = ok(api.post(f"/v1/fare-charges/debts/{debt['id']}/settle"))
     assert (settled["status"], settled["wallet_id"], settled["amount"]) == ("settled", wallet_id, 200)
