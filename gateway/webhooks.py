@@ -106,6 +106,24 @@ def delete_endpoint(tx, *, merchant_id: str, endpoint_id: str, now) -> dict:
 
 # --- the outbox ------------------------------------------------------------------------
 
+def _deliveries_sql(event_type: str) -> str:
+    """One delivery per enabled endpoint of :m that asked for event_type ("*" is every type).
+    Portable SQL: || and LIKE on the space-padded list. The patterns are literals, not
+    parameters: SQLite prepares a LIKE with a parameter pattern again at every call. They
+    are safe as literals because event types are our own constants of [a-z.] only. A
+    delivery's id is its event's and its endpoint's, unique by construction."""
+    if not all(c.isalpha() and c.islower() or c == "." for c in event_type):
+        raise ValueError(f"event type {event_type!r} is not [a-z.]")
+    padded = "' ' || event_types || ' '"
+    return ("INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, attempts, next_attempt_at, "
+            "created_at) SELECT :prefix || substr(id, 4), :e, id, 'pending', 0, :at, :at "
+            "FROM webhook_endpoints WHERE merchant_id = :m AND status = 'enabled' "
+            f"AND ({padded} LIKE '% {event_type} %' OR {padded} LIKE '% {ALL_TYPES} %')")
+
+
+_DELIVERIES_SQL = {t: _deliveries_sql(t) for t in EVENT_TYPES}
+
+
 def emit(tx, *, merchant_id: str, event_type: str, data: dict, now) -> str:
     """Record event_type about data for merchant_id in the caller's transaction; its id."""
     if event_type not in EVENT_TYPES:
@@ -118,17 +136,10 @@ def emit(tx, *, merchant_id: str, event_type: str, data: dict, now) -> str:
     tx.execute("INSERT INTO webhook_events (id, merchant_id, type, body, created_at) "
                "VALUES (:id, :m, :type, :body, :at)",
                {"id": event_id, "m": merchant_id, "type": event_type, "body": body, "at": at})
-    # One statement makes the deliveries, one per enabled endpoint that asked for this type
-    # ("*" is every type), so the writer lock is held for two statements whatever the number
-    # of endpoints. Portable SQL: || and LIKE on a space-padded list (event types hold no
-    # LIKE wildcards). A delivery's id is its event's and its endpoint's, unique by construction.
-    tx.execute("INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, attempts, "
-               "next_attempt_at, created_at) "
-               "SELECT :prefix || substr(id, 4), :e, id, 'pending', 0, :at, :at FROM webhook_endpoints "
-               "WHERE merchant_id = :m AND status = 'enabled' "
-               "AND (' ' || event_types || ' ' LIKE :one OR ' ' || event_types || ' ' LIKE :every)",
-               {"prefix": f"whd_{event_id[4:]}_", "e": event_id, "m": merchant_id, "at": at,
-                "one": f"% {event_type} %", "every": f"% {ALL_TYPES} %"})
+    # One statement makes the deliveries: the writer lock is held for two statements
+    # whatever the number of endpoints.
+    tx.execute(_DELIVERIES_SQL[event_type],
+               {"prefix": f"whd_{event_id[4:]}_", "e": event_id, "m": merchant_id, "at": at})
     return event_id
 
 
