@@ -13,6 +13,11 @@
 
     python bench/validator_bench.py [--taps 1000] [--transport mock ...] [--skip-validator]
         [--skip-ingestion] [--rounds 3] [--cards 200] [--per-card 50] [--order interleaved|by-card]
+        [--gunicorn 4]
+
+--gunicorn N adds the same upload over HTTP to gunicorn (2 gthread workers, as the
+gateway is served), N validators uploading at once: receipts are verified before an
+upload takes the write lock, so two workers verify two uploads on two cores.
 
 Targets: validator p99 <= 15 ms through pcscd+vpcd; >= 5,000 verified taps/s ingested.
 Only one pcscd can run on a machine: the pcscd+vpcd part starts its own and stops it,
@@ -24,10 +29,14 @@ import argparse
 import itertools
 import json
 import os
+import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -190,29 +199,124 @@ def measure_ingestion(cards: int, per_card: int, order: str, batch: int = 500) -
                           {"c": clearing.TRANSFER_CODE})["n"]
         synchronous = store.synchronous
         store.close()
-
-        # Baseline: the same number of rows of the same width, raw sqlite3, same durability.
-        db = sqlite3.connect(Path(tmp) / "raw.db", isolation_level=None)
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute(f"PRAGMA synchronous = {synchronous}")
-        db.execute("CREATE TABLE t (terminal_id TEXT, tap_id TEXT, body TEXT, PRIMARY KEY (terminal_id, tap_id))")
-        raw_ms = []
-        for chunk in batches:
-            values = [("term", r["id"], json.dumps(r)) for r in chunk]
-            t0 = time.perf_counter()
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT INTO t VALUES (?, ?, ?)", values)
-            db.execute("COMMIT")
-            raw_ms.append((time.perf_counter() - t0) * 1000)
-        db.close()
+        raw = raw_inserts(Path(tmp), batches, synchronous)
     total_s = sum(batch_ms) / 1000
-    raw_s = sum(raw_ms) / 1000
     batch_ms.sort()
-    raw_ms.sort()
     return {"taps": len(rows), "batches": len(batches), "per_s": len(rows) / total_s,
             "per_cpu_s": len(rows) / (sum(cpu_ms) / 1000), "load": os.getloadavg()[0], "legs": legs,
             "batch_p50": percentile(batch_ms, 50), "batch_p99": percentile(batch_ms, 99),
-            "raw_per_s": len(rows) / raw_s, "raw_p50": percentile(raw_ms, 50), "synchronous": synchronous}
+            **raw, "synchronous": synchronous}
+
+
+def raw_inserts(directory: Path, batches: list[list[dict]], synchronous: str) -> dict:
+    """Baseline: the same number of rows of the same width, raw sqlite3, 500 per commit,
+    WAL and the same synchronous level."""
+    db = sqlite3.connect(directory / "raw.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute(f"PRAGMA synchronous = {synchronous}")
+    db.execute("CREATE TABLE t (terminal_id TEXT, tap_id TEXT, body TEXT, PRIMARY KEY (terminal_id, tap_id))")
+    raw_ms = []
+    for chunk in batches:
+        values = [("term", r["id"], json.dumps(r)) for r in chunk]
+        t0 = time.perf_counter()
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany("INSERT INTO t VALUES (?, ?, ?)", values)
+        db.execute("COMMIT")
+        raw_ms.append((time.perf_counter() - t0) * 1000)
+    db.close()
+    rows = sum(len(chunk) for chunk in batches)
+    raw_ms.sort()
+    return {"raw_per_s": rows / (sum(raw_ms) / 1000), "raw_p50": percentile(raw_ms, 50)}
+
+
+def measure_gunicorn(validators: int, cards: int, per_card: int, order: str, workers: int = 2,
+                     threads: int = 4) -> dict:
+    """POST /v1/taps over HTTP to gunicorn (gthread, as `tapstack gateway serve` runs it),
+    `validators` terminals uploading their batches at once, each in its own order."""
+    from gateway.app import create_app
+    from gateway.auth import operator_key
+    from gateway.config import Config
+    from gateway.store import Store
+    from gateway_bench import free_port, wait_up
+    from protocol import request_signing
+
+    now = datetime.now(timezone.utc)
+    with tempfile.TemporaryDirectory() as home:
+        config = Config(Path(home) / "gateway")
+        store = Store(config.db_path)  # migrated here, before the workers start
+        client = create_app(config, store=store).test_client()
+        fleets = []
+        for _ in range(validators):
+            rows, (key_id, secret), _ = build_taps(client, operator_key(config), cards, per_card, now)
+            rows = upload_order(rows, per_card, order)
+            for k, row in enumerate(rows):
+                row["id"] = f"{key_id}-{k + 1:010d}"
+            fleets.append((key_id, secret, [rows[i:i + 500] for i in range(0, len(rows), 500)]))
+        synchronous = store.synchronous
+        store.close()
+        for name in ("operator_key", "idempotency_seal", "terminal_master", "session_key"):
+            config.secret(name)  # made once, not raced by two workers
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "TAPSTACK_HOME": home, "BENCH_SYNCHRONOUS": synchronous,
+               "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "bench")])}
+        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers",
+                                   str(workers), "--worker-class", "gthread", "--threads", str(threads),
+                                   "--log-level", "warning", "gateway_bench:make_app()"],
+                                  cwd=ROOT, env=env, start_new_session=True)
+        batch_ms, failures = [], []
+
+        def upload(key_id: str, secret: bytes, batches: list[list[dict]]) -> None:
+            for k, chunk in enumerate(batches):
+                body = json.dumps({"taps": chunk}, separators=(",", ":")).encode()
+                headers = request_signing.signed_headers(key_id, secret, "POST", "/v1/taps", body,
+                                                         timestamp=int(time.time()),
+                                                         nonce=f"bench-{key_id[-12:]}-{k:08d}")
+                headers.update({"Content-Type": "application/json", "Idempotency-Key": f"bench-{key_id}-{k}"})
+                t0 = time.perf_counter()
+                try:
+                    request = urllib.request.Request(base + "/v1/taps", body, headers, method="POST")
+                    with urllib.request.urlopen(request, timeout=120) as r:
+                        answer = json.loads(r.read())
+                except OSError as e:
+                    failures.append(f"{key_id} batch {k}: {e}")
+                    return
+                batch_ms.append((time.perf_counter() - t0) * 1000)
+                if answer["accepted"] != len(chunk) or any(x["clearing"] != "posted" for x in answer["results"]):
+                    failures.append(f"{key_id} batch {k}: not all accepted and posted")
+
+        try:
+            wait_up(base, server)
+            uploaders = [threading.Thread(target=upload, args=fleet) for fleet in fleets]
+            t0 = time.perf_counter()
+            for u in uploaders:
+                u.start()
+            for u in uploaders:
+                u.join()
+            wall_s = time.perf_counter() - t0
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)  # the server this bench started, by its own id
+            server.wait(timeout=30)
+        if failures:
+            raise SystemExit(f"gunicorn ingestion failed: {failures[:3]}")
+        store = Store(config.db_path)
+        with store.read() as tx:
+            if not ledger_ok(tx):
+                raise SystemExit("the books are wrong after ingestion under gunicorn")
+        store.close()
+        batches = [chunk for fleet in fleets for chunk in fleet[2]]
+        raw = raw_inserts(Path(home), batches, synchronous)
+    taps = sum(len(chunk) for chunk in batches)
+    batch_ms.sort()
+    return {"taps": taps, "batches": len(batches), "per_s": taps / wall_s, "load": os.getloadavg()[0],
+            "batch_p50": percentile(batch_ms, 50), "batch_p99": percentile(batch_ms, 99), **raw,
+            "synchronous": synchronous, "validators": validators, "workers": workers, "threads": threads}
+
+
+def ledger_ok(tx) -> bool:
+    from gateway import ledger
+
+    return ledger.check(tx).ok
 
 
 def median(values: list[float]) -> float:
@@ -241,6 +345,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="ingestion rounds, each on a fresh gateway")
     parser.add_argument("--skip-ingestion", action="store_true")
     parser.add_argument("--skip-validator", action="store_true", help="the ingestion part alone")
+    parser.add_argument("--gunicorn", type=int, default=0, metavar="N",
+                        help="also ingest over HTTP to gunicorn (2 workers), N validators uploading at once, "
+                             "--cards / N cards each")
     args = parser.parse_args(argv)
     failed = False
 
@@ -256,7 +363,31 @@ def main(argv=None) -> int:
     if not args.skip_ingestion:
         failed |= not print_ingestion([measure_ingestion(args.cards, args.per_card, args.order)
                                        for _ in range(args.rounds)], args.order)
+    if args.gunicorn:
+        cards = max(1, args.cards // args.gunicorn)
+        failed |= not print_gunicorn([measure_gunicorn(args.gunicorn, cards, args.per_card, args.order)
+                                      for _ in range(args.rounds)], args.order)
     return 1 if failed else 0
+
+
+def print_gunicorn(rounds: list[dict], order: str) -> bool:
+    g = rounds[0]
+    print(f"\ngateway ingestion over HTTP: gunicorn gthread {g['workers']} workers x {g['threads']} threads, "
+          f"{g['validators']} validators uploading at once, {g['taps']} verified purse taps in {g['batches']} "
+          f"batches of 500, {order} order, synchronous={g['synchronous']} (WAL)")
+    print("baseline, same round: raw SQLite inserts of as many rows, 500 per commit, same WAL and synchronous\n")
+    header = (f"{'round':>5} {'taps/s':>8} {'batch p50':>9} {'p99 ms':>8} {'raw rows/s':>10} {'raw p50':>8} "
+              f"{'ratio':>6} {'load':>5}")
+    print(header)
+    print("-" * len(header))
+    for n, r in enumerate(rounds, 1):
+        print(f"{n:>5} {r['per_s']:>8.0f} {r['batch_p50']:>9.1f} {r['batch_p99']:>8.1f} {r['raw_per_s']:>10.0f} "
+              f"{r['raw_p50']:>8.1f} {r['raw_per_s'] / r['per_s']:>5.0f}x {r['load']:>5.1f}")
+    per_s = median([r["per_s"] for r in rounds])
+    print(f"median {per_s:.0f} verified taps/s")
+    ok = per_s >= TARGET_TAPS_PER_S
+    print(f"  target >= {TARGET_TAPS_PER_S} verified taps/s: {'met' if ok else 'MISSED'}")
+    return ok
 
 
 def print_validator(rows: list[dict], taps: int) -> None:
