@@ -299,9 +299,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       ("operator", "wallet", "merchant"), "PaymentList", query=PAGE),
     E("GET", "/v1/payments/{payment_id}", "Read a payment", "Payments", ("operator", "wallet", "merchant"),
       "Payment"),
-    E("POST", "/v1/refunds", "Refund a payment, in whole or in part", "Payments", ("merchant",), "Refund",
-      201, {"payment_id": ID, "amount": AMOUNT, "reason": TEXT}, ("payment_id",), errors=(402,),
-      description="Without `amount`, refunds what is left. Emits `refund.succeeded`."),
+    E("POST", "/v1/refunds", "Refund a payment, in whole or in part", "Payments", ("merchant", "terminal"),
+      "Refund", 201, {"payment_id": ID, "amount": AMOUNT, "reason": TEXT}, ("payment_id",), errors=(402,),
+      description="Without `amount`, refunds what is left. A merchant's terminal may refund that "
+                  "merchant's payments. Emits `refund.succeeded`."),
     E("GET", "/v1/refunds/{refund_id}", "Read a refund", "Payments", ("operator", "wallet", "merchant"),
       "Refund"),
     E("POST", "/v1/pos/authorizations", "Authorise an amount against a pay code", "Point of sale",
