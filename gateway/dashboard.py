@@ -18,10 +18,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway import issuer, ledger
 from gateway.auth import Caller, key_hash
-from gateway.services import bills, taps
+from gateway.services import bills, fare_charges, taps
 
 DEFAULT_ZONE = "Asia/Shanghai"
 ONLINE_MINUTES = 15  # a validator is online if it uploaded this close to the latest upload of any
+# A shop till (terminal.till) uploads its purse sales as taps on this route, the sale id as
+# the stop: shop payments, not ridership, so the transit figures leave them out.
+TILL_ROUTE = "pos"
+TRANSIT = "(route IS NULL OR route <> 'pos')"
 
 
 # -- time -------------------------------------------------------------------------------------
@@ -48,12 +52,13 @@ def local(seconds: int | None, tz: ZoneInfo) -> datetime | None:
 
 
 def latest_tap_at(tx) -> int | None:
-    """When the latest tap uploaded happened (the validator's clock), or None."""
-    return tx.one("SELECT MAX(at) AS at FROM transit_taps")["at"]
+    """When the latest transit tap uploaded happened (the validator's clock), or None.
+    A till's purse sales are not transit taps."""
+    return tx.one(f"SELECT MAX(at) AS at FROM transit_taps WHERE {TRANSIT}")["at"]
 
 
 def default_day(tx, *, now: datetime, tz: ZoneInfo) -> date:
-    """The local day the dashboard opens on: that of the latest tap, else today."""
+    """The local day the dashboard opens on: that of the latest transit tap, else today."""
     at = latest_tap_at(tx)
     moment = local(at, tz) if at is not None else now.astimezone(tz)
     return moment.date()
@@ -62,15 +67,15 @@ def default_day(tx, *, now: datetime, tz: ZoneInfo) -> date:
 # -- transit ----------------------------------------------------------------------------------
 
 def tap_totals(tx, *, since: int, until: int) -> dict:
-    """A day's headline: taps, accepted, denied by reason, and distinct riders.
+    """A day's transit headline: taps, accepted, denied by reason, and distinct riders.
 
     A rider is a card id (purse) or a keyed-hash token (EMV, UID) seen on an accepted tap.
     """
     row = tx.one("SELECT COUNT(*) AS taps, SUM(CASE WHEN accepted = 1 THEN 1 ELSE 0 END) AS accepted,"
                  " COUNT(DISTINCT CASE WHEN accepted = 1 THEN COALESCE(token, card_id) END) AS riders"
-                 " FROM transit_taps WHERE at >= :a AND at < :b", {"a": since, "b": until})
+                 f" FROM transit_taps WHERE at >= :a AND at < :b AND {TRANSIT}", {"a": since, "b": until})
     reasons = tx.query("SELECT reason, COUNT(*) AS taps FROM transit_taps"
-                       " WHERE at >= :a AND at < :b AND accepted = 0"
+                       f" WHERE at >= :a AND at < :b AND accepted = 0 AND {TRANSIT}"
                        " GROUP BY reason ORDER BY COUNT(*) DESC, reason", {"a": since, "b": until})
     accepted = row["accepted"] or 0
     return {"taps": row["taps"], "accepted": accepted, "denied": row["taps"] - accepted,
@@ -78,8 +83,9 @@ def tap_totals(tx, *, since: int, until: int) -> dict:
 
 
 def ridership(tx, *, since: int, until: int) -> list[dict]:
-    """taps.ridership's rows for [since, until): per route and UTC hour (read once per page)."""
-    return taps.ridership(tx, since=since, until=until)["data"]
+    """taps.ridership's transit rows for [since, until): per route and UTC hour (read once per
+    page), without the tills' purse sales (route TILL_ROUTE)."""
+    return [r for r in taps.ridership(tx, since=since, until=until)["data"] if r["route"] != TILL_ROUTE]
 
 
 def taps_per_hour(rows: list[dict], *, since: int, until: int, tz: ZoneInfo) -> list[dict]:
@@ -102,45 +108,73 @@ def taps_per_hour(rows: list[dict], *, since: int, until: int, tz: ZoneInfo) -> 
     return hours
 
 
-def routes(rows: list[dict]) -> list[dict]:
-    """Per route: taps, accepted, token taps awaiting pricing, and purse fares cleared (revenue).
+def _route_row(route) -> dict:
+    return {"route": route, "taps": 0, "accepted": 0, "token_taps": 0, "purse": 0, "token": 0,
+            "token_trips": 0, "unpaid": 0, "revenue": 0, "currency": None}
 
-    `rows` are ridership rows. Taps without a route are grouped under route None. Revenue
-    is what clearing posted from purse receipts; token taps are priced later by the fare
-    engine and are counted here, not valued. Pure.
+
+def routes(rows: list[dict], charges: list[dict] = ()) -> list[dict]:
+    """Per route: taps, accepted, token taps, and its revenue: purse fares cleared, token
+    trips charged, and token debts still unpaid.
+
+    `rows` are ridership rows; `charges` are fare_charges.day_by_route rows of the same day
+    (token trips priced and charged by the day's charging run). Taps without a route are
+    grouped under route None. `revenue` is purse + token, money collected; `unpaid` is owed,
+    not collected. A route has one currency (that of its fare rules). Pure.
     """
     by_route: dict = {}
     for r in rows:
-        row = by_route.setdefault(r["route"], {"route": r["route"], "taps": 0, "accepted": 0,
-                                               "token_taps": 0, "revenue": 0, "currency": None})
+        row = by_route.setdefault(r["route"], _route_row(r["route"]))
         row["taps"] += r["taps"]
         row["accepted"] += r["accepted"]
         row["token_taps"] += r["token_taps"]
-        row["revenue"] += r["purse_revenue"] or 0
+        row["purse"] += r["purse_revenue"] or 0
         if r["purse_revenue"]:
             row["currency"] = r["currency"]
+    for c in charges:
+        row = by_route.setdefault(c["route"], _route_row(c["route"]))
+        row["token"] += c["collected"] or 0
+        row["unpaid"] += c["unpaid"] or 0
+        row["token_trips"] += c["trips"]
+        row["currency"] = row["currency"] or c["currency"]
+    for row in by_route.values():
+        row["revenue"] = row["purse"] + row["token"]
     return sorted(by_route.values(), key=lambda r: (r["route"] is None, r["route"] or ""))
 
 
-def revenue_by_currency(rows: list[dict]) -> dict[str, int]:
-    """Sum of `revenue` per currency over rows that carry one (pure)."""
+def revenue_by_currency(rows: list[dict], field: str = "revenue") -> dict[str, int]:
+    """Sum of `field` per currency over rows that carry one (pure)."""
     total: dict[str, int] = {}
     for r in rows:
-        if r["currency"] and r["revenue"]:
-            total[r["currency"]] = total.get(r["currency"], 0) + r["revenue"]
+        if r["currency"] and r.get(field):
+            total[r["currency"]] = total.get(r["currency"], 0) + r[field]
+    return dict(sorted(total.items()))
+
+
+def route_totals(rows: list[dict]) -> dict[str, dict]:
+    """Per currency, the sums of routes' purse, token, unpaid and revenue (pure)."""
+    total: dict[str, dict] = {}
+    for r in rows:
+        if not r["currency"]:
+            continue
+        t = total.setdefault(r["currency"], {"purse": 0, "token": 0, "unpaid": 0, "revenue": 0})
+        for field in t:
+            t[field] += r[field]
     return dict(sorted(total.items()))
 
 
 def validators(tx, *, online_minutes: int = ONLINE_MINUTES) -> dict:
     """Terminals that have uploaded taps, with their last upload and whether they are online.
 
-    Online means its last upload came within `online_minutes` of the latest upload of
+    A terminal whose taps are a till's purse sales (route TILL_ROUTE) is marked `till`: its
+    `taps` are sales, counted apart from ridership. Online means its last upload came within `online_minutes` of the latest upload of
     any validator (the reference), so a replayed or simulated day reads the same as a
     live one; the page shows the reference so a fleet gone silent is visible too.
     """
     rows = tx.query(
-        "SELECT t.id, t.name, t.status, m.name AS merchant_name, u.last_upload, u.last_tap, u.taps"
-        " FROM (SELECT terminal_id, MAX(received_at) AS last_upload, MAX(at) AS last_tap, COUNT(*) AS taps"
+        "SELECT t.id, t.name, t.status, m.name AS merchant_name, u.last_upload, u.last_tap, u.taps, u.sales"
+        " FROM (SELECT terminal_id, MAX(received_at) AS last_upload, MAX(at) AS last_tap, COUNT(*) AS taps,"
+        "       SUM(CASE WHEN route = 'pos' THEN 1 ELSE 0 END) AS sales"
         "       FROM transit_taps GROUP BY terminal_id) u"
         " JOIN terminals t ON t.id = u.terminal_id JOIN merchants m ON m.id = t.merchant_id"
         " ORDER BY t.name, t.id")
@@ -148,7 +182,8 @@ def validators(tx, *, online_minutes: int = ONLINE_MINUTES) -> dict:
     never = tx.one("SELECT COUNT(*) AS n FROM terminals t WHERE t.status = 'active' AND NOT EXISTS"
                    " (SELECT 1 FROM transit_taps x WHERE x.terminal_id = t.id)")["n"]
     window = online_minutes * 60
-    listed = [{**r, "online": r["status"] == "active" and reference - r["last_upload"] <= window}
+    listed = [{**{k: v for k, v in r.items() if k != "sales"}, "till": r["sales"] == r["taps"],
+               "online": r["status"] == "active" and reference - r["last_upload"] <= window}
               for r in rows]
     return {"reference": reference, "online_minutes": online_minutes, "terminals": listed,
             "online": sum(r["online"] for r in listed), "offline": sum(not r["online"] for r in listed),
@@ -186,6 +221,26 @@ def shop_payments(tx, *, since: int, until: int) -> dict[str, dict]:
     return {r["currency"]: {"count": r["count"], "amount": r["amount"], "refunded": r["refunded"]} for r in rows}
 
 
+def till_sales(tx, *, since: int, until: int) -> dict[str, dict]:
+    """Purse sales at shop tills in [since, until) (taps on route TILL_ROUTE), per currency:
+    accepted sales and the amount clearing posted."""
+    rows = tx.query("SELECT currency, COUNT(*) AS count,"
+                    " SUM(CASE WHEN clearing = 'posted' THEN amount ELSE 0 END) AS amount FROM transit_taps"
+                    " WHERE route = 'pos' AND accepted = 1 AND at >= :a AND at < :b AND currency IS NOT NULL"
+                    " GROUP BY currency ORDER BY currency", {"a": since, "b": until})
+    return {r["currency"]: {"count": r["count"], "amount": r["amount"] or 0} for r in rows}
+
+
+def latest_activity(tx, tz: ZoneInfo) -> dict:
+    """The local days of the latest bill payment and shop payment (wallet or till purse sale),
+    None where there is none: so a page showing a bus day can point to the day they happened."""
+    bill = tx.one("SELECT MAX(created_at) AS at FROM bill_payments")["at"]
+    shop = tx.one("SELECT MAX(created_at) AS at FROM payments")["at"]
+    till = tx.one("SELECT MAX(at) AS at FROM transit_taps WHERE route = 'pos'")["at"]
+    shop = max((t for t in (shop, till) if t is not None), default=None)
+    return {"bills": bill and local(bill, tz).date(), "shop": shop and local(shop, tz).date()}
+
+
 def bill_payments(tx, *, since: int, until: int) -> dict[str, dict]:
     """Bill payments in [since, until), per currency: count and amount."""
     rows = tx.query("SELECT currency, COUNT(*) AS count, SUM(amount) AS amount FROM bill_payments"
@@ -219,13 +274,17 @@ def overview(tx, *, day: date, tz: ZoneInfo, now: datetime, online_minutes: int 
     ledger check: that reads every posting, so the page runs it apart (ledger_check)."""
     since, until = day_bounds(day, tz)
     rows = ridership(tx, since=since, until=until)
-    route_rows = routes(rows)
+    charges = [c for c in fare_charges.day_by_route(tx, day)["data"] if c["route"] != TILL_ROUTE]
+    route_rows = routes(rows, charges)
     return {"day": day, "since": since, "until": until, "zone": tz.key,
             "taps": tap_totals(tx, since=since, until=until),
             "hours": taps_per_hour(rows, since=since, until=until, tz=tz),
             "routes": route_rows, "fare_revenue": revenue_by_currency(route_rows),
+            "route_totals": route_totals(route_rows),
             "shop": shop_payments(tx, since=since, until=until),
+            "till_sales": till_sales(tx, since=since, until=until),
             "bill_payments": bill_payments(tx, since=since, until=until),
+            "latest": latest_activity(tx, tz),
             "validators": validators(tx, online_minutes=online_minutes),
             "billers": bills_per_biller(tx, now=now),
             "deny_list": deny_list(tx),

@@ -82,9 +82,11 @@ def dashboard_page():
     priced = [r for r in view["routes"] if r["revenue"]]
     route_chart = charts.bars(
         [(r["route"] or "no route", r["revenue"], money(r["revenue"], r["currency"])) for r in priced],
-        title=f"Fare revenue per route, {day.isoformat()}",
-        desc="; ".join(f"route {r['route']}: {money(r['revenue'], r['currency'])}" for r in priced)
-        or "No fares cleared this day.")
+        title=f"Fare revenue per route (purse cleared and token charged), {day.isoformat()}",
+        desc="; ".join(f"route {r['route']}: {money(r['revenue'], r['currency'])} "
+                       f"({money(r['purse'], r['currency'])} purse, {money(r['token'], r['currency'])} token)"
+                       for r in priced)
+        or "No fares collected this day.")
     return page("dashboard.html", v=view, lc=ledger_check(), check_minutes=CHECK_SECONDS // 60, day=day, hour_chart=hour_chart, route_chart=route_chart,
                 priced_routes=priced, notice=notice, online_minutes=_online_minutes(),
                 live=asked is None, refresh_seconds=REFRESH_SECONDS,

@@ -99,6 +99,24 @@ def test_the_dashboard_shows_what_the_api_and_the_ledger_say(page, gateway, arti
     shot(page, artifacts, "dashboard")
 
 
+OVERFLOWING = """() => [...document.querySelectorAll('.panel')]
+    .filter(p => p.scrollWidth > p.clientWidth).map(p => p.querySelector('h2')?.id || '?')"""
+
+
+def test_no_dashboard_panel_overflows_its_card_at_desktop_or_phone_width(page, gateway, artifacts):
+    sign_in_operator(page, gateway)
+    for size, name in (({"width": 1280, "height": 900}, "dashboard-1280"), (PHONE, "dashboard-360")):
+        page.set_viewport_size(size)
+        assert page.evaluate(OVERFLOWING) == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= size["width"]
+        shot(page, artifacts, name)
+    # at desktop width every table is wholly visible: none needs its scroller
+    page.set_viewport_size({"width": 1280, "height": 900})
+    hidden = page.evaluate("""() => [...document.querySelectorAll('.scroll')]
+        .filter(s => s.scrollWidth > s.clientWidth + 1).map(s => s.querySelector('table')?.id)""")
+    assert [t for t in hidden if t] == []
+
+
 def test_a_bill_on_the_wallet_page_is_paid_from_it(page, gateway, artifacts):
     page.set_viewport_size(PHONE)
     wallet_id, credential = sign_in_wallet(page, gateway, "mei")
@@ -127,6 +145,7 @@ def test_a_bill_on_the_wallet_page_is_paid_from_it(page, gateway, artifacts):
     assert after == before - bill["amount_due"] == page_balance(page)
     assert gateway.operator.as_(credential).get(f"/v1/bills/{bill['id']}")["status"] == "paid"
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert page.evaluate(OVERFLOWING) == []
     shot(page, artifacts, "wallet-paid")
 
 
