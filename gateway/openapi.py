@@ -62,7 +62,10 @@ SCHEMAS = {
             "param": {"type": ["string", "null"], "description": "The field or header at fault."}}}}},
     "Customer": obj("customer", id=ID, name=NTEXT, email=NTEXT, external_ref=NTEXT, created_at=TIME),
     "Wallet": obj("wallet", id=ID, customer_id=ID, currency=CURRENCY,
-                  status={"type": "string", "enum": ["active", "locked"]}, created_at=TIME),
+                  status={"type": "string", "enum": ["active", "locked"]},
+                  concession={"type": "string", "examples": ["adult", "student"],
+                              "description": "The fare rules' concession class its linked cards are priced with."},
+                  created_at=TIME),
     "WalletWithCredential": {"allOf": [ref("Wallet"), {"type": "object", "properties": {"credential": {
         "type": "string", "description": "wk_... bearer key; shown once, stored only as a hash."}}}]},
     "Merchant": obj("merchant", id=ID, name={"type": "string"}, currency=CURRENCY, created_at=TIME),
@@ -275,6 +278,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       "Statement", query=PAGE),
     E("POST", "/v1/wallets/{wallet_id}/pay_codes", "A single-use pay code for the till", "Wallets",
       ("wallet",), "PayCode", 201, errors=(409,)),
+    E("POST", "/v1/wallets/{wallet_id}/concession", "Set a wallet's concession class", "Wallets",
+      ("operator",), "Wallet", 200, {"class": {"type": "string", "examples": ["student"]}}, ("class",),
+      errors=(409,),
+      description="One of the published fare rules' concession classes (400 otherwise; 409 when no rules "
+                  "are published). The day's charging run prices the wallet's linked cards with it."),
     E("POST", "/v1/merchants", "Sign a merchant up", "Merchants", ("operator",), "MerchantWithKey", 201,
       {"name": {**TEXT, "maxLength": 200}, "currency": CURRENCY}, ("name",)),
     E("GET", "/v1/merchants/{merchant_id}", "Read a merchant", "Merchants", ("operator", "merchant"),

@@ -15,7 +15,9 @@ the token goes on the deny-list ("unpaid fare"). `collect_debts` (each run does 
 first) and `settle_debt` (the wallet asks) collect debts oldest first under the same
 transfer ids; once a token owes nothing its unpaid-fare entry leaves the deny-list.
 
-Riders have the "adult" concession class until wallets carry one.
+Each token is priced with the concession class of the wallet it is linked to (set by the
+operator, migration 0010); an unlinked token with the run's `concession` ("adult"). A
+token whose wallet's class the rules no longer know is held, not charged, until they do.
 Plain functions over a Tx; the rules, the day and `now` are passed in.
 """
 from __future__ import annotations
@@ -32,13 +34,12 @@ from gateway.services import iso, unix
 from gateway.services.card_links import linked_wallet
 from gateway.services.clearing import revenue_account_id
 from gateway.services.taps import token_taps
-from gateway.services.wallets import wallet_row
+from gateway.services.wallets import DEFAULT_CONCESSION, wallet_row
 from gateway.trips import build_trips, price_trips
 
 TRANSFER_CODE = "token_fare"
 DENY_REASON = "unpaid fare"
 DENY_SOURCE = "fare_debt"
-DEFAULT_CONCESSION = "adult"
 RULES_FILE = "fare_rules.json"
 STATUSES = ("charged", "free", "unpaid", "settled")
 
@@ -196,7 +197,8 @@ def _terminal_merchants(tx) -> dict[str, str]:
 
 
 def run_day(tx, *, rules: FareRules, day: date, now: datetime, concession: str = DEFAULT_CONCESSION) -> dict:
-    """Charge the token trips of the operator's local `day`; the run's summary (see module doc)."""
+    """Charge the token trips of the operator's local `day`; the run's summary (see module doc).
+    `concession` prices the tokens linked to no wallet."""
     try:
         rules.concession(concession)
     except FareError as e:
@@ -214,10 +216,15 @@ def run_day(tx, *, rules: FareRules, day: date, now: datetime, concession: str =
                "debts_collected": {"count": collected["count"], "amount": collected["amount"]},
                "denied_tokens": 0, "allowed_tokens": collected["allowed_tokens"]}
     for token in sorted(by_token):
+        wallet = linked_wallet(tx, token)
+        klass = (wallet or {}).get("concession") or concession
+        trips = build_trips(by_token[token], now=now)
+        if klass not in rules.concessions:
+            summary["held"] += len(trips)  # its trips wait for rules that know the class
+            continue
         other_days = tx.one("SELECT COALESCE(SUM(amount), 0) AS s FROM fare_charges WHERE token = :t "
                             "AND week_start = :w AND local_day <> :d", {"t": token, "w": week, "d": day.isoformat()})
-        trips = build_trips(by_token[token], now=now)
-        charges = price_trips(rules, trips, concession, 0, int(other_days["s"]))
+        charges = price_trips(rules, trips, klass, 0, int(other_days["s"]))
         recorded: dict[str, tuple[int, int]] = {}  # trip id -> (amount so far, last seq)
         for r in tx.query("SELECT trip_id, SUM(amount) AS amount, MAX(seq) AS seq FROM fare_charges "
                           "WHERE token = :t AND local_day = :d GROUP BY trip_id", {"t": token, "d": day.isoformat()}):

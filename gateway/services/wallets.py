@@ -1,14 +1,17 @@
-"""Customers, their wallets (customer_wallet accounts), balances, statements, pay codes."""
+"""Customers, their wallets (customer_wallet accounts), balances, statements, pay codes, and
+the concession class a wallet's linked cards are priced with."""
 from __future__ import annotations
 
 from datetime import datetime
 
 from gateway import ledger
 from gateway.auth import Caller, key_hash, new_key
-from gateway.errors import conflict, not_found
+from gateway.errors import conflict, invalid, not_found
+from gateway.fares import FareError, FareRules
 from gateway.services import iso, new_id, unix
 
 PAY_CODE_SECONDS = 60
+DEFAULT_CONCESSION = "adult"  # the column's default in migration 0010
 
 
 def customer_view(row: dict) -> dict:
@@ -19,6 +22,7 @@ def customer_view(row: dict) -> dict:
 def wallet_view(row: dict) -> dict:
     return {"id": row["id"], "object": "wallet", "customer_id": row["customer_id"],
             "currency": row["currency"], "status": row["status"],
+            "concession": row.get("concession") or DEFAULT_CONCESSION,
             "created_at": iso(row["created_at"])}
 
 
@@ -46,7 +50,7 @@ def create_wallet(tx, *, customer_id: str, currency: str, now: datetime) -> tupl
     credential = new_key("wk_")
     row = {"id": new_id("wal"), "customer_id": customer_id, "account_id": account_id,
            "currency": currency, "status": "active", "credential_hash": key_hash(credential),
-           "created_at": unix(now)}
+           "concession": DEFAULT_CONCESSION, "created_at": unix(now)}
     tx.insert("wallets", row)
     return wallet_view(row), credential
 
@@ -58,6 +62,22 @@ def wallet_row(tx, caller: Caller, wallet_id: str, param: str = "id") -> dict:
                            (caller.kind == "wallet" and caller.id == wallet_id)):
         raise not_found("wallet", param)
     return row
+
+
+def set_concession(tx, caller: Caller, wallet_id: str, klass, *, rules: FareRules) -> dict:
+    """Set the concession class the wallet's linked cards are priced with: one of the fare
+    rules' classes. Only the operator may (a wallet cannot make itself a student)."""
+    if caller.kind != "operator":
+        raise not_found("wallet", "id")
+    wallet = wallet_row(tx, caller, wallet_id)
+    if not isinstance(klass, str):
+        raise invalid("invalid_parameter", "class must be a concession class name such as \"student\".", "class")
+    try:
+        rules.concession(klass)
+    except FareError as e:
+        raise invalid("invalid_parameter", str(e), "class") from None
+    tx.execute("UPDATE wallets SET concession = :c WHERE id = :id", {"c": klass, "id": wallet_id})
+    return wallet_view({**wallet, "concession": klass})
 
 
 def require_active(wallet: dict) -> None:
