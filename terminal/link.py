@@ -105,7 +105,7 @@ def _command():
 
     from terminal.gateway_client import parse_terminal_key
     from terminal.readers import SPEC_HELP
-    from terminal.run import _hex, _secret_text
+    from terminal.run import hex_arg, secret_text
 
     @click.command("link")
     @click.option("--reader", "reader_spec", default="pcsc", show_default=True, help=SPEC_HELP)
@@ -120,8 +120,8 @@ def _command():
         from terminal import readers
 
         try:
-            key_id, secret = parse_terminal_key(_secret_text(terminal_key))
-            token = _hex(_secret_text(token_key), "--token-key")
+            key_id, secret = parse_terminal_key(secret_text(terminal_key))
+            token = hex_arg(secret_text(token_key), "--token-key")
             if len(token) < 16:
                 raise ValueError("--token-key must be at least 16 bytes")
             reader = readers.open_reader(reader_spec)

@@ -7,6 +7,12 @@ refreshes the reference data (issuer keys, deny-list delta, fare rules) when onl
 uploader runs on its own thread with its own journal connection.
 
 Modes: `bus` is this loop. `pos` runs terminal/till.py (docs/till.md).
+
+Direction: a bus validator at the entry door records tap-ons (`on`, the default); one at
+the exit door records tap-offs (`off`). A tap-off debits no purse: on zone and distance
+routes the purse paid at tap-on the fare to the end of the route from its boarding stop
+(docs/fares.md). It is journalled and uploaded with "direction": "off", so the gateway can
+end account-based trips (bank and UID cards) there and price them exactly.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -34,6 +40,7 @@ from terminal.tap import MAX_PENDING, PendingDebit, TapContext, tap
 from terminal.uploader import Uploader
 
 MODES = ("bus", "pos")
+DIRECTIONS = ("on", "off")
 FARE_RULES_PATH = "/v1/taps/fare-rules"
 CONCESSION = "adult"  # a card-based purse carries no concession class yet: the adult fare
 
@@ -64,6 +71,7 @@ class Settings:
     refresh_every: float = 60.0
     repeat_window: timedelta = validator.REPEAT_WINDOW
     max_taps: int | None = None  # stop after this many taps (tests, demos)
+    direction: str = "on"  # on: an entry validator; off: an exit validator recording tap-offs
 
 
 def default_terminal_id(key_id: str | None) -> bytes:
@@ -78,6 +86,8 @@ def check_settings(s: Settings) -> None:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
     if s.mode == "pos":
         raise ValueError("--mode pos runs terminal/till.py (docs/till.md), not this validator loop")
+    if s.direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
     if len(s.terminal_id) != p.ID_SIZE:
         raise ValueError("the terminal id is 8 bytes")
     if len(s.token_key) < 16:
@@ -156,6 +166,39 @@ def refresh_reference(ref: Reference, client: GatewayClient, journal: Journal, n
     return Reference(issuer_keys, deny, version, rules, now)
 
 
+# --- direction ---------------------------------------------------------------------------
+
+TAP_OFF = "tap_off"
+TAP_OFF_MESSAGE = "Goodbye"
+
+
+@dataclass(frozen=True)
+class DirectedDecision(validator.Decision):
+    """A decision with the validator's direction. A tap-off's journal and upload row carry
+    "direction": "off"; a tap-on's carries none (a row without one is a tap-on), so tap-on
+    rows stay what every gateway version accepts."""
+    direction: str = "on"
+
+    def to_json(self) -> dict:
+        body = super().to_json()
+        return {**body, "direction": self.direction} if self.direction != "on" else body
+
+
+def directed(decision: validator.Decision, direction: str) -> validator.Decision:
+    """`decision` as taken at a validator facing `direction` (unchanged for "on")."""
+    if direction == "on":
+        return decision
+    return DirectedDecision(**{f.name: getattr(decision, f.name) for f in fields(validator.Decision)},
+                            direction=direction)
+
+
+def purse_tap_off(fci: p.Fci, *, now: datetime, place: validator.Place, rules_version: int | None):
+    """A purse card at an exit validator: recorded, never debited (it paid at tap-on)."""
+    return DirectedDecision(now, "purse", True, TAP_OFF, TAP_OFF_MESSAGE, place.route, place.stop, rules_version,
+                            currency=fci.currency, balance_after=fci.balance, card_id=fci.card_id.hex(),
+                            detail="tap-off: the fare was paid at tap-on", direction="off")
+
+
 # --- the shell ---------------------------------------------------------------------------
 
 class _Primed:
@@ -232,6 +275,8 @@ class Validator:
             card_id = fci.card_id.hex()
             if validator.already_tapped(self.recent, card_id, now, self.s.repeat_window):
                 return validator.repeat_refusal(card_id, "purse", now, self.place, version)
+            if self.s.direction == "off":
+                return purse_tap_off(fci, now=now, place=self.place, rules_version=version)
             if not amount:  # no fare here: never debit a purse with a guess
                 return validator.refusal("no_fare", now=now, place=self.place, kind="purse", card_id=card_id)
             if not any(d.card_id == fci.card_id for d in self.pending):
@@ -272,6 +317,7 @@ class Validator:
 
     def conclude(self, decision: validator.Decision) -> str:
         """Journal (durably), then tell: reader signal and panel. The tap id."""
+        decision = directed(decision, self.s.direction)
         tap_id = self.journal.record(decision, self.pending)
         self.recent = validator.remember(self.recent, decision, self.s.repeat_window)
         self.taps += 1
@@ -480,14 +526,15 @@ def _read_commands(commands: queue.Queue) -> None:
 
 # --- `tapstack terminal run` ---------------------------------------------------------------
 
-def _secret_text(value: str) -> str:
+def secret_text(value: str) -> str:
     """A secret given inline, or @FILE to read it from a file (keeps it out of `ps`)."""
     if value.startswith("@"):
         return Path(value[1:]).read_text(encoding="utf-8").strip()
     return value
 
 
-def _hex(text: str, name: str) -> bytes:
+def hex_arg(text: str, name: str) -> bytes:
+    """`text` as bytes, or ValueError naming the option `name` when it is not hex."""
     try:
         return bytes.fromhex(text)
     except ValueError:
@@ -503,6 +550,9 @@ def _command():
     @click.command("run")
     @click.option("--mode", type=click.Choice(MODES), default="bus", show_default=True)
     @click.option("--route", help="Route the validator starts on.")
+    @click.option("--direction", type=click.Choice(DIRECTIONS), default="on", show_default=True,
+                  help="--mode bus: on at the entry door; off at the exit door, recording tap-offs "
+                       "(a purse is not debited there).")
     @click.option("--stop", help="Stop the validator starts at.")
     @click.option("--reader", "reader_spec", default="pcsc", show_default=True, help=SPEC_HELP)
     @click.option("--gateway", help="Gateway base URL, e.g. http://127.0.0.1:8000 (none: offline only).")
@@ -535,7 +585,7 @@ def _command():
                   show_default=True, help="--mode pos: where the checkout QR code is saved as PNG.")
     @click.option("--merchant-key", help="--mode pos: refund under the merchant's API key sk_... (or @FILE) "
                   "instead of the till's terminal key.")
-    def run_command(mode, route, stop, reader_spec, gateway, terminal_key, token_key, journal, stop_feed,
+    def run_command(mode, route, direction, stop, reader_spec, gateway, terminal_key, token_key, journal, stop_feed,
                     issuer_keys, fare_rules, fare, currency, terminal_id, qr_frame, qr_dir, refresh_every, max_taps,
                     sales, qr_out, merchant_key):
         """Run a bus validator (or, with --mode pos, a shop till): tap, journal, upload; keeps working offline."""
@@ -543,25 +593,25 @@ def _command():
         from terminal.readers import ReaderError as OpenError
 
         try:
-            key_id, secret = parse_terminal_key(_secret_text(terminal_key)) if terminal_key else (None, None)
-            token = _hex(_secret_text(token_key), "--token-key")
-            tid = _hex(terminal_id, "--terminal-id") if terminal_id else default_terminal_id(key_id)
+            key_id, secret = parse_terminal_key(secret_text(terminal_key)) if terminal_key else (None, None)
+            token = hex_arg(secret_text(token_key), "--token-key")
+            tid = hex_arg(terminal_id, "--terminal-id") if terminal_id else default_terminal_id(key_id)
             if mode == "pos":
                 from terminal import till
 
                 till_settings = till.TillSettings(
                     reader=reader_spec, gateway=gateway, key_id=key_id, secret=secret, token_key=token,
                     journal=journal, currency=currency, terminal_id=tid,
-                    issuer_keys=tuple(_hex(k, "--issuer-key") for k in issuer_keys), qr_frame=qr_frame,
+                    issuer_keys=tuple(hex_arg(k, "--issuer-key") for k in issuer_keys), qr_frame=qr_frame,
                     qr_dir=qr_dir, qr_out=qr_out, sales=sales, refresh_every=refresh_every,
-                    merchant_key=_secret_text(merchant_key) if merchant_key else None)
+                    merchant_key=secret_text(merchant_key) if merchant_key else None)
                 raise SystemExit(till.run(till_settings, out=click.echo))
             settings = Settings(mode=mode, route=route, stop=stop, reader=reader_spec, gateway=gateway,
                                 key_id=key_id, secret=secret, token_key=token, journal=journal,
                                 stop_feed=stop_feed, fare_rules=fare_rules, fare=fare, currency=currency,
-                                terminal_id=tid, issuer_keys=tuple(_hex(k, "--issuer-key") for k in issuer_keys),
+                                terminal_id=tid, issuer_keys=tuple(hex_arg(k, "--issuer-key") for k in issuer_keys),
                                 qr_frame=qr_frame, qr_dir=qr_dir, refresh_every=refresh_every,
-                                max_taps=max_taps)
+                                max_taps=max_taps, direction=direction)
             check_settings(settings)
             code = run(settings, out=click.echo)
         except (ValueError, OSError, JournalError, OpenError) as e:
