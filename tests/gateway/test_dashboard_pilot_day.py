@@ -91,3 +91,24 @@ def test_routes_sum_token_and_purse_rows_pure():
     assert (r1["purse"], r1["token"], r1["revenue"]) == (400, 200, 600)
     assert (r9["taps"], r9["revenue"], r9["unpaid"]) == (0, 0, 300)
     assert dashboard.route_totals([r1, r9]) == {"CNY": {"purse": 400, "token": 200, "unpaid": 300, "revenue": 600}}
+
+
+def test_the_page_opens_on_the_bus_day_labels_the_till_and_points_to_the_shop_day(world, store, clock, client,
+                                                                                   config):
+    from tests.gateway.test_dashboard_web import figure, sign_in_operator, text
+
+    world.top_up("b", 5000)
+    shop_rider = Rider(world, "b")
+    shop_rider.load(1000)
+    upload(world, [tap_row(1, at=T0 - 26 * 3600, rider=1)], terminal="x")
+    upload(world, [till_sale(world, clock, shop_rider, 1, 150)], terminal="y")
+    sign_in_operator(client, config)
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert "Thursday 26 November 2026" in html
+    assert figure(html, "taps") == ["1"] and figure(html, "till-sales") == ["none"]
+    latest = text(html.split('id="latest-activity"', 1)[1].split("</p>", 1)[0])
+    assert "shop payments last on 2026-11-27" in latest
+    assert 'data-till="1"' in html and "(till)" in text(html)
+    today = client.get("/dashboard?day=2026-11-27").get_data(as_text=True)
+    assert figure(today, "taps") == ["0"] and figure(today, "till-sales") == ["1", "·", "1.50", "CNY"]
+    assert 'id="latest-activity"' not in today  # the shop's day is the day on screen
