@@ -6,7 +6,7 @@ import json
 
 from tests.gateway.conftest import error, ok
 from tests.gateway.test_card_links import PAN_TOKEN
-from tests.gateway.test_fare_charges import DAY, RULES, charges, link, ride, run
+from tests.gateway.test_fare_charges import RULES, charges, link, ride, run
 
 STUDENT = {"discount": {"kind": "percent", "percent": 50}, "caps": {"day": 250, "week": 800}}
 
