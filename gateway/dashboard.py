@@ -8,8 +8,11 @@ currency; formatting is the page's business.
 Where a service already answers a question it is asked (taps.ridership,
 issuer.deny_list, ledger.check, ledger.statement, bills.list_bill_payments); the
 queries below are the ones no service had: riders and refusals of a day, validators'
-last uploads, bills per biller, and plain descriptions of statement lines. They are
-portable SQL (no SQLite-only functions).
+last uploads, bills per biller, tills' purse sales, and plain descriptions of statement
+lines. They are portable SQL (no SQLite-only functions).
+
+A shop till uploads its purse sales through the taps endpoint (route TILL_ROUTE): they
+are shop payments, so the transit figures (taps, riders, hours, routes) leave them out.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ ONLINE_MINUTES = 15  # a validator is online if it uploaded this close to the la
 # A shop till (terminal.till) uploads its purse sales as taps on this route, the sale id as
 # the stop: shop payments, not ridership, so the transit figures leave them out.
 TILL_ROUTE = "pos"
-TRANSIT = "(route IS NULL OR route <> 'pos')"
+TRANSIT = f"(route IS NULL OR route <> '{TILL_ROUTE}')"  # a constant, never input
 
 
 # -- time -------------------------------------------------------------------------------------
@@ -174,7 +177,7 @@ def validators(tx, *, online_minutes: int = ONLINE_MINUTES) -> dict:
     rows = tx.query(
         "SELECT t.id, t.name, t.status, m.name AS merchant_name, u.last_upload, u.last_tap, u.taps, u.sales"
         " FROM (SELECT terminal_id, MAX(received_at) AS last_upload, MAX(at) AS last_tap, COUNT(*) AS taps,"
-        "       SUM(CASE WHEN route = 'pos' THEN 1 ELSE 0 END) AS sales"
+        f"       SUM(CASE WHEN route = '{TILL_ROUTE}' THEN 1 ELSE 0 END) AS sales"
         "       FROM transit_taps GROUP BY terminal_id) u"
         " JOIN terminals t ON t.id = u.terminal_id JOIN merchants m ON m.id = t.merchant_id"
         " ORDER BY t.name, t.id")
@@ -226,7 +229,7 @@ def till_sales(tx, *, since: int, until: int) -> dict[str, dict]:
     accepted sales and the amount clearing posted."""
     rows = tx.query("SELECT currency, COUNT(*) AS count,"
                     " SUM(CASE WHEN clearing = 'posted' THEN amount ELSE 0 END) AS amount FROM transit_taps"
-                    " WHERE route = 'pos' AND accepted = 1 AND at >= :a AND at < :b AND currency IS NOT NULL"
+                    f" WHERE route = '{TILL_ROUTE}' AND accepted = 1 AND at >= :a AND at < :b AND currency IS NOT NULL"
                     " GROUP BY currency ORDER BY currency", {"a": since, "b": until})
     return {r["currency"]: {"count": r["count"], "amount": r["amount"] or 0} for r in rows}
 
@@ -236,7 +239,7 @@ def latest_activity(tx, tz: ZoneInfo) -> dict:
     None where there is none: so a page showing a bus day can point to the day they happened."""
     bill = tx.one("SELECT MAX(created_at) AS at FROM bill_payments")["at"]
     shop = tx.one("SELECT MAX(created_at) AS at FROM payments")["at"]
-    till = tx.one("SELECT MAX(at) AS at FROM transit_taps WHERE route = 'pos'")["at"]
+    till = tx.one(f"SELECT MAX(at) AS at FROM transit_taps WHERE route = '{TILL_ROUTE}'")["at"]
     shop = max((t for t in (shop, till) if t is not None), default=None)
     return {"bills": bill and local(bill, tz).date(), "shop": shop and local(shop, tz).date()}
 
