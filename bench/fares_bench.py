@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gateway.fares import parse_rules, price_boarding  # noqa: E402
+from protocol.fares import parse_rules, price_boarding  # noqa: E402
 from gateway.trips import Tap, build_trips, price_trips  # noqa: E402
 
 CLASSES = ["adult"] * 7 + ["student", "senior", "child"]

@@ -152,7 +152,7 @@ SCHEMAS = {
                          "authorised", "applied", "superseded"]},
                      authorisation={**HEX, "description": "The issuer-signed TOP-UP data for the card."},
                      created_at=TIME),
-    "FareRules": {"type": "object", "description": "gateway.fares rules document (JSON form)."},
+    "FareRules": {"type": "object", "description": "protocol.fares rules document (JSON form)."},
     "PurseCard": obj("purse_card", card_id=HEX, currency=CURRENCY, cleared_counter={"type": "integer"},
                      cleared_balance=MONEY, float_balance=MONEY, problem=NTEXT,
                      waiting={"type": "array", "description": "Receipts held after a gap or stopped by a problem.",

@@ -1,13 +1,13 @@
 """Account-based bus fares: taps become trips, trips become charges under transfers and caps.
 
 `build_trips` pairs each rider's tap-ons and tap-offs in time order. `price_trips`
-prices one rider's trips with `gateway.fares`, then applies the transfer discount and
+prices one rider's trips with `protocol.fares`, then applies the transfer discount and
 the daily and weekly caps of the rider's concession class, in time order, and says
 why each charge is what it is, line by line, for the rider's statement.
 
 Pure: plain values in and out. Times are aware datetimes passed in; local days and
-weeks are the operator's (the rules' time zone). Imports only the standard library,
-`protocol` and `gateway.fares`.
+weeks are the operator's (the rules' time zone). Imports only the standard library
+and `protocol` (the fare engine is `protocol.fares`).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Iterable, Sequence
 
-from gateway.fares import FareError, FareRules, Line, money, price_boarding, rules_for
+from protocol.fares import FareError, FareRules, Line, money, price_boarding, rules_for
 
 TAP_KINDS = ("on", "off")
 REPEAT_WINDOW = timedelta(minutes=2)  # same tap, same stop, within this: one tap

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from protocol import certs
+from protocol import certs, fares
 from protocol import purse as p
 from protocol.apdu import MalformedAPDU, parse_response
 from terminal import display, validator
@@ -109,7 +109,7 @@ class Reference:
     issuer_keys: dict[bytes, bytes] = field(default_factory=dict)
     deny: frozenset[str] = frozenset()
     deny_version: int = 0
-    rules: object | None = None  # gateway.fares.FareRules
+    rules: object | None = None  # protocol.fares.FareRules
     refreshed_at: datetime | None = None
 
     @property
@@ -118,9 +118,7 @@ class Reference:
 
 
 def parse_rules_document(document: dict):
-    from gateway.fares import parse_rules  # pure, standard library + protocol only
-
-    return parse_rules(document)
+    return fares.parse_rules(document)
 
 
 def load_reference(journal: Journal, fallback_rules: Path | None) -> Reference:
@@ -247,11 +245,9 @@ class Validator:
         if self.place is None:
             return None, self.s.currency, None
         if self.ref.rules is not None:
-            from gateway.fares import FareError, price_boarding
-
             try:
-                fare = price_boarding(self.ref.rules, self.place.route, self.place.stop, None, CONCESSION)
-            except FareError:
+                fare = fares.price_boarding(self.ref.rules, self.place.route, self.place.stop, None, CONCESSION)
+            except fares.FareError:
                 return None, self.ref.rules.currency, self.ref.rules_version
             return fare.amount, fare.currency, fare.rules_version
         return self.s.fare, self.s.currency, None

@@ -35,7 +35,7 @@ def _larger_batches():
 
 
 def _fare_rules_document() -> dict | None:
-    """The fare rules validators download: data_dir/fare_rules.json, checked by gateway.fares."""
+    """The fare rules validators download: data_dir/fare_rules.json, checked by protocol.fares."""
     path = runtime().config.data_dir / RULES_FILE
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -46,7 +46,7 @@ def _fare_rules_document() -> dict | None:
 def _known_routes() -> frozenset[str] | None:
     """Routes of the published fare rules; None (no route check) when there are none or they
     do not parse: a bad rules file must not stop the buses' uploads."""
-    from gateway.fares import parse_rules
+    from protocol.fares import parse_rules
 
     try:
         document = _fare_rules_document()

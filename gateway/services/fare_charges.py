@@ -29,7 +29,7 @@ from pathlib import Path
 
 from gateway import issuer, ledger
 from gateway.errors import conflict, invalid, not_found
-from gateway.fares import FareError, FareRules, money, parse_rules
+from protocol.fares import FareError, FareRules, money, parse_rules
 from gateway.services import iso, unix
 from gateway.services.card_links import linked_wallet
 from gateway.services.clearing import revenue_account_id

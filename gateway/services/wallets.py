@@ -7,7 +7,7 @@ from datetime import datetime
 from gateway import ledger
 from gateway.auth import Caller, key_hash, new_key
 from gateway.errors import conflict, invalid, not_found
-from gateway.fares import FareError, FareRules
+from protocol.fares import FareError, FareRules
 from gateway.services import iso, new_id, unix
 
 PAY_CODE_SECONDS = 60

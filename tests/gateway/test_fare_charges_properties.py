@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.fares import parse_rules
+from protocol.fares import parse_rules
 from gateway.trips import Tap, build_trips, price_trips
 from protocol import tokens
 from tests.gateway.conftest import ok

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.fares import parse_rules
+from protocol.fares import parse_rules
 from gateway.trips import Tap, build_trips, price_trips
 from tests.gateway.test_fares import example_dict
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.fares import (Discount, FareError, FareRules, RulesError, diff_rules, money, parse_rules,
+from protocol.fares import (Discount, FareError, FareRules, RulesError, diff_rules, money, parse_rules,
                            price_boarding, rules_for, rules_to_dict)
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "fares.md"

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.fares import FareError, parse_rules
+from protocol.fares import FareError, parse_rules
 from gateway.trips import Charge, Tap, build_trips, price_trips
 from tests.gateway.test_fares import _set, doc_blocks, example_dict, example_rules
 

@@ -1,5 +1,5 @@
-"""Package boundaries: the terminal never imports the wallet (it talks to other programs
-over the wire only), and each package's README lists its modules, nothing more."""
+"""Package boundaries: the terminal never imports the wallet or the gateway (it talks to
+other programs over the wire only), and each package's README lists its modules, nothing more."""
 from __future__ import annotations
 
 import ast
@@ -24,6 +24,18 @@ def imported_packages(path: Path) -> set[str]:
 def test_the_terminal_never_imports_the_wallet():
     offenders = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "terminal").rglob("*.py"))
                  if "wallet" in imported_packages(p)]
+    assert offenders == []
+
+
+def test_the_terminal_never_imports_the_gateway():
+    offenders = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "terminal").rglob("*.py"))
+                 if "gateway" in imported_packages(p)]
+    assert offenders == []
+
+
+def test_protocol_imports_no_program():
+    offenders = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "protocol").rglob("*.py"))
+                 if imported_packages(p) & {"gateway", "terminal", "wallet"}]
     assert offenders == []
 
 

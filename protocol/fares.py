@@ -10,7 +10,8 @@ naming the field path of every error; `rules_to_dict` writes it back.
 validator shows and debits from a purse, and what `gateway.trips` starts from.
 
 Pure: plain values in and out, times passed in as aware datetimes. Imports only the
-standard library and `protocol`, so that terminal code may load it too.
+standard library and `protocol`: the validator prices purse taps with it, the gateway
+prices trips with it (gateway/trips.py), and neither imports the other.
 
 Rounding: a percentage discount is rounded half up to the whole fen, so the rider
 gets the half fen: 25% off 150 is 38 off (37.5 rounded up), 112 to pay.
