@@ -23,14 +23,16 @@ bp = Blueprint("fare_charges", __name__)
 log = logging.getLogger("tapstack.gateway")
 
 
-def _rules():
+def published_rules(consequence: str = "trips cannot be priced"):
+    """The fare rules the operator published (data_dir/fare_rules.json); without usable
+    ones, a 409 no_fare_rules whose message ends with what the caller cannot do."""
     try:
         return fare_charges.read_rules(runtime().config.data_dir)
     except fare_charges.NoFareRules as e:
         # The cause (with the server's path) is for the log and the CLI, not the caller.
-        log.warning("fare charges: %s", e)
+        log.warning("fare rules: %s", e)
         raise ApiError(409, "conflict", "no_fare_rules",
-                       "No usable fare rules are published; trips cannot be priced.") from None
+                       f"No usable fare rules are published; {consequence}.") from None
 
 
 def _day_arg(rules):
@@ -46,7 +48,7 @@ def _day_arg(rules):
 @idempotent
 def run(tx):
     body = api.json_body(optional=("day",))
-    rules = _rules()
+    rules = published_rules()
     rt = runtime()
     day = fare_charges.parse_day(body["day"]) if body.get("day") is not None else rules.local_day(rt.now())
     return 200, fare_charges.run_day(tx, rules=rules, day=day, now=rt.now())
@@ -60,7 +62,7 @@ def _merchant_filter():
 @bp.get("/v1/fare-charges")
 @requires("operator", "merchant")
 def by_route():
-    day = _day_arg(_rules())
+    day = _day_arg(published_rules())
     with runtime().store.read() as tx:
         return fare_charges.day_by_route(tx, day, merchant_id=_merchant_filter())
 
@@ -68,7 +70,7 @@ def by_route():
 @bp.get("/v1/fare-charges/revenue")
 @requires("operator", "merchant")
 def revenue():
-    day = _day_arg(_rules())
+    day = _day_arg(published_rules())
     with runtime().store.read() as tx:
         return fare_charges.revenue(tx, day, merchant_id=_merchant_filter())
 

@@ -1,17 +1,14 @@
 """/v1/wallets: create (operator), read, balance, statement, pay codes, concession (operator)."""
-import logging
-
 from flask import Blueprint
 
 from gateway import api
+from gateway.api.fare_charges import published_rules
 from gateway.app import runtime
 from gateway.auth import current_caller, requires
-from gateway.errors import ApiError
 from gateway.idempotency import idempotent
-from gateway.services import fare_charges, payments, wallets
+from gateway.services import payments, wallets
 
 bp = Blueprint("wallets", __name__)
-log = logging.getLogger("tapstack.gateway")
 
 
 @bp.post("/v1/wallets")
@@ -96,10 +93,5 @@ def concession(tx, wallet_id):
     """{"class": "student"}: the concession class the wallet's linked cards are priced with,
     one of the published fare rules' classes. The wallet as GET shows it."""
     body = api.json_body(required=("class",))
-    try:
-        rules = fare_charges.read_rules(runtime().config.data_dir)
-    except fare_charges.NoFareRules as e:
-        log.warning("wallet concession: %s", e)  # the server's path is for the log, not the caller
-        raise ApiError(409, "conflict", "no_fare_rules",
-                       "No usable fare rules are published; there are no concession classes to choose from.") from None
+    rules = published_rules("there are no concession classes to choose from")
     return 200, wallets.set_concession(tx, current_caller(), wallet_id, body["class"], rules=rules)
