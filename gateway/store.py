@@ -301,7 +301,13 @@ class Store:
         self._leading = False
         self._queue_pid = os.getpid()
         self.batches = 0  # group commits made by this process (for benches and tests)
-        self._database()  # opens the file and turns WAL on, outside any transaction
+        # Open the file and turn WAL on under the writer lock: two processes creating
+        # the database at once would otherwise race on the journal-mode switch.
+        self._writer.acquire(self.busy_timeout_ms / 1000)
+        try:
+            self._database()
+        finally:
+            self._writer.release()
         if migrate:
             self.migrate()
 
@@ -559,12 +565,12 @@ class Store:
         under the write lock after checking again that nobody applied it first.
         Returns the migrations this call applied.
         """
-        conn = self._database().conn
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-            " checksum TEXT NOT NULL, applied_at TEXT NOT NULL)"
-        )
+        with self.transaction() as tx:
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                " checksum TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
         applied = []
         for migration in find_migrations(self.migrations_dir):
             statements = split_statements(migration.sql)
