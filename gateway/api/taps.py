@@ -4,7 +4,8 @@ POST /v1/taps takes {"taps": [...]} of up to 1000 rows (the body may be up to 1 
 beyond the API's usual 64 KiB) and answers per row. The tap ids are what makes an
 upload safe to repeat: a row already stored answers "duplicate". The Idempotency-Key
 (the uploader sends a hash of the batch's ids) replays the whole answer to an
-identical retry without re-reading it.
+identical retry without re-reading it. A row's "direction" is "on" (the default) or
+"off" (an exit validator's tap-off; a purse tap-off is stored and not cleared).
 """
 from __future__ import annotations
 

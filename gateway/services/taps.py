@@ -13,8 +13,12 @@ receipt) and is not stored: sending it again gets the same answer. Flags mark a 
 that is stored but suspect: `clock_suspect` (the validator's clock is in the future or
 far in the past), `unknown_route` (not in the fare rules the gateway knows).
 
+A row's `direction` is "on" (the default: a row without one is a tap-on) or "off", from a
+validator at a bus's exit door. A purse tap-off moves no money (the purse paid at tap-on)
+and carries no receipt: it is stored, and clearing skips it.
+
 Token taps (EMV, UID) are stored with clearing "unpriced": `token_taps` hands them to
-gateway.trips for account-based pricing (the seam for the fare engine).
+gateway.trips, which pairs tap-ons with tap-offs into trips for account-based pricing.
 """
 from __future__ import annotations
 
@@ -28,11 +32,12 @@ from protocol import tokens
 
 MAX_BATCH = 1000
 KINDS = ("purse", "emv", "uid", "qr", "unknown", "error")
+DIRECTIONS = ("on", "off")
 FUTURE_SKEW = 300  # seconds a validator's clock may run ahead of the gateway's
 MAX_AGE = 90 * 24 * 3600  # a tap older than this says the validator's clock is wrong
 EPOCH_FLOOR = 1_577_836_800  # 2020-01-01: an earlier time is a clock that was never set
 FIELDS = {"id", "at", "kind", "accepted", "reason", "route", "stop", "rules_version", "amount", "currency",
-          "balance_after", "card_id", "token", "receipt"}
+          "balance_after", "card_id", "token", "receipt", "direction"}
 _ID = re.compile(r"[A-Za-z0-9_.:\-]{1,80}")
 _WORD = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -64,6 +69,12 @@ class TapRow:
     token: str | None
     receipt: str | None
     flags: tuple[str, ...] = ()
+    direction: str = "on"
+
+    @property
+    def clears(self) -> bool:
+        """A paid purse tap: its receipt goes to clearing (a tap-off paid nothing)."""
+        return self.kind == "purse" and self.accepted and self.direction == "on"
 
 
 def _int(value, name: str, low: int, high: int, optional: bool = True) -> int | None:
@@ -100,6 +111,9 @@ def check_row(row, *, now: int, routes: frozenset[str] | None = None) -> TapRow:
     if not isinstance(row["accepted"], bool):
         raise RowError("invalid_field", "accepted must be true or false")
     accepted = row["accepted"]
+    direction = row.get("direction") or "on"
+    if direction not in DIRECTIONS:
+        raise RowError("invalid_field", "direction must be on or off")
     reason = _text(row["reason"], "reason", _WORD, optional=False)
     route = _text(row.get("route"), "route", _WORD)
     stop = _text(row.get("stop"), "stop", _WORD)
@@ -114,8 +128,10 @@ def check_row(row, *, now: int, routes: frozenset[str] | None = None) -> TapRow:
     receipt = row.get("receipt")
     if receipt is not None and not (isinstance(receipt, str) and _RECEIPT.fullmatch(receipt)):
         raise RowError("invalid_field", f"receipt must be {p.RECEIPT_SIZE} bytes in lower-case hex")
-    if accepted and kind == "purse" and None in (card_id, receipt, amount, currency):
+    if accepted and kind == "purse" and direction == "on" and None in (card_id, receipt, amount, currency):
         raise RowError("missing_field", "an accepted purse tap carries card_id, amount, currency and receipt")
+    if accepted and kind == "purse" and direction == "off" and card_id is None:
+        raise RowError("missing_field", "an accepted purse tap-off carries its card_id")
     if accepted and kind in ("emv", "uid") and token is None:
         raise RowError("missing_field", "an accepted token tap carries its token")
     if accepted and kind in ("unknown", "error"):
@@ -126,7 +142,7 @@ def check_row(row, *, now: int, routes: frozenset[str] | None = None) -> TapRow:
     if routes is not None and route is not None and route not in routes:
         flags.append("unknown_route")
     return TapRow(tap_id, at, kind, accepted, reason, route, stop, rules_version, amount, currency, card_id,
-                  token, receipt, tuple(flags))
+                  token, receipt, tuple(flags), direction)
 
 
 def _result(tap_id, status: str, reason: str | None = None, flags=(), clearing_status=None) -> dict:
@@ -143,8 +159,9 @@ def _first_clearing(t: TapRow, verification: tuple | None) -> str | None:
 
 
 COLUMNS = ("terminal_id", "tap_id", "merchant_id", "at", "kind", "accepted", "reason", "route", "stop",
-           "rules_version", "amount", "currency", "card_id", "token", "flags", "clearing", "received_at")
-INSERT_ROWS = 50  # rows per INSERT statement (17 columns: far below SQLite's parameter limit)
+           "rules_version", "amount", "currency", "card_id", "token", "flags", "clearing", "received_at",
+           "direction")
+INSERT_ROWS = 50  # rows per INSERT statement (18 columns: far below SQLite's parameter limit)
 
 
 def _stored(tx, terminal_id: str, tap_ids: list[str]) -> dict[str, dict]:
@@ -193,6 +210,7 @@ def verify_ahead(tx, *, terminal_id: str, rows, now: datetime) -> Verified | Non
     purse = [TapRow(row["id"], 0, "purse", True, "", None, None, None, row["amount"], row["currency"],
                     row["card_id"], None, row["receipt"])
              for row in rows if isinstance(row, dict) and row.get("kind") == "purse" and row.get("accepted") is True
+             and (row.get("direction") or "on") == "on"
              and all(isinstance(row.get(f), str) for f in ("id", "card_id", "currency", "receipt"))
              and type(row.get("amount")) is int]
     if not purse:
@@ -239,7 +257,7 @@ def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
             new.append((index, t))
 
     # Receipts are verified only for taps not seen before: a re-upload costs no signature checks.
-    purse = [t for _, t in new if t.kind == "purse" and t.accepted]
+    purse = [t for _, t in new if t.clears]
     verified: dict[str, tuple] = {}
     if purse:
         keys = clearing.trusted_keys(tx)
@@ -263,7 +281,8 @@ def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
                        "kind": t.kind, "accepted": int(t.accepted), "reason": t.reason, "route": t.route,
                        "stop": t.stop, "rules_version": t.rules_version, "amount": t.amount,
                        "currency": t.currency, "card_id": t.card_id, "token": t.token, "flags": ",".join(t.flags),
-                       "clearing": status[t.id], "received_at": at_now} for _, t in new])
+                       "clearing": status[t.id], "received_at": at_now, "direction": t.direction}
+                      for _, t in new])
     for index, t in new:
         results[index] = _result(t.id, "accepted", flags=t.flags, clearing_status=status[t.id])
     for r in results:  # a repeat of a new id inside the batch reports where the first ended
@@ -274,15 +293,16 @@ def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
 
 
 def token_taps(tx, *, since: int, until: int) -> list:
-    """Accepted token taps in [since, until) as gateway.trips.Tap values, for trip pricing.
-    Every validator tap is a tap-on (bus mode has no tap-off yet)."""
+    """Accepted token taps in [since, until) as gateway.trips.Tap values, for trip pricing:
+    tap-ons, and tap-offs from exit validators (rows stored before 0011 are tap-ons)."""
     from gateway.trips import Tap
 
-    rows = tx.query("SELECT terminal_id, tap_id, token, at, route, stop, rules_version FROM transit_taps "
+    rows = tx.query("SELECT terminal_id, tap_id, token, at, route, stop, rules_version, direction "
+                    "FROM transit_taps "
                     "WHERE clearing = 'unpriced' AND at >= :a AND at < :b AND route IS NOT NULL "
                     "AND stop IS NOT NULL ORDER BY at, terminal_id, tap_id", {"a": since, "b": until})
     return [Tap(f"{r['terminal_id']}/{r['tap_id']}", r["token"], datetime.fromtimestamp(r["at"], timezone.utc),
-                "on", r["route"], r["stop"], r["rules_version"]) for r in rows]
+                r["direction"] or "on", r["route"], r["stop"], r["rules_version"]) for r in rows]
 
 
 def ridership(tx, *, since: int, until: int, route: str | None = None,

@@ -1,13 +1,15 @@
 """POST /v1/taps: each row judged alone, stored once per tap id, flagged when suspect;
-ridership per route and hour; token taps handed to trip pricing."""
+ridership per route and hour; token taps handed to trip pricing, tap-offs among them."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
-from gateway.services import taps
+from gateway.services import fare_charges, taps
 from protocol import tokens
+from protocol.fares import parse_rules
 from tests.gateway.conftest import START, error, ok
-from tests.gateway.test_clearing import Rider, upload
+from tests.gateway.test_clearing import Rider, revenue, upload
 
 T0 = int(START.timestamp())
 TOKEN = tokens.uid_token(b"k" * 32, bytes.fromhex("04a1b2c3d4e5f6"))
@@ -128,3 +130,74 @@ def test_ridership_and_revenue_per_route_and_hour(world, operator, clock):
     error(operator.get("/v1/taps/ridership?from=soon"), 400, "invalid_request_error")
     _, merchant_y = world.merchant("y")
     assert ok(merchant_y.get(f"/v1/taps/ridership?from={T0 - 7200}&to={T0 + 3600}"))["data"] == []
+
+
+# --- tap direction ---------------------------------------------------------------------
+
+ZONE_RULES = {
+    "version": 4, "effective_from": "2026-01-01T00:00:00Z", "currency": "CNY", "timezone": "UTC",
+    "products": {"zones": {"kind": "zone", "by_zones": [200, 300, 400], "missing_tap_off": {"rule": "max_fare"}}},
+    "routes": [{"id": "Z9", "name": "9", "product": "zones",
+                "stops": [{"id": "ng", "name": "North Gate", "zone": 1}, {"id": "un", "name": "University", "zone": 2},
+                          {"id": "hb", "name": "Harbour", "zone": 3}]}],
+    "concessions": {"adult": {"discount": None, "caps": None}}}
+OTHER = tokens.uid_token(b"k" * 32, bytes.fromhex("04ffeeddccbbaa"))
+
+
+def test_token_tap_ons_and_tap_offs_on_a_zone_route_are_priced_as_trips(world, store):
+    on = dict(route="Z9", stop="ng", rules_version=4)
+    rows = [token_row(1, at=T0 - 7200, **on),
+            token_row(2, at=T0 - 6000, route="Z9", stop="un", rules_version=4, direction="off"),
+            token_row(3, at=T0 - 7000, token=OTHER, **on)]  # never taps off
+    answer = upload(world, rows)
+    assert [r["clearing"] for r in answer["results"]] == ["unpriced"] * 3
+    with store.read() as tx:
+        found = taps.token_taps(tx, since=T0 - 86400, until=T0)
+    assert sorted((t.token == TOKEN, t.kind, t.stop) for t in found) == [
+        (False, "on", "ng"), (True, "off", "un"), (True, "on", "ng")]
+    with store.transaction() as tx:
+        # run after the day: the trip with no tap-off is then a missing tap-off, not an open trip
+        summary = fare_charges.run_day(tx, rules=parse_rules(ZONE_RULES), day=START.date(),
+                                       now=START + timedelta(hours=16))
+        charged = {r["token"]: r["amount"] for r in tx.query("SELECT token, amount FROM fare_charges")}
+    assert summary["trips"] == 2
+    # North Gate to University is 2 zones; without a tap-off the rider pays to Harbour (3 zones).
+    assert charged == {TOKEN: 300, OTHER: 400}
+
+
+def test_a_purse_tap_off_is_stored_and_nothing_is_cleared(world, store, clock):
+    world.top_up("a", 5000)
+    rider = Rider(world)
+    rider.load(1000)
+    paid = rider.tap(clock)
+    off = {**paid, "id": paid["id"] + "-off", "at": paid["at"] + 900, "reason": "tap_off", "amount": None,
+           "receipt": None, "direction": "off"}
+    before = revenue(store, world)
+    answer = upload(world, [off])
+    assert answer["results"][0]["status"] == "accepted" and answer["results"][0]["clearing"] is None
+    assert revenue(store, world) == before
+    answer = upload(world, [paid])
+    assert answer["results"][0]["clearing"] == "posted" and revenue(store, world) == before + 200
+    with store.read() as tx:
+        stored = {r["tap_id"]: (r["direction"], r["clearing"]) for r in tx.query(
+            "SELECT tap_id, direction, clearing FROM transit_taps")}
+        assert tx.one("SELECT COUNT(*) AS n FROM purse_receipts")["n"] == 1
+    assert stored == {paid["id"]: ("on", "posted"), off["id"]: ("off", None)}
+
+
+def test_a_purse_tap_on_still_needs_its_receipt_and_a_tap_off_its_card(world):
+    row = token_row(1, kind="purse", token=None, card_id="00" * 8, reason="paid")
+    answer = upload(world, [row, {**row, "id": "t-2", "direction": "off"},
+                            {**row, "id": "t-3", "direction": "off", "card_id": None}])
+    assert [r["status"] for r in answer["results"]] == ["rejected", "accepted", "rejected"]
+    assert answer["results"][0]["reason"].startswith("missing_field: an accepted purse tap carries")
+    assert answer["results"][2]["reason"] == "missing_field: an accepted purse tap-off carries its card_id"
+
+
+def test_a_bad_direction_is_refused_with_its_reason_and_the_rest_accepted(world, store):
+    answer = upload(world, [token_row(1, direction="sideways"), token_row(2, direction=1), token_row(3),
+                            token_row(4, direction="on"), token_row(5, direction=None)])
+    assert [r["status"] for r in answer["results"]] == ["rejected", "rejected", "accepted", "accepted", "accepted"]
+    assert answer["results"][0]["reason"] == "invalid_field: direction must be on or off"
+    with store.read() as tx:
+        assert [r["direction"] for r in tx.query("SELECT direction FROM transit_taps ORDER BY tap_id")] == ["on"] * 3
