@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -170,31 +170,12 @@ TAP_OFF = "tap_off"
 TAP_OFF_MESSAGE = "Goodbye"
 
 
-@dataclass(frozen=True)
-class DirectedDecision(validator.Decision):
-    """A decision with the validator's direction. A tap-off's journal and upload row carry
-    "direction": "off"; a tap-on's carries none (a row without one is a tap-on), so tap-on
-    rows stay what every gateway version accepts."""
-    direction: str = "on"
-
-    def to_json(self) -> dict:
-        body = super().to_json()
-        return {**body, "direction": self.direction} if self.direction != "on" else body
-
-
-def directed(decision: validator.Decision, direction: str) -> validator.Decision:
-    """`decision` as taken at a validator facing `direction` (unchanged for "on")."""
-    if direction == "on":
-        return decision
-    return DirectedDecision(**{f.name: getattr(decision, f.name) for f in fields(validator.Decision)},
-                            direction=direction)
-
-
-def purse_tap_off(fci: p.Fci, *, now: datetime, place: validator.Place, rules_version: int | None):
+def purse_tap_off(fci: p.Fci, *, now: datetime, place: validator.Place,
+                  rules_version: int | None) -> validator.Decision:
     """A purse card at an exit validator: recorded, never debited (it paid at tap-on)."""
-    return DirectedDecision(now, "purse", True, TAP_OFF, TAP_OFF_MESSAGE, place.route, place.stop, rules_version,
-                            currency=fci.currency, balance_after=fci.balance, card_id=fci.card_id.hex(),
-                            detail="tap-off: the fare was paid at tap-on", direction="off")
+    return validator.Decision(now, "purse", True, TAP_OFF, TAP_OFF_MESSAGE, place.route, place.stop, rules_version,
+                              currency=fci.currency, balance_after=fci.balance, card_id=fci.card_id.hex(),
+                              detail="tap-off: the fare was paid at tap-on", direction="off")
 
 
 # --- the shell ---------------------------------------------------------------------------
@@ -313,7 +294,8 @@ class Validator:
 
     def conclude(self, decision: validator.Decision) -> str:
         """Journal (durably), then tell: reader signal and panel. The tap id."""
-        decision = directed(decision, self.s.direction)
+        if decision.direction != self.s.direction:  # every tap at an exit validator is a tap-off
+            decision = replace(decision, direction=self.s.direction)
         tap_id = self.journal.record(decision, self.pending)
         self.recent = validator.remember(self.recent, decision, self.s.repeat_window)
         self.taps += 1

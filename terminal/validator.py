@@ -75,6 +75,7 @@ class Decision:
     token: str | None = None  # EMV and UID keyed-hash tokens (never a card number)
     receipt: str | None = None  # hex of the purse's signed receipt
     detail: str = ""
+    direction: str = "on"  # off: taken at an exit validator (a tap-off)
 
     @property
     def signal(self) -> str:
@@ -88,12 +89,15 @@ class Decision:
         return self.card_id or self.token
 
     def to_json(self) -> dict:
-        """The journal's and the upload's form of a decision (the tap id is the journal's)."""
-        return {"at": int(self.at.timestamp()), "kind": self.kind, "accepted": self.accepted,
+        """The journal's and the upload's form of a decision (the tap id is the journal's).
+        A tap-off says "direction": "off"; a tap-on says nothing (a row without a direction
+        is a tap-on), so tap-on rows stay what every gateway version accepts."""
+        body = {"at": int(self.at.timestamp()), "kind": self.kind, "accepted": self.accepted,
                 "reason": self.reason, "route": self.route, "stop": self.stop,
                 "rules_version": self.rules_version, "amount": self.amount, "currency": self.currency,
                 "balance_after": self.balance_after, "card_id": self.card_id, "token": self.token,
                 "receipt": self.receipt}
+        return {**body, "direction": self.direction} if self.direction != "on" else body
 
 
 # --- repeat taps ----------------------------------------------------------------------

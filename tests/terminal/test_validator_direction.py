@@ -3,6 +3,7 @@ a bank or UID card's tap-off is journalled, and each upload row says "direction"
 an entry validator's rows stay as they were (no direction: a tap-on)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -10,7 +11,7 @@ from click.testing import CliRunner
 
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.run import Settings, Validator, check_settings, directed, hex_arg, run_command, secret_text
+from terminal.run import Settings, Validator, check_settings, hex_arg, run_command, secret_text
 from wallet.card import plain_uid_card
 from wallet.testcards import demo_purse_card
 
@@ -75,13 +76,13 @@ def test_an_entry_validator_debits_and_its_rows_carry_no_direction(tmp_path):
     v.journal.close()
 
 
-def test_directed_keeps_every_field_and_adds_the_direction_only_for_off(tmp_path):
+def test_a_decisions_row_carries_its_direction_only_for_a_tap_off(tmp_path):
     demo = demo_purse_card(balance=1000)
     v, _, _ = validator_at(tmp_path, demo, "on")
     v.reader.present(demo.card)
     d = v.decide_card(v.reader.wait_for_card(0))
-    assert directed(d, "on") is d
-    off = directed(d, "off")
+    assert d.direction == "on" and "direction" not in d.to_json()
+    off = replace(d, direction="off")
     assert off.to_json() == {**d.to_json(), "direction": "off"}
     assert (off.signal, off.identity) == (d.signal, d.identity)
     v.journal.close()
