@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from gateway_bench import SURVIVES, call, free_port, wait_up  # noqa: E402
+from gateway_bench import SURVIVES, call, free_port, start_server, wait_up  # noqa: E402
 
 from gateway.auth import operator_key  # noqa: E402
 from gateway.config import Config  # noqa: E402
@@ -141,15 +141,9 @@ def main() -> int:
 
     home = Path(tempfile.mkdtemp(prefix="tapstack-bills-bench-"))
     config = Config(home / "gateway")
-    config.data_dir.mkdir(parents=True)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "TAPSTACK_HOME": str(home), "PYTHONPATH": f"{REPO}:{REPO / 'bench'}",
-           "BENCH_SYNCHRONOUS": args.synchronous}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
-         "--worker-class", "gthread", "--threads", str(args.threads), "--log-level", "warning",
-         "gateway_bench:make_app()"], cwd=REPO, env=env, start_new_session=True)
+    server = start_server(home, port, args.workers, args.threads, args.synchronous)
     try:
         wait_up(base, server)
         bills, keys = seed(base, operator_key(config), args.bills_per_second * args.seconds * args.rounds,

@@ -272,6 +272,30 @@ def run_round(script: Path, base: str, args, cpus: int, workers: list[int]) -> d
     return result
 
 
+def start_server(home: Path, port: int, workers: int, threads: int, synchronous: str,
+                 page_size: int | None = None) -> subprocess.Popen:
+    """The gateway under gunicorn (gthread) on 127.0.0.1:port, its data in home/gateway
+    (TAPSTACK_HOME=home), the store at `synchronous`. Call wait_up before using it, and
+    stop it with os.killpg(server.pid, signal.SIGTERM): it runs in its own session."""
+    config = Config(home / "gateway")
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TAPSTACK_HOME": str(home), "BENCH_SYNCHRONOUS": synchronous,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), str(REPO / "bench"), os.environ.get("PYTHONPATH")]))}
+    # Migrate and make the secrets once, before the workers start (two workers creating
+    # the same secret at once race on secrets.json; see the gateway's Config).
+    from gateway.app import create_app
+    from gateway.store import Store
+    setup = Store(config.db_path, **({"page_size": page_size} if page_size else {}))
+    create_app(config, store=setup)
+    setup.close()
+    for name in ("operator_key", "idempotency_seal", "terminal_master", "session_key"):
+        config.secret(name)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+         "--worker-class", "gthread", "--threads", str(threads), "--log-level", "warning",
+         os.environ.get("BENCH_APP", "gateway_bench:make_app()")], cwd=REPO, env=env, start_new_session=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10)
@@ -297,29 +321,14 @@ def main() -> int:
 
     home = Path(tempfile.mkdtemp(prefix="tapstack-bench-"))
     config = Config(home / "gateway")
-    config.data_dir.mkdir(parents=True)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cpus = os.cpu_count() or 1
     synchronous = args.synchronous
-    env = {**os.environ, "TAPSTACK_HOME": str(home), "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), str(REPO / "bench"), os.environ.get("PYTHONPATH")])),
-           "BENCH_SYNCHRONOUS": synchronous}
-    # Migrate and make the secrets once, before the workers start (two workers creating
-    # the same secret at once race on secrets.json; see the gateway's Config).
-    from gateway.app import create_app
-    from gateway.store import Store
-    setup = Store(config.db_path, **({"page_size": args.page_size} if args.page_size else {}))
-    create_app(config, store=setup)
-    setup.close()
-    for name in ("operator_key", "idempotency_seal", "terminal_master", "session_key"):
-        config.secret(name)
     # the disk's fsync time drifts (host caches, writeback): sample the baselines before and after the load
     singles = [sqlite_baseline(home, synchronous, 1.0) for _ in range(2)]
     grouped = [group_commit_baseline(home, synchronous, 1.0, args.connections)]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
-         "--worker-class", "gthread", "--threads", str(args.threads), "--log-level", "warning",
-         os.environ.get("BENCH_APP", "gateway_bench:make_app()")], cwd=REPO, env=env, start_new_session=True)
+    server = start_server(home, port, args.workers, args.threads, synchronous, args.page_size)
     rounds = []
     try:
         wait_up(base, server)
