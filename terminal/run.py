@@ -109,12 +109,12 @@ class Reference:
     issuer_keys: dict[bytes, bytes] = field(default_factory=dict)
     deny: frozenset[str] = frozenset()
     deny_version: int = 0
-    rules: object | None = None  # protocol.fares.FareRules
+    rules: fares.FareRules | None = None
     refreshed_at: datetime | None = None
 
     @property
     def rules_version(self) -> int | None:
-        return getattr(self.rules, "version", None)
+        return self.rules.version if self.rules is not None else None
 
 
 def parse_rules_document(document: dict):

@@ -9,6 +9,8 @@ from gateway.services import fare_charges, taps
 from protocol import tokens
 from protocol.fares import parse_rules
 from tests.gateway.conftest import START, error, ok
+from terminal.journal import Journal
+from terminal.run import Settings, Validator
 from tests.gateway.test_clearing import Rider, revenue, upload
 
 T0 = int(START.timestamp())
@@ -165,13 +167,28 @@ def test_token_tap_ons_and_tap_offs_on_a_zone_route_are_priced_as_trips(world, s
     assert charged == {TOKEN: 300, OTHER: 400}
 
 
-def test_a_purse_tap_off_is_stored_and_nothing_is_cleared(world, store, clock):
+def exit_validator_row(rider: Rider, clock, tmp_path) -> dict:
+    """The upload row of the rider's purse card tapped at an exit validator (terminal.run)."""
+    settings = Settings(route="R1", stop="S3", fare=200, token_key=b"k" * 32, terminal_id=b"BUS-0043",
+                        journal=tmp_path / "exit.db", direction="off")
+    v = Validator(settings, rider.reader, Journal(settings.journal, settings.terminal_id), clock=clock,
+                  out=lambda line: None)
+    v.ref.issuer_keys = rider.issuer_keys
+    decision = v.handle_card(v.reader.wait_for_card(0))
+    assert (decision.reason, decision.direction) == ("tap_off", "off")
+    (row,) = v.journal.unsent()
+    v.journal.close()
+    return row
+
+
+def test_a_purse_tap_off_is_stored_and_nothing_is_cleared(world, store, clock, tmp_path):
     world.top_up("a", 5000)
     rider = Rider(world)
     rider.load(1000)
     paid = rider.tap(clock)
-    off = {**paid, "id": paid["id"] + "-off", "at": paid["at"] + 900, "reason": "tap_off", "amount": None,
-           "receipt": None, "direction": "off"}
+    off = exit_validator_row(rider, clock, tmp_path)
+    assert off["direction"] == "off" and off["receipt"] is None and off["card_id"] == rider.card_id
+    assert rider.balance == 800  # paid 200 at tap-on, nothing at the exit
     before = revenue(store, world)
     answer = upload(world, [off])
     assert answer["results"][0]["status"] == "accepted" and answer["results"][0]["clearing"] is None
