@@ -273,8 +273,17 @@ def fill_dol(dol: Iterable[DolEntry], values: Mapping[int, bytes]) -> bytes:
     return bytes(out)
 
 
+# 83 81 LL data must fit a short APDU's 255 data bytes (EMV Book 3 uses short APDUs only).
+MAX_PDOL_DATA = 252
+
+
 def get_processing_options(pdol_data: bytes = b"") -> CommandAPDU:
-    """GET PROCESSING OPTIONS: 80 A8 00 00 Lc 83 len pdol-data 00."""
+    """GET PROCESSING OPTIONS: 80 A8 00 00 Lc 83 len pdol-data 00.
+
+    Raises EmvError when a card's PDOL asks for more data than a short APDU carries.
+    """
+    if len(pdol_data) > MAX_PDOL_DATA:
+        raise EmvError(f"the card's PDOL asks for {len(pdol_data)} bytes; a GPO carries at most {MAX_PDOL_DATA}")
     return CommandAPDU(0x80, 0xA8, 0x00, 0x00, tlv.Tlv(COMMAND_TEMPLATE, bytes(pdol_data)).to_bytes(), le=256)
 
 

@@ -259,3 +259,9 @@ def test_luhn_catches_every_single_digit_error(partial, data):
     i = data.draw(st.integers(0, len(number) - 1))
     wrong = data.draw(st.sampled_from([d for d in "0123456789" if d != number[i]]))
     assert not emv.luhn_valid(number[:i] + wrong + number[i + 1:])
+
+
+def test_a_pdol_asking_more_than_a_short_apdu_carries_is_an_emv_error():
+    assert len(emv.get_processing_options(bytes(emv.MAX_PDOL_DATA)).to_bytes()) == 5 + 3 + emv.MAX_PDOL_DATA + 1
+    with pytest.raises(emv.EmvError, match="PDOL asks for 253 bytes"):
+        emv.get_processing_options(bytes(emv.MAX_PDOL_DATA + 1))
