@@ -366,7 +366,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       {"taps": {"type": "array", "maxItems": 1000, "items": {"type": "object"}}}, ("taps",),
       description="Up to 1000 rows (1 MiB). Each row is judged alone: garbage rejected with a reason, "
                   "suspect rows flagged, a tap id already stored answered `duplicate`. Purse receipts "
-                  "are verified and cleared in counter order; token taps wait for trip pricing."),
+                  "are verified and cleared in counter order; token taps wait for trip pricing. A row's "
+                  "`direction` is `on` (the default) or `off`; a purse tap-off is stored, not cleared."),
     E("GET", "/v1/taps/ridership", "Ridership and purse revenue per route and hour", "Transit",
       ("operator", "merchant"), "Ridership",
       query={"from": ({"type": "string"}, "Unix seconds or ISO 8601; default: a day before `to`."),
