@@ -8,10 +8,12 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# pcscd + the virtual reader driver for the real PC/SC path; swig, a compiler and
-# libpcsclite-dev to build pyscard (no Linux wheel); wrk for the HTTP benchmark;
-# chromium for the browser tests (driven by playwright's client, never its own browser download).
-DEBIAN_PACKAGES := pcscd pcsc-tools vsmartcard-vpcd swig libpcsclite-dev pkg-config gcc wrk chromium fonts-liberation
+# pcscd + the virtual reader driver for the real PC/SC path, and libccid for USB
+# readers; swig, a compiler and libpcsclite-dev to build pyscard (no Linux wheel);
+# wrk for the HTTP benchmark; chromium for the browser tests (driven by playwright's
+# client, never its own browser download); iso-codes, which the currency table is
+# checked against.
+DEBIAN_PACKAGES := pcscd pcsc-tools vsmartcard-vpcd libccid swig libpcsclite-dev pkg-config gcc wrk chromium fonts-liberation iso-codes
 
 .PHONY: setup system venv demo test bench clean
 
