@@ -5,12 +5,11 @@
 `config` is a gateway.config.Config (loaded from the default data directory when
 None); `store` defaults to the SQLite store at config.db_path; `clock` is a
 callable returning an aware UTC datetime, passed so tests can move time.
-Blueprints come from BLUEPRINTS; a module that is not there yet is skipped.
+Blueprints come from BLUEPRINTS.
 """
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -21,7 +20,7 @@ from flask.sessions import SecureCookieSessionInterface
 from gateway import config as gateway_config
 from gateway import errors
 
-# Each module exposes `bp`; optional ones are registered only once they exist.
+# Each module exposes a blueprint `bp`.
 BLUEPRINTS = (
     "gateway.api.customers",
     "gateway.api.wallets",
@@ -88,13 +87,6 @@ class PageSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def create_app(config: gateway_config.Config | None = None, *, store=None,
                clock: Callable[[], datetime] | None = None) -> Flask:
     config = config or gateway_config.load()
@@ -108,8 +100,7 @@ def create_app(config: gateway_config.Config | None = None, *, store=None,
     app.extensions["tapstack"] = Runtime(config, store, clock or utc_now)
     errors.register(app)
     for name in BLUEPRINTS:
-        if _module_exists(name):
-            app.register_blueprint(importlib.import_module(name).bp)
+        app.register_blueprint(importlib.import_module(name).bp)
     return app
 
 

@@ -7,8 +7,6 @@ that are not the caller's raise not_found, exactly as missing ones do.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import secrets
 from datetime import datetime, timezone
 
@@ -37,17 +35,8 @@ def iso(seconds: int | None) -> str | None:
     return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _webhooks():
-    try:
-        if importlib.util.find_spec("gateway.webhooks") is None:
-            return None
-    except ModuleNotFoundError:
-        return None
-    return importlib.import_module("gateway.webhooks")
-
-
 def emit(tx, *, merchant_id: str, event_type: str, data: dict, now: datetime) -> None:
     """Record a webhook event in this transaction, so it commits with its effect."""
-    webhooks = _webhooks()
-    if webhooks is not None:
-        webhooks.emit(tx, merchant_id=merchant_id, event_type=event_type, data=data, now=now)
+    from gateway import webhooks  # here, not at the top: webhooks builds on this module's helpers
+
+    webhooks.emit(tx, merchant_id=merchant_id, event_type=event_type, data=data, now=now)

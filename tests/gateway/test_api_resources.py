@@ -147,10 +147,3 @@ def test_times_are_iso_8601_utc(world, clock):
     assert payment["created_at"] == "2026-11-27T10:01:01Z"
 
 
-def test_blueprints_that_do_not_exist_yet_are_skipped(config, store, monkeypatch):
-    from gateway import app as gateway_app
-    monkeypatch.setattr(gateway_app, "BLUEPRINTS", ("gateway.api.payments", "gateway.api.not_written_yet",
-                                                    "nowhere.at_all"))
-    app = gateway_app.create_app(config, store=store)
-    rules = {rule.rule for rule in app.url_map.iter_rules()}
-    assert "/v1/payments" in rules and "/v1/wallets" not in rules
