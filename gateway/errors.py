@@ -114,11 +114,8 @@ def _http_error(exc: HTTPException) -> ApiError:
 
 def register(app: Flask) -> None:
     """Install the handlers that turn every exception into the one error shape."""
+    from gateway.ledger import LedgerError
     from gateway.store import StoreBusy
-    try:
-        from gateway.ledger import LedgerError
-    except ImportError:  # the ledger not yet there: nothing to map
-        LedgerError = None
 
     @app.errorhandler(ApiError)
     def _api(err: ApiError):
@@ -135,7 +132,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _any(exc: Exception):
-        if LedgerError is not None and isinstance(exc, LedgerError):
+        if isinstance(exc, LedgerError):
             return render(from_ledger_error(exc))
         log.exception("unhandled error")
         return render(ApiError(500, "api_error", "internal_error", "Internal error."))
