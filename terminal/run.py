@@ -35,7 +35,7 @@ from protocol.apdu import MalformedAPDU, parse_response
 from terminal import display, validator
 from terminal.gateway_client import GatewayClient, GatewayError, GatewayRefused
 from terminal.journal import Journal
-from terminal.readers.base import CardRemoved, ReaderError
+from terminal.readers.base import CardRemoved, CardSession, ReaderError
 from terminal.tap import MAX_PENDING, PendingDebit, TapContext, tap
 from terminal.uploader import Uploader
 
@@ -196,6 +196,17 @@ class _Primed:
 
     def close(self) -> None:
         self.session.close()
+
+
+def next_card(reader, stop: threading.Event, out) -> CardSession | None:
+    """The card in the reader's field within a quarter second, or None. A failing reader
+    is reported and given a second before the caller's loop asks again."""
+    try:
+        return reader.wait_for_card(0.25)
+    except ReaderError as e:
+        out(f"reader: {e}")
+        stop.wait(1.0)
+        return None
 
 
 class Validator:
@@ -408,12 +419,7 @@ class Validator:
             if self.clock() >= next_refresh:
                 self.refresh()
                 next_refresh = self.clock() + timedelta(seconds=self.s.refresh_every)
-            try:
-                session = self.reader.wait_for_card(0.25)
-            except ReaderError as e:
-                self.out(f"reader: {e}")
-                stop.wait(1.0)
-                continue
+            session = next_card(self.reader, stop, self.out)
             if session is None:
                 continue
             try:

@@ -40,7 +40,7 @@ from terminal.gateway_client import (GatewayClient, GatewayError, GatewayRefused
                                      urllib_send)
 from terminal.journal import Journal
 from terminal.readers.base import ReaderError
-from terminal.run import Settings, Validator, read_qr_text, utc_now
+from terminal.run import Settings, Validator, next_card, read_qr_text, utc_now
 from terminal.uploader import Uploader, upload_all
 
 SALE_STATE = "till_sale"  # the current sale, in the journal's named state
@@ -547,12 +547,7 @@ class Till:
                 self.desk.refresh()
                 next_refresh = self.clock() + timedelta(seconds=self.s.refresh_every)
             self.tick()
-            try:
-                session = self.reader.wait_for_card(0.25)
-            except ReaderError as e:
-                self.out(f"reader: {e}")
-                stop.wait(1.0)
-                continue
+            session = next_card(self.reader, stop, self.out)
             if session is None:
                 continue
             try:
