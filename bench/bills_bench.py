@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from gateway_bench import SURVIVES, call, free_port, start_server, wait_up  # noqa: E402
+from gateway_bench import SURVIVES, WRK_DONE, call, free_port, start_server, wait_up  # noqa: E402
 
 from gateway.auth import operator_key  # noqa: E402
 from gateway.config import Config  # noqa: E402
@@ -57,14 +57,7 @@ request = function()
   end
   return wrk.format("GET", "/v1/bills/" .. bill, headers)
 end
-done = function(summary, latency, requests)
-  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p90_us": %%d, ' ..
-    '"p99_us": %%d, "max_us": %%d, "non_2xx": %%d, "socket_errors": %%d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency.max, summary.errors.status,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
-end
-"""
+""" + WRK_DONE
 
 
 def seed(base: str, op: str, bills: int, wallets: int) -> tuple[list[str], list[str]]:

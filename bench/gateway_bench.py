@@ -48,6 +48,16 @@ SURVIVES = {"FULL": "a crash of the process, the OS or the power: every answered
             "NORMAL": "a crash of the process; power loss may undo the last commits (never corrupts)",
             "EXTRA": "as FULL, and the directory entry too"}
 
+# wrk prints its figures as one JSON line (a %-template: "%%d" stays "%d").
+WRK_DONE = r"""done = function(summary, latency, requests)
+  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p90_us": %%d, ' ..
+    '"p99_us": %%d, "max_us": %%d, "non_2xx": %%d, "socket_errors": %%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
 WRK_SCRIPT = r"""
 local counter = 0
 local keys = {%(keys)s}
@@ -61,14 +71,7 @@ request = function()
     ["Idempotency-Key"] = run .. "-" .. counter,
     ["Content-Type"] = "application/json"}, body)
 end
-done = function(summary, latency, requests)
-  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p90_us": %%d, ' ..
-    '"p99_us": %%d, "max_us": %%d, "non_2xx": %%d, "socket_errors": %%d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency.max, summary.errors.status,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
-end
-"""
+""" + WRK_DONE
 
 
 def make_app():
