@@ -78,9 +78,9 @@ def make_app():
     """gunicorn's app factory: the gateway with its store at --synchronous (BENCH_SYNCHRONOUS)."""
     from gateway.app import create_app
     from gateway.config import load
-    from gateway.store import Store
+    from gateway.store import SQLiteStore
     config = load()
-    return create_app(config, store=Store(config.db_path, synchronous=os.environ["BENCH_SYNCHRONOUS"]))
+    return create_app(config, store=SQLiteStore(config.db_path, synchronous=os.environ["BENCH_SYNCHRONOUS"]))
 
 
 def free_port() -> int:
@@ -148,13 +148,13 @@ def sqlite_baseline(directory: Path, synchronous: str, seconds: float) -> float:
 
 def group_commit_baseline(directory: Path, synchronous: str, seconds: float, threads: int) -> tuple[float, float]:
     """Rows per second, one row per Store.write job from `threads` threads; and rows per commit."""
-    from gateway.store import Store
+    from gateway.store import SQLiteStore
     path = directory / "baseline-gc.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     empty = directory / "no-migrations"
     empty.mkdir(exist_ok=True)
-    store = Store(path, synchronous=synchronous, migrations_dir=empty)
+    store = SQLiteStore(path, synchronous=synchronous, migrations_dir=empty)
     with store.transaction() as tx:
         tx.execute("CREATE TABLE t (id TEXT PRIMARY KEY, amount BIGINT NOT NULL, created_at BIGINT NOT NULL)")
     counts = [0] * threads
@@ -188,7 +188,7 @@ def profile(payments: int, synchronous: str) -> int:
 
     import gateway.store
     from gateway.app import create_app
-    from gateway.store import Store
+    from gateway.store import SQLiteStore
 
     spent: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
 
@@ -208,7 +208,7 @@ def profile(payments: int, synchronous: str) -> int:
 
     home = Path(tempfile.mkdtemp(prefix="tapstack-profile-"))
     config = Config(home)
-    app = create_app(config, store=Store(config.db_path, synchronous=synchronous))
+    app = create_app(config, store=SQLiteStore(config.db_path, synchronous=synchronous))
     client, n, op = app.test_client(), itertools.count(), operator_key(config)
 
     def post(path, body, key):
@@ -287,8 +287,8 @@ def start_server(home: Path, port: int, workers: int, threads: int, synchronous:
     # Migrate and make the secrets once, before the workers start (two workers creating
     # the same secret at once race on secrets.json; see the gateway's Config).
     from gateway.app import create_app
-    from gateway.store import Store
-    setup = Store(config.db_path, **({"page_size": page_size} if page_size else {}))
+    from gateway.store import SQLiteStore
+    setup = SQLiteStore(config.db_path, **({"page_size": page_size} if page_size else {}))
     create_app(config, store=setup)
     setup.close()
     for name in ("operator_key", "idempotency_seal", "terminal_master", "session_key"):

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway import ledger  # noqa: E402
-from gateway.store import Store  # noqa: E402
+from gateway.store import SQLiteStore  # noqa: E402
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 
@@ -50,7 +50,7 @@ def raw_inserts(path: Path, ops: int, synchronous: str) -> list[float]:
     return times
 
 
-def ledger_transfers(store: Store, ops: int, offset: int) -> list[float]:
+def ledger_transfers(store: SQLiteStore, ops: int, offset: int) -> list[float]:
     times = []
     for i in range(offset, offset + ops):
         t0 = time.perf_counter()
@@ -61,7 +61,7 @@ def ledger_transfers(store: Store, ops: int, offset: int) -> list[float]:
     return times
 
 
-def grouped_transfers(store: Store, ops: int, offset: int, threads: int) -> list[float]:
+def grouped_transfers(store: SQLiteStore, ops: int, offset: int, threads: int) -> list[float]:
     """`ops` transfers through Store.write from `threads` threads; the time each caller waited."""
     times: list[float] = []
 
@@ -86,7 +86,7 @@ def grouped_transfers(store: Store, ops: int, offset: int, threads: int) -> list
     return [wall / len(times)] * len(times), times
 
 
-def balance_reads(store: Store, ops: int) -> list[float]:
+def balance_reads(store: SQLiteStore, ops: int) -> list[float]:
     times = []
     for _ in range(ops):
         t0 = time.perf_counter()
@@ -116,7 +116,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="ledger-bench-", dir=args.dir))
     try:
-        store = Store(work / "gateway.db", synchronous=args.synchronous)
+        store = SQLiteStore(work / "gateway.db", synchronous=args.synchronous)
         with store.transaction() as tx:
             ledger.open_account(tx, kind="funding_source", account_id="fund", now=NOW)
             ledger.open_account(tx, kind="customer_wallet", account_id="wallet", now=NOW)

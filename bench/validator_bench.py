@@ -161,13 +161,13 @@ def measure_ingestion(cards: int, per_card: int, order: str, batch: int = 500) -
     from gateway.auth import operator_key
     from gateway.config import Config
     from gateway.services import clearing
-    from gateway.store import Store
+    from gateway.store import SQLiteStore
     from protocol import request_signing
 
     now = datetime.now(timezone.utc)
     with tempfile.TemporaryDirectory() as tmp:
         config = Config(Path(tmp) / "gateway")
-        store = Store(config.db_path)  # the gateway's defaults: WAL, synchronous=FULL
+        store = SQLiteStore(config.db_path)  # the gateway's defaults: WAL, synchronous=FULL
         app = create_app(config, store=store)
         client = app.test_client()
         rows, (key_id, secret), merchant_id = build_taps(client, operator_key(config), cards, per_card, now)
@@ -236,14 +236,14 @@ def measure_gunicorn(validators: int, cards: int, per_card: int, order: str, wor
     from gateway.app import create_app
     from gateway.auth import operator_key
     from gateway.config import Config
-    from gateway.store import Store
+    from gateway.store import SQLiteStore
     from gateway_bench import free_port, wait_up
     from protocol import request_signing
 
     now = datetime.now(timezone.utc)
     with tempfile.TemporaryDirectory() as home:
         config = Config(Path(home) / "gateway")
-        store = Store(config.db_path)  # migrated here, before the workers start
+        store = SQLiteStore(config.db_path)  # migrated here, before the workers start
         client = create_app(config, store=store).test_client()
         fleets = []
         for _ in range(validators):
@@ -299,7 +299,7 @@ def measure_gunicorn(validators: int, cards: int, per_card: int, order: str, wor
             server.wait(timeout=30)
         if failures:
             raise SystemExit(f"gunicorn ingestion failed: {failures[:3]}")
-        store = Store(config.db_path)
+        store = SQLiteStore(config.db_path)
         with store.read() as tx:
             if not ledger_ok(tx):
                 raise SystemExit("the books are wrong after ingestion under gunicorn")

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from gateway import webhooks as wh  # noqa: E402
 from gateway.services import iso, new_id, unix  # noqa: E402
-from gateway.store import Store  # noqa: E402
+from gateway.store import SQLiteStore  # noqa: E402
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
 DATA = {"id": "pay_0123456789abcdef01234567", "object": "payment", "wallet_id": "wal_0123456789abcdef01234567",
@@ -61,7 +61,7 @@ def timed(tx, emit, merchant: str) -> float:
     return (time.perf_counter() - start) * 1e6
 
 
-def run(store: Store, merchant: str, samples: int, batch: int = 100) -> tuple[list[float], list[float]]:
+def run(store: SQLiteStore, merchant: str, samples: int, batch: int = 100) -> tuple[list[float], list[float]]:
     """Per-emit times of both forms, alternating, inside write transactions of `batch` pairs
     (what emit costs a payment while the writer lock is held, without the commit's fsync)."""
     new: list[float] = []
@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=3000)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store(Path(tmp) / "gateway.db")
+        store = SQLiteStore(Path(tmp) / "gateway.db")
         try:
             setups = {0: "mer_none", 1: "mer_one", 3: "mer_three", 10: "mer_ten"}
             with store.transaction() as tx:

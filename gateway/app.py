@@ -91,8 +91,8 @@ def create_app(config: gateway_config.Config | None = None, *, store=None,
                clock: Callable[[], datetime] | None = None) -> Flask:
     config = config or gateway_config.load()
     if store is None:
-        from gateway.store import Store
-        store = Store(config.db_path)
+        from gateway.store import SQLiteStore
+        store = SQLiteStore(config.db_path)
     app = Flask("gateway")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # responses keep the field order the API documents

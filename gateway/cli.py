@@ -20,13 +20,13 @@ def check(data_dir, as_json):
 
     from gateway import ledger
     from gateway.config import Config, default_data_dir
-    from gateway.store import Store, StoreError
+    from gateway.store import SQLiteStore, StoreError
 
     db_path = Config(Path(data_dir) if data_dir else default_data_dir()).db_path
     if not db_path.is_file():
         raise click.ClickException(f"no gateway database at {db_path}")
     try:
-        store = Store(db_path, migrate=False)
+        store = SQLiteStore(db_path, migrate=False)
         try:
             notes = store.migration_problems()
             if 1 not in {m["version"] for m in store.applied_migrations()}:
@@ -123,13 +123,13 @@ def charge_trips(data_dir, day):
 
     from gateway.errors import ApiError
     from gateway.services import fare_charges
-    from gateway.store import Store, StoreError
+    from gateway.store import SQLiteStore, StoreError
 
     config = _gateway_config(data_dir)
     now = datetime.now(timezone.utc)
     try:
         rules = fare_charges.read_rules(config.data_dir)
-        store = Store(config.db_path)
+        store = SQLiteStore(config.db_path)
         try:
             with store.transaction() as tx:
                 summary = fare_charges.run_day(tx, rules=rules, now=now, day=fare_charges.parse_day(day)

@@ -36,6 +36,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from gateway.store import IntegrityError
 from protocol import currency as iso4217
 
 # kind -> may the balance go below zero?
@@ -458,11 +459,7 @@ def _transfer_at_once(tx, row: dict, pending: bool) -> bool:
                 _post(tx, row["id"], moved, row["amount"], row["created_at"])
     except _Unusual:
         return False
-    except Exception as e:
-        # A constraint refused it (a duplicate id, an unknown account): the DB-API
-        # names that IntegrityError in every driver. Anything else is a real failure.
-        if type(e).__name__ != "IntegrityError":
-            raise
+    except IntegrityError:  # a constraint refused it (a duplicate id, an unknown account)
         return False
     return True
 

@@ -367,10 +367,10 @@ def deliver_from(data_dir, *, once: bool, interval: float, timeout: float, max_a
     from pathlib import Path
 
     from gateway.config import Config, default_data_dir
-    from gateway.store import Store
+    from gateway.store import SQLiteStore
 
     config = Config(Path(data_dir) if data_dir else default_data_dir())
-    store = Store(config.db_path)
+    store = SQLiteStore(config.db_path)
     deliverer = Deliverer(store, clock=lambda: datetime.now(timezone.utc), timeout=timeout,
                           policy=RetryPolicy(max_attempts=max_attempts))
     try:

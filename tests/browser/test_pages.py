@@ -7,7 +7,7 @@ import re
 from datetime import date, datetime
 
 from gateway import dashboard, ledger
-from gateway.store import Store
+from gateway.store import SQLiteStore
 from tests.browser.conftest import shot
 from wallet.qr import read_text
 
@@ -81,7 +81,7 @@ def test_the_dashboard_shows_what_the_api_and_the_ledger_say(page, gateway, arti
     assert cells.nth(1).inner_text() == str(len(bills))
     assert cells.nth(2).inner_text() == str(sum(b["status"] == "paid" for b in bills))
 
-    store = Store(gateway.data_dir / "gateway.db", migrate=False)
+    store = SQLiteStore(gateway.data_dir / "gateway.db", migrate=False)
     try:
         with store.read() as tx:
             report = ledger.check(tx)

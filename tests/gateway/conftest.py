@@ -13,7 +13,7 @@ from gateway import ledger
 from gateway.app import Runtime, create_app
 from gateway.auth import operator_key
 from gateway.config import Config
-from gateway.store import MIGRATIONS_DIR, Store
+from gateway.store import MIGRATIONS_DIR, SQLiteStore
 from protocol import request_signing
 
 _keys = itertools.count()
@@ -75,13 +75,13 @@ def clock():
     return Clock(START)
 
 
-def ledger_store(directory, **options) -> Store:
+def ledger_store(directory, **options) -> SQLiteStore:
     """A Store on directory/gateway.db with the ledger migration only: the ledger's tests put
     nothing else under test."""
     migrations = directory / "migrations"
     migrations.mkdir()
     shutil.copy(MIGRATIONS_DIR / "0001_ledger.sql", migrations)
-    return Store(directory / "gateway.db", migrations_dir=migrations, **options)
+    return SQLiteStore(directory / "gateway.db", migrations_dir=migrations, **options)
 
 
 class GatewayApp:
@@ -115,7 +115,7 @@ def template(tmp_path_factory):
     """A migrated data dir with the World enrolled, built once and copied per test."""
     root = tmp_path_factory.mktemp("template") / "gateway"
     config = Config(root)
-    store = Store(config.db_path, synchronous="NORMAL")
+    store = SQLiteStore(config.db_path, synchronous="NORMAL")
     clock = Clock(START)
     app = create_app(config, store=store, clock=clock)
     credentials = World.enrol(Api(app.test_client(), clock, operator_key(config)))
@@ -131,7 +131,7 @@ def config(tmp_path, template):
 
 @pytest.fixture
 def store(config):
-    s = Store(config.db_path, synchronous="NORMAL")
+    s = SQLiteStore(config.db_path, synchronous="NORMAL")
     yield s
     s.close()
 
@@ -139,7 +139,7 @@ def store(config):
 @pytest.fixture(scope="session")
 def _shared_app(tmp_path_factory):
     config = Config(tmp_path_factory.mktemp("unused") / "gateway")
-    store = Store(config.db_path)
+    store = SQLiteStore(config.db_path)
     app = create_app(config, store=store)
     app.testing = True
     yield app

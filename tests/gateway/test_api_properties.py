@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from gateway.app import Runtime
 from gateway.auth import operator_key
 from gateway.config import Config
-from gateway.store import Store
+from gateway.store import SQLiteStore
 from tests.gateway.conftest import START, Api, Clock, World, books
 
 WALLETS, MERCHANTS = ("a", "b"), ("x", "y")
@@ -35,7 +35,7 @@ def test_the_api_keeps_the_model_and_the_books(_shared_app, template, ops):
         root = Path(tmp) / "gateway"
         shutil.copytree(template[0], root)
         config, clock = Config(root), Clock(START)
-        store = Store(config.db_path, synchronous="NORMAL")
+        store = SQLiteStore(config.db_path, synchronous="NORMAL")
         try:
             _shared_app.extensions["tapstack"] = Runtime(config, store, clock)
             operator = Api(_shared_app.test_client(), clock, operator_key(config))

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from gateway.app import Runtime
-from gateway.store import Store, StoreBusy, StoreError
+from gateway.store import IntegrityError, StoreBusy, StoreError
+from gateway.store.sqlite import SQLiteStore
 from tests.gateway.conftest import error, ok
 
 
@@ -20,7 +21,7 @@ def simple(tmp_path):
     migrations.mkdir()
     (migrations / "0001_items.sql").write_text(
         "CREATE TABLE items (id TEXT PRIMARY KEY, qty INTEGER NOT NULL CHECK (qty >= 0));")
-    store = Store(tmp_path / "g.db", migrations_dir=migrations)
+    store = SQLiteStore(tmp_path / "g.db", migrations_dir=migrations)
     yield store
     store.close()
 
@@ -92,7 +93,7 @@ def test_a_failing_job_undoes_only_its_own_work(simple):
     outcomes, batches = queued_behind_a_writer(simple, jobs)
     assert batches == 1
     assert outcomes[0] == ("ok", "a") and outcomes[2] == ("ok", "b") and outcomes[4] == ("ok", "c")
-    assert outcomes[1][0] == "error" and isinstance(outcomes[1][1], sqlite3.IntegrityError)
+    assert outcomes[1][0] == "error" and isinstance(outcomes[1][1], IntegrityError)
     assert outcomes[3][0] == "error" and str(outcomes[3][1]) == "no such bill"
     assert rows(simple) == {"a": 1, "b": 1, "c": 1}
 
@@ -173,7 +174,7 @@ def locked_elsewhere(tmp_path):
 
 
 def test_a_database_locked_elsewhere_raises_store_busy(simple, locked_elsewhere):
-    quick = Store(simple.path, busy_timeout_ms=50, migrations_dir=simple.migrations_dir)
+    quick = SQLiteStore(simple.path, busy_timeout_ms=50, migrations_dir=simple.migrations_dir)
     other = locked_elsewhere(simple.path)
     try:
         with pytest.raises(StoreBusy):
@@ -194,7 +195,7 @@ def test_a_busy_database_answers_503_with_retry_after_and_moves_nothing(
     world.top_up("a", 1000)
     merchant_id, _ = world.merchant("x")
     _, wallet = world.wallet("a")
-    quick = Store(config.db_path, synchronous="NORMAL", busy_timeout_ms=50)
+    quick = SQLiteStore(config.db_path, synchronous="NORMAL", busy_timeout_ms=50)
     app.extensions["tapstack"] = Runtime(config, quick, clock)
     other = locked_elsewhere(config.db_path)
     try:
@@ -215,11 +216,11 @@ def test_a_busy_database_answers_503_with_retry_after_and_moves_nothing(
 
 
 def test_a_new_database_takes_the_page_size_asked(tmp_path):
-    store = Store(tmp_path / "small.db", page_size=1024, migrations_dir=tmp_path / "none")
+    store = SQLiteStore(tmp_path / "small.db", page_size=1024, migrations_dir=tmp_path / "none")
     assert store.db.conn.execute("PRAGMA page_size").fetchone()[0] == 1024
     store.close()
-    again = Store(tmp_path / "small.db", page_size=8192, migrations_dir=tmp_path / "none")
+    again = SQLiteStore(tmp_path / "small.db", page_size=8192, migrations_dir=tmp_path / "none")
     assert again.db.conn.execute("PRAGMA page_size").fetchone()[0] == 1024  # fixed once made
     again.close()
     with pytest.raises(StoreError, match="page_size"):
-        Store(tmp_path / "bad.db", page_size=1000)
+        SQLiteStore(tmp_path / "bad.db", page_size=1000)

@@ -10,7 +10,7 @@ from gateway.ledger import (
     AccountNotFound, CurrencyMismatch, InsufficientFunds, InvalidAmount, LedgerError, PendingAlreadyResolved,
     PendingExpired, PendingNotFound, RefundExceedsPayment, SameAccount, TransferExists, UnknownCurrency,
 )
-from gateway.store import Store
+from gateway.store import SQLiteStore
 from tests.gateway.conftest import ledger_store
 
 NOW = datetime(2026, 11, 27, 8, 30, tzinfo=timezone.utc)
@@ -484,7 +484,7 @@ def run_check(data_dir, *options):
 
 
 def test_cli_check_reports_balanced_books(tmp_path):
-    store = Store(tmp_path / "gateway.db")
+    store = SQLiteStore(tmp_path / "gateway.db")
     with store.transaction() as t:
         ledger.open_account(t, kind="funding_source", account_id="fund", now=NOW)
         ledger.open_account(t, kind="customer_wallet", account_id="w1", now=NOW)
@@ -497,7 +497,7 @@ def test_cli_check_reports_balanced_books(tmp_path):
 
 
 def test_cli_check_fails_on_damaged_books(tmp_path):
-    store = Store(tmp_path / "gateway.db")
+    store = SQLiteStore(tmp_path / "gateway.db")
     with store.transaction() as t:
         ledger.open_account(t, kind="funding_source", account_id="fund", now=NOW)
         ledger.open_account(t, kind="customer_wallet", account_id="w1", now=NOW)
@@ -517,7 +517,7 @@ def test_cli_check_fails_on_damaged_books(tmp_path):
 def test_cli_check_refuses_a_database_without_the_ledger(tmp_path):
     empty = tmp_path / "none"
     empty.mkdir()
-    Store(tmp_path / "gateway.db", migrations_dir=empty).close()
+    SQLiteStore(tmp_path / "gateway.db", migrations_dir=empty).close()
     result = run_check(tmp_path)
     assert result.exit_code == 1 and "has no ledger yet" in result.output
 

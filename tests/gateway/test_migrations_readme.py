@@ -1,8 +1,8 @@
-"""gateway/migrations/README.md: its table names every migration file there is, and only those."""
+"""gateway/store/migrations/README.md: its table names every migration file there is, and only those."""
 import re
 from pathlib import Path
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "gateway" / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "gateway" / "store" / "migrations"
 
 
 def test_the_table_lists_every_migration_file():

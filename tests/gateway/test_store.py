@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from gateway.store import MIGRATIONS_DIR, Store, StoreError, find_migrations, split_statements
+from gateway.store import MIGRATIONS_DIR, IntegrityError, SQLiteStore, StoreError, find_migrations, split_statements
 
 
 def write_migrations(directory, files):
@@ -21,7 +21,7 @@ def simple(tmp_path):
     migrations = write_migrations(tmp_path / "migrations", {
         "0001_items.sql": "CREATE TABLE items (id TEXT PRIMARY KEY, qty INTEGER NOT NULL CHECK (qty >= 0));",
     })
-    store = Store(tmp_path / "g.db", migrations_dir=migrations)
+    store = SQLiteStore(tmp_path / "g.db", migrations_dir=migrations)
     yield store
     store.close()
 
@@ -33,7 +33,7 @@ def count(store):
 
 def test_opens_in_wal_with_foreign_keys_and_the_asked_durability(tmp_path):
     for level in ("FULL", "NORMAL"):
-        store = Store(tmp_path / f"{level}.db", synchronous=level, migrations_dir=tmp_path / "none")
+        store = SQLiteStore(tmp_path / f"{level}.db", synchronous=level, migrations_dir=tmp_path / "none")
         conn = store.db.conn
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == {"FULL": 2, "NORMAL": 1}[level]
@@ -47,7 +47,7 @@ def test_opens_in_wal_with_foreign_keys_and_the_asked_durability(tmp_path):
 ])
 def test_refuses_what_it_cannot_honour(tmp_path, path, kwargs, message):
     with pytest.raises(StoreError, match=message):
-        Store(path if path == ":memory:" else tmp_path / path, **kwargs)
+        SQLiteStore(path if path == ":memory:" else tmp_path / path, **kwargs)
 
 
 def test_transaction_commits_and_rolls_back_on_any_exception(simple):
@@ -66,7 +66,7 @@ def test_transaction_commits_and_rolls_back_on_any_exception(simple):
 def test_savepoint_undoes_only_its_own_work(simple):
     with simple.transaction() as tx:
         tx.insert("items", {"id": "kept", "qty": 1})
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(IntegrityError):
             with tx.savepoint():
                 tx.insert("items", {"id": "undone", "qty": 1})
                 tx.execute("UPDATE items SET qty = -1 WHERE id = 'kept'")  # violates the CHECK
@@ -157,10 +157,10 @@ def test_migrations_apply_in_order_once_across_reopen(tmp_path):
         "0001_first.sql": "-- the first table\nCREATE TABLE a (id TEXT PRIMARY KEY);",
         "notes.txt": "not a migration",
     })
-    store = Store(tmp_path / "g.db", migrations_dir=migrations)
+    store = SQLiteStore(tmp_path / "g.db", migrations_dir=migrations)
     assert [m["version"] for m in store.applied_migrations()] == [1, 2]
     store.close()
-    again = Store(tmp_path / "g.db", migrations_dir=migrations)
+    again = SQLiteStore(tmp_path / "g.db", migrations_dir=migrations)
     assert again.migrate() == []
     assert [m["name"] for m in again.applied_migrations()] == ["first", "more"]
     assert again.migration_problems() == []
@@ -168,11 +168,11 @@ def test_migrations_apply_in_order_once_across_reopen(tmp_path):
 
 
 def test_the_real_migrations_apply_once_across_reopen(tmp_path):
-    store = Store(tmp_path / "g.db")
+    store = SQLiteStore(tmp_path / "g.db")
     applied = store.applied_migrations()
     assert [m["version"] for m in applied] == [m.version for m in find_migrations(MIGRATIONS_DIR)]
     store.close()
-    again = Store(tmp_path / "g.db")
+    again = SQLiteStore(tmp_path / "g.db")
     assert again.applied_migrations() == applied
     again.close()
 
@@ -183,19 +183,19 @@ def test_a_failing_migration_rolls_back_whole_and_keeps_earlier_ones(tmp_path):
         "0002_broken.sql": "CREATE TABLE b (id TEXT);\nCREATE TABLE a (id TEXT);",
     })
     with pytest.raises(StoreError, match="0002_broken.sql failed"):
-        Store(tmp_path / "g.db", migrations_dir=migrations)
+        SQLiteStore(tmp_path / "g.db", migrations_dir=migrations)
     (migrations / "0002_broken.sql").write_text("CREATE TABLE b (id TEXT);")
-    store = Store(tmp_path / "g.db", migrations_dir=migrations)  # b was rolled back, so this applies cleanly
+    store = SQLiteStore(tmp_path / "g.db", migrations_dir=migrations)  # b was rolled back, so this applies cleanly
     assert [m["version"] for m in store.applied_migrations()] == [1, 2]
     store.close()
 
 
 def test_changed_and_unapplied_migrations_are_reported(tmp_path):
     migrations = write_migrations(tmp_path / "m", {"0001_a.sql": "CREATE TABLE a (id TEXT);"})
-    store = Store(tmp_path / "g.db", migrations_dir=migrations)
+    store = SQLiteStore(tmp_path / "g.db", migrations_dir=migrations)
     (migrations / "0001_a.sql").write_text("CREATE TABLE a (id TEXT, extra TEXT);")
     (migrations / "0002_b.sql").write_text("CREATE TABLE b (id TEXT);")
-    later = Store(tmp_path / "g.db", migrations_dir=migrations, migrate=False)
+    later = SQLiteStore(tmp_path / "g.db", migrations_dir=migrations, migrate=False)
     problems = later.migration_problems()
     assert any("0001_a.sql changed" in p for p in problems)
     assert any("0002_b.sql is not applied" in p for p in problems)
@@ -212,7 +212,7 @@ def test_concurrent_starts_apply_each_migration_once(tmp_path):
     def start():
         barrier.wait()
         try:
-            stores.append(Store(tmp_path / "g.db", migrations_dir=migrations))
+            stores.append(SQLiteStore(tmp_path / "g.db", migrations_dir=migrations))
         except Exception as e:  # pragma: no cover - the assertion shows it
             errors.append(e)
 

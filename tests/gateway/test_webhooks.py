@@ -13,7 +13,7 @@ import pytest
 
 from gateway import webhooks as wh
 from gateway.errors import ApiError
-from gateway.store import Store
+from gateway.store import SQLiteStore
 
 try:
     from tests.gateway.webhook_receiver import Receiver
@@ -41,7 +41,7 @@ class Clock:
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "gateway.db")
+    s = SQLiteStore(tmp_path / "gateway.db")
     yield s
     s.close()
 
@@ -280,8 +280,8 @@ CRASHING_DELIVERER = textwrap.dedent("""
     import sys, threading
     from datetime import datetime, timezone
     from gateway import webhooks as wh
-    from gateway.store import Store
-    store = Store(sys.argv[1])
+    from gateway.store import SQLiteStore
+    store = SQLiteStore(sys.argv[1])
     clock = lambda: datetime.fromtimestamp(float(sys.argv[2]), timezone.utc)
     print("ready", flush=True)
     wh.Deliverer(store, clock, workers=1, batch=100, lease_seconds=60).deliver_due()
@@ -323,7 +323,7 @@ def test_the_deliver_webhooks_command_delivers_what_is_due(tmp_path):
     from click.testing import CliRunner
     from gateway.cli import cli
 
-    store = Store(tmp_path / "gateway.db")          # where Config(tmp_path) keeps it
+    store = SQLiteStore(tmp_path / "gateway.db")          # where Config(tmp_path) keeps it
     with Receiver() as rx:
         endpoint(store, rx)
         ids = emit(store, n=2, now=datetime.now(timezone.utc))

@@ -20,7 +20,7 @@ from gateway import webhooks
 from gateway.app import create_app
 from gateway.auth import operator_key
 from gateway.config import Config
-from gateway.store import Store
+from gateway.store import SQLiteStore
 from protocol import emvqr, signed_qr
 from tapstack.cli import main
 from tests.gateway.webhook_receiver import Receiver
@@ -34,7 +34,7 @@ class Pilot:
     def __init__(self, root: Path):
         self.root = root
         self.config = Config(root / "gateway")
-        self.store = Store(self.config.db_path, synchronous="NORMAL")
+        self.store = SQLiteStore(self.config.db_path, synchronous="NORMAL")
         # The gateway keeps real time here: the wallet signs pay codes with the real clock.
         self.server = make_server("127.0.0.1", 0, create_app(self.config, store=self.store), threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"

@@ -1,9 +1,8 @@
-"""The gateway's store: SQLite through sqlite-utils, behind a narrow interface.
+"""The embedded backend: SQLite through sqlite-utils (see gateway.store for the interface).
 
-Services see only `Store.transaction()`, `Store.write(job)` and `Store.read()`,
-each giving a `Tx` with `execute`, `query`, `one`, `insert` and `savepoint`, and
-write portable SQL with named parameters (`:name`). A PostgreSQL store can be
-added beside this one later with the same interface, without touching services.
+`SQLiteStore.transaction()`, `.write(job)` and `.read()` each give a `Tx` with
+`execute`, `query`, `one`, `insert` and `savepoint`; the query modules write
+portable SQL with named parameters (`:name`).
 
 Durability. The database runs in WAL mode. `synchronous="FULL"` (the default)
 syncs the WAL on every commit: a committed transaction survives power loss.
@@ -34,9 +33,9 @@ threads can share one Store object, and a thread's connections close when the
 thread ends. Readers get a consistent snapshot (`BEGIN DEFERRED`; WAL lets
 them run beside a writer).
 
-Migrations. Numbered files `gateway/migrations/NNNN_name.sql` are applied in
-order, once each, each in its own transaction, and recorded in
-`schema_migrations` (see gateway/migrations/README.md).
+Migrations. Numbered files `gateway/store/migrations/NNNN_name.sql` are applied
+in order, once each, each in its own transaction, and recorded in
+`schema_migrations` (see gateway/store/migrations.py and migrations/README.md).
 """
 from __future__ import annotations
 
@@ -44,7 +43,6 @@ import contextlib
 import contextvars
 import fcntl
 import functools
-import hashlib
 import os
 import re
 import sqlite3
@@ -58,9 +56,11 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import sqlite_utils
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+from gateway.store import migrations as _migrations
+from gateway.store.errors import IntegrityError, StoreBusy, StoreError
+from gateway.store.migrations import MIGRATIONS_DIR, Migration, find_migrations, split_statements
+
 SYNCHRONOUS_LEVELS = ("FULL", "NORMAL", "EXTRA")
-_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 BATCH_JOBS = 64         # at most this many jobs share one commit
 BATCH_SECONDS = 0.002   # ... or this much work, so one batch never holds the lock long
@@ -69,70 +69,9 @@ _BUSY_CODES = {getattr(sqlite3, "SQLITE_BUSY", 5), getattr(sqlite3, "SQLITE_LOCK
 T = TypeVar("T")
 
 
-class StoreError(Exception):
-    """Misuse of the store or a broken migration (a programming or deployment error)."""
-
-
-class StoreBusy(Exception):
-    """The database stayed locked for longer than the store's busy timeout: try again shortly."""
-
-    retry_after_seconds = 1
-
-
 def _is_busy(error: BaseException) -> bool:
     return (isinstance(error, sqlite3.OperationalError)
             and getattr(error, "sqlite_errorcode", None) in _BUSY_CODES)
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    path: Path
-
-    @property
-    def sql(self) -> str:
-        return self.path.read_text(encoding="utf-8")
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
-
-
-def find_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """The migration files in `directory`, in order; other files are ignored."""
-    found: dict[int, Migration] = {}
-    for path in sorted(Path(directory).glob("*.sql")):
-        match = _MIGRATION_NAME.match(path.name)
-        if not match:
-            raise StoreError(f"migration file {path.name!r} is not named NNNN_name.sql")
-        version = int(match.group(1))
-        if version in found:
-            raise StoreError(
-                f"two migrations numbered {version:04d}: {found[version].path.name} and {path.name}"
-            )
-        found[version] = Migration(version, match.group(2), path)
-    return [found[v] for v in sorted(found)]
-
-
-def split_statements(sql: str) -> list[str]:
-    """Split a migration script into complete statements (triggers stay whole)."""
-    statements, buffer = [], ""
-    pieces = sql.split(";")
-    for index, piece in enumerate(pieces):
-        buffer += piece if index == len(pieces) - 1 else piece + ";"
-        if sqlite3.complete_statement(buffer):
-            if _strip_comments(buffer).strip(" \t\r\n;"):
-                statements.append(buffer.strip())
-            buffer = ""
-    if _strip_comments(buffer).strip(" \t\r\n;"):
-        raise StoreError(f"incomplete SQL statement at the end of the script: {buffer.strip()[:80]!r}")
-    return statements
-
-
-def _strip_comments(sql: str) -> str:
-    sql = re.sub(r"/\*.*?\*/", "", sql, flags=re.S)
-    return re.sub(r"--[^\n]*", "", sql)
 
 
 @functools.lru_cache(maxsize=256)
@@ -150,6 +89,8 @@ class Tx:
     None. Parameters are named (`:name`) and passed as a dict.
     """
 
+    dialect = "sqlite"
+
     def __init__(self, conn: sqlite3.Connection, *, readonly: bool = False):
         self._conn = conn
         self.readonly = readonly
@@ -157,17 +98,17 @@ class Tx:
 
     def execute(self, sql: str, params: dict | None = None) -> int:
         self._check_writable()
-        return self._conn.execute(sql, params or {}).rowcount
+        return self._run(sql, params).rowcount
 
     def query(self, sql: str, params: dict | None = None) -> list[dict]:
-        cursor = self._conn.execute(sql, params or {})
+        cursor = self._run(sql, params)
         if cursor.description is None:
             return []
         keys = [d[0] for d in cursor.description]
         return [dict(zip(keys, row)) for row in cursor.fetchall()]
 
     def one(self, sql: str, params: dict | None = None) -> dict | None:
-        cursor = self._conn.execute(sql, params or {})
+        cursor = self._run(sql, params)
         row = cursor.fetchone()
         if row is None:
             return None
@@ -176,7 +117,13 @@ class Tx:
     def insert(self, table: str, row: dict) -> None:
         """Insert one row; columns are the dict's keys."""
         self._check_writable()
-        self._conn.execute(_insert_sql(table, tuple(row)), row)
+        self._run(_insert_sql(table, tuple(row)), row)
+
+    def _run(self, sql: str, params: dict | None) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params or {})
+        except sqlite3.IntegrityError as e:
+            raise IntegrityError(str(e)) from e
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator["Tx"]:
@@ -266,8 +213,10 @@ class _Job:
         self.wake = threading.Event()
 
 
-class Store:
+class SQLiteStore:
     """The SQLite store. See the module docstring for durability and threading."""
+
+    dialect = "sqlite"
 
     def __init__(
         self,
@@ -572,7 +521,7 @@ class Store:
                 " checksum TEXT NOT NULL, applied_at TEXT NOT NULL)"
             )
         applied = []
-        for migration in find_migrations(self.migrations_dir):
+        for migration in find_migrations(self.migrations_dir, self.dialect):
             statements = split_statements(migration.sql)
             with self.transaction() as tx:
                 if tx.one("SELECT 1 FROM schema_migrations WHERE version = :v", {"v": migration.version}):
@@ -580,7 +529,7 @@ class Store:
                 for statement in statements:
                     try:
                         tx.execute(statement)
-                    except sqlite3.Error as e:
+                    except (sqlite3.Error, IntegrityError) as e:
                         raise StoreError(f"migration {migration.path.name} failed: {e}: {statement[:120]!r}") from e
                 tx.insert("schema_migrations", {
                     "version": migration.version,
@@ -603,13 +552,5 @@ class Store:
             return tx.query("SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version")
 
     def migration_problems(self) -> list[str]:
-        """Migrations not applied yet, or changed on disk since they were applied."""
-        applied = {row["version"]: row for row in self.applied_migrations()}
-        problems = []
-        for migration in find_migrations(self.migrations_dir):
-            row = applied.get(migration.version)
-            if row is None:
-                problems.append(f"migration {migration.path.name} is not applied")
-            elif row["checksum"] != migration.checksum:
-                problems.append(f"migration {migration.path.name} changed since it was applied on {row['applied_at']}")
-        return problems
+        """Migrations not applied yet, changed on disk since they were applied, or newer than this code."""
+        return _migrations.problems(find_migrations(self.migrations_dir, self.dialect), self.applied_migrations())
