@@ -12,8 +12,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # readers; swig, a compiler and libpcsclite-dev to build pyscard (no Linux wheel);
 # wrk for the HTTP benchmark; chromium for the browser tests (driven by playwright's
 # client, never its own browser download); iso-codes, which the currency table is
-# checked against.
-DEBIAN_PACKAGES := pcscd pcsc-tools vsmartcard-vpcd libccid swig libpcsclite-dev pkg-config gcc wrk chromium fonts-liberation iso-codes
+# checked against; PostgreSQL, the gateway's second backend (the tests start their own
+# cluster with initdb and pg_ctl; no system service is needed).
+DEBIAN_PACKAGES := pcscd pcsc-tools vsmartcard-vpcd libccid swig libpcsclite-dev pkg-config gcc wrk chromium fonts-liberation iso-codes postgresql
 
 .PHONY: setup system venv demo test bench clean
 

@@ -3,8 +3,9 @@
     app = create_app(config, store=None, clock=None)
 
 `config` is a gateway.config.Config (loaded from the default data directory when
-None); `store` defaults to the SQLite store at config.db_path; `clock` is a
-callable returning an aware UTC datetime, passed so tests can move time.
+None); `store` defaults to the store config names (SQLite in the data directory, or
+config.database_url), refused with StoreError when its schema is not this code's;
+`clock` is a callable returning an aware UTC datetime, passed so tests can move time.
 Blueprints come from BLUEPRINTS.
 """
 from __future__ import annotations
@@ -87,12 +88,35 @@ class PageSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
+def open_checked_store(config: gateway_config.Config):
+    """The configured store, once its schema is exactly what this code knows.
+
+    SQLite migrates itself on open (one machine, one owner); PostgreSQL is migrated
+    only by `tapstack gateway migrate`, so nodes never change a shared schema by
+    surprise. Either way a database with a migration missing, changed, or newer
+    than this code is refused with one line that says what to do.
+    """
+    from gateway.store import StoreError
+    store = config.open_store()
+    problems = store.migration_problems()
+    if problems:
+        store.close()
+        raise StoreError(f"{config.database}: {problems[0]}{_remedy(problems[0], config)}")
+    return store
+
+
+def _remedy(problem: str, config: gateway_config.Config) -> str:
+    if "newer tapstack" in problem:
+        return "; run a tapstack as new as the one that migrated it"
+    where = f" --database '{config.database}'" if config.backend != "sqlite" else f" --data {config.data_dir}"
+    return f"; run: tapstack gateway migrate{where}"
+
+
 def create_app(config: gateway_config.Config | None = None, *, store=None,
                clock: Callable[[], datetime] | None = None) -> Flask:
     config = config or gateway_config.load()
     if store is None:
-        from gateway.store import SQLiteStore
-        store = SQLiteStore(config.db_path)
+        store = open_checked_store(config)
     app = Flask("gateway")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # responses keep the field order the API documents

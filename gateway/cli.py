@@ -1,5 +1,63 @@
-"""`tapstack gateway ...` commands."""
+"""`tapstack gateway ...` commands.
+
+Every command takes `--data DIR` (the data directory: the SQLite database, or the
+master key of a node on PostgreSQL) and `--database URL` (default
+$TAPSTACK_DATABASE_URL, else SQLite in the data directory). A database that cannot
+be used (unreachable, a wrong password, not migrated, migrated by a newer
+tapstack, an unknown URL scheme) ends the command with one line and exit status 2.
+"""
+from __future__ import annotations
+
+import functools
+
 import click
+
+DATA_HELP = "The gateway's data directory (default: $TAPSTACK_HOME/gateway)."
+DATABASE_HELP = ("The database: sqlite:///PATH or postgresql://USER@HOST/DBNAME"
+                 " (default: $TAPSTACK_DATABASE_URL, else gateway.db in the data directory).")
+
+
+class DatabaseRefused(click.ClickException):
+    """The database cannot be used: one line, exit status 2."""
+
+    exit_code = 2
+
+
+def with_database(command):
+    """Add --data and --database, and hand the command a loaded Config as `config`."""
+    @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None, help=DATA_HELP)
+    @click.option("--database", "database_url", metavar="URL", default=None, help=DATABASE_HELP)
+    @functools.wraps(command)
+    def wrapper(data_dir, database_url, **kwargs):
+        from gateway.config import load
+        from gateway.store import StoreError
+        try:
+            config = load(data_dir, database_url)
+        except StoreError as e:
+            raise DatabaseRefused(str(e))
+        except OSError as e:
+            raise click.ClickException(f"cannot use {data_dir or 'the default data directory'}: {e.strerror or e}")
+        try:
+            return command(config=config, **kwargs)
+        finally:
+            config.close()
+    return wrapper
+
+
+def opened(config, *, checked: bool = True, **options):
+    """The configured store; with `checked`, refused unless its schema is this code's."""
+    from gateway.app import open_checked_store
+    from gateway.config import SecretsError
+    from gateway.store import StoreBusy, StoreError
+    try:
+        return open_checked_store(config) if checked else config.open_store(**options)
+    except (StoreError, StoreBusy, SecretsError) as e:
+        raise DatabaseRefused(_one_line(e, config))
+
+
+def _one_line(error: Exception, config) -> str:
+    text = " ".join(str(error).split())
+    return text if config.database in text else f"{config.database}: {text}"
 
 
 @click.group()
@@ -7,40 +65,56 @@ def cli():
     """The gateway program."""
 
 
+@cli.command("migrate")
+@with_database
+def migrate(config):
+    """Apply the database migrations this tapstack has and the database lacks, and report."""
+    from gateway.store import StoreBusy, StoreError
+    store = opened(config, checked=False, migrate=False)
+    try:
+        before = {m["version"] for m in store.applied_migrations()}
+        applied = store.migrate()
+        problems = store.migration_problems()
+    except (StoreError, StoreBusy) as e:
+        raise DatabaseRefused(_one_line(e, config))
+    finally:
+        store.close()
+    for migration in applied:
+        click.echo(f"applied {migration.path.name}")
+    click.echo(f"{config.database}: {len(before) + len(applied)} migrations applied"
+               f" ({len(applied)} now, {len(before)} before)")
+    if problems:
+        raise DatabaseRefused(problems[0])
+
+
 @cli.command("check")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
-              help="The gateway's data directory (default: $TAPSTACK_HOME/gateway).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object (for monitoring).")
-def check(data_dir, as_json):
+@with_database
+def check(config, as_json):
     """Prove the books balance and every balance matches its postings."""
     import dataclasses
     import json
-    import sqlite3
-    from pathlib import Path
 
     from gateway import ledger
-    from gateway.config import Config, default_data_dir
-    from gateway.store import SQLiteStore, StoreError
+    from gateway.store import StoreBusy, StoreError
 
-    db_path = Config(Path(data_dir) if data_dir else default_data_dir()).db_path
-    if not db_path.is_file():
-        raise click.ClickException(f"no gateway database at {db_path}")
+    if config.backend == "sqlite" and not config.db_path.is_file():
+        raise DatabaseRefused(f"no gateway database at {config.db_path}")
+    store = opened(config, checked=False, migrate=False)
     try:
-        store = SQLiteStore(db_path, migrate=False)
-        try:
-            notes = store.migration_problems()
-            if 1 not in {m["version"] for m in store.applied_migrations()}:
-                raise click.ClickException(f"{db_path} has no ledger yet (migration 0001_ledger.sql is not applied)")
-            with store.read() as tx:
-                report = ledger.check(tx)
-        finally:
-            store.close()
-    except (sqlite3.Error, StoreError) as e:
-        raise click.ClickException(f"cannot read {db_path}: {e}")
+        notes = store.migration_problems()
+        if 1 not in {m["version"] for m in store.applied_migrations()}:
+            raise DatabaseRefused(f"{config.database} has no ledger yet (migration 0001_ledger.sql is not applied)")
+        with store.read() as tx:
+            report = ledger.check(tx)
+    except (StoreError, StoreBusy) as e:
+        raise DatabaseRefused(f"cannot read {config.database}: {e}")
+    finally:
+        store.close()
     if as_json:
-        click.echo(json.dumps({"database": str(db_path), **dataclasses.asdict(report), "warnings": notes}))
+        click.echo(json.dumps({"database": config.database, **dataclasses.asdict(report), "warnings": notes}))
     else:
-        for line in ledger.report_lines(report, str(db_path)):
+        for line in ledger.report_lines(report, config.database):
             click.echo(line)
     for note in notes:
         click.echo(f"warning: {note}", err=True)
@@ -49,97 +123,109 @@ def check(data_dir, as_json):
 
 
 @cli.command("serve")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
-              help="The gateway's data directory (default: $TAPSTACK_HOME/gateway).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="gunicorn worker processes.")
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
-              help="Threads per worker (requests waiting on the database's group commit).")
+              help="Threads per worker (requests waiting on the database).")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
-def serve(data_dir, host, port, workers, threads, dev):
+@with_database
+def serve(config, host, port, workers, threads, dev):
     """Serve the HTTP API (/v1) with gunicorn."""
     from gateway import app as gateway_app
+    from gateway.config import SecretsError
 
-    config = _gateway_config(data_dir)
+    store = opened(config)  # migrates SQLite, refuses a PostgreSQL schema out of step, before any worker
     try:
-        app = gateway_app.create_app(config)  # migrates once, before any worker starts
-    except Exception as e:  # a broken migration, an unreadable database: one line, no traceback
-        raise click.ClickException(f"cannot open the gateway in {config.data_dir}: {e}")
+        from gateway.app import SERVED_SECRETS
+        for name in SERVED_SECRETS:
+            config.secret(name)
+    except SecretsError as e:
+        raise DatabaseRefused(str(e))
+    finally:
+        store.close()
     if dev:
-        app.run(host=host, port=port)
+        gateway_app.create_app(config).run(host=host, port=port)
     else:
         gateway_app.serve(config, host=host, port=port, workers=workers, threads=threads)
 
 
 @cli.command("operator-key")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
-              help="The gateway's data directory (default: $TAPSTACK_HOME/gateway).")
-def operator_key(data_dir):
+@with_database
+def operator_key(config):
     """Print the operator's API key (Authorization: Bearer op_...). Keep it secret."""
     from gateway.auth import operator_key as key_of
+    from gateway.config import SecretsError
+    from gateway.store import StoreBusy, StoreError
 
-    config = _gateway_config(data_dir)
+    if config.backend != "sqlite":
+        opened(config).close()  # the secrets table exists only once migrated
     try:
         click.echo(key_of(config))
-    except (OSError, ValueError) as e:
-        raise click.ClickException(f"cannot read the gateway's secrets in {config.data_dir}: {e}")
-
-
-def _gateway_config(data_dir):
-    from gateway.config import load
-
-    try:
-        return load(data_dir)
-    except OSError as e:
-        raise click.ClickException(f"cannot use {data_dir or 'the default data directory'}: {e.strerror or e}")
+    except (OSError, ValueError, SecretsError, StoreError, StoreBusy) as e:
+        raise DatabaseRefused(f"cannot read the gateway's secrets ({config.database}): {e}")
 
 
 @cli.command("deliver-webhooks")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
-              help="The gateway's data directory (default: $TAPSTACK_HOME/gateway).")
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 @click.option("--interval", type=click.FloatRange(0.05, 3600), default=1.0, show_default=True,
               help="Seconds to wait when nothing is due.")
 @click.option("--timeout", type=click.FloatRange(0.1, 120), default=10.0, show_default=True,
               help="Seconds an endpoint has to answer.")
 @click.option("--max-attempts", type=click.IntRange(1, 50), default=10, show_default=True)
-def deliver_webhooks(data_dir, once, interval, timeout, max_attempts):
+@with_database
+def deliver_webhooks(config, once, interval, timeout, max_attempts):
     """POST due webhook events, signed, until stopped (Ctrl-C or SIGTERM)."""
+    import signal
+    import threading
+    from datetime import datetime, timezone
+
     from gateway import webhooks
-    webhooks.deliver_from(data_dir, once=once, interval=interval, timeout=timeout,
-                          max_attempts=max_attempts, echo=click.echo)
+
+    store = opened(config)
+    deliverer = webhooks.Deliverer(store, clock=lambda: datetime.now(timezone.utc), timeout=timeout,
+                                   policy=webhooks.RetryPolicy(max_attempts=max_attempts))
+    try:
+        if once:
+            total = 0
+            while (n := deliverer.deliver_due()):
+                total += n
+            click.echo(f"{total} webhook deliveries attempted")
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        click.echo(f"delivering webhooks from {config.database} (Ctrl-C stops)")
+        deliverer.run(stop, interval=interval)
+    finally:
+        store.close()
 
 
 @cli.command("charge-trips")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
-              help="The gateway's data directory (default: $TAPSTACK_HOME/gateway).")
 @click.option("--day", help="The operator's local day, YYYY-MM-DD (default: today, local).")
-def charge_trips(data_dir, day):
+@with_database
+def charge_trips(config, day):
     """Charge a day's token trips to the linked wallets (safe to repeat; late taps charge the difference)."""
-    import sqlite3
     from datetime import datetime, timezone
 
     from gateway.errors import ApiError
     from gateway.services import fare_charges
-    from gateway.store import SQLiteStore, StoreError
+    from gateway.store import StoreBusy, StoreError
 
-    config = _gateway_config(data_dir)
     now = datetime.now(timezone.utc)
+    store = opened(config)
     try:
         rules = fare_charges.read_rules(config.data_dir)
-        store = SQLiteStore(config.db_path)
-        try:
-            with store.transaction() as tx:
-                summary = fare_charges.run_day(tx, rules=rules, now=now, day=fare_charges.parse_day(day)
-                                               if day else rules.local_day(now))
-        finally:
-            store.close()
+        with store.transaction() as tx:
+            summary = fare_charges.run_day(tx, rules=rules, now=now, day=fare_charges.parse_day(day)
+                                           if day else rules.local_day(now))
     except fare_charges.NoFareRules as e:
         raise click.ClickException(str(e))
     except ApiError as e:
         raise click.ClickException(e.message)
-    except (sqlite3.Error, StoreError) as e:
-        raise click.ClickException(f"cannot use the gateway database in {config.data_dir}: {e}")
+    except (StoreError, StoreBusy) as e:
+        raise DatabaseRefused(f"cannot use the gateway database {config.database}: {e}")
+    finally:
+        store.close()
     click.echo(fare_charges.run_lines(summary))

@@ -73,3 +73,16 @@ def echo_card():
     from wallet.card import VirtualCard
 
     return VirtualCard(bytes.fromhex("04112233445566"), [EchoApplet()], name="echo")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL cluster of the session's own (tapstack.postgres.LocalPostgres): initdb and
+    pg_ctl in a temporary directory, a unix socket and no TCP port, run as the postgres user
+    when the tests run as root; stopped by pid at the end. fsync is off: these tests kill
+    gateways, not machines (the benchmarks and docs/scale-out.md use durable settings)."""
+    from tapstack.postgres import LocalPostgres
+    cluster = LocalPostgres(settings={"fsync": "off", "full_page_writes": "off",
+                                      "max_connections": "200"}).start()
+    yield cluster
+    cluster.cleanup()

@@ -21,14 +21,14 @@ MAX_ONLINE_MINUTES = 24 * 60
 REFRESH_SECONDS = 60  # the latest day reloads itself; a chosen day stays put
 CHECK_SECONDS = 300  # a ledger check is reused this long: it reads every posting
 
-_checks: dict[str, tuple[float, dict]] = {}  # database path -> (monotonic time, result), per process
+_checks: dict[str, tuple[float, dict]] = {}  # data dir and database -> (monotonic time, result), per process
 _checks_lock = threading.Lock()
 
 
 def ledger_check(*, fresh: bool = False) -> dict:
     """dashboard.ledger_check, reused for CHECK_SECONDS unless `fresh`; says when it ran."""
     rt = runtime()
-    key = str(rt.config.db_path)
+    key = f"{rt.config.data_dir}|{rt.config.database}"
     with _checks_lock:
         hit = _checks.get(key)
     if hit and not fresh and time.monotonic() - hit[0] < CHECK_SECONDS:

@@ -1,5 +1,9 @@
 """Fixtures for the gateway's HTTP API: an app over a temp data dir, a movable clock,
-and a small client that authenticates as operator, merchant, wallet or terminal."""
+and a small client that authenticates as operator, merchant, wallet or terminal.
+
+Every test that uses `config`, `store`, `app`, `client`, `operator`, `world` or
+`ledger_db` runs twice: on SQLite and on PostgreSQL (the `backend` fixture; see
+tests/gateway/backends.py). The PostgreSQL cluster is the session's own."""
 from __future__ import annotations
 
 import itertools
@@ -14,6 +18,7 @@ from gateway.app import Runtime, create_app
 from gateway.auth import operator_key
 from gateway.config import Config
 from gateway.store import MIGRATIONS_DIR, SQLiteStore
+from tests.gateway.backends import BACKENDS, PostgresBackend, SQLiteBackend
 from protocol import request_signing
 
 _keys = itertools.count()
@@ -110,28 +115,52 @@ class GatewayApp:
         return r.get_json()
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request):
+    """The database under the gateway: "sqlite" (a file per test) or "postgresql" (the
+    session's cluster, its rows put back before each test)."""
+    if request.param == "sqlite":
+        return SQLiteBackend()
+    return PostgresBackend(request.getfixturevalue("postgres"))
+
+
 @pytest.fixture(scope="session")
-def template(tmp_path_factory):
-    """A migrated data dir with the World enrolled, built once and copied per test."""
-    root = tmp_path_factory.mktemp("template") / "gateway"
-    config = Config(root)
-    store = SQLiteStore(config.db_path, synchronous="NORMAL")
+def template(tmp_path_factory, backend):
+    """A migrated data dir (and database) with the World enrolled, built once per backend
+    and restored per test."""
+    root = tmp_path_factory.mktemp(f"template-{backend.name}") / "gateway"
+    root.mkdir()
+    config = backend.config(root)
+    store = backend.store(config)
     clock = Clock(START)
     app = create_app(config, store=store, clock=clock)
     credentials = World.enrol(Api(app.test_client(), clock, operator_key(config)))
     store.close()
+    config.close()
+    backend.keep_template()
     return root, credentials
 
 
 @pytest.fixture
-def config(tmp_path, template):
+def config(tmp_path, template, backend):
     shutil.copytree(template[0], tmp_path / "gateway")
-    return Config(tmp_path / "gateway")
+    backend.restore_template()
+    config = backend.config(tmp_path / "gateway")
+    yield config
+    config.close()
 
 
 @pytest.fixture
-def store(config):
-    s = SQLiteStore(config.db_path, synchronous="NORMAL")
+def store(config, backend):
+    s = backend.store(config)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def ledger_db(tmp_path, backend):
+    """An empty store with the ledger's tables only, on the test's backend."""
+    s = backend.ledger_store(tmp_path, synchronous="NORMAL")
     yield s
     s.close()
 
