@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 from gateway.errors import invalid, not_found
 from gateway.services import iso, new_id, unix
+from gateway.store import webhooks as webhooks_db
 from protocol import webhook_signature
 
 EVENT_TYPES = ("payment.succeeded", "refund.succeeded", "bill.paid")
@@ -80,49 +81,23 @@ def create_endpoint(tx, *, merchant_id: str, url: str, event_types: list[str] | 
     row = {"id": new_id("we"), "merchant_id": merchant_id, "url": check_url(url),
            "event_types": " ".join(check_event_types(event_types)),
            "secret": "whsec_" + secrets.token_hex(24), "status": "enabled", "created_at": unix(now)}
-    tx.execute("INSERT INTO webhook_endpoints (id, merchant_id, url, event_types, secret, status, created_at) "
-               "VALUES (:id, :merchant_id, :url, :event_types, :secret, :status, :created_at)", row)
+    webhooks_db.insert_endpoint(tx, **row)
     return {**_endpoint_view(row), "secret": row["secret"]}
 
 
 def list_endpoints(tx, *, merchant_id: str) -> list[dict]:
-    rows = tx.query("SELECT * FROM webhook_endpoints WHERE merchant_id = :m AND status = 'enabled' "
-                    "ORDER BY created_at, id", {"m": merchant_id})
-    return [_endpoint_view(r) for r in rows]
+    return [_endpoint_view(r) for r in webhooks_db.enabled_endpoints(tx, merchant_id=merchant_id)]
 
 
 def delete_endpoint(tx, *, merchant_id: str, endpoint_id: str, now) -> dict:
     """Disable an endpoint; its undelivered deliveries are dropped as `cancelled`."""
-    row = tx.one("SELECT * FROM webhook_endpoints WHERE id = :id AND merchant_id = :m AND status = 'enabled'",
-                 {"id": endpoint_id, "m": merchant_id})
-    if row is None:
+    if not webhooks_db.disable_endpoint(tx, merchant_id=merchant_id, endpoint_id=endpoint_id):
         raise not_found("webhook endpoint", "id")
-    tx.execute("UPDATE webhook_endpoints SET status = 'deleted' WHERE id = :id", {"id": endpoint_id})
-    tx.execute("UPDATE webhook_deliveries SET status = 'cancelled', completed_at = :now, claim = NULL "
-               "WHERE endpoint_id = :id AND status IN ('pending', 'delivering')",
-               {"id": endpoint_id, "now": unix(now)})
+    webhooks_db.cancel_deliveries(tx, endpoint_id=endpoint_id, now=unix(now))
     return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
 
 
 # --- the outbox ------------------------------------------------------------------------
-
-def _deliveries_sql(event_type: str) -> str:
-    """One delivery per enabled endpoint of :m that asked for event_type ("*" is every type).
-    Portable SQL: || and LIKE on the space-padded list. The patterns are literals, not
-    parameters: SQLite prepares a LIKE with a parameter pattern again at every call. They
-    are safe as literals because event types are our own constants of [a-z.] only. A
-    delivery's id is its event's and its endpoint's, unique by construction."""
-    if not all(c.isalpha() and c.islower() or c == "." for c in event_type):
-        raise ValueError(f"event type {event_type!r} is not [a-z.]")
-    padded = "' ' || event_types || ' '"
-    return ("INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, attempts, next_attempt_at, "
-            "created_at) SELECT :prefix || substr(id, 4), :e, id, 'pending', 0, :at, :at "
-            "FROM webhook_endpoints WHERE merchant_id = :m AND status = 'enabled' "
-            f"AND ({padded} LIKE '% {event_type} %' OR {padded} LIKE '% {ALL_TYPES} %')")
-
-
-_DELIVERIES_SQL = {t: _deliveries_sql(t) for t in EVENT_TYPES}
-
 
 def emit(tx, *, merchant_id: str, event_type: str, data: dict, now) -> str:
     """Record event_type about data for merchant_id in the caller's transaction; its id."""
@@ -133,13 +108,9 @@ def emit(tx, *, merchant_id: str, event_type: str, data: dict, now) -> str:
     # Keys in the order written: as stable as sorting them, without the sort.
     body = json.dumps({"id": event_id, "object": "event", "type": event_type, "created_at": iso(at),
                        "merchant_id": merchant_id, "data": data}, separators=(",", ":"))
-    tx.execute("INSERT INTO webhook_events (id, merchant_id, type, body, created_at) "
-               "VALUES (:id, :m, :type, :body, :at)",
-               {"id": event_id, "m": merchant_id, "type": event_type, "body": body, "at": at})
-    # One statement makes the deliveries: the writer lock is held for two statements
-    # whatever the number of endpoints.
-    tx.execute(_DELIVERIES_SQL[event_type],
-               {"prefix": f"whd_{event_id[4:]}_", "e": event_id, "m": merchant_id, "at": at})
+    webhooks_db.insert_event(tx, id=event_id, merchant_id=merchant_id, type=event_type, body=body,
+                             created_at=at)
+    webhooks_db.fan_out(tx, event_id=event_id, event_type=event_type, merchant_id=merchant_id, at=at)
     return event_id
 
 
@@ -150,27 +121,18 @@ def _event_view(row: dict) -> dict:
 def list_events(tx, *, merchant_id: str, limit: int = 20, after: str | None = None,
                 event_type: str | None = None) -> dict:
     """Newest first, cursor-paginated: {"data": [...], "has_more": bool}."""
-    params: dict[str, Any] = {"m": merchant_id, "n": int(limit) + 1}
-    where = "merchant_id = :m"
-    if event_type:
-        where += " AND type = :type"
-        params["type"] = event_type
+    cursor = None
     if after:
-        cursor = tx.one("SELECT created_at, id FROM webhook_events WHERE id = :id AND merchant_id = :m",
-                        {"id": after, "m": merchant_id})
+        cursor = webhooks_db.merchant_event(tx, merchant_id=merchant_id, event_id=after)
         if cursor is None:
             raise not_found("event", "after")
-        where += " AND (created_at < :c OR (created_at = :c AND id < :cid))"
-        params.update(c=cursor["created_at"], cid=cursor["id"])
-    rows = tx.query(f"SELECT * FROM webhook_events WHERE {where} ORDER BY created_at DESC, id DESC LIMIT :n",
-                    params)
-    rows = list(rows)
+    rows = webhooks_db.events_page(tx, merchant_id=merchant_id, limit=int(limit) + 1,
+                                   event_type=event_type or None, before=cursor)
     return {"object": "list", "data": [_event_view(r) for r in rows[:limit]], "has_more": len(rows) > limit}
 
 
 def get_event(tx, *, merchant_id: str, event_id: str) -> dict:
-    row = tx.one("SELECT * FROM webhook_events WHERE id = :id AND merchant_id = :m",
-                 {"id": event_id, "m": merchant_id})
+    row = webhooks_db.merchant_event(tx, merchant_id=merchant_id, event_id=event_id)
     if row is None:
         raise not_found("event", "id")
     return _event_view(row)
@@ -179,13 +141,9 @@ def get_event(tx, *, merchant_id: str, event_id: str) -> dict:
 def list_deliveries(tx, *, merchant_id: str, event_id: str) -> list[dict]:
     """Each delivery of an event with its attempts, oldest attempt first."""
     get_event(tx, merchant_id=merchant_id, event_id=event_id)
-    deliveries = tx.query("SELECT d.*, e.url FROM webhook_deliveries d "
-                          "JOIN webhook_endpoints e ON e.id = d.endpoint_id "
-                          "WHERE d.event_id = :e ORDER BY d.created_at, d.id", {"e": event_id})
     out = []
-    for d in deliveries:
-        attempts = tx.query("SELECT attempted_at, status_code, error, duration_ms FROM webhook_attempts "
-                            "WHERE delivery_id = :d ORDER BY attempted_at, id", {"d": d["id"]})
+    for d in webhooks_db.event_deliveries(tx, event_id=event_id):
+        attempts = webhooks_db.delivery_attempts(tx, delivery_id=d["id"])
         out.append({"id": d["id"], "object": "webhook_delivery", "event_id": d["event_id"],
                     "endpoint_id": d["endpoint_id"], "url": d["url"], "status": d["status"],
                     "attempt_count": d["attempts"],
@@ -241,24 +199,15 @@ def claim(tx, *, now, lease_seconds: int, limit: int, policy: RetryPolicy = Retr
     """Take up to limit due deliveries for lease_seconds; each claim counts as an attempt.
 
     Due: pending and its time has come, or delivering under a lease that expired (its
-    deliverer died). A delivery that used up its attempts under expired leases is failed.
+    deliverer died). A delivery that used up its attempts under expired leases is failed;
+    one whose endpoint was deleted meanwhile is cancelled. Deliverers on other nodes
+    claiming at the same time take other deliveries (see gateway.store.webhooks).
     """
     at = unix(now)
-    tx.execute("UPDATE webhook_deliveries SET status = 'failed', completed_at = :now, claim = NULL "
-               "WHERE status = 'delivering' AND lease_until <= :now AND attempts >= :max",
-               {"now": at, "max": policy.max_attempts})
-    token = new_id("claim")
-    tx.execute("UPDATE webhook_deliveries SET status = 'delivering', attempts = attempts + 1, "
-               "lease_until = :lease, claim = :token WHERE id IN ("
-               "  SELECT id FROM webhook_deliveries WHERE "
-               "  (status = 'pending' AND next_attempt_at <= :now) "
-               "  OR (status = 'delivering' AND lease_until <= :now) "
-               "  ORDER BY next_attempt_at, id LIMIT :n)",
-               {"lease": at + int(lease_seconds), "token": token, "now": at, "n": int(limit)})
-    rows = tx.query("SELECT d.id, d.event_id, d.endpoint_id, d.attempts, d.claim, e.url, e.secret, ev.body "
-                    "FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id "
-                    "JOIN webhook_events ev ON ev.id = d.event_id WHERE d.claim = :token "
-                    "ORDER BY d.next_attempt_at, d.id", {"token": token})
+    webhooks_db.fail_expired_leases(tx, now=at, max_attempts=policy.max_attempts)
+    webhooks_db.cancel_due_to_deleted_endpoints(tx, now=at)
+    rows = webhooks_db.lease_due_deliveries(tx, now=at, owner=new_id("claim"),
+                                            lease_until=at + int(lease_seconds), limit=limit)
     return [Delivery(r["id"], r["event_id"], r["endpoint_id"], r["url"], r["secret"],
                      r["body"].encode("utf-8"), r["attempts"], r["claim"]) for r in rows]
 
@@ -271,23 +220,18 @@ def record(tx, delivery: Delivery, outcome: Outcome, *, now, rand: float,
     is still logged but the other claim decides the status.
     """
     at = unix(now)
-    tx.execute("INSERT INTO webhook_attempts (id, delivery_id, attempted_at, status_code, error, duration_ms) "
-               "VALUES (:id, :d, :at, :code, :err, :ms)",
-               {"id": new_id("wha"), "d": delivery.id, "at": at, "code": outcome.status_code,
-                "err": outcome.error, "ms": int(outcome.duration_ms)})
+    webhooks_db.insert_attempt(tx, id=new_id("wha"), delivery_id=delivery.id, attempted_at=at,
+                               status_code=outcome.status_code, error=outcome.error,
+                               duration_ms=int(outcome.duration_ms))
     if outcome.ok:
         status, next_at = "succeeded", None
     elif delivery.attempts >= policy.max_attempts:
         status, next_at = "failed", None
     else:
         status, next_at = "pending", at + policy.delay(delivery.attempts, rand)
-    tx.execute("UPDATE webhook_deliveries SET status = :s, claim = NULL, lease_until = NULL, "
-               "next_attempt_at = COALESCE(:next, next_attempt_at), completed_at = :done "
-               "WHERE id = :id AND claim = :claim",
-               {"s": status, "next": next_at, "done": None if next_at else at,
-                "id": delivery.id, "claim": delivery.claim})
-    row = tx.one("SELECT status FROM webhook_deliveries WHERE id = :id", {"id": delivery.id})
-    return row["status"]
+    webhooks_db.settle_delivery(tx, delivery_id=delivery.id, owner=delivery.claim, status=status,
+                                next_attempt_at=next_at, completed_at=None if next_at else at)
+    return webhooks_db.delivery_status(tx, delivery_id=delivery.id)
 
 
 Post = Callable[[str, dict, bytes, float], Outcome]
@@ -332,17 +276,17 @@ class Deliverer:
 
     def deliver_due(self) -> int:
         """One round: claim what is due, deliver it, record it; how many were attempted."""
-        with self.store.transaction() as tx:
-            claimed = claim(tx, now=self.clock(), lease_seconds=self.lease_seconds, limit=self.batch,
-                            policy=self.policy)
+        now = self.clock()
+        claimed = self.store.write(lambda tx: claim(tx, now=now, lease_seconds=self.lease_seconds,
+                                                    limit=self.batch, policy=self.policy))
         if not claimed:
             return 0
 
         def attempt(delivery: Delivery) -> None:
             outcome = self.post(delivery.url, request_headers(delivery, self.clock()), delivery.body,
                                 self.timeout)
-            with self.store.transaction() as tx:
-                record(tx, delivery, outcome, now=self.clock(), rand=self.random(), policy=self.policy)
+            now, rand = self.clock(), self.random()
+            self.store.write(lambda tx: record(tx, delivery, outcome, now=now, rand=rand, policy=self.policy))
 
         if self.workers <= 1 or len(claimed) == 1:
             for d in claimed:

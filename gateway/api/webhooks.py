@@ -29,10 +29,10 @@ def list_endpoints():
 @bp.delete("/v1/webhook_endpoints/<endpoint_id>")
 @requires("merchant")
 def delete_endpoint(endpoint_id):
-    rt = runtime()
-    with rt.store.transaction() as tx:
-        return webhooks.delete_endpoint(tx, merchant_id=current_caller().merchant_id,
-                                        endpoint_id=endpoint_id, now=rt.now())
+    rt, merchant_id = runtime(), current_caller().merchant_id
+    now = rt.now()
+    return rt.store.write(lambda tx: webhooks.delete_endpoint(tx, merchant_id=merchant_id,
+                                                              endpoint_id=endpoint_id, now=now))
 
 
 @bp.get("/v1/events")
