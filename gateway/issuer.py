@@ -7,6 +7,8 @@ cards (by card id) and which account-based tokens to refuse even though they ver
 
 Deny-list versions: each change (an entry added or removed) takes the next version,
 so a terminal that holds version v asks for `since=v` and gets only what changed.
+Changes to the list happen one at a time, whichever node makes them: each first takes
+the version counter's lock (gateway.store.issuer).
 Locking a wallet denies every card it holds (source `wallet_lock`); unlocking takes
 back exactly those entries and leaves an operator's own entries alone.
 
@@ -20,6 +22,7 @@ from datetime import datetime
 
 from gateway.errors import conflict, invalid, not_found
 from gateway.services import iso, unix
+from gateway.store import issuer as issuer_db
 from protocol import certs, ed25519, tokens
 
 CARD_VALIDITY_SECONDS = 2 * 365 * 24 * 3600
@@ -40,21 +43,16 @@ def ensure_key(tx, seed: bytes, *, now: datetime) -> str:
     """
     public = ed25519.public_key(seed)
     key_id = certs.key_id(public).hex()
-    row = tx.one("SELECT status FROM issuer_keys WHERE key_id = :k", {"k": key_id})
-    if row is not None and row["status"] == "active":
+    if issuer_db.key_status(tx, key_id) == "active":
         return key_id
-    tx.execute("UPDATE issuer_keys SET status = 'retired' WHERE status = 'active'")
-    if row is None:
-        tx.insert("issuer_keys", {"key_id": key_id, "public_key": public.hex(), "status": "active",
-                                  "created_at": unix(now)})
-    else:
-        tx.execute("UPDATE issuer_keys SET status = 'active' WHERE key_id = :k", {"k": key_id})
+    issuer_db.retire_other_keys(tx, key_id)
+    issuer_db.activate_key(tx, key_id=key_id, public_key=public.hex(), created_at=unix(now))
     return key_id
 
 
 def published_keys(tx) -> dict:
     """Every issuer public key a terminal should trust, by key id, active first."""
-    rows = tx.query("SELECT * FROM issuer_keys ORDER BY status, created_at DESC, key_id")
+    rows = issuer_db.published_keys(tx)
     return {"object": "list", "data": [
         {"object": "issuer_key", "key_id": r["key_id"], "algorithm": "Ed25519",
          "public_key": r["public_key"], "status": r["status"], "created_at": iso(r["created_at"])}
@@ -92,43 +90,48 @@ def certify(tx, *, wallet_id: str, public_key: bytes, seed: bytes, now: datetime
     """Certify public_key as a card of wallet_id; the card with its certificate.
 
     The same key certified again for the same wallet answers the card it already has;
-    a key that is another wallet's card is refused. A locked wallet gets no card.
+    a key that is another wallet's card is refused. A locked wallet gets no card (its row
+    is held until commit, so a lock cannot slip in between the check and the card).
     """
-    wallet = tx.one("SELECT id, status FROM wallets WHERE id = :id", {"id": wallet_id})
-    if wallet is None:
+    status = issuer_db.held_wallet_status(tx, wallet_id)
+    if status is None:
         raise not_found("wallet", "id")
-    if wallet["status"] != "active":
+    if status != "active":
         raise conflict("wallet_locked", "This wallet is locked; it cannot be issued a card.", "id")
-    existing = tx.one("SELECT * FROM issuer_cards WHERE public_key = :pk", {"pk": public_key.hex()})
+    existing = issuer_db.card_by_public_key(tx, public_key.hex())
     if existing is not None:
-        if existing["wallet_id"] != wallet_id:
-            raise conflict("public_key_in_use", "This public key is already another wallet's card.",
-                           "public_key")
-        return _card_view(existing)
+        return _certified_before(existing, wallet_id)
     key_id = ensure_key(tx, seed, now=now)
-    card_id = new_card_id()
-    while tx.one("SELECT 1 FROM issuer_cards WHERE card_id = :c", {"c": card_id.hex()}):
-        card_id = new_card_id()
     not_after = unix(now) + int(validity_seconds)
-    certificate = certs.issue(seed, card_id, public_key, not_after)
-    row = {"card_id": card_id.hex(), "wallet_id": wallet_id, "public_key": public_key.hex(),
-           "issuer_key_id": key_id, "not_after": not_after,
-           "certificate": certificate.to_bytes().hex(), "created_at": unix(now)}
-    tx.insert("issuer_cards", row)
-    return _card_view(row)
+    while True:
+        card_id = new_card_id()
+        certificate = certs.issue(seed, card_id, public_key, not_after)
+        row = {"card_id": card_id.hex(), "wallet_id": wallet_id, "public_key": public_key.hex(),
+               "issuer_key_id": key_id, "not_after": not_after,
+               "certificate": certificate.to_bytes().hex(), "created_at": unix(now)}
+        if issuer_db.insert_card(tx, **row):
+            return _card_view(row)
+        # Taken: the key, certified at the same moment by another request, or the card id.
+        existing = issuer_db.card_by_public_key(tx, public_key.hex())
+        if existing is not None:
+            return _certified_before(existing, wallet_id)
+
+
+def _certified_before(card: dict, wallet_id: str) -> dict:
+    """The answer to certifying a key that is already `card`: the card, if it is wallet_id's."""
+    if card["wallet_id"] != wallet_id:
+        raise conflict("public_key_in_use", "This public key is already another wallet's card.", "public_key")
+    return _card_view(card)
 
 
 def wallet_cards(tx, wallet_id: str) -> list[dict]:
-    rows = tx.query("SELECT * FROM issuer_cards WHERE wallet_id = :w ORDER BY created_at, card_id",
-                    {"w": wallet_id})
-    return [_card_view(r) for r in rows]
+    return [_card_view(r) for r in issuer_db.wallet_cards(tx, wallet_id)]
 
 
 # --- the deny-list ---------------------------------------------------------------------
 
 def current_version(tx) -> int:
-    row = tx.one("SELECT COALESCE(MAX(version), 0) AS v FROM issuer_deny_list_changes")
-    return int(row["v"])
+    return issuer_db.deny_list_version(tx)
 
 
 def check_entry(entry, kind) -> tuple[str, str]:
@@ -143,9 +146,10 @@ def check_entry(entry, kind) -> tuple[str, str]:
 
 
 def _change(tx, *, entry: str, kind: str, action: str, reason: str | None, now: datetime) -> int:
-    version = current_version(tx) + 1
-    tx.insert("issuer_deny_list_changes", {"version": version, "entry": entry, "kind": kind,
-                                           "action": action, "reason": reason, "created_at": unix(now)})
+    """Log a change under the next version (the caller holds the deny-list's lock); the version."""
+    version = issuer_db.next_deny_list_version(tx)
+    issuer_db.insert_change(tx, version=version, entry=entry, kind=kind, action=action, reason=reason,
+                            created_at=unix(now))
     return version
 
 
@@ -155,20 +159,22 @@ def deny(tx, *, entry: str, kind: str, reason: str, now: datetime, source: str =
     entry, kind = check_entry(entry, kind)
     if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
         raise invalid("invalid_parameter", f"reason must be 1 to {MAX_REASON} characters.", "reason")
-    if tx.one("SELECT 1 FROM issuer_deny_list WHERE entry = :e", {"e": entry}):
-        return current_version(tx)
+    version = issuer_db.lock_deny_list(tx)
+    if issuer_db.denied_entry(tx, entry):
+        return version
     version = _change(tx, entry=entry, kind=kind, action="add", reason=reason, now=now)
-    tx.insert("issuer_deny_list", {"entry": entry, "kind": kind, "reason": reason, "source": source,
-                                   "wallet_id": wallet_id, "version": version, "created_at": unix(now)})
+    issuer_db.insert_entry(tx, entry=entry, kind=kind, reason=reason, source=source, wallet_id=wallet_id,
+                           version=version, created_at=unix(now))
     return version
 
 
 def allow(tx, *, entry: str, now: datetime) -> int:
     """Take entry off the deny-list; the list's version after it (unchanged if absent)."""
-    row = tx.one("SELECT kind FROM issuer_deny_list WHERE entry = :e", {"e": entry})
+    version = issuer_db.lock_deny_list(tx)
+    row = issuer_db.denied_entry(tx, entry)
     if row is None:
-        return current_version(tx)
-    tx.execute("DELETE FROM issuer_deny_list WHERE entry = :e", {"e": entry})
+        return version
+    issuer_db.delete_entry(tx, entry)
     return _change(tx, entry=entry, kind=row["kind"], action="remove", reason=None, now=now)
 
 
@@ -181,11 +187,11 @@ def deny_list(tx, since: int | None = None) -> dict:
     """
     version = current_version(tx)
     if since is None or since > version or since < 0:
-        rows = tx.query("SELECT entry, kind, reason, version FROM issuer_deny_list ORDER BY version")
+        rows = [{"entry": r["entry"], "kind": r["kind"], "reason": r["reason"], "version": r["version"]}
+                for r in issuer_db.denied_entries(tx)]
         return {"object": "deny_list", "version": version, "full": True, "entries": rows}
     last: dict[str, dict] = {}
-    for change in tx.query("SELECT * FROM issuer_deny_list_changes WHERE version > :v ORDER BY version",
-                           {"v": since}):
+    for change in issuer_db.changes_since(tx, since):
         last[change["entry"]] = change
     added = [{"entry": c["entry"], "kind": c["kind"], "reason": c["reason"], "version": c["version"]}
              for c in last.values() if c["action"] == "add"]
@@ -197,17 +203,17 @@ def deny_list(tx, since: int | None = None) -> dict:
 
 # --- remote lock -----------------------------------------------------------------------
 
-def _wallet(tx, wallet_id: str) -> dict:
-    row = tx.one("SELECT id, status FROM wallets WHERE id = :id", {"id": wallet_id})
-    if row is None:
+def _wallet_status(tx, wallet_id: str) -> str:
+    status = issuer_db.wallet_status(tx, wallet_id)
+    if status is None:
         raise not_found("wallet", "id")
-    return row
+    return status
 
 
 def lock(tx, *, wallet_id: str, reason: str, now: datetime) -> dict:
     """Lock the wallet and deny every card it holds. Locking a locked wallet changes nothing."""
-    _wallet(tx, wallet_id)
-    tx.execute("UPDATE wallets SET status = 'locked' WHERE id = :id", {"id": wallet_id})
+    _wallet_status(tx, wallet_id)
+    issuer_db.set_wallet_status(tx, wallet_id, "locked")
     for card in wallet_cards(tx, wallet_id):
         deny(tx, entry=card["card_id"], kind="card_id", reason=reason, now=now,
              source=LOCK_SOURCE, wallet_id=wallet_id)
@@ -216,17 +222,13 @@ def lock(tx, *, wallet_id: str, reason: str, now: datetime) -> dict:
 
 def unlock(tx, *, wallet_id: str, now: datetime) -> dict:
     """Unlock the wallet and take back the entries its lock added (not an operator's own)."""
-    _wallet(tx, wallet_id)
-    tx.execute("UPDATE wallets SET status = 'active' WHERE id = :id", {"id": wallet_id})
-    for row in tx.query("SELECT entry FROM issuer_deny_list WHERE wallet_id = :w AND source = :s "
-                        "ORDER BY version", {"w": wallet_id, "s": LOCK_SOURCE}):
-        allow(tx, entry=row["entry"], now=now)
+    _wallet_status(tx, wallet_id)
+    issuer_db.set_wallet_status(tx, wallet_id, "active")
+    for entry in issuer_db.entries_from(tx, wallet_id=wallet_id, source=LOCK_SOURCE):
+        allow(tx, entry=entry, now=now)
     return lock_state(tx, wallet_id)
 
 
 def lock_state(tx, wallet_id: str) -> dict:
-    wallet = _wallet(tx, wallet_id)
-    denied = tx.query("SELECT c.card_id FROM issuer_cards c JOIN issuer_deny_list d ON d.entry = c.card_id "
-                      "WHERE c.wallet_id = :w ORDER BY c.card_id", {"w": wallet_id})
-    return {"object": "wallet_lock", "wallet_id": wallet_id, "status": wallet["status"],
-            "denied_card_ids": [r["card_id"] for r in denied], "deny_list_version": current_version(tx)}
+    return {"object": "wallet_lock", "wallet_id": wallet_id, "status": _wallet_status(tx, wallet_id),
+            "denied_card_ids": issuer_db.denied_card_ids(tx, wallet_id), "deny_list_version": current_version(tx)}

@@ -42,9 +42,12 @@ def keys():
     with rt.store.read() as tx:
         published = issuer.published_keys(tx)
     if not any(k["status"] == "active" for k in published["data"]):
-        with rt.store.transaction() as tx:
-            issuer.ensure_key(tx, _seed(), now=rt.now())
-            published = issuer.published_keys(tx)
+        seed, now = _seed(), rt.now()
+
+        def publish(tx):
+            issuer.ensure_key(tx, seed, now=now)
+            return issuer.published_keys(tx)
+        published = rt.store.write(publish)
     return published
 
 
@@ -76,8 +79,8 @@ def deny(tx):
 @requires("operator")
 def allow(entry):
     rt = runtime()
-    with rt.store.transaction() as tx:
-        version = issuer.allow(tx, entry=entry, now=rt.now())
+    now = rt.now()
+    version = rt.store.write(lambda tx: issuer.allow(tx, entry=entry, now=now))
     return {"object": "deny_list_entry", "entry": entry, "deleted": True, "deny_list_version": version}
 
 
