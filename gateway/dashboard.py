@@ -9,7 +9,7 @@ Where a service already answers a question it is asked (taps.ridership,
 issuer.deny_list, ledger.check, ledger.statement, bills.list_bill_payments); the
 queries below are the ones no service had: riders and refusals of a day, validators'
 last uploads, bills per biller, tills' purse sales, and plain descriptions of statement
-lines. They are portable SQL (no SQLite-only functions).
+lines. Their SQL is in gateway/store/dashboard.py.
 
 A shop till uploads its purse sales through the taps endpoint (route TILL_ROUTE): they
 are shop payments, so the transit figures (taps, riders, hours, routes) leave them out.
@@ -22,13 +22,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from gateway import issuer, ledger
 from gateway.auth import Caller, key_hash
 from gateway.services import bills, fare_charges, taps
+from gateway.store import dashboard as dashboard_db
+from gateway.store import issuer as issuer_db
+from gateway.store.dashboard import TILL_ROUTE
 
 DEFAULT_ZONE = "Asia/Shanghai"
 ONLINE_MINUTES = 15  # a validator is online if it uploaded this close to the latest upload of any
-# A shop till (terminal.till) uploads its purse sales as taps on this route, the sale id as
-# the stop: shop payments, not ridership, so the transit figures leave them out.
-TILL_ROUTE = "pos"
-TRANSIT = f"(route IS NULL OR route <> '{TILL_ROUTE}')"  # a constant, never input
+# A shop till (terminal.till) uploads its purse sales as taps on route TILL_ROUTE, the sale
+# id as the stop: shop payments, not ridership, so the transit figures leave them out.
 
 
 # -- time -------------------------------------------------------------------------------------
@@ -57,7 +58,7 @@ def local(seconds: int | None, tz: ZoneInfo) -> datetime | None:
 def latest_tap_at(tx) -> int | None:
     """When the latest transit tap uploaded happened (the validator's clock), or None.
     A till's purse sales are not transit taps."""
-    return tx.one(f"SELECT MAX(at) AS at FROM transit_taps WHERE {TRANSIT}")["at"]
+    return dashboard_db.latest_tap_at(tx)
 
 
 def default_day(tx, *, now: datetime, tz: ZoneInfo) -> date:
@@ -74,12 +75,8 @@ def tap_totals(tx, *, since: int, until: int) -> dict:
 
     A rider is a card id (purse) or a keyed-hash token (EMV, UID) seen on an accepted tap.
     """
-    row = tx.one("SELECT COUNT(*) AS taps, SUM(CASE WHEN accepted = 1 THEN 1 ELSE 0 END) AS accepted,"
-                 " COUNT(DISTINCT CASE WHEN accepted = 1 THEN COALESCE(token, card_id) END) AS riders"
-                 f" FROM transit_taps WHERE at >= :a AND at < :b AND {TRANSIT}", {"a": since, "b": until})
-    reasons = tx.query("SELECT reason, COUNT(*) AS taps FROM transit_taps"
-                       f" WHERE at >= :a AND at < :b AND accepted = 0 AND {TRANSIT}"
-                       " GROUP BY reason ORDER BY COUNT(*) DESC, reason", {"a": since, "b": until})
+    row = dashboard_db.tap_counts(tx, since=since, until=until)
+    reasons = dashboard_db.denied_reasons(tx, since=since, until=until)
     accepted = row["accepted"] or 0
     return {"taps": row["taps"], "accepted": accepted, "denied": row["taps"] - accepted,
             "riders": row["riders"], "denied_reasons": [(r["reason"], r["taps"]) for r in reasons]}
@@ -174,16 +171,9 @@ def validators(tx, *, online_minutes: int = ONLINE_MINUTES) -> dict:
     any validator (the reference), so a replayed or simulated day reads the same as a
     live one; the page shows the reference so a fleet gone silent is visible too.
     """
-    rows = tx.query(
-        "SELECT t.id, t.name, t.status, m.name AS merchant_name, u.last_upload, u.last_tap, u.taps, u.sales"
-        " FROM (SELECT terminal_id, MAX(received_at) AS last_upload, MAX(at) AS last_tap, COUNT(*) AS taps,"
-        f"       SUM(CASE WHEN route = '{TILL_ROUTE}' THEN 1 ELSE 0 END) AS sales"
-        "       FROM transit_taps GROUP BY terminal_id) u"
-        " JOIN terminals t ON t.id = u.terminal_id JOIN merchants m ON m.id = t.merchant_id"
-        " ORDER BY t.name, t.id")
+    rows = dashboard_db.uploading_terminals(tx)
     reference = max((r["last_upload"] for r in rows), default=None)
-    never = tx.one("SELECT COUNT(*) AS n FROM terminals t WHERE t.status = 'active' AND NOT EXISTS"
-                   " (SELECT 1 FROM transit_taps x WHERE x.terminal_id = t.id)")["n"]
+    never = dashboard_db.silent_terminals(tx)
     window = online_minutes * 60
     listed = [{**{k: v for k, v in r.items() if k != "sales"}, "till": r["sales"] == r["taps"],
                "online": r["status"] == "active" and reference - r["last_upload"] <= window}
@@ -198,67 +188,45 @@ def validators(tx, *, online_minutes: int = ONLINE_MINUTES) -> dict:
 def bills_per_biller(tx, *, now: datetime) -> list[dict]:
     """Per biller and currency, over all periods: bills issued (count, amount due), bills paid
     in full, money received, and what is still outstanding on payable bills."""
-    issued = tx.query(
-        "SELECT m.id AS biller_id, m.name, b.currency, COUNT(*) AS issued, SUM(b.amount_due) AS issued_amount,"
-        " SUM(CASE WHEN b.status = 'paid' THEN 1 ELSE 0 END) AS paid,"
-        " SUM(b.amount_paid) AS paid_amount,"
-        " SUM(CASE WHEN b.status IN ('open', 'partially_paid') AND b.expires_at > :now"
-        "     THEN b.amount_due - b.amount_paid ELSE 0 END) AS outstanding"
-        " FROM bill_billers x JOIN merchants m ON m.id = x.merchant_id"
-        " JOIN bill_bills b ON b.biller_id = x.merchant_id"
-        " GROUP BY m.id, m.name, b.currency ORDER BY m.name, m.id, b.currency",
-        {"now": int(now.timestamp())})
-    idle = tx.query("SELECT m.id AS biller_id, m.name FROM bill_billers x JOIN merchants m ON m.id = x.merchant_id"
-                    " WHERE NOT EXISTS (SELECT 1 FROM bill_bills b WHERE b.biller_id = x.merchant_id)"
-                    " ORDER BY m.name, m.id")
+    issued = dashboard_db.bills_per_biller(tx, now=int(now.timestamp()))
+    idle = dashboard_db.idle_billers(tx)
     return issued + [{**r, "currency": None, "issued": 0, "issued_amount": 0, "paid": 0, "paid_amount": 0,
                       "outstanding": 0} for r in idle]
 
 
 def shop_payments(tx, *, since: int, until: int) -> dict[str, dict]:
     """Wallet payments to merchants in [since, until), per currency: count, amount, refunded."""
-    rows = tx.query("SELECT currency, COUNT(*) AS count, SUM(amount) AS amount,"
-                    " SUM(refunded_amount) AS refunded FROM payments"
-                    " WHERE created_at >= :a AND created_at < :b GROUP BY currency ORDER BY currency",
-                    {"a": since, "b": until})
+    rows = dashboard_db.shop_payments(tx, since=since, until=until)
     return {r["currency"]: {"count": r["count"], "amount": r["amount"], "refunded": r["refunded"]} for r in rows}
 
 
 def till_sales(tx, *, since: int, until: int) -> dict[str, dict]:
     """Purse sales at shop tills in [since, until) (taps on route TILL_ROUTE), per currency:
     accepted sales and the amount clearing posted."""
-    rows = tx.query("SELECT currency, COUNT(*) AS count,"
-                    " SUM(CASE WHEN clearing = 'posted' THEN amount ELSE 0 END) AS amount FROM transit_taps"
-                    f" WHERE route = '{TILL_ROUTE}' AND accepted = 1 AND at >= :a AND at < :b AND currency IS NOT NULL"
-                    " GROUP BY currency ORDER BY currency", {"a": since, "b": until})
+    rows = dashboard_db.till_sales(tx, since=since, until=until)
     return {r["currency"]: {"count": r["count"], "amount": r["amount"] or 0} for r in rows}
 
 
 def latest_activity(tx, tz: ZoneInfo) -> dict:
     """The local days of the latest bill payment and shop payment (wallet or till purse sale),
     None where there is none: so a page showing a bus day can point to the day they happened."""
-    bill = tx.one("SELECT MAX(created_at) AS at FROM bill_payments")["at"]
-    shop = tx.one("SELECT MAX(created_at) AS at FROM payments")["at"]
-    till = tx.one(f"SELECT MAX(at) AS at FROM transit_taps WHERE route = '{TILL_ROUTE}'")["at"]
-    shop = max((t for t in (shop, till) if t is not None), default=None)
+    latest = dashboard_db.latest_payment_times(tx)
+    bill = latest["bill"]
+    shop = max((t for t in (latest["shop"], latest["till"]) if t is not None), default=None)
     return {"bills": bill and local(bill, tz).date(), "shop": shop and local(shop, tz).date()}
 
 
 def bill_payments(tx, *, since: int, until: int) -> dict[str, dict]:
     """Bill payments in [since, until), per currency: count and amount."""
-    rows = tx.query("SELECT currency, COUNT(*) AS count, SUM(amount) AS amount FROM bill_payments"
-                    " WHERE created_at >= :a AND created_at < :b GROUP BY currency ORDER BY currency",
-                    {"a": since, "b": until})
+    rows = dashboard_db.bill_payments(tx, since=since, until=until)
     return {r["currency"]: {"count": r["count"], "amount": r["amount"]} for r in rows}
 
 
 def deny_list(tx) -> dict:
     """The issuer's deny-list now: version and entries (newest first) with reasons and who added them."""
-    full = issuer.deny_list(tx)
-    extra = {r["entry"]: r for r in tx.query("SELECT entry, source, created_at FROM issuer_deny_list")}
-    entries = [{**e, "source": extra.get(e["entry"], {}).get("source"),
-                "created_at": extra.get(e["entry"], {}).get("created_at")} for e in full["entries"]]
-    return {"version": full["version"], "entries": entries[::-1]}
+    entries = [{k: r[k] for k in ("entry", "kind", "reason", "version", "source", "created_at")}
+               for r in issuer_db.denied_entries(tx)]
+    return {"version": issuer.current_version(tx), "entries": entries[::-1]}
 
 
 def ledger_check(tx) -> dict:
@@ -300,11 +268,11 @@ def wallet_by_credential(tx, credential: str) -> dict | None:
     """The wallet whose wk_ credential this is, or None (looked up by its hash, as auth does)."""
     if not isinstance(credential, str) or not credential.startswith("wk_") or len(credential) > 200:
         return None
-    return tx.one("SELECT * FROM wallets WHERE credential_hash = :h", {"h": key_hash(credential)})
+    return dashboard_db.wallet_by_credential_hash(tx, key_hash(credential))
 
 
 def wallet_row(tx, wallet_id: str) -> dict | None:
-    return tx.one("SELECT * FROM wallets WHERE id = :id", {"id": wallet_id})
+    return dashboard_db.wallet(tx, wallet_id)
 
 
 _VERBS = {
@@ -326,16 +294,10 @@ def wallet_activity(tx, wallet: dict, *, limit: int = 20) -> list[dict]:
     entries, _ = ledger.statement(tx, wallet["account_id"], limit=limit)
     if not entries:
         return []
-    names = {r["account_id"]: r["name"] for r in tx.query(
-        "SELECT account_id, name FROM merchants")}
+    names = dashboard_db.merchant_names(tx)
     ids = [e["transfer_id"] for e in entries]
-    marks = ", ".join(f":t{i}" for i in range(len(ids)))
-    params = {f"t{i}": v for i, v in enumerate(ids)}
-    bill_numbers = {r["id"]: r["bill_number"] for r in tx.query(
-        f"SELECT p.id, b.bill_number FROM bill_payments p JOIN bill_bills b ON b.id = p.bill_id"
-        f" WHERE p.id IN ({marks})", params)}
-    notes = {r["id"]: r["description"] for r in tx.query(
-        f"SELECT id, description FROM payments WHERE id IN ({marks})", params)}
+    bill_numbers = dashboard_db.bill_numbers(tx, ids)
+    notes = dashboard_db.payment_descriptions(tx, ids)
     lines = []
     for e in entries:
         detail = None
@@ -350,16 +312,12 @@ def wallet_activity(tx, wallet: dict, *, limit: int = 20) -> list[dict]:
 def wallet_trips(tx, wallet_id: str, *, limit: int = 10) -> list[dict]:
     """The latest taps of the wallet's purse cards, newest first (bank-card and UID taps carry
     only a keyed-hash token, which no wallet is linked to)."""
-    return tx.query("SELECT t.at, t.route, t.stop, t.accepted, t.reason, t.amount, t.currency, t.clearing"
-                    " FROM transit_taps t JOIN issuer_cards c ON c.card_id = t.card_id"
-                    " WHERE c.wallet_id = :w ORDER BY t.at DESC, t.tap_id DESC LIMIT :n",
-                    {"w": wallet_id, "n": limit})
+    return dashboard_db.purse_taps(tx, wallet_id, limit=limit)
 
 
 def billers(tx) -> list[dict]:
     """Every biller a payer may look bills up at: id and name."""
-    return tx.query("SELECT m.id, m.name FROM bill_billers x JOIN merchants m ON m.id = x.merchant_id"
-                    " ORDER BY m.name, m.id")
+    return dashboard_db.billers(tx)
 
 
 def bills_to_pay(tx, wallet_id: str, *, biller_id: str, consumer_number: str, now: datetime) -> list[dict]:
