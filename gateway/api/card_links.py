@@ -44,5 +44,5 @@ def linked_cards(wallet_id):
 @bp.delete("/v1/wallets/<wallet_id>/linked-cards/<link_id>")
 @requires("wallet", "operator")
 def unlink(wallet_id, link_id):
-    with runtime().store.transaction() as tx:
-        return card_links.unlink(tx, current_caller(), wallet_id, link_id)
+    caller = current_caller()
+    return runtime().store.write(lambda tx: card_links.unlink(tx, caller, wallet_id, link_id))

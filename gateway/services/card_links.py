@@ -18,6 +18,7 @@ from gateway.auth import Caller, key_hash
 from gateway.errors import conflict, invalid, not_found
 from gateway.services import iso, new_id, unix
 from gateway.services.wallets import require_active, wallet_row
+from gateway.store import card_links as links_db
 from protocol import tokens
 
 LINK_CODE_SECONDS = 600
@@ -50,9 +51,8 @@ def create_code(tx, caller: Caller, wallet_id: str, *, now: datetime) -> dict:
     require_active(wallet)
     code = new_code()
     expires_at = unix(now) + LINK_CODE_SECONDS
-    tx.insert("fare_link_codes", {"code_hash": key_hash(normalise_code(code)), "wallet_id": wallet_id,
-                                  "expires_at": expires_at, "used_at": None, "link_id": None,
-                                  "created_at": unix(now)})
+    links_db.insert_code(tx, code_hash=key_hash(normalise_code(code)), wallet_id=wallet_id, expires_at=expires_at,
+                         created_at=unix(now))
     return {"object": "card_link_code", "code": code, "wallet_id": wallet_id, "expires_at": iso(expires_at),
             "created_at": iso(unix(now))}
 
@@ -69,44 +69,44 @@ def link_by_code(tx, *, code: str, token: str, terminal_id: str, now: datetime) 
 
     An unknown, expired or used code is not found (the three look alike to a terminal).
     A token linked to another wallet is a conflict (unlink it there first); linked to
-    this wallet already, the existing link is the answer and the code is spent."""
+    this wallet already, the existing link is the answer and the code is spent. The code
+    is spent first, by a conditional update: of two taps with one code, one links."""
     token = check_token(token)
-    row = tx.one("SELECT * FROM fare_link_codes WHERE code_hash = :h", {"h": key_hash(normalise_code(code))})
-    if row is None or row["used_at"] is not None or row["expires_at"] <= unix(now):
+    code_hash = key_hash(normalise_code(code))
+    wallet_id = links_db.spend_code(tx, code_hash=code_hash, now=unix(now))
+    if wallet_id is None:
         raise not_found("link code (or it expired or was used)", "code")
-    wallet = tx.one("SELECT * FROM wallets WHERE id = :id", {"id": row["wallet_id"]})
+    wallet = links_db.wallet(tx, wallet_id)
     require_active(wallet)
-    existing = tx.one("SELECT * FROM fare_card_links WHERE token = :t", {"t": token})
-    if existing is not None and existing["wallet_id"] != wallet["id"]:
-        raise conflict("token_linked", "This card is linked to another wallet; unlink it there first.", "token")
-    if existing is None:
-        kind = tokens.token_kind(token)
-        existing = {"id": new_id("cl"), "token": token, "wallet_id": wallet["id"], "token_kind": kind,
-                    "assurance": "low" if tokens.is_low_assurance(token) else "high",
-                    "terminal_id": terminal_id, "created_at": unix(now)}
-        tx.insert("fare_card_links", existing)
-    tx.execute("UPDATE fare_link_codes SET used_at = :t, link_id = :l WHERE code_hash = :h",
-               {"t": unix(now), "l": existing["id"], "h": row["code_hash"]})
-    return link_view(existing)
+    link = {"id": new_id("cl"), "token": token, "wallet_id": wallet["id"], "token_kind": tokens.token_kind(token),
+            "assurance": "low" if tokens.is_low_assurance(token) else "high", "terminal_id": terminal_id,
+            "created_at": unix(now)}
+    while not links_db.insert_link(tx, **link):
+        existing = links_db.link_of_token(tx, token)
+        if existing is None:
+            continue  # unlinked since the insert met it: link it now
+        if existing["wallet_id"] != wallet["id"]:
+            raise conflict("token_linked", "This card is linked to another wallet; unlink it there first.", "token")
+        link = existing
+        break
+    links_db.set_code_link(tx, code_hash=code_hash, link_id=link["id"])
+    return link_view(link)
 
 
 def wallet_links(tx, caller: Caller, wallet_id: str) -> dict:
     wallet_row(tx, caller, wallet_id)
-    rows = tx.query("SELECT * FROM fare_card_links WHERE wallet_id = :w ORDER BY created_at, id", {"w": wallet_id})
-    return {"object": "list", "data": [link_view(r) for r in rows], "has_more": False, "next_cursor": None}
+    return {"object": "list", "data": [link_view(r) for r in links_db.wallet_links(tx, wallet_id)],
+            "has_more": False, "next_cursor": None}
 
 
 def unlink(tx, caller: Caller, wallet_id: str, link_id: str) -> dict:
     """Remove the wallet's link; its trips from now on are no longer charged to it."""
     wallet_row(tx, caller, wallet_id)
-    row = tx.one("SELECT * FROM fare_card_links WHERE id = :id AND wallet_id = :w", {"id": link_id, "w": wallet_id})
-    if row is None:
+    if not links_db.delete_link(tx, link_id=link_id, wallet_id=wallet_id):
         raise not_found("card link", "link_id")
-    tx.execute("DELETE FROM fare_card_links WHERE id = :id", {"id": link_id})
     return {"id": link_id, "object": "card_link", "deleted": True}
 
 
 def linked_wallet(tx, token: str) -> dict | None:
     """The wallet row a token is linked to, or None."""
-    return tx.one("SELECT w.* FROM fare_card_links l JOIN wallets w ON w.id = l.wallet_id WHERE l.token = :t",
-                  {"t": token})
+    return links_db.linked_wallet(tx, token)
