@@ -25,6 +25,14 @@ Invariants (kept by construction, proved by `check()`):
    in the same transaction, so a balance is read, never summed, at read time.
 7. A failed call writes nothing (each runs inside a savepoint).
 
+The rules hold with many writers at once (gateway nodes on one PostgreSQL at
+READ COMMITTED) and no lock of the gateway's: the funds check is evaluated by
+the database on the account row as the writer before left it; a transfer id
+is a primary key and `pending_id` is UNIQUE, so of two writers storing one the
+second gets IntegrityError inside its savepoint and replays (or refuses) as if
+it had come second; account rows are updated in id order, so movements in
+opposite directions never deadlock. The SQL lives in gateway/store/ledger.py.
+
 Every function takes an open `Tx` (gateway.store) and, when it writes, `now`:
 a timezone-aware datetime, stored as ISO 8601 UTC text ending in Z.
 """
@@ -37,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from gateway.store import IntegrityError
+from gateway.store import ledger as ledger_db
 from protocol import currency as iso4217
 
 # kind -> may the balance go below zero?
@@ -59,14 +68,7 @@ _CODE = re.compile(r"^[a-z0-9_.\-]{1,64}$")
 # alpha code -> minor-unit exponent, from the one ISO 4217 table; gateway.services imports it.
 CURRENCY_EXPONENTS = {c.alpha: c.exponent for c in iso4217.CURRENCIES.values()}
 
-_ACCOUNT_COLUMNS = (
-    "id, kind, currency, owner_id, allow_negative, debits_posted, credits_posted, "
-    "debits_pending, credits_pending, postings_count, created_at"
-)
-_TRANSFER_COLUMNS = (
-    "id, debit_account_id, credit_account_id, amount, currency, code, kind, pending_id, "
-    "timeout_seconds, expires_at, metadata, created_at"
-)
+_NO_CURSOR = 2**63 - 1  # above every posting number
 _RESOLUTION_STATUS = {"post_pending": "posted", "void_pending": "voided", "expire_pending": "expired"}
 
 
@@ -293,52 +295,43 @@ def open_account(tx, *, kind: str, currency: str = "CNY", owner_id: str | None =
         raise LedgerError(
             "invalid_owner_id", f"owner_id must be a string of 1 to 128 characters, not {_show(owner_id)}", "owner_id")
     account_id = _check_id(account_id, "account_id") if account_id is not None else "acc_" + secrets.token_hex(12)
+    # The primary key decides between two writers opening one id: the second finds the first's.
+    if ledger_db.insert_account(tx, id=account_id, kind=kind, currency=currency, owner_id=owner_id,
+                                allow_negative=ACCOUNT_KINDS[kind], created_at=at):
+        return get_account(tx, account_id)
     existing = get_account(tx, account_id)
-    if existing is not None:
-        if (existing["kind"], existing["currency"], existing["owner_id"]) == (kind, currency, owner_id):
-            return existing
-        raise LedgerError(
-            "account_exists",
-            f"account {account_id} already exists as a {existing['kind']} account in {existing['currency']}"
-            f" owned by {_show(existing['owner_id'])}",
-            "account_id",
-        )
-    tx.insert("ledger_accounts", {
-        "id": account_id, "kind": kind, "currency": currency, "owner_id": owner_id,
-        "allow_negative": int(ACCOUNT_KINDS[kind]), "created_at": at,
-    })
-    return get_account(tx, account_id)
+    if (existing["kind"], existing["currency"], existing["owner_id"]) == (kind, currency, owner_id):
+        return existing
+    raise LedgerError(
+        "account_exists",
+        f"account {account_id} already exists as a {existing['kind']} account in {existing['currency']}"
+        f" owned by {_show(existing['owner_id'])}",
+        "account_id",
+    )
 
 
-def get_account(tx, account_id: str) -> dict | None:
-    row = tx.one(f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = :id", {"id": account_id})
-    if row is None:
-        return None
+def _account_view(row: dict) -> dict:
     row["allow_negative"] = bool(row["allow_negative"])
     row["balance"] = row["credits_posted"] - row["debits_posted"]
     row["available"] = row["balance"] - row["debits_pending"]
     return row
 
 
+def get_account(tx, account_id: str) -> dict | None:
+    row = ledger_db.account(tx, account_id)
+    return _account_view(row) if row is not None else None
+
+
 def find_accounts(tx, *, kind: str | None = None, currency: str | None = None,
                   owner_id: str | None = None, limit: int = 100) -> list[dict]:
     """Accounts matching every filter given, oldest first (e.g. the CNY funding_source)."""
-    filters = {"kind": kind, "currency": currency, "owner_id": owner_id}
-    where = " AND ".join(f"{name} = :{name}" for name, value in filters.items() if value is not None) or "1 = 1"
-    rows = tx.query(
-        f"SELECT id FROM ledger_accounts WHERE {where} ORDER BY created_at, id LIMIT :limit",
-        {**filters, "limit": limit},
-    )
-    return [get_account(tx, row["id"]) for row in rows]
+    rows = ledger_db.find_accounts(tx, kind=kind, currency=currency, owner_id=owner_id, limit=limit)
+    return [_account_view(row) for row in rows]
 
 
 def balance(tx, account_id: str) -> Balance:
     """The account's balance, read from its stored totals."""
-    row = tx.one(
-        "SELECT currency, debits_posted, credits_posted, debits_pending, credits_pending"
-        " FROM ledger_accounts WHERE id = :id",
-        {"id": account_id},
-    )
+    row = ledger_db.account(tx, account_id)
     if row is None:
         raise AccountNotFound(f"no account {_show(account_id)}", "account_id")
     posted = row["credits_posted"] - row["debits_posted"]
@@ -359,19 +352,15 @@ def _account_for(tx, account_id, param: str) -> dict:
 def get_transfer(tx, transfer_id: str) -> dict | None:
     """The transfer as stored, with `metadata` decoded; a pending one also has
     `status` (pending, posted, voided or expired) and `resolved_by`."""
-    row = tx.one(f"SELECT {_TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = :id", {"id": transfer_id})
+    row = ledger_db.transfer(tx, transfer_id)
     if row is None:
         return None
     row["metadata"] = json.loads(row["metadata"]) if row["metadata"] is not None else None
     if row["kind"] == "pending":
-        resolution = _resolution(tx, transfer_id)
+        resolution = ledger_db.resolution(tx, transfer_id)
         row["status"] = _RESOLUTION_STATUS[resolution["kind"]] if resolution else "pending"
         row["resolved_by"] = resolution["id"] if resolution else None
     return row
-
-
-def _resolution(tx, pending_id: str) -> dict | None:
-    return tx.one("SELECT id, kind, amount FROM ledger_transfers WHERE pending_id = :id", {"id": pending_id})
 
 
 def transfer(tx, *, transfer_id: str, debit_account_id: str, credit_account_id: str, amount: int,
@@ -422,10 +411,6 @@ def transfer(tx, *, transfer_id: str, debit_account_id: str, credit_account_id: 
     return made
 
 
-class _Unusual(Exception):
-    """The one-pass transfer met something it does not explain (see _transfer_at_once)."""
-
-
 def _transfer_at_once(tx, row: dict, pending: bool) -> bool:
     """The usual transfer in five statements, every rule in their WHERE clauses.
 
@@ -435,25 +420,11 @@ def _transfer_at_once(tx, row: dict, pending: bool) -> bool:
     else (a retry, an unknown account, short funds ...) undoes this savepoint and
     returns False: _transfer_with_checks then finds and names the problem.
     """
-    column = "pending" if pending else "posted"
-    count = "" if pending else ", postings_count = postings_count + 1"
-    params = {"amount": row["amount"], "currency": row["currency"], "max": MAX_TOTAL}
     try:
         with tx.savepoint():
-            tx.insert("ledger_transfers", row)
-            moved = tx.query(
-                f"UPDATE ledger_accounts SET debits_{column} = debits_{column} + :amount{count}"
-                " WHERE id = :id AND currency = :currency AND debits_posted + debits_pending + :amount <= :max"
-                " AND (allow_negative = 1 OR credits_posted - debits_posted - debits_pending >= :amount)" + _AFTER,
-                {**params, "id": row["debit_account_id"]})
-            if len(moved) != 1:
-                raise _Unusual
-            moved += tx.query(
-                f"UPDATE ledger_accounts SET credits_{column} = credits_{column} + :amount{count}"
-                " WHERE id = :id AND currency = :currency AND credits_posted + credits_pending + :amount <= :max"
-                + _AFTER,
-                {**params, "id": row["credit_account_id"]})
-            if len(moved) != 2:
+            ledger_db.insert_transfer(tx, **row)
+            moved = _move(tx, row, pending)
+            if None in moved:
                 raise _Unusual
             if not pending:
                 _post(tx, row["id"], moved, row["amount"], row["created_at"])
@@ -464,6 +435,10 @@ def _transfer_at_once(tx, row: dict, pending: bool) -> bool:
     return True
 
 
+class _Unusual(Exception):
+    """The one-pass transfer met something it does not explain (see _transfer_at_once)."""
+
+
 def _transfer_with_checks(tx, row: dict, pending: bool) -> dict | None:
     """The transfer step by step: a retry returns the first transfer, every refusal is named."""
     transfer_id, amount, currency = row["id"], row["amount"], row["currency"]
@@ -472,65 +447,66 @@ def _transfer_with_checks(tx, row: dict, pending: bool) -> dict | None:
     replay = _replay(tx, transfer_id, fields)
     if replay is not None:
         return replay
-    debit_account_id, credit_account_id, at = row["debit_account_id"], row["credit_account_id"], row["created_at"]
-    with tx.savepoint():
-        debit = _account_for(tx, debit_account_id, "debit_account_id")
-        credit = _account_for(tx, credit_account_id, "credit_account_id")
-        for account, param in ((debit, "debit_account_id"), (credit, "credit_account_id")):
-            if account["currency"] != currency:
-                raise CurrencyMismatch(
-                    f"account {account['id']} holds {account['currency']}, the transfer is in {currency}", param)
-        for account, side in ((debit, "debits"), (credit, "credits")):
-            if account[f"{side}_posted"] + account[f"{side}_pending"] + amount > MAX_TOTAL:
-                raise LedgerError(
-                    "account_limit_exceeded", f"account {account['id']} has reached the limit of its {side}")
-        moved = _move(tx, debit, credit, amount, pending=pending)
-        tx.insert("ledger_transfers", row)
-        if not pending:
-            _post(tx, transfer_id, moved, amount, at)
+    try:
+        with tx.savepoint():
+            debit = _account_for(tx, row["debit_account_id"], "debit_account_id")
+            credit = _account_for(tx, row["credit_account_id"], "credit_account_id")
+            for account, param in ((debit, "debit_account_id"), (credit, "credit_account_id")):
+                if account["currency"] != currency:
+                    raise CurrencyMismatch(
+                        f"account {account['id']} holds {account['currency']}, the transfer is in {currency}", param)
+            for account, side in ((debit, "debits"), (credit, "credits")):
+                if account[f"{side}_posted"] + account[f"{side}_pending"] + amount > MAX_TOTAL:
+                    raise LedgerError(
+                        "account_limit_exceeded", f"account {account['id']} has reached the limit of its {side}")
+            ledger_db.insert_transfer(tx, **row)
+            moved = _move(tx, row, pending)
+            if moved[0] is None:
+                available = debit["credits_posted"] - debit["debits_posted"] - debit["debits_pending"]
+                raise InsufficientFunds(
+                    f"account {debit['id']} has {available} available, {amount} needed", "debit_account_id")
+            if moved[1] is None:  # another writer took the credit to its limit since it was read
+                raise LedgerError("account_limit_exceeded", f"account {credit['id']} has reached the limit of its credits")
+            if not pending:
+                _post(tx, transfer_id, moved, amount, row["created_at"])
+    except IntegrityError:
+        # Another writer stored this transfer id since _replay looked: the first one stands.
+        replay = _replay(tx, transfer_id, fields)
+        if replay is None:
+            raise
+        return replay
     return None
 
 
-_AFTER = " RETURNING id, postings_count, credits_posted - debits_posted AS balance"
+def _in_account_order(debit_account_id: str, credit_account_id: str, update) -> list:
+    """[update("debit", debit_account_id), update("credit", credit_account_id)], made in account
+    id order: every writer locks account rows in that one order, so two movements between the
+    same accounts in opposite directions never wait on each other in a circle."""
+    sides = sorted([(debit_account_id, "debit"), (credit_account_id, "credit")])
+    done = {side: update(side, account_id) for account_id, side in sides}
+    return [done["debit"], done["credit"]]
 
 
-def _move(tx, debit: dict, credit: dict, amount: int, *, pending: bool) -> list[dict]:
-    """Debit then credit the running totals; the debit's WHERE clause is the funds check.
-
-    Returns each account's new posting number and balance (for the postings).
-    """
+def _move(tx, row: dict, pending: bool) -> list[dict | None]:
+    """Debit and credit the running totals (posted, or pending for a hold). The debit's WHERE
+    clause is the funds check; each side also refuses another currency or a total past
+    MAX_TOTAL. Each side's new posting number and balance, debit first; None where refused."""
     column = "pending" if pending else "posted"
-    count = "" if pending else ", postings_count = postings_count + 1"
-    debited = tx.query(
-        f"UPDATE ledger_accounts SET debits_{column} = debits_{column} + :amount{count}"
-        " WHERE id = :id AND (allow_negative = 1 OR credits_posted - debits_posted - debits_pending >= :amount)"
-        + _AFTER,
-        {"id": debit["id"], "amount": amount},
-    )
-    if len(debited) != 1:
-        available = debit["credits_posted"] - debit["debits_posted"] - debit["debits_pending"]
-        raise InsufficientFunds(
-            f"account {debit['id']} has {available} available, {amount} needed", "debit_account_id"
-        )
-    credited = tx.query(
-        f"UPDATE ledger_accounts SET credits_{column} = credits_{column} + :amount{count} WHERE id = :id" + _AFTER,
-        {"id": credit["id"], "amount": amount},
-    )
-    return debited + credited
+    return _in_account_order(row["debit_account_id"], row["credit_account_id"], lambda side, account_id: (
+        ledger_db.move(tx, side=side, column=column, account_id=account_id, amount=row["amount"],
+                       currency=row["currency"], max_total=MAX_TOTAL)))
 
 
 def _post(tx, transfer_id: str, moved: list[dict], amount: int, at: str) -> None:
-    """Write the postings of a posted movement; `moved` is what _move or _release returned (debit first)."""
+    """Write the postings of a posted movement; `moved` is what _move or _settle returned (debit first)."""
     for state, side in zip(moved, ("debit", "credit")):
-        tx.insert("ledger_postings", {
-            "account_id": state["id"], "seq": state["postings_count"], "transfer_id": transfer_id,
-            "side": side, "amount": amount, "balance_after": state["balance"], "created_at": at,
-        })
+        ledger_db.insert_posting(tx, account_id=state["id"], seq=state["postings_count"], transfer_id=transfer_id,
+                                 side=side, amount=amount, balance_after=state["balance"], created_at=at)
 
 
 def _replay(tx, transfer_id: str, fields: dict) -> dict | None:
     """The existing transfer when `transfer_id` is a retry of the same request; TransferExists when it differs."""
-    existing = tx.one(f"SELECT {_TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = :id", {"id": transfer_id})
+    existing = ledger_db.transfer(tx, transfer_id)
     if existing is None:
         return None
     differ = [name for name, value in fields.items() if existing[name] != value]
@@ -541,7 +517,6 @@ def _replay(tx, transfer_id: str, fields: dict) -> dict | None:
             name
         )
     return get_transfer(tx, transfer_id)
-
 
 def transfer_linked(tx, legs: list[dict], *, now: datetime) -> list[dict]:
     """Make every leg (the keyword arguments of transfer(), without now) or none.
@@ -588,23 +563,24 @@ def void_pending(tx, *, transfer_id: str, pending_id: str, now: datetime) -> dic
 
 def expire_pending(tx, *, now: datetime, limit: int = 1000, account_id: str | None = None) -> list[str]:
     """Expire pending transfers whose timeout has passed (only those on `account_id`
-    when given); returns their ids.
+    when given); returns the ids of those it expired.
 
     The expiring transfer's id is "<pending_id>#expire" ('#' is not allowed
-    in caller ids, so it cannot collide).
+    in caller ids, so it cannot collide). A hold that another writer captured
+    or voided since it was found is left to that writer.
     """
     if account_id is not None:
         due = lapsed_holds(tx, account_id, now, limit=limit)
     else:
-        due = [row["id"] for row in tx.query(
-            "SELECT t.id FROM ledger_transfers t WHERE t.kind = 'pending' AND t.expires_at <= :at"
-            " AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id)"
-            " ORDER BY t.expires_at, t.id LIMIT :limit",
-            {"at": timestamp(now), "limit": limit},
-        )]
+        due = ledger_db.lapsed_holds(tx, at=timestamp(now), limit=limit)
+    expired = []
     for pending_id in due:
-        _resolve(tx, "expire_pending", pending_id + "#expire", pending_id, None, now, internal=True)
-    return due
+        try:
+            _resolve(tx, "expire_pending", pending_id + "#expire", pending_id, None, now, internal=True)
+        except PendingAlreadyResolved:
+            continue
+        expired.append(pending_id)
+    return expired
 
 
 def lapsed_holds(tx, account_id: str, now: datetime, *, limit: int = 1000) -> list[str]:
@@ -614,17 +590,10 @@ def lapsed_holds(tx, account_id: str, now: datetime, *, limit: int = 1000) -> li
     An account that holds nothing pending is answered from its own row, so asking
     costs one primary-key read on the usual path.
     """
-    at = timestamp(now)
-    held = tx.one("SELECT debits_pending, credits_pending FROM ledger_accounts WHERE id = :id", {"id": account_id})
+    held = ledger_db.account(tx, account_id)
     if held is None or not (held["debits_pending"] or held["credits_pending"]):
         return []
-    return [row["id"] for row in tx.query(
-        "SELECT t.id FROM ledger_transfers t WHERE t.kind = 'pending' AND t.expires_at <= :at"
-        " AND (t.debit_account_id = :a OR t.credit_account_id = :a)"
-        " AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id)"
-        " ORDER BY t.expires_at, t.id LIMIT :limit",
-        {"at": at, "a": account_id, "limit": limit},
-    )]
+    return ledger_db.lapsed_holds_of(tx, account_id=account_id, at=timestamp(now), limit=limit)
 
 
 def _resolve(tx, kind: str, transfer_id: str, pending_id: str, amount: int | None, now: datetime,
@@ -635,7 +604,18 @@ def _resolve(tx, kind: str, transfer_id: str, pending_id: str, amount: int | Non
     _check_id(pending_id, "pending_id")
     if amount is not None:
         check_amount(amount)
-    existing = tx.one(f"SELECT {_TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = :id", {"id": transfer_id})
+    try:
+        return _resolve_once(tx, kind, transfer_id, pending_id, amount, at)
+    except IntegrityError:
+        # Another writer resolved the hold, or stored this transfer id, since it was read:
+        # look again, and answer as if that writer had come first.
+        return _resolve_once(tx, kind, transfer_id, pending_id, amount, at)
+
+
+def _resolve_once(tx, kind: str, transfer_id: str, pending_id: str, amount: int | None, at: str) -> dict:
+    """Check and make one resolution. The resolving transfer is stored first, so of two writers
+    resolving one hold the second waits on `pending_id` UNIQUE and gets IntegrityError."""
+    existing = ledger_db.transfer(tx, transfer_id)
     if existing is not None:
         same = (existing["kind"], existing["pending_id"]) == (kind, pending_id)
         if not same or amount not in (None, existing["amount"]):
@@ -645,10 +625,10 @@ def _resolve(tx, kind: str, transfer_id: str, pending_id: str, amount: int | Non
                 "transfer_id",
             )
         return get_transfer(tx, transfer_id)
-    held = tx.one(f"SELECT {_TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = :id", {"id": pending_id})
+    held = ledger_db.transfer(tx, pending_id)
     if held is None or held["kind"] != "pending":
         raise PendingNotFound(f"no pending transfer {_show(pending_id)}", "pending_id")
-    resolution = _resolution(tx, pending_id)
+    resolution = ledger_db.resolution(tx, pending_id)
     if resolution is not None:
         raise PendingAlreadyResolved(
             f"pending transfer {pending_id} was already {_RESOLUTION_STATUS[resolution['kind']]}"
@@ -662,20 +642,13 @@ def _resolve(tx, kind: str, transfer_id: str, pending_id: str, amount: int | Non
         raise InvalidAmount(f"amount {amount} is more than the {held_amount} held by {pending_id}", "amount")
     posted = (amount if amount is not None else held_amount) if kind == "post_pending" else 0
     with tx.savepoint():
-        count = ", postings_count = postings_count + 1" if posted else ""
-        moved = []
-        for side, account_id in (("debits", held["debit_account_id"]), ("credits", held["credit_account_id"])):
-            moved += tx.query(
-                f"UPDATE ledger_accounts SET {side}_pending = {side}_pending - :held,"
-                f" {side}_posted = {side}_posted + :posted{count} WHERE id = :id" + _AFTER,
-                {"held": held_amount, "posted": posted, "id": account_id},
-            )
-        tx.insert("ledger_transfers", {
-            "id": transfer_id, "debit_account_id": held["debit_account_id"],
-            "credit_account_id": held["credit_account_id"], "amount": posted or held_amount,
-            "currency": held["currency"], "code": held["code"], "kind": kind, "pending_id": pending_id,
-            "timeout_seconds": None, "expires_at": None, "metadata": None, "created_at": at,
-        })
+        ledger_db.insert_transfer(
+            tx, id=transfer_id, debit_account_id=held["debit_account_id"],
+            credit_account_id=held["credit_account_id"], amount=posted or held_amount, currency=held["currency"],
+            code=held["code"], kind=kind, pending_id=pending_id, timeout_seconds=None, expires_at=None,
+            metadata=None, created_at=at)
+        moved = _in_account_order(held["debit_account_id"], held["credit_account_id"], lambda side, account_id: (
+            ledger_db.settle_hold(tx, side=side, account_id=account_id, held=held_amount, posted=posted)))
         if posted:
             _post(tx, transfer_id, moved, posted, at)
     return get_transfer(tx, transfer_id)
@@ -697,14 +670,8 @@ def statement(tx, account_id: str, *, limit: int = 50, after: str | None = None)
     account = get_account(tx, account_id)
     if account is None:
         raise AccountNotFound(f"no account {_show(account_id)}", "account_id")
-    where = "p.account_id = :account" + (" AND p.seq < :after" if after is not None else "")
-    rows = tx.query(
-        "SELECT p.seq, p.transfer_id, p.side, p.amount, p.balance_after, p.created_at, t.code, t.kind,"
-        " t.debit_account_id, t.credit_account_id"
-        f" FROM ledger_postings p JOIN ledger_transfers t ON t.id = p.transfer_id WHERE {where}"
-        " ORDER BY p.seq DESC LIMIT :n",
-        {"account": account_id, "after": int(after) if after is not None else None, "n": limit + 1},
-    )
+    rows = ledger_db.postings_before(tx, account_id=account_id, limit=limit + 1,
+                                     before_seq=int(after) if after is not None else _NO_CURSOR)
     entries = []
     for row in rows[:limit]:
         debit = row["side"] == "debit"
@@ -721,13 +688,9 @@ def statement(tx, account_id: str, *, limit: int = 50, after: str | None = None)
 
 # -- proof -------------------------------------------------------------------
 
-_OPEN_PENDING = ("t.kind = 'pending' AND NOT EXISTS"
-                 " (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id)")
-
-
 def check(tx) -> CheckReport:
     """Prove the books: every invariant of the module docstring, recomputed from postings and transfers."""
-    accounts = tx.query(f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts ORDER BY id")
+    accounts = ledger_db.all_accounts(tx)
     problems = _check_accounts(tx, accounts)
     totals = _currency_totals(accounts)
     for currency, t in totals.items():
@@ -739,30 +702,16 @@ def check(tx) -> CheckReport:
                 f"{currency} pending debits {t.debits_pending} differ from pending credits {t.credits_pending}",
                 currency))
     problems += _check_transfers(tx)
-    counts = tx.one(
-        "SELECT (SELECT COUNT(*) FROM ledger_transfers) AS transfers,"
-        " (SELECT COUNT(*) FROM ledger_postings) AS postings,"
-        f" (SELECT COUNT(*) FROM ledger_transfers t WHERE {_OPEN_PENDING}) AS open_pending")
+    counts = ledger_db.counts(tx)
     return CheckReport(not problems, totals, problems, len(accounts),
                        counts["transfers"], counts["postings"], counts["open_pending"])
 
 
 def _check_accounts(tx, accounts: list[dict]) -> list[Problem]:
     """Each account's stored totals against its postings and open holds, and its sign rule."""
-    sums = {r["account_id"]: r for r in tx.query(
-        "SELECT account_id, COUNT(*) AS n, MAX(seq) AS last,"
-        " SUM(CASE WHEN side = 'debit' THEN amount ELSE 0 END) AS debits,"
-        " SUM(CASE WHEN side = 'credit' THEN amount ELSE 0 END) AS credits"
-        " FROM ledger_postings GROUP BY account_id")}
-    held_debits = {r["id"]: r["total"] for r in tx.query(
-        "SELECT t.debit_account_id AS id, SUM(t.amount) AS total FROM ledger_transfers t"
-        f" WHERE {_OPEN_PENDING} GROUP BY t.debit_account_id")}
-    held_credits = {r["id"]: r["total"] for r in tx.query(
-        "SELECT t.credit_account_id AS id, SUM(t.amount) AS total FROM ledger_transfers t"
-        f" WHERE {_OPEN_PENDING} GROUP BY t.credit_account_id")}
-    last_balance = {r["account_id"]: r["balance_after"] for r in tx.query(
-        "SELECT p.account_id, p.balance_after FROM ledger_postings p"
-        " JOIN ledger_accounts a ON a.id = p.account_id AND p.seq = a.postings_count")}
+    sums = ledger_db.posting_sums(tx)
+    held_debits, held_credits = ledger_db.open_holds(tx)
+    last_balance = ledger_db.last_balances(tx)
     problems = []
     for a in accounts:
         aid, posted = a["id"], a["credits_posted"] - a["debits_posted"]
@@ -811,39 +760,20 @@ def _currency_totals(accounts: list[dict]) -> dict[str, CurrencyTotals]:
 def _check_transfers(tx) -> list[Problem]:
     """Resolutions against their holds, postings against their transfers, currencies against accounts."""
     problems = []
-    for r in tx.query(
-            "SELECT pending_id, COUNT(*) AS n FROM ledger_transfers WHERE pending_id IS NOT NULL"
-            " GROUP BY pending_id HAVING COUNT(*) > 1"):
+    for r in ledger_db.resolved_twice(tx):
         problems.append(Problem(
             "resolved_twice", f"pending transfer {r['pending_id']} is resolved {r['n']} times", r["pending_id"]))
-    for r in tx.query(
-            "SELECT r.id, r.kind, r.amount, p.kind AS held_kind, p.amount AS held_amount"
-            " FROM ledger_transfers r LEFT JOIN ledger_transfers p ON p.id = r.pending_id"
-            " WHERE r.pending_id IS NOT NULL AND (p.id IS NULL OR p.kind <> 'pending'"
-            " OR p.debit_account_id <> r.debit_account_id OR p.credit_account_id <> r.credit_account_id"
-            " OR p.currency <> r.currency OR (r.kind = 'post_pending' AND r.amount > p.amount)"
-            " OR (r.kind <> 'post_pending' AND r.amount <> p.amount))"):
+    for r in ledger_db.mismatched_resolutions(tx):
         problems.append(Problem(
             "bad_resolution",
             f"{r['kind']} {r['id']} of {r['amount']} does not match its pending transfer"
             f" ({r['held_kind']} of {r['held_amount']})", r["id"]))
-    for r in tx.query(
-            "SELECT t.id, t.kind, COUNT(p.transfer_id) AS n,"
-            " SUM(CASE WHEN p.side = 'debit' AND p.account_id = t.debit_account_id"
-            "     AND p.amount = t.amount THEN 1 ELSE 0 END) AS d,"
-            " SUM(CASE WHEN p.side = 'credit' AND p.account_id = t.credit_account_id"
-            "     AND p.amount = t.amount THEN 1 ELSE 0 END) AS c"
-            " FROM ledger_transfers t LEFT JOIN ledger_postings p ON p.transfer_id = t.id"
-            " GROUP BY t.id, t.kind"):
+    for r in ledger_db.transfer_postings(tx):
         moves_money = r["kind"] in ("posted", "post_pending")
         if (moves_money and (r["n"], r["d"], r["c"]) != (2, 1, 1)) or (not moves_money and r["n"]):
             problems.append(Problem(
                 "bad_postings", f"{r['kind']} transfer {r['id']} has {r['n']} postings that do not match it", r["id"]))
-    for r in tx.query(
-            "SELECT t.id, t.currency FROM ledger_transfers t"
-            " JOIN ledger_accounts d ON d.id = t.debit_account_id"
-            " JOIN ledger_accounts c ON c.id = t.credit_account_id"
-            " WHERE d.currency <> t.currency OR c.currency <> t.currency"):
+    for r in ledger_db.cross_currency_transfers(tx):
         problems.append(Problem(
             "currency_mismatch", f"transfer {r['id']} in {r['currency']} touches an account of another currency",
             r["id"]))

@@ -1,8 +1,10 @@
-"""Fifty real threads on one file-backed Store (synchronous=FULL, as in production).
+"""Fifty real threads on one Store, on each backend: SQLite file-backed with
+synchronous=FULL, as in production, and PostgreSQL at READ COMMITTED.
 
 Each thread opens its own transactions through the shared Store, so these
-tests exercise the write lock, the busy timeout and the funds check in the
-UPDATE exactly as Flask threads would.
+tests exercise the write lock and the busy timeout (SQLite), row locks with no
+lock of the gateway's (PostgreSQL), and the funds check in the UPDATE exactly
+as Flask threads would.
 """
 import random
 import threading
@@ -11,7 +13,6 @@ from datetime import datetime, timezone
 import pytest
 
 from gateway import ledger
-from tests.gateway.conftest import ledger_store
 
 NOW = datetime(2026, 11, 27, 7, 45, tzinfo=timezone.utc)
 THREADS = 50
@@ -19,8 +20,8 @@ START_BALANCE = 10_000
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = ledger_store(tmp_path)
+def store(tmp_path, backend):
+    s = backend.ledger_store(tmp_path)
     with s.transaction() as tx:
         ledger.open_account(tx, kind="funding_source", account_id="fund", now=NOW)
         ledger.open_account(tx, kind="customer_wallet", account_id="wallet", now=NOW)
