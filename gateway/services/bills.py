@@ -27,9 +27,10 @@ from gateway import ledger
 from gateway.api import MAX_AMOUNT
 from gateway.auth import Caller, key_hash, new_key
 from gateway.errors import ApiError, conflict, forbidden, invalid, not_found
-from gateway.services import column_filters, emit, iso, unix
+from gateway.services import emit, iso, unix
 from gateway.services.payments import release_expired_holds
 from gateway.services.wallets import require_active, wallet_row
+from gateway.store import bills as bills_db
 from protocol import emvqr
 
 GRACE_DAYS = 30  # a bill stays payable this many days after its due date unless told otherwise
@@ -39,6 +40,7 @@ BILL_FIELDS = ("consumer_number", "period", "amount_due", "currency", "due_date"
                "minimum_payment", "expires_at")
 REQUIRED_BILL_FIELDS = ("consumer_number", "period", "amount_due", "currency", "due_date")
 OUTSTANDING = ("open", "partially_paid")
+PAYMENT_ATTEMPTS = 5  # a payment judged again this often after others of its bill came first
 
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,24}")  # fits EMVCo 62/01 and 62/05
 _PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
@@ -76,22 +78,14 @@ def create_biller(tx, *, name: str, currency: str, city: str, mcc: str | None,
     api_key = new_key("sk_")
     merchant = {"id": merchant_id, "name": name, "account_id": account_id, "currency": currency,
                 "api_key_hash": key_hash(api_key), "created_at": unix(now)}
-    tx.insert("merchants", merchant)
-    biller = {"merchant_id": merchant_id, "city": check_city(city), "mcc": check_mcc(mcc or DEFAULT_MCC),
-              "created_at": unix(now)}
-    tx.insert("bill_billers", biller)
+    biller = {"city": check_city(city), "mcc": check_mcc(mcc or DEFAULT_MCC), "created_at": unix(now)}
+    bills_db.insert_biller(tx, merchant=merchant, **biller)
     return biller_view({**merchant, **biller}), api_key
-
-
-def _biller(tx, biller_id: str) -> dict | None:
-    return tx.one("SELECT m.id, m.name, m.account_id, m.currency, b.city, b.mcc, b.created_at"
-                  " FROM merchants m JOIN bill_billers b ON b.merchant_id = m.id WHERE m.id = :id",
-                  {"id": biller_id})
 
 
 def biller_row(tx, caller: Caller, biller_id: str, param: str = "id") -> dict:
     """The biller if the caller may see it: the operator or the biller itself."""
-    row = _biller(tx, biller_id)
+    row = bills_db.biller(tx, biller_id)
     if row is None or not (caller.kind == "operator" or
                            (caller.kind == "merchant" and caller.id == biller_id)):
         raise not_found("biller", param)
@@ -100,7 +94,7 @@ def biller_row(tx, caller: Caller, biller_id: str, param: str = "id") -> dict:
 
 def calling_biller(tx, caller: Caller) -> dict:
     """The calling merchant as a biller; a shop's key may not issue bills."""
-    row = _biller(tx, caller.id) if caller.kind == "merchant" else None
+    row = bills_db.biller(tx, caller.id) if caller.kind == "merchant" else None
     if row is None:
         raise forbidden("Only a biller may do this; this merchant is not one.")
     return row
@@ -229,26 +223,18 @@ def bill_view(row: dict, biller_name: str, now: datetime) -> dict:
             "paid_at": iso(row["paid_at"]), "cancelled_at": iso(row["cancelled_at"])}
 
 
-def _new_bill_number(tx, biller_id: str) -> str:
-    while True:
-        number = "B" + secrets.token_hex(6).upper()
-        if not tx.one("SELECT 1 FROM bill_bills WHERE biller_id = :b AND bill_number = :n",
-                      {"b": biller_id, "n": number}):
-            return number
-
-
 def _insert_bill(tx, biller: dict, fields: dict, now: datetime) -> dict:
-    number = fields["bill_number"]
-    if number is None:
-        number = _new_bill_number(tx, biller["id"])
-    elif tx.one("SELECT 1 FROM bill_bills WHERE biller_id = :b AND bill_number = :n",
-                {"b": biller["id"], "n": number}):
-        raise conflict("duplicate_bill_number", f"This biller already has a bill {number}.", "bill_number")
-    row = {**fields, "id": "bill_" + secrets.token_hex(8), "biller_id": biller["id"], "bill_number": number,
-           "amount_paid": 0, "status": "open", "created_at": unix(now), "paid_at": None,
-           "cancelled_at": None}
-    tx.insert("bill_bills", row)
-    return bill_view(row, biller["name"], now)
+    """Insert the bill under its number, or a new number when it has none (the biller's
+    numbers are unique: a number taken, perhaps by a bill made at this moment, is refused)."""
+    while True:
+        number = fields["bill_number"] or "B" + secrets.token_hex(6).upper()
+        row = {**fields, "id": "bill_" + secrets.token_hex(8), "biller_id": biller["id"], "bill_number": number,
+               "amount_paid": 0, "status": "open", "created_at": unix(now), "paid_at": None,
+               "cancelled_at": None}
+        if bills_db.insert_bill(tx, row):
+            return bill_view(row, biller["name"], now)
+        if fields["bill_number"] is not None:
+            raise conflict("duplicate_bill_number", f"This biller already has a bill {number}.", "bill_number")
 
 
 def create_bill(tx, caller: Caller, fields: dict, *, now: datetime) -> dict:
@@ -281,17 +267,9 @@ def create_batch(tx, caller: Caller, rows: list, *, now: datetime, first_row: in
             "bills": created, "errors": errors}
 
 
-def _bill(tx, bill_id: str) -> dict | None:
-    """The bill with what paying it and drawing its code need of its biller, in one query."""
-    return tx.one("SELECT b.*, m.name AS biller_name, m.account_id AS biller_account_id,"
-                  " bb.city AS biller_city, bb.mcc AS biller_mcc FROM bill_bills b"
-                  " JOIN merchants m ON m.id = b.biller_id JOIN bill_billers bb ON bb.merchant_id = b.biller_id"
-                  " WHERE b.id = :id", {"id": bill_id})
-
-
 def bill_row(tx, caller: Caller, bill_id: str, param: str = "id") -> dict:
     """A bill the caller may see: the operator, its biller, or any wallet (a payer)."""
-    row = _bill(tx, bill_id)
+    row = bills_db.bill(tx, bill_id)
     visible = row is not None and (caller.kind in ("operator", "wallet") or
                                    (caller.kind == "merchant" and caller.id == row["biller_id"]))
     if not visible:
@@ -319,29 +297,17 @@ def list_bills(tx, caller: Caller, *, now: datetime, biller_id: str | None = Non
         raise invalid("missing_parameter", "Name the biller: ?biller_id=.", "biller_id")
     if caller.kind == "wallet" and consumer_number is None and bill_number is None:
         raise invalid("missing_parameter", "Name a consumer_number or a bill_number.", "consumer_number")
-    where, params = column_filters("b", biller_id=biller_id, consumer_number=consumer_number,
-                                   bill_number=bill_number, period=period)
-    params.update(now=unix(now), n=limit + 1)
     # A payer holding a bill's number may learn it was paid; by consumer number it sees what is payable.
-    if (caller.kind == "wallet" and bill_number is None) or status == "outstanding":
-        where.append("b.status IN ('open', 'partially_paid') AND b.expires_at > :now")
-    elif status == "expired":
-        where.append("b.status IN ('open', 'partially_paid') AND b.expires_at <= :now")
-    elif status in ("open", "partially_paid"):
-        where.append("b.status = :status AND b.expires_at > :now")
-        params["status"] = status
-    elif status is not None:
-        where.append("b.status = :status")
-        params["status"] = status
+    if caller.kind == "wallet" and bill_number is None:
+        status = "outstanding"
+    position = None
     if after is not None:
-        anchor = tx.one("SELECT created_at, id FROM bill_bills WHERE id = :a AND biller_id = :biller",
-                        {"a": after, "biller": biller_id})
-        if anchor is None:
+        position = bills_db.bill_position(tx, bill_id=after, biller_id=biller_id)
+        if position is None:
             raise invalid("invalid_cursor", "after is not a bill in this list.", "after")
-        where.append("(b.created_at < :t OR (b.created_at = :t AND b.id < :a))")
-        params.update(t=anchor["created_at"], a=after)
-    rows = tx.query("SELECT b.*, m.name AS biller_name FROM bill_bills b JOIN merchants m ON m.id = b.biller_id"
-                    f" WHERE {' AND '.join(where)} ORDER BY b.created_at DESC, b.id DESC LIMIT :n", params)
+    rows = bills_db.bills_page(tx, biller_id=biller_id, now=unix(now), limit=limit + 1,
+                               consumer_number=consumer_number, bill_number=bill_number, period=period,
+                               status=status, after=position)
     page = rows[:limit]
     has_more = len(rows) > limit
     return {"object": "list", "data": [bill_view(r, r["biller_name"], now) for r in page],
@@ -367,8 +333,10 @@ def cancel_bill(tx, caller: Caller, bill_id: str, *, now: datetime) -> dict:
     if row["status"] != "open" or row["amount_paid"]:
         raise conflict(f"bill_{row['status']}", f"Only an unpaid open bill can be cancelled; this one is "
                                                 f"{row['status']}.", "id")
-    tx.execute("UPDATE bill_bills SET status = 'cancelled', cancelled_at = :t WHERE id = :id AND status = 'open'",
-               {"t": unix(now), "id": bill_id})
+    if not bills_db.cancel_bill(tx, bill_id=bill_id, at=unix(now)):  # paid towards meanwhile
+        row = bill_row(tx, caller, bill_id)
+        raise conflict(f"bill_{row['status']}", f"Only an unpaid open bill can be cancelled; this one is "
+                                                f"{row['status']}.", "id")
     return bill_view({**row, "status": "cancelled", "cancelled_at": unix(now)}, row["biller_name"], now)
 
 
@@ -394,26 +362,28 @@ def pay_bill(tx, caller: Caller, bill_id: str, *, amount: int | None, now: datet
         raise invalid("currency_mismatch", f"The wallet is kept in {wallet['currency']}, the bill in "
                                            f"{bill['currency']}.", "currency")
     release_expired_holds(tx, now=now)
+    # The bill counts the payment only if its rules take it now, in one conditional update
+    # (which waits for a payment of the bill in flight on another node). If another payment
+    # came first, the bill is judged again as it is now: paid, or less outstanding.
+    for _ in range(PAYMENT_ATTEMPTS):
+        counted = bills_db.add_payment(tx, bill_id=bill_id, amount=paid, now=unix(now))
+        if counted is not None:
+            break
+        bill = bill_row(tx, caller, bill_id, param)
+        paid = payment_amount(bill, amount, now)
+    else:
+        raise conflict("concurrent_bill_payment", "Other payments of this bill happened meanwhile; retry.")
     payment_id = "bpay_" + secrets.token_hex(12)  # also the transfer's id: bill_payments links the two
     ledger.transfer(tx, transfer_id=payment_id, debit_account_id=wallet["account_id"],
                     credit_account_id=bill["biller_account_id"], amount=paid, currency=bill["currency"],
                     code="bill_payment", now=now)
-    total = bill["amount_paid"] + paid
-    status = "paid" if total == bill["amount_due"] else "partially_paid"
-    # Guarded by the amount read above, as refunds are: two payments can never both count.
-    changed = tx.execute("UPDATE bill_bills SET amount_paid = :total, status = :status, paid_at = :paid_at"
-                         " WHERE id = :id AND amount_paid = :old",
-                         {"total": total, "status": status, "id": bill_id, "old": bill["amount_paid"],
-                          "paid_at": unix(now) if status == "paid" else None})
-    if changed != 1:
-        raise conflict("concurrent_bill_payment", "Another payment of this bill happened meanwhile; retry.")
     row = {"id": payment_id, "bill_id": bill_id, "biller_id": bill["biller_id"], "wallet_id": wallet["id"],
            "amount": paid, "currency": bill["currency"], "period": bill["period"], "transfer_id": payment_id,
            "created_at": unix(now)}
-    tx.insert("bill_payments", row)
+    bills_db.insert_payment(tx, **row)
     receipt = bill_payment_view({**row, "biller_name": bill["biller_name"], "bill_number": bill["bill_number"],
                                  "consumer_number": bill["consumer_number"]})
-    after = {**bill, "amount_paid": total, "status": status, "paid_at": unix(now) if status == "paid" else None}
+    after = {**bill, **counted}
     receipt["bill"] = bill_view(after, bill["biller_name"], now)
     emit(tx, merchant_id=bill["biller_id"], event_type="bill.paid", data=receipt, now=now)
     return receipt
@@ -437,8 +407,7 @@ def read_bill_code(payload, now: datetime) -> emvqr.TapstackCode:
 def pay_by_payload(tx, caller: Caller, payload, *, amount: int | None, now: datetime) -> dict:
     """Pay the bill a scanned code names, by default the amount the code shows."""
     code = read_bill_code(payload, now)
-    row = tx.one("SELECT id, currency FROM bill_bills WHERE biller_id = :b AND bill_number = :n",
-                 {"b": code.merchant_id, "n": code.bill_number})
+    row = bills_db.bill_by_number(tx, biller_id=code.merchant_id, bill_number=code.bill_number)
     if row is None:
         raise not_found("bill (the code names none)", "payload")
     if code.currency != row["currency"]:
@@ -447,12 +416,8 @@ def pay_by_payload(tx, caller: Caller, payload, *, amount: int | None, now: date
                     param="payload")
 
 
-_PAYMENT_SELECT = ("SELECT p.*, m.name AS biller_name, b.bill_number, b.consumer_number FROM bill_payments p"
-                   " JOIN merchants m ON m.id = p.biller_id JOIN bill_bills b ON b.id = p.bill_id")
-
-
 def get_bill_payment(tx, caller: Caller, payment_id: str) -> dict:
-    row = tx.one(f"{_PAYMENT_SELECT} WHERE p.id = :id", {"id": payment_id})
+    row = bills_db.payment(tx, payment_id)
     visible = row is not None and (caller.kind == "operator"
                                    or (caller.kind == "wallet" and caller.id == row["wallet_id"])
                                    or (caller.kind == "merchant" and caller.id == row["biller_id"]))
@@ -465,23 +430,20 @@ def list_bill_payments(tx, caller: Caller, *, period: str | None = None, biller_
                        limit: int = 20, after: str | None = None) -> dict:
     """The caller's bill payments, newest first, with totals over the whole selection (all
     pages) per currency: what a biller reconciles a period against."""
-    where, params = column_filters("p", biller_id=biller_id, period=period)
-    owner = {"merchant": "biller_id", "wallet": "wallet_id"}.get(caller.kind)
-    if owner is not None:  # a biller sees the payments to it, a payer its own; the operator all
-        where.append(f"p.{owner} = :owner")
-        params["owner"] = caller.id
-    params["n"] = limit + 1
-    selection = " AND ".join(where) or "1 = 1"
-    totals = tx.query(f"SELECT p.currency, COUNT(*) AS count, SUM(p.amount) AS amount FROM bill_payments p"
-                      f" WHERE {selection} GROUP BY p.currency ORDER BY p.currency", params)
+    # A biller sees the payments to it, a payer its own; the operator all.
+    filters = {"biller_id": biller_id, "period": period}
+    if caller.kind == "merchant":
+        filters["biller_id"] = caller.id
+    elif caller.kind == "wallet":
+        filters["wallet_id"] = caller.id
+    visible = caller.kind != "merchant" or biller_id in (None, caller.id)
+    totals = bills_db.payment_totals(tx, **filters) if visible else []
+    position = None
     if after is not None:
-        anchor = tx.one(f"SELECT p.created_at, p.id FROM bill_payments p WHERE p.id = :a AND {selection}",
-                        {**params, "a": after})
-        if anchor is None:
+        position = bills_db.payment_position(tx, after, **filters) if visible else None
+        if position is None:
             raise invalid("invalid_cursor", "after is not a bill payment in this list.", "after")
-        selection += " AND (p.created_at < :t OR (p.created_at = :t AND p.id < :a))"
-        params.update(t=anchor["created_at"], a=after)
-    rows = tx.query(f"{_PAYMENT_SELECT} WHERE {selection} ORDER BY p.created_at DESC, p.id DESC LIMIT :n", params)
+    rows = bills_db.payments_page(tx, limit=limit + 1, after=position, **filters) if visible else []
     page = rows[:limit]
     has_more = len(rows) > limit
     return {"object": "list", "period": period, "data": [bill_payment_view(r) for r in page],
