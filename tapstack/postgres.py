@@ -56,6 +56,20 @@ class LocalPostgres:
         self.bin = server_bin()
         self.as_root = os.geteuid() == 0
         self.pid: int | None = None
+        self.primary: LocalPostgres | None = None
+
+    @classmethod
+    def standby_of(cls, primary: "LocalPostgres", root=None, *, name: str = "standby1",
+                   port: int | None = None, settings: dict[str, str] | None = None) -> "LocalPostgres":
+        """A streaming replica of `primary`, made from a base backup (pg_basebackup) at first
+        start. `name` is its application_name: list it in the primary's
+        synchronous_standby_names to make every commit wait for it."""
+        standby = cls(root, port=port, settings={
+            "primary_conninfo": f"'host={primary.socket_dir} port={primary.port} user={SERVER_USER}"
+                                f" application_name={name}'",
+            **(settings or {})})
+        standby.primary = primary
+        return standby
 
     # -- life ----------------------------------------------------------------
 
@@ -88,6 +102,10 @@ class LocalPostgres:
         if _alive(self.pid):
             os.kill(self.pid, signal.SIGKILL)
         self.pid = None
+
+    def promote(self) -> None:
+        """Make a standby the primary (pg_ctl promote)."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "promote")
 
     def restart(self, mode: str = "fast") -> None:
         self.stop(mode)
@@ -137,6 +155,14 @@ class LocalPostgres:
             for path in (self.root, self.socket_dir):
                 os.chown(path, user.pw_uid, user.pw_gid)
             os.chmod(self.root, 0o700)
+        if self.primary is not None:  # a standby starts as a copy of its primary
+            self._run("pg_basebackup", "-D", str(self.data), "-h", str(self.primary.socket_dir),
+                      "-p", str(self.primary.port), "-U", SERVER_USER, "-X", "stream", "-c", "fast")
+            (self.data / "standby.signal").touch()
+            if self.as_root:
+                user = pwd.getpwnam(SERVER_USER)
+                os.chown(self.data / "standby.signal", user.pw_uid, user.pw_gid)
+            return
         self._run("initdb", "-D", str(self.data), "-U", SERVER_USER, "--auth=trust",
                   "--encoding=UTF8", "--locale=C", "--no-instructions")
 

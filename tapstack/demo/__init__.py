@@ -22,13 +22,34 @@ import click
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True,
               help="The gateway's port on 127.0.0.1.")
 @click.option("--serve", is_flag=True, help="Keep the gateway up after the day, until Ctrl-C, to explore it.")
-def demo_command(seed, riders, data_dir, port, serve):
+@click.option("--database", metavar="URL", default=None,
+              help="Run the gateway on this empty PostgreSQL database (postgresql://...) instead of SQLite.")
+@click.option("--gateway", "gateway_url", metavar="URL", default=None,
+              help="Use the running gateway at URL (nodes behind a load balancer) on --database,"
+                   " instead of starting one.")
+def demo_command(seed, riders, data_dir, port, serve, database, gateway_url):
     """Run the whole pilot in one command: gateway, buses, wallets, bills and a shop, for one simulated day."""
+    import os
+
+    from gateway.store import StoreError
+    from gateway.store.url import ENVIRONMENT, backend
     from tapstack.demo.run import Options, run
     from tapstack.demo.stack import DemoError
 
+    os.environ.pop(ENVIRONMENT, None)  # the demo's gateway runs on the database it is given, or SQLite
     try:
-        summary = run(Options(seed, riders, data_dir, port, serve), echo=click.echo, tty=sys.stdout.isatty())
+        if backend(database) != ("postgresql" if database else "sqlite"):
+            raise click.BadParameter("the demo runs on SQLite (no --database) or a postgresql:// database",
+                                     param_hint="--database")
+    except StoreError as e:
+        raise click.BadParameter(str(e), param_hint="--database") from None
+    if gateway_url and not database:
+        raise click.BadParameter("a running gateway is used with the database it runs on: give --database too",
+                                 param_hint="--gateway")
+
+    try:
+        summary = run(Options(seed, riders, data_dir, port, serve, database, gateway_url), echo=click.echo,
+                      tty=sys.stdout.isatty())
     except DemoError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:

@@ -53,6 +53,8 @@ class Options:
     data_dir: Path = Path(".tapstack/demo")
     port: int = 8000
     serve: bool = False
+    database: str | None = None  # an empty PostgreSQL database (default: SQLite in the data dir)
+    gateway: str | None = None   # a running gateway on `database` (nodes behind a balancer), not one of ours
 
 
 class Progress:
@@ -153,17 +155,25 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
     now = utc_now()
     plan = city.plan_day(options.seed, options.riders, city.demo_day(now))
     gateway_dir = data_dir / "gateway"
-    config = load_config(gateway_dir)
+    config = load_config(gateway_dir, options.database)
+    cleanup.callback(config.close)
     (gateway_dir / "fare_rules.json").write_text(json.dumps(city.fare_rules(), indent=2) + "\n")
-    url = f"http://127.0.0.1:{options.port}"
+    url = options.gateway or f"http://127.0.0.1:{options.port}"
     timings: dict[str, float] = {}
     mark = time.monotonic()
 
-    progress.phase(f"starting the gateway on {url} (data in {gateway_dir})")
-    gateway = stack.start_gateway(gateway_dir, options.port, data_dir / "logs" / "gateway.log")
-    cleanup.callback(gateway.stop)
-    stack.record_child(lock, gateway.pid, str(gateway_dir))
-    deliverer = stack.start_deliverer(gateway_dir, data_dir / "logs" / "webhooks.log")
+    gateway = None
+    if options.gateway:
+        progress.phase(f"using the gateway at {url} (database {config.database})")
+    else:
+        progress.phase(f"starting the gateway on {url} (data in {gateway_dir}, database {config.database})")
+        if options.database:
+            stack.migrate_gateway(gateway_dir, options.database)
+        gateway = stack.start_gateway(gateway_dir, options.port, data_dir / "logs" / "gateway.log",
+                                      database=options.database)
+        cleanup.callback(gateway.stop)
+        stack.record_child(lock, gateway.pid, str(gateway_dir))
+    deliverer = stack.start_deliverer(gateway_dir, data_dir / "logs" / "webhooks.log", options.database)
     cleanup.callback(deliverer.stop)
     stack.record_child(lock, deliverer.pid, str(gateway_dir))
     receiver = WebhookReceiver().start()
@@ -216,14 +226,14 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
     if not receiver.wait_for(expected_hooks, WEBHOOK_WAIT):
         progress.phase(f"warning: {receiver.received()} of {expected_hooks} webhooks arrived within "
                        f"{WEBHOOK_WAIT:.0f} s (see {deliverer.log_path})")
-    summary = world.summary(presented, journals, buses, tapping, gateway_dir)
+    summary = world.summary(presented, journals, buses, tapping, gateway_dir, options.database)
     timings["close"] = time.monotonic() - mark
     summary = Summary(**{**summary.__dict__, "timings": timings, "data_dir": str(data_dir), "gateway_url": url})
     progress.phase(f"done in {time.monotonic() - progress.started:.1f} s")
     echo("")
     for line in lines(summary, serving=options.serve):
         echo(line)
-    if options.serve:
+    if options.serve and gateway is not None:
         deliverer.stop()
         daemon.stop()
         try:

@@ -213,11 +213,35 @@ def tapstack_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "tapstack", *args]
 
 
+def gateway_args(gateway_dir: Path, database: str | None) -> list[str]:
+    """Where a `tapstack gateway` command finds its gateway: the data directory, and the
+    database URL when it is not the directory's SQLite file."""
+    return ["--data", str(gateway_dir), *(["--database", database] if database else [])]
+
+
+def migrate_gateway(gateway_dir: Path, database: str) -> None:
+    """`tapstack gateway migrate` on a database the demo is given; it must hold no gateway yet."""
+    import psycopg
+    try:
+        with psycopg.connect(database, connect_timeout=5) as conn:
+            used = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
+    except psycopg.Error as e:
+        raise DemoError(f"cannot use the database: {' '.join(str(e).split())}") from None
+    if used:
+        raise DemoError("the database already holds a gateway: give the demo an empty database"
+                        " (the demo starts its city from nothing)")
+    done = subprocess.run(tapstack_command("gateway", "migrate", *gateway_args(gateway_dir, database)),
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise DemoError(f"cannot migrate the database: {done.stderr.strip() or done.stdout.strip()}")
+
+
 def start_gateway(gateway_dir: Path, port: int, log_path: Path, workers: int = 2,
-                  timeout: float = 30.0) -> Process:
+                  timeout: float = 30.0, database: str | None = None) -> Process:
     """`tapstack gateway serve` on 127.0.0.1:port, waited for until it answers."""
-    process = Process("gateway", tapstack_command("gateway", "serve", "--data", str(gateway_dir), "--host",
-                                                  "127.0.0.1", "--port", str(port), "--workers", str(workers)),
+    process = Process("gateway", tapstack_command("gateway", "serve", *gateway_args(gateway_dir, database),
+                                                  "--host", "127.0.0.1", "--port", str(port),
+                                                  "--workers", str(workers)),
                       log_path)
     url = f"http://127.0.0.1:{port}/v1/openapi.json"
     deadline = time.monotonic() + timeout
@@ -235,9 +259,9 @@ def start_gateway(gateway_dir: Path, port: int, log_path: Path, workers: int = 2
     raise DemoError(f"the gateway did not answer on port {port} within {timeout:.0f} s: {process.tail()}")
 
 
-def start_deliverer(gateway_dir: Path, log_path: Path) -> Process:
+def start_deliverer(gateway_dir: Path, log_path: Path, database: str | None = None) -> Process:
     """`tapstack gateway deliver-webhooks`: the gateway's outbox to the merchants' endpoints."""
-    return Process("webhooks", tapstack_command("gateway", "deliver-webhooks", "--data", str(gateway_dir),
+    return Process("webhooks", tapstack_command("gateway", "deliver-webhooks", *gateway_args(gateway_dir, database),
                                                 "--interval", "0.2", "--timeout", "5"), log_path)
 
 

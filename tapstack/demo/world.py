@@ -224,7 +224,7 @@ class World:
             journal.close()
 
     def summary(self, presented: list[Presented], journals: dict[str, list[dict]], buses: dict[str, Bus],
-                tapping: float, gateway_dir: Path) -> Summary:
+                tapping: float, gateway_dir: Path, database: str | None = None) -> Summary:
         from gateway.dashboard import day_bounds
 
         plan, op = self.plan, self.operator
@@ -253,7 +253,7 @@ class World:
         # Purse sales clear like fares, into the shop's revenue: its own ridership says how much.
         shop_purse = shopkeeper.get("/v1/taps/ridership", **{"from": since, "to": int(utc_now().timestamp()) + 1})
         shop_purse_revenue = sum(x["purse_revenue"] or 0 for x in shop_purse["data"])
-        ledger = ledger_check(gateway_dir)
+        ledger = ledger_check(gateway_dir, database)
         pcsc_routes = {r.id for r in city.ROUTES if r.reader.startswith("pcsc")}
         return Summary(
             seed=plan.seed, day=plan.day.isoformat(),
@@ -288,9 +288,9 @@ def _all(api, path: str, **params) -> list[dict]:
         after = page.get("next_cursor") or page["data"][-1]["id"]
 
 
-def ledger_check(gateway_dir: Path) -> dict:
+def ledger_check(gateway_dir: Path, database: str | None = None) -> dict:
     """`tapstack gateway check --json`: the gateway's own proof that the books balance."""
-    done = subprocess.run(stack.tapstack_command("gateway", "check", "--data", str(gateway_dir), "--json"),
+    done = subprocess.run(stack.tapstack_command("gateway", "check", *stack.gateway_args(gateway_dir, database), "--json"),
                           capture_output=True, text=True, timeout=60)
     try:
         return json.loads(done.stdout)
