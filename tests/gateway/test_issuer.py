@@ -1,6 +1,8 @@
 """The issuer role: certificates that verify offline, the deny-list's versions and deltas,
-remote lock and unlock, and who may do what."""
+remote lock and unlock, who may do what, and each of these from several requests at once
+(the `store` tests run on both backends: tests/gateway/conftest.py)."""
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -206,3 +208,73 @@ def test_removing_a_deny_list_entry_over_http(gw):
     r = gw.call("DELETE", f"/v1/issuer/deny-list/{entry}", gw.operator)
     assert r.status_code == 200 and r.get_json()["deny_list_version"] == 2
     assert gw.call("GET", "/v1/issuer/deny-list", gw.operator).get_json()["entries"] == []
+
+
+# -- many writers at once (on PostgreSQL, nodes without a global lock) ----------------------
+
+def at_once(jobs):
+    """Run each (function, argument) of jobs on eight threads together; the results in order."""
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(lambda job: job[0](job[1]), jobs))
+
+
+def test_deny_list_changes_at_once_take_one_version_each(store):
+    first = [f"{n:016x}" for n in range(1, 21)]
+    then = [f"{n:016x}" for n in range(21, 31)]
+
+    def deny(entry):
+        return store.write(lambda tx: issuer.deny(tx, entry=entry, kind="card_id", reason="lost", now=T0))
+
+    def allow(entry):
+        return store.write(lambda tx: issuer.allow(tx, entry=entry, now=T0))
+
+    at_once([(deny, e) for e in first for _ in range(2)])     # each entry twice, together
+    at_once([(allow, e) for e in first[:10]] + [(deny, e) for e in then])
+    with store.read() as tx:
+        listed = issuer.deny_list(tx)
+        versions = [c["version"] for c in tx.query("SELECT version FROM issuer_deny_list_changes ORDER BY version")]
+        replayed = replay(tx, 40)
+    assert versions == list(range(1, 41)) and listed["version"] == 40
+    assert sorted(e["entry"] for e in listed["entries"]) == first[10:] + then
+    assert replayed == set(first[10:] + then)
+
+
+def test_one_key_certified_by_several_requests_at_once_is_one_card(store, world, config):
+    wallet_id, _ = world.wallet("a")
+    _, public = wallet_key()
+    seed = config.secret("issuer_seed")
+
+    def certify(_):
+        return store.write(lambda tx: issuer.certify(tx, wallet_id=wallet_id, public_key=public, seed=seed,
+                                                     now=T0))
+
+    cards = at_once([(certify, None)] * 6)
+    assert len({c["card_id"] for c in cards}) == 1
+    with store.read() as tx:
+        assert [c["card_id"] for c in issuer.wallet_cards(tx, wallet_id)] == [cards[0]["card_id"]]
+
+
+def test_a_wallet_locked_while_it_is_issued_cards_has_each_denied_once(store, world, config):
+    wallet_id, _ = world.wallet("b")
+    seed = config.secret("issuer_seed")
+
+    def certify(public):
+        try:
+            return store.write(lambda tx: issuer.certify(tx, wallet_id=wallet_id, public_key=public, seed=seed,
+                                                         now=T0))
+        except ApiError as e:
+            assert e.code == "wallet_locked"
+
+    def lock(_):
+        return store.write(lambda tx: issuer.lock(tx, wallet_id=wallet_id, reason="fraud", now=T0))
+
+    jobs = [(certify, wallet_key()[1]) for _ in range(12)]
+    jobs.insert(4, (lock, None))
+    jobs.insert(10, (lock, None))
+    at_once(jobs)
+    with store.read() as tx:
+        state = issuer.lock_state(tx, wallet_id)
+        cards = [c["card_id"] for c in issuer.wallet_cards(tx, wallet_id)]
+    assert state["status"] == "locked" and cards
+    assert state["denied_card_ids"] == sorted(cards)           # no card issued past the lock
+    assert state["deny_list_version"] == len(cards)            # each denied once, however often locked

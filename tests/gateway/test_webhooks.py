@@ -1,4 +1,5 @@
-"""Webhooks: the outbox, signed delivery to a real receiver, retries, and crashes."""
+"""Webhooks: the outbox, signed delivery to a real receiver, retries, crashes, and
+deliverers running at once. The `store` tests run on both backends (tests/gateway/conftest.py)."""
 import json
 import os
 import random
@@ -6,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from gateway import webhooks as wh
 from gateway.errors import ApiError
 from gateway.store import SQLiteStore
+from gateway.store import webhooks as webhooks_db
 
 try:
     from tests.gateway.webhook_receiver import Receiver
@@ -37,13 +40,6 @@ class Clock:
 
     def unix(self):
         return self.at.timestamp()
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = SQLiteStore(tmp_path / "gateway.db")
-    yield s
-    s.close()
 
 
 def endpoint(store, receiver, merchant="mer_1", types=None, now=T0):
@@ -248,6 +244,55 @@ def test_a_stale_deliverer_does_not_overwrite_the_new_claim(store):
         assert wh.record(tx, new, wh.Outcome(503, None, 5), now=clock(), rand=0.5) == "pending"
 
 
+def test_an_event_reaches_each_endpoint_once_however_often_it_is_fanned_out(store):
+    with Receiver() as a, Receiver() as b:
+        endpoint(store, a)
+        endpoint(store, b, types=["payment.succeeded"])
+    with store.transaction() as tx:
+        event_id = wh.emit(tx, merchant_id="mer_1", event_type="payment.succeeded", data={}, now=T0)
+        again = webhooks_db.fan_out(tx, event_id=event_id, event_type="payment.succeeded", merchant_id="mer_1",
+                                    at=int(T0.timestamp()))
+    assert again == 0
+    with store.read() as tx:
+        assert len(wh.list_deliveries(tx, merchant_id="mer_1", event_id=event_id)) == 2
+
+
+def test_deliverers_running_at_once_deliver_each_event_once(store):
+    """Four deliverers (nodes, in production) claim from one outbox at the same moment:
+    their leases keep them off each other's deliveries."""
+    clock = Clock()
+    start, delivered = threading.Barrier(4), []
+
+    def deliverer():
+        d = wh.Deliverer(store, clock, batch=4, workers=1)
+        start.wait()
+        while (n := d.deliver_due()):
+            delivered.append(n)
+
+    with Receiver(now=clock.unix) as rx:
+        endpoint(store, rx)
+        ids = emit(store, n=60)
+        threads = [threading.Thread(target=deliverer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert sorted(rx.ids()) == sorted(ids) and sum(delivered) == 60     # each once: none twice, none lost
+    assert {(d["status"], d["attempts"]) for d in deliveries(store).values()} == {("succeeded", 1)}
+
+
+def test_a_due_delivery_to_an_endpoint_deleted_meanwhile_is_cancelled(store):
+    """A fan-out committed just after the endpoint's deletion (on another node) leaves a
+    pending delivery to a deleted endpoint: the deleted endpoint gets nothing."""
+    with Receiver() as rx:
+        created = endpoint(store, rx)
+        [event_id] = emit(store)
+        with store.transaction() as tx:
+            tx.execute("UPDATE webhook_endpoints SET status = 'deleted' WHERE id = :id", {"id": created["id"]})
+        assert wh.Deliverer(store, Clock()).deliver_due() == 0
+    assert rx.ids() == [] and deliveries(store)[event_id]["status"] == "cancelled"
+
+
 def test_deleting_an_endpoint_cancels_what_it_had_not_received(store):
     with Receiver() as rx:
         created = endpoint(store, rx)
@@ -280,16 +325,16 @@ CRASHING_DELIVERER = textwrap.dedent("""
     import sys, threading
     from datetime import datetime, timezone
     from gateway import webhooks as wh
-    from gateway.store import SQLiteStore
-    store = SQLiteStore(sys.argv[1])
-    clock = lambda: datetime.fromtimestamp(float(sys.argv[2]), timezone.utc)
+    from gateway.store import open_store
+    store = open_store(sys.argv[1] or None, sys.argv[2])
+    clock = lambda: datetime.fromtimestamp(float(sys.argv[3]), timezone.utc)
     print("ready", flush=True)
     wh.Deliverer(store, clock, workers=1, batch=100, lease_seconds=60).deliver_due()
     print("finished", flush=True)
 """)
 
 
-def test_a_deliverer_killed_mid_batch_loses_no_event_and_ids_dedupe(store, tmp_path):
+def test_a_deliverer_killed_mid_batch_loses_no_event_and_ids_dedupe(store, config):
     clock = Clock()
     proc = None
 
@@ -301,7 +346,8 @@ def test_a_deliverer_killed_mid_batch_loses_no_event_and_ids_dedupe(store, tmp_p
         endpoint(store, rx)
         ids = emit(store, n=6)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        proc = subprocess.Popen([sys.executable, "-c", CRASHING_DELIVERER, str(store.path), str(clock.unix())],
+        proc = subprocess.Popen([sys.executable, "-c", CRASHING_DELIVERER, config.database_url or "",
+                                 str(config.data_dir), str(clock.unix())],
                                 cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == -signal.SIGKILL and "finished" not in out
