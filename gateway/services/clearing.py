@@ -42,6 +42,8 @@ from datetime import datetime
 from gateway import issuer, ledger
 from gateway.errors import conflict, invalid, not_found
 from gateway.services import iso, new_id, unix
+from gateway.store import issuer as issuer_db
+from gateway.store import taps as taps_db
 from protocol import certs, ed25519
 from protocol import purse as p
 
@@ -148,16 +150,37 @@ def check_receipt(receipt_hex: str, *, card_id: str, amount: int, currency: str,
 
 # --- cards and accounts ------------------------------------------------------------------
 
+def hold_cards(tx, cards: dict[str, str], *, now: datetime) -> dict[str, dict]:
+    """The clearing state of each card (card id -> the currency a card met for the first time
+    is opened in, with its float account), held until commit: no other writer, on any node,
+    clears or loads these cards meanwhile. Cards are taken in card id order, so two uploads
+    holding some of the same cards never wait for each other in a circle."""
+    held = {card_id: dict(row) for card_id, row in taps_db.lock_cards(tx, list(cards)).items()}
+    new = [{"card_id": card_id, "currency": currency, "float_account_id": float_account_id(card_id),
+            "cleared_counter": 0, "cleared_balance": 0, "problem": None, "created_at": unix(now)}
+           for card_id, currency in sorted(cards.items()) if card_id not in held]
+    if new:
+        for card_id in sorted(taps_db.add_cards(tx, new)):
+            ledger.open_account(tx, kind="purse_float", currency=cards[card_id], owner_id=card_id,
+                                account_id=float_account_id(card_id), now=now)
+        # those this call made, and those another writer made meanwhile (waited for)
+        made = taps_db.lock_cards(tx, [r["card_id"] for r in new])
+        held.update((card_id, dict(row)) for card_id, row in made.items())
+    return held
+
+
 def ensure_card(tx, card_id: str, currency: str, *, now: datetime) -> dict:
-    row = tx.one("SELECT * FROM purse_cards WHERE card_id = :c", {"c": card_id})
-    if row is not None:
-        return row
-    account = ledger.open_account(tx, kind="purse_float", currency=currency, owner_id=card_id,
-                                  account_id=float_account_id(card_id), now=now)
-    row = {"card_id": card_id, "currency": currency, "float_account_id": account["id"],
-           "cleared_counter": 0, "cleared_balance": 0, "problem": None, "created_at": unix(now)}
-    tx.insert("purse_cards", row)
-    return row
+    """The card's clearing state, made if it has none, held until commit (see hold_cards)."""
+    return hold_cards(tx, {card_id: currency}, now=now)[card_id]
+
+
+def open_revenue_account(tx, merchant_id: str, currency: str, *, now: datetime) -> str:
+    """The id of the operator's revenue account in currency, opened if it is not there."""
+    account_id = revenue_account_id(merchant_id, currency)
+    if ledger.get_account(tx, account_id) is None:
+        ledger.open_account(tx, kind="operator_revenue", currency=currency, owner_id=merchant_id,
+                            account_id=account_id, now=now)
+    return account_id
 
 
 @dataclass
@@ -248,20 +271,21 @@ def settlement_id(terminal_id: str, tap_ids) -> str:
 
 class Batch:
     """What clearing reads once per upload instead of once per receipt: the cards' cleared
-    state, their held receipts, the counters of their authorised loads, the operators'
-    revenue accounts; and the upload's Settlement. `finish` posts the settlement and
-    writes the cards' cleared state back, in the same transaction."""
+    state (held until commit, see hold_cards; so what is read here stays true), their held
+    receipts, the counters of their authorised loads, the operators' revenue accounts; and
+    the upload's Settlement. `finish` posts the settlement and writes the cards' cleared
+    state back, in the same transaction. `cards`: card id -> its receipts' currency."""
 
-    def __init__(self, tx, card_ids, *, now: datetime, settlement: Settlement | None = None):
-        ids = sorted(set(card_ids))
+    def __init__(self, tx, cards: dict[str, str], *, now: datetime, settlement: Settlement | None = None):
         self.now = now
         self.settlement = settlement or Settlement()
-        self.cards: dict[str, dict] = {r["card_id"]: r for r in _where_in(tx, "SELECT * FROM purse_cards", ids)}
+        self.cards: dict[str, dict] = hold_cards(tx, cards, now=now)
+        ids = sorted(self.cards)
         self.held: dict[str, set[int]] = {}
-        for r in _where_in(tx, "SELECT card_id, counter FROM purse_receipts", ids, "status = 'held'"):
+        for r in taps_db.held_receipts(tx, ids):
             self.held.setdefault(r["card_id"], set()).add(r["counter"])
         self.loads: dict[str, set[int]] = {}  # card id -> counters of its authorised loads
-        for r in _where_in(tx, "SELECT card_id, counter FROM purse_loads", ids, "status = 'authorised'"):
+        for r in taps_db.authorised_loads(tx, ids):
             self.loads.setdefault(r["card_id"], set()).add(r["counter"])
         self.revenue: dict[tuple[str, str], str] = {}
         self.dirty: set[str] = set()
@@ -269,38 +293,22 @@ class Batch:
 
     def card(self, tx, card_id: str, currency: str) -> dict:
         if card_id not in self.cards:
-            self.cards[card_id] = dict(ensure_card(tx, card_id, currency, now=self.now))
+            self.cards[card_id] = ensure_card(tx, card_id, currency, now=self.now)
         return self.cards[card_id]
 
     def revenue_account(self, tx, merchant_id: str, currency: str) -> str:
         key = (merchant_id, currency)
         if key not in self.revenue:
-            account_id = revenue_account_id(merchant_id, currency)
-            if ledger.get_account(tx, account_id) is None:
-                ledger.open_account(tx, kind="operator_revenue", currency=currency, owner_id=merchant_id,
-                                    account_id=account_id, now=self.now)
-            self.revenue[key] = account_id
+            self.revenue[key] = open_revenue_account(tx, merchant_id, currency, now=self.now)
         return self.revenue[key]
 
     def finish(self, tx) -> None:
         self.settlement.post(tx, self.now)
         for card_id in sorted(self.dirty):
             card = self.cards[card_id]
-            tx.execute("UPDATE purse_cards SET cleared_counter = :n, cleared_balance = :b, problem = :p "
-                       "WHERE card_id = :c", {"n": card["cleared_counter"], "b": card["cleared_balance"],
-                                              "p": card["problem"], "c": card_id})
+            taps_db.save_card(tx, card_id=card_id, cleared_counter=card["cleared_counter"],
+                              cleared_balance=card["cleared_balance"], problem=card["problem"])
         self.dirty.clear()
-
-
-def _where_in(tx, select: str, ids: list[str], extra: str | None = None) -> list[dict]:
-    rows = []
-    for start in range(0, len(ids), 500):
-        names = {f"c{i}": c for i, c in enumerate(ids[start:start + 500])}
-        if not names:
-            continue
-        where = f"card_id IN ({', '.join(':' + n for n in names)})" + (f" AND {extra}" if extra else "")
-        rows += tx.query(f"{select} WHERE {where}", names)
-    return rows
 
 
 # --- debits ------------------------------------------------------------------------------
@@ -338,7 +346,11 @@ def clear_upload(tx, submitted: list[Submitted], *, now: datetime,
 
 def _clear_all(tx, submitted, *, now, settlement, refused) -> dict[tuple[str, str], str]:
     cards = [s.receipt.card_id.hex() for s in submitted]
-    batch = Batch(tx, [c for c in cards if c not in refused], now=now, settlement=Settlement(settlement))
+    currencies: dict[str, str] = {}
+    for s, card_id in zip(submitted, cards):
+        if card_id not in refused:
+            currencies.setdefault(card_id, s.receipt.currency)
+    batch = Batch(tx, currencies, now=now, settlement=Settlement(settlement))
     status: dict[tuple[str, str], str] = {}
     for s, card_id in zip(submitted, cards):
         key = (s.terminal_id, s.tap_id)
@@ -367,7 +379,7 @@ def submit_debit(tx, receipt: p.Receipt, *, terminal_id: str, tap_id: str, merch
     receipt as received, when the caller has it (saves encoding it again)."""
     own = batch is None
     card_id = receipt.card_id.hex()
-    batch = batch or Batch(tx, [card_id], now=now)
+    batch = batch or Batch(tx, {card_id: receipt.currency}, now=now)
     card = batch.card(tx, card_id, receipt.currency)
     raw = raw_hex or receipt.to_bytes().hex()
     row = {"card_id": card_id, "counter": receipt.counter, "amount": receipt.amount, "currency": receipt.currency,
@@ -381,14 +393,9 @@ def submit_debit(tx, receipt: p.Receipt, *, terminal_id: str, tap_id: str, merch
     if fast:
         revenue = batch.revenue_account(tx, merchant_id, receipt.currency)
         row.update(status="posted", transfer_id=batch.settlement.leg_id(card_id, revenue, receipt.counter))
-    fresh = receipt.counter > card["cleared_counter"] and tx.execute(
-        "INSERT INTO purse_receipts (card_id, counter, amount, currency, balance_after, receipt, terminal_id, "
-        "tap_id, merchant_id, status, transfer_id, created_at) VALUES (:card_id, :counter, :amount, :currency, "
-        ":balance_after, :receipt, :terminal_id, :tap_id, :merchant_id, :status, :transfer_id, :created_at) "
-        "ON CONFLICT (card_id, counter) DO NOTHING", row)
+    fresh = receipt.counter > card["cleared_counter"] and taps_db.insert_receipt(tx, row)
     if not fresh:
-        seen = tx.one("SELECT receipt FROM purse_receipts WHERE card_id = :c AND counter = :n",
-                      {"c": card_id, "n": receipt.counter})
+        seen = taps_db.receipt(tx, card_id=card_id, counter=receipt.counter)
         if seen is None:
             return "stale_counter"  # that counter was a top-up the card took, not this debit
         return "replayed_receipt" if seen["receipt"] == raw else "double_spend"
@@ -412,29 +419,21 @@ def submit_debit(tx, receipt: p.Receipt, *, terminal_id: str, tap_id: str, merch
     return status
 
 
-def _load_at(tx, card_id: str, counter: int) -> dict | None:
-    return tx.one("SELECT * FROM purse_loads WHERE card_id = :c AND counter = :n AND status = 'authorised'",
-                  {"c": card_id, "n": counter})
-
-
-def advance(tx, card_id: str, *, now: datetime, batch: Batch | None = None,
+def advance(tx, card_id: str, *, now: datetime, batch: Batch,
             skip: tuple[str, str] | None = None) -> list[tuple[str, str, str]]:
     """Clear the card's chain as far as it is complete, counting the debits into the batch's
-    settlement. Returns (terminal id, tap id, status) of the receipts whose status changed;
-    their taps are updated too, but for `skip` (the tap being stored, whose caller records
-    the status itself)."""
-    own = batch is None
-    batch = batch or Batch(tx, [card_id], now=now)
+    settlement (the batch holds the card). Returns (terminal id, tap id, status) of the
+    receipts whose status changed; their taps are updated too, but for `skip` (the tap
+    being stored, whose caller records the status itself)."""
     card = batch.cards[card_id]
     held = batch.held.setdefault(card_id, set())
     loads = batch.loads.setdefault(card_id, set())
     changed = []
     counter, balance = card["cleared_counter"], card["cleared_balance"]
     while not card["problem"]:
-        load = _load_at(tx, card_id, counter) if counter in loads else None
+        load = taps_db.authorised_load(tx, card_id=card_id, counter=counter) if counter in loads else None
         if counter + 1 in held:
-            nxt = tx.one("SELECT * FROM purse_receipts WHERE card_id = :c AND counter = :n",
-                         {"c": card_id, "n": counter + 1})
+            nxt = taps_db.receipt(tx, card_id=card_id, counter=counter + 1)
             held.discard(counter + 1)
             if load is not None:  # a debit used the counter the load was authorised for
                 _supersede(tx, load, now)
@@ -442,19 +441,17 @@ def advance(tx, card_id: str, *, now: datetime, batch: Batch | None = None,
             if nxt["balance_after"] != balance - nxt["amount"]:
                 card["problem"] = (f"receipt {counter + 1} shows balance {nxt['balance_after']}, "
                                    f"expected {balance - nxt['amount']}")
-                tx.execute("UPDATE purse_receipts SET status = 'balance_mismatch' WHERE card_id = :c AND counter = :n",
-                           {"c": card_id, "n": counter + 1})
+                taps_db.set_receipt_status(tx, card_id=card_id, counter=counter + 1, status="balance_mismatch")
                 changed.append((nxt["terminal_id"], nxt["tap_id"], "balance_mismatch"))
                 break
             tid = batch.settlement.add(card, batch.revenue_account(tx, nxt["merchant_id"], nxt["currency"]),
                                        counter + 1, nxt["amount"], nxt["currency"])
-            tx.execute("UPDATE purse_receipts SET status = 'posted', transfer_id = :t WHERE card_id = :c AND counter = :n",
-                       {"t": tid, "c": card_id, "n": counter + 1})
+            taps_db.set_receipt_status(tx, card_id=card_id, counter=counter + 1, status="posted", transfer_id=tid)
             changed.append((nxt["terminal_id"], nxt["tap_id"], "posted"))
             counter, balance = counter + 1, nxt["balance_after"]
         elif load is not None and counter + 2 in held:
             # A debit after the load's counter: the card took the top-up (its balance is checked there).
-            tx.execute("UPDATE purse_loads SET status = 'applied' WHERE id = :id", {"id": load["id"]})
+            taps_db.set_load_status(tx, load_id=load["id"], status="applied")
             loads.discard(counter)
             counter, balance = counter + 1, balance + load["amount"]
         else:
@@ -464,21 +461,16 @@ def advance(tx, card_id: str, *, now: datetime, batch: Batch | None = None,
     batch.changed += changed
     for terminal_id, tap_id, status in changed:
         if (terminal_id, tap_id) != skip:
-            tx.execute("UPDATE transit_taps SET clearing = :s WHERE terminal_id = :t AND tap_id = :i",
-                       {"s": status, "t": terminal_id, "i": tap_id})
-    if own:
-        batch.finish(tx)
+            taps_db.set_tap_clearing(tx, terminal_id=terminal_id, tap_id=tap_id, clearing=status)
     return changed
 
 
 def _supersede(tx, load: dict, now: datetime) -> None:
-    wallet = tx.one("SELECT account_id FROM wallets WHERE id = :id", {"id": load["wallet_id"]})
     refund_id = f"purse_load_refund:{load['id']}"
     ledger.transfer(tx, transfer_id=refund_id, debit_account_id=float_account_id(load["card_id"]),
-                    credit_account_id=wallet["account_id"], amount=load["amount"], currency=load["currency"],
-                    code=REFUND_CODE, now=now)
-    tx.execute("UPDATE purse_loads SET status = 'superseded', refund_transfer_id = :r WHERE id = :id",
-               {"r": refund_id, "id": load["id"]})
+                    credit_account_id=taps_db.wallet_account(tx, load["wallet_id"]), amount=load["amount"],
+                    currency=load["currency"], code=REFUND_CODE, now=now)
+    taps_db.set_load_status(tx, load_id=load["id"], status="superseded", refund_transfer_id=refund_id)
 
 
 # --- loads -------------------------------------------------------------------------------
@@ -499,11 +491,9 @@ def authorise_load(tx, *, wallet: dict, card_id: str, counter: int, amount: int,
     """
     if wallet["status"] != "active":
         raise conflict("wallet_locked", "This wallet is locked.", "wallet_id")
-    card = tx.one("SELECT card_id FROM issuer_cards WHERE card_id = :c AND wallet_id = :w",
-                  {"c": card_id, "w": wallet["id"]})
-    if card is None:
+    if card_id not in {card["card_id"] for card in issuer_db.wallet_cards(tx, wallet["id"])}:
         raise not_found("card of this wallet", "card_id")
-    if tx.one("SELECT 1 FROM issuer_deny_list WHERE entry = :c", {"c": card_id}):
+    if issuer_db.denied_entry(tx, card_id) is not None:
         raise conflict("card_denied", "This card is on the deny-list.", "card_id")
     if currency != wallet["currency"] or currency not in p.CURRENCY_CODES:
         raise invalid("currency_mismatch", f"The wallet holds {wallet['currency']}; a purse load is in it.",
@@ -515,37 +505,34 @@ def authorise_load(tx, *, wallet: dict, card_id: str, counter: int, amount: int,
         raise invalid("currency_mismatch", f"The card's purse holds {state['currency']}.", "currency")
     if counter < state["cleared_counter"]:
         raise conflict("stale_counter", f"The card's counter is past {counter}: read it again.", "counter")
-    if tx.one("SELECT 1 FROM purse_loads WHERE card_id = :c AND counter = :n", {"c": card_id, "n": counter}):
-        raise conflict("load_exists", "A load is already authorised at this counter: apply it, "
-                                      "or read the card's counter again.", "counter")
     load_id = new_id("pl")
     reference = secrets.token_bytes(p.NONCE_SIZE)
     authorisation = p.authorise_topup(seed, bytes.fromhex(card_id), counter, amount, currency, reference, now)
     transfer = f"purse_load:{load_id}"
-    ledger.transfer(tx, transfer_id=transfer, debit_account_id=wallet["account_id"],
-                    credit_account_id=state["float_account_id"], amount=amount, currency=currency,
-                    code=LOAD_CODE, now=now)
     row = {"id": load_id, "wallet_id": wallet["id"], "card_id": card_id, "counter": counter, "amount": amount,
            "currency": currency, "reference": reference.hex(), "authorisation": authorisation.hex(),
            "transfer_id": transfer, "status": "authorised", "refund_transfer_id": None, "created_at": unix(now)}
-    tx.insert("purse_loads", row)
+    if not taps_db.insert_load(tx, row):
+        raise conflict("load_exists", "A load is already authorised at this counter: apply it, "
+                                      "or read the card's counter again.", "counter")
+    ledger.transfer(tx, transfer_id=transfer, debit_account_id=wallet["account_id"],
+                    credit_account_id=state["float_account_id"], amount=amount, currency=currency,
+                    code=LOAD_CODE, now=now)
     return load_view(row)
 
 
 def issuer_certificates(tx, card_ids: list[str]) -> dict[str, str]:
     """card id -> certificate hex, for the cards the issuer certified."""
-    return {r["card_id"]: r["certificate"]
-            for r in _where_in(tx, "SELECT card_id, certificate FROM issuer_cards", sorted(set(card_ids)))}
+    return taps_db.certificates(tx, card_ids)
 
 
 def card_view(tx, card_id: str) -> dict:
     """A purse card as clearing sees it: how far its chain is cleared, what waits, what broke."""
-    card = tx.one("SELECT * FROM purse_cards WHERE card_id = :c", {"c": card_id})
+    card = taps_db.card(tx, card_id)
     if card is None:
         raise not_found("purse card", "card_id")
-    waiting = tx.query("SELECT counter, amount, balance_after, terminal_id, tap_id, status FROM purse_receipts "
-                       "WHERE card_id = :c AND status != 'posted' ORDER BY counter", {"c": card_id})
-    loads = tx.query("SELECT * FROM purse_loads WHERE card_id = :c ORDER BY counter", {"c": card_id})
+    waiting = taps_db.waiting_receipts(tx, card_id)
+    loads = taps_db.card_loads(tx, card_id)
     return {"object": "purse_card", "card_id": card_id, "currency": card["currency"],
             "cleared_counter": card["cleared_counter"], "cleared_balance": card["cleared_balance"],
             "float_balance": ledger.balance(tx, card["float_account_id"]).posted, "problem": card["problem"],

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from gateway.services import clearing, iso, unix
+from gateway.store import taps as taps_db
 from protocol import purse as p
 from protocol import tokens
 
@@ -158,30 +159,14 @@ def _first_clearing(t: TapRow, verification: tuple | None) -> str | None:
     return None
 
 
-COLUMNS = ("terminal_id", "tap_id", "merchant_id", "at", "kind", "accepted", "reason", "route", "stop",
-           "rules_version", "amount", "currency", "card_id", "token", "flags", "clearing", "received_at",
-           "direction")
-INSERT_ROWS = 50  # rows per INSERT statement (18 columns: far below SQLite's parameter limit)
-
-
-def _stored(tx, terminal_id: str, tap_ids: list[str]) -> dict[str, dict]:
+def _stored(tx, terminal_id: str, tap_ids) -> dict[str, dict]:
     """The taps of this terminal already stored, by tap id (what makes a re-upload a duplicate)."""
-    found = {}
-    for start in range(0, len(tap_ids), 500):
-        names = {f"i{n}": tap_id for n, tap_id in enumerate(tap_ids[start:start + 500])}
-        if names:
-            for row in tx.query(f"SELECT tap_id, flags, clearing FROM transit_taps WHERE terminal_id = :t "
-                                f"AND tap_id IN ({', '.join(':' + n for n in names)})", {"t": terminal_id, **names}):
-                found[row["tap_id"]] = row
-    return found
+    return taps_db.stored_taps(tx, terminal_id=terminal_id, tap_ids=sorted(set(tap_ids)))
 
 
-def _insert_taps(tx, rows: list[dict]) -> None:
-    for start in range(0, len(rows), INSERT_ROWS):
-        chunk = rows[start:start + INSERT_ROWS]
-        params = {f"{c}{n}": row[c] for n, row in enumerate(chunk) for c in COLUMNS}
-        values = ", ".join("(" + ", ".join(f":{c}{n}" for c in COLUMNS) + ")" for n in range(len(chunk)))
-        tx.execute(f"INSERT INTO transit_taps ({', '.join(COLUMNS)}) VALUES {values}", params)
+def _duplicate(tap_id: str, stored: dict) -> dict:
+    return _result(tap_id, "duplicate", flags=[f for f in stored["flags"].split(",") if f],
+                   clearing_status=stored["clearing"])
 
 
 @dataclass(frozen=True)
@@ -215,7 +200,7 @@ def verify_ahead(tx, *, terminal_id: str, rows, now: datetime) -> Verified | Non
              and type(row.get("amount")) is int]
     if not purse:
         return None
-    stored = _stored(tx, terminal_id, sorted({t.id for t in purse}))
+    stored = _stored(tx, terminal_id, {t.id for t in purse})
     purse = [t for t in purse if t.id not in stored]
     keys = clearing.trusted_keys(tx)
     certificates = clearing.issuer_certificates(tx, [t.card_id for t in purse])
@@ -227,9 +212,13 @@ def verify_ahead(tx, *, terminal_id: str, rows, now: datetime) -> Verified | Non
 
 def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
            routes: frozenset[str] | None = None, ahead: Verified | None = None) -> dict:
-    """Store and clear a batch in the open transaction (it holds the write lock, so the
-    duplicate check and the inserts cannot race another upload); the per-row answer.
-    `ahead`: receipts verify_ahead checked before the lock (re-checked here if stale)."""
+    """Store and clear a batch in the open transaction; the per-row answer. `ahead`: receipts
+    verify_ahead checked before the transaction (re-checked here if stale).
+
+    Another node may be storing the same upload at this moment. Its purse cards are held
+    by whichever clears them first (clearing.hold_cards): the other then finds their
+    receipts replayed. Each tap is inserted once (ON CONFLICT DO NOTHING): a tap the other
+    stored first is answered as the duplicate it is, with the other's flags and clearing."""
     at_now = unix(now)
     results: list[dict | None] = []
     new: list[tuple[int, TapRow]] = []
@@ -240,15 +229,13 @@ def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
         except RowError as e:
             raw_id = row.get("id") if isinstance(row, dict) and isinstance(row.get("id"), str) else None
             checked.append(_result(raw_id[:80] if raw_id else None, "rejected", f"{e.code}: {e}"))
-    stored = _stored(tx, terminal_id, sorted({t.id for t in checked if isinstance(t, TapRow)}))
+    stored = _stored(tx, terminal_id, {t.id for t in checked if isinstance(t, TapRow)})
     first: dict[str, int] = {}
     for index, t in enumerate(checked):
         if not isinstance(t, TapRow):
             results.append(t)
         elif t.id in stored:
-            row = stored[t.id]
-            results.append(_result(t.id, "duplicate", flags=[f for f in row["flags"].split(",") if f],
-                                   clearing_status=row["clearing"]))
+            results.append(_duplicate(t.id, stored[t.id]))
         elif t.id in first:
             results.append(_result(t.id, "duplicate", flags=t.flags))
         else:
@@ -277,17 +264,21 @@ def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
         cleared = clearing.clear_upload(tx, submitted, now=now,
                                         settlement=clearing.settlement_id(terminal_id, [t.id for _, t in new]))
         status.update({tap_id: s for (_, tap_id), s in cleared.items()})
-    _insert_taps(tx, [{"terminal_id": terminal_id, "tap_id": t.id, "merchant_id": merchant_id, "at": t.at,
-                       "kind": t.kind, "accepted": int(t.accepted), "reason": t.reason, "route": t.route,
-                       "stop": t.stop, "rules_version": t.rules_version, "amount": t.amount,
-                       "currency": t.currency, "card_id": t.card_id, "token": t.token, "flags": ",".join(t.flags),
-                       "clearing": status[t.id], "received_at": at_now, "direction": t.direction}
-                      for _, t in new])
+    inserted = taps_db.insert_taps(tx, [
+        {"terminal_id": terminal_id, "tap_id": t.id, "merchant_id": merchant_id, "at": t.at, "kind": t.kind,
+         "accepted": int(t.accepted), "reason": t.reason, "route": t.route, "stop": t.stop,
+         "rules_version": t.rules_version, "amount": t.amount, "currency": t.currency, "card_id": t.card_id,
+         "token": t.token, "flags": ",".join(t.flags), "clearing": status[t.id], "received_at": at_now,
+         "direction": t.direction} for _, t in new])
+    taken = _stored(tx, terminal_id, {t.id for _, t in new if t.id not in inserted})  # by another upload meanwhile
     for index, t in new:
-        results[index] = _result(t.id, "accepted", flags=t.flags, clearing_status=status[t.id])
+        if t.id in taken:
+            results[index] = _duplicate(t.id, taken[t.id])
+        else:
+            results[index] = _result(t.id, "accepted", flags=t.flags, clearing_status=status[t.id])
     for r in results:  # a repeat of a new id inside the batch reports where the first ended
         if r["status"] == "duplicate" and r["id"] in first and r["clearing"] is None:
-            r["clearing"] = status[r["id"]]
+            r["clearing"] = results[first[r["id"]]]["clearing"]
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
     return {"object": "tap_batch", "received": len(rows), **counts, "results": results}
 
@@ -297,10 +288,7 @@ def token_taps(tx, *, since: int, until: int) -> list:
     tap-ons, and tap-offs from exit validators (rows stored before 0011 are tap-ons)."""
     from gateway.trips import Tap
 
-    rows = tx.query("SELECT terminal_id, tap_id, token, at, route, stop, rules_version, direction "
-                    "FROM transit_taps "
-                    "WHERE clearing = 'unpriced' AND at >= :a AND at < :b AND route IS NOT NULL "
-                    "AND stop IS NOT NULL ORDER BY at, terminal_id, tap_id", {"a": since, "b": until})
+    rows = taps_db.unpriced_token_taps(tx, since=since, until=until)
     return [Tap(f"{r['terminal_id']}/{r['tap_id']}", r["token"], datetime.fromtimestamp(r["at"], timezone.utc),
                 r["direction"] or "on", r["route"], r["stop"], r["rules_version"]) for r in rows]
 
@@ -308,22 +296,7 @@ def token_taps(tx, *, since: int, until: int) -> list:
 def ridership(tx, *, since: int, until: int, route: str | None = None,
               merchant_id: str | None = None) -> dict:
     """Per route and per hour (UTC): taps, accepted taps, and purse revenue cleared."""
-    where = ["at >= :a", "at < :b"]
-    params: dict = {"a": since, "b": until}
-    if route is not None:
-        where.append("route = :route")
-        params["route"] = route
-    if merchant_id is not None:
-        where.append("merchant_id = :m")
-        params["m"] = merchant_id
-    rows = tx.query(
-        "SELECT route, (at / 3600) * 3600 AS hour, COUNT(*) AS taps, "
-        "SUM(CASE WHEN accepted = 1 THEN 1 ELSE 0 END) AS accepted, "
-        "SUM(CASE WHEN kind IN ('emv', 'uid') AND accepted = 1 THEN 1 ELSE 0 END) AS token_taps, "
-        "SUM(CASE WHEN clearing = 'posted' THEN amount ELSE 0 END) AS purse_revenue, "
-        "MIN(currency) AS currency "
-        f"FROM transit_taps WHERE {' AND '.join(where)} GROUP BY route, (at / 3600) * 3600 ORDER BY route, hour",
-        params)
+    rows = taps_db.ridership(tx, since=since, until=until, route=route, merchant_id=merchant_id)
     return {"object": "ridership", "from": iso(since), "to": iso(until),
             "data": [{"route": r["route"], "hour": iso(r["hour"]), "taps": r["taps"], "accepted": r["accepted"],
                       "token_taps": r["token_taps"], "purse_revenue": r["purse_revenue"],
