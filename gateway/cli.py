@@ -29,7 +29,11 @@ def with_database(command):
     @click.option("--database", "database_url", metavar="URL", default=None, help=DATABASE_HELP)
     @functools.wraps(command)
     def wrapper(data_dir, database_url, **kwargs):
+        import logging
+
         from gateway.config import load
+        # the pool's own retries would print a warning each; the command says it once
+        logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
         from gateway.store import StoreError
         try:
             config = load(data_dir, database_url)

@@ -5,7 +5,8 @@ scale-out example: initdb, pg_ctl start, and stop by pid.
         url = pg.create_database("gateway")      # postgresql:///gateway?host=...&user=postgres
 
 It listens on a unix socket in its own directory and on no TCP port (unless
-`port` is given), so several can run on one machine. PostgreSQL refuses to run
+`port` is given: then on 127.0.0.1 too), so several can run on one machine. The
+socket trusts its local users; TCP connections need a password (scram-sha-256). PostgreSQL refuses to run
 as root: when this process is root, the server's files belong to the postgres
 user and its programs run through `runuser -u postgres`.
 """
@@ -126,8 +127,7 @@ class LocalPostgres:
     # -- use -----------------------------------------------------------------
 
     def url(self, dbname: str = "postgres") -> str:
-        if self.tcp:
-            return f"postgresql://{SERVER_USER}@127.0.0.1:{self.port}/{dbname}"
+        """The database through the unix socket, as the postgres user (trusted there)."""
         return f"postgresql:///{dbname}?host={self.socket_dir}&port={self.port}&user={SERVER_USER}"
 
     def sql(self, statement: str, dbname: str = "postgres") -> None:
@@ -163,7 +163,7 @@ class LocalPostgres:
                 user = pwd.getpwnam(SERVER_USER)
                 os.chown(self.data / "standby.signal", user.pw_uid, user.pw_gid)
             return
-        self._run("initdb", "-D", str(self.data), "-U", SERVER_USER, "--auth=trust",
+        self._run("initdb", "-D", str(self.data), "-U", SERVER_USER, "--auth-local=trust", "--auth-host=scram-sha-256",
                   "--encoding=UTF8", "--locale=C", "--no-instructions")
 
     def _run(self, program: str, *args: str) -> None:

@@ -143,6 +143,8 @@ class Tx:
             raise StoreBusy(f"the database did not answer in time: {str(e).strip()}") from e
         except psycopg.OperationalError as e:
             raise StoreUnavailable(f"the database connection failed: {str(e).strip()}") from e
+        except psycopg.Error as e:  # a statement the database refuses: a bug or a deployment fault
+            raise StoreError(f"the database refused a statement: {' '.join(str(e).split())}") from e
 
     def _check_writable(self) -> None:
         if self.readonly:
@@ -171,6 +173,7 @@ class PostgresStore:
         self._pool_pid: int | None = None
         self._pool_lock = threading.Lock()
         self._local = threading.local()
+        self._down: str | None = None  # why the database was out of reach at the last try
         if migrate:
             self.migrate()
 
@@ -183,6 +186,9 @@ class PostgresStore:
         if self._pool is None or self._pool_pid != os.getpid():
             with self._pool_lock:
                 if self._pool is None or self._pool_pid != os.getpid():
+                    self._down = self._probe()  # a database out of reach is said at once, with its reason
+                    if self._down is not None:
+                        raise StoreUnavailable(self._down)
                     # a pool inherited through fork belongs to the parent: make our own
                     self._pool = ConnectionPool(
                         self.url, min_size=1, max_size=self.pool_size, timeout=self.pool_timeout,
@@ -195,14 +201,29 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection. While the database is known to be down, each request asks it
+        directly (a refused connection answers at once) instead of waiting out the pool."""
+        if self._down is not None:
+            self._down = self._probe()
+            if self._down is not None:
+                raise StoreUnavailable(self._down)
         try:
             with self._get_pool().connection() as conn:
                 yield conn
         except PoolTimeout as e:
-            raise StoreUnavailable(f"no database connection within {self.pool_timeout:g} s"
-                                   f" ({self.shown_url}): {e}") from e
-        except psycopg.OperationalError as e:
-            raise StoreUnavailable(f"the database connection failed: {str(e).strip()}") from e
+            self._down = self._probe()
+            if self._down is not None:
+                raise StoreUnavailable(self._down) from e
+            raise StoreBusy(f"all {self.pool_size} database connections stayed in use for"
+                            f" {self.pool_timeout:g} s") from e
+
+    def _probe(self) -> str | None:
+        """Why the database cannot be reached now, or None when it can."""
+        try:
+            psycopg.connect(self.url, **self._connect_options).close()
+            return None
+        except psycopg.Error as e:
+            return f"cannot reach the database {self.shown_url}: {' '.join(str(e).split())}"
 
     def close(self) -> None:
         with self._pool_lock:
@@ -286,7 +307,7 @@ class PostgresStore:
                     try:
                         with tx.savepoint():
                             tx._run(statement, None)  # raw: migrations carry no parameters
-                    except (IntegrityError, psycopg.Error) as e:
+                    except (IntegrityError, StoreError) as e:
                         raise StoreError(f"migration {migration.path.name} failed: {e}: {statement[:120]!r}") from e
                 tx.insert("schema_migrations", {
                     "version": migration.version, "name": migration.name, "checksum": migration.checksum,
