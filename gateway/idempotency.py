@@ -5,20 +5,25 @@
     @idempotent
     def create_payment(tx): ... return 201, payment
 
-The view runs as one job of the store's group commit (`Store.write`: its own
-savepoint of a shared transaction, committed with one fsync for the batch) and
-returns (status, resource). The record of its answer is written in that same
-savepoint, so the effect and the record commit together or not at all, and the
-client gets its answer only after that commit. Rules, per (caller, key):
+The view runs as one job of `Store.write` and returns (status, resource). The job
+first claims the key: it inserts the key's row, without an answer, under the
+table's primary key (INSERT ... ON CONFLICT DO NOTHING). Only a request that
+claimed the key runs the view; the answer is written into the claimed row in the
+same transaction, so the effect and the record commit together or not at all,
+and the client gets its answer only after that commit. Rules, per (caller, key):
 
 - same method, path and body bytes: the stored status and body are replayed byte
   for byte (with an `Idempotent-Replayed: true` header);
 - anything different: 409 idempotency_error;
 - an error (any ApiError, a 4xx validation error or 402 insufficient funds) rolls
-  back and records nothing, so the caller may fix the cause and retry with the key;
-- concurrent requests with one key: the store's writes are serialised (one at a
-  time, each in its own savepoint of a group commit), so the second finds the
-  first one's record and replays it.
+  back the claim with everything else, so the caller may fix the cause and retry
+  with the key;
+- concurrent requests with one key, on one node or several: the claim is the
+  primary key's, not the gateway's. On PostgreSQL the second request's claim
+  waits on the first one's row until that transaction ends: committed, the second
+  finds the answer and replays it (or answers 409 if its request differs); rolled
+  back, the second claims the key and runs. On SQLite writes take turns, so the
+  second finds the first's committed row. The view never runs twice for one key.
 
 Keys are 1 to 255 printable ASCII characters; every POST must send one.
 
@@ -42,6 +47,7 @@ from flask import Response, current_app, request
 from gateway.app import runtime
 from gateway.auth import Caller, current_caller
 from gateway.errors import ApiError, invalid
+from gateway.store import idempotency as idem_db
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -56,19 +62,26 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return h.hexdigest()
 
 
-def lookup(tx, caller: Caller, key: str) -> dict | None:
-    return tx.one(
-        "SELECT request_hash, status, response FROM idempotency_keys"
-        " WHERE caller_kind = :kind AND caller_id = :id AND idem_key = :key",
-        {"kind": caller.kind, "id": caller.id, "key": key})
+def claim(tx, caller: Caller, key: str, *, method: str, path: str, request_hash: str,
+          now_unix: int, reused_message: str = "This Idempotency-Key was used for a different request.") -> dict | None:
+    """Claim the key for this request: None when this transaction now holds it (run the
+    request, then record() its answer). Otherwise the key's record (request_hash, status,
+    response) of the same request, to replay; 409 when the key was used for another."""
+    if idem_db.claim_key(tx, caller_kind=caller.kind, caller_id=caller.id, key=key, method=method, path=path,
+                         request_hash=request_hash, created_at=now_unix):
+        return None
+    prior = idem_db.key_record(tx, caller_kind=caller.kind, caller_id=caller.id, key=key)
+    if prior["request_hash"] != request_hash:
+        raise ApiError(409, "idempotency_error", "idempotency_key_reused", reused_message, HEADER)
+    if prior["status"] == 0:  # claimed and not answered: cannot be seen outside its transaction
+        raise RuntimeError("an idempotency key was found claimed without its answer")
+    return prior
 
 
-def record(tx, caller: Caller, key: str, *, method: str, path: str, request_hash: str,
-           status: int, response: str, now_unix: int) -> None:
-    tx.insert("idempotency_keys", {
-        "caller_kind": caller.kind, "caller_id": caller.id, "idem_key": key,
-        "method": method, "path": path, "request_hash": request_hash,
-        "status": status, "response": response, "created_at": now_unix})
+def record(tx, caller: Caller, key: str, *, status: int, response: str) -> None:
+    """The claimed key's answer (sealed), written in the transaction that claimed it."""
+    idem_db.record_answer(tx, caller_kind=caller.kind, caller_id=caller.id, key=key, status=status,
+                          response=response)
 
 
 def _context(caller: Caller, key: str) -> bytes:
@@ -97,7 +110,7 @@ def unseal(secret: bytes, caller: Caller, key: str, stored: str) -> str:
 
 def prune(tx, *, before_unix: int) -> int:
     """Forget records older than `before_unix` (a retry after that is a new request)."""
-    return tx.execute("DELETE FROM idempotency_keys WHERE created_at < :t", {"t": before_unix})
+    return idem_db.delete_keys_before(tx, before=before_unix)
 
 
 def request_key() -> str:
@@ -130,20 +143,18 @@ def idempotent(view):
         dumps = current_app.json.dumps
 
         def once(tx) -> tuple[str, int, bool]:
-            # Runs in the store's next group commit, in this request's context.
-            prior = lookup(tx, caller, key)
+            # A job of store.write, in this request's context; run again whole if the
+            # database rolled it back (a deadlock), so it touches nothing but tx.
+            prior = claim(tx, caller, key, method=method, path=path, request_hash=request_hash,
+                          now_unix=int(rt.now().timestamp()))
             if prior is not None:
-                if prior["request_hash"] != request_hash:
-                    raise ApiError(409, "idempotency_error", "idempotency_key_reused",
-                                   "This Idempotency-Key was used for a different request.", HEADER)
                 return unseal(sealing_key, caller, key, prior["response"]), prior["status"], True
             status, resource = view(tx, *args, **kwargs)
             text = dumps(resource)
-            record(tx, caller, key, method=method, path=path, request_hash=request_hash, status=status,
-                   response=seal(sealing_key, caller, key, text), now_unix=int(rt.now().timestamp()))
+            record(tx, caller, key, status=status, response=seal(sealing_key, caller, key, text))
             return text, status, False
 
-        # The answer goes out only after the batch holding this request committed.
+        # The answer goes out only after the transaction holding this request committed.
         text, status, replayed = rt.store.write(once)
         return _response(text, status, key, replayed=replayed)
     return wrapper

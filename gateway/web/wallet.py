@@ -168,18 +168,21 @@ def wallet_pay_bill(bill_id):
     # The same thing as an API request would be, so a retry of it is recognised as one.
     body = json.dumps({"bill_id": bill_id, "amount": amount}, sort_keys=True).encode()
     request_hash = idempotency.fingerprint("POST", request.path, body)
-    with rt.store.transaction() as tx:
-        prior = idempotency.lookup(tx, caller, key)
+    path = request.path
+
+    def pay(tx) -> dict:
+        # The form's key is claimed first, as an API request's is (gateway.idempotency).
+        prior = idempotency.claim(tx, caller, key, method="POST", path=path, request_hash=request_hash,
+                                  now_unix=int(rt.now().timestamp()),
+                                  reused_message="This form was already used for another payment; open the bill again.")
         if prior is not None:
-            if prior["request_hash"] != request_hash:
-                raise ApiError(409, "idempotency_error", "idempotency_key_reused",
-                               "This form was already used for another payment; open the bill again.")
-            receipt = json.loads(idempotency.unseal(seal_key, caller, key, prior["response"]))
-        else:
-            receipt = bills.pay_bill(tx, caller, bill_id[:80], amount=amount, now=rt.now())
-            idempotency.record(tx, caller, key, method="POST", path=request.path, request_hash=request_hash,
-                               status=201, response=idempotency.seal(seal_key, caller, key, json.dumps(receipt)),
-                               now_unix=int(rt.now().timestamp()))
+            return json.loads(idempotency.unseal(seal_key, caller, key, prior["response"]))
+        receipt = bills.pay_bill(tx, caller, bill_id[:80], amount=amount, now=rt.now())
+        idempotency.record(tx, caller, key, status=201,
+                           response=idempotency.seal(seal_key, caller, key, json.dumps(receipt)))
+        return receipt
+
+    receipt = rt.store.write(pay)
     return redirect(url_for("web.wallet_page", paid=receipt["id"], _anchor="receipt"))
 
 
@@ -198,7 +201,6 @@ def wallet_pay_code():
     if wallet is None:
         return redirect(url_for("web.wallet_page"))
     rt = runtime()
-    with rt.store.transaction() as tx:
-        code = wallets.create_pay_code(tx, wallet, now=rt.now())
+    code = rt.store.write(lambda tx: wallets.create_pay_code(tx, wallet, now=rt.now()))
     return page("wallet_paycode.html", code=code, qr=qr_svg(code["code"], "Pay code for the till"),
                 seconds=wallets.PAY_CODE_SECONDS)
