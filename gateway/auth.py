@@ -38,6 +38,10 @@ from flask import g, request
 
 from gateway.app import runtime
 from gateway.errors import forbidden, unauthenticated
+from gateway.store import auth as auth_db
+from gateway.store import merchants as merchants_db
+from gateway.store import terminals as terminals_db
+from gateway.store import wallets as wallets_db
 from protocol import request_signing as rs
 
 KINDS = ("operator", "merchant", "wallet", "terminal")
@@ -128,11 +132,11 @@ def _bearer(rt, token: str) -> Caller | None:
         return cached[0]
     with rt.store.read() as tx:
         if token.startswith("sk_"):
-            row = tx.one("SELECT id FROM merchants WHERE api_key_hash = :h", {"h": digest})
-            caller = Caller("merchant", row["id"], row["id"]) if row else None
+            merchant_id = merchants_db.merchant_id_by_api_key(tx, digest)
+            caller = Caller("merchant", merchant_id, merchant_id) if merchant_id else None
         else:
-            row = tx.one("SELECT id FROM wallets WHERE credential_hash = :h", {"h": digest})
-            caller = Caller("wallet", row["id"]) if row else None
+            wallet_id = wallets_db.wallet_id_by_credential(tx, digest)
+            caller = Caller("wallet", wallet_id) if wallet_id else None
     if caller is not None:  # only known keys: random guesses must not fill the cache
         if len(rt.callers) >= CALLER_CACHE_SIZE:
             rt.callers.clear()
@@ -167,20 +171,18 @@ def _terminal() -> Caller:
     if not rs.within_window(timestamp, now):
         raise unauthenticated("The request's timestamp is outside the 300 s window.", "stale_timestamp")
     with rt.store.read() as tx:
-        row = tx.one("SELECT id, merchant_id FROM terminals WHERE key_id = :k AND status = 'active'",
-                     {"k": key_id})
+        row = terminals_db.active_terminal_by_key_id(tx, key_id)
     # An unknown key id is checked against a throwaway secret so it costs the same time.
     secret = terminal_secret(rt, key_id if row else "unknown")
     body = request.get_data(cache=True)
     if not rs.verify(secret, request.method, signed_path(), timestamp, nonce, body, signature) or not row:
         raise unauthenticated("Invalid request signature.", "invalid_signature")
     # Only a valid signature spends a nonce, so forged requests cannot burn a terminal's.
+    # The table's primary key refuses a nonce seen before, on whichever node it was.
     def spend(tx) -> None:
-        if tx.one("SELECT 1 FROM terminal_nonces WHERE key_id = :k AND nonce = :n",
-                  {"k": key_id, "n": nonce}):
+        if not auth_db.spend_nonce(tx, key_id=key_id, nonce=nonce, seen_at=int(now)):
             raise unauthenticated("This request was already received (nonce reused).", "replayed_nonce")
-        tx.execute("DELETE FROM terminal_nonces WHERE seen_at < :t", {"t": int(now) - NONCE_RETENTION_SECONDS})
-        tx.insert("terminal_nonces", {"key_id": key_id, "nonce": nonce, "seen_at": int(now)})
+        auth_db.forget_nonces_before(tx, before=int(now) - NONCE_RETENTION_SECONDS)
 
-    rt.store.write(spend)  # one fsync shared with the other writes of the moment
+    rt.store.write(spend)  # on SQLite, one fsync shared with the other writes of the moment
     return Caller("terminal", row["id"], row["merchant_id"])

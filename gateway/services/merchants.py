@@ -7,6 +7,7 @@ from gateway import ledger
 from gateway.auth import Caller, key_hash, new_key
 from gateway.errors import not_found
 from gateway.services import iso, new_id, unix
+from gateway.store import merchants as merchants_db
 
 
 def merchant_view(row: dict) -> dict:
@@ -22,13 +23,13 @@ def create_merchant(tx, *, name: str, currency: str, now: datetime) -> tuple[dic
     api_key = new_key("sk_")
     row = {"id": merchant_id, "name": name, "account_id": account_id, "currency": currency,
            "api_key_hash": key_hash(api_key), "created_at": unix(now)}
-    tx.insert("merchants", row)
+    merchants_db.insert_merchant(tx, **row)
     return merchant_view(row), api_key
 
 
 def merchant_row(tx, caller: Caller, merchant_id: str, param: str = "id") -> dict:
     """The merchant if the caller may see it: the operator or the merchant itself."""
-    row = tx.one("SELECT * FROM merchants WHERE id = :id", {"id": merchant_id})
+    row = merchants_db.merchant(tx, merchant_id)
     if row is None or not (caller.kind == "operator" or
                            (caller.kind == "merchant" and caller.id == merchant_id)):
         raise not_found("merchant", param)
@@ -37,7 +38,7 @@ def merchant_row(tx, caller: Caller, merchant_id: str, param: str = "id") -> dic
 
 def payee(tx, merchant_id: str, param: str = "merchant_id") -> dict:
     """Any merchant, as the receiver of a payment (a payer may name any merchant)."""
-    row = tx.one("SELECT * FROM merchants WHERE id = :id", {"id": merchant_id})
+    row = merchants_db.merchant(tx, merchant_id)
     if row is None:
         raise not_found("merchant", param)
     return row

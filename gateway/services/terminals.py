@@ -11,6 +11,8 @@ from datetime import datetime
 from gateway.auth import Caller
 from gateway.errors import not_found
 from gateway.services import iso, new_id, unix
+from gateway.store import merchants as merchants_db
+from gateway.store import terminals as terminals_db
 
 
 def terminal_view(row: dict) -> dict:
@@ -20,17 +22,17 @@ def terminal_view(row: dict) -> dict:
 
 
 def register_terminal(tx, *, merchant_id: str, name: str | None, now: datetime) -> dict:
-    if tx.one("SELECT 1 FROM merchants WHERE id = :id", {"id": merchant_id}) is None:
+    if merchants_db.merchant(tx, merchant_id) is None:
         raise not_found("merchant", "merchant_id")
     row = {"id": new_id("term"), "key_id": "tk_" + secrets.token_hex(16),
            "merchant_id": merchant_id, "name": name, "status": "active", "created_at": unix(now)}
-    tx.insert("terminals", row)
+    terminals_db.insert_terminal(tx, **row)
     return terminal_view(row)
 
 
 def get_terminal(tx, caller: Caller, terminal_id: str) -> dict:
     """Visible to the operator, the owning merchant and the terminal itself."""
-    row = tx.one("SELECT * FROM terminals WHERE id = :id", {"id": terminal_id})
+    row = terminals_db.terminal(tx, terminal_id)
     allowed = row is not None and (
         caller.kind == "operator"
         or (caller.kind == "merchant" and caller.id == row["merchant_id"])

@@ -9,6 +9,7 @@ from gateway.auth import Caller, key_hash, new_key
 from gateway.errors import conflict, invalid, not_found
 from protocol.fares import FareError, FareRules
 from gateway.services import iso, new_id, unix
+from gateway.store import wallets as wallets_db
 
 PAY_CODE_SECONDS = 60
 DEFAULT_CONCESSION = "adult"  # the column's default in migration 0010
@@ -30,12 +31,12 @@ def create_customer(tx, *, name: str | None, email: str | None, external_ref: st
                     now: datetime) -> dict:
     row = {"id": new_id("cus"), "name": name, "email": email, "external_ref": external_ref,
            "created_at": unix(now)}
-    tx.insert("customers", row)
+    wallets_db.insert_customer(tx, **row)
     return customer_view(row)
 
 
 def get_customer(tx, caller: Caller, customer_id: str) -> dict:
-    row = tx.one("SELECT * FROM customers WHERE id = :id", {"id": customer_id})
+    row = wallets_db.customer(tx, customer_id)
     if row is None or caller.kind != "operator":
         raise not_found("customer", "id")
     return customer_view(row)
@@ -43,7 +44,7 @@ def get_customer(tx, caller: Caller, customer_id: str) -> dict:
 
 def create_wallet(tx, *, customer_id: str, currency: str, now: datetime) -> tuple[dict, str]:
     """A new wallet and its credential ("wk_..."), which is stored only as a hash."""
-    if tx.one("SELECT 1 FROM customers WHERE id = :id", {"id": customer_id}) is None:
+    if wallets_db.customer(tx, customer_id) is None:
         raise not_found("customer", "customer_id")
     account_id = ledger.open_account(tx, kind="customer_wallet", currency=currency,
                                      owner_id=customer_id, now=now)["id"]
@@ -51,13 +52,13 @@ def create_wallet(tx, *, customer_id: str, currency: str, now: datetime) -> tupl
     row = {"id": new_id("wal"), "customer_id": customer_id, "account_id": account_id,
            "currency": currency, "status": "active", "credential_hash": key_hash(credential),
            "concession": DEFAULT_CONCESSION, "created_at": unix(now)}
-    tx.insert("wallets", row)
+    wallets_db.insert_wallet(tx, **row)
     return wallet_view(row), credential
 
 
 def wallet_row(tx, caller: Caller, wallet_id: str, param: str = "id") -> dict:
     """The wallet if the caller may see it (the operator, or the wallet itself)."""
-    row = tx.one("SELECT * FROM wallets WHERE id = :id", {"id": wallet_id})
+    row = wallets_db.wallet(tx, wallet_id)
     if row is None or not (caller.kind == "operator" or
                            (caller.kind == "wallet" and caller.id == wallet_id)):
         raise not_found("wallet", param)
@@ -76,7 +77,7 @@ def set_concession(tx, caller: Caller, wallet_id: str, klass, *, rules: FareRule
         rules.concession(klass)
     except FareError as e:
         raise invalid("invalid_parameter", str(e), "class") from None
-    tx.execute("UPDATE wallets SET concession = :c WHERE id = :id", {"c": klass, "id": wallet_id})
+    wallets_db.set_concession(tx, wallet_id=wallet_id, concession=klass)
     return wallet_view({**wallet, "concession": klass})
 
 
@@ -110,19 +111,18 @@ def create_pay_code(tx, wallet: dict, *, now: datetime) -> dict:
     require_active(wallet)
     code = new_key("pc_")
     expires_at = unix(now) + PAY_CODE_SECONDS
-    tx.insert("pay_codes", {"code_hash": key_hash(code), "wallet_id": wallet["id"],
-                            "expires_at": expires_at, "created_at": unix(now)})
+    wallets_db.insert_pay_code(tx, code_hash=key_hash(code), wallet_id=wallet["id"], expires_at=expires_at,
+                               created_at=unix(now))
     return {"object": "pay_code", "code": code, "wallet_id": wallet["id"],
             "expires_at": iso(expires_at), "created_at": iso(unix(now))}
 
 
 def redeem_pay_code(tx, code: str, *, now: datetime) -> dict:
-    """The wallet behind an unused, unexpired pay code, which is spent by this call."""
-    row = tx.one("SELECT * FROM pay_codes WHERE code_hash = :h", {"h": key_hash(code)})
-    if row is None or row["used_at"] is not None or row["expires_at"] <= unix(now):
+    """The wallet behind an unused, unexpired pay code, which is spent by this call (a
+    conditional update: of two tills presenting one code at once, one gets the wallet)."""
+    wallet_id = wallets_db.spend_pay_code(tx, code_hash=key_hash(code), now=unix(now))
+    if wallet_id is None:
         raise not_found("pay code (or it expired or was used)", "pay_code")
-    tx.execute("UPDATE pay_codes SET used_at = :t WHERE code_hash = :h",
-               {"t": unix(now), "h": row["code_hash"]})
-    wallet = tx.one("SELECT * FROM wallets WHERE id = :id", {"id": row["wallet_id"]})
+    wallet = wallets_db.wallet(tx, wallet_id)
     require_active(wallet)
     return wallet
