@@ -40,8 +40,7 @@ def fresh_balance(account_id: str, owner_id: str) -> dict:
     with rt.store.read() as tx:
         lapsed = payments.has_lapsed_holds(tx, account_id, now=rt.now())
     if lapsed:
-        with rt.store.transaction() as tx:
-            payments.release_expired_holds(tx, now=rt.now())
+        rt.store.write(lambda tx: payments.release_expired_holds(tx, now=rt.now()))
     with rt.store.read() as tx:
         return wallets.balance(tx, account_id, owner_id=owner_id)
 

@@ -7,7 +7,10 @@
                   capture posts all or part of it (and makes a payment), void releases it
 
 Every function runs in the caller's transaction: the ledger transfer, the API row
-and the webhook event commit together or not at all.
+and the webhook event commit together or not at all. Each rule that two writers
+could race on is claimed by a conditional update before money moves (a refund on
+the payment's refunded amount, a capture or void on the authorisation's status),
+so the one that comes second is judged on what the first left (gateway/store/payments.py).
 """
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ from gateway.errors import conflict, invalid, not_found
 from gateway.services import emit, iso, new_id, unix
 from gateway.services.merchants import payee
 from gateway.services.wallets import redeem_pay_code, require_active, wallet_row
+from gateway.store import merchants as merchants_db
+from gateway.store import payments as payments_db
+from gateway.store import wallets as wallets_db
 
 DEFAULT_AUTHORIZATION_SECONDS = 15 * 60
 MAX_AUTHORIZATION_SECONDS = 7 * 24 * 3600
@@ -32,11 +38,13 @@ def _same_currency(expected: str, currency: str) -> None:
 
 
 def funding_account(tx, currency: str, *, now: datetime) -> str:
-    """The simulated funding source for a currency, opened on first use."""
+    """The simulated funding source for a currency, opened on first use under one id per
+    currency (so two first top-ups at once open one account)."""
     for account in ledger.find_accounts(tx, kind="funding_source", currency=currency, limit=10):
         if account["owner_id"] is None:
             return account["id"]
-    return ledger.open_account(tx, kind="funding_source", currency=currency, owner_id=None, now=now)["id"]
+    return ledger.open_account(tx, kind="funding_source", currency=currency, owner_id=None,
+                               account_id=f"acc_funding_{currency.lower()}", now=now)["id"]
 
 
 def release_expired_holds(tx, *, now: datetime, limit: int = 100) -> None:
@@ -83,12 +91,12 @@ def create_topup(tx, caller: Caller, *, wallet_id: str, amount: int, currency: s
                     code="topup", now=now)
     row = {"id": topup_id, "wallet_id": wallet_id, "amount": amount, "currency": currency,
            "transfer_id": topup_id, "created_at": unix(now)}
-    tx.insert("topups", row)
+    payments_db.insert_topup(tx, **row)
     return topup_view(row)
 
 
 def get_topup(tx, caller: Caller, topup_id: str) -> dict:
-    row = tx.one("SELECT * FROM topups WHERE id = :id", {"id": topup_id})
+    row = payments_db.topup(tx, topup_id)
     if row is None or not (caller.kind == "operator" or
                            (caller.kind == "wallet" and caller.id == row["wallet_id"])):
         raise not_found("top-up", "id")
@@ -112,21 +120,22 @@ def _record_payment(tx, *, payment_id: str, wallet: dict, merchant: dict, amount
            "amount": amount, "refunded_amount": 0, "currency": currency, "status": "succeeded",
            "description": description, "transfer_id": transfer_id,
            "authorization_id": authorization_id, "created_at": unix(now)}
-    tx.insert("payments", row)
+    payments_db.insert_payment(tx, **row)
     view = payment_view(row)
     emit(tx, merchant_id=merchant["id"], event_type="payment.succeeded", data=view, now=now)
     return view
 
 
 def create_payment(tx, caller: Caller, *, merchant_id: str, amount: int, currency: str,
-                   description: str | None, now: datetime) -> dict:
-    """The calling wallet pays a merchant."""
+                   description: str | None, now: datetime, payment_id: str | None = None) -> dict:
+    """The calling wallet pays a merchant. `payment_id` is the id to give the payment, for a
+    caller that must name it before it is made; a new one otherwise."""
     wallet = wallet_row(tx, caller, caller.id, "wallet_id")
     require_active(wallet)
     _same_currency(wallet["currency"], currency)
     merchant = payee(tx, merchant_id)
     _same_currency(merchant["currency"], currency)
-    payment_id = new_id("pay")
+    payment_id = payment_id or new_id("pay")
     _spend(tx, transfer_id=payment_id, account_id=wallet["account_id"],
            credit_account_id=merchant["account_id"], amount=amount, currency=currency,
            code="payment", now=now)
@@ -142,7 +151,7 @@ def _payment_visible(caller: Caller, row: dict) -> bool:
 
 
 def get_payment(tx, caller: Caller, payment_id: str) -> dict:
-    row = tx.one("SELECT * FROM payments WHERE id = :id", {"id": payment_id})
+    row = payments_db.payment(tx, payment_id)
     if row is None or not _payment_visible(caller, row):
         raise not_found("payment", "id")
     return payment_view(row)
@@ -150,17 +159,14 @@ def get_payment(tx, caller: Caller, payment_id: str) -> dict:
 
 def list_payments(tx, caller: Caller, *, limit: int, after: str | None) -> dict:
     """The caller's own payments, newest first; `after` is the last id of the previous page."""
-    column = {"wallet": "wallet_id", "merchant": "merchant_id"}.get(caller.kind)
-    where, params = ("1 = 1", {}) if column is None else (f"{column} = :owner", {"owner": caller.id})
+    owner = caller.kind if caller.kind in ("wallet", "merchant") else None  # None: the operator's, all
+    anchor = None
     if after is not None:
-        anchor = tx.one(f"SELECT created_at, id FROM payments WHERE id = :a AND {where}",
-                        {"a": after, **params})
-        if anchor is None:
+        anchor = payments_db.payment(tx, after)
+        if anchor is None or (owner is not None and anchor[f"{owner}_id"] != caller.id):
             raise invalid("invalid_cursor", "after is not a payment in this list.", "after")
-        where += " AND (created_at < :t OR (created_at = :t AND id < :a))"
-        params.update(t=anchor["created_at"], a=after)
-    rows = tx.query(f"SELECT * FROM payments WHERE {where} ORDER BY created_at DESC, id DESC LIMIT :n",
-                    {**params, "n": limit + 1})
+    rows = payments_db.payments_page(tx, owner=owner, owner_id=caller.id if owner else None, after=anchor,
+                                     limit=limit + 1)
     page = rows[:limit]
     has_more = len(rows) > limit
     return {"object": "list", "data": [payment_view(r) for r in page], "has_more": has_more,
@@ -179,39 +185,41 @@ def create_refund(tx, caller: Caller, *, payment_id: str, amount: int | None,
                   reason: str | None, now: datetime) -> dict:
     """The paid merchant, or a terminal of it, gives back all that is left of a payment, or
     part of it. Anyone else is told the payment does not exist, as for a missing id."""
-    payment = tx.one("SELECT * FROM payments WHERE id = :id", {"id": payment_id})
+    payment = payments_db.payment(tx, payment_id)
     if (payment is None or caller.kind not in ("merchant", "terminal")
             or caller.merchant_id is None or payment["merchant_id"] != caller.merchant_id):
         raise not_found("payment", "payment_id")
-    amount = ledger.refundable(payment["amount"], payment["refunded_amount"], amount)
-    merchant = tx.one("SELECT account_id FROM merchants WHERE id = :id", {"id": payment["merchant_id"]})
-    wallet = tx.one("SELECT account_id FROM wallets WHERE id = :id", {"id": payment["wallet_id"]})
+    amount = _count_refund(tx, payment, amount)
+    merchant = merchants_db.merchant(tx, payment["merchant_id"])
+    wallet = wallets_db.wallet(tx, payment["wallet_id"])
     refund_id = new_id("re")
     ledger.transfer(tx, transfer_id=refund_id, debit_account_id=merchant["account_id"],
                     credit_account_id=wallet["account_id"], amount=amount,
                     currency=payment["currency"], code="refund", now=now,
                     metadata={"payment_id": payment_id})
-    refunded = payment["refunded_amount"] + amount
-    status = "refunded" if refunded == payment["amount"] else "partially_refunded"
-    # The guard on refunded_amount keeps the sum of refunds at most the payment even
-    # if two refunds were ever to race on a store with weaker isolation.
-    changed = tx.execute(
-        "UPDATE payments SET refunded_amount = :r, status = :s WHERE id = :id AND refunded_amount = :old",
-        {"r": refunded, "s": status, "id": payment_id, "old": payment["refunded_amount"]})
-    if changed != 1:
-        raise conflict("concurrent_refund", "Another refund of this payment happened meanwhile; retry.")
     row = {"id": refund_id, "payment_id": payment_id, "amount": amount,
            "currency": payment["currency"], "reason": reason, "transfer_id": refund_id,
            "created_at": unix(now)}
-    tx.insert("refunds", row)
+    payments_db.insert_refund(tx, **row)
     view = refund_view(row)
     emit(tx, merchant_id=payment["merchant_id"], event_type="refund.succeeded", data=view, now=now)
     return view
 
 
+def _count_refund(tx, payment: dict, requested: int | None) -> int:
+    """Add the refund (`requested`, or all that is left when None) to the payment's refunded
+    amount; the amount to refund. The conditional update is the check, so a refund that comes
+    second is judged on what the first one left: never more than was paid, however many at once."""
+    for _ in range(3):
+        amount = ledger.refundable(payment["amount"], payment["refunded_amount"], requested)
+        if payments_db.add_refund(tx, payment_id=payment["id"], amount=amount):
+            return amount
+        payment = payments_db.payment(tx, payment["id"])  # another refund came first: judge again
+    raise conflict("concurrent_refund", "Other refunds of this payment happened meanwhile; retry.")
+
+
 def get_refund(tx, caller: Caller, refund_id: str) -> dict:
-    row = tx.one("SELECT r.*, p.wallet_id, p.merchant_id FROM refunds r"
-                 " JOIN payments p ON p.id = r.payment_id WHERE r.id = :id", {"id": refund_id})
+    row = payments_db.refund(tx, refund_id)
     if row is None or not _payment_visible(caller, row):
         raise not_found("refund", "id")
     return refund_view(row)
@@ -233,7 +241,7 @@ def authorization_view(row: dict, now: datetime) -> dict:
 def authorize(tx, caller: Caller, *, pay_code: str, amount: int, currency: str,
               timeout_seconds: int | None, now: datetime) -> dict:
     """A till holds `amount` of the wallet behind a pay code for its merchant."""
-    merchant = tx.one("SELECT * FROM merchants WHERE id = :id", {"id": caller.merchant_id})
+    merchant = merchants_db.merchant(tx, caller.merchant_id)
     _same_currency(merchant["currency"], currency)
     wallet = redeem_pay_code(tx, pay_code, now=now)
     _same_currency(wallet["currency"], currency)
@@ -248,12 +256,12 @@ def authorize(tx, caller: Caller, *, pay_code: str, amount: int, currency: str,
            "pending_transfer_id": auth_id, "payment_id": None,
            # rounded up, so whenever the API says expired the ledger agrees
            "expires_at": math.ceil(now.timestamp() + timeout), "created_at": unix(now)}
-    tx.insert("pos_authorizations", row)
+    payments_db.insert_authorization(tx, **row)
     return authorization_view(row, now)
 
 
 def _authorization_row(tx, caller: Caller, auth_id: str) -> dict:
-    row = tx.one("SELECT * FROM pos_authorizations WHERE id = :id", {"id": auth_id})
+    row = payments_db.authorization(tx, auth_id)
     visible = row is not None and (
         caller.kind == "operator"
         or (caller.kind in ("merchant", "terminal") and caller.merchant_id == row["merchant_id"])
@@ -272,11 +280,23 @@ def _open_authorization(tx, caller: Caller, auth_id: str, now: datetime) -> dict
     if caller.kind not in ("merchant", "terminal"):
         raise not_found("authorization", "id")
     row = _authorization_row(tx, caller, auth_id)
+    _require_pending(row, now)
+    return row
+
+
+def _require_pending(row: dict, now: datetime) -> None:
     if row["status"] != "pending":
         raise conflict(f"authorization_{row['status']}", f"This authorisation is already {row['status']}.")
     if unix(now) >= row["expires_at"]:
         raise conflict("authorization_expired", "This authorisation has expired; its hold is released.")
-    return row
+
+
+def _close(tx, row: dict, now: datetime, **closing) -> None:
+    """Move the authorisation out of pending before its hold is touched: of a capture and a void
+    (or two captures) at once, the second finds it closed and is told how."""
+    if not payments_db.close_authorization(tx, auth_id=row["id"], **closing):
+        _require_pending(payments_db.authorization(tx, row["id"]), now)
+        raise conflict("authorization_changed", "This authorisation changed meanwhile; read it again.")
 
 
 def capture(tx, caller: Caller, auth_id: str, *, amount: int | None, now: datetime) -> dict:
@@ -285,17 +305,15 @@ def capture(tx, caller: Caller, auth_id: str, *, amount: int | None, now: dateti
     amount = row["amount"] if amount is None else amount
     if amount > row["amount"]:
         raise invalid("amount_too_large", f"At most {row['amount']} was authorised.", "amount")
-    capture_id = new_id("cap")
+    capture_id, payment_id = new_id("cap"), new_id("pay")
+    _close(tx, row, now, status="captured", captured_amount=amount, payment_id=payment_id)
     ledger.post_pending(tx, transfer_id=capture_id, pending_id=row["pending_transfer_id"],
                         amount=amount, now=now)
-    wallet = tx.one("SELECT * FROM wallets WHERE id = :id", {"id": row["wallet_id"]})
-    merchant = tx.one("SELECT * FROM merchants WHERE id = :id", {"id": row["merchant_id"]})
-    payment_id = new_id("pay")
+    wallet = wallets_db.wallet(tx, row["wallet_id"])
+    merchant = merchants_db.merchant(tx, row["merchant_id"])
     _record_payment(tx, payment_id=payment_id, wallet=wallet, merchant=merchant, amount=amount,
                     currency=row["currency"], description=None, authorization_id=auth_id,
                     transfer_id=capture_id, now=now)
-    tx.execute("UPDATE pos_authorizations SET status = 'captured', captured_amount = :a,"
-               " payment_id = :p WHERE id = :id", {"a": amount, "p": payment_id, "id": auth_id})
     return authorization_view({**row, "status": "captured", "captured_amount": amount,
                                "payment_id": payment_id}, now)
 
@@ -303,6 +321,6 @@ def capture(tx, caller: Caller, auth_id: str, *, amount: int | None, now: dateti
 def void(tx, caller: Caller, auth_id: str, *, now: datetime) -> dict:
     """Release the whole hold."""
     row = _open_authorization(tx, caller, auth_id, now)
+    _close(tx, row, now, status="voided")
     ledger.void_pending(tx, transfer_id=new_id("void"), pending_id=row["pending_transfer_id"], now=now)
-    tx.execute("UPDATE pos_authorizations SET status = 'voided' WHERE id = :id", {"id": auth_id})
     return authorization_view({**row, "status": "voided"}, now)

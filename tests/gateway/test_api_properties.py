@@ -10,8 +10,6 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gateway.app import Runtime
 from gateway.auth import operator_key
-from gateway.config import Config
-from gateway.store import SQLiteStore
 from tests.gateway.conftest import START, Api, Clock, World, books
 
 WALLETS, MERCHANTS = ("a", "b"), ("x", "y")
@@ -30,18 +28,20 @@ operations = st.lists(st.one_of(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=operations)
-def test_the_api_keeps_the_model_and_the_books(_shared_app, template, ops):
+def test_the_api_keeps_the_model_and_the_books(_shared_app, template, backend, ops):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "gateway"
         shutil.copytree(template[0], root)
-        config, clock = Config(root), Clock(START)
-        store = SQLiteStore(config.db_path, synchronous="NORMAL")
+        backend.restore_template()
+        config, clock = backend.config(root), Clock(START)
+        store = backend.store(config)
         try:
             _shared_app.extensions["tapstack"] = Runtime(config, store, clock)
             operator = Api(_shared_app.test_client(), clock, operator_key(config))
             run(World(operator, template[1]), ops, store)
         finally:
             store.close()
+            config.close()
 
 
 def run(world: World, ops, store) -> None:
