@@ -19,15 +19,6 @@ def unix(now: datetime) -> int:
     return int(now.timestamp())
 
 
-def column_filters(table: str = "", **values) -> tuple[list[str], dict]:
-    """SQL conditions `table.column = :column` for each value given that is not None, and
-    their parameters: column_filters("p", period="2026-11", route=None) ==
-    (["p.period = :period"], {"period": "2026-11"}). Column names come from code, never input."""
-    prefix = f"{table}." if table else ""
-    given = {column: value for column, value in values.items() if value is not None}
-    return [f"{prefix}{column} = :{column}" for column in given], given
-
-
 def iso(seconds: int | None) -> str | None:
     """Unix seconds as an ISO 8601 UTC time, the form every response uses."""
     if seconds is None:

@@ -5,11 +5,14 @@ customer's wallet-signed pay code presented at the till.
   category, no amount; the payer types the amount and pays with POST /v1/payments.
 - Checkout (EMVCo dynamic, 12): one sale's amount, the till's label (62/07) and the
   checkout id (62/05), valid until `expires_at`. Paid once: a second payment answers
-  409 checkout_already_paid, a late one 409 checkout_expired.
+  409 checkout_already_paid, a late one 409 checkout_expired. The checkout is marked
+  paid by a conditional update before any money moves, so of two payers at once the
+  second is refused without being charged.
 - Pay code (protocol.signed_qr): the till sends what it scanned; the gateway verifies
   the certificate and the wallet's signature against its own issuer keys, refuses a
   denied card, a code above its limit, and a nonce it has seen (table
-  checkout_pay_code_nonces), then pays wallet -> merchant.
+  checkout_pay_code_nonces, whose primary key takes the nonce once, before the
+  payment), then pays wallet -> merchant.
 
 All functions run in the caller's transaction; payments go through
 gateway.services.payments.create_payment, so they emit `payment.succeeded`.
@@ -22,9 +25,12 @@ from datetime import datetime, timedelta, timezone
 from gateway import issuer
 from gateway.auth import Caller
 from gateway.errors import conflict, invalid, not_found
-from gateway.services import iso, unix
+from gateway.services import iso, new_id, unix
 from gateway.services.bills import check_city, check_mcc
 from gateway.services.payments import create_payment
+from gateway.store import checkout as checkout_db
+from gateway.store import issuer as issuer_db
+from gateway.store import terminals as terminals_db
 from protocol import emvqr, signed_qr
 
 DEFAULT_CITY = "Beijing"
@@ -35,14 +41,9 @@ MAX_CHECKOUT_SECONDS = 3600
 
 # -- the merchant's QR profile and static code ----------------------------------------------
 
-def _merchant(tx, merchant_id: str) -> dict | None:
-    return tx.one("SELECT m.id, m.name, m.currency, p.city, p.mcc, p.store_label FROM merchants m"
-                  " LEFT JOIN checkout_profiles p ON p.merchant_id = m.id WHERE m.id = :id", {"id": merchant_id})
-
-
 def merchant_for(tx, caller: Caller, merchant_id: str) -> dict:
     """The merchant if the caller is the operator, the merchant or one of its terminals."""
-    row = _merchant(tx, merchant_id)
+    row = checkout_db.merchant_with_profile(tx, merchant_id)
     if row is None or not (caller.kind == "operator" or
                            (caller.kind in ("merchant", "terminal") and caller.merchant_id == merchant_id)):
         raise not_found("merchant", "merchant_id")
@@ -63,10 +64,8 @@ def set_profile(tx, caller: Caller, merchant_id: str, *, city: str, mcc: str | N
     merchant_for(tx, caller, merchant_id)
     if store_label is not None and (not isinstance(store_label, str) or not 0 < len(store_label) <= 25):
         raise invalid("invalid_parameter", "store_label must be 1 to 25 characters.", "store_label")
-    row = {"merchant_id": merchant_id, "city": check_city(city), "mcc": check_mcc(mcc or DEFAULT_MCC),
-           "store_label": store_label, "updated_at": unix(now)}
-    tx.execute("DELETE FROM checkout_profiles WHERE merchant_id = :m", {"m": merchant_id})
-    tx.insert("checkout_profiles", row)
+    checkout_db.put_profile(tx, merchant_id=merchant_id, city=check_city(city), mcc=check_mcc(mcc or DEFAULT_MCC),
+                            store_label=store_label, updated_at=unix(now))
     return profile_view(merchant_for(tx, caller, merchant_id))
 
 
@@ -108,7 +107,7 @@ def checkout_view(row: dict, now: datetime) -> dict:
 def _label(tx, value, caller: Caller) -> str:
     """The label the code shows (62/07): given, else the terminal's name (or id), else "till"."""
     if value is None and caller.kind == "terminal":
-        name = tx.one("SELECT name FROM terminals WHERE id = :id", {"id": caller.id})["name"]
+        name = terminals_db.terminal(tx, caller.id)["name"]
         value = name if name and len(name) <= 25 else caller.id[-25:]
     elif value is None:
         value = "till"
@@ -120,7 +119,7 @@ def _label(tx, value, caller: Caller) -> str:
 def create_checkout(tx, caller: Caller, *, amount: int, currency: str, terminal_label: str | None,
                     expires_in: int | None, now: datetime) -> dict:
     """A one-sale code for the merchant (or its till): amount fixed, single use, short lived."""
-    merchant = _merchant(tx, caller.merchant_id)
+    merchant = checkout_db.merchant_with_profile(tx, caller.merchant_id)
     if currency != merchant["currency"]:
         raise invalid("currency_mismatch", f"The merchant is paid in {merchant['currency']}, not {currency}.",
                       "currency")
@@ -130,16 +129,14 @@ def create_checkout(tx, caller: Caller, *, amount: int, currency: str, terminal_
            "terminal_label": _label(tx, terminal_label, caller), "amount": amount, "currency": currency,
            "status": "open", "payment_id": None, "wallet_id": None,
            "expires_at": unix(now + timedelta(seconds=seconds)), "created_at": unix(now), "paid_at": None}
-    tx.insert("checkout_checkouts", row)
+    checkout_db.insert_checkout(tx, **row)
     return checkout_view({**row, "merchant_name": merchant["name"], "city": merchant["city"],
                           "mcc": merchant["mcc"]}, now)
 
 
 def checkout_row(tx, caller: Caller, checkout_id: str, param: str = "id") -> dict:
     """A checkout the caller may see: the operator, its merchant and terminals, or any wallet (a payer)."""
-    row = tx.one("SELECT c.*, m.name AS merchant_name, p.city, p.mcc FROM checkout_checkouts c"
-                 " JOIN merchants m ON m.id = c.merchant_id LEFT JOIN checkout_profiles p ON p.merchant_id = m.id"
-                 " WHERE c.id = :id", {"id": checkout_id})
+    row = checkout_db.checkout(tx, checkout_id)
     visible = row is not None and (caller.kind in ("operator", "wallet") or (
         caller.kind in ("merchant", "terminal") and caller.merchant_id == row["merchant_id"]))
     if not visible:
@@ -168,20 +165,25 @@ def _require_open(row: dict, now: datetime) -> None:
                                            "ask the till for a new code.", "checkout_id")
 
 
+def _close(tx, row: dict, now: datetime, **closing) -> None:
+    """Close the open checkout (paid or cancelled) before anything else happens: of two
+    closings at once, the second finds it closed and is told how."""
+    if not checkout_db.close_checkout(tx, checkout_id=row["id"], **closing):
+        _require_open(checkout_db.checkout(tx, row["id"]), now)
+        raise conflict("checkout_changed", "This checkout changed meanwhile; read it again.", "checkout_id")
+
+
 def pay_checkout(tx, caller: Caller, checkout_id: str, *, now: datetime) -> dict:
     """The calling wallet pays the checkout's amount, once; the payment made."""
     row = checkout_row(tx, caller, checkout_id, "checkout_id")
     if caller.kind != "wallet":
         raise not_found("checkout", "checkout_id")
     _require_open(row, now)
-    payment = create_payment(tx, caller, merchant_id=row["merchant_id"], amount=row["amount"],
-                             currency=row["currency"], description=f"checkout {checkout_id}", now=now)
-    changed = tx.execute("UPDATE checkout_checkouts SET status = 'paid', payment_id = :p, wallet_id = :w,"
-                         " paid_at = :t WHERE id = :id AND status = 'open'",
-                         {"p": payment["id"], "w": caller.id, "t": unix(now), "id": checkout_id})
-    if changed != 1:
-        raise conflict("checkout_already_paid", "This checkout is already paid.", "checkout_id")
-    return payment
+    payment_id = new_id("pay")
+    _close(tx, row, now, status="paid", payment_id=payment_id, wallet_id=caller.id, paid_at=unix(now))
+    return create_payment(tx, caller, merchant_id=row["merchant_id"], amount=row["amount"],
+                          currency=row["currency"], description=f"checkout {checkout_id}", now=now,
+                          payment_id=payment_id)
 
 
 def cancel_checkout(tx, caller: Caller, checkout_id: str, *, now: datetime) -> dict:
@@ -189,8 +191,7 @@ def cancel_checkout(tx, caller: Caller, checkout_id: str, *, now: datetime) -> d
     if caller.kind not in ("merchant", "terminal"):
         raise not_found("checkout", "id")
     _require_open(row, now)
-    tx.execute("UPDATE checkout_checkouts SET status = 'cancelled' WHERE id = :id AND status = 'open'",
-               {"id": checkout_id})
+    _close(tx, row, now, status="cancelled")
     return checkout_view({**row, "status": "cancelled"}, now)
 
 
@@ -220,21 +221,20 @@ def pay_with_pay_code(tx, caller: Caller, *, pay_code: str, amount: int, currenc
     if code.limit is not None and (currency != code.currency or amount > code.limit):
         raise invalid("above_pay_code_limit", f"The payer allowed at most {code.limit} {code.currency} "
                                               "with this code.", "amount")
-    card = tx.one("SELECT wallet_id FROM issuer_cards WHERE card_id = :c", {"c": card_id})
-    if card is None:
+    wallet_id = checkout_db.card_wallet_id(tx, card_id)
+    if wallet_id is None:
         raise invalid("invalid_pay_code", "The pay code's card was not issued by this gateway.", "pay_code")
-    if tx.one("SELECT 1 FROM issuer_deny_list WHERE entry = :c", {"c": card_id}):
+    if issuer_db.denied_entry(tx, card_id) is not None:
         raise conflict("card_denied", "The pay code's card is on the deny-list.", "pay_code")
-    used = tx.one("SELECT payment_id FROM checkout_pay_code_nonces WHERE card_id = :c AND nonce = :n",
-                  {"c": card_id, "n": nonce})
-    if used is not None:
-        raise conflict("pay_code_used", f"This pay code was already used (payment {used['payment_id']}).",
-                       "pay_code")
-    payment = create_payment(tx, Caller("wallet", card["wallet_id"]), merchant_id=caller.merchant_id,
-                             amount=amount, currency=currency, description=f"pay code {nonce}", now=now)
-    # Kept until verify would refuse the code as expired anyway; then it can go.
-    keep_until = unix(code.expires_at) + signed_qr.DEFAULT_SKEW + 1
-    tx.execute("DELETE FROM checkout_pay_code_nonces WHERE expires_at < :now", {"now": unix(now)})
-    tx.insert("checkout_pay_code_nonces", {"card_id": card_id, "nonce": nonce, "payment_id": payment["id"],
-                                           "expires_at": keep_until})
-    return payment
+    # The nonce is spent first, under its primary key, by the payment about to be made:
+    # of two tills presenting one code at once, the second is refused before it charges.
+    # It is kept until verify would refuse the code as expired anyway; then it can go.
+    payment_id = new_id("pay")
+    checkout_db.forget_pay_code_nonces(tx, expired_before=unix(now))
+    if not checkout_db.spend_pay_code_nonce(tx, card_id=card_id, nonce=nonce, payment_id=payment_id,
+                                            expires_at=unix(code.expires_at) + signed_qr.DEFAULT_SKEW + 1):
+        used = checkout_db.pay_code_payment(tx, card_id=card_id, nonce=nonce)
+        raise conflict("pay_code_used", f"This pay code was already used (payment {used}).", "pay_code")
+    return create_payment(tx, Caller("wallet", wallet_id), merchant_id=caller.merchant_id,
+                          amount=amount, currency=currency, description=f"pay code {nonce}", now=now,
+                          payment_id=payment_id)
