@@ -3,6 +3,9 @@ code, and customer-presented signed pay codes charged once."""
 from __future__ import annotations
 
 import hashlib
+import json
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -118,6 +121,24 @@ def test_a_pay_code_pays_the_merchant_once(world, card, clock, nothing_moved, st
     error(charge(shop_y, code), 409, "conflict", "pay_code_used")
     check()
     assert world.available("a") == 3_800
+    books(store)
+
+
+def test_one_pay_code_charged_at_many_tills_at_once_pays_once(app, world, card, clock, store):
+    world.top_up("a", 5_000)
+    _, shop = world.merchant("x")
+    body = json.dumps({"pay_code": pay_code(card, clock), "amount": 1_200, "currency": "CNY"})
+
+    def send(i):
+        response = app.test_client().post("/v1/paycode-payments", data=body, headers={
+            "Authorization": f"Bearer {shop.auth}", "Idempotency-Key": f"till-{i}",
+            "Content-Type": "application/json"})
+        return response.status_code, response.get_json()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(send, range(8)))
+    assert Counter(status for status, _ in answers) == {201: 1, 409: 7}
+    assert all(body["error"]["code"] == "pay_code_used" for status, body in answers if status == 409)
+    assert world.available("a") == 3_800 and world.merchant_available("x") == 1_200
     books(store)
 
 
