@@ -15,6 +15,17 @@ and what it survives, and two baselines measured in the same run at that level i
 
     python bench/gateway_bench.py [--seconds 10] [--rounds 3] [--connections 8] [--workers 2] [--webhook]
     python bench/gateway_bench.py --profile 500     # in process: a payment's SQL statements and Python
+    python bench/gateway_bench.py --database auto   # also PostgreSQL: one node, then two nodes
+
+With --database (a postgresql:// URL of an empty database the bench may fill, or
+"auto" for a durable cluster of its own in a temporary directory), the same run
+then drives `tapstack gateway serve --database` on PostgreSQL: one node with
+--workers workers, then two nodes with half the workers each (the same processes
+on the same cores, so the difference is what two nodes cost: cross-node row locks,
+no shared cache), wrk split across the two. A third baseline is raw PostgreSQL: one
+committed single-row INSERT per transaction from --connections threads (psycopg,
+synchronous_commit on). Bars: PostgreSQL one node >= 50% of SQLite's payments/s,
+two nodes >= 90% of one node, p99 <= 50 ms, every payment durable.
 
 The first bar: >= 1,000 payments/s with p99 <= 20 ms on a 2-core machine.
 BENCH_APP=module:factory() serves another app factory (an instrumented one) instead.
@@ -179,6 +190,154 @@ def group_commit_baseline(directory: Path, synchronous: str, seconds: float, thr
     return rows / elapsed, rows / max(1, batches)
 
 
+def postgres_baseline(url: str, seconds: float, threads: int) -> float:
+    """Committed single-row INSERTs per second on PostgreSQL, one connection per thread."""
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_rows")
+        conn.execute("CREATE TABLE bench_rows (id TEXT PRIMARY KEY, amount BIGINT NOT NULL, created_at BIGINT NOT NULL)")
+    counts = [0] * threads
+    stop = time.perf_counter() + seconds
+
+    def insert_rows(index: int) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            n = 0
+            while time.perf_counter() < stop:
+                conn.execute("INSERT INTO bench_rows VALUES (%s, %s, %s)", (f"row_{index}_{n:012d}", 1250, n))
+                n += 1
+            counts[index] = n
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=insert_rows, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def start_node(url: str, data_dir: Path, port: int, workers: int, threads: int, env: dict) -> subprocess.Popen:
+    """`tapstack gateway serve --database url` (gunicorn in its own session); wait_up before use."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tapstack", "gateway", "serve", "--database", url, "--data", str(data_dir),
+         "--port", str(port), "--workers", str(workers), "--threads", str(threads)],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def run_split_round(scripts: list[Path], bases: list[str], args, cpus: int, workers: list[int]) -> dict:
+    """One round with a wrk per node, started together; rates add, the worst p99 is the round's."""
+    each = argparse.Namespace(**{**vars(args), "connections": max(1, args.connections // len(bases))})
+    results: list[dict] = [{} for _ in bases]
+
+    def one(i: int) -> None:
+        results[i] = run_round(scripts[i], bases[i], each, cpus, [])
+
+    cpu_before = process_cpu_seconds(workers)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(bases))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ok = sum(r["ok"] for r in results)
+    return {"ok": ok, "rate": sum(r["rate"] for r in results), "non_2xx": sum(r["non_2xx"] for r in results),
+            "socket_errors": sum(r["socket_errors"] for r in results),
+            **{k: max(r[k] for r in results) for k in ("p50_us", "p90_us", "p99_us", "max_us")},
+            "cpu_ms": (process_cpu_seconds(workers) - cpu_before) / max(1, ok) * 1000}
+
+
+def postgres_rounds(url: str, home: Path, nodes: int, args, cpus: int, run: str) -> tuple[list[dict], int]:
+    """The payment rounds on PostgreSQL through `nodes` gateway nodes; and the payments stored."""
+    import psycopg
+    env = {**os.environ, "TAPSTACK_MASTER_KEY": "5e" * 32}
+    env.pop("TAPSTACK_DATABASE_URL", None)
+    subprocess.run([sys.executable, "-m", "tapstack", "gateway", "migrate", "--database", url,
+                    "--data", str(home / "node-0")], env=env, check=True, capture_output=True)
+    ports = [free_port() for _ in range(nodes)]
+    procs = [start_node(url, home / f"node-{n}", port, max(1, args.workers // nodes), args.threads, env)
+             for n, port in enumerate(ports)]
+    try:
+        bases = [f"http://127.0.0.1:{port}" for port in ports]
+        for base, proc in zip(bases, procs):
+            wait_up(base, proc, seconds=40)
+        op = subprocess.run([sys.executable, "-m", "tapstack", "gateway", "operator-key", "--database", url,
+                             "--data", str(home / "node-0")], env=env, check=True, capture_output=True,
+                            text=True).stdout.strip()
+        merchant_id, keys = seed(bases[0], op, args.wallets, args.webhook)
+        workers = [w for proc in procs for w in worker_pids(proc.pid)]
+        rounds = []
+        for index in range(args.rounds):
+            scripts = []
+            for n in range(nodes):
+                script = home / f"payments-{n}.lua"
+                script.write_text(WRK_SCRIPT % {
+                    "keys": ", ".join(f'"{k}"' for k in keys), "run": f"{run}n{nodes}r{index}w{n}",
+                    "body": json.dumps({"merchant_id": merchant_id, "amount": 1250, "currency": "CNY"})})
+                scripts.append(script)
+            rounds.append(run_split_round(scripts, bases, args, cpus, workers))
+        with psycopg.connect(url) as conn:
+            stored = conn.execute("SELECT COUNT(*) FROM payments").fetchone()[0]
+        return rounds, stored
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=30)
+
+
+def print_rounds(label: str, rounds: list[dict], bar_p99_ms: float) -> None:
+    for index, r in enumerate(rounds, 1):
+        print(f"{label} round {index}: {r['rate']:,.0f} payments/s  p50 {r['p50_us'] / 1000:.2f} ms  "
+              f"p99 {r['p99_us'] / 1000:.2f} ms  max {r['max_us'] / 1000:.2f} ms  "
+              f"server CPU {r['cpu_ms']:.2f} ms/payment  ({r['ok']} 2xx, {r['non_2xx']} not, "
+              f"{r['socket_errors']} socket errors)  p99 bar {'met' if r['p99_us'] / 1000 <= bar_p99_ms else 'MISSED'}")
+
+
+def postgres_part(database: str, sqlite_rate: float, args, cpus: int) -> None:
+    """Payments on PostgreSQL, one node then two, beside raw PostgreSQL commits; printed with ratios."""
+    from tapstack.postgres import LocalPostgres
+    cluster = None
+    if database == "auto":
+        cluster = LocalPostgres(settings={"fsync": "on", "synchronous_commit": "on", "shared_buffers": "256MB",
+                                          "max_connections": "100"}).start()
+    try:
+        urls = {}
+        for name in ("baseline", "one_node", "two_nodes"):
+            if cluster:
+                urls[name] = cluster.create_database(f"bench_{name}")
+            else:
+                urls[name] = database
+        home = Path(tempfile.mkdtemp(prefix="tapstack-bench-pg-"))
+        raw = [postgres_baseline(urls["baseline"], 1.0, args.connections) for _ in range(2)]
+        one, stored_one = postgres_rounds(urls["one_node"], home / "one", 1, args, cpus, f"pg{os.getpid()}")
+        if not cluster:
+            print("two nodes share the database with the one-node rounds (a URL was given): their counts add up")
+        two, stored_two = postgres_rounds(urls["two_nodes"], home / "two", 2, args, cpus, f"pg2{os.getpid()}")
+        raw += [postgres_baseline(urls["baseline"], 1.0, args.connections) for _ in range(2)]
+        shutil.rmtree(home, ignore_errors=True)
+        with __import__("psycopg").connect(urls["baseline"]) as conn:
+            settings = dict(conn.execute("SELECT name, setting FROM pg_settings WHERE name IN"
+                                         " ('fsync', 'synchronous_commit', 'server_version')").fetchall())
+    finally:
+        if cluster:
+            cluster.cleanup()
+    print(f"postgresql {settings.get('server_version')}: fsync={settings.get('fsync')},"
+          f" synchronous_commit={settings.get('synchronous_commit')}: every answered payment is on disk")
+    print_rounds("pg 1 node ", one, 50.0)
+    print_rounds("pg 2 nodes", two, 50.0)
+    best_one, best_two = (statistics.median(r["rate"] for r in rs) for rs in (one, two))
+    baseline = statistics.median(raw)
+    print(f"stored:    {stored_one} payments (one node), {stored_two} (two nodes)")
+    print(f"baseline 3: raw PostgreSQL, one committed row per transaction, {args.connections} connections: "
+          f"{baseline:,.0f} rows/s (median of {', '.join(f'{b:,.0f}' for b in raw)})")
+    print(f"ratios (medians of rounds): pg 1 node / SQLite = {best_one / sqlite_rate:.2f} (bar >= 0.50); "
+          f"pg 2 nodes / pg 1 node = {best_two / best_one:.2f} (bar >= 0.90); "
+          f"pg 1 node / baseline 3 = {best_one / baseline:.2f}")
+    worst_p99 = max(r["p99_us"] for r in one + two) / 1000
+    print(f"bars:      p99 <= 50 ms on PostgreSQL: {'met' if worst_p99 <= 50 else 'MISSED'} (worst {worst_p99:.1f} ms);"
+          f" one node >= 50% of SQLite: {'met' if best_one >= 0.5 * sqlite_rate else 'MISSED'};"
+          f" two nodes >= 90% of one: {'met' if best_two >= 0.9 * best_one else 'MISSED'}")
+
+
 def profile(payments: int, synchronous: str) -> int:
     """Where a payment's time goes: one thread, in process (Flask's test client), each
     SQL statement timed through a connection subclass; the rest is Python."""
@@ -313,6 +472,8 @@ def main() -> int:
                         help="SQLite page size of the new database (default: the store's)")
     parser.add_argument("--webhook", action="store_true", help="the merchant has a webhook endpoint")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument("--database", metavar="URL|auto", default=None,
+                        help="then PostgreSQL too: an empty database's URL, or auto for a cluster of the bench's own")
     parser.add_argument("--profile", type=int, metavar="N", default=0,
                         help="instead: N payments in process, time split into SQL statements and Python")
     args = parser.parse_args()
@@ -382,6 +543,8 @@ def main() -> int:
         print(f"data:      {home}")
     else:
         shutil.rmtree(home, ignore_errors=True)
+    if args.database:
+        postgres_part(args.database, statistics.median(r["rate"] for r in rounds), args, cpus)
     return 0
 
 

@@ -82,9 +82,13 @@ def from_ledger_error(err: Exception) -> ApiError:
     return ApiError(400, "invalid_request_error", code, message, param)
 
 
-def busy(retry_after_seconds: int = 1) -> ApiError:
-    err = ApiError(503, "api_error", "store_busy",
-                   "The gateway is busy; nothing was done. Retry with the same Idempotency-Key.")
+def busy(retry_after_seconds: int = 1, *, unavailable: bool = False) -> ApiError:
+    if unavailable:
+        err = ApiError(503, "api_error", "database_unavailable", "The gateway cannot reach its database;"
+                       " nothing was done. Retry with the same Idempotency-Key.")
+    else:
+        err = ApiError(503, "api_error", "store_busy",
+                       "The gateway is busy; nothing was done. Retry with the same Idempotency-Key.")
     err.retry_after = retry_after_seconds
     return err
 
@@ -115,7 +119,7 @@ def _http_error(exc: HTTPException) -> ApiError:
 def register(app: Flask) -> None:
     """Install the handlers that turn every exception into the one error shape."""
     from gateway.ledger import LedgerError
-    from gateway.store import StoreBusy
+    from gateway.store import StoreBusy, StoreUnavailable
 
     @app.errorhandler(ApiError)
     def _api(err: ApiError):
@@ -124,7 +128,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(StoreBusy)
     def _busy(exc: StoreBusy):
         log.warning("store busy: %s", exc)
-        return render(busy(exc.retry_after_seconds))
+        return render(busy(exc.retry_after_seconds, unavailable=isinstance(exc, StoreUnavailable)))
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
