@@ -23,11 +23,17 @@ bp = Blueprint("fare_charges", __name__)
 log = logging.getLogger("tapstack.gateway")
 
 
-def published_rules(consequence: str = "trips cannot be priced"):
-    """The fare rules the operator published (data_dir/fare_rules.json); without usable
-    ones, a 409 no_fare_rules whose message ends with what the caller cannot do."""
+def published_rules(consequence: str = "trips cannot be priced", *, tx=None):
+    """The fare rules the operator published, read in the request's transaction `tx` (the
+    database's, else the data directory's file: see fare_charges.current_rules); without
+    usable ones, a 409 no_fare_rules whose message ends with what the caller cannot do.
+    Without `tx` only the data directory's file is read, as before rules moved into the
+    database: pass the transaction."""
+    data_dir = runtime().config.data_dir
     try:
-        return fare_charges.read_rules(runtime().config.data_dir)
+        if tx is None:
+            return fare_charges.read_rules(data_dir)
+        return fare_charges.current_rules(tx, data_dir)
     except fare_charges.NoFareRules as e:
         # The cause (with the server's path) is for the log and the CLI, not the caller.
         log.warning("fare rules: %s", e)
@@ -48,7 +54,7 @@ def _day_arg(rules):
 @idempotent
 def run(tx):
     body = api.json_body(optional=("day",))
-    rules = published_rules()
+    rules = published_rules(tx=tx)
     rt = runtime()
     day = fare_charges.parse_day(body["day"]) if body.get("day") is not None else rules.local_day(rt.now())
     return 200, fare_charges.run_day(tx, rules=rules, day=day, now=rt.now())
@@ -62,16 +68,16 @@ def _merchant_filter():
 @bp.get("/v1/fare-charges")
 @requires("operator", "merchant")
 def by_route():
-    day = _day_arg(published_rules())
     with runtime().store.read() as tx:
+        day = _day_arg(published_rules(tx=tx))
         return fare_charges.day_by_route(tx, day, merchant_id=_merchant_filter())
 
 
 @bp.get("/v1/fare-charges/revenue")
 @requires("operator", "merchant")
 def revenue():
-    day = _day_arg(published_rules())
     with runtime().store.read() as tx:
+        day = _day_arg(published_rules(tx=tx))
         return fare_charges.revenue(tx, day, merchant_id=_merchant_filter())
 
 

@@ -9,7 +9,6 @@ identical retry without re-reading it. A row's "direction" is "on" (the default)
 """
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
 
@@ -20,13 +19,12 @@ from gateway.app import runtime
 from gateway.auth import current_caller, requires
 from gateway.errors import invalid, not_found
 from gateway.idempotency import idempotent
-from gateway.services import clearing, taps, unix, wallets
+from gateway.services import clearing, fare_charges, taps, unix, wallets
 
 bp = Blueprint("taps", __name__)
 log = logging.getLogger("tapstack.gateway")
 
 MAX_TAPS_BODY = 1024 * 1024
-RULES_FILE = "fare_rules.json"
 
 
 @bp.before_request
@@ -35,26 +33,16 @@ def _larger_batches():
         request.max_content_length = MAX_TAPS_BODY
 
 
-def _fare_rules_document() -> dict | None:
-    """The fare rules validators download: data_dir/fare_rules.json, checked by protocol.fares."""
-    path = runtime().config.data_dir / RULES_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-
-
-def _known_routes() -> frozenset[str] | None:
+def _known_routes(tx) -> frozenset[str] | None:
     """Routes of the published fare rules; None (no route check) when there are none or they
     do not parse: a bad rules file must not stop the buses' uploads."""
-    from protocol.fares import parse_rules
-
     try:
-        document = _fare_rules_document()
-        return None if document is None else frozenset(r.id for r in parse_rules(document).routes)
-    except ValueError as e:  # RulesError, or a file that is not JSON
-        log.warning("fare rules in %s do not parse, routes are not checked: %s", RULES_FILE, e)
-        return None
+        return frozenset(r.id for r in fare_charges.current_rules(tx, runtime().config.data_dir).routes)
+    except fare_charges.BrokenFareRules as e:
+        log.warning("routes are not checked: %s", e)
+    except fare_charges.NoFareRules:
+        pass
+    return None
 
 
 @bp.post("/v1/taps")
@@ -84,7 +72,7 @@ def _store_upload(tx, ahead: taps.Verified | None):
         raise invalid("batch_too_large", f"At most {taps.MAX_BATCH} taps per request.", "taps")
     caller = current_caller()
     return 200, taps.ingest(tx, terminal_id=caller.id, merchant_id=caller.merchant_id, rows=rows,
-                            now=runtime().now(), routes=_known_routes(), ahead=ahead)
+                            now=runtime().now(), routes=_known_routes(tx), ahead=ahead)
 
 
 def _time_arg(name: str, default: int) -> int:
@@ -122,7 +110,13 @@ def ridership():
 @bp.get("/v1/taps/fare-rules")
 @requires("terminal", "operator")
 def fare_rules():
-    document = _fare_rules_document()
+    """The current fare rules, as published (the same from every gateway node)."""
+    try:
+        with runtime().store.read() as tx:
+            document = fare_charges.current_rules_document(tx, runtime().config.data_dir)
+    except fare_charges.BrokenFareRules as e:
+        log.warning("fare rules: %s", e)
+        document = None
     if document is None:
         raise not_found("fare rules (none published)")
     return document

@@ -18,10 +18,20 @@ transfer ids; once a token owes nothing its unpaid-fare entry leaves the deny-li
 Each token is priced with the concession class of the wallet it is linked to (set by the
 operator, migration 0010); an unlinked token with the run's `concession` ("adult"). A
 token whose wallet's class the rules no longer know is held, not charged, until they do.
+
+Runs on several nodes at once charge nothing twice: a run holds the row of every token
+it prices or collects from (gateway.store.fare_charges.hold_tokens) before it reads what
+was charged, so a second run of the day waits, then finds the first one's charges and
+charges only what is left (nothing, if no taps came meanwhile).
+
+The fare rules are published into the database (`publish_rules`), the same for every
+node; `current_rules` reads the highest version. A gateway whose database has none yet
+reads data_dir/fare_rules.json, where rules were published before.
 Plain functions over a Tx; the rules, the day and `now` are passed in.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from datetime import date, datetime, time, timedelta
@@ -29,13 +39,15 @@ from pathlib import Path
 
 from gateway import issuer, ledger
 from gateway.errors import conflict, invalid, not_found
-from protocol.fares import FareError, FareRules, money, parse_rules
 from gateway.services import iso, unix
 from gateway.services.card_links import linked_wallet
-from gateway.services.clearing import revenue_account_id
+from gateway.services.clearing import open_revenue_account
 from gateway.services.taps import token_taps
 from gateway.services.wallets import DEFAULT_CONCESSION, wallet_row
+from gateway.store import fare_charges as charges_db
+from gateway.store import issuer as issuer_db
 from gateway.trips import build_trips, price_trips
+from protocol.fares import FareError, FareRules, RulesError, money, parse_rules
 
 TRANSFER_CODE = "token_fare"
 DENY_REASON = "unpaid fare"
@@ -48,15 +60,108 @@ class NoFareRules(Exception):
     """No fare rules are published, or they do not parse."""
 
 
-def read_rules(data_dir: Path) -> FareRules:
-    """The published fare rules (data_dir/fare_rules.json, as GET /v1/taps/fare-rules serves them)."""
-    path = Path(data_dir) / RULES_FILE
+class BrokenFareRules(NoFareRules):
+    """Fare rules are published but do not parse (only a data directory's file can be:
+    the database holds validated ones)."""
+
+
+# --- the published fare rules ------------------------------------------------------------
+
+def _canonical(document: dict) -> str:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(text: str) -> FareRules:
+    """The rules a JSON text holds (parsed once per text: uploads check routes against them)."""
+    return parse_rules(json.loads(text))
+
+
+def rules_version_view(row: dict, *, already_published: bool) -> dict:
+    return {"object": "fare_rules_version", "version": row["version"], "digest": row["digest"],
+            "effective_from": iso(row["effective_from"]), "published_at": iso(row["published_at"]),
+            "already_published": already_published}
+
+
+def publish_rules(tx, document, *, now: datetime) -> dict:
+    """Publish a fare rules document for every gateway node and validator; its version's view.
+
+    The document is validated by protocol.fares (400 invalid_fare_rules naming what is
+    wrong). Publishing a document again does nothing and answers its version with
+    `already_published` true. A version number names one document: other content under a
+    published number is 409 fare_rules_version_exists, and a number below the current
+    version is 409 stale_fare_rules_version (publish above it, even to go back to older
+    fares: validators and charging runs take the highest version)."""
     try:
-        return parse_rules(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise NoFareRules(f"no fare rules published ({path} is missing)") from None
+        rules = parse_rules(document)
+    except RulesError as e:
+        raise invalid("invalid_fare_rules", f"The fare rules do not validate: {e}", "rules") from None
+    text = _canonical(document)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    for _ in range(2):  # once more if the version was published by another node at this moment
+        published = charges_db.rule_version(tx, rules.version)
+        if published is not None:
+            if published["digest"] != digest:
+                raise conflict("fare_rules_version_exists", f"Fare rules version {rules.version} are published "
+                               "with other content; publish these under a new version.", "version")
+            return rules_version_view(published, already_published=True)
+        current = charges_db.current_rules(tx)
+        if current is not None and current["version"] > rules.version:
+            raise conflict("stale_fare_rules_version", f"Fare rules version {current['version']} are published; "
+                           f"a new version must be above it, not {rules.version}.", "version")
+        row = {"version": rules.version, "document": text, "digest": digest,
+               "effective_from": unix(rules.effective_from), "published_at": unix(now)}
+        if charges_db.insert_rule_version(tx, **row):
+            return rules_version_view(row, already_published=False)
+    raise AssertionError("a fare rules version that is neither published nor publishable")
+
+
+def current_rules_document(tx, data_dir: Path | None = None) -> dict | None:
+    """The current fare rules as validators download them: the highest published version;
+    only when the database has none, data_dir/fare_rules.json (as published before rules
+    moved into the database). None when there are none; BrokenFareRules for a file that
+    is not JSON."""
+    row = charges_db.current_rules(tx)
+    if row is not None:
+        return json.loads(row["document"])
+    text = _rules_file(data_dir)
+    try:
+        return None if text is None else json.loads(text)
     except ValueError as e:
-        raise NoFareRules(f"the fare rules in {path} do not parse: {e}") from None
+        raise BrokenFareRules(f"the fare rules in {Path(data_dir) / RULES_FILE} are not JSON: {e}") from None
+
+
+def current_rules(tx, data_dir: Path | None = None) -> FareRules:
+    """The current fare rules (see current_rules_document for where they come from);
+    NoFareRules when there are none, BrokenFareRules when the fallback file's do not parse."""
+    row = charges_db.current_rules(tx)
+    if row is not None:
+        return _parsed(row["document"])
+    if data_dir is None:
+        raise NoFareRules("no fare rules published")
+    return read_rules(data_dir)
+
+
+def read_rules(data_dir: Path) -> FareRules:
+    """The fare rules of data_dir/fare_rules.json, where they were published before they
+    moved into the database (current_rules reads them when the database has none)."""
+    path = Path(data_dir) / RULES_FILE
+    text = _rules_file(data_dir)
+    if text is None:
+        raise NoFareRules(f"no fare rules published ({path} is missing)")
+    try:
+        return _parsed(text)
+    except ValueError as e:
+        raise BrokenFareRules(f"the fare rules in {path} do not parse: {e}") from None
+
+
+def _rules_file(data_dir: Path | None) -> str | None:
+    if data_dir is None:
+        return None
+    try:
+        return (Path(data_dir) / RULES_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
 
 
 def parse_day(text) -> date:
@@ -97,14 +202,6 @@ def charge_view(row: dict) -> dict:
 
 # --- collecting one charge ---------------------------------------------------------------
 
-def _revenue_account(tx, merchant_id: str, currency: str, now: datetime) -> str:
-    account_id = revenue_account_id(merchant_id, currency)
-    if ledger.get_account(tx, account_id) is None:
-        ledger.open_account(tx, kind="operator_revenue", currency=currency, owner_id=merchant_id,
-                            account_id=account_id, now=now)
-    return account_id
-
-
 def _collect(tx, row: dict, now: datetime) -> bool:
     """Move the charge's money from the token's linked wallet; False if it cannot (no wallet,
     locked, another currency, short of funds). Nothing is written when it cannot."""
@@ -114,7 +211,7 @@ def _collect(tx, row: dict, now: datetime) -> bool:
     try:
         ledger.transfer(tx, transfer_id=transfer_id(row["token"], row["trip_id"], row["seq"]),
                         debit_account_id=wallet["account_id"],
-                        credit_account_id=_revenue_account(tx, row["merchant_id"], row["currency"], now),
+                        credit_account_id=open_revenue_account(tx, row["merchant_id"], row["currency"], now=now),
                         amount=row["amount"], currency=row["currency"], code=TRANSFER_CODE, now=now,
                         metadata={"fare_charge": row["id"], "route": row["route"]})
     except ledger.InsufficientFunds:
@@ -124,40 +221,35 @@ def _collect(tx, row: dict, now: datetime) -> bool:
     return True
 
 
-def _owes(tx, token: str) -> bool:
-    return tx.one("SELECT 1 FROM fare_charges WHERE token = :t AND status = 'unpaid'", {"t": token}) is not None
-
-
 def _release(tx, token: str, now: datetime) -> bool:
     """Take the token off the deny-list if it is there for unpaid fares and owes nothing now."""
-    entry = tx.one("SELECT source FROM issuer_deny_list WHERE entry = :e", {"e": token})
-    if entry is None or entry["source"] != DENY_SOURCE or _owes(tx, token):
+    entry = issuer_db.denied_entry(tx, token)
+    if entry is None or entry["source"] != DENY_SOURCE or charges_db.owes(tx, token):
         return False
     issuer.allow(tx, entry=token, now=now)
     return True
 
 
 def _deny(tx, token: str, now: datetime) -> bool:
-    if tx.one("SELECT 1 FROM issuer_deny_list WHERE entry = :e", {"e": token}) is not None:
+    if issuer_db.denied_entry(tx, token) is not None:
         return False
     issuer.deny(tx, entry=token, kind="token", reason=DENY_REASON, now=now, source=DENY_SOURCE)
     return True
 
 
-def _mark_paid(tx, row: dict, status: str, now: datetime) -> None:
-    tx.execute("UPDATE fare_charges SET status = :s, wallet_id = :w, transfer_id = :x, settled_at = :t "
-               "WHERE id = :id", {"s": status, "w": row["wallet_id"], "x": row["transfer_id"],
-                                  "t": unix(now) if status == "settled" else None, "id": row["id"]})
+def _settle(tx, row: dict, now: datetime) -> bool:
+    """Mark the collected debt settled; False if it was settled meanwhile (by the same transfer)."""
+    return charges_db.settle_charge(tx, charge_id=row["id"], status="settled", wallet_id=row["wallet_id"],
+                                    transfer_id=row["transfer_id"], settled_at=unix(now))
 
 
 def collect_debts(tx, *, now: datetime, token: str | None = None) -> dict:
     """Collect unpaid charges, oldest first per token, from the linked wallets; a token's
     collection stops at its first debt its wallet cannot pay. Tokens that owe nothing any
-    more leave the deny-list. {"count", "amount", "allowed_tokens"}."""
-    where, params = "status = 'unpaid'", {}
-    if token is not None:
-        where, params = where + " AND token = :t", {"t": token}
-    rows = tx.query(f"SELECT * FROM fare_charges WHERE {where} ORDER BY token, at, trip_id, seq", params)
+    more leave the deny-list. {"count", "amount", "allowed_tokens"}. The tokens are held
+    first (see the module doc), so a run pricing one of them meanwhile is waited for."""
+    charges_db.hold_tokens(tx, charges_db.owing_tokens(tx, token), at=unix(now))
+    rows = charges_db.unpaid_charges(tx, token)
     count = amount = allowed = 0
     blocked: set[str] = set()
     for row in rows:
@@ -166,8 +258,8 @@ def collect_debts(tx, *, now: datetime, token: str | None = None) -> dict:
         if not _collect(tx, row, now):
             blocked.add(row["token"])
             continue
-        _mark_paid(tx, row, "settled", now)
-        count, amount = count + 1, amount + row["amount"]
+        if _settle(tx, row, now):
+            count, amount = count + 1, amount + row["amount"]
     for t in sorted({r["token"] for r in rows} - blocked):
         allowed += _release(tx, t, now)
     return {"count": count, "amount": amount, "allowed_tokens": allowed}
@@ -175,7 +267,10 @@ def collect_debts(tx, *, now: datetime, token: str | None = None) -> dict:
 
 def settle_debt(tx, caller, charge_id: str, *, now: datetime) -> dict:
     """The wallet pays one of its debts now (a debt of a token linked to it); 402 if short."""
-    row = tx.one("SELECT * FROM fare_charges WHERE id = :id", {"id": charge_id})
+    row = charges_db.charge(tx, charge_id)
+    if row is not None:
+        charges_db.hold_tokens(tx, [row["token"]], at=unix(now))
+        row = charges_db.charge(tx, charge_id)  # as it is now the token is held
     wallet = linked_wallet(tx, row["token"]) if row is not None else None
     if wallet is None or not (caller.kind == "operator" or (caller.kind == "wallet" and caller.id == wallet["id"])):
         raise not_found("fare debt", "id")
@@ -185,16 +280,12 @@ def settle_debt(tx, caller, charge_id: str, *, now: datetime) -> dict:
         raise conflict("wallet_locked", "This wallet is locked.", "wallet_id")
     if not _collect(tx, row, now):
         raise ledger.InsufficientFunds("the wallet's balance is below the fare owed", "amount")
-    _mark_paid(tx, row, "settled", now)
+    _settle(tx, row, now)
     _release(tx, row["token"], now)
     return charge_view({**row, "status": "settled", "settled_at": unix(now)})
 
 
 # --- the run -----------------------------------------------------------------------------
-
-def _terminal_merchants(tx) -> dict[str, str]:
-    return {r["id"]: r["merchant_id"] for r in tx.query("SELECT id, merchant_id FROM terminals")}
-
 
 def run_day(tx, *, rules: FareRules, day: date, now: datetime, concession: str = DEFAULT_CONCESSION) -> dict:
     """Charge the token trips of the operator's local `day`; the run's summary (see module doc).
@@ -203,12 +294,14 @@ def run_day(tx, *, rules: FareRules, day: date, now: datetime, concession: str =
         rules.concession(concession)
     except FareError as e:
         raise invalid("invalid_parameter", str(e), "concession") from None
-    collected = collect_debts(tx, now=now)
     since, until = day_bounds(rules, day)
     by_token: dict[str, list] = {}
     for tap in token_taps(tx, since=since, until=until):
         by_token.setdefault(tap.token, []).append(tap)
-    merchants = _terminal_merchants(tx)
+    # Every token this run touches, held at once in token order (see the module doc).
+    charges_db.hold_tokens(tx, set(by_token) | set(charges_db.owing_tokens(tx)), at=unix(now))
+    collected = collect_debts(tx, now=now)
+    merchants = charges_db.terminal_merchants(tx)
     week = (day - timedelta(days=day.weekday())).isoformat()
     summary = {"object": "fare_charge_run", "day": day.isoformat(), "rules_version": rules.version,
                "currency": rules.currency, "tokens": len(by_token), "trips": 0, "held": 0,
@@ -222,13 +315,10 @@ def run_day(tx, *, rules: FareRules, day: date, now: datetime, concession: str =
         if klass not in rules.concessions:
             summary["held"] += len(trips)  # its trips wait for rules that know the class
             continue
-        other_days = tx.one("SELECT COALESCE(SUM(amount), 0) AS s FROM fare_charges WHERE token = :t "
-                            "AND week_start = :w AND local_day <> :d", {"t": token, "w": week, "d": day.isoformat()})
-        charges = price_trips(rules, trips, klass, 0, int(other_days["s"]))
-        recorded: dict[str, tuple[int, int]] = {}  # trip id -> (amount so far, last seq)
-        for r in tx.query("SELECT trip_id, SUM(amount) AS amount, MAX(seq) AS seq FROM fare_charges "
-                          "WHERE token = :t AND local_day = :d GROUP BY trip_id", {"t": token, "d": day.isoformat()}):
-            recorded[r["trip_id"]] = (int(r["amount"]), int(r["seq"]))
+        other_days = charges_db.week_charged_besides(tx, token=token, week_start=week, day=day.isoformat())
+        charges = price_trips(rules, trips, klass, 0, other_days)
+        # trip id -> (amount so far, last seq)
+        recorded = charges_db.day_charged_by_trip(tx, token=token, day=day.isoformat())
         # What the day costs now beyond what earlier runs charged: never negative (an
         # amount once charged stays charged; docs/account-fares.md says when that matters).
         day_total = sum(c.amount for c in charges if c.flag is None)
@@ -263,7 +353,7 @@ def run_day(tx, *, rules: FareRules, day: date, now: datetime, concession: str =
                 summary["unpaid"]["count"] += 1
                 summary["unpaid"]["amount"] += amount
                 summary["denied_tokens"] += _deny(tx, token, now)
-            tx.insert("fare_charges", row)
+            charges_db.insert_charge(tx, row)
     return summary
 
 
@@ -287,31 +377,15 @@ def wallet_charges(tx, caller, wallet_id: str, *, status: str | None = None, lim
     wallet_row(tx, caller, wallet_id)
     if status is not None and status not in STATUSES:
         raise invalid("invalid_parameter", f"status must be one of {', '.join(STATUSES)}.", "status")
-    where = "(wallet_id = :w OR token IN (SELECT token FROM fare_card_links WHERE wallet_id = :w))"
-    params: dict = {"w": wallet_id, "limit": limit}
-    if status is not None:
-        where += " AND status = :s"
-        params["s"] = status
-    rows = tx.query(f"SELECT * FROM fare_charges WHERE {where} ORDER BY at DESC, trip_id DESC, seq DESC "
-                    "LIMIT :limit", {**params, "limit": limit + 1})
-    unpaid = tx.one("SELECT COALESCE(SUM(amount), 0) AS s FROM fare_charges WHERE status = 'unpaid' AND token IN "
-                    "(SELECT token FROM fare_card_links WHERE wallet_id = :w)", {"w": wallet_id})
+    rows = charges_db.wallet_charges(tx, wallet_id=wallet_id, status=status, limit=limit + 1)
     # The newest `limit` charges; `has_more` says there are older ones (no cursor yet).
     return {"object": "list", "wallet_id": wallet_id, "data": [charge_view(r) for r in rows[:limit]],
-            "has_more": len(rows) > limit, "next_cursor": None, "unpaid_total": int(unpaid["s"])}
+            "has_more": len(rows) > limit, "next_cursor": None, "unpaid_total": charges_db.wallet_owes(tx, wallet_id)}
 
 
 def day_by_route(tx, day: date, *, merchant_id: str | None = None) -> dict:
     """A local day's charges per route: trips, what was collected and what is owed."""
-    where, params = "local_day = :d", {"d": day.isoformat()}
-    if merchant_id is not None:
-        where, params = where + " AND merchant_id = :m", {**params, "m": merchant_id}
-    rows = tx.query(
-        "SELECT route, currency, COUNT(DISTINCT token || '/' || trip_id) AS trips, "
-        "SUM(CASE WHEN status IN ('charged', 'settled') THEN amount ELSE 0 END) AS collected, "
-        "SUM(CASE WHEN status = 'unpaid' THEN amount ELSE 0 END) AS unpaid, "
-        "SUM(CASE WHEN status = 'free' THEN 1 ELSE 0 END) AS free_trips "
-        f"FROM fare_charges WHERE {where} GROUP BY route, currency ORDER BY route, currency", params)
+    rows = charges_db.day_by_route(tx, day=day.isoformat(), merchant_id=merchant_id)
     return {"object": "fare_charges_by_route", "day": day.isoformat(), "data": [
         {"route": r["route"], "currency": r["currency"], "trips": r["trips"], "free_trips": r["free_trips"],
          "collected": r["collected"], "unpaid": r["unpaid"]} for r in rows]}
@@ -319,15 +393,7 @@ def day_by_route(tx, day: date, *, merchant_id: str | None = None) -> dict:
 
 def revenue(tx, day: date, *, merchant_id: str | None = None) -> dict:
     """Token ridership and revenue per route and hour (UTC, like /v1/taps/ridership) of a local day."""
-    where, params = "local_day = :d", {"d": day.isoformat()}
-    if merchant_id is not None:
-        where, params = where + " AND merchant_id = :m", {**params, "m": merchant_id}
-    rows = tx.query(
-        "SELECT route, (at / 3600) * 3600 AS hour, currency, COUNT(DISTINCT token || '/' || trip_id) AS trips, "
-        "SUM(CASE WHEN status IN ('charged', 'settled') THEN amount ELSE 0 END) AS collected, "
-        "SUM(CASE WHEN status = 'unpaid' THEN amount ELSE 0 END) AS unpaid "
-        f"FROM fare_charges WHERE {where} GROUP BY route, (at / 3600) * 3600, currency "
-        "ORDER BY route, hour, currency", params)
+    rows = charges_db.day_by_route_and_hour(tx, day=day.isoformat(), merchant_id=merchant_id)
     return {"object": "token_revenue", "day": day.isoformat(), "data": [
         {"route": r["route"], "hour": iso(r["hour"]), "currency": r["currency"], "trips": r["trips"],
          "token_revenue": r["collected"], "unpaid": r["unpaid"]} for r in rows]}

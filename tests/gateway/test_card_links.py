@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 from gateway.services import card_links
 from protocol import tokens
@@ -106,3 +107,33 @@ def test_a_locked_wallet_gets_no_code(world):
     wallet_id, api = world.wallet("a")
     ok(world.operator.post(f"/v1/wallets/{wallet_id}/lock", {"reason": "lost phone"}))
     error(api.post(f"/v1/wallets/{wallet_id}/card-links"), 409, "conflict", "wallet_locked")
+
+
+def test_taps_at_once_spend_a_code_once_and_link_a_token_to_one_wallet(app, world):
+    def at_once(*attempts):
+        """Each (code, token) tapped from its own thread and client, all released together."""
+        barrier = threading.Barrier(len(attempts))
+        answers = [None] * len(attempts)
+
+        def send(n, code, token):
+            _, terminal = world.terminal("x")
+            mine = terminal.as_(terminal.auth)
+            mine.client = app.test_client()
+            barrier.wait()
+            answers[n] = mine.post(f"/v1/card-links/{code}/tap", {"token": token})
+
+        threads = [threading.Thread(target=send, args=(n, *a)) for n, a in enumerate(attempts)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sorted(r.status_code for r in answers)
+
+    for n in range(4):
+        code = link_code(world)
+        token = tokens.uid_token(KEY, bytes([4, n, 1, 2, 3, 4, 5]))
+        assert at_once((code, token), (code, tokens.uid_token(KEY, bytes([4, n, 9, 9, 9, 9, 9])))) == [201, 404]
+        assert at_once((link_code(world, "a"), token), (link_code(world, "b"), token)) == [201, 409]
+    in_a, in_b = [[x["token"] for x in links(world, w)] for w in ("a", "b")]
+    assert len(set(in_a)) == len(in_a) and len(set(in_b)) == len(in_b) and not set(in_a) & set(in_b)
+    assert 4 <= len(in_a) + len(in_b) <= 8

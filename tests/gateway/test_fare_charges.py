@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from click.testing import CliRunner
 
 from gateway import ledger
 from gateway.cli import cli as gateway_cli
-from gateway.services import clearing
-from tests.gateway.conftest import books, error, ok
+from gateway.errors import ApiError
+from gateway.services import clearing, fare_charges
+from tests.gateway.conftest import START, books, error, ok
 from tests.gateway.test_card_links import PAN_TOKEN, UID_TOKEN, link_code, tap
 
 DAY = "2026-11-27"  # START is 17:00 in Shanghai on this day
@@ -30,8 +33,13 @@ RULES = {
 _ids = itertools.count(1)
 
 
-def publish(config) -> None:
-    (config.data_dir / "fare_rules.json").write_text(json.dumps(RULES))
+def publish(config, rules: dict = RULES) -> dict:
+    """Publish fare rules as the operator does: into the database, for every gateway node."""
+    store = config.open_store()
+    try:
+        return store.write(lambda tx: fare_charges.publish_rules(tx, rules, now=START))
+    finally:
+        store.close()
 
 
 def at(hhmm: str, day: str = DAY) -> int:
@@ -227,6 +235,10 @@ def test_charges_per_route_and_token_revenue_per_hour(world, config, store):
 
 def test_bad_requests_get_one_clear_error_and_charge_nothing(world, config, store):
     error(world.operator.post("/v1/fare-charges/runs", {"day": DAY}), 409, "conflict", "no_fare_rules")
+    (config.data_dir / "fare_rules.json").write_text('{"version": "one"}')  # an old gateway's file, broken
+    r = world.operator.post("/v1/fare-charges/runs", {"day": DAY})
+    assert "fare_rules.json" not in r.get_data(as_text=True)
+    error(r, 409, "conflict", "no_fare_rules")
     publish(config)
     error(world.operator.post("/v1/fare-charges/runs", {"day": "27/11/2026"}), 400, "invalid_request_error")
     error(world.operator.post("/v1/fare-charges/runs", {"day": DAY, "route": "12"}), 400, "invalid_request_error",
@@ -236,18 +248,14 @@ def test_bad_requests_get_one_clear_error_and_charge_nothing(world, config, stor
     wallet_id, api = world.wallet("a")
     error(api.get(f"/v1/wallets/{wallet_id}/fare-charges?status=owed"), 400, "invalid_request_error")
     error(api.post("/v1/fare-charges/runs", {"day": DAY}), 403, "permission_error")
-    (config.data_dir / "fare_rules.json").write_text('{"version": "one"}')
-    r = world.operator.post("/v1/fare-charges/runs", {"day": DAY})
-    assert "fare_rules.json" not in r.get_data(as_text=True)
-    error(r, 409, "conflict", "no_fare_rules")
 
 
 def test_the_charge_trips_command(world, config, store):
     runner = CliRunner()
-    data = ["--data", str(config.data_dir)]
+    data = ["--data", str(config.data_dir)] + (["--database", config.database_url] if config.database_url else [])
     result = runner.invoke(gateway_cli, ["charge-trips", *data, "--day", DAY])
     assert result.exit_code == 1 and "no fare rules published" in result.output
-    publish(config)
+    (config.data_dir / "fare_rules.json").write_text(json.dumps(RULES))
     link(world)
     world.top_up("a", 1000)
     ride(world, PAN_TOKEN, ("07:00", "12"), ("12:00", "12"))
@@ -277,4 +285,67 @@ def test_the_worked_example_of_docs_account_fares(world, config, store):
     assert free["status"] == "free" and "Daily cap for 2026-11-27 (adult, 5.00 CNY) reached" in free["statement"]
     assert run(world)["charged"]["count"] == 0 and run(world)["free"] == 0
     assert revenue(store, world, "x") == 500 and world.available("a") == 950 and denied(store, PAN_TOKEN) is None
+    books(store)
+
+
+def publish_refused(config, rules) -> str:
+    with pytest.raises(ApiError) as refused:
+        publish(config, rules)
+    return refused.value.code
+
+
+def test_fare_rules_are_published_once_per_version_and_every_node_reads_the_highest(world, config, store):
+    first = publish(config)
+    assert (first["version"], first["already_published"], first["effective_from"]) == (
+        1, False, "2026-01-01T00:00:00Z")
+    again = publish(config, dict(reversed(RULES.items())))  # the same document, its keys in another order
+    assert again["already_published"] and again["digest"] == first["digest"]
+    dearer = {**RULES, "products": {"city_flat": {"kind": "flat", "amount": 300}}}
+    assert publish_refused(config, dearer) == "fare_rules_version_exists"  # version 1 is one document
+    assert publish(config, {**dearer, "version": 3})["already_published"] is False
+    assert publish_refused(config, {**RULES, "version": 2}) == "stale_fare_rules_version"
+    assert publish_refused(config, {**RULES, "version": "four"}) == "invalid_fare_rules"
+    # An old gateway's file no longer counts once the database has rules.
+    (config.data_dir / "fare_rules.json").write_text(json.dumps({**RULES, "version": 9}))
+    _, terminal = world.terminal("x")
+    assert ok(terminal.get("/v1/taps/fare-rules")) == {**dearer, "version": 3}
+    link(world)
+    world.top_up("a", 1000)
+    ride(world, PAN_TOKEN, ("07:00", "12"))
+    summary = run(world)
+    assert (summary["rules_version"], summary["charged"]["amount"]) == (3, 300)
+
+
+def test_two_runs_at_once_charge_each_trip_once(app, world, config, store):
+    publish(config)
+    link(world)
+    link(world, UID_TOKEN, "b")
+    world.top_up("a", 5000)
+    world.top_up("b", 5000)
+    for day in range(6):
+        on = f"2026-11-{20 + day:02d}"
+        ride(world, PAN_TOKEN, ("07:00", "12"), ("07:40", "7"), ("12:00", "12"), day=on)
+        ride(world, UID_TOKEN, ("08:00", "7"), day=on, terminal="y")
+        barrier = threading.Barrier(2)
+        answers = []
+
+        def run_once():
+            mine = world.operator.as_(world.operator.auth)
+            mine.client = app.test_client()
+            barrier.wait()
+            answers.append(ok(mine.post("/v1/fare-charges/runs", {"day": on})))
+
+        threads = [threading.Thread(target=run_once) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # one run charged the day; the other, waiting for it, found nothing left to charge
+        nothing = {"count": 0, "amount": 0}
+        assert sorted((a["charged"] == nothing, a["free"]) for a in answers)[-1] == (True, 0), answers
+        assert sum(a["charged"]["count"] + a["free"] for a in answers) == 4, answers
+    # a: 500 a day (its day cap) up to the week cap, 1200 (weeks from Monday the 23rd); b: 200 a day
+    assert 10_000 - world.available("a") - world.available("b") == 2 * 1200 + 6 * 200
+    assert revenue(store, world, "x") + revenue(store, world, "y") == 2 * 1200 + 6 * 200
+    assert len(charges(world)["data"]) == 6 * 3 and len(charges(world, "b")["data"]) == 6
     books(store)

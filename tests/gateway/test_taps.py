@@ -12,6 +12,7 @@ from tests.gateway.conftest import START, error, ok
 from terminal.journal import Journal
 from terminal.run import Settings, Validator
 from tests.gateway.test_clearing import Rider, revenue, upload
+from tests.gateway.test_fare_charges import publish
 
 T0 = int(START.timestamp())
 TOKEN = tokens.uid_token(b"k" * 32, bytes.fromhex("04a1b2c3d4e5f6"))
@@ -69,13 +70,19 @@ def test_a_wrong_clock_is_flagged_not_refused(world):
 
 
 def test_a_route_missing_from_the_fare_rules_is_flagged(world, config):
+    publish(config, rules_document())
+    answer = upload(world, [token_row(1, route="R1"), token_row(2, route="R99")])
+    assert [r["flags"] for r in answer["results"]] == [[], ["unknown_route"]]
+
+
+def test_a_route_missing_from_an_old_gateways_rules_file_is_flagged(world, config):
     (config.data_dir / "fare_rules.json").write_text(json.dumps(rules_document()))
     answer = upload(world, [token_row(1, route="R1"), token_row(2, route="R99")])
     assert [r["flags"] for r in answer["results"]] == [[], ["unknown_route"]]
 
 
 def test_broken_fare_rules_do_not_stop_uploads(world, config):
-    (config.data_dir / "fare_rules.json").write_text('{"version": "three"}')
+    (config.data_dir / "fare_rules.json").write_text('{"version": "three"}')  # only a file can be broken
     answer = upload(world, [token_row(1, route="R99")])
     assert answer["results"][0]["status"] == "accepted" and answer["results"][0]["flags"] == []
 
