@@ -301,33 +301,3 @@ class Deliverer:
         while not stop.is_set():
             if self.deliver_due() == 0:
                 stop.wait(interval)
-
-
-def deliver_from(data_dir, *, once: bool, interval: float, timeout: float, max_attempts: int,
-                 echo: Callable[[str], None]) -> None:
-    """`tapstack gateway deliver-webhooks`: the deliverer on a data directory's store."""
-    import signal
-    from datetime import timezone
-    from pathlib import Path
-
-    from gateway.config import Config, default_data_dir
-    from gateway.store import SQLiteStore
-
-    config = Config(Path(data_dir) if data_dir else default_data_dir())
-    store = SQLiteStore(config.db_path)
-    deliverer = Deliverer(store, clock=lambda: datetime.now(timezone.utc), timeout=timeout,
-                          policy=RetryPolicy(max_attempts=max_attempts))
-    try:
-        if once:
-            total = 0
-            while (n := deliverer.deliver_due()):
-                total += n
-            echo(f"{total} webhook deliveries attempted")
-            return
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-        echo(f"delivering webhooks from {config.db_path} (Ctrl-C stops)")
-        deliverer.run(stop, interval=interval)
-    finally:
-        store.close()
