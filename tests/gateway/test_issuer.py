@@ -100,10 +100,9 @@ def test_a_bad_public_key_is_a_400_naming_it(gw, value):
     assert r.status_code == 400 and r.get_json()["error"]["param"] == "public_key"
 
 
-def test_deny_list_versions_full_list_and_deltas(tmp_path):
-    gw = Gateway(tmp_path)
+def test_deny_list_versions_full_list_and_deltas(store):
     token = tokens.uid_token(b"k" * 32, bytes.fromhex("04a1b2c3"))
-    with gw.store.transaction() as tx:
+    with store.transaction() as tx:
         assert issuer.deny_list(tx)["version"] == 0
         assert issuer.deny(tx, entry="00112233aabbccdd", kind="card_id", reason="lost", now=T0) == 1
         assert issuer.deny(tx, entry=token, kind="token", reason="chargeback", now=T0) == 2
@@ -278,3 +277,6 @@ def test_a_wallet_locked_while_it_is_issued_cards_has_each_denied_once(store, wo
     assert state["status"] == "locked" and cards
     assert state["denied_card_ids"] == sorted(cards)           # no card issued past the lock
     assert state["deny_list_version"] == len(cards)            # each denied once, however often locked
+    state = store.write(lambda tx: issuer.unlock(tx, wallet_id=wallet_id, now=T0))
+    assert state["status"] == "active" and state["denied_card_ids"] == []
+    assert state["deny_list_version"] == 2 * len(cards)
