@@ -31,6 +31,7 @@ from gateway.services import emit, iso, unix
 from gateway.services.payments import release_expired_holds
 from gateway.services.wallets import require_active, wallet_row
 from gateway.store import bills as bills_db
+from gateway.store import merchants as merchants_db
 from protocol import emvqr
 
 GRACE_DAYS = 30  # a bill stays payable this many days after its due date unless told otherwise
@@ -79,7 +80,8 @@ def create_biller(tx, *, name: str, currency: str, city: str, mcc: str | None,
     merchant = {"id": merchant_id, "name": name, "account_id": account_id, "currency": currency,
                 "api_key_hash": key_hash(api_key), "created_at": unix(now)}
     biller = {"city": check_city(city), "mcc": check_mcc(mcc or DEFAULT_MCC), "created_at": unix(now)}
-    bills_db.insert_biller(tx, merchant=merchant, **biller)
+    merchants_db.insert_merchant(tx, **merchant)
+    bills_db.insert_biller(tx, merchant_id=merchant_id, **biller)
     return biller_view({**merchant, **biller}), api_key
 
 

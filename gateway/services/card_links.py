@@ -19,6 +19,7 @@ from gateway.errors import conflict, invalid, not_found
 from gateway.services import iso, new_id, unix
 from gateway.services.wallets import require_active, wallet_row
 from gateway.store import card_links as links_db
+from gateway.store import wallets as wallets_db
 from protocol import tokens
 
 LINK_CODE_SECONDS = 600
@@ -76,7 +77,7 @@ def link_by_code(tx, *, code: str, token: str, terminal_id: str, now: datetime) 
     wallet_id = links_db.spend_code(tx, code_hash=code_hash, now=unix(now))
     if wallet_id is None:
         raise not_found("link code (or it expired or was used)", "code")
-    wallet = links_db.wallet(tx, wallet_id)
+    wallet = wallets_db.wallet(tx, wallet_id)
     require_active(wallet)
     link = {"id": new_id("cl"), "token": token, "wallet_id": wallet["id"], "token_kind": tokens.token_kind(token),
             "assurance": "low" if tokens.is_low_assurance(token) else "high", "terminal_id": terminal_id,

@@ -44,6 +44,7 @@ from gateway.errors import conflict, invalid, not_found
 from gateway.services import iso, new_id, unix
 from gateway.store import issuer as issuer_db
 from gateway.store import taps as taps_db
+from gateway.store import wallets as wallets_db
 from protocol import certs, ed25519
 from protocol import purse as p
 
@@ -468,7 +469,7 @@ def advance(tx, card_id: str, *, now: datetime, batch: Batch,
 def _supersede(tx, load: dict, now: datetime) -> None:
     refund_id = f"purse_load_refund:{load['id']}"
     ledger.transfer(tx, transfer_id=refund_id, debit_account_id=float_account_id(load["card_id"]),
-                    credit_account_id=taps_db.wallet_account(tx, load["wallet_id"]), amount=load["amount"],
+                    credit_account_id=wallets_db.wallet(tx, load["wallet_id"])["account_id"], amount=load["amount"],
                     currency=load["currency"], code=REFUND_CODE, now=now)
     taps_db.set_load_status(tx, load_id=load["id"], status="superseded", refund_transfer_id=refund_id)
 

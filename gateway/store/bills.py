@@ -1,7 +1,7 @@
 """Bill queries: billers, their bills, and the payments towards them.
 
 Owns `bill_billers`, `bill_bills` and `bill_payments` (migration 0005); reads
-`merchants` (a biller is a merchant) and writes a biller's own merchant row.
+`merchants` (a biller is a merchant).
 gateway/services/bills.py decides; this module only reads and writes rows.
 Money is minor units; times are unix seconds.
 
@@ -19,13 +19,10 @@ from __future__ import annotations
 # -- billers ---------------------------------------------------------------------------
 
 
-def insert_biller(tx, *, merchant: dict, city: str, mcc: str, created_at: int) -> None:
-    """A new biller: its merchant row (id, name, account_id, currency, api_key_hash,
-    created_at) and the biller row marking it as one."""
-    tx.execute("INSERT INTO merchants (id, name, account_id, currency, api_key_hash, created_at)"
-               " VALUES (:id, :name, :account_id, :currency, :api_key_hash, :created_at)", merchant)
+def insert_biller(tx, *, merchant_id: str, city: str, mcc: str, created_at: int) -> None:
+    """Mark the merchant as a biller, with what its bills' QR codes show."""
     tx.execute("INSERT INTO bill_billers (merchant_id, city, mcc, created_at) VALUES (:m, :city, :mcc, :at)",
-               {"m": merchant["id"], "city": city, "mcc": mcc, "at": created_at})
+               {"m": merchant_id, "city": city, "mcc": mcc, "at": created_at})
 
 
 def biller(tx, biller_id: str) -> dict | None:

@@ -1,6 +1,7 @@
 """Card link queries: one-tap link codes and the cards (tokens) linked to wallets.
 
-Owns `fare_card_links` and `fare_link_codes` (migration 0009); reads `wallets`.
+Owns `fare_card_links` and `fare_link_codes` (migration 0009); reads `wallets`
+(the wallet a token is linked to).
 gateway/services/card_links.py decides; this module only reads and writes rows.
 Times are unix seconds.
 
@@ -31,11 +32,6 @@ def spend_code(tx, *, code_hash: str, now: int) -> str | None:
 def set_code_link(tx, *, code_hash: str, link_id: str) -> None:
     """Record the link a spent code made (or found)."""
     tx.execute("UPDATE fare_link_codes SET link_id = :l WHERE code_hash = :h", {"l": link_id, "h": code_hash})
-
-
-def wallet(tx, wallet_id: str) -> dict | None:
-    """The wallet row (status, currency, account_id, concession, ...), or None."""
-    return tx.one("SELECT * FROM wallets WHERE id = :id", {"id": wallet_id})
 
 
 def link_of_token(tx, token: str) -> dict | None:

@@ -2,7 +2,7 @@
 
 Owns `transit_taps` (migrations 0006, 0011) and clearing's `purse_cards`,
 `purse_receipts` and `purse_loads` (migration 0006); reads the certificates in
-`issuer_cards` and wallets' accounts. gateway/services/taps.py and
+`issuer_cards`. gateway/services/taps.py and
 gateway/services/clearing.py decide; this module only reads and writes rows.
 Money is minor units; times are unix seconds.
 
@@ -213,7 +213,7 @@ def card_loads(tx, card_id: str) -> list[dict]:
     return tx.query("SELECT * FROM purse_loads WHERE card_id = :c ORDER BY counter", {"c": card_id})
 
 
-# -- what clearing reads of others -------------------------------------------------------------
+# -- what clearing reads of the issuer's --------------------------------------------------------
 
 
 def certificates(tx, card_ids: list[str]) -> dict[str, str]:
@@ -223,9 +223,3 @@ def certificates(tx, card_ids: list[str]) -> dict[str, str]:
         found.update((r["card_id"], r["certificate"]) for r in tx.query(
             f"SELECT card_id, certificate FROM issuer_cards WHERE card_id IN ({names})", params))
     return found
-
-
-def wallet_account(tx, wallet_id: str) -> str | None:
-    """The wallet's ledger account id, or None."""
-    row = tx.one("SELECT account_id FROM wallets WHERE id = :id", {"id": wallet_id})
-    return row["account_id"] if row else None
