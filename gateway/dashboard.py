@@ -24,6 +24,7 @@ from gateway.auth import Caller, key_hash
 from gateway.services import bills, fare_charges, taps
 from gateway.store import dashboard as dashboard_db
 from gateway.store import issuer as issuer_db
+from gateway.store import wallets as wallets_db
 from gateway.store.dashboard import TILL_ROUTE
 
 DEFAULT_ZONE = "Asia/Shanghai"
@@ -268,11 +269,12 @@ def wallet_by_credential(tx, credential: str) -> dict | None:
     """The wallet whose wk_ credential this is, or None (looked up by its hash, as auth does)."""
     if not isinstance(credential, str) or not credential.startswith("wk_") or len(credential) > 200:
         return None
-    return dashboard_db.wallet_by_credential_hash(tx, key_hash(credential))
+    wallet_id = wallets_db.wallet_id_by_credential(tx, key_hash(credential))
+    return wallet_id and wallets_db.wallet(tx, wallet_id)
 
 
 def wallet_row(tx, wallet_id: str) -> dict | None:
-    return dashboard_db.wallet(tx, wallet_id)
+    return wallets_db.wallet(tx, wallet_id)
 
 
 _VERBS = {

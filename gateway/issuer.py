@@ -23,6 +23,7 @@ from datetime import datetime
 from gateway.errors import conflict, invalid, not_found
 from gateway.services import iso, unix
 from gateway.store import issuer as issuer_db
+from gateway.store import wallets as wallets_db
 from protocol import certs, ed25519, tokens
 
 CARD_VALIDITY_SECONDS = 2 * 365 * 24 * 3600
@@ -204,10 +205,10 @@ def deny_list(tx, since: int | None = None) -> dict:
 # --- remote lock -----------------------------------------------------------------------
 
 def _wallet_status(tx, wallet_id: str) -> str:
-    status = issuer_db.wallet_status(tx, wallet_id)
-    if status is None:
+    wallet = wallets_db.wallet(tx, wallet_id)
+    if wallet is None:
         raise not_found("wallet", "id")
-    return status
+    return wallet["status"]
 
 
 def lock(tx, *, wallet_id: str, reason: str, now: datetime) -> dict:

@@ -1,8 +1,8 @@
 """Dashboard queries: the operator's and the wallet page's figures no service answers.
 
 Owns no table: it only reads those of other areas (transit_taps, terminals,
-merchants, payments, bill_billers, bill_bills, bill_payments, wallets,
-issuer_cards), in a read transaction. gateway/dashboard.py shapes the answers.
+merchants, payments, bill_billers, bill_bills, bill_payments, issuer_cards), in a
+read transaction. gateway/dashboard.py shapes the answers.
 
 Portable SQL: every non-aggregated column grouped, booleans compared as
 integers (`accepted = 1`), no SQLite functions. On PostgreSQL SUM over BIGINT is
@@ -120,14 +120,6 @@ def latest_payment_times(tx) -> dict:
 
 
 # -- the wallet page -----------------------------------------------------------------------
-
-
-def wallet_by_credential_hash(tx, credential_hash: str) -> dict | None:
-    return tx.one("SELECT * FROM wallets WHERE credential_hash = :h", {"h": credential_hash})
-
-
-def wallet(tx, wallet_id: str) -> dict | None:
-    return tx.one("SELECT * FROM wallets WHERE id = :id", {"id": wallet_id})
 
 
 def merchant_names(tx) -> dict[str, str]:

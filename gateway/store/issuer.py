@@ -50,11 +50,6 @@ def published_keys(tx) -> list[dict]:
 # -- wallets ---------------------------------------------------------------------------
 
 
-def wallet_status(tx, wallet_id: str) -> str | None:
-    row = tx.one("SELECT status FROM wallets WHERE id = :id", {"id": wallet_id})
-    return row and row["status"]
-
-
 _HELD_WALLET = {"sqlite": "SELECT status FROM wallets WHERE id = :id",
                 "postgresql": "SELECT status FROM wallets WHERE id = :id FOR SHARE"}
 
