@@ -466,7 +466,8 @@ def _transfer_with_checks(tx, row: dict, pending: bool) -> dict | None:
                 raise InsufficientFunds(
                     f"account {debit['id']} has {available} available, {amount} needed", "debit_account_id")
             if moved[1] is None:  # another writer took the credit to its limit since it was read
-                raise LedgerError("account_limit_exceeded", f"account {credit['id']} has reached the limit of its credits")
+                raise LedgerError(
+                    "account_limit_exceeded", f"account {credit['id']} has reached the limit of its credits")
             if not pending:
                 _post(tx, transfer_id, moved, amount, row["created_at"])
     except IntegrityError:
@@ -498,7 +499,7 @@ def _move(tx, row: dict, pending: bool) -> list[dict | None]:
 
 
 def _post(tx, transfer_id: str, moved: list[dict], amount: int, at: str) -> None:
-    """Write the postings of a posted movement; `moved` is what _move or _settle returned (debit first)."""
+    """Write the postings of a posted movement; `moved` is what _move or settling a hold returned (debit first)."""
     for state, side in zip(moved, ("debit", "credit")):
         ledger_db.insert_posting(tx, account_id=state["id"], seq=state["postings_count"], transfer_id=transfer_id,
                                  side=side, amount=amount, balance_after=state["balance"], created_at=at)
