@@ -220,11 +220,11 @@ def charge_trips(config, day):
     now = datetime.now(timezone.utc)
     store = opened(config)
     try:
-        rules = fare_charges.read_rules(config.data_dir)
         with store.transaction() as tx:
+            rules = fare_charges.current_rules(tx, config.data_dir)
             summary = fare_charges.run_day(tx, rules=rules, now=now, day=fare_charges.parse_day(day)
                                            if day else rules.local_day(now))
-    except fare_charges.NoFareRules as e:
+    except (fare_charges.NoFareRules, fare_charges.BrokenFareRules) as e:
         raise click.ClickException(str(e))
     except ApiError as e:
         raise click.ClickException(e.message)
@@ -233,3 +233,37 @@ def charge_trips(config, day):
     finally:
         store.close()
     click.echo(fare_charges.run_lines(summary))
+
+
+@cli.command("publish-fares")
+@click.argument("rules_file", type=click.File("rb"))
+@with_database
+def publish_fares(config, rules_file):
+    """Publish a fare rules document (JSON) for every gateway node and validator.
+
+    Publishing the same document again does nothing; a new version must be numbered
+    above the current one. Validators download the highest version.
+    """
+    import json
+    from datetime import datetime, timezone
+
+    from gateway.errors import ApiError
+    from gateway.services import fare_charges
+    from gateway.store import StoreBusy, StoreError
+
+    try:
+        document = json.loads(rules_file.read())
+    except ValueError as e:
+        raise click.ClickException(f"{rules_file.name} is not JSON: {e}")
+    store = opened(config)
+    try:
+        view = store.write(lambda tx: fare_charges.publish_rules(tx, document, now=datetime.now(timezone.utc)))
+    except ApiError as e:
+        raise click.ClickException(e.message)
+    except (StoreError, StoreBusy) as e:
+        raise DatabaseRefused(f"cannot use the gateway database {config.database}: {e}")
+    finally:
+        store.close()
+    state = "already published" if view["already_published"] else "published"
+    click.echo(f"fare rules version {view['version']} {state} (effective from {view['effective_from']},"
+               f" sha256 {view['digest'][:16]}...)")

@@ -157,7 +157,8 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
     gateway_dir = data_dir / "gateway"
     config = load_config(gateway_dir, options.database)
     cleanup.callback(config.close)
-    (gateway_dir / "fare_rules.json").write_text(json.dumps(city.fare_rules(), indent=2) + "\n")
+    rules_file = data_dir / "fare_rules.json"
+    rules_file.write_text(json.dumps(city.fare_rules(), indent=2) + "\n")
     url = options.gateway or f"http://127.0.0.1:{options.port}"
     timings: dict[str, float] = {}
     mark = time.monotonic()
@@ -173,6 +174,7 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
                                       database=options.database)
         cleanup.callback(gateway.stop)
         stack.record_child(lock, gateway.pid, str(gateway_dir))
+    stack.publish_fares(gateway_dir, rules_file, options.database)
     deliverer = stack.start_deliverer(gateway_dir, data_dir / "logs" / "webhooks.log", options.database)
     cleanup.callback(deliverer.stop)
     stack.record_child(lock, deliverer.pid, str(gateway_dir))
@@ -228,7 +230,9 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
                        f"{WEBHOOK_WAIT:.0f} s (see {deliverer.log_path})")
     summary = world.summary(presented, journals, buses, tapping, gateway_dir, options.database)
     timings["close"] = time.monotonic() - mark
-    summary = Summary(**{**summary.__dict__, "timings": timings, "data_dir": str(data_dir), "gateway_url": url})
+    summary = Summary(**{**summary.__dict__, "timings": timings, "data_dir": str(data_dir), "gateway_url": url,
+                         "database": config.database if options.database else "",
+                         "external": bool(options.gateway)})
     progress.phase(f"done in {time.monotonic() - progress.started:.1f} s")
     echo("")
     for line in lines(summary, serving=options.serve):

@@ -259,6 +259,15 @@ def start_gateway(gateway_dir: Path, port: int, log_path: Path, workers: int = 2
     raise DemoError(f"the gateway did not answer on port {port} within {timeout:.0f} s: {process.tail()}")
 
 
+def publish_fares(gateway_dir: Path, rules_file: Path, database: str | None) -> None:
+    """`tapstack gateway publish-fares`: the city's fare rules, for the gateway and the validators."""
+    done = subprocess.run(tapstack_command("gateway", "publish-fares", str(rules_file),
+                                           *gateway_args(gateway_dir, database)),
+                          capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise DemoError(f"cannot publish the fare rules: {done.stderr.strip() or done.stdout.strip()}")
+
+
 def start_deliverer(gateway_dir: Path, log_path: Path, database: str | None = None) -> Process:
     """`tapstack gateway deliver-webhooks`: the gateway's outbox to the merchants' endpoints."""
     return Process("webhooks", tapstack_command("gateway", "deliver-webhooks", *gateway_args(gateway_dir, database),

@@ -55,6 +55,8 @@ class Summary:
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds
     data_dir: str = ""
     gateway_url: str = ""
+    database: str = ""  # the PostgreSQL URL (password hidden) when the gateway ran on one
+    external: bool = False  # the gateway was given (--gateway), not started by the demo
 
     @property
     def pcsc_taps_per_second(self) -> float:
@@ -63,7 +65,7 @@ class Summary:
     def counts(self) -> dict:
         """Every figure that follows from the seed (no timings, paths or addresses)."""
         d = asdict(self)
-        for name in ("pcsc_seconds", "timings", "data_dir", "gateway_url", "day"):
+        for name in ("pcsc_seconds", "timings", "data_dir", "gateway_url", "database", "external", "day"):
             d.pop(name)
         return d
 
@@ -77,6 +79,7 @@ def _reasons(denied: dict[str, int]) -> str:
 
 def lines(s: Summary, *, serving: bool = False) -> list[str]:
     c = s.currency
+    where = f"--data {s.data_dir}/gateway" + (f" --database '{s.database}'" if s.database else "")
     out = [f"The day in the city ({s.day}, seed {s.seed})",
            f"  riders        {sum(n for k, n in s.riders.items() if k != 'stranger')}: "
            + ", ".join(f"{n} {CARDS[k]}" for k, n in s.riders.items() if k != "stranger")
@@ -113,10 +116,12 @@ def lines(s: Summary, *, serving: bool = False) -> list[str]:
     out.append("")
     if serving:
         out.append(f"The gateway stays up: open {s.gateway_url}/dashboard (operator key: "
-                   f"tapstack gateway operator-key --data {s.data_dir}/gateway). Ctrl-C stops it.")
+                   f"tapstack gateway operator-key {where}). Ctrl-C stops it.")
+    elif s.external:
+        out.append(f"Look at the result: open {s.gateway_url}/dashboard and sign in with the key from "
+                   f"tapstack gateway operator-key {where}")
     else:
-        out.append("Look at the result: tapstack gateway serve --data "
-                   f"{s.data_dir}/gateway --port {s.gateway_url.rpartition(':')[2]}")
+        out.append(f"Look at the result: tapstack gateway serve {where} --port {s.gateway_url.rpartition(':')[2]}")
         out.append(f"  then open {s.gateway_url}/dashboard and sign in with the key from "
-                   f"tapstack gateway operator-key --data {s.data_dir}/gateway")
+                   f"tapstack gateway operator-key {where}")
     return out
