@@ -519,7 +519,7 @@ def test_cli_check_refuses_a_database_without_the_ledger(tmp_path):
     empty.mkdir()
     SQLiteStore(tmp_path / "gateway.db", migrations_dir=empty).close()
     result = run_check(tmp_path)
-    assert result.exit_code == 1 and "has no ledger yet" in result.output
+    assert result.exit_code == 2 and "has no ledger yet" in result.output  # a database it cannot use
 
 
 @pytest.mark.parametrize("content", [None, b"not a database at all, just bytes" * 10])
