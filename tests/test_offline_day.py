@@ -11,8 +11,8 @@ from terminal.journal import Journal
 from terminal.readers.mock import MockReader
 from terminal.run import Settings, Validator
 from terminal.uploader import upload_all
-from tests.gateway.conftest import (START, _shared_app, app, books, client, clock, config,  # noqa: F401
-                                    operator, store, template, world)
+from tests.gateway.conftest import (START, _shared_app, app, backend, books, client, clock,  # noqa: F401
+                                    config, operator, store, template, world)
 from tests.gateway.test_clearing import Rider
 from tests.terminal.test_uploader import flask_send, terminal_client
 from wallet.card import plain_uid_card
@@ -70,7 +70,8 @@ def test_a_day_offline_then_everything_uploaded_once(world, client, clock, store
         floats = {r.card_id: ledger.get_account(tx, clearing.float_account_id(r.card_id))["balance"]
                   for r in riders}
     assert [s["tap_id"] for s in stored] == sorted(t["id"] for t in day)
-    assert {s["clearing"] for s in stored if s["tap_id"] in {t["id"] for t in paid}} == {"posted"}
+    paid_ids = {t["id"] for t in paid}
+    assert {s["clearing"] for s in stored if s["tap_id"] in paid_ids} == {"posted"}
     assert revenue == sum(t["amount"] for t in paid) == FARE * len(paid)
     assert floats == {r.card_id: r.balance for r in riders}  # the float backs exactly what each card holds
     assert sum(1 for s in stored if s["clearing"] == "unpriced") == sum(
