@@ -124,6 +124,10 @@ class Tx:
             return self._conn.execute(sql, params or {})
         except sqlite3.IntegrityError as e:
             raise IntegrityError(str(e)) from e
+        except sqlite3.DatabaseError as e:  # busy, or a statement or file SQLite refuses
+            if _is_busy(e):
+                raise StoreBusy(f"the database stayed locked: {e}") from e
+            raise StoreError(f"the database refused a statement: {e}") from e
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator["Tx"]:
@@ -255,6 +259,8 @@ class SQLiteStore:
         self._writer.acquire(self.busy_timeout_ms / 1000)
         try:
             self._database()
+        except sqlite3.DatabaseError as e:  # not a database, or one SQLite cannot open
+            raise StoreError(f"cannot open {self.path}: {e}") from e
         finally:
             self._writer.release()
         if migrate:
@@ -529,7 +535,7 @@ class SQLiteStore:
                 for statement in statements:
                     try:
                         tx.execute(statement)
-                    except (sqlite3.Error, IntegrityError) as e:
+                    except (sqlite3.Error, IntegrityError, StoreError) as e:
                         raise StoreError(f"migration {migration.path.name} failed: {e}: {statement[:120]!r}") from e
                 tx.insert("schema_migrations", {
                     "version": migration.version,

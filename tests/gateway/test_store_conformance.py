@@ -234,7 +234,7 @@ def test_deadlocked_writers_are_run_again_and_both_finish(make_store):
         t.join()
     assert balances(store) == {"a": 100, "b": 100}
     if make_store.backend == "postgresql":
-        assert len(runs) == 3  # the victim ran twice
+        assert len(runs) >= 3  # the deadlock's victim ran again (and may meet the other once more)
     else:
         assert len(runs) == 2
 
