@@ -40,10 +40,12 @@ class SQLiteBackend:
     def restore_template(self) -> None:
         """Nothing: the test's data directory is a fresh copy."""
 
+    def empty(self) -> None:
+        """Nothing: a new data directory holds a new database."""
+
 
 class PostgresBackend:
     name = "postgresql"
-    TEMPLATE_SCHEMA = "template_rows"
 
     def __init__(self, cluster):
         from gateway.store.postgres import PostgresStore
@@ -53,7 +55,8 @@ class PostgresBackend:
         self.ledger_url = cluster.create_database("ledger_suite")
         with _only_ledger_migration() as directory:
             PostgresStore(self.ledger_url, migrate=True, migrations_dir=directory).close()
-        self._restore_sql = None
+        self._restore_migrated = self._snapshot("migrated_rows")
+        self._restore_template = None
 
     def config(self, data_dir: Path) -> Config:
         return Config(data_dir, database_url=self.url)
@@ -70,19 +73,28 @@ class PostgresBackend:
         return PostgresStore(self.ledger_url, **options)
 
     def keep_template(self) -> None:
-        """Copy every table's rows as they are now into the template schema."""
+        """Keep every table's rows as they are now, to be put back before each test."""
+        self._restore_template = self._snapshot("template_rows")
+
+    def restore_template(self) -> None:
+        self._run(self.url, self._restore_template)
+
+    def empty(self) -> None:
+        """The database as migrations left it (their seeded rows, such as counters, and
+        nothing else): a gateway with nothing in it yet, its secrets made anew."""
+        self._run(self.url, self._restore_migrated)
+
+    def _snapshot(self, schema: str) -> str:
+        """Copy every table's rows into `schema`; the SQL that puts them back."""
         tables = self._tables()
-        copy = [f"DROP SCHEMA IF EXISTS {self.TEMPLATE_SCHEMA} CASCADE", f"CREATE SCHEMA {self.TEMPLATE_SCHEMA}"]
-        copy += [f"CREATE TABLE {self.TEMPLATE_SCHEMA}.{t} AS SELECT * FROM public.{t}" for t in tables]
+        copy = [f"DROP SCHEMA IF EXISTS {schema} CASCADE", f"CREATE SCHEMA {schema}"]
+        copy += [f"CREATE TABLE {schema}.{t} AS SELECT * FROM public.{t}" for t in tables]
         self._run(self.url, ";\n".join(copy))
         restore = ["SET session_replication_role = replica"]
         restore += [f"DELETE FROM public.{t}" for t in tables]
-        restore += [f"INSERT INTO public.{t} SELECT * FROM {self.TEMPLATE_SCHEMA}.{t}" for t in tables]
+        restore += [f"INSERT INTO public.{t} SELECT * FROM {schema}.{t}" for t in tables]
         restore.append("SET session_replication_role = DEFAULT")
-        self._restore_sql = ";\n".join(restore)
-
-    def restore_template(self) -> None:
-        self._run(self.url, self._restore_sql)
+        return ";\n".join(restore)
 
     def _tables(self) -> list[str]:
         import psycopg

@@ -94,14 +94,20 @@ class GatewayApp:
     settable `now`: for tests that restart the app or run a deliverer beside it. `call`
     authenticates with a bearer key and gives each POST a fresh Idempotency-Key."""
 
-    def __init__(self, data_dir, now: datetime = START):
+    def __init__(self, data_dir, now: datetime = START, backend=None):
+        backend = backend or SQLiteBackend()
+        backend.empty()
         self.now = now
-        self.config = Config(data_dir)
-        self.app = create_app(self.config, clock=lambda: self.now)
+        self.config = backend.config(data_dir)
+        self.store = backend.store(self.config)
+        self.app = create_app(self.config, store=self.store, clock=lambda: self.now)
         self.client = self.app.test_client()
         self.operator = operator_key(self.config)
-        self.store = self.app.extensions["tapstack"].store
         self._n = itertools.count()
+
+    def close(self) -> None:
+        self.store.close()
+        self.config.close()
 
     def call(self, method: str, path: str, key: str | None, json=None):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -130,6 +136,7 @@ def template(tmp_path_factory, backend):
     and restored per test."""
     root = tmp_path_factory.mktemp(f"template-{backend.name}") / "gateway"
     root.mkdir()
+    backend.empty()  # a test of an empty gateway may have run first
     config = backend.config(root)
     store = backend.store(config)
     clock = Clock(START)

@@ -30,8 +30,10 @@ class Gateway(GatewayApp):
 
 
 @pytest.fixture
-def gw(tmp_path):
-    return Gateway(tmp_path)
+def gw(tmp_path, backend):
+    gateway = Gateway(tmp_path, backend=backend)
+    yield gateway
+    gateway.close()
 
 
 def published(gw):
@@ -141,8 +143,7 @@ def replay(tx, version):
 @pytest.mark.parametrize("entry,kind", [("00112233AABBCCDD", "card_id"), ("0011", "card_id"),
                                         ("4111111111111111", "token"), ("uid_x", "token"),
                                         ("00112233aabbccdd", "pan")])
-def test_deny_list_refuses_what_is_not_a_card_id_or_token(tmp_path, entry, kind):
-    gw = Gateway(tmp_path)
+def test_deny_list_refuses_what_is_not_a_card_id_or_token(gw, entry, kind):
     with gw.store.transaction() as tx, pytest.raises(ApiError) as e:
         issuer.deny(tx, entry=entry, kind=kind, reason="x", now=T0)
     assert e.value.status == 400

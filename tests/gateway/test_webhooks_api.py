@@ -31,8 +31,10 @@ class Gateway(GatewayApp):
 
 
 @pytest.fixture
-def gw(tmp_path):
-    return Gateway(tmp_path)
+def gw(tmp_path, backend):
+    gateway = Gateway(tmp_path, backend=backend)
+    yield gateway
+    gateway.close()
 
 
 def test_a_payment_reaches_the_merchants_endpoint_signed(gw):
