@@ -11,16 +11,14 @@ from gateway.ledger import (
     PendingExpired, PendingNotFound, RefundExceedsPayment, SameAccount, TransferExists, UnknownCurrency,
 )
 from gateway.store import SQLiteStore
-from tests.gateway.conftest import ledger_store
 
 NOW = datetime(2026, 11, 27, 8, 30, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = ledger_store(tmp_path, synchronous="NORMAL")
-    yield s
-    s.close()
+def store(ledger_db):
+    """The ledger's tables alone, on each backend."""
+    return ledger_db
 
 
 @pytest.fixture
@@ -32,6 +30,10 @@ def tx(store):
 @pytest.fixture
 def books(tx):
     """funding -> wallet 1000 fen; a merchant, a second wallet, a USD wallet."""
+    return open_books(tx)
+
+
+def open_books(tx):
     for kind, account_id, currency in [("funding_source", "fund", "CNY"), ("customer_wallet", "w1", "CNY"),
                                        ("customer_wallet", "w2", "CNY"), ("merchant", "m1", "CNY"),
                                        ("customer_wallet", "usd", "USD")]:
@@ -457,14 +459,30 @@ def test_refundable_refuses(paid, refunded, requested, error):
     ("UPDATE ledger_transfers SET currency = 'USD'", "currency_mismatch"),
     ("UPDATE ledger_transfers SET amount = 700 WHERE id = 'cap'", "bad_resolution"),
 ])
-def test_check_finds_each_kind_of_damage(books, corruption, code):
-    hold(books)
-    ledger.post_pending(books, transfer_id="cap", pending_id="auth-1", amount=100, now=NOW)
-    assert ledger.check(books).ok
-    books.execute("PRAGMA ignore_check_constraints = ON")  # damage the schema would refuse
-    books.execute(corruption)
-    report = ledger.check(books)
-    assert not report.ok and code in {p.code for p in report.problems}
+def test_check_finds_each_kind_of_damage(store, corruption, code):
+    class Undo(Exception):
+        """Ends the transaction: the damage, and on PostgreSQL the dropped constraints, roll back."""
+
+    with pytest.raises(Undo), store.transaction() as books:
+        open_books(books)
+        hold(books)
+        ledger.post_pending(books, transfer_id="cap", pending_id="auth-1", amount=100, now=NOW)
+        assert ledger.check(books).ok
+        unguard(books)  # damage the schema would refuse
+        books.execute(corruption)
+        report = ledger.check(books)
+        assert not report.ok and code in {p.code for p in report.problems}
+        raise Undo
+
+
+def unguard(tx) -> None:
+    """Switch the ledger tables' CHECK constraints off for the rest of this transaction."""
+    if tx.dialect == "sqlite":
+        tx.execute("PRAGMA ignore_check_constraints = ON")
+        return
+    for row in tx.query("SELECT conrelid::regclass::text AS t, conname AS c FROM pg_constraint"
+                        " WHERE contype = 'c' AND conrelid::regclass::text LIKE 'ledger_%'"):
+        tx.execute(f'ALTER TABLE {row["t"]} DROP CONSTRAINT "{row["c"]}"')  # transactional: undone with it
 
 
 def test_check_totals_per_currency(books):
