@@ -8,6 +8,7 @@ tapstack, an unknown URL scheme) ends the command with one line and exit status 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import click
@@ -57,6 +58,22 @@ def opened(config, *, checked: bool = True, **options):
         return open_checked_store(config) if checked else config.open_store(**options)
     except (StoreError, StoreBusy, SecretsError) as e:
         raise DatabaseRefused(_one_line(e, config))
+
+
+@contextlib.contextmanager
+def working_on(config):
+    """The checked store for a command's work; a refusal of the work or of the database is one line."""
+    from gateway.errors import ApiError
+    from gateway.store import StoreBusy, StoreError
+    store = opened(config)
+    try:
+        yield store
+    except ApiError as e:
+        raise click.ClickException(e.message)
+    except (StoreError, StoreBusy) as e:
+        raise DatabaseRefused(f"cannot use the gateway database {config.database}: {e}")
+    finally:
+        store.close()
 
 
 def _one_line(error: Exception, config) -> str:
@@ -213,25 +230,16 @@ def charge_trips(config, day):
     """Charge a day's token trips to the linked wallets (safe to repeat; late taps charge the difference)."""
     from datetime import datetime, timezone
 
-    from gateway.errors import ApiError
     from gateway.services import fare_charges
-    from gateway.store import StoreBusy, StoreError
 
     now = datetime.now(timezone.utc)
-    store = opened(config)
     try:
-        with store.transaction() as tx:
+        with working_on(config) as store, store.transaction() as tx:
             rules = fare_charges.current_rules(tx, config.data_dir)
             summary = fare_charges.run_day(tx, rules=rules, now=now, day=fare_charges.parse_day(day)
                                            if day else rules.local_day(now))
     except (fare_charges.NoFareRules, fare_charges.BrokenFareRules) as e:
         raise click.ClickException(str(e))
-    except ApiError as e:
-        raise click.ClickException(e.message)
-    except (StoreError, StoreBusy) as e:
-        raise DatabaseRefused(f"cannot use the gateway database {config.database}: {e}")
-    finally:
-        store.close()
     click.echo(fare_charges.run_lines(summary))
 
 
@@ -247,23 +255,14 @@ def publish_fares(config, rules_file):
     import json
     from datetime import datetime, timezone
 
-    from gateway.errors import ApiError
     from gateway.services import fare_charges
-    from gateway.store import StoreBusy, StoreError
 
     try:
         document = json.loads(rules_file.read())
     except ValueError as e:
         raise click.ClickException(f"{rules_file.name} is not JSON: {e}")
-    store = opened(config)
-    try:
+    with working_on(config) as store:
         view = store.write(lambda tx: fare_charges.publish_rules(tx, document, now=datetime.now(timezone.utc)))
-    except ApiError as e:
-        raise click.ClickException(e.message)
-    except (StoreError, StoreBusy) as e:
-        raise DatabaseRefused(f"cannot use the gateway database {config.database}: {e}")
-    finally:
-        store.close()
     state = "already published" if view["already_published"] else "published"
     click.echo(f"fare rules version {view['version']} {state} (effective from {view['effective_from']},"
                f" sha256 {view['digest'][:16]}...)")

@@ -101,3 +101,24 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_publish_fares_puts_the_rules_in_the_database_once(fresh_db, tmp_path):
+    import json
+
+    from tapstack.demo.city import fare_rules
+    assert gateway("migrate", "--data", str(tmp_path), "--database", fresh_db).returncode == 0
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps(fare_rules(rules_version=3)))
+    first = gateway("publish-fares", str(rules), "--data", str(tmp_path / "node-b"), "--database", fresh_db)
+    assert first.returncode == 0 and "fare rules version 3 published" in first.stdout, first.stderr
+    again = gateway("publish-fares", str(rules), "--data", str(tmp_path), "--database", fresh_db)
+    assert again.returncode == 0 and "version 3 already published" in again.stdout
+    rules.write_text(json.dumps(fare_rules(rules_version=2)))
+    stale = gateway("publish-fares", str(rules), "--data", str(tmp_path), "--database", fresh_db)
+    assert stale.returncode == 1 and "version 3 are published" in stale.stderr and "Traceback" not in stale.stderr
+    rules.write_text("{not json")
+    broken = gateway("publish-fares", str(rules), "--data", str(tmp_path), "--database", fresh_db)
+    assert broken.returncode == 1 and "is not JSON" in broken.stderr
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute("SELECT version FROM fare_rule_versions").fetchall() == [(3,)]
