@@ -98,22 +98,26 @@ def publish_rules(tx, document, *, now: datetime) -> dict:
         raise invalid("invalid_fare_rules", f"The fare rules do not validate: {e}", "rules") from None
     text = _canonical(document)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    for _ in range(2):  # once more if the version was published by another node at this moment
-        published = charges_db.rule_version(tx, rules.version)
-        if published is not None:
-            if published["digest"] != digest:
-                raise conflict("fare_rules_version_exists", f"Fare rules version {rules.version} are published "
-                               "with other content; publish these under a new version.", "version")
-            return rules_version_view(published, already_published=True)
-        current = charges_db.current_rules(tx)
-        if current is not None and current["version"] > rules.version:
-            raise conflict("stale_fare_rules_version", f"Fare rules version {current['version']} are published; "
-                           f"a new version must be above it, not {rules.version}.", "version")
-        row = {"version": rules.version, "document": text, "digest": digest,
-               "effective_from": unix(rules.effective_from), "published_at": unix(now)}
-        if charges_db.insert_rule_version(tx, **row):
-            return rules_version_view(row, already_published=False)
-    raise AssertionError("a fare rules version that is neither published nor publishable")
+    published = charges_db.rule_version(tx, rules.version)
+    if published is not None:
+        return _published_before(published, digest)
+    current = charges_db.current_rules(tx)
+    if current is not None and current["version"] > rules.version:
+        raise conflict("stale_fare_rules_version", f"Fare rules version {current['version']} are published; "
+                       f"a new version must be above it, not {rules.version}.", "version")
+    row = {"version": rules.version, "document": text, "digest": digest,
+           "effective_from": unix(rules.effective_from), "published_at": unix(now)}
+    if charges_db.insert_rule_version(tx, **row):
+        return rules_version_view(row, already_published=False)
+    return _published_before(charges_db.rule_version(tx, rules.version), digest)  # by another node, just now
+
+
+def _published_before(published: dict, digest: str) -> dict:
+    """The published version's view if it is this document (digest); 409 if it is another."""
+    if published["digest"] != digest:
+        raise conflict("fare_rules_version_exists", f"Fare rules version {published['version']} are published "
+                       "with other content; publish these under a new version.", "version")
+    return rules_version_view(published, already_published=True)
 
 
 def current_rules_document(tx, data_dir: Path | None = None) -> dict | None:
