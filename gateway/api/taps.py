@@ -48,8 +48,8 @@ def _known_routes(tx) -> frozenset[str] | None:
 @bp.post("/v1/taps")
 @requires("terminal")
 def upload():
-    # Receipts are verified before the write lock (pure work; two workers verify two
-    # uploads at once); the upload itself is stored and cleared under it.
+    # Receipts are verified before the write (pure work; two workers verify two uploads
+    # at once); the upload itself is stored and cleared in one write (store.write).
     return _store_upload(_verify_ahead())
 
 

@@ -184,12 +184,12 @@ def _receipt_key(t: TapRow, certificate_hex: str | None) -> tuple:
 
 def verify_ahead(tx, *, terminal_id: str, rows, now: datetime) -> Verified | None:
     """Check the purse receipts of a batch's new taps in a read transaction, before the
-    upload takes the write lock: the Ed25519 work of two uploads then runs in two workers
-    at once. `ingest` uses an answer only if the issuer keys and the card's certificate
-    it reads under the lock are the ones checked here. None when there is nothing to check."""
+    upload's write: the Ed25519 work of two uploads then runs in two workers at once.
+    `ingest` uses an answer only if the issuer keys and the card's certificate it reads
+    in the write are the ones checked here. None when there is nothing to check."""
     if not isinstance(rows, list) or len(rows) > MAX_BATCH:
         return None
-    # Not check_row: ingest judges every row under the lock. An answer here is keyed by
+    # Not check_row: ingest judges every row in the write. An answer here is keyed by
     # the very values check_receipt read, so a row ingest refuses is never looked up, and
     # one it accepts finds the answer those values give.
     purse = [TapRow(row["id"], 0, "purse", True, "", None, None, None, row["amount"], row["currency"],
