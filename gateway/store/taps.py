@@ -28,17 +28,29 @@ CARD_COLUMNS = ("card_id", "currency", "float_account_id", "cleared_counter", "c
                 "created_at")
 
 
-def _in_lists(values: list[str], prefix: str):
-    """(`:p0, :p1, ...`, their parameters) for each slice of IN_LIST values."""
-    for start in range(0, len(values), IN_LIST):
-        names = {f"{prefix}{n}": value for n, value in enumerate(values[start:start + IN_LIST])}
-        yield ", ".join(":" + name for name in names), names
+def _query_in(tx, sql: str, values, **params) -> list[dict]:
+    """The rows of `sql`, whose `{}` stands for an IN list, for every one of the (distinct,
+    sorted) values: run once per IN_LIST of them."""
+    ordered, rows = sorted(set(values)), []
+    for start in range(0, len(ordered), IN_LIST):
+        names = {f"v{n}": value for n, value in enumerate(ordered[start:start + IN_LIST])}
+        rows += tx.query(sql.format(", ".join(":" + name for name in names)), {**params, **names})
+    return rows
 
 
-def _values(rows: list[dict], columns: tuple[str, ...]) -> tuple[str, dict]:
-    """`(:c0, :d0), (:c1, :d1), ...` for a multi-row INSERT, and its parameters."""
-    params = {f"{c}{n}": row[c] for n, row in enumerate(rows) for c in columns}
-    return ", ".join("(" + ", ".join(f":{c}{n}" for c in columns) + ")" for n in range(len(rows))), params
+def _insert_new(tx, table: str, columns: tuple[str, ...], rows: list[dict], *, unique: str, key: str) -> set[str]:
+    """Insert each row (a dict of columns) whose `unique` columns are not taken, INSERT_ROWS
+    rows per statement; the `key` of each row inserted. A row another writer is inserting
+    at this moment is waited for, then skipped."""
+    inserted = set()
+    for start in range(0, len(rows), INSERT_ROWS):
+        chunk = rows[start:start + INSERT_ROWS]
+        params = {f"{c}{n}": row[c] for n, row in enumerate(chunk) for c in columns}
+        values = ", ".join("(" + ", ".join(f":{c}{n}" for c in columns) + ")" for n in range(len(chunk)))
+        inserted.update(r[key] for r in tx.query(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} ON CONFLICT ({unique}) DO NOTHING"
+            f" RETURNING {key}", params))
+    return inserted
 
 
 # -- taps --------------------------------------------------------------------------------
@@ -46,24 +58,15 @@ def _values(rows: list[dict], columns: tuple[str, ...]) -> tuple[str, dict]:
 
 def stored_taps(tx, *, terminal_id: str, tap_ids: list[str]) -> dict[str, dict]:
     """The terminal's taps already stored among tap_ids: tap id -> {tap_id, flags, clearing}."""
-    found = {}
-    for names, params in _in_lists(tap_ids, "i"):
-        for row in tx.query(f"SELECT tap_id, flags, clearing FROM transit_taps WHERE terminal_id = :t"
-                            f" AND tap_id IN ({names})", {"t": terminal_id, **params}):
-            found[row["tap_id"]] = row
-    return found
+    return {row["tap_id"]: row for row in _query_in(
+        tx, "SELECT tap_id, flags, clearing FROM transit_taps WHERE terminal_id = :t AND tap_id IN ({})",
+        tap_ids, t=terminal_id)}
 
 
 def insert_taps(tx, rows: list[dict]) -> set[str]:
     """Store each tap (a dict of TAP_COLUMNS, all of one terminal) not stored yet; the tap ids
     this call stored. A tap another writer is storing at this moment is waited for, then skipped."""
-    inserted = set()
-    for start in range(0, len(rows), INSERT_ROWS):
-        values, params = _values(rows[start:start + INSERT_ROWS], TAP_COLUMNS)
-        inserted.update(r["tap_id"] for r in tx.query(
-            f"INSERT INTO transit_taps ({', '.join(TAP_COLUMNS)}) VALUES {values}"
-            " ON CONFLICT (terminal_id, tap_id) DO NOTHING RETURNING tap_id", params))
-    return inserted
+    return _insert_new(tx, "transit_taps", TAP_COLUMNS, rows, unique="terminal_id, tap_id", key="tap_id")
 
 
 def set_tap_clearing(tx, *, terminal_id: str, tap_id: str, clearing: str) -> None:
@@ -106,13 +109,7 @@ def ridership(tx, *, since: int, until: int, route: str | None = None, merchant_
 def add_cards(tx, rows: list[dict]) -> set[str]:
     """Make the clearing state row of each card (a dict of CARD_COLUMNS) that has none; the
     card ids this call made. Pass them in card id order (one order for every writer)."""
-    made = set()
-    for start in range(0, len(rows), INSERT_ROWS):
-        values, params = _values(rows[start:start + INSERT_ROWS], CARD_COLUMNS)
-        made.update(r["card_id"] for r in tx.query(
-            f"INSERT INTO purse_cards ({', '.join(CARD_COLUMNS)}) VALUES {values}"
-            " ON CONFLICT (card_id) DO NOTHING RETURNING card_id", params))
-    return made
+    return _insert_new(tx, "purse_cards", CARD_COLUMNS, rows, unique="card_id", key="card_id")
 
 
 _LOCK_CARDS = {
@@ -124,12 +121,8 @@ _LOCK_CARDS = {
 def lock_cards(tx, card_ids: list[str]) -> dict[str, dict]:
     """The cards' clearing state rows, by card id, each held against every other writer until
     commit: what they say stays true for this transaction."""
-    found = {}
-    for names, params in _in_lists(sorted(set(card_ids)), "c"):
-        for row in tx.query(f"SELECT * FROM purse_cards WHERE card_id IN ({names}) ORDER BY card_id"
-                            + _LOCK_CARDS[tx.dialect], params):
-            found[row["card_id"]] = row
-    return found
+    return {row["card_id"]: row for row in _query_in(
+        tx, "SELECT * FROM purse_cards WHERE card_id IN ({}) ORDER BY card_id" + _LOCK_CARDS[tx.dialect], card_ids)}
 
 
 def card(tx, card_id: str) -> dict | None:
@@ -147,11 +140,8 @@ def save_card(tx, *, card_id: str, cleared_counter: int, cleared_balance: int, p
 
 def held_receipts(tx, card_ids: list[str]) -> list[dict]:
     """(card_id, counter) of the cards' receipts held for a gap."""
-    rows = []
-    for names, params in _in_lists(sorted(set(card_ids)), "c"):
-        rows += tx.query(f"SELECT card_id, counter FROM purse_receipts WHERE card_id IN ({names})"
-                         " AND status = 'held'", params)
-    return rows
+    return _query_in(tx, "SELECT card_id, counter FROM purse_receipts WHERE card_id IN ({}) AND status = 'held'",
+                     card_ids)
 
 
 def insert_receipt(tx, row: dict) -> bool:
@@ -183,11 +173,8 @@ def waiting_receipts(tx, card_id: str) -> list[dict]:
 
 def authorised_loads(tx, card_ids: list[str]) -> list[dict]:
     """(card_id, counter) of the cards' loads authorised and not yet applied or superseded."""
-    rows = []
-    for names, params in _in_lists(sorted(set(card_ids)), "c"):
-        rows += tx.query(f"SELECT card_id, counter FROM purse_loads WHERE card_id IN ({names})"
-                         " AND status = 'authorised'", params)
-    return rows
+    return _query_in(tx, "SELECT card_id, counter FROM purse_loads WHERE card_id IN ({}) AND status = 'authorised'",
+                     card_ids)
 
 
 def authorised_load(tx, *, card_id: str, counter: int) -> dict | None:
@@ -218,8 +205,5 @@ def card_loads(tx, card_id: str) -> list[dict]:
 
 def certificates(tx, card_ids: list[str]) -> dict[str, str]:
     """card id -> certificate hex, for those of the cards the issuer certified."""
-    found = {}
-    for names, params in _in_lists(sorted(set(card_ids)), "c"):
-        found.update((r["card_id"], r["certificate"]) for r in tx.query(
-            f"SELECT card_id, certificate FROM issuer_cards WHERE card_id IN ({names})", params))
-    return found
+    return {r["card_id"]: r["certificate"] for r in _query_in(
+        tx, "SELECT card_id, certificate FROM issuer_cards WHERE card_id IN ({})", card_ids)}
