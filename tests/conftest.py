@@ -19,8 +19,9 @@ import pytest
 
 # Installed, the plugin loads through its pytest11 entry point (or -p): registering it a
 # second time here would define its options twice.
+pytest_plugins = ["tests.gateway.fixtures"]  # the gateway's fixtures, on both database backends
 if "tapstack.testing.plugin" not in sys.modules:
-    pytest_plugins = ["tapstack.testing.plugin"]
+    pytest_plugins.append("tapstack.testing.plugin")
 
 from protocol.apdu import SW_OK, SW_WRONG_LENGTH, respond
 

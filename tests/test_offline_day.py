@@ -11,8 +11,7 @@ from terminal.journal import Journal
 from terminal.readers.mock import MockReader
 from terminal.run import Settings, Validator
 from terminal.uploader import upload_all
-from tests.gateway.conftest import (START, _shared_app, app, backend, books, client, clock,  # noqa: F401
-                                    config, operator, store, template, world)
+from tests.gateway.fixtures import START, books
 from tests.gateway.test_clearing import Rider
 from tests.terminal.test_uploader import flask_send, terminal_client
 from wallet.card import plain_uid_card

@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from tests.gateway.conftest import (_shared_app, app, client, clock, config, operator, store,  # noqa: F401
-                                    template, world)
 from tests.gateway.test_clearing import Rider
 
 TOKEN_KEY = "000102030405060708090a0b0c0d0e0f"

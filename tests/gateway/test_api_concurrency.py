@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.gateway.conftest import books, ok
+from tests.gateway.fixtures import books, ok
 
 
 def _burst(app, requests):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.gateway.conftest import books, error, ok
+from tests.gateway.fixtures import books, error, ok
 
 
 @pytest.fixture

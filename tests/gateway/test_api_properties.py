@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gateway.app import Runtime
 from gateway.auth import operator_key
-from tests.gateway.conftest import START, Api, Clock, World, books
+from tests.gateway.fixtures import START, Api, Clock, World, books
 
 WALLETS, MERCHANTS = ("a", "b"), ("x", "y")
 # mostly amounts that can succeed, sometimes ones that never can

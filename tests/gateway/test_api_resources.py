@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.gateway.conftest import books, ok
+from tests.gateway.fixtures import books, ok
 
 
 def test_customer_create_and_get(operator):

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.auth import operator_key, terminal_secret
 from protocol import request_signing as rs
-from tests.gateway.conftest import error, ok
+from tests.gateway.fixtures import error, ok
 
 
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer ", "Basic abc", "Bearer sk_nope",

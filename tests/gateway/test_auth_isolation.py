@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.gateway.conftest import error, ok
+from tests.gateway.fixtures import error, ok
 
 
 @pytest.fixture

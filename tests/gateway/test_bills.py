@@ -9,7 +9,7 @@ import pytest
 
 from gateway.services import bills as bill_rules
 from protocol import emvqr
-from tests.gateway.conftest import START, books, error, ok
+from tests.gateway.fixtures import START, books, error, ok
 from wallet import qr as wallet_qr
 
 

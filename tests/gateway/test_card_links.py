@@ -6,7 +6,7 @@ import threading
 
 from gateway.services import card_links
 from protocol import tokens
-from tests.gateway.conftest import error, ok
+from tests.gateway.fixtures import error, ok
 
 KEY = b"t" * 32
 PAN_TOKEN = tokens.pan_token(KEY, "4242424242424242")

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from protocol import ed25519, emvqr, signed_qr
-from tests.gateway.conftest import START, books, error, ok
+from tests.gateway.fixtures import START, books, error, ok
 from wallet import qr as wallet_qr
 
 

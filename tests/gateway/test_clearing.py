@@ -14,7 +14,7 @@ from protocol.apdu import parse_response
 from terminal import validator
 from terminal.readers.mock import MockReader
 from terminal.tap import TapContext, tap
-from tests.gateway.conftest import books, error, ok
+from tests.gateway.fixtures import books, error, ok
 from wallet.purse import new_purse, purse_card
 from wallet.state import MemoryStore
 from wallet.testcards import demo_purse_card

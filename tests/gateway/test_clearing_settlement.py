@@ -11,7 +11,7 @@ import pytest
 from gateway.services import clearing, taps
 from protocol import certs, ed25519
 from protocol import purse as p
-from tests.gateway.conftest import books, ok
+from tests.gateway.fixtures import books, ok
 from tests.gateway.test_clearing import Rider, account, revenue, upload
 
 

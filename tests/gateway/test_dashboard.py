@@ -9,7 +9,7 @@ import pytest
 from gateway import dashboard, ledger
 from gateway.services import clearing
 from protocol import tokens
-from tests.gateway.conftest import START, ok
+from tests.gateway.fixtures import START, ok
 from tests.gateway.test_clearing import Rider, revenue, upload
 
 SHANGHAI = dashboard.zone("Asia/Shanghai")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 from gateway import dashboard
-from tests.gateway.conftest import ok
+from tests.gateway.fixtures import ok
 from protocol import tokens
 from tests.gateway.test_card_links import KEY, PAN_TOKEN
 from tests.gateway.test_clearing import Rider, upload

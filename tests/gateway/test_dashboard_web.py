@@ -8,7 +8,7 @@ from html import unescape
 import pytest
 
 from gateway.auth import operator_key
-from tests.gateway.conftest import ok
+from tests.gateway.fixtures import ok
 from tests.gateway.test_dashboard import T0, issue, tap_row
 from tests.gateway.test_clearing import upload
 

@@ -14,7 +14,7 @@ from gateway import ledger
 from gateway.cli import cli as gateway_cli
 from gateway.errors import ApiError
 from gateway.services import clearing, fare_charges
-from tests.gateway.conftest import START, books, error, ok
+from tests.gateway.fixtures import START, books, error, ok
 from tests.gateway.test_card_links import PAN_TOKEN, UID_TOKEN, link_code, tap
 
 DAY = "2026-11-27"  # START is 17:00 in Shanghai on this day

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.gateway.conftest import error, ok
+from tests.gateway.fixtures import error, ok
 from tests.gateway.test_card_links import PAN_TOKEN
 from tests.gateway.test_fare_charges import RULES, charges, link, ride, run
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from protocol.fares import parse_rules
 from gateway.trips import Tap, build_trips, price_trips
 from protocol import tokens
-from tests.gateway.conftest import ok
+from tests.gateway.fixtures import ok
 from tests.gateway.test_card_links import link_code, tap
 from tests.gateway.test_fare_charges import RULES, at, publish, run
 

@@ -12,7 +12,7 @@ import pytest
 from gateway.app import Runtime
 from gateway.store import IntegrityError, StoreBusy, StoreError
 from gateway.store.sqlite import SQLiteStore
-from tests.gateway.conftest import error, ok
+from tests.gateway.fixtures import error, ok
 
 
 @pytest.fixture

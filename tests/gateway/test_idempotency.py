@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from gateway import idempotency
-from tests.gateway.conftest import books, error, ok
+from tests.gateway.fixtures import books, error, ok
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from gateway import issuer
 from gateway.errors import ApiError
 from protocol import certs, ed25519, tokens
-from tests.gateway.conftest import START as T0, GatewayApp
+from tests.gateway.fixtures import START as T0, GatewayApp
 
 _keys = itertools.count(1)
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from gateway import ledger
-from tests.gateway.conftest import ledger_store
+from tests.gateway.fixtures import ledger_store
 
 WALLETS = ["w0", "w1", "w2"]
 MERCHANTS = ["m0", "m1"]

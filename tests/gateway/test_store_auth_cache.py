@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from gateway import auth
-from tests.gateway.conftest import error, ok
+from tests.gateway.fixtures import error, ok
 
 
 def test_a_locked_wallet_cannot_pay_though_its_key_is_cached(app, world, store):

@@ -8,7 +8,7 @@ from datetime import timedelta
 from gateway.services import fare_charges, taps
 from protocol import tokens
 from protocol.fares import parse_rules
-from tests.gateway.conftest import START, error, ok
+from tests.gateway.fixtures import START, error, ok
 from terminal.journal import Journal
 from terminal.run import Settings, Validator
 from tests.gateway.test_clearing import Rider, revenue, upload

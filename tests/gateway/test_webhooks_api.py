@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway import webhooks
-from tests.gateway.conftest import START as T0, GatewayApp
+from tests.gateway.fixtures import START as T0, GatewayApp
 
 try:
     from tests.gateway.webhook_receiver import Receiver

@@ -15,8 +15,7 @@ from terminal import link
 from terminal.cli import cli as terminal_cli
 from terminal.gateway_client import GatewayClient
 from terminal.readers.mock import MockReader
-from tests.gateway.conftest import (_shared_app, app, client, clock, config, ok,  # noqa: F401
-                                    operator, store, template, world)
+from tests.gateway.fixtures import ok
 from tests.gateway.test_card_links import link_code
 from wallet.card import plain_uid_card
 from wallet.emv_card import TEST_PAN, emv_card

@@ -14,8 +14,7 @@ from terminal.journal import Journal
 from terminal.readers.mock import MockReader
 from terminal.till import MerchantClient, Till, TillSettings, read_script
 from terminal.uploader import upload_all
-from tests.gateway.conftest import (_shared_app, app, client, clock, config, ok,  # noqa: F401
-                                    operator, store, template, world)
+from tests.gateway.fixtures import ok
 from tests.gateway.test_clearing import Rider
 
 TID = b"TILL-001"

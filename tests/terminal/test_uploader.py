@@ -22,8 +22,7 @@ from terminal import validator
 from terminal.gateway_client import GatewayClient, GatewayRefused, GatewayUnavailable
 from terminal.journal import Journal
 from terminal.uploader import backoff_delay, upload_all, upload_batch
-from tests.gateway.conftest import (START, _shared_app, app, client, clock, config, operator,  # noqa: F401
-                                    store, template, world)
+from tests.gateway.fixtures import START
 
 TID = b"BUS-0100"
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,7 @@ from terminal.journal import Journal
 from terminal.readers.mock import MockReader
 from terminal.run import Settings, Validator
 from terminal.uploader import Uploader
-from tests.gateway.conftest import (START, _shared_app, app, client, clock, config, ok,  # noqa: F401
-                                    operator, store, template, world)
+from tests.gateway.fixtures import START, ok
 from tests.gateway.test_clearing import Rider
 from tests.gateway.test_taps import rules_document
 from tests.terminal.test_uploader import flask_send, terminal_client

@@ -1,4 +1,5 @@
-"""Fixtures for the gateway's HTTP API: an app over a temp data dir, a movable clock,
+"""Fixtures for the gateway's HTTP API (a pytest plugin: tests/conftest.py registers it once, so
+every test module sees one `backend` per session without importing the fixtures): an app over a temp data dir, a movable clock,
 and a small client that authenticates as operator, merchant, wallet or terminal.
 
 Every test that uses `config`, `store`, `app`, `client`, `operator`, `world` or
