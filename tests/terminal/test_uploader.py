@@ -16,7 +16,6 @@ import pytest
 from werkzeug.serving import make_server
 
 from gateway.app import create_app
-from gateway.store import SQLiteStore
 from protocol import tokens
 from terminal import validator
 from terminal.gateway_client import GatewayClient, GatewayRefused, GatewayUnavailable
@@ -116,7 +115,7 @@ def test_rejected_rows_are_recorded_and_not_sent_again(world, client, clock, sto
 @pytest.fixture
 def live_gateway(config, world):
     """The gateway over HTTP on a free port, on the real clock (a subprocess signs with it)."""
-    s = SQLiteStore(config.db_path)
+    s = config.open_store()
     app = create_app(config, store=s)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
