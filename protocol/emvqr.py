@@ -99,7 +99,12 @@ class QrFormatError(ValueError):
 
 
 class CodeExpired(QrFormatError):
-    """A tapstack dynamic code whose expiry (80/01) has passed."""
+    """A tapstack dynamic code whose expiry (80/01), `expires_at`, has passed."""
+
+    def __init__(self, field_id: str | None, message: str, offset: int | None = None, *,
+                 expires_at: datetime | None = None):
+        super().__init__(field_id, message, offset)
+        self.expires_at = expires_at
 
 
 @dataclass(frozen=True)
@@ -745,7 +750,8 @@ def read_tapstack(qr: MerchantQr, now: datetime) -> TapstackCode:
         if expires_at is None:
             raise QrFormatError(f"{tid}/01", "missing: a dynamic tapstack code carries an expiry")
         if now > expires_at:
-            raise CodeExpired(f"{tid}/01", f"code expired at {expires_at:%Y-%m-%d %H:%M:%S} UTC")
+            raise CodeExpired(f"{tid}/01", f"code expired at {expires_at:%Y-%m-%d %H:%M:%S} UTC",
+                              expires_at=expires_at)
         if qr.bill_number:
             kind = "bill"
         elif qr.terminal_label:
