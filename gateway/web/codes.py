@@ -61,8 +61,8 @@ def _not_a_payment(text: str) -> Refusal:
                                             "bus validator. There is nothing to pay with it here.")
     if re.match(r"(?i)(https?://|www\.)", text):
         host = re.sub(r"(?i)^(https?://)?", "", text).split("/")[0][:60]
-        return Refusal("Not a payment code", f"This QR code is not a payment code: it holds a web address ({host}). "
-                                             "Nothing was opened and nothing was paid.")
+        return Refusal("Not a payment code", f"This QR code is not a payment code: it holds a web address ({host}), "
+                                             "which was not opened. Nothing was paid.")
     return Refusal("Not a payment code", "This QR code is not a payment code: it holds text, not a payment "
                                          "request. Scan the code printed on the bill or shown at the till.")
 

@@ -70,6 +70,14 @@ def _route_name(rules: FareRules | None, route: str | None) -> str:
     return f"Route {route}" + (f" · {name}" if name and name != route else "")
 
 
+def _stop(rules: FareRules | None, route: str | None, stop: str | None) -> str:
+    """A stop by its name when the rules know it: "Railway Station", else "stop rs"."""
+    try:
+        return next(s.name for s in rules.route(route).stops if s.id == stop) if rules else f"stop {stop}"
+    except (FareError, KeyError, StopIteration):
+        return f"stop {stop}"
+
+
 def token_trips(taps: list[dict], charges: list[dict], links: dict[str, dict], rules: FareRules | None,
                 concession: str, now: datetime) -> list[dict]:
     """The linked cards' accepted taps as priced trips, and their refused taps; newest first.
@@ -82,7 +90,8 @@ def token_trips(taps: list[dict], charges: list[dict], links: dict[str, dict], r
     for t in taps:
         card = links.get(t["token"], {}).get("label", "linked card")
         if not t["accepted"]:
-            items.append({"at": t["at"], "title": _route_name(rules, t["route"]), "where": f"stop {t['stop']}",
+            items.append({"at": t["at"], "title": _route_name(rules, t["route"]),
+                          "where": _stop(rules, t["route"], t["stop"]),
                           "card": card, "status": "refused", "lines": [],
                           "badges": [REASONS.get(t["reason"], t["reason"].replace("_", " "))], "amount": None})
         elif t["route"] and t["stop"]:
@@ -116,8 +125,9 @@ def token_trips(taps: list[dict], charges: list[dict], links: dict[str, dict], r
                 amount = sum(c["amount"] for c in recorded)
             else:
                 status, amount = "pending", charge.amount if charge and charge.flag is None else None
-            where = (f"stop {on.stop} → stop {off.stop}" if on and off else
-                     f"boarded at stop {on.stop}" if on else f"left at stop {off.stop}")
+            stop = lambda tap: _stop(rules, tap.route, tap.stop)  # noqa: E731
+            where = (f"{stop(on)} → {stop(off)}" if on and off else
+                     f"boarded at {stop(on)}" if on else f"left at {stop(off)}")
             items.append({"at": int(first.at.timestamp()), "title": _route_name(rules, first.route), "where": where,
                           "card": links.get(token, {}).get("label", "linked card"), "status": status,
                           "lines": lines, "badges": badges, "amount": amount,
@@ -131,7 +141,8 @@ def card_taps(rows: list[dict], rules: FareRules | None) -> list[dict]:
     for t in rows:
         paid = t["accepted"] and t["amount"]
         items.append({"at": t["at"], "title": _route_name(rules, t["route"]),
-                      "where": f"stop {t['stop']}" if t["stop"] else "", "card": "travel card or ride code",
+                      "where": _stop(rules, t["route"], t["stop"]) if t["stop"] else "",
+                      "card": "travel card or ride code",
                       "status": ("paid at the tap" if paid else "no fare") if t["accepted"] else "refused",
                       "lines": [], "badges": [] if t["accepted"] else [REASONS.get(t["reason"], t["reason"])],
                       "amount": t["amount"] if paid else None, "currency": t["currency"]})

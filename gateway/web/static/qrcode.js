@@ -1,9 +1,10 @@
 // QR codes drawn on the phone itself (the ride code, which must refresh with no server
-// round trip): ISO/IEC 18004 model 2, alphanumeric or byte mode, error correction M,
-// the smallest version that fits, and the mask of lowest penalty scored as the Python
-// `qrcode` package scores it, so a text gives the symbol wallet/qr.py draws, module for
-// module. tapstackQr.matrix(text[, mask]) -> rows of booleans (true = dark, no quiet
-// zone); tapstackQr.svg(text, label) -> an <svg> element with a 4-module quiet zone.
+// round trip): ISO/IEC 18004 model 2 in numeric, alphanumeric or byte mode (one segment,
+// the mode the Python `qrcode` package picks for such a text), error correction M, the
+// smallest version that fits, and the mask of lowest penalty scored as `qrcode` scores
+// it: a text gives the symbol wallet/qr.py draws, module for module.
+// tapstackQr.matrix(text[, mask]) -> rows of booleans (true = dark, no quiet zone);
+// tapstackQr.svg(text, label) -> an <svg> element with a 4-module quiet zone.
 (function (global) {
   "use strict";
 
@@ -49,10 +50,19 @@
 
   // -- the bit stream ----------------------------------------------------------------------
   function segment(text) {
+    if (/^[0-9]+$/.test(text)) return { mode: 1, count: text.length, bits: numericBits(text), widths: [10, 12, 14] };
     if ([...text].every((c) => ALNUM.includes(c))) return { mode: 2, count: text.length, bits: alnumBits(text), widths: [9, 11, 13] };
     const bytes = new TextEncoder().encode(text), bits = [];
     bytes.forEach((b) => push(bits, b, 8));
     return { mode: 4, count: bytes.length, bits, widths: [8, 16, 16] };
+  }
+  function numericBits(text) {
+    const bits = [];
+    for (let i = 0; i < text.length; i += 3) {
+      const group = text.slice(i, i + 3);
+      push(bits, Number(group), [0, 4, 7, 10][group.length]);
+    }
+    return bits;
   }
   function alnumBits(text) {
     const bits = [];
