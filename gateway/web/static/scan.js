@@ -10,7 +10,7 @@
   const errorLine = document.getElementById("scan-error"), hint = document.getElementById("scan-hint");
   const startButton = document.getElementById("start-camera"), photo = document.getElementById("photo");
   const frameUrl = status.dataset.frameUrl, payUrl = status.dataset.payUrl, csrf = status.dataset.csrf;
-  const HINT_AFTER = 12;  // frames without a code before the page gives advice
+  const HINT_AFTER = 8;  // frames without a code (2 to 3 seconds) before the page gives advice
   const FRAME_GAP_MS = 250, MAX_FRAME_WIDTH = 960, MAX_PHOTO_WIDTH = 1600;
   let stream = null, detector = null, tries = 0, done = false;
 
