@@ -86,15 +86,13 @@ def parse(text: str) -> emvqr.MerchantQr:
         raise Refusal("Unreadable code", f"This payment code cannot be read ({err}). Ask for a new code.") from None
 
 
-def _names(tx, merchant_id: str, qr: emvqr.MerchantQr) -> tuple[str, str | None]:
-    """(name to show, Latin name beside it): the gateway's own record of the merchant,
-    else what the code says (its local name first)."""
-    row = wallet_views.merchant_names(tx, merchant_id)
-    if row is not None:
-        latin = row["name_latin"] or (qr.name if qr.name and qr.name != row["name"] else None)
-        return row["name"], latin if latin != row["name"] else None
-    shown = qr.local_name or qr.name or merchant_id
-    return shown, qr.name if qr.name and qr.name != shown else None
+def _names(row: dict | None, merchant_id: str, qr: emvqr.MerchantQr) -> tuple[str, str | None]:
+    """(name to show, Latin name beside it): the gateway's record of the merchant (`row`, from
+    wallet_views.merchant_names), else what the code says, its local name first. A Latin name
+    that is only the stated fallback (the merchant's id) is not shown."""
+    shown = row["name"] if row else (qr.local_name or qr.name or merchant_id)
+    latin = (row or {}).get("name_latin") or qr.name
+    return shown, latin if latin and latin not in (shown, merchant_id[:25]) else None
 
 
 def read_code(tx, wallet: dict, text: str, *, now: datetime, when: Callable[[int], str] = _when_none) -> Confirm:
@@ -126,9 +124,10 @@ def read_code(tx, wallet: dict, text: str, *, now: datetime, when: Callable[[int
         return _bill(tx, caller, code, qr, warnings, now, when)
     if code.kind == "checkout":
         return _checkout(tx, caller, code, qr, warnings, now, when)
-    payee, latin = _names(tx, code.merchant_id, qr)
-    if wallet_views.merchant_names(tx, code.merchant_id) is None:
+    shop = wallet_views.merchant_names(tx, code.merchant_id)
+    if shop is None:
         raise Refusal("Unknown shop", "This shop's code names a shop this gateway does not know. Nothing was paid.")
+    payee, latin = _names(shop, code.merchant_id, qr)
     details = [("Store", qr.additional[emvqr.STORE_LABEL])] if qr.additional.get(emvqr.STORE_LABEL) else []
     return Confirm("merchant", code.merchant_id, payee, latin, code.currency, None, details, warnings=warnings)
 
@@ -139,7 +138,8 @@ def _bill(tx, caller, code, qr, warnings, now, when) -> Confirm:
     if not found:
         raise Refusal("Unknown bill", f"This gateway knows no bill {code.bill_number} from this biller. "
                                       "Nothing was paid.")
-    return bill_confirm(found[0], qr_names=_names(tx, code.merchant_id, qr), warnings=warnings, when=when)
+    return bill_confirm(found[0], qr_names=_names(wallet_views.merchant_names(tx, code.merchant_id), code.merchant_id, qr),
+                        warnings=warnings, when=when)
 
 
 def bill_confirm(bill: dict, *, qr_names: tuple[str, str | None] | None = None, warnings: tuple[str, ...] = (),
@@ -157,7 +157,7 @@ def bill_confirm(bill: dict, *, qr_names: tuple[str, str | None] | None = None, 
         raise Refusal("Bill expired", f"Bill {number} from {biller} could be paid until {at}. Ask the biller "
                                       "for a new one. Nothing was paid.")
     payee, latin = qr_names or (biller, None)
-    details = [("Bill", f"{number} ({bill['period']})"), ("Consumer number", bill["consumer_number"])]
+    details = [("Bill", number), ("Period", bill["period"]), ("Consumer number", bill["consumer_number"])]
     if bill["amount_paid"]:
         details.append(("Paid so far", ledger.format_amount(bill["amount_paid"], bill["currency"])))
     return Confirm("bill", bill["id"], payee, latin, bill["currency"], bill["amount_outstanding"], details,
@@ -179,7 +179,7 @@ def _checkout(tx, caller, code, qr, warnings, now, when) -> Confirm:
         at = when(int(datetime.fromisoformat(sale["expires_at"].replace("Z", "+00:00")).timestamp()))
         raise Refusal("Checkout expired", f"This checkout code expired at {at}. Ask the cashier for a new one. "
                                           "Nothing was paid.")
-    payee, latin = _names(tx, sale["merchant_id"], qr)
+    payee, latin = _names(wallet_views.merchant_names(tx, sale["merchant_id"]), sale["merchant_id"], qr)
     details = [("Till", sale["terminal_label"]), ("Reference", sale["id"])]
     return Confirm("checkout", sale["id"], payee, latin, sale["currency"], sale["amount"], details,
                    warnings=warnings)

@@ -253,7 +253,7 @@ def wallet_confirm_code(wallet):
                         fields={"code": text.strip(), "amount": confirm.amount or ""})
 
 
-def _pay(tx, caller: Caller, confirm: Confirm, amount: int, note: str | None) -> dict:
+def _pay(tx, caller: Caller, confirm: Confirm, amount: int) -> dict:
     if confirm.kind == "bill":
         return bills.pay_bill(tx, caller, confirm.target, amount=amount, now=runtime().now())
     if confirm.kind == "checkout":
@@ -261,7 +261,7 @@ def _pay(tx, caller: Caller, confirm: Confirm, amount: int, note: str | None) ->
             raise invalid("amount_changed", "This checkout's amount is not the one shown; scan it again.", "amount")
         return checkout.pay_checkout(tx, caller, confirm.target, now=runtime().now())
     return payments.create_payment(tx, caller, merchant_id=confirm.target, amount=amount,
-                                   currency=confirm.currency, description=note, now=runtime().now())
+                                   currency=confirm.currency, description=None, now=runtime().now())
 
 
 def _shown_amount() -> int:
@@ -286,7 +286,7 @@ def wallet_pay_code(wallet):
     def job(tx) -> dict:
         confirm = read_code(tx, wallet, text, now=rt.now(), when=when)
         amount = typed_amount(typed, confirm.currency) if confirm.amount is None else _shown_amount()
-        return _pay(tx, caller, confirm, amount, "scanned shop code" if confirm.kind == "merchant" else None)
+        return _pay(tx, caller, confirm, amount)
 
     try:
         receipt = once(wallet, key, {"code": text, "amount": raw, "amount_text": typed}, job)
@@ -368,7 +368,7 @@ def wallet_receipt(wallet, payment_id):
             paid = bills.get_bill_payment(tx, caller, payment_id[:80])
             bill = bills.get_bill(tx, caller, paid["bill_id"], now=rt.now())
             payee_id = paid["biller_id"]
-            details = [("Bill", f"{paid['bill_number']} ({paid['period']})"),
+            details = [("Bill", paid["bill_number"]), ("Period", paid["period"]),
                        ("Consumer number", paid["consumer_number"]),
                        ("Bill now", bill["status"].replace("_", " ") + (
                            f", {ledger.format_amount(bill['amount_outstanding'], bill['currency'])} outstanding"
