@@ -138,8 +138,8 @@ def _bill(tx, caller, code, qr, warnings, now, when) -> Confirm:
     if not found:
         raise Refusal("Unknown bill", f"This gateway knows no bill {code.bill_number} from this biller. "
                                       "Nothing was paid.")
-    return bill_confirm(found[0], qr_names=_names(wallet_views.merchant_names(tx, code.merchant_id), code.merchant_id, qr),
-                        warnings=warnings, when=when)
+    names = _names(wallet_views.merchant_names(tx, code.merchant_id), code.merchant_id, qr)
+    return bill_confirm(found[0], qr_names=names, warnings=warnings, when=when)
 
 
 def bill_confirm(bill: dict, *, qr_names: tuple[str, str | None] | None = None, warnings: tuple[str, ...] = (),

@@ -13,7 +13,6 @@ from datetime import timedelta
 import pytest
 from PIL import Image
 
-from gateway.auth import Caller
 from gateway.web import codes
 from protocol import certs, ed25519, emvqr, signed_qr
 from tests.gateway.conftest import START, ok
