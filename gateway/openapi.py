@@ -33,6 +33,15 @@ TEXT = {"type": "string", "minLength": 1, "maxLength": 500}
 NTIME = {"type": ["string", "null"], "format": "date-time"}
 NTEXT = {"type": ["string", "null"]}
 HEX = {"type": "string", "pattern": "^[0-9a-f]+$"}
+# Names in local scripts (docs/qr-formats.md): what QR fields 59 and 60 show instead, and the language.
+NAME_LATIN = {"type": "string", "maxLength": 25, "description": "The name in Latin letters (EMV's character set) "
+              "for QR field 59 when `name` is in a local script; without it, the name with accents dropped, "
+              "else the merchant's id."}
+CITY_LATIN = {"type": "string", "maxLength": 15, "description": "The city in Latin letters for QR field 60 when "
+              "`city` is in a local script; without it, the country code."}
+LANGUAGE = {"type": "string", "pattern": "^[A-Za-z]{2}$", "description": "ISO 639-1 language of a name in a "
+            "local script (QR template 64); default zh."}
+NLATIN = {"type": ["string", "null"]}
 EVENT_TYPE = {"type": "string", "enum": ["payment.succeeded", "refund.succeeded", "bill.paid"]}
 
 
@@ -68,7 +77,8 @@ SCHEMAS = {
                   created_at=TIME),
     "WalletWithCredential": {"allOf": [ref("Wallet"), {"type": "object", "properties": {"credential": {
         "type": "string", "description": "wk_... bearer key; shown once, stored only as a hash."}}}]},
-    "Merchant": obj("merchant", id=ID, name={"type": "string"}, currency=CURRENCY, created_at=TIME),
+    "Merchant": obj("merchant", id=ID, name={"type": "string"}, name_latin=NLATIN, language=NLATIN,
+                    currency=CURRENCY, created_at=TIME),
     "MerchantWithKey": {"allOf": [ref("Merchant"), {"type": "object", "properties": {"api_key": {
         "type": "string", "description": "sk_... bearer key; shown once, stored only as a hash."}}}]},
     "Terminal": obj("terminal", id=ID, merchant_id=ID, key_id={"type": "string"}, name=NTEXT,
@@ -196,8 +206,9 @@ BILL_BODY = {"consumer_number": {"type": "string", "maxLength": 25}, "period": {
     "due_date": {"type": "string", "format": "date"}, "bill_number": {"type": "string", "maxLength": 25},
     "minimum_payment": AMOUNT, "expires_at": TIME}
 SCHEMAS.update({
-    "Biller": obj("biller", id=ID, name={"type": "string"}, currency=CURRENCY, city={"type": "string"},
-                  mcc={"type": "string"}, created_at=TIME),
+    "Biller": obj("biller", id=ID, name={"type": "string"}, name_latin=NLATIN, language=NLATIN,
+                  currency=CURRENCY, city={"type": "string"}, city_latin=NLATIN, mcc={"type": "string"},
+                  created_at=TIME),
     "BillerWithKey": {"allOf": [ref("Biller"), {"type": "object", "properties": {"api_key": {
         "type": "string", "description": "sk_... bearer key; shown once, stored only as a hash."}}}]},
     "Bill": obj("bill", id=ID, biller_id=ID, biller_name={"type": "string"}, bill_number={"type": "string"},
@@ -223,7 +234,7 @@ SCHEMAS.update({
                                              "amount": MONEY}}}}},
     "QrCode": obj("qr_code", payload={"type": "string", "description": "EMVCo merchant-presented payload."}),
     "QrProfile": obj("qr_profile", merchant_id=ID, name={"type": "string"}, city={"type": "string"},
-                     mcc={"type": "string"}, store_label=NTEXT),
+                     city_latin=NLATIN, mcc={"type": "string"}, store_label=NTEXT),
     "Checkout": obj("checkout", id=ID, merchant_id=ID, merchant_name={"type": "string"},
                     terminal_id={"type": ["string", "null"]}, terminal_label={"type": "string"}, amount=MONEY,
                     currency=CURRENCY, status={"type": "string", "enum": ["open", "paid", "cancelled", "expired"]},
@@ -284,7 +295,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       description="One of the published fare rules' concession classes (400 otherwise; 409 when no rules "
                   "are published). The day's charging run prices the wallet's linked cards with it."),
     E("POST", "/v1/merchants", "Sign a merchant up", "Merchants", ("operator",), "MerchantWithKey", 201,
-      {"name": {**TEXT, "maxLength": 200}, "currency": CURRENCY}, ("name",)),
+      {"name": {**TEXT, "maxLength": 200, "description": "In any script."}, "currency": CURRENCY,
+       "name_latin": NAME_LATIN, "language": LANGUAGE}, ("name",)),
     E("GET", "/v1/merchants/{merchant_id}", "Read a merchant", "Merchants", ("operator", "merchant"),
       "Merchant"),
     E("GET", "/v1/merchants/{merchant_id}/balance", "A merchant's balance", "Merchants",
@@ -408,8 +420,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       ("wallet", "operator"), "FareCharge", 200, errors=(402, 409),
       description="Takes the token off the deny-list once it owes nothing."),
     E("POST", "/v1/billers", "Sign a biller up (a merchant paid into a biller account)", "Bills",
-      ("operator",), "BillerWithKey", 201, {"name": {**TEXT, "maxLength": 200}, "city": {
-          **TEXT, "maxLength": 15}, "currency": CURRENCY, "mcc": {"type": "string", "pattern": "^[0-9]{4}$"}},
+      ("operator",), "BillerWithKey", 201, {"name": {**TEXT, "maxLength": 200, "description": "In any script."},
+                                            "city": {**TEXT, "maxLength": 15, "description": "In any script."},
+                                            "currency": CURRENCY, "mcc": {"type": "string", "pattern": "^[0-9]{4}$"},
+                                            "name_latin": NAME_LATIN, "city_latin": CITY_LATIN, "language": LANGUAGE},
       ("name", "city")),
     E("GET", "/v1/billers/{biller_id}", "Read a biller", "Bills", ("operator", "merchant"), "Biller"),
     E("POST", "/v1/bills", "Issue a bill", "Bills", ("merchant",), "Bill", 201, BILL_BODY,
@@ -453,8 +467,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       ("operator", "merchant", "wallet"), "BillPayment"),
     E("POST", "/v1/merchants/{merchant_id}/qr-profile", "Set what the merchant's QR codes show",
       "Shop QR", ("operator", "merchant"), "QrProfile", 200,
-      {"city": {**TEXT, "maxLength": 15}, "mcc": {"type": "string", "pattern": "^[0-9]{4}$"},
-       "store_label": {**TEXT, "maxLength": 25}}, ("city",)),
+      {"city": {**TEXT, "maxLength": 15, "description": "In any script."}, "city_latin": CITY_LATIN,
+       "mcc": {"type": "string", "pattern": "^[0-9]{4}$"}, "store_label": {**TEXT, "maxLength": 25}}, ("city",)),
     E("GET", "/v1/merchants/{merchant_id}/qr", "The merchant's static EMVCo payload", "Shop QR",
       ("operator", "merchant", "terminal"), "QrCode",
       description="No amount: the payer enters it and pays with POST /v1/payments."),

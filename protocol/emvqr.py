@@ -6,12 +6,25 @@ value is itself a string of fields. The payload format indicator (00 "01") comes
 the CRC (63, 4 upper-case hex digits) last. The CRC is CRC-16/CCITT-FALSE over the UTF-8
 bytes of everything before its own value, the literal "6304" included.
 
-`parse` is the one place the rules live: it checks a payload strictly and returns a
-`MerchantQr`, or raises `QrFormatError` naming the field, what is wrong and the character
-offset. `encode` writes a `MerchantQr` and checks its own output with `parse`.
+Read liberally, write strictly. `parse` reads the codes found in the wild: national
+profiles bend the specification (Thailand's PromptPay leaves out the merchant category
+code, name and city; Cambodian codes carry a 16-character city; local scripts turn up
+in ans fields). Each bend is kept as a `Deviation` in `MerchantQr.warnings`, naming the
+field, and the value is read as far as it can be. `parse` refuses, with `QrFormatError`
+naming the field, what is wrong and the character offset, only what cannot be read:
+a broken structure (an id or length that is not two digits, a field running past its
+end, a duplicate id, a template that does not split into fields, no CRC last), a wrong
+CRC, a format indicator other than "01", and an amount that is not a number (paying a
+guessed amount would be worse than paying nothing). `parse(payload, strict=True)` also
+refuses the first deviation; `encode` writes a `MerchantQr` and checks its own output
+that way, so tapstack never writes a code that bends a rule.
+
 `bill_code`, `merchant_code` and `checkout_code` build tapstack's three kinds of code;
 `read_tapstack` reads one back and applies tapstack's rules (a static code carries no
-amount, a dynamic one carries an amount and an expiry that has not passed).
+amount, a dynamic one carries an amount and an expiry that has not passed). `Names`
+says what a merchant's name and city become in fields 59, 60 and the language template
+64 when they are written in a local script; `scheme` names the national scheme of a
+code from elsewhere.
 
 Amounts are integer minor units of the currency; the text form ("23.72") is converted
 exactly, digit by digit, never through a float.
@@ -19,6 +32,7 @@ exactly, digit by digit, never through a float.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -35,11 +49,11 @@ REFERENCE_LABEL, CUSTOMER_LABEL, TERMINAL_LABEL, PURPOSE = "05", "06", "07", "08
 CONSUMER_DATA_REQUEST = "09"
 
 # The currencies a code may carry: ISO 4217 numeric code ("156") -> (alphabetic code,
-# minor-unit exponent), from the one table in protocol/currency.py.
+# minor-unit exponent), every currency of protocol/currency.py whose numeric code reads
+# back as itself (not ANG, whose number XCG now carries).
 CURRENCIES: dict[str, tuple[str, int]] = {
-    f"{c.numeric:03d}": (c.alpha, c.exponent) for c in map(iso4217.get, (
-        "AED AUD BHD BRL CAD CHF CNY EUR GBP HKD IDR INR JPY KHR KRW KWD "
-        "LAK MOP MXN MYR NZD PEN PHP RUB SGD THB TRY TWD USD VND ZAR").split())
+    f"{c.numeric:03d}": (c.alpha, c.exponent) for c in iso4217.CURRENCIES.values()
+    if iso4217.alpha(c.numeric) == c.alpha
 }
 _NUMERIC_BY_ALPHA = {alpha: num for num, (alpha, _) in CURRENCIES.items()}
 
@@ -63,6 +77,15 @@ _AMOUNT = re.compile(r"([0-9]+)(?:\.([0-9]*))?")
 _HEX4 = re.compile(r"[0-9A-Fa-f]{4}")
 
 
+def _where(field_id: str | None, offset: int | None) -> str:
+    if field_id is None:
+        where = "payload"
+    else:
+        name = FIELD_NAMES.get(field_id) or _range_name(field_id)
+        where = f"field {field_id}" + (f" ({name})" if name else "")
+    return where + (f" at offset {offset}" if offset is not None else "")
+
+
 class QrFormatError(ValueError):
     """A payload breaks a rule: field_id names the field ("54", "62/05"), offset is the
     character offset in the payload where the field starts (None when not tied to one)."""
@@ -72,17 +95,27 @@ class QrFormatError(ValueError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        if self.field_id is None:
-            where = "payload"
-        else:
-            name = FIELD_NAMES.get(self.field_id) or _range_name(self.field_id)
-            where = f"field {self.field_id}" + (f" ({name})" if name else "")
-        at = f" at offset {self.offset}" if self.offset is not None else ""
-        return f"{where}{at}: {self.message}"
+        return f"{_where(self.field_id, self.offset)}: {self.message}"
 
 
 class CodeExpired(QrFormatError):
-    """A tapstack dynamic code whose expiry (80/01) has passed."""
+    """A tapstack dynamic code whose expiry (80/01), `expires_at`, has passed."""
+
+    def __init__(self, field_id: str | None, message: str, offset: int | None = None, *,
+                 expires_at: datetime | None = None):
+        super().__init__(field_id, message, offset)
+        self.expires_at = expires_at
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """A rule a payload bends but that does not stop it being read; str() as QrFormatError's."""
+    field_id: str | None
+    message: str
+    offset: int | None = None
+
+    def __str__(self) -> str:
+        return f"{_where(self.field_id, self.offset)}: {self.message}"
 
 
 def _range_name(field_id: str) -> str:
@@ -99,13 +132,16 @@ def _range_name(field_id: str) -> str:
 
 @dataclass(frozen=True)
 class MerchantQr:
-    """A parsed merchant-presented payload. Templates are dicts of sub-field id -> value."""
+    """A parsed merchant-presented payload. Templates are dicts of sub-field id -> value.
+
+    A field the payload left out is None (or empty); `warnings` lists every rule the
+    payload bends, in the order found (empty for a code that keeps them all)."""
     merchant_accounts: dict[str, str | dict[str, str]]  # 02-25 primitive, 26-51 template
-    mcc: str
-    currency: str  # ISO 4217 numeric, "156" for CNY
-    country: str
-    name: str
-    city: str
+    mcc: str | None
+    currency: str | None  # ISO 4217 numeric, "156" for CNY
+    country: str | None
+    name: str | None
+    city: str | None
     amount: int | None = None  # minor units of currency
     dynamic: bool | None = None  # point of initiation: 12 dynamic, 11 static, None absent
     postal_code: str | None = None
@@ -113,10 +149,12 @@ class MerchantQr:
     language: dict[str, str] | None = None  # 64
     unreserved: dict[str, dict[str, str]] = field(default_factory=dict)  # 80-99
     other: dict[str, str] = field(default_factory=dict)  # 55-57 tip fields, RFU ids
+    warnings: tuple[Deviation, ...] = ()
 
     @property
-    def currency_code(self) -> str:
-        return CURRENCIES[self.currency][0]
+    def currency_code(self) -> str | None:
+        """The alphabetic code ("CNY"), None for a missing or unknown currency."""
+        return CURRENCIES.get(self.currency or "", (None, 0))[0]
 
     @property
     def bill_number(self) -> str | None:
@@ -129,6 +167,15 @@ class MerchantQr:
     @property
     def terminal_label(self) -> str | None:
         return self.additional.get(TERMINAL_LABEL)
+
+    @property
+    def local_name(self) -> str | None:
+        """The merchant's name in the local script (64/01), when the code carries one."""
+        return (self.language or {}).get("01")
+
+    @property
+    def local_city(self) -> str | None:
+        return (self.language or {}).get("02")
 
 
 # ---------------------------------------------------------------------------- CRC
@@ -249,29 +296,68 @@ def currency_numeric(currency: str) -> str:
 
 # ------------------------------------------------------------------------ parsing
 
-def _check_length(fid: str, value: str, limit: int, at: int | None, exact: bool = False) -> None:
-    if exact and len(value) != limit:
-        raise QrFormatError(fid, f"must be {limit} characters, got {len(value)}", at)
-    if len(value) > limit:
-        raise QrFormatError(fid, f"at most {limit} characters, got {len(value)}", at)
+class _Reading:
+    """The deviations found while reading one payload, in the order found."""
+
+    def __init__(self):
+        self.found: list[Deviation] = []
+
+    def bend(self, field_id: str | None, message: str, at: int | None = None) -> None:
+        self.found.append(Deviation(field_id, message, at))
+
+    def length(self, fid: str, value: str, limit: int, at: int | None, exact: bool = False) -> None:
+        if exact and len(value) != limit:
+            self.bend(fid, f"must be {limit} characters, got {len(value)}", at)
+        elif len(value) > limit:
+            self.bend(fid, f"at most {limit} characters, got {len(value)}", at)
+
+    def ans(self, fid: str, value: str, at: int | None) -> None:
+        """EMV's common character set (space to '~'); only 64/01 and 64/02 may hold other scripts."""
+        char = next((c for c in value if not " " <= c <= "~"), None)
+        if char is not None:
+            self.bend(fid, f"character {char!r} (U+{ord(char):04X}) is outside the EMV common "
+                           "character set; other scripts go in the language template 64", at)
+
+    def amount(self, text: str, currency: str | None, at: int) -> int | None:
+        """Field 54 in minor units, or None (with a deviation) when it cannot count as one;
+        QrFormatError for text that is not a number at all."""
+        if currency not in CURRENCIES:
+            self.bend("54", f"amount {text!r} cannot be read without a known currency (53)", at)
+            return None
+        alpha, exponent = CURRENCIES[currency]
+        if len(text) > 13:
+            self.bend("54", f"amount {text!r} is longer than 13 characters", at)
+        match = _AMOUNT.fullmatch(text)
+        if not match:
+            raise QrFormatError("54", f"amount {text!r} is not digits with an optional '.' decimal point", at)
+        whole, fraction = match.group(1), match.group(2)
+        if fraction is not None and not fraction:
+            self.bend("54", f"amount {text!r} has a decimal point with no digits after it", at)
+        fraction = fraction or ""
+        if len(fraction) > exponent:
+            if fraction[exponent:].strip("0"):
+                raise QrFormatError("54", f"amount {text!r} has {len(fraction)} decimal(s); {alpha} allows "
+                                          f"{exponent}, and it is not a whole number of minor units", at)
+            self.bend("54", f"amount {text!r} has {len(fraction)} decimal(s); {alpha} allows {exponent}", at)
+            fraction = fraction[:exponent]
+        minor = int(whole) * 10 ** exponent + int(fraction.ljust(exponent, "0") or "0")
+        if minor == 0:
+            self.bend("54", f"amount {text!r} is zero: read as no amount, for the payer to enter", at)
+            return None
+        return minor
 
 
-def _check_ans(fid: str, value: str, at: int | None) -> None:
-    """EMV's common character set (space to '~'); only 64/01 and 64/02 may hold other scripts."""
-    for char in value:
-        if not " " <= char <= "~":
-            raise QrFormatError(fid, f"character {char!r} (U+{ord(char):04X}) is outside the EMV common "
-                                     "character set; other scripts go in the language template 64", at)
-
-
-def parse(payload: str) -> MerchantQr:
-    """Parse and strictly check a merchant-presented payload; raise QrFormatError."""
+def parse(payload: str, *, strict: bool = False) -> MerchantQr:
+    """Read a merchant-presented payload liberally: deviations are kept in `warnings`;
+    QrFormatError only for what cannot be read (see the module docstring). With strict,
+    the first deviation is a QrFormatError too."""
     if not isinstance(payload, str):
         raise QrFormatError(None, f"a payload is text, got {type(payload).__name__}")
     if not payload:
         raise QrFormatError(None, "empty payload")
+    reading = _Reading()
     if len(payload) > MAX_PAYLOAD:
-        raise QrFormatError(None, f"{len(payload)} characters; a payload has at most {MAX_PAYLOAD}")
+        reading.bend(None, f"{len(payload)} characters; a payload has at most {MAX_PAYLOAD}")
     if not payload.startswith("00"):
         raise QrFormatError("00", "a payload starts with the payload format indicator '000201', "
                                   f"found {payload[:6]!r}", 0)
@@ -299,7 +385,7 @@ def parse(payload: str) -> MerchantQr:
     values = {fid: (val, at) for fid, val, at in fields}
     for fid in ("52", "53", "58", "59", "60"):
         if fid not in values:
-            raise QrFormatError(fid, "missing: mandatory field")
+            reading.bend(fid, "missing: mandatory field")
 
     accounts: dict[str, str | dict[str, str]] = {}
     additional: dict[str, str] = {}
@@ -311,93 +397,107 @@ def parse(payload: str) -> MerchantQr:
     for fid, val, at in fields[1:-1]:
         n = int(fid)
         if fid == "01":
-            if val not in ("11", "12"):
-                raise QrFormatError("01", f"must be '11' (static) or '12' (dynamic), found {val!r}", at)
-            dynamic = val == "12"
+            if val in ("11", "12"):
+                dynamic = val == "12"
+            else:
+                reading.bend("01", f"must be '11' (static) or '12' (dynamic), found {val!r}", at)
         elif 2 <= n <= 25:
-            _check_ans(fid, val, at)
+            reading.ans(fid, val, at)
             accounts[fid] = val
         elif 26 <= n <= 51:
-            accounts[fid] = _guid_template(fid, val, at, "a merchant account template", guid_limit=32)
+            accounts[fid] = _guid_template(reading, fid, val, at, "a merchant account template", guid_limit=32)
         elif fid == "61":
-            _check_ans(fid, val, at)
-            _check_length(fid, val, 10, at)
+            reading.ans(fid, val, at)
+            reading.length(fid, val, 10, at)
             postal = val
         elif fid == "62":
             additional = _template(fid, val, at)
             for sid, sval in additional.items():
-                _check_ans(f"62/{sid}", sval, at)
+                reading.ans(f"62/{sid}", sval, at)
                 if 1 <= int(sid) <= 9:
-                    _check_length(f"62/{sid}", sval, 25, at)
+                    reading.length(f"62/{sid}", sval, 25, at)
         elif fid == "64":
             language = _template(fid, val, at)
             for sid in ("00", "01"):
                 if sid not in language:
-                    raise QrFormatError(f"64/{sid}", "missing: mandatory in the language template", at)
-            _check_length("64/00", language["00"], 2, at, exact=True)
-            _check_ans("64/00", language["00"], at)
-            _check_length("64/01", language["01"], 25, at)
+                    reading.bend(f"64/{sid}", "missing: mandatory in the language template", at)
+            if "00" in language:
+                reading.length("64/00", language["00"], 2, at, exact=True)
+                reading.ans("64/00", language["00"], at)
+            if "01" in language:
+                reading.length("64/01", language["01"], 25, at)
             if "02" in language:
-                _check_length("64/02", language["02"], 15, at)
+                reading.length("64/02", language["02"], 15, at)
         elif 80 <= n <= 99:
-            unreserved[fid] = _guid_template(fid, val, at, "an unreserved template")
+            unreserved[fid] = _guid_template(reading, fid, val, at, "an unreserved template")
         else:
-            _check_ans(fid, val, at)
+            reading.ans(fid, val, at)
             if fid not in ("52", "53", "54", "58", "59", "60"):
                 other[fid] = val  # tip fields 55-57 and ids reserved for future use
 
     if not accounts:
-        raise QrFormatError("26", "missing: at least one merchant account information field (02-51)")
+        reading.bend("26", "missing: at least one merchant account information field (02-51)")
 
-    mcc, at = values["52"]
-    if not (len(mcc) == 4 and _DIGITS.fullmatch(mcc)):
-        raise QrFormatError("52", f"must be 4 digits, found {mcc!r}", at)
-    currency, at = values["53"]
-    if not (len(currency) == 3 and _DIGITS.fullmatch(currency)):
-        raise QrFormatError("53", f"must be a 3-digit ISO 4217 numeric code, found {currency!r}", at)
-    if currency not in CURRENCIES:
-        raise QrFormatError("53", f"unknown currency {currency!r}", at)
+    mcc = currency = country = name = city = None
+    if "52" in values:
+        mcc, at = values["52"]
+        if not (len(mcc) == 4 and _DIGITS.fullmatch(mcc)):
+            reading.bend("52", f"must be 4 digits, found {mcc!r}", at)
+    if "53" in values:
+        currency, at = values["53"]
+        if not (len(currency) == 3 and _DIGITS.fullmatch(currency)):
+            reading.bend("53", f"must be a 3-digit ISO 4217 numeric code, found {currency!r}", at)
+        elif currency not in CURRENCIES:
+            reading.bend("53", f"unknown currency {currency!r}", at)
     amount = None
     if "54" in values:
         text, at = values["54"]
-        amount = parse_amount(text, currency, at)
-    _check_tip(values)
-    country, at = values["58"]
-    if not re.fullmatch(r"[A-Z]{2}", country):
-        raise QrFormatError("58", f"must be a 2-letter ISO 3166-1 code in capitals, found {country!r}", at)
-    name, at = values["59"]
-    _check_length("59", name, 25, at)
-    city, at = values["60"]
-    _check_length("60", city, 15, at)
+        amount = reading.amount(text, currency, at)
+    _check_tip(reading, values)
+    if "58" in values:
+        country, at = values["58"]
+        if not re.fullmatch(r"[A-Z]{2}", country):
+            reading.bend("58", f"must be a 2-letter ISO 3166-1 code in capitals, found {country!r}", at)
+    if "59" in values:
+        name, at = values["59"]
+        reading.length("59", name, 25, at)
+    if "60" in values:
+        city, at = values["60"]
+        reading.length("60", city, 15, at)
+    if strict and reading.found:
+        first = reading.found[0]
+        raise QrFormatError(first.field_id, first.message, first.offset)
     return MerchantQr(merchant_accounts=accounts, mcc=mcc, currency=currency, country=country,
                       name=name, city=city, amount=amount, dynamic=dynamic, postal_code=postal,
-                      additional=additional, language=language, unreserved=unreserved, other=other)
+                      additional=additional, language=language, unreserved=unreserved, other=other,
+                      warnings=tuple(reading.found))
 
 
-def _guid_template(fid: str, value: str, at: int, what: str, guid_limit: int | None = None) -> dict[str, str]:
+def _guid_template(reading: _Reading, fid: str, value: str, at: int, what: str,
+                   guid_limit: int | None = None) -> dict[str, str]:
     """A template that starts with a globally unique id (00): merchant account or unreserved."""
     sub = _template(fid, value, at)
     if "00" not in sub:
-        raise QrFormatError(fid, f"missing: {what} starts with its globally unique id (sub-field 00)", at)
-    if guid_limit is not None:
-        _check_length(f"{fid}/00", sub["00"], guid_limit, at)
+        reading.bend(fid, f"missing: {what} starts with its globally unique id (sub-field 00)", at)
+    elif guid_limit is not None:
+        reading.length(f"{fid}/00", sub["00"], guid_limit, at)
     for sid, sval in sub.items():
-        _check_ans(f"{fid}/{sid}", sval, at)
+        reading.ans(f"{fid}/{sid}", sval, at)
     return sub
 
 
-def _check_tip(values: dict[str, tuple[str, int]]) -> None:
+def _check_tip(reading: _Reading, values: dict[str, tuple[str, int]]) -> None:
     if "55" not in values:
         for fid in ("56", "57"):
             if fid in values:
-                raise QrFormatError(fid, "present without the tip or convenience indicator 55", values[fid][1])
+                reading.bend(fid, "present without the tip or convenience indicator 55", values[fid][1])
         return
     indicator, at = values["55"]
     if indicator not in ("01", "02", "03"):
-        raise QrFormatError("55", f"must be '01', '02' or '03', found {indicator!r}", at)
+        reading.bend("55", f"must be '01', '02' or '03', found {indicator!r}", at)
     needed = {"02": "56", "03": "57"}.get(indicator)
     if needed and needed not in values:
-        raise QrFormatError(needed, f"missing: required when 55 is {indicator!r}", at)
+        reading.bend(needed, f"missing: required when 55 is {indicator!r}", at)
 
 
 # ----------------------------------------------------------------------- encoding
@@ -415,14 +515,16 @@ def _tlv_template(fid: str, sub: dict[str, str]) -> str:
 
 
 def encode(qr: MerchantQr) -> str:
-    """Write qr as a payload (fields in ascending id order, CRC last) and check it by parsing."""
+    """Write qr as a payload (fields in ascending id order, CRC last) and check it by a
+    strict parse: tapstack writes no code that bends a rule."""
     parts: list[tuple[str, str]] = [("00", _tlv("00", "01"))]
     if qr.dynamic is not None:
         parts.append(("01", _tlv("01", "12" if qr.dynamic else "11")))
     for fid, val in qr.merchant_accounts.items():
         parts.append((fid, _tlv_template(fid, val) if isinstance(val, dict) else _tlv(fid, val)))
-    parts += [("52", _tlv("52", qr.mcc)), ("53", _tlv("53", qr.currency)),
-              ("58", _tlv("58", qr.country)), ("59", _tlv("59", qr.name)), ("60", _tlv("60", qr.city))]
+    for fid, val in (("52", qr.mcc), ("53", qr.currency), ("58", qr.country), ("59", qr.name), ("60", qr.city)):
+        if val is not None:  # a mandatory field left out is refused by the strict parse below
+            parts.append((fid, _tlv(fid, val)))
     if qr.amount is not None:
         parts.append(("54", _tlv("54", amount_text(qr.amount, qr.currency))))
     if qr.postal_code is not None:
@@ -439,8 +541,100 @@ def encode(qr: MerchantQr) -> str:
     if len(set(ids)) != len(ids):
         raise QrFormatError(next(f for f in ids if ids.count(f) > 1), "duplicate id")
     payload = with_crc("".join(text for _, text in sorted(parts)))
-    parse(payload)
+    parse(payload, strict=True)
     return payload
+
+
+# ------------------------------------------------------- names in local scripts
+
+LOCAL_LANGUAGE = "ZH"  # the pilot's: a name in a local script with no language stated is Chinese
+_LANGUAGE = re.compile(r"[A-Za-z]{2}")
+
+
+def is_ans(text: str) -> bool:
+    """Whether text is in EMV's common character set (space to '~')."""
+    return all(" " <= c <= "~" for c in text)
+
+
+def to_ans(text: str) -> str:
+    """text in EMV's common character set as far as it goes: accents dropped ("Café" ->
+    "Cafe"), other characters dropped, runs of spaces made one. May be empty."""
+    kept = "".join(c for c in unicodedata.normalize("NFKD", text) if " " <= c <= "~")
+    return " ".join(kept.split())
+
+
+@dataclass(frozen=True)
+class Names:
+    """What a merchant's codes show of its name and city: fields 59 and 60 in EMV's
+    character set, and the language template 64 when either is written in another script."""
+    name: str  # 59, at most 25 characters
+    city: str  # 60, at most 15
+    local_name: str | None = None  # 64/01, at most 25
+    local_city: str | None = None  # 64/02, at most 15
+    language: str = LOCAL_LANGUAGE  # 64/00
+
+    def code_args(self) -> dict:
+        """The keyword arguments of bill_code, merchant_code and checkout_code."""
+        return {"merchant_name": self.name, "merchant_city": self.city, "local_name": self.local_name,
+                "local_city": self.local_city, "language": self.language}
+
+
+def _shown(text: str, latin: str | None, fallback: str, limit: int) -> str:
+    if is_ans(text):
+        return text[:limit]
+    if latin:
+        return latin[:limit]
+    reduced = to_ans(text)
+    return (reduced if any(c.isalnum() for c in reduced) else fallback)[:limit]
+
+
+def names(name: str, city: str, *, name_latin: str | None = None, city_latin: str | None = None,
+          language: str | None = None, fallback_name: str, fallback_city: str) -> Names:
+    """The names a code shows, from a name and a city in any script.
+
+    A name in EMV's character set goes in 59 as it is. A name in another script goes in
+    64/01, and 59 carries the transliteration the operator gave (`name_latin`), else the
+    name with accents and other characters dropped if a letter or digit is left ("Café
+    Lumière" -> "Cafe Lumiere"), else `fallback_name` (the gateway gives the merchant's
+    id). The city likewise: 60, 64/02, `city_latin`, `fallback_city` (the gateway gives
+    the country code). Texts are cut to the field's length (59 and 64/01: 25, 60 and
+    64/02: 15). 64/00 is `language`, by default LOCAL_LANGUAGE.
+    """
+    local = not (is_ans(name) and is_ans(city))
+    return Names(name=_shown(name, name_latin, fallback_name, 25), city=_shown(city, city_latin, fallback_city, 15),
+                 local_name=name[:25] if local else None,
+                 local_city=city[:15] if local and not is_ans(city) else None,
+                 language=(language or LOCAL_LANGUAGE).upper())
+
+
+def check_language(value) -> str:
+    """A language preference for 64/00: two letters of ISO 639-1, written upper case."""
+    if not isinstance(value, str) or not _LANGUAGE.fullmatch(value):
+        raise QrFormatError("64/00", f"a language is two letters of ISO 639-1 (zh, th, km), got {value!r}")
+    return value.upper()
+
+
+# ---------------------------------------------------------- schemes in the wild
+
+# Merchant account ids 02-25 are allocated to payment networks (EMV QRCPS MPM v1.1, 4.6.1).
+NETWORKS = {**dict.fromkeys(("02", "03"), "Visa"), **dict.fromkeys(("04", "05"), "Mastercard"),
+            **dict.fromkeys(("09", "10"), "Discover"), **dict.fromkeys(("11", "12"), "American Express"),
+            **dict.fromkeys(("13", "14"), "JCB"), **dict.fromkeys(("15", "16"), "UnionPay")}
+PROMPTPAY_AID = "A000000677"  # Thai QR Payment Standard (Bank of Thailand): PromptPay's application id
+
+
+def scheme(qr: MerchantQr) -> str | None:
+    """The payment scheme a code belongs to, in words ("PromptPay (Thailand)"), as far as
+    its merchant accounts tell; None when they name none tapstack knows."""
+    ids = [v.get("00", "") for v in qr.merchant_accounts.values() if isinstance(v, dict)]
+    if GUID in ids:
+        return "tapstack"
+    if any(i.upper().startswith(PROMPTPAY_AID) for i in ids):
+        return "PromptPay (Thailand)"
+    if qr.country == "KH" and any("@" in i for i in ids):  # a Bakong account id, name@bank
+        return "KHQR (Cambodia)"
+    networks = [NETWORKS[fid] for fid in sorted(qr.merchant_accounts) if fid in NETWORKS]
+    return networks[0] if networks else None
 
 
 # ----------------------------------------------------------- tapstack's own codes
@@ -533,6 +727,8 @@ def read_tapstack(qr: MerchantQr, now: datetime) -> TapstackCode:
         raise QrFormatError(MERCHANT_ACCOUNT_ID, f"no tapstack merchant account (globally unique id {GUID})")
     if "01" not in account:
         raise QrFormatError(f"{MERCHANT_ACCOUNT_ID}/01", "missing: the biller or merchant id")
+    if qr.currency_code is None:
+        raise QrFormatError("53", "missing or unknown currency: a tapstack code names the currency it is paid in")
     tid, template = next(((fid, sub) for fid, sub in qr.unreserved.items() if sub.get("00") == GUID),
                          (TAPSTACK_TEMPLATE_ID, None))
     expires_at = None
@@ -554,7 +750,8 @@ def read_tapstack(qr: MerchantQr, now: datetime) -> TapstackCode:
         if expires_at is None:
             raise QrFormatError(f"{tid}/01", "missing: a dynamic tapstack code carries an expiry")
         if now > expires_at:
-            raise CodeExpired(f"{tid}/01", f"code expired at {expires_at:%Y-%m-%d %H:%M:%S} UTC")
+            raise CodeExpired(f"{tid}/01", f"code expired at {expires_at:%Y-%m-%d %H:%M:%S} UTC",
+                              expires_at=expires_at)
         if qr.bill_number:
             kind = "bill"
         elif qr.terminal_label:

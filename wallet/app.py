@@ -261,7 +261,14 @@ class WalletApp:
 
     def read_payload(self, payload: str) -> Scanned:
         try:
-            code = emvqr.read_tapstack(emvqr.parse(payload), self.clock())
+            qr = emvqr.parse(payload)
+        except emvqr.QrFormatError as err:
+            raise WalletAppError(f"not a payment code this wallet can read: {err}") from None
+        scheme = emvqr.scheme(qr)
+        if scheme not in (None, "tapstack"):
+            raise WalletAppError(f"this is a {scheme} code; this wallet pays tapstack codes only")
+        try:
+            code = emvqr.read_tapstack(qr, self.clock())
         except emvqr.CodeExpired as err:
             raise WalletAppError(f"this code has expired ({err.message}); ask for a new one") from None
         except emvqr.QrFormatError as err:
@@ -270,7 +277,7 @@ class WalletApp:
             return self._bill(code)
         if code.kind == "checkout":
             return self._checkout(code)
-        return Scanned("merchant", code.merchant_id, code.qr.name, code.currency, None)
+        return Scanned("merchant", code.merchant_id, qr.local_name or qr.name or code.merchant_id, code.currency, None)
 
     def _bill(self, code: emvqr.TapstackCode) -> Scanned:
         found = self.gateway.get("/v1/bills", biller_id=code.merchant_id, bill_number=code.bill_number)["data"]

@@ -243,14 +243,20 @@ def _describe(scanned: Scan, now: datetime) -> list[str]:
                 lines.append(f"not EMVCo  {err}")
         return lines
     kind = {True: "dynamic", False: "static", None: "no point of initiation"}[qr_value.dynamic]
-    lines = [f"EMVCo merchant-presented code ({kind})",
-             f"merchant   {qr_value.name}, {qr_value.city} ({qr_value.country}), MCC {qr_value.mcc}"]
+    scheme = emvqr.scheme(qr_value)
+    lines = [f"EMVCo merchant-presented code ({kind})" + (f", {scheme}" if scheme else ""),
+             f"merchant   {qr_value.name or '(no name)'}, {qr_value.city or '(no city)'} "
+             f"({qr_value.country or 'no country'}), MCC {qr_value.mcc or '(none)'}"]
+    if qr_value.local_name:
+        local_city = f", {qr_value.local_city}" if qr_value.local_city else ""
+        lines.append(f"local name {qr_value.local_name}{local_city} ({qr_value.language.get('00', '?')})")
     if qr_value.amount is not None:
         lines.append(f"amount     {emvqr.amount_text(qr_value.amount, qr_value.currency)} {qr_value.currency_code}")
     for label, value in (("bill", qr_value.bill_number), ("reference", qr_value.reference_label),
                          ("terminal", qr_value.terminal_label)):
         if value:
             lines.append(f"{label:10s} {value}")
+    lines += [f"warning    {warning}" for warning in qr_value.warnings]
     try:
         code = emvqr.read_tapstack(qr_value, now)
     except emvqr.QrFormatError as err:
@@ -266,7 +272,8 @@ def _describe(scanned: Scan, now: datetime) -> list[str]:
 @click.option("--text", "text_only", is_flag=True, help="Print only the decoded text.")
 def decode_command(image: Path, text_only: bool) -> None:
     """Decode the QR code in IMAGE (PNG or JPEG, a photo or a screenshot) and print what it
-    holds: its text and, for an EMVCo payload, its fields. Pays nothing; `scan` pays."""
+    holds: its text and, for an EMVCo payload, its fields and every rule the code bends
+    (read liberally, each a warning line). Pays nothing; `scan` pays."""
     try:
         scanned = scan(image)
     except ScanError as err:

@@ -45,10 +45,13 @@ def qr_image(payload: str, kind: str) -> Response:
 @idempotent
 def create_biller(tx):
     """Answers once with the biller's API key ("sk_..."); only its SHA-256 is kept."""
-    body = api.json_body(required=("name", "city"), optional=("currency", "mcc"))
+    body = api.json_body(required=("name", "city"), optional=("currency", "mcc", "name_latin", "city_latin",
+                                                              "language"))
     currency = api.currency(body) if "currency" in body else runtime().config.currency
     biller, api_key = bills.create_biller(tx, name=api.text(body, "name", max_length=200), currency=currency,
-                                          city=body["city"], mcc=body.get("mcc"), now=runtime().now())
+                                          city=body["city"], mcc=body.get("mcc"), now=runtime().now(),
+                                          name_latin=body.get("name_latin"), city_latin=body.get("city_latin"),
+                                          language=body.get("language"))
     return 201, {**biller, "api_key": api_key}
 
 

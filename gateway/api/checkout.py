@@ -18,11 +18,12 @@ bp = Blueprint("checkout", __name__)
 @requires("operator", "merchant")
 @idempotent
 def set_profile(tx, merchant_id):
-    """City, category code and store label that the merchant's codes show."""
-    body = api.json_body(required=("city",), optional=("mcc", "store_label"))
+    """City (any script; city_latin for field 60 when it is not Latin), category code and
+    store label that the merchant's codes show."""
+    body = api.json_body(required=("city",), optional=("mcc", "store_label", "city_latin"))
     return 200, checkout.set_profile(tx, current_caller(), merchant_id, city=body["city"],
                                      mcc=body.get("mcc"), store_label=body.get("store_label"),
-                                     now=runtime().now())
+                                     now=runtime().now(), city_latin=body.get("city_latin"))
 
 
 def _static(merchant_id: str) -> str:

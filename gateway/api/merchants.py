@@ -16,10 +16,11 @@ bp = Blueprint("merchants", __name__)
 @idempotent
 def create(tx):
     """Answers once with the merchant's API key ("sk_..."); only its SHA-256 is kept."""
-    body = api.json_body(required=("name",), optional=("currency",))
+    body = api.json_body(required=("name",), optional=("currency", "name_latin", "language"))
     currency = api.currency(body) if "currency" in body else runtime().config.currency
     merchant, api_key = merchants.create_merchant(
-        tx, name=api.text(body, "name", max_length=200), currency=currency, now=runtime().now())
+        tx, name=api.text(body, "name", max_length=200), currency=currency, now=runtime().now(),
+        name_latin=body.get("name_latin"), language=body.get("language"))
     return 201, {**merchant, "api_key": api_key}
 
 

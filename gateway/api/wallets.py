@@ -92,5 +92,5 @@ def concession(tx, wallet_id):
     """{"class": "student"}: the concession class the wallet's linked cards are priced with,
     one of the published fare rules' classes. The wallet as GET shows it."""
     body = api.json_body(required=("class",))
-    rules = published_rules("there are no concession classes to choose from")
+    rules = published_rules("there are no concession classes to choose from", tx=tx)
     return 200, wallets.set_concession(tx, current_caller(), wallet_id, body["class"], rules=rules)

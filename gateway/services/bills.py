@@ -28,10 +28,12 @@ from gateway.api import MAX_AMOUNT
 from gateway.auth import Caller, key_hash, new_key
 from gateway.errors import ApiError, conflict, forbidden, invalid, not_found
 from gateway.services import emit, iso, unix
+from gateway.services.merchants import check_language, check_latin, code_names
 from gateway.services.payments import release_expired_holds
 from gateway.services.wallets import require_active, wallet_row
 from gateway.store import bills as bills_db
 from gateway.store import merchants as merchants_db
+from gateway.store import wallet_views
 from protocol import emvqr
 
 GRACE_DAYS = 30  # a bill stays payable this many days after its due date unless told otherwise
@@ -53,11 +55,13 @@ _MCC = re.compile(r"\d{4}")
 # -- billers ---------------------------------------------------------------------------
 
 def biller_view(row: dict) -> dict:
-    return {"id": row["id"], "object": "biller", "name": row["name"], "currency": row["currency"],
-            "city": row["city"], "mcc": row["mcc"], "created_at": iso(row["created_at"])}
+    return {"id": row["id"], "object": "biller", "name": row["name"], "name_latin": row.get("name_latin"),
+            "language": row.get("name_language"), "currency": row["currency"], "city": row["city"],
+            "city_latin": row.get("city_latin"), "mcc": row["mcc"], "created_at": iso(row["created_at"])}
 
 
 def check_city(city) -> str:
+    """A city in any script, as the QR code prints it (field 60, or 64/02 for a local script)."""
     if not isinstance(city, str) or not city.strip() or len(city) > 15:
         raise invalid("invalid_parameter", "city must be 1 to 15 characters (it is printed in the QR code).",
                       "city")
@@ -70,16 +74,21 @@ def check_mcc(mcc) -> str:
     return mcc
 
 
-def create_biller(tx, *, name: str, currency: str, city: str, mcc: str | None,
-                  now: datetime) -> tuple[dict, str]:
-    """A new biller (a merchant with a biller ledger account) and its API key, shown once."""
+def create_biller(tx, *, name: str, currency: str, city: str, mcc: str | None, now: datetime,
+                  name_latin: str | None = None, city_latin: str | None = None,
+                  language: str | None = None) -> tuple[dict, str]:
+    """A new biller (a merchant with a biller ledger account) and its API key, shown once.
+    Name and city may be in a local script; name_latin and city_latin are what field 59
+    and 60 then show (protocol.emvqr.names says what shows without them)."""
     merchant_id = "mer_" + secrets.token_hex(12)
     account_id = ledger.open_account(tx, kind="biller", currency=currency, owner_id=merchant_id,
                                      now=now)["id"]
     api_key = new_key("sk_")
     merchant = {"id": merchant_id, "name": name, "account_id": account_id, "currency": currency,
-                "api_key_hash": key_hash(api_key), "created_at": unix(now)}
-    biller = {"city": check_city(city), "mcc": check_mcc(mcc or DEFAULT_MCC), "created_at": unix(now)}
+                "api_key_hash": key_hash(api_key), "created_at": unix(now),
+                "name_latin": check_latin(name_latin, 25, "name_latin"), "name_language": check_language(language)}
+    biller = {"city": check_city(city), "mcc": check_mcc(mcc or DEFAULT_MCC), "created_at": unix(now),
+              "city_latin": check_latin(city_latin, 15, "city_latin")}
     merchants_db.insert_merchant(tx, **merchant)
     bills_db.insert_biller(tx, merchant_id=merchant_id, **biller)
     return biller_view({**merchant, **biller}), api_key
@@ -91,7 +100,9 @@ def biller_row(tx, caller: Caller, biller_id: str, param: str = "id") -> dict:
     if row is None or not (caller.kind == "operator" or
                            (caller.kind == "merchant" and caller.id == biller_id)):
         raise not_found("biller", param)
-    return row
+    names = wallet_views.merchant_names(tx, biller_id)
+    return {**row, "name_latin": names["name_latin"], "name_language": names["name_language"],
+            "city_latin": names["biller_city_latin"]}
 
 
 def calling_biller(tx, caller: Caller) -> dict:
@@ -322,9 +333,8 @@ def qr_payload(tx, caller: Caller, bill_id: str, *, now: datetime) -> str:
     amount = payment_amount(row, None, now)
     return emvqr.bill_code(biller_id=row["biller_id"], bill_number=row["bill_number"],
                            reference=row["consumer_number"], amount=amount, currency=row["currency"],
-                           merchant_name=row["biller_name"][:25], merchant_city=row["biller_city"],
                            expires_at=datetime.fromtimestamp(row["expires_at"], timezone.utc),
-                           mcc=row["biller_mcc"])
+                           mcc=row["biller_mcc"], **code_names(tx, row["biller_id"], as_biller=True).code_args())
 
 
 def cancel_bill(tx, caller: Caller, bill_id: str, *, now: datetime) -> dict:

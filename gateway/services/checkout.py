@@ -27,6 +27,7 @@ from gateway.auth import Caller
 from gateway.errors import conflict, invalid, not_found
 from gateway.services import iso, new_id, unix
 from gateway.services.bills import check_city, check_mcc
+from gateway.services.merchants import check_latin, code_names
 from gateway.services.payments import create_payment
 from gateway.store import checkout as checkout_db
 from gateway.store import issuer as issuer_db
@@ -50,32 +51,39 @@ def merchant_for(tx, caller: Caller, merchant_id: str) -> dict:
     return row
 
 
-def profile_view(row: dict) -> dict:
+def profile_view(row: dict, city_latin: str | None = None) -> dict:
     return {"object": "qr_profile", "merchant_id": row["id"], "name": row["name"],
-            "city": row["city"] or DEFAULT_CITY, "mcc": row["mcc"] or DEFAULT_MCC,
+            "city": row["city"] or DEFAULT_CITY, "city_latin": city_latin, "mcc": row["mcc"] or DEFAULT_MCC,
             "store_label": row["store_label"]}
 
 
 def set_profile(tx, caller: Caller, merchant_id: str, *, city: str, mcc: str | None,
-                store_label: str | None, now: datetime) -> dict:
-    """What the merchant's codes show besides its name: city, category and store label."""
+                store_label: str | None, now: datetime, city_latin: str | None = None) -> dict:
+    """What the merchant's codes show besides its name: city (in any script; city_latin is
+    then what field 60 shows), category and store label."""
     if caller.kind not in ("operator", "merchant"):
         raise not_found("merchant", "merchant_id")
     merchant_for(tx, caller, merchant_id)
-    if store_label is not None and (not isinstance(store_label, str) or not 0 < len(store_label) <= 25):
-        raise invalid("invalid_parameter", "store_label must be 1 to 25 characters.", "store_label")
+    if store_label is not None and (not isinstance(store_label, str) or not 0 < len(store_label) <= 25
+                                    or not emvqr.is_ans(store_label)):
+        raise invalid("invalid_parameter", "store_label must be 1 to 25 Latin letters, digits, spaces or "
+                                           "punctuation.", "store_label")
+    city_latin = check_latin(city_latin, 15, "city_latin")
     checkout_db.put_profile(tx, merchant_id=merchant_id, city=check_city(city), mcc=check_mcc(mcc or DEFAULT_MCC),
-                            store_label=store_label, updated_at=unix(now))
-    return profile_view(merchant_for(tx, caller, merchant_id))
+                            store_label=store_label, updated_at=unix(now), city_latin=city_latin)
+    return profile_view(merchant_for(tx, caller, merchant_id), city_latin)
+
+
+def _names(tx, merchant_id: str) -> emvqr.Names:
+    return code_names(tx, merchant_id, as_biller=False, default_city=DEFAULT_CITY)
 
 
 def static_payload(tx, caller: Caller, merchant_id: str) -> str:
     """The merchant's static EMVCo code: printed once, the payer enters the amount."""
     row = merchant_for(tx, caller, merchant_id)
     p = profile_view(row)
-    return emvqr.merchant_code(merchant_id=merchant_id, merchant_name=p["name"][:25],
-                               merchant_city=p["city"], mcc=p["mcc"], currency=row["currency"],
-                               store_label=p["store_label"])
+    return emvqr.merchant_code(merchant_id=merchant_id, mcc=p["mcc"], currency=row["currency"],
+                               store_label=p["store_label"], **_names(tx, merchant_id).code_args())
 
 
 # -- checkouts ------------------------------------------------------------------------------
@@ -86,22 +94,20 @@ def checkout_status(row: dict, now: datetime) -> str:
     return row["status"]
 
 
-def _payload(row: dict) -> str:
+def _payload(row: dict, names: emvqr.Names) -> str:
     return emvqr.checkout_code(merchant_id=row["merchant_id"], terminal_label=row["terminal_label"],
-                               amount=row["amount"], currency=row["currency"],
-                               merchant_name=row["merchant_name"][:25],
-                               merchant_city=row["city"] or DEFAULT_CITY, mcc=row["mcc"] or DEFAULT_MCC,
+                               amount=row["amount"], currency=row["currency"], mcc=row["mcc"] or DEFAULT_MCC,
                                expires_at=datetime.fromtimestamp(row["expires_at"], timezone.utc),
-                               reference=row["id"])
+                               reference=row["id"], **names.code_args())
 
 
-def checkout_view(row: dict, now: datetime) -> dict:
+def checkout_view(row: dict, now: datetime, names: emvqr.Names) -> dict:
     return {"id": row["id"], "object": "checkout", "merchant_id": row["merchant_id"],
             "merchant_name": row["merchant_name"], "terminal_id": row["terminal_id"],
             "terminal_label": row["terminal_label"], "amount": row["amount"], "currency": row["currency"],
             "status": checkout_status(row, now), "payment_id": row["payment_id"],
             "expires_at": iso(row["expires_at"]), "created_at": iso(row["created_at"]),
-            "paid_at": iso(row["paid_at"]), "qr_payload": _payload(row)}
+            "paid_at": iso(row["paid_at"]), "qr_payload": _payload(row, names)}
 
 
 def _label(tx, value, caller: Caller) -> str:
@@ -131,7 +137,7 @@ def create_checkout(tx, caller: Caller, *, amount: int, currency: str, terminal_
            "expires_at": unix(now + timedelta(seconds=seconds)), "created_at": unix(now), "paid_at": None}
     checkout_db.insert_checkout(tx, **row)
     return checkout_view({**row, "merchant_name": merchant["name"], "city": merchant["city"],
-                          "mcc": merchant["mcc"]}, now)
+                          "mcc": merchant["mcc"]}, now, _names(tx, merchant["id"]))
 
 
 def checkout_row(tx, caller: Caller, checkout_id: str, param: str = "id") -> dict:
@@ -145,13 +151,14 @@ def checkout_row(tx, caller: Caller, checkout_id: str, param: str = "id") -> dic
 
 
 def get_checkout(tx, caller: Caller, checkout_id: str, *, now: datetime) -> dict:
-    return checkout_view(checkout_row(tx, caller, checkout_id), now)
+    row = checkout_row(tx, caller, checkout_id)
+    return checkout_view(row, now, _names(tx, row["merchant_id"]))
 
 
 def checkout_payload(tx, caller: Caller, checkout_id: str, *, now: datetime) -> str:
     row = checkout_row(tx, caller, checkout_id)
     _require_open(row, now)
-    return _payload(row)
+    return _payload(row, _names(tx, row["merchant_id"]))
 
 
 def _require_open(row: dict, now: datetime) -> None:
@@ -192,7 +199,7 @@ def cancel_checkout(tx, caller: Caller, checkout_id: str, *, now: datetime) -> d
         raise not_found("checkout", "id")
     _require_open(row, now)
     _close(tx, row, now, status="cancelled")
-    return checkout_view({**row, "status": "cancelled"}, now)
+    return checkout_view({**row, "status": "cancelled"}, now, _names(tx, row["merchant_id"]))
 
 
 # -- customer-presented pay codes --------------------------------------------------------------

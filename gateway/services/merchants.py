@@ -1,28 +1,70 @@
-"""Merchants: each has a merchant ledger account and an API key ("sk_...") shown once."""
+"""Merchants: each has a merchant ledger account and an API key ("sk_...") shown once.
+
+A merchant's name may be in any script. When it is not in EMV's character set its QR
+codes carry it in the language template (64) and, in field 59, the transliteration the
+operator gave (`name_latin`) or the stated fallback (`protocol.emvqr.names`).
+"""
 from __future__ import annotations
 
 from datetime import datetime
 
 from gateway import ledger
 from gateway.auth import Caller, key_hash, new_key
-from gateway.errors import not_found
+from gateway.errors import invalid, not_found
 from gateway.services import iso, new_id, unix
 from gateway.store import merchants as merchants_db
+from gateway.store import wallet_views
+from protocol import emvqr
+
+COUNTRY = "CN"  # field 58 of the pilot's codes, and the city's stated fallback in field 60
 
 
 def merchant_view(row: dict) -> dict:
-    return {"id": row["id"], "object": "merchant", "name": row["name"],
-            "currency": row["currency"], "created_at": iso(row["created_at"])}
+    return {"id": row["id"], "object": "merchant", "name": row["name"], "name_latin": row.get("name_latin"),
+            "language": row.get("name_language"), "currency": row["currency"], "created_at": iso(row["created_at"])}
 
 
-def create_merchant(tx, *, name: str, currency: str, now: datetime) -> tuple[dict, str]:
+def check_latin(value, limit: int, param: str) -> str | None:
+    """The operator's transliteration for a QR field: 1 to `limit` characters of EMV's set."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > limit or not emvqr.is_ans(value):
+        raise invalid("invalid_parameter", f"{param} must be 1 to {limit} Latin letters, digits, spaces or "
+                                           "punctuation: it is printed in QR codes beside the local name.", param)
+    return value
+
+
+def check_language(value) -> str | None:
+    """The language of a name in a local script (EMVCo 64/00): two letters of ISO 639-1."""
+    if value is None:
+        return None
+    try:
+        return emvqr.check_language(value)
+    except emvqr.QrFormatError:
+        raise invalid("invalid_parameter", "language must be two letters of ISO 639-1, such as zh.",
+                      "language") from None
+
+
+def code_names(tx, merchant_id: str, *, as_biller: bool, default_city: str | None = None) -> emvqr.Names:
+    """What the merchant's QR codes show of its name and city (its biller city, or its shop
+    city with `default_city` when it set none), local scripts in template 64."""
+    row = wallet_views.merchant_names(tx, merchant_id)
+    city, city_latin = ((row["biller_city"], row["biller_city_latin"]) if as_biller
+                        else (row["shop_city"] or default_city, row["shop_city_latin"]))
+    return emvqr.names(row["name"], city, name_latin=row["name_latin"], city_latin=city_latin,
+                       language=row["name_language"], fallback_name=merchant_id, fallback_city=COUNTRY)
+
+
+def create_merchant(tx, *, name: str, currency: str, now: datetime, name_latin: str | None = None,
+                    language: str | None = None) -> tuple[dict, str]:
     """A new merchant and its API key, which is stored only as a SHA-256 hash."""
     merchant_id = new_id("mer")
     account_id = ledger.open_account(tx, kind="merchant", currency=currency,
                                      owner_id=merchant_id, now=now)["id"]
     api_key = new_key("sk_")
     row = {"id": merchant_id, "name": name, "account_id": account_id, "currency": currency,
-           "api_key_hash": key_hash(api_key), "created_at": unix(now)}
+           "api_key_hash": key_hash(api_key), "created_at": unix(now),
+           "name_latin": check_latin(name_latin, 25, "name_latin"), "name_language": check_language(language)}
     merchants_db.insert_merchant(tx, **row)
     return merchant_view(row), api_key
 

@@ -19,10 +19,12 @@ from __future__ import annotations
 # -- billers ---------------------------------------------------------------------------
 
 
-def insert_biller(tx, *, merchant_id: str, city: str, mcc: str, created_at: int) -> None:
+def insert_biller(tx, *, merchant_id: str, city: str, mcc: str, created_at: int,
+                  city_latin: str | None = None) -> None:
     """Mark the merchant as a biller, with what its bills' QR codes show."""
-    tx.execute("INSERT INTO bill_billers (merchant_id, city, mcc, created_at) VALUES (:m, :city, :mcc, :at)",
-               {"m": merchant_id, "city": city, "mcc": mcc, "at": created_at})
+    tx.execute("INSERT INTO bill_billers (merchant_id, city, mcc, created_at, city_latin)"
+               " VALUES (:m, :city, :mcc, :at, :city_latin)",
+               {"m": merchant_id, "city": city, "mcc": mcc, "at": created_at, "city_latin": city_latin})
 
 
 def biller(tx, biller_id: str) -> dict | None:

@@ -27,13 +27,15 @@ def merchant_with_profile(tx, merchant_id: str) -> dict | None:
                   " LEFT JOIN checkout_profiles p ON p.merchant_id = m.id WHERE m.id = :id", {"id": merchant_id})
 
 
-def put_profile(tx, *, merchant_id: str, city: str, mcc: str, store_label: str | None, updated_at: int) -> None:
+def put_profile(tx, *, merchant_id: str, city: str, mcc: str, store_label: str | None, updated_at: int,
+                city_latin: str | None = None) -> None:
     """Set the merchant's profile, replacing the one it had."""
-    tx.execute("INSERT INTO checkout_profiles (merchant_id, city, mcc, store_label, updated_at)"
-               " VALUES (:m, :city, :mcc, :label, :at) ON CONFLICT (merchant_id) DO UPDATE SET"
+    tx.execute("INSERT INTO checkout_profiles (merchant_id, city, mcc, store_label, updated_at, city_latin)"
+               " VALUES (:m, :city, :mcc, :label, :at, :city_latin) ON CONFLICT (merchant_id) DO UPDATE SET"
                " city = excluded.city, mcc = excluded.mcc, store_label = excluded.store_label,"
-               " updated_at = excluded.updated_at",
-               {"m": merchant_id, "city": city, "mcc": mcc, "label": store_label, "at": updated_at})
+               " updated_at = excluded.updated_at, city_latin = excluded.city_latin",
+               {"m": merchant_id, "city": city, "mcc": mcc, "label": store_label, "at": updated_at,
+                "city_latin": city_latin})
 
 
 # -- checkouts ----------------------------------------------------------------------------

@@ -1,13 +1,15 @@
-"""Merchant queries. Owns `merchants` (migration 0002); gateway/services/merchants.py decides."""
+"""Merchant queries. Owns `merchants` (migrations 0002, 0012); gateway/services/merchants.py decides."""
 from __future__ import annotations
 
 
 def insert_merchant(tx, *, id: str, name: str, account_id: str, currency: str, api_key_hash: str,
-                    created_at: int) -> None:
-    tx.execute("INSERT INTO merchants (id, name, account_id, currency, api_key_hash, created_at)"
-               " VALUES (:id, :name, :account_id, :currency, :api_key_hash, :created_at)",
+                    created_at: int, name_latin: str | None = None, name_language: str | None = None) -> None:
+    tx.execute("INSERT INTO merchants (id, name, account_id, currency, api_key_hash, created_at, name_latin,"
+               " name_language) VALUES (:id, :name, :account_id, :currency, :api_key_hash, :created_at,"
+               " :name_latin, :name_language)",
                {"id": id, "name": name, "account_id": account_id, "currency": currency,
-                "api_key_hash": api_key_hash, "created_at": created_at})
+                "api_key_hash": api_key_hash, "created_at": created_at, "name_latin": name_latin,
+                "name_language": name_language})
 
 
 def merchant(tx, merchant_id: str) -> dict | None:

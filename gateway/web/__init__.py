@@ -1,10 +1,15 @@
-"""The gateway's web pages: the operator dashboard (/dashboard) and the wallet page (/wallet).
+"""The gateway's web pages: the operator dashboard (/dashboard) and the phone wallet (/wallet).
 
-Server-rendered HTML (Jinja2 templates in templates/, one CSS file in static/, no
-script). Sign-in puts the caller in Flask's signed session cookie, whose key is
-config.secret("session_key"); keys are only ever POSTed, never put in a URL. Every
-form that changes something carries the session's CSRF token. The data comes from
-gateway.dashboard (plain functions over a Tx); the pages only shape and format it.
+Server-rendered HTML (Jinja2 templates in templates/, one CSS file in static/). The
+dashboard runs no script. The wallet pages run the gateway's own scripts (static/*.js,
+no other origin): the camera scanner, the ride code the phone signs and draws itself,
+and small helps (a pay button that cannot be tapped twice); every page still works as
+plain forms where a script cannot run. Sign-in puts the caller in Flask's signed
+session cookie, whose key is config.secret("session_key"); keys are only ever POSTed,
+never put in a URL. Every form that changes something carries the session's CSRF token
+(a script's request carries it in the X-CSRF-Token header). The data comes from
+gateway.dashboard and the services (plain functions over a Tx); the pages only shape
+and format it.
 
 Settings (environment): TAPSTACK_TIMEZONE, the zone times are shown in (an IANA name,
 default Asia/Shanghai; the operator can change it per session); TAPSTACK_SECURE_COOKIES=1
@@ -37,6 +42,17 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+# The wallet's pages also run the gateway's own scripts, which talk only to the gateway,
+# and show the camera's picture (a MediaStream: mediastream: and blob: URLs); the camera
+# may be used by these pages and nothing they embed.
+_WALLET_HEADERS = {
+    **_HEADERS,
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Permissions-Policy": "camera=(self), microphone=(), geolocation=()",
+}
+CSRF_HEADER = "X-CSRF-Token"
 
 
 @bp.record_once
@@ -79,7 +95,8 @@ def csrf_token() -> str:
 
 
 def check_csrf() -> None:
-    sent = request.form.get(CSRF_FIELD, "")
+    """The form's CSRF token (or a script's, in the X-CSRF-Token header) is the session's."""
+    sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD, "")
     token = session.get(CSRF_FIELD)
     if not token or not hmac.compare_digest(sent.encode(), token.encode()):
         abort(400, "This form has expired; reload the page and try again.")
@@ -118,7 +135,8 @@ def page(template: str, status: int = 200, **values):
 
 @bp.after_request
 def _headers(response):
-    for name, value in _HEADERS.items():
+    headers = _WALLET_HEADERS if request.path.startswith("/wallet") else _HEADERS
+    for name, value in headers.items():
         if name == "Cache-Control" and request.endpoint == "web.static":
             continue  # the stylesheet may be cached; pages with balances and keys may not
         response.headers.setdefault(name, value)
@@ -146,4 +164,4 @@ def _error(exc: Exception):
     return page("error.html", err.status, message=err.message, back=_home())
 
 
-from gateway.web import operator, wallet  # noqa: E402,F401  (routes register on bp)
+from gateway.web import operator, wallet, scan, ride, funds  # noqa: E402,F401  (routes register on bp)

@@ -7,9 +7,14 @@ browser download is never used, so the tests need no network. Without chromium o
 `playwright` package the tests fail saying what to install: they are never skipped.
 
 Screenshots go to test-artifacts/browser/ at the repository root (gitignored).
+
+The browser has a fake camera: chromium's --use-fake-device-for-media-stream shows the
+Y4M file CAMERA_FILE as the camera's picture, re-read each time a page opens the camera,
+so `camera.show(image)` puts a code (or nothing) in front of the lens for the next scan.
 """
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -24,7 +29,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from gateway.auth import operator_key
 from gateway.config import Config
@@ -36,6 +43,32 @@ CHROMIUM = os.environ.get("TAPSTACK_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 START_SECONDS = 30
+CAMERA_SIZE = (640, 480)
+
+
+class Camera:
+    """The fake camera's picture: a Y4M file (YUV 4:2:0) that chromium loops as its video."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.show(None)
+
+    def show(self, image: Image.Image | bytes | None, *, size: int = 300) -> None:
+        """Put `image` (a PNG's bytes or an image; None for an empty desk) in the middle of
+        a light picture, `size` pixels wide, as the camera sees it from now on."""
+        frame = Image.new("RGB", CAMERA_SIZE, (214, 208, 196))
+        if image is not None:
+            if isinstance(image, (bytes, bytearray)):
+                image = Image.open(io.BytesIO(image))
+            code = image.convert("RGB").resize((size, size * image.height // image.width), Image.NEAREST)
+            frame.paste(code, ((CAMERA_SIZE[0] - code.width) // 2, (CAMERA_SIZE[1] - code.height) // 2))
+        ycc = np.asarray(frame.convert("YCbCr"))
+        width, height = CAMERA_SIZE
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as out:
+            out.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+            out.write(b"FRAME\n" + ycc[:, :, 0].tobytes() + ycc[::2, ::2, 1].tobytes() + ycc[::2, ::2, 2].tobytes())
+        os.replace(tmp, self.path)
 
 
 def free_port() -> int:
@@ -173,9 +206,11 @@ def gateway(served_gateway):
              "token": token(n % 5)})
     seed["taps"] = rows["bus-1"] + rows["bus-2"]
     seed["uploads"] = []
+    seed["terminals"] = {}
     for name, batch in rows.items():
         terminal = op.post("/v1/terminals", {"merchant_id": bus["id"], "name": name})
         signed = op.as_((terminal["key_id"], bytes.fromhex(terminal["secret"])))
+        seed["terminals"][name] = signed
         seed["uploads"].append(signed.post("/v1/taps", {"taps": batch}, expect=200))
     op.post("/v1/issuer/deny-list", {"entry": token(7), "kind": "token", "reason": "reported stolen"})
     served_gateway.seed = seed
@@ -183,8 +218,13 @@ def gateway(served_gateway):
 
 
 @pytest.fixture(scope="session")
-def browser_context(tmp_path_factory):
-    """A headless Debian chromium with a fresh profile, driven by Playwright."""
+def camera(tmp_path_factory) -> Camera:
+    return Camera(tmp_path_factory.mktemp("camera") / "camera.y4m")
+
+
+@pytest.fixture(scope="session")
+def browser_context(tmp_path_factory, camera):
+    """A headless Debian chromium with a fresh profile and the fake camera, driven by Playwright."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -196,7 +236,9 @@ def browser_context(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            str(profile), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                                  f"--use-file-for-fake-video-capture={camera.path}"],
             viewport={"width": 1280, "height": 900})
         try:
             yield context

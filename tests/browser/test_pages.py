@@ -1,6 +1,7 @@
 """The operator dashboard and the wallet page in a real browser against a served gateway:
-the figures on the page are those the API and the ledger give; a bill is paid from the
-phone page once, and the balance drops by its amount; the pay code's QR scans."""
+the figures on the page are those the API and the ledger give; a bill looked up by
+consumer number is paid from the phone page once, and the balance drops by its amount;
+the pay code's QR scans. (Scanning, riding and the Money tab: test_wallet_phone.py.)"""
 from __future__ import annotations
 
 import re
@@ -125,7 +126,7 @@ def test_a_bill_on_the_wallet_page_is_paid_from_it(page, gateway, artifacts):
     bill = gateway.seed["bills"][0]
     page.select_option("#biller_id", gateway.seed["biller_id"])
     page.fill("#consumer_number", bill["consumer_number"])
-    page.click("text=Find bills")
+    page.click("button:text('Find bills')")
     entry = page.locator(f'#bills li[data-bill="{bill["id"]}"]')
     assert entry.get_attribute("data-status") == "open"
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # fits a phone
@@ -139,6 +140,9 @@ def test_a_bill_on_the_wallet_page_is_paid_from_it(page, gateway, artifacts):
     page.wait_for_selector("#receipt")
 
     assert bill["bill_number"] in page.locator("#receipt").inner_text()
+    shot(page, artifacts, "wallet-receipt")
+    page.click("text=Done")
+    page.wait_for_selector("#bills")
     assert page.locator(f'li.paid-bill[data-bill="{bill["id"]}"]').get_attribute("data-status") == "paid"
     assert page.locator(f'#bills li[data-bill="{bill["id"]}"]').count() == 0
     after = available(gateway, wallet_id, credential)
@@ -165,7 +169,7 @@ def test_a_double_click_on_confirm_pays_once(page, gateway):
 def test_the_pay_code_qr_scans_and_a_till_redeems_it(page, gateway, artifacts):
     page.set_viewport_size(PHONE)
     wallet_id, credential = sign_in_wallet(page, gateway, "jun")
-    page.click("text=Show a pay code")
+    page.click("button:text('Show a pay code')")
     page.wait_for_selector("svg.qr")
     shown = page.locator("#pay-code").inner_text()
     assert read_text(page.locator(".qrbox").screenshot()) == shown

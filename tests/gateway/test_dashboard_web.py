@@ -168,10 +168,10 @@ def test_a_bill_is_paid_once_however_often_the_confirmation_is_sent(client, worl
     assert world.available("a") == 20_000 - 4_321
     with store.read() as tx:
         assert tx.one("SELECT COUNT(*) AS n FROM bill_payments")["n"] == 1
-    page = client.get(first.headers["Location"]).get_data(as_text=True)
+    page = client.get(first.headers["Location"]).get_data(as_text=True)  # the receipt
     assert "Paid" in page and bill["bill_number"] in page
-    assert f'data-bill="{bill["id"]}" data-status="paid"' in page
     assert re.search(rf'id="balance" data-amount="{20_000 - 4_321}"', page)
+    assert f'data-bill="{bill["id"]}" data-status="paid"' in client.get("/wallet").get_data(as_text=True)
     # a new confirmation of the paid bill pays nothing more
     confirm = client.get(f"/wallet/bills/{bill['id']}/pay").get_data(as_text=True)
     assert "nothing to pay" in confirm and 'id="confirm"' not in confirm
@@ -233,8 +233,10 @@ def test_the_wallet_page_lists_its_cards_bus_taps(client, world, clock):
     rider.load(1000)
     upload(world, [rider.tap(clock, fare=230)])
     sign_in_wallet(client, world.wallet("a")[1].auth)
-    trips = re.search(r'<ul class="list" id="trips">(.*?)</ul>', client.get("/wallet").get_data(as_text=True), re.S)
-    assert "Route R1, stop S3" in text(trips.group(1)) and "2.30 CNY" in text(trips.group(1))
+    ride = client.get("/wallet/ride").get_data(as_text=True)  # the Ride tab lists the trips
+    trips = re.search(r'<ul class="list trips" id="trips">(.*?)</ul>', ride, re.S)
+    assert "Route R1" in text(trips.group(1)) and "stop S3" in text(trips.group(1))
+    assert "2.30 CNY" in text(trips.group(1)) and "paid at the tap" in text(trips.group(1))
 
 
 def test_a_ledger_check_is_reused_until_the_operator_asks_for_a_new_one(client, config, world, store):

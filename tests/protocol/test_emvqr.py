@@ -32,6 +32,22 @@ CHECKOUT = ("00020101021226260012org.tapstack0106SHOP-7520454115303156540545.905
             "80340012org.tapstack011420261127121500" "6304EF8E")
 DOC = Path(__file__).resolve().parents[2] / "docs" / "qr-formats.md"
 
+# Codes from national schemes, as published (each source is named in docs/qr-formats.md).
+WILD = {
+    # Thailand, PromptPay to a phone number, static; no 52, 59 or 60 (dtinth/promptpay-qr).
+    "promptpay": "00020101021129370016A000000677010111011300668012345675802TH530376463046197",
+    # The same with an amount, 4.22 THB: dynamic.
+    "promptpay-amount": "00020101021229370016A000000677010111011300660000000005802TH530376454044.226304E469",
+    # Cambodia, a UnionPay account, city "Banteay Meanchey" of 16 characters, fields out of
+    # ascending order (sokmesakhiev/emv_qr_code_processor).
+    "khqr-city": ("00020101021252044131153137210116372101160123456789ABCDE6016Banteay Meanchey"
+                  "5913Kuntheas Shop5802KH540510.005303840621201081234567863041FF2"),
+    # Cambodia, KHQR to a Bakong account with a language template (perfectpanel/bakong-khqr-php).
+    "khqr-language": ("00020101021130470009khqr@aclb0111855124649170215ACLEDA Bank Plc5204599953038405802KH"
+                      "5907BUN MAO6010Phnom Penh6102126213020901050033164310002KM0107BUN MAO0210Phnom Penh"
+                      "6304E313"),
+}
+
 
 def bill(**changes):
     args = dict(biller_id="WATER-0042", bill_number="2026110012345", reference="ACCT88213",
@@ -94,15 +110,22 @@ def test_tapstack_vectors_are_stable():
 
 def test_docs_carry_the_vectors_and_the_messages_they_show():
     doc = DOC.read_text(encoding="utf-8")
-    for vector in (SPEC_EXAMPLE, BILL, MERCHANT, CHECKOUT):
+    for vector in (SPEC_EXAMPLE, BILL, MERCHANT, CHECKOUT, *WILD.values()):
         assert f"    {vector}\n" in doc
-    broken = [SPEC_EXAMPLE[:-1] + "B", refresh_crc(BILL.replace("5406128.50", "540612.850")),
-              refresh_crc(BILL.replace("0509ACCT88213", "0509ACCT882130101X").replace("6230", "6235")),
-              "000201520441", "TS:W50-NDJBEF10"]
-    for payload in broken:
+    refused = [SPEC_EXAMPLE[:-1] + "B",
+               refresh_crc(BILL.replace("0509ACCT88213", "0509ACCT882130101X").replace("6230", "6235")),
+               "000201520441", "TS:W50-NDJBEF10", refresh_crc(BILL.replace("5406128.50", "540612.855"))]
+    for payload in refused:
         with pytest.raises(QrFormatError) as err:
             emvqr.parse(payload)
         assert f"    {err.value}\n" in doc
+    bent = refresh_crc(BILL.replace("5406128.50", "540612.850"))
+    with pytest.raises(QrFormatError) as err:
+        emvqr.parse(bent, strict=True)
+    assert f"    {err.value}\n" in doc and str(emvqr.parse(bent).warnings[0]) == str(err.value)
+    for name in ("promptpay", "khqr-city"):
+        for warning in emvqr.parse(WILD[name]).warnings:
+            assert f"    {warning}\n" in doc
     registers = [f"{emvqr.crc16(b'0002016304'[:n]):04X}" for n in range(1, 11)]
     assert "| register after it | " + " | ".join(registers) + " |" in doc
     assert emvqr.with_crc("000201") == "0002016304AAE6" and "`6304AAE6`" in doc
@@ -122,13 +145,21 @@ def test_docs_carry_the_vectors_and_the_messages_they_show():
     (emvqr.with_crc("000202"), "00", "must be '01'"),
     (emvqr.with_crc("010212000201"), "00", "starts with the payload format indicator '000201'"),
     ("TS:ABCDEF", "00", "found 'TS:ABC'"),
-    ("0" * 513, None, "at most 512"),
 ])
 def test_structural_errors_name_the_field(payload, field_id, words):
     with pytest.raises(QrFormatError) as err:
         emvqr.parse(payload)
     assert err.value.field_id == field_id
     assert words in str(err.value)
+
+
+def test_a_payload_longer_than_512_characters_is_read_with_a_warning():
+    extra = "".join(f"{n}990095" + "A" * 95 for n in (81, 82, 83, 84))  # unreserved templates, 103 characters each
+    long = emvqr.with_crc(BILL[:-8] + extra)
+    assert len(long) > emvqr.MAX_PAYLOAD
+    qr = emvqr.parse(long)
+    assert qr.bill_number == "2026110012345" and qr.unreserved["83"] == {"00": "A" * 95}
+    assert [(w.field_id, w.message) for w in qr.warnings] == [(None, f"{len(long)} characters; a payload has at most 512")]
 
 
 def swap(payload: str, old: str, new: str) -> str:
@@ -141,27 +172,55 @@ def swap(payload: str, old: str, new: str) -> str:
     ("52044900", "", "52", "missing"),
     ("5303156", "5303999", "53", "unknown currency"),
     ("5303156", "5303CNY", "53", "3-digit"),
-    ("5406128.50", "5406128.5x", "54", "not digits"),
     ("5406128.50", "540612.850", "54", "3 decimal(s); CNY allows 2"),
     ("5406128.50", "54060000.0", "54", "zero"),
+    ("5406128.50", "5404128.", "54", "no digits after"),
     ("5802CN", "5802cn", "58", "2-letter"),
-    ("5802CN", "5802CN5802CN", "58", "duplicate id"),
     ("6006Harbin", "6016HarbinHarbinHarb", "60", "at most 15"),
+    ("5912Harbin Water", "", "59", "missing"),
     ("010212", "010213", "01", "'11' (static) or '12' (dynamic)"),
     ("0012org.tapstack", "0212org.tapstack", "26", "globally unique id"),
+    ("80340012org.tapstack", "80340212org.tapstack", "80", "globally unique id"),
+    ("0509ACCT88213", "0509ACCT8821é", "62/05", "outside the EMV common character set"),
+])
+def test_bent_rules_are_warnings_read_liberally_and_errors_read_strictly(old, new, field_id, words):
+    assert old in BILL
+    payload = refresh_crc(BILL.replace(old, new, 1))
+    qr = emvqr.parse(payload)
+    assert [w.field_id for w in qr.warnings] == [field_id] or field_id == "53"  # 53 also leaves 54 unread
+    assert words in str(qr.warnings[0]) and qr.warnings[0].field_id == field_id
+    assert qr.bill_number == "2026110012345"  # everything else is still read
+    with pytest.raises(QrFormatError) as err:
+        emvqr.parse(payload, strict=True)
+    assert err.value.field_id == field_id, str(err.value)
+    assert str(err.value) == str(qr.warnings[0])
+
+
+@pytest.mark.parametrize("old, new, field_id, words", [
+    ("5406128.50", "5406128.5x", "54", "not digits"),
+    ("5406128.50", "540612.855", "54", "not a whole number of minor units"),
+    ("5802CN", "5802CN5802CN", "58", "duplicate id"),
     ("0509ACCT88213", "0519ACCT88213", "62/05", "runs past the end of the template 62"),
     ("6230011320261100123450509ACCT88213", "6235011320261100123450509ACCT882130101X", "62/01", "duplicate id"),
     ("0509ACCT88213", "05X9ACCT88213", "62/05", "length 'X9' is not two digits"),
     ("0509ACCT88213", "X509ACCT88213", "62", "field id 'X5' is not two digits"),
-    ("80340012org.tapstack", "80340212org.tapstack", "80", "globally unique id"),
 ])
-def test_field_rules_name_the_field(old, new, field_id, words):
+def test_broken_structure_and_unreadable_amounts_are_refused_however_read(old, new, field_id, words):
     assert old in BILL
     payload = refresh_crc(BILL.replace(old, new, 1))
-    with pytest.raises(QrFormatError) as err:
-        emvqr.parse(payload)
-    assert err.value.field_id == field_id, str(err.value)
-    assert words in str(err.value)
+    for strict in (False, True):
+        with pytest.raises(QrFormatError) as err:
+            emvqr.parse(payload, strict=strict)
+        assert err.value.field_id == field_id, str(err.value)
+        assert words in str(err.value)
+
+
+def test_liberal_amounts_keep_their_exact_value():
+    assert emvqr.parse(refresh_crc(BILL.replace("5406128.50", "540712.8500"))).amount == 1285
+    assert emvqr.parse(refresh_crc(BILL.replace("5406128.50", "54060000.0"))).amount is None
+    unknown = emvqr.parse(refresh_crc(BILL.replace("5303156", "5303999")))
+    assert (unknown.amount, unknown.currency, unknown.currency_code) == (None, "999", None)
+    assert [w.field_id for w in unknown.warnings] == ["53", "54"]
 
 
 @pytest.mark.parametrize("old, new, amount", [("5406128.50", "5406128500", 12850000),
@@ -292,7 +351,7 @@ def test_other_scripts_only_in_the_language_template():
         bill(merchant_name="哈尔滨供水")
     assert err.value.field_id == "59"
     with pytest.raises(QrFormatError) as err:
-        emvqr.parse(refresh_crc(BILL.replace("0509ACCT88213", "0509ACCT8821é")))
+        emvqr.parse(refresh_crc(BILL.replace("0509ACCT88213", "0509ACCT8821é")), strict=True)
     assert err.value.field_id == "62/05"
     with pytest.raises(QrFormatError, match="needs the local name"):
         bill(local_city="哈尔滨")
@@ -358,3 +417,101 @@ def test_any_single_byte_change_is_caught(qr, data):
     new = data.draw(st.sampled_from("0123456789AZaz. ").filter(lambda c: c != payload[i]))
     with pytest.raises(QrFormatError):
         emvqr.parse(payload[:i] + new + payload[i + 1:])
+
+
+# ---------------------------------------------------------------- codes in the wild
+
+def test_promptpay_codes_without_category_name_or_city_are_read_with_warnings():
+    qr = emvqr.parse(WILD["promptpay"])
+    assert emvqr.scheme(qr) == "PromptPay (Thailand)"
+    assert qr.merchant_accounts == {"29": {"00": "A000000677010111", "01": "0066801234567"}}
+    assert (qr.dynamic, qr.currency_code, qr.country, qr.amount) == (False, "THB", "TH", None)
+    assert (qr.mcc, qr.name, qr.city) == (None, None, None)
+    assert [str(w) for w in qr.warnings] == [
+        "field 52 (merchant category code): missing: mandatory field",
+        "field 59 (merchant name): missing: mandatory field",
+        "field 60 (merchant city): missing: mandatory field"]
+    paid = emvqr.parse(WILD["promptpay-amount"])
+    assert (paid.dynamic, paid.amount, paid.currency_code) == (True, 422, "THB")
+    with pytest.raises(QrFormatError, match="missing: mandatory field") as err:
+        emvqr.parse(WILD["promptpay"], strict=True)
+    assert err.value.field_id == "52"
+
+
+def test_a_cambodian_code_with_a_16_character_city_is_read_with_one_warning():
+    qr = emvqr.parse(WILD["khqr-city"])
+    assert (qr.city, qr.name, qr.amount, qr.currency_code, qr.mcc) == ("Banteay Meanchey", "Kuntheas Shop", 1000,
+                                                                      "USD", "4131")
+    assert qr.merchant_accounts == {"15": "37210116372101160123456789ABCDE"} and emvqr.scheme(qr) == "UnionPay"
+    assert qr.bill_number == "12345678"
+    assert [str(w) for w in qr.warnings] == [
+        "field 60 (merchant city) at offset 55: at most 15 characters, got 16"]
+
+
+def test_a_khqr_code_with_a_language_template_keeps_every_rule():
+    qr = emvqr.parse(WILD["khqr-language"])
+    assert qr.warnings == () and emvqr.scheme(qr) == "KHQR (Cambodia)"
+    assert qr.language == {"00": "KM", "01": "BUN MAO", "02": "Phnom Penh"}
+    assert (qr.local_name, qr.postal_code, qr.additional) == ("BUN MAO", "12", {"02": "010500331"})
+
+
+def test_codes_from_elsewhere_are_not_tapstack_codes():
+    for payload in WILD.values():
+        with pytest.raises(QrFormatError, match="no tapstack merchant account"):
+            emvqr.read_tapstack(emvqr.parse(payload), NOW)
+    assert emvqr.scheme(emvqr.parse(BILL)) == "tapstack"
+    assert emvqr.scheme(emvqr.parse(SPEC_EXAMPLE)) is None  # its accounts are the specification's examples
+
+
+def test_a_tapstack_code_needs_a_known_currency():
+    with pytest.raises(QrFormatError, match="unknown currency") as err:
+        emvqr.read_tapstack(emvqr.parse(refresh_crc(BILL.replace("5303156", "5303999"))), NOW)
+    assert err.value.field_id == "53"
+
+
+def test_the_encoder_stays_strict():
+    qr = emvqr.parse(WILD["khqr-city"])
+    with pytest.raises(QrFormatError, match="at most 15 characters") as err:
+        emvqr.encode(qr)
+    assert err.value.field_id == "60"
+    with pytest.raises(QrFormatError, match="missing: mandatory field") as err:
+        emvqr.encode(emvqr.parse(WILD["promptpay"]))
+    assert err.value.field_id == "52"
+    fixed = emvqr.encode(MerchantQr(**{**qr.__dict__, "city": "Banteay Mean", "warnings": ()}))
+    assert emvqr.parse(fixed, strict=True).city == "Banteay Mean"
+
+
+# ---------------------------------------------------------------- names in local scripts
+
+def test_a_chinese_name_goes_in_the_language_template_beside_its_transliteration():
+    names = emvqr.names("杭州水务集团", "杭州", name_latin="Hangzhou Water", city_latin="Hangzhou",
+                        fallback_name="mer_1", fallback_city="CN")
+    assert names == emvqr.Names("Hangzhou Water", "Hangzhou", "杭州水务集团", "杭州", "ZH")
+    payload = bill(**names.code_args())
+    qr = emvqr.parse(payload, strict=True)
+    assert (qr.name, qr.city, qr.local_name, qr.local_city) == ("Hangzhou Water", "Hangzhou", "杭州水务集团", "杭州")
+    assert "64220002ZH0106杭州水务集团0202杭州" in payload
+
+
+def test_without_a_transliteration_the_stated_fallbacks_are_used():
+    assert emvqr.names("杭州水务", "杭州", fallback_name="mer_0a1b", fallback_city="CN") == \
+        emvqr.Names("mer_0a1b", "CN", "杭州水务", "杭州", "ZH")
+    # accents are dropped rather than the whole name
+    assert emvqr.names("Café Lumière", "Besançon", fallback_name="x", fallback_city="FR", language="fr") == \
+        emvqr.Names("Cafe Lumiere", "Besancon", "Café Lumière", "Besançon", "FR")
+    # a name all in EMV's characters needs no template; a local city alone brings the name along
+    assert emvqr.names("City Water", "Hangzhou", fallback_name="x", fallback_city="CN") == \
+        emvqr.Names("City Water", "Hangzhou")
+    assert emvqr.names("City Water", "杭州", fallback_name="x", fallback_city="CN") == \
+        emvqr.Names("City Water", "CN", "City Water", "杭州", "ZH")
+    long = emvqr.names("水" * 30, "州" * 20, fallback_name="mer_" + "f" * 24, fallback_city="CN")
+    assert (len(long.name), len(long.local_name), len(long.local_city)) == (25, 25, 15)
+    emvqr.parse(bill(**long.code_args()), strict=True)
+
+
+def test_language_preferences_are_two_letters():
+    assert emvqr.check_language("zh") == "ZH" and emvqr.check_language("KM") == "KM"
+    for bad in ("zho", "z", "中文", None, "z1"):
+        with pytest.raises(QrFormatError) as err:
+            emvqr.check_language(bad)
+        assert err.value.field_id == "64/00"

@@ -162,9 +162,12 @@ def test_bad_pictures_and_codes_get_one_clear_line(pilot, tmp_path):
                                     expires_at=datetime.now(timezone.utc) - timedelta(hours=1)), expired)
     plain = tmp_path / "plain.png"
     wallet_qr.write("https://example.invalid/not-a-payment", plain)
+    promptpay = tmp_path / "promptpay.png"  # read liberally, then refused by name
+    wallet_qr.write("00020101021229370016A000000677010111011300660000000005802TH530376454044.226304E469", promptpay)
     for image, says in ((blank, "no QR code found"), (notes, "not an image"),
                         (tmp_path / "missing.png", "no such file"), (torn, "QR code"),
-                        (expired, "expired"), (plain, "not an EMVCo payload")):
+                        (expired, "expired"), (plain, "not an EMVCo payload"),
+                        (promptpay, "this is a PromptPay (Thailand) code; this wallet pays tapstack codes only")):
         code, out = wallet_cli(pilot, "scan", str(image), "--yes")
         assert code == 1 and says in one_error_line(out), (image.name, out)
     assert pilot.available("a") == 100_000

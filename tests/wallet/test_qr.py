@@ -249,3 +249,28 @@ def test_the_wallet_has_one_scan_that_pays_and_one_decode_that_does_not(tmp_path
     assert result.exit_code == 0 and result.output == bill() + "\n"
     scan_help = CliRunner().invoke(cli, ["scan", "--help"]).output
     assert "--yes" in scan_help and "--text" not in scan_help
+
+
+def test_decode_command_reads_a_national_code_liberally_and_prints_its_warnings(tmp_path):
+    from click.testing import CliRunner
+    promptpay = "00020101021229370016A000000677010111011300660000000005802TH530376454044.226304E469"
+    result = CliRunner().invoke(qr.decode_command, [str(qr.write(promptpay, tmp_path / "pp.png"))])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "EMVCo merchant-presented code (dynamic), PromptPay (Thailand)"
+    assert "amount     4.22 THB" in lines
+    assert [line for line in lines if line.startswith("warning")] == [
+        "warning    field 52 (merchant category code): missing: mandatory field",
+        "warning    field 59 (merchant name): missing: mandatory field",
+        "warning    field 60 (merchant city): missing: mandatory field"]
+    assert lines[-1].startswith("tapstack   not payable here: field 26")
+
+
+def test_decode_command_shows_the_local_name(tmp_path):
+    from click.testing import CliRunner
+    names = emvqr.names("杭州水务", "杭州", name_latin="Hangzhou Water", city_latin="Hangzhou",
+                        fallback_name="x", fallback_city="CN")
+    path = qr.write(bill(**names.code_args()), tmp_path / "bill.png")
+    result = CliRunner().invoke(qr.decode_command, [str(path)])
+    assert "merchant   Hangzhou Water, Hangzhou (CN), MCC 4900" in result.output
+    assert "local name 杭州水务, 杭州 (ZH)" in result.output and "warning" not in result.output
