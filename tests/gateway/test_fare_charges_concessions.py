@@ -2,18 +2,25 @@
 GET shows it, and the charging run prices the wallet's linked cards at that class's rate and cap."""
 from __future__ import annotations
 
-import json
-
-from tests.gateway.fixtures import error, ok
+from gateway.services import fare_charges
+from tests.gateway.fixtures import START, error, ok
 from tests.gateway.test_card_links import PAN_TOKEN
 from tests.gateway.test_fare_charges import RULES, charges, link, ride, run
 
 STUDENT = {"discount": {"kind": "percent", "percent": 50}, "caps": {"day": 250, "week": 800}}
 
 
+def publish(config, rules: dict) -> None:
+    """Publish through the database, as `tapstack gateway publish-fares` does, for every node."""
+    store = config.open_store()
+    try:
+        store.write(lambda tx: fare_charges.publish_rules(tx, rules, now=START))
+    finally:
+        store.close()
+
+
 def publish_with_student(config) -> None:
-    rules = {**RULES, "concessions": {**RULES["concessions"], "student": STUDENT}}
-    (config.data_dir / "fare_rules.json").write_text(json.dumps(rules))
+    publish(config, {**RULES, "concessions": {**RULES["concessions"], "student": STUDENT}})
 
 
 def set_class(world, wallet: str, klass, *, key: str = "auto"):
@@ -85,7 +92,7 @@ def test_a_wallet_whose_class_the_rules_no_longer_know_is_held_not_charged(world
     link(world)
     world.top_up("a", 2000)
     ok(set_class(world, "a", "student"))
-    (config.data_dir / "fare_rules.json").write_text(json.dumps(RULES))  # student withdrawn
+    publish(config, {**RULES, "version": RULES["version"] + 1})  # student withdrawn
     ride(world, PAN_TOKEN, ("07:00", "12"))
     summary = run(world)
     assert summary["held"] == 1 and summary["charged"]["count"] == 0

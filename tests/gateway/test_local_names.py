@@ -4,7 +4,7 @@ template 64 beside fields 59 and 60, and scans back from its picture."""
 from __future__ import annotations
 
 from protocol import emvqr
-from tests.gateway.conftest import START, error, ok
+from tests.gateway.fixtures import START, error, ok
 from wallet import qr as wallet_qr
 
 BILL = {"consumer_number": "330105-0042", "period": "2026-11", "amount_due": 12_345, "currency": "CNY",

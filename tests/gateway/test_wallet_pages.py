@@ -15,7 +15,7 @@ from PIL import Image
 
 from gateway.web import codes
 from protocol import certs, ed25519, emvqr, signed_qr
-from tests.gateway.conftest import START, ok
+from tests.gateway.fixtures import START, ok
 from tests.gateway.test_dashboard_web import csrf, sign_in_wallet, text
 from wallet import qr as wallet_qr
 
