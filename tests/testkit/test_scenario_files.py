@@ -43,12 +43,12 @@ def error_of(text: str, tmp_path, name="scenario_x.yaml") -> ScenarioError:
     (GOOD + "  - tear_after: {n: 1, readr: validator}\n", 8, ["did you mean 'reader'?"]),
     (GOOD + "  - remov\n", 8, ["unknown step 'remov'", "did you mean 'remove'?"]),
     (GOOD.replace("validator: {fare: 200}", "validator: {fare: 200, deny: [bob]}"), 4, ["denies 'bob'"]),
-    (GOOD + "  - present: {card: alice, reader: validator\n", 9, ["not valid YAML"]),
+    (GOOD + "  - present: {card: alice, reader: validator\n", 8, ["not valid YAML", "'{' on this line is never closed"]),
     (GOOD.replace("readers:", "cards:"), 3, ["'cards' given twice (first at line 1)"]),
     ("cards: {}\nsteps: []\n", 2, ["steps must be a list"]),
     ("cards:\n  x: {type: replay, trace: missing.jsonl}\nsteps: [remove]\n", 2, ["missing.jsonl: cannot read"]),
-    ("cards:\n  x: {type: scripted, answers: {'00A4*': 'ZZ'}}\nsteps: [remove]\n", 2, ["is not hex"]),
-    ("cards:\n  x: {type: scripted, answers: {'00A*': '9000'}}\nsteps: [remove]\n", 2, ["byte boundary"]),
+    ("cards:\n  x: {type: scripted, answers: {'00A4*': 'ZZ'}}\nsteps: [remove]\n", 2, ["'Z' is not a hex digit"]),
+    ("cards:\n  x: {type: scripted, answers: {'00A*': '9000'}}\nsteps: [remove]\n", 2, ["'*' must stand for whole bytes"]),
     ("cards:\n  x: {type: uid, uid: 12345678}\nsteps: [remove]\n", 2, ["hex text in quotes"]),
     ("cards:\n  x: {type: emv, pan: '4242424242424241'}\nsteps: [remove]\n", 2, ["Luhn"]),
     ("transports: [mock, usb]\nsteps: [remove]\n", 1, ["unknown transport 'usb'"]),
@@ -145,7 +145,7 @@ def test_a_scripted_card_answering_by_a_python_function_next_to_the_scenario(tmp
     result = run_scenario(load_scenario(path), "mock", Stage())
     assert result.ok, result.report()
     path.write_text("cards:\n  f: {type: scripted, function: answers.py:nothing}\nsteps: [remove]\n")
-    assert "function 'answers.py:nothing' cannot be loaded: AttributeError" in error_of(path.read_text(), tmp_path).message
+    assert "function 'answers.py:nothing': answers.py has no 'nothing'" in error_of(path.read_text(), tmp_path).message
 
 
 def test_a_torn_debit_at_the_validator_program_is_recovered_and_journalled(tmp_path):
