@@ -160,9 +160,9 @@ def _card(check: Check, name: str, spec: Any, line: int) -> CardSpec:
         spec, base = _card_file(check, spec, line)
     if "type" not in spec:
         hint = next((colon_hint(k, ("type",)) for k in spec if colon_hint(k, ("type",))), "")
-        check.fail(spec.line, hint or f"card {name!r} needs a type: one of {', '.join(CARD_TYPES)}")
+        check.fail(line, hint or f"card {name!r} needs a type: one of {', '.join(CARD_TYPES)}")
     kind = check.choice(spec["type"], spec.at("type"), "card type", tuple(CARD_TYPES))
-    check.keys(spec, {"type": None, **CARD_TYPES[kind]}, f"a card of type {kind}")
+    check.part(lambda: check.keys(spec, {"type": None, **CARD_TYPES[kind]}, f"a card of type {kind}"))
     at = spec.at
     o: dict[str, Any] = {}
     if "uid" in spec:
@@ -194,14 +194,14 @@ def _card(check: Check, name: str, spec: Any, line: int) -> CardSpec:
         o.setdefault("uid", derived_bytes(name, b"\x04", 7))
     elif kind == "uid":
         if "uid" not in spec:
-            check.fail(spec.line, f"card {name!r} of type uid needs 'uid'")
+            check.fail(line, f"card {name!r} of type uid needs 'uid'")
     elif kind == "scripted":
-        _scripted(check, name, spec, o, base)
+        _scripted(check, name, spec, o, base, line)
     elif kind == "python":
-        _python(check, name, spec, o, base)
+        _python(check, name, spec, o, base, line)
     elif kind == "replay":
         if "trace" not in spec:
-            check.fail(spec.line, f"card {name!r} of type replay needs 'trace'")
+            check.fail(line, f"card {name!r} of type replay needs 'trace'")
         path = base / check.text(spec["trace"], at("trace"), "trace")
         from terminal.trace import TraceError, read_trace
 
@@ -232,7 +232,7 @@ def _card_file(check: Check, spec: Map, line: int) -> tuple[Map, Path]:
     return merged, path.parent
 
 
-def _scripted(check: Check, name: str, spec: Map, o: dict, base: Path) -> None:
+def _scripted(check: Check, name: str, spec: Map, o: dict, base: Path, line: int) -> None:
     at = spec.at
     o.setdefault("uid", derived_bytes(name, b"\x04", 7))
     o["rules"] = _rules(check, spec.get("answers", Map()), at("answers"))
@@ -243,7 +243,7 @@ def _scripted(check: Check, name: str, spec: Map, o: dict, base: Path) -> None:
         o["state"] = check.text(str(spec["state"]), at("state"), "state")
     states = {s for r in o["rules"] for s in r.states} | {r.then for r in o["rules"] if r.then}
     if states and "state" not in spec:
-        check.fail(spec.line, f"scripted card {name!r}: its rules name states ({', '.join(sorted(states))}): "
+        check.fail(line, f"scripted card {name!r}: its rules name states ({', '.join(sorted(states))}): "
                               "say which it starts in with state: ...")
     if "state" in spec:
         reached = {o["state"]} | {r.then for r in o["rules"] if r.then}
@@ -254,7 +254,7 @@ def _scripted(check: Check, name: str, spec: Map, o: dict, base: Path) -> None:
     if "function" in spec:
         o["function"] = _function(check, spec["function"], at("function"), base)
     if not o["rules"] and "function" not in o and "default" not in spec:
-        check.fail(spec.line, f"scripted card {name!r} needs answers, a default or a function")
+        check.fail(line, f"scripted card {name!r} needs answers, a default or a function")
 
 
 def _answer(check: Check, value: Any, line: int, what: str) -> bytes:
@@ -321,14 +321,14 @@ def _function(check: Check, value: Any, line: int, base: Path):
     return function
 
 
-def _python(check: Check, name: str, spec: Map, o: dict, base: Path) -> None:
+def _python(check: Check, name: str, spec: Map, o: dict, base: Path, line: int) -> None:
     import inspect
 
     from tapstack.testing.cards import load_class
 
     at = spec.at
     if "class" not in spec:
-        check.fail(spec.line, f"card {name!r} of type python needs 'class' (module:Class or file.py:Class)")
+        check.fail(line, f"card {name!r} of type python needs 'class' (module:Class or file.py:Class)")
     text = check.text(spec["class"], at("class"), "class")
     try:
         cls = load_class(text, base)
@@ -370,7 +370,7 @@ VALIDATOR_ONLY = ("route", "stop", "repeat_window")
 
 def _reader(check: Check, name: str, spec: Any, line: int, default_program: str) -> ReaderSpec:
     spec = new_map({}, line) if spec is None else check.mapping(spec, line, f"reader {name!r}", keys=READER_KEYS)
-    check.keys(spec, READER_KEYS, f"reader {name!r}")
+    check.part(lambda: check.keys(spec, READER_KEYS, f"reader {name!r}"))
     at = spec.at
     fare = check.integer(spec.get("fare", 200), at("fare"), "fare", 1, p.MAX_AMOUNT)
     currency = check.choice(spec.get("currency", "CNY"), at("currency"), "currency", tuple(sorted(p.CURRENCY_CODES)))
@@ -520,22 +520,11 @@ class _Steps:
         if not value:
             check.fail(line, "expect needs at least one of " + ", ".join(EXPECT_KEYS))
         reasons = _reasons()
+        before = len(check.errors)
         for key, v in value.items():
-            at = value.at(key)
-            if key == "outcome":
-                check.choice(v, at, "outcome", OUTCOMES)
-            elif key == "kind":
-                check.choice(v, at, "kind", KINDS)
-            elif key == "reason":
-                check.choice(v, at, "reason", tuple(reasons))
-            elif key == "message":
-                check.choice(v, at, "message", tuple(dict.fromkeys(reasons.values())))
-            elif key in ("balance", "balance_after", "amount", "pending", "apdus", "journalled"):
-                check.integer(v, at, key)
-            elif key == "token" and v is not None:
-                check.text(v, at, "token")
-            elif key in ("atr", "uid"):
-                self.pattern(v, at, key)
+            check.part(lambda key=key, v=v: self.expect_value(key, v, value.at(key), reasons))
+        if len(check.errors) > before:  # each key said what is wrong with it: the step is not usable
+            check.abandon()
         args = {k: _plain(v) for k, v in value.items()}
         args["reader"] = self.reader_of(value, value.at("reader"))
         tap_keys = [k for k in value if k in TAP_EXPECT_KEYS]
@@ -546,6 +535,23 @@ class _Steps:
                                               "(program: none, the default in a scenario with select, send or "
                                               "call steps): give the reader program: tap")
         return args
+
+    def expect_value(self, key: str, v: Any, at: int, reasons: dict) -> None:
+        check = self.check
+        if key == "outcome":
+            check.choice(v, at, "outcome", OUTCOMES)
+        elif key == "kind":
+            check.choice(v, at, "kind", KINDS)
+        elif key == "reason":
+            check.choice(v, at, "reason", tuple(reasons))
+        elif key == "message":
+            check.choice(v, at, "message", tuple(dict.fromkeys(reasons.values())))
+        elif key in ("balance", "balance_after", "amount", "pending", "apdus", "journalled"):
+            check.integer(v, at, key)
+        elif key == "token" and v is not None:
+            check.text(v, at, "token")
+        elif key in ("atr", "uid"):
+            self.pattern(v, at, key)
 
     def pattern(self, value: Any, line: int, what: str):
         if isinstance(value, str):

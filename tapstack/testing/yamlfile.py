@@ -115,7 +115,7 @@ _SYNTAX = [
      "the '[' on this line is never closed: a ']' is missing (or a ',' between two items)"),
     (r"found unexpected end of stream", r"quoted scalar", True, "the quote opened on this line is never closed"),
     (r"found character '\\t'", None, False, "a tab character: YAML indents with spaces only"),
-    (r"found undefined alias", None, False,
+    (r"found undefined alias|expected alphabetic or numeric character", None, False,
      "a value starting with '*' must be in quotes (\"*\"): YAML reads *name as a reference"),
     (r"found character '(.)' that cannot start any token", None, False,
      "a value starting with {0!r} must be in quotes"),
@@ -194,6 +194,10 @@ def colon_hint(text: Any, keys) -> str:
     return ""
 
 
+class _Abandoned(Exception):
+    pass
+
+
 class Check:
     """One file being checked: `fail` raises at the first error of a part, `each` keeps going
     to the next part, so every part's first error is reported (`done` raises them all)."""
@@ -213,7 +217,13 @@ class Check:
             self.errors.extend(e.errors)
         except ScenarioError as e:
             self.errors.append(e)
+        except _Abandoned:
+            pass
         return default
+
+    def abandon(self):
+        """Give up the part being checked: its errors are kept already."""
+        raise _Abandoned()
 
     def done(self) -> None:
         if self.errors:
