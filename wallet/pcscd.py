@@ -163,7 +163,9 @@ def running_pcscd() -> int | None:
         try:
             if (entry / "comm").read_text().strip() != "pcscd":
                 continue
-        except OSError:  # the process ended while we looked
+            if (entry / "stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X"):
+                continue  # ended, not yet reaped
+        except (OSError, IndexError):  # the process ended while we looked
             continue
         theirs = _mount_namespace(entry.name)
         if ours is None or theirs is None or theirs == ours:
@@ -232,12 +234,14 @@ def _parent(pid: int) -> int | None:
 
 
 def _short(argv: list[str]) -> str:
-    """The command as a person would have typed it: python and paths to tapstack trimmed."""
-    words = [Path(a).name if i == 0 or a.endswith(("/tapstack", "/pytest")) else a for i, a in enumerate(argv)]
-    if words and words[0].startswith("python") and len(words) > 2 and words[1] == "-m":
-        words = words[2:]
-    elif words and words[0].startswith("python") and len(words) > 1:
-        words = words[1:]
+    """The command as a person would have typed it: the interpreter and the paths trimmed."""
+    words = list(argv)
+    while len(words) > 1 and Path(words[0]).name.startswith(("python", "bash", "sh")):
+        words.pop(0)
+        if words[0] == "-m" and len(words) > 1:
+            words.pop(0)
+    if words:
+        words[0] = Path(words[0]).name
     text = " ".join(words)
     return text if len(text) <= 80 else text[:77] + "..."
 
