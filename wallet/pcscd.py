@@ -252,7 +252,7 @@ def process_kind(pid: int) -> Holder:
     text = " ".join(argv)
     if pid == os.getpid():
         kind = "this"
-    elif pid == 1 or "systemd" in (argv[0] if argv else ""):
+    elif argv and Path(argv[0]).name in ("systemd", "init"):
         kind = "system"
     elif "wallet emulate" in text or "wallet relay" in text:
         kind = "emulator"
@@ -271,13 +271,11 @@ def pcscd_owner(pid: int) -> Holder:
     own_config = any(Path(a).parent.name.startswith("tapstack-pcscd-") or "tapstack-pcscd-" in a
                      for a in _cmdline(pid))
     parent = _parent(pid)
-    if parent is None or parent == 1:
+    owner = process_kind(parent) if parent else None
+    if owner is None or owner.kind == "system":  # adopted by init: whoever started it has gone
         if own_config:
             return Holder(pid, _short(_cmdline(pid)), "tapstack-left")
         return Holder(pid, "systemd", "system")
-    owner = process_kind(parent)
-    if owner.kind in ("system", "other") and own_config:
-        return Holder(pid, _short(_cmdline(pid)), "tapstack-left")
     return owner
 
 

@@ -153,6 +153,12 @@ class Stage:
                     break
                 except pcscd_harness.PcscdBusy as error:
                     owner = pcscd_harness.pcscd_owner(error.pid)
+                    if owner.kind == "this":  # started by this very process (a test session running pytest
+                        try:                  # in-process): ours to share, never to stop
+                            self.daemon = pcscd_harness.start(n_readers=2, reuse=True)
+                            break
+                        except pcscd_harness.PcscdError:
+                            pass
                     if owner.kind != "tests" or time.monotonic() >= deadline:
                         self._failed = f"pcscd+vpcd cannot start: {error}"
                         raise StageError(self._failed) from None
