@@ -128,6 +128,22 @@ def run(transport: CardTransport, schedule: Schedule, stop: threading.Event,
     return shown
 
 
+def pcscd_for_the_card(via: str, port: int | None):
+    """--start-pcscd: a pcscd with a vpcd reader for the card (started here, or one running that
+    has it) and the port its slot listens on; a click error in one line otherwise."""
+    import click
+
+    from wallet import pcscd
+
+    if via != "vpcd":
+        raise click.UsageError("--start-pcscd goes with --via vpcd")
+    try:
+        daemon = pcscd.start(1, port=port)
+    except pcscd.PcscdError as error:
+        raise click.ClickException(str(error)) from None
+    return daemon, daemon.readers[0].port
+
+
 def _hint_if_never_connected(transport, stop: threading.Event, where: str, daemon, say, after: float = 3.0) -> None:
     """Say why, once, when the card has been in the field `after` seconds and the vpcd driver
     never took its connection. Time out of the field (a schedule) does not count."""
@@ -198,15 +214,7 @@ def _command():
 
         daemon = None
         if start_pcscd:
-            if via != "vpcd":
-                raise click.UsageError("--start-pcscd goes with --via vpcd")
-            from wallet import pcscd
-
-            try:
-                daemon = pcscd.start(1, port=port)
-            except pcscd.PcscdError as error:
-                raise click.ClickException(str(error)) from None
-            port = daemon.readers[0].port
+            daemon, port = pcscd_for_the_card(via, port)
             click.echo(f"pcscd {'started' if daemon.started_here else 'reused'} (pid {daemon.pid}), "
                        f"reader \"{daemon.readers[0].pcsc_name}\"")
         transport = open_transport(via, card, port, host, trace)

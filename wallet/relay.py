@@ -112,7 +112,7 @@ def relay_command(open_reader: Callable, recorder: Callable, read_trace: Callabl
     """The `relay` command, given the terminal's open_reader, TraceRecorder and read_trace."""
     import click
 
-    from wallet.emulate import DEFAULT_PORTS, EmulateError, open_transport
+    from wallet.emulate import DEFAULT_PORTS, EmulateError, open_transport, pcscd_for_the_card
 
     @click.command("relay")
     @click.option("--from", "source_spec", required=True, metavar="pcsc:READER",
@@ -145,15 +145,7 @@ def relay_command(open_reader: Callable, recorder: Callable, read_trace: Callabl
                 raise click.ClickException(str(e)) from None
         daemon = None
         if start_pcscd:
-            if via != "vpcd":
-                raise click.UsageError("--start-pcscd goes with --via vpcd")
-            from wallet import pcscd
-
-            try:
-                daemon = pcscd.start(1, port=port)
-            except pcscd.PcscdError as error:
-                raise click.ClickException(str(error)) from None
-            port = daemon.readers[0].port
+            daemon, port = pcscd_for_the_card(via, port)
         try:
             source, monitor = open_reader(source_spec), open_reader(source_spec)  # the monitor has its own context
         except Exception as e:  # terminal.readers.ReaderError: no such reader, pcscd not running
