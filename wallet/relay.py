@@ -97,7 +97,11 @@ def relay_once(source, monitor, transport: CardTransport, recorder: Callable, si
     say(f"card on {source.name}: UID {card.uid.hex().upper() or '(none)'}, ATR {card.atr.hex().upper()}")
     transport.present(card)
     while not stop.is_set() and not card.gone:
-        if monitor.wait_for_removal(0.25):
+        try:
+            if monitor.wait_for_removal(0.25):
+                break
+        except Exception as e:  # the reader (or its pcscd) went away, and the card with it
+            say(f"{source.name} went away: {e}")
             break
     transport.remove()
     card.gone = True

@@ -116,3 +116,46 @@ def test_relay_reads_from_pcsc_readers_only():
 
     result = CliRunner().invoke(main, ["wallet", "relay", "--from", "udp:127.0.0.1:1"])
     assert result.exit_code == 2 and "--from is a PC/SC reader: pcsc:READER" in result.output
+
+
+def test_the_real_readers_pcscd_going_away_ends_the_card_not_the_relay():
+    import threading
+
+    from wallet.relay import relay_once
+
+    class Session:
+        uid, atr = b"\x04\x01\x02\x03", bytes.fromhex("3B80800101")
+
+        def transmit(self, apdu):
+            raise OSError("RPC transport error")
+
+        def close(self):
+            pass
+
+    class Reader:
+        name = "a reader"
+
+        def wait_for_card(self, timeout):
+            return Session()
+
+        def wait_for_removal(self, timeout):
+            raise RuntimeError("status change: RPC transport error. (0x80100013)")
+
+    class Transport:
+        presented = removed = False
+
+        def present(self, card):
+            self.presented = card
+
+        def remove(self):
+            self.removed = True
+
+        def tear_after(self, n):
+            pass
+
+    said, transport = [], Transport()
+    card = relay_once(Reader(), Reader(), transport, None, None, number=1, stop=threading.Event(), timeout=1,
+                      say=said.append)
+    assert card is not None and card.gone and transport.removed
+    assert said[1] == "a reader went away: status change: RPC transport error. (0x80100013)"
+    assert card.process(bytes.fromhex("00A4040000")) == bytes.fromhex("6F00")  # gone: answered, never raised
