@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import inspect
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -387,21 +386,6 @@ def load_class(spec: str, base: Path | None = None):
         return getattr(module, attr)
     except AttributeError:
         raise PatternError(f"{spec!r}: {module_name} has no {attr!r}") from None
-
-
-def build_python_card(spec: str, base: Path | None, options: dict, name: str, uid=None, atr=None,
-                      protocol=None) -> PythonCard:
-    cls = load_class(spec, base)
-    if not callable(cls):
-        raise PatternError(f"{spec!r} is not a class")
-    try:
-        inspect.signature(cls).bind(**options)
-    except (TypeError, ValueError) as e:
-        raise PatternError(f"{spec!r} does not take these options: {e}") from None
-    program = cls(**options)
-    if not callable(getattr(program, "process", None)):
-        raise PatternError(f"{spec!r} has no process(command) method")
-    return PythonCard(program, name=name, uid=uid, atr=atr, protocol=protocol)
 
 
 # --- images ----------------------------------------------------------------------------
