@@ -6,7 +6,7 @@ recorded from real cards and replayed as virtual ones.
     tapstack.testing.cards     Card (a card's logic in Python), ScriptedCard, T=0 behaviour
     tapstack.testing.cardfile  cards from their descriptions; card images (save_card, load_card)
     tapstack.testing.channel   CardChannel: send, select and transmit to the card in a field
-    tapstack.testing.expect    hex patterns (61xx, 6F*), TLV paths, captures, variables
+    tapstack.testing.expect    hex patterns (63Cx, 6F*), TLV paths, captures, variables
     tapstack.testing.replay    ReplayCard: a recorded trace (terminal/trace.py) as a card
     tapstack.testing.scenario  the scenario file: load_scenario(path) -> Scenario, ScenarioError
     tapstack.testing.runner    run_scenario(scenario, transport, stage) -> ScenarioResult

@@ -3,7 +3,7 @@
 Hex patterns, for commands, status words and data alike:
 
     "9000"  "6A82"           exactly these bytes (spaces are ignored)
-    "61xx"  "63Cx"  "80??"   x, X or ? is any one hex digit
+    "6Axx"  "63Cx"  "80??"   x, X or ? is any one hex digit
     "6F * 9000"  "00A40400*" * is any number of whole bytes (none included)
 
 A regular expression (Keyple's stub plugin matches commands this way) is written as

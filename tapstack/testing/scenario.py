@@ -405,7 +405,7 @@ TAP_EXPECT_KEYS = {"outcome": "accept, deny or error", "kind": "purse, emv, uid,
                    "message": "validator: what the rider reads", "journalled": "validator: taps in its journal"}
 EXPECT_KEYS = {**TAP_EXPECT_KEYS, "atr": "the ATR the reader got (hex pattern)",
                "uid": "the UID the reader got (hex pattern)", "reader": "whose last card (default: the last one)"}
-ANSWER_KEYS = {"sw": "status word pattern (9000, 61xx, 63Cx) or a list of them; default 9000",
+ANSWER_KEYS = {"sw": "status word pattern (9000, 6Axx, 63Cx) or a list of them; default 9000",
                "data": "the answer's data: hex pattern or {regex: ...}",
                "tlv": "tag path: hex pattern, {regex: ...}, \"*\" (present) or null (absent)"}
 SELECT_KEYS = {"aid": "the application identifier (hex)", "expect": "sw, data, tlv",
