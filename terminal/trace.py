@@ -41,6 +41,10 @@ from terminal.readers.base import CardRemoved, CardSession, ReaderError
 
 FORMAT = "tapstack-apdu"
 VERSION = 1
+# The public key of the wallet emulator's demo issuer (wallet/testcards.py; tests and demos
+# only): `terminal trace --demo-issuer` trusts it. The terminal never imports the wallet, so
+# it is written here; a test checks the two agree.
+DEMO_ISSUER_KEY = bytes.fromhex("26c9e84032561f815db33c7fd06e9725d3641d84eb10ce0519e54b6a34972e4f")
 
 _TRACK2_TAGS = (0x57, 0x9F6B)  # PAN digits, D, YYMM, service code, discretionary data
 _PAN_TAG = 0x5A
@@ -230,16 +234,27 @@ def write_trace(sessions: Iterable[TraceSession], out: IO[str]) -> None:
             out.write(json.dumps(exchange_line(number, seq, x)) + "\n")
 
 
+def hex_problem(text: str) -> str | None:
+    """Why text is not hex bytes ("odd number of hex digits (7)"), or None when it is."""
+    digits = "".join(text.split())
+    bad = next((c for c in digits if c not in "0123456789abcdefABCDEF"), None)
+    if bad is not None:
+        return f"{bad!r} is not a hex digit"
+    if len(digits) % 2:
+        return f"odd number of hex digits ({len(digits)}): each byte is two digits"
+    return None
+
+
 def _hex(doc: dict, key: str, where: str, optional: bool = False) -> bytes | None:
     value = doc.get(key)
     if value is None and optional:
         return None
     if not isinstance(value, str):
         raise TraceError(f"{where}: {key!r} must be a hex string")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise TraceError(f"{where}: {key!r} is not hex: {value[:40]!r}") from None
+    problem = hex_problem(value)
+    if problem:
+        raise TraceError(f"{where}: {key!r} is not hex ({problem}): {value[:40]!r}")
+    return bytes.fromhex(value)
 
 
 def parse_trace(lines: Iterable[str], name: str = "<trace>") -> list[TraceSession]:
@@ -374,6 +389,18 @@ def format_exchange(x: Exchange) -> str:
     return f">> {x.command.hex().upper()}\n   << {answer}"
 
 
+def refusal_message(outcome, trusted_any: bool) -> str:
+    """Why the recorded tap did not pass, and what to do when an option would have helped."""
+    text = f"the card was refused: {outcome.reason}" if outcome.kind != "error" else \
+        f"the tap failed: {outcome.reason}"
+    if outcome.detail:
+        text += f" ({outcome.detail})"
+    if outcome.reason == "bad_certificate" and "unknown issuer" in outcome.detail:
+        text += ("; its issuer is not trusted: pass its public key with --issuer-key HEX"
+                 + ("" if trusted_any else ", or --demo-issuer for the wallet emulator's test cards"))
+    return text + ". The trace holds the exchanges all the same"
+
+
 # --- `tapstack terminal trace` ---------------------------------------------------------
 
 def _trace_command():
@@ -388,10 +415,10 @@ def _trace_command():
                 text = Path(value[1:]).read_text().strip()
             except OSError as e:
                 raise click.UsageError(f"{name}: cannot read {value[1:]}: {e.strerror or e}") from None
-        try:
-            raw = bytes.fromhex(text)
-        except ValueError:
-            raise click.UsageError(f"{name} is hex (or @FILE holding hex)") from None
+        problem = hex_problem(text)
+        if problem:
+            raise click.UsageError(f"{name} is hex (or @FILE holding hex): {problem}")
+        raw = bytes.fromhex("".join(text.split()))
         if sizes and len(raw) not in sizes:
             raise click.UsageError(f"{name} is {' or '.join(map(str, sizes))} bytes")
         return raw
@@ -412,15 +439,18 @@ def _trace_command():
     @click.option("--issuer-key", "issuer_keys", multiple=True,
                   help="Issuer public key hex (or @FILE), repeatable; none: a purse card is refused "
                        "(unknown issuer) before it is debited.")
+    @click.option("--demo-issuer", is_flag=True,
+                  help="Also trust the demo issuer of the wallet emulator's test cards (tests only).")
     @click.option("--nonce", default=None, help="The tap's 8-byte transaction id in hex (default random): "
                                                 "fixed, a purse tap replays byte for byte.")
     @click.option("--redact-purse", is_flag=True, help="Also zero the purse's card key and signatures.")
     def trace_command(reader_spec, out_path, append, timeout, fare, currency, terminal_id, token_key,
-                      issuer_keys, nonce, redact_purse):
+                      issuer_keys, demo_issuer, nonce, redact_purse):
         """Record one tap at READER to a trace file; card numbers are masked before writing.
 
         The tap is a validator's tap: a purse card is debited the fare. Replay the trace
         as a card in scenarios (type: replay) or with tapstack.testing.replay.ReplayCard.
+        Exits 1 when the card was refused or the tap failed (the trace is written all the same).
         """
         from protocol import certs
         from terminal.readers import open_reader
@@ -435,6 +465,8 @@ def _trace_command():
         for value in issuer_keys:
             public = hex_option(value, "--issuer-key", (32,))
             issuers[certs.key_id(public)] = public
+        if demo_issuer:
+            issuers[certs.key_id(DEMO_ISSUER_KEY)] = DEMO_ISSUER_KEY
         number = 1
         if append and out_path.exists():
             try:
@@ -474,6 +506,8 @@ def _trace_command():
                        f"written to {out_path} (session {number})")
         finally:
             reader.close()
+        if not outcome.accepted:
+            raise click.ClickException(refusal_message(outcome, bool(issuers)))
 
     return trace_command
 

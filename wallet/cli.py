@@ -1,4 +1,5 @@
-"""`tapstack wallet ...` commands: the card side (emulate, new-purse, purse), QR codes
+"""`tapstack wallet ...` commands: the card side (emulate, new-purse, purse; relay is added by
+tapstack/cli.py, which hands it the terminal's reader and trace), QR codes
 (decode, render) and the app side (scan, pay-bill, paycode, ticket, topup, balance)."""
 import click
 

@@ -128,6 +128,45 @@ def run(transport: CardTransport, schedule: Schedule, stop: threading.Event,
     return shown
 
 
+def pcscd_for_the_card(via: str, port: int | None):
+    """--start-pcscd: a pcscd with a vpcd reader for the card (started here, or one running that
+    has it) and the port its slot listens on; a click error in one line otherwise."""
+    import click
+
+    from wallet import pcscd
+
+    if via != "vpcd":
+        raise click.UsageError("--start-pcscd goes with --via vpcd")
+    try:
+        daemon = pcscd.start(1, port=port)
+    except pcscd.PcscdError as error:
+        raise click.ClickException(str(error)) from None
+    return daemon, daemon.readers[0].port
+
+
+def _hint_if_never_connected(transport, stop: threading.Event, where: str, daemon, say, after: float = 3.0) -> None:
+    """Say why, once, when the card has been in the field `after` seconds and the vpcd driver
+    never took its connection. Time out of the field (a schedule) does not count."""
+    waited = 0.0
+    while not stop.is_set() and waited < after:
+        if transport.connected.is_set():
+            return
+        if transport.presented:
+            waited += 0.1
+        stop.wait(0.1)
+    if stop.is_set() or transport.connected.is_set():
+        return
+    if daemon is not None and daemon.started_here:
+        say(f"the vpcd driver of the pcscd started here (pid {daemon.pid}) has not taken the card at {where} "
+            f"after {after:g} s; its log: {daemon.log_path}")
+    elif daemon is not None:
+        say(f"the pcscd reused here (pid {daemon.pid}) has not taken the card at {where} after {after:g} s: "
+            "another card may hold that slot")
+    else:
+        say(f"waiting for the vpcd driver at {where}: is pcscd running with a vpcd reader on that port? "
+            "(--start-pcscd starts one)")
+
+
 # --- the command ------------------------------------------------------------------------
 
 def _command():
@@ -175,15 +214,7 @@ def _command():
 
         daemon = None
         if start_pcscd:
-            if via != "vpcd":
-                raise click.UsageError("--start-pcscd goes with --via vpcd")
-            from wallet import pcscd
-
-            try:
-                daemon = pcscd.start(1, port=port)
-            except pcscd.PcscdError as error:
-                raise click.ClickException(str(error)) from None
-            port = daemon.readers[0].port
+            daemon, port = pcscd_for_the_card(via, port)
             click.echo(f"pcscd {'started' if daemon.started_here else 'reused'} (pid {daemon.pid}), "
                        f"reader \"{daemon.readers[0].pcsc_name}\"")
         transport = open_transport(via, card, port, host, trace)
@@ -198,13 +229,9 @@ def _command():
             previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         transport.start()
         if via == "vpcd":  # a card waiting for a driver that is not there looks like a hang: say why
-            def hint():
-                if not transport.connected.is_set() and not stop.is_set():
-                    click.echo(f"waiting for the vpcd driver at {where}: is pcscd running with a vpcd reader "
-                               f"on that port? (--start-pcscd starts one)", err=True)
-            timer = threading.Timer(3.0, hint)
-            timer.daemon = True
-            timer.start()
+            watcher = threading.Thread(target=_hint_if_never_connected, daemon=True,
+                                       args=(transport, stop, where, daemon, lambda line: click.echo(line, err=True)))
+            watcher.start()
         try:
             run(transport, Schedule(present_for, absent_for, repeat), stop,
                 say=(lambda line: click.echo(line)) if verbose or present_for else (lambda line: None))

@@ -34,6 +34,14 @@ class PcscdError(RuntimeError):
     """pcscd could not be started or reached; the message says what to do."""
 
 
+class PcscdBusy(PcscdError):
+    """Another pcscd runs (only one can): the message says whose and what to do."""
+
+    def __init__(self, message: str, pid: int):
+        super().__init__(message)
+        self.pid = pid
+
+
 VPCD_SLOTS = 2  # one vpcd driver instance serves two slots, on PORT and PORT + 1
 
 
@@ -146,16 +154,30 @@ def parse_reader_conf(text: str) -> list[VpcdReader]:
 
 
 def running_pcscd() -> int | None:
-    """The pid of a pcscd already running on this machine, or None."""
+    """The pid of a pcscd already running where ours would (the same mount namespace, so the
+    same /run/pcscd), or None. A pcscd in a container or another namespace is not in the way."""
+    ours = _mount_namespace("self")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if (entry / "comm").read_text().strip() == "pcscd":
-                return int(entry.name)
-        except OSError:  # the process ended while we looked
+            if (entry / "comm").read_text().strip() != "pcscd":
+                continue
+            if (entry / "stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X"):
+                continue  # ended, not yet reaped
+        except (OSError, IndexError):  # the process ended while we looked
             continue
+        theirs = _mount_namespace(entry.name)
+        if ours is None or theirs is None or theirs == ours:
+            return int(entry.name)
     return None
+
+
+def _mount_namespace(pid: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:  # not ours to look at: assume it shares ours
+        return None
 
 
 def configured_readers(pid: int) -> list[VpcdReader]:
@@ -179,6 +201,138 @@ def configured_readers(pid: int) -> list[VpcdReader]:
         except (OSError, ValueError):  # unreadable, not text, or a port that is not a number
             continue
     return readers
+
+
+# --- who is in the way ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Holder:
+    """A process and what it is, for a message: the pcscd in the way, or what started it."""
+    pid: int
+    command: str  # its command line, shortened
+    kind: str  # "system", "emulator", "tests", "demo", "tapstack-left", "this", "other"
+
+    def describe(self) -> str:
+        return f"`{self.command}` (pid {self.pid})"
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("PPid:"):
+                return int(line.split()[1]) or None
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _short(argv: list[str]) -> str:
+    """The command as a person would have typed it: the interpreter and the paths trimmed."""
+    words = list(argv)
+    while len(words) > 1 and Path(words[0]).name.startswith(("python", "bash", "sh")):
+        words.pop(0)
+        if words[0] == "-m" and len(words) > 1:
+            words.pop(0)
+    if words:
+        words[0] = Path(words[0]).name
+    text = " ".join(words)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def process_kind(pid: int) -> Holder:
+    """What the process pid is: a tapstack emulator, a test run, the demo, systemd ..."""
+    argv = _cmdline(pid)
+    text = " ".join(argv)
+    if pid == os.getpid():
+        kind = "this"
+    elif argv and Path(argv[0]).name in ("systemd", "init"):
+        kind = "system"
+    elif "wallet emulate" in text or "wallet relay" in text:
+        kind = "emulator"
+    elif "pytest" in text or "tapstack test" in text or "testing/cli" in text:
+        kind = "tests"
+    elif "tapstack demo" in text or text.endswith("tapstack.demo"):
+        kind = "demo"
+    else:
+        kind = "other"
+    return Holder(pid, _short(argv) or f"pid {pid}", kind)
+
+
+def pcscd_owner(pid: int) -> Holder:
+    """Who runs the pcscd pid: the program that started it (kind of that program), the
+    system's pcscd, or a pcscd tapstack started whose program has exited ("tapstack-left")."""
+    own_config = any(Path(a).parent.name.startswith("tapstack-pcscd-") or "tapstack-pcscd-" in a
+                     for a in _cmdline(pid))
+    parent = _parent(pid)
+    owner = process_kind(parent) if parent else None
+    if owner is None or owner.kind == "system":  # adopted by init: whoever started it has gone
+        if own_config:
+            return Holder(pid, _short(_cmdline(pid)), "tapstack-left")
+        return Holder(pid, "systemd", "system")
+    return owner
+
+
+def in_the_way(pid: int, usable: int, needed: int, reuse: bool = True) -> str:
+    """One paragraph: which pcscd is in the way, who runs it, and what to do."""
+    owner = pcscd_owner(pid)
+    if usable < needed or reuse:
+        readers = f"{usable} usable vpcd reader{'s' if usable != 1 else ''}, {needed} needed"
+    else:
+        readers = "tests run a pcscd of their own: another program's cards would be theirs too"
+    if owner.kind == "system":
+        return (f"the system's pcscd (pid {pid}, started by systemd) is running ({readers}); only one pcscd "
+                "runs on a machine. Stop it while tapstack runs its own: sudo systemctl stop pcscd.socket pcscd "
+                "(start it again afterwards)")
+    if owner.kind == "emulator":
+        return (f"pcscd (pid {pid}) was started by {owner.describe()} ({readers}); only one pcscd runs on a "
+                f"machine. Stop that emulator (Ctrl-C where it runs, or kill {owner.pid}), then run again")
+    if owner.kind == "tests":
+        return (f"pcscd (pid {pid}) belongs to another test run, {owner.describe()} ({readers}); only one pcscd "
+                f"runs on a machine. Wait for it to end (or stop it: kill {owner.pid}), then run again")
+    if owner.kind == "demo":
+        return (f"pcscd (pid {pid}) belongs to the demo, {owner.describe()}; wait for the demo to end "
+                f"(or stop it: kill {owner.pid}), then run again")
+    if owner.kind == "tapstack-left":
+        return (f"pcscd (pid {pid}) was left running by an earlier tapstack run whose program has exited "
+                f"({readers}): stop it with kill {pid}, then run again")
+    if owner.kind == "this":
+        return f"pcscd (pid {pid}) was started by this very program ({readers})"
+    return (f"pcscd (pid {pid}, started by {owner.describe()}) is running ({readers}); only one pcscd runs "
+            f"on a machine: stop it (kill {pid}, or systemctl stop pcscd.socket pcscd), then run again")
+
+
+def slot_holder(port: int) -> Holder | None:
+    """The process whose socket is connected to the vpcd slot listening on port (a card someone
+    presents there), from /proc/net/tcp; None when no other process holds it."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "01" and int(fields[2].rpartition(":")[2], 16) == port:
+                inodes.add(fields[9])  # an established connection to the port: the card's end
+    if not inodes:
+        return None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            links = {os.readlink(fd) for fd in (entry / "fd").iterdir()}
+        except OSError:
+            continue
+        if any(f"socket:[{inode}]" in links for inode in inodes):
+            return process_kind(int(entry.name))
+    return None
 
 
 def list_pcsc_readers() -> list[str]:
@@ -248,9 +402,7 @@ def start(n_readers: int = 1, name: str = DEFAULT_NAME, port: int | None = None,
             usable = [r for r in usable if r.base_port == port]
         if reuse and len(usable) >= n_readers:
             return Pcscd(usable[:n_readers], pid=other)
-        raise PcscdError(
-            f"another pcscd is running (pid {other}) with {len(usable)} usable vpcd reader(s), "
-            f"{n_readers} needed; stop it (e.g. systemctl stop pcscd.socket pcscd) or give it a vpcd reader")
+        raise PcscdBusy(in_the_way(other, len(usable), n_readers, reuse), other)
     base_port = port if port is not None else free_ports(1)[0]
     readers = [VpcdReader(name, base_port, slot) for slot in range(n_readers)]
     config_dir = Path(tempfile.mkdtemp(prefix="tapstack-pcscd-"))

@@ -47,7 +47,12 @@ def parse_transports(text: str | list[str] | tuple[str, ...]) -> list[str]:
 
 
 class Field:
-    """One reader and the card side feeding it, scripted alike on every transport."""
+    """One reader and the card side feeding it, scripted alike on every transport.
+
+    `exchanges` is every command the card answered in this field and its answer (None:
+    torn), as the card saw them: 61xx, GET RESPONSE and 6Cxx included. The pytest plugin
+    shows them, card numbers masked, when a test fails.
+    """
 
     def __init__(self, kind: str, reader, card_side, transport=None, on_close=None):
         self.kind = kind
@@ -56,6 +61,15 @@ class Field:
         self.transport = transport  # the card-side thread, None for the mock
         self._on_close = on_close
         self._closed = False
+        self._log: list[tuple[bytes, bytes | None]] = []
+        if transport is not None:
+            transport.on_exchange = lambda command, response: self._log.append((bytes(command), response))
+
+    @property
+    def exchanges(self) -> list[tuple[bytes, bytes | None]]:
+        if self.transport is None:  # the mock reader keeps its transcript itself
+            return [(x.command, x.response) for x in self.card_side.transcript]
+        return list(self._log)
 
     def present(self, card=None):
         self.card_side.present(card)
@@ -70,7 +84,8 @@ class Field:
         self.card_side.slow(delay)
 
     def tap(self, card=None, timeout: float = 5.0):
-        """Present the card and return the reader's session; AssertionError if none comes."""
+        """Present the card and return the reader's session (a terminal.readers CardSession:
+        `transmit(apdu) -> response`, `.uid`, `.atr`); AssertionError if none comes."""
         self.present(card)
         session = self.reader.wait_for_card(timeout)
         assert session is not None, f"{self.kind}: no card seen within {timeout} s"
@@ -112,25 +127,49 @@ class Stage:
     wait: seconds to wait for a pcscd of another test run to end before failing.
     """
 
-    def __init__(self, daemon: pcscd_harness.Pcscd | None = None, reuse: bool = False, wait: float = 0.0):
+    def __init__(self, daemon: pcscd_harness.Pcscd | None = None, reuse: bool = False, wait: float = 0.0,
+                 say=None):
         self.daemon = daemon
         self.reuse = reuse
-        self.wait = wait  # seconds to wait for another suite's pcscd to end before giving up
+        self.wait = wait  # seconds to wait for another test run's pcscd to end before giving up
+        self.say = say or (lambda line: None)  # a line for the person waiting
         self._own_daemon = False
         self._slots_in_use: set[int] = set()
+        self._failed: str | None = None
 
     def pcscd(self) -> pcscd_harness.Pcscd:
+        """The pcscd of the fields: started on first need (or reused, with reuse=True).
+
+        Another pcscd in the way is said at once: whose it is and what to do. Only one that
+        belongs to another test run is waited for (up to `wait` seconds): it ends by itself."""
+        if self._failed is not None:
+            raise StageError(self._failed)
         if self.daemon is None:
             deadline = time.monotonic() + self.wait
+            said = False
             while True:
                 try:
                     self.daemon = pcscd_harness.start(n_readers=2, reuse=self.reuse)
                     break
-                except pcscd_harness.PcscdError as error:
-                    # One pcscd per machine: another test run's may end soon, a missing package will not.
-                    if pcscd_harness.running_pcscd() is None or time.monotonic() >= deadline:
-                        raise StageError(f"pcscd with vsmartcard-vpcd could not start: {error}") from None
+                except pcscd_harness.PcscdBusy as error:
+                    owner = pcscd_harness.pcscd_owner(error.pid)
+                    if owner.kind == "this":  # started by this very process (a test session running pytest
+                        try:                  # in-process): ours to share, never to stop
+                            self.daemon = pcscd_harness.start(n_readers=2, reuse=True)
+                            break
+                        except pcscd_harness.PcscdError:
+                            pass
+                    if owner.kind != "tests" or time.monotonic() >= deadline:
+                        self._failed = f"pcscd+vpcd cannot start: {error}"
+                        raise StageError(self._failed) from None
+                    if not said:
+                        said = True
+                        self.say(f"waiting up to {deadline - time.monotonic():.0f} s for another test run's pcscd "
+                                 f"to end: {error}")
                     time.sleep(0.5)
+                except pcscd_harness.PcscdError as error:
+                    self._failed = f"pcscd+vpcd cannot start: {error}"
+                    raise StageError(self._failed) from None
             self._own_daemon = self.daemon.started_here
         return self.daemon
 
@@ -172,11 +211,13 @@ class Stage:
         self._slots_in_use.add(slot)
         field = Field("pcscd+vpcd", reader, card_side, card_side, on_close=lambda: self._slots_in_use.discard(slot))
         if not reader.wait_for_removal(3):
+            holder = pcscd_harness.slot_holder(vpcd_reader.port)
             field.close()
-            raise StageError(f"the vpcd slot {vpcd_reader.pcsc_name!r} still holds a card from earlier")
+            raise StageError(_slot_taken(vpcd_reader, holder))
         return field
 
     def close(self) -> None:
+        self._failed = None
         if self._own_daemon and self.daemon is not None:
             self.daemon.stop()
         self.daemon = None
@@ -187,3 +228,15 @@ class Stage:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _slot_taken(reader: pcscd_harness.VpcdReader, holder: pcscd_harness.Holder | None) -> str:
+    where = f"the vpcd slot {reader.pcsc_name!r} (port {reader.port})"
+    if holder is None:
+        return (f"{where} still holds a card from earlier and nothing here presents it: the card program "
+                "that did has gone, or pcscd has not noticed yet; run again in a few seconds")
+    if holder.kind == "this":
+        return (f"{where} still holds a card from an earlier field of this test run that was not closed: "
+                "close each Field you open (field.close(), or use the field fixture)")
+    return (f"{where} already holds a card that {holder.describe()} presents: stop it (Ctrl-C where it runs, or "
+            f"kill {holder.pid}), then run again")

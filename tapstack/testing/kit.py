@@ -5,6 +5,8 @@
     visa = kit.emv()                           # an EMV card with the test PAN
     metro = kit.uid("04C0FFEE123456")
     junk = kit.scripted({"00A40400*": "6A82"})
+    club = kit.python(ClubCard(points=5))     # a tapstack.testing.Card subclass instance
+    saved = kit.load("club.card.yaml")         # a card file or a saved image
     old = kit.replay("tap.trace.jsonl")
     ctx = kit.context(fare=200)                # TapContext with the demo issuer and token keys
 
@@ -17,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from protocol.tokens import pan_token, uid_token
-from tapstack.testing.cards import Answer, ScriptedCard
+from tapstack.testing.cards import Answer, PythonCard, ScriptedCard
 from tapstack.testing.replay import ReplayCard
 from tapstack.testing.scenario import DEFAULT_NOW
 from terminal.tap import TapContext
@@ -46,8 +48,19 @@ class CardKit:
         return plain_uid_card(_hex(uid))
 
     def scripted(self, answers: Mapping[str, Answer], uid: bytes | str = "04A1B2C3D4E5F6",
-                 default: bytes | str = "6D00") -> ScriptedCard:
-        return ScriptedCard(_hex(uid), list(answers.items()), default=default)
+                 default: bytes | str = "6D00", **options) -> ScriptedCard:
+        """options: atr, protocol ("T=0"), state, ordered (see ScriptedCard)."""
+        return ScriptedCard(_hex(uid), list(answers.items()), default=default, **options)
+
+    def python(self, program, **options) -> PythonCard:
+        """A card with its logic in Python: a tapstack.testing.Card instance. options: uid, atr, protocol."""
+        return PythonCard(program, **options)
+
+    def load(self, path: str | Path):
+        """The card a card file (or a saved image) describes."""
+        from tapstack.testing.cardfile import load_card
+
+        return load_card(path).card
 
     def replay(self, path: str | Path, match: str = "shape") -> ReplayCard:
         return ReplayCard.from_file(path, match=match)

@@ -16,6 +16,7 @@ pcscd tests fail, never skip, when pcscd or vsmartcard-vpcd is missing.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from tapstack.testing.fields import TRANSPORTS, Stage, StageError, parse_transpo
 
 STAGE = pytest.StashKey[Stage]()
 SELECTED = pytest.StashKey[list]()
+BAD_MARKERS = pytest.StashKey[list]()
 MARKS = {"pcscd+vpcd": "pcscd", "nfcpy-udp": "nfcpy_udp"}
 
 
@@ -44,12 +46,24 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "pcscd: needs the real pcscd with the vsmartcard-vpcd driver")
     config.addinivalue_line("markers", "nfcpy_udp: needs nfcpy's udp driver on loopback")
     config.addinivalue_line("markers", "tapstack_transports(*names): run this test over these transports only")
+    config.stash[BAD_MARKERS] = []
     try:
         config.stash[SELECTED] = parse_transports(config.getoption("--tapstack-transport"))
     except ValueError as e:
         raise pytest.UsageError(f"--tapstack-transport: {e}") from None
-    # Another run's pcscd (a shared machine) gets two minutes to end before pcscd tests fail.
-    config.stash[STAGE] = Stage(wait=120.0)
+    # Another test run's pcscd (a shared machine) gets two minutes to end before pcscd tests
+    # fail; anything else in the way fails them at once, saying whose pcscd it is.
+    config.stash[STAGE] = Stage(wait=120.0, say=lambda line: _say(config, line))
+
+
+def _say(config, line: str) -> None:
+    """A line on the terminal now, even while pytest captures the test's output."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        reporter.write_line(f"tapstack: {line}", yellow=True)
 
 
 def pytest_unconfigure(config):
@@ -65,9 +79,18 @@ def _transports_for(config, node_or_marker_source) -> list[str]:
         try:
             limited = parse_transports(list(marker.args))
         except ValueError as e:
-            raise pytest.UsageError(f"tapstack_transports marker: {e}") from None
+            where = getattr(node_or_marker_source, "nodeid", "") or str(getattr(node_or_marker_source, "path", ""))
+            args = ", ".join(repr(a) for a in marker.args)
+            config.stash[BAD_MARKERS].append(f"{where}: @pytest.mark.tapstack_transports({args}): {e}")
+            return []
         selected = [t for t in selected if t in limited]
     return selected
+
+
+def pytest_collection_modifyitems(config, items):
+    bad = config.stash.get(BAD_MARKERS, [])
+    if bad:  # said once, as pytest says a bad option: no traceback
+        raise pytest.UsageError("\n".join(dict.fromkeys(bad)))
 
 
 def _param(kind: str):
@@ -90,6 +113,8 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(scope="session")
 def tapstack_stage(pytestconfig) -> Stage:
+    """The Stage that opens Fields on any transport (`stage.open("nfcpy-udp")`) and owns the
+    session's one pcscd, stopped by pid when the session ends."""
     return pytestconfig.stash[STAGE]
 
 
@@ -104,6 +129,7 @@ def pcscd_vpcd(tapstack_stage):
 
 @pytest.fixture
 def nfc_udp_port():
+    """A UDP port free now on loopback, for nfcpy's udp driver (reader udp:127.0.0.1:PORT)."""
     from wallet.pcscd import free_ports
 
     return free_ports(1)[0]
@@ -111,7 +137,11 @@ def nfc_udp_port():
 
 @pytest.fixture
 def reader_and_card(request, tapstack_stage):
-    """A Field for each chosen transport: mock, pcscd+vpcd, nfcpy-udp (the reader is field.reader)."""
+    """A Field for each chosen transport: mock, pcscd+vpcd, nfcpy-udp (the reader is field.reader).
+
+    `field.tap(card)` presents the card and returns the reader's session (`transmit(apdu)`);
+    `present`, `remove`, `take_away`, `tear_after(n)`, `slow(seconds)` script the field. When
+    the test fails, its report shows every APDU the card answered in this field."""
     kind = getattr(request, "param", "mock")
     try:
         f = tapstack_stage.open(kind)
@@ -131,12 +161,14 @@ def tapstack_transport(request) -> str:
 
 @pytest.fixture
 def field(reader_and_card):
-    """The same Field under a shorter name."""
+    """The reader_and_card Field under a shorter name: one test per chosen transport."""
     return reader_and_card
 
 
 @pytest.fixture
 def tapstack_cards():
+    """A CardKit: purse(), emv(), uid(), scripted(answers), python(card), load(card file),
+    replay(trace), context(fare=...), pan_token(), uid_token(); cards signed by the demo issuer."""
     from tapstack.testing.kit import CardKit
 
     return CardKit()
@@ -191,6 +223,21 @@ def tapstack_gateway(tmp_path_factory):
             proc.kill()
             proc.wait(10)
         log.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test that used a Field gets the APDUs the card answered in its report."""
+    report = yield
+    field = getattr(item, "funcargs", {}).get("reader_and_card")
+    if report.failed and field is not None and hasattr(field, "exchanges"):
+        from tapstack.testing.runner import exchange_lines
+        from terminal.trace import Exchange
+
+        exchanges = [Exchange(command, response) for command, response in field.exchanges]
+        text = "\n".join(line for x in exchanges for line in exchange_lines(x)) or "(no APDU was exchanged)"
+        report.sections.append((f"APDUs over {field.kind} (card numbers masked)", text))
+    return report
 
 
 # --- scenario files --------------------------------------------------------------------

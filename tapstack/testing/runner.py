@@ -1,36 +1,41 @@
-"""Run a loaded scenario over one transport: fields, cards, taps, expectations.
+"""Run a loaded scenario over one transport: fields, cards, steps, expectations.
 
 `run_scenario(scenario, transport, stage)` opens a Field per reader on the Stage, builds
 fresh cards from their specs, runs the steps in order and stops at the first that fails.
-A `present` step is a validator's tap: the card enters the reader's field (after the
-card before it left), the reader connects, and terminal.tap.tap decides, with the
-terminal context of that reader (fare, currency, deny list) and the scenario's clock.
-Each tap is recorded through terminal.trace.TraceRecorder, so a failing step shows
-the APDUs of the tap it checked.
+
+A `present` step brings the card into a reader's field and the reader connects. A reader
+with `program: tap` then taps it (terminal.tap.tap, with that reader's fare, currency and
+deny list and the scenario's clock); `program: validator` runs the bus validator on it;
+`program: none` does nothing more, for the generic steps (select, send, call) to talk to
+the card. Every exchange goes through terminal.trace.TraceRecorder, so a failing step
+shows the APDUs of the card's session, card numbers masked.
 """
 from __future__ import annotations
 
 import shutil
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
+from protocol.apdu import CommandAPDU, MalformedAPDU, parse_response, select_by_name
 from protocol.tokens import pan_token, uid_token
-from tapstack.testing.cards import ScriptedCard
+from tapstack.testing.cardfile import BuiltCard, build_card, save_card
+from tapstack.testing.channel import CardChannel
+from tapstack.testing.expect import PatternError, capture, check_answer, hex_bytes, pattern_of, substitute
 from tapstack.testing.fields import Field, Stage, StageError
 from tapstack.testing.replay import ReplayCard
-from tapstack.testing.scenario import CardSpec, ReaderSpec, Scenario, Step
-from terminal.readers.base import ReaderError
+from tapstack.testing.scenario import ReaderSpec, Scenario, Step
+from terminal.readers.base import CardRemoved, ReaderError
 from terminal.tap import TapContext, TapOutcome, tap
 from terminal.trace import Exchange, TraceRecorder
-from wallet.card import plain_uid_card
 from wallet.emulate import mask_pans
-from wallet.emv_card import emv_card
-from wallet.testcards import DEMO_TOKEN_KEY, demo_issuer_keys, demo_purse_card
+from wallet.testcards import DEMO_TOKEN_KEY, demo_issuer_keys
 
 CARD_TIMEOUT = 5.0  # seconds a reader may take to see a card come or go
+SHOWN_EXCHANGES = 24  # the last exchanges of a session shown with a failing step
 
 
 @dataclass
@@ -40,6 +45,7 @@ class StepResult:
     message: str = ""
     exchanges: list[Exchange] = field(default_factory=list)
     seconds: float = 0.0
+    tap: bool = True  # the exchanges are one tap's (else: the card's session so far)
 
 
 @dataclass
@@ -48,6 +54,7 @@ class ScenarioResult:
     transport: str
     steps: list[StepResult] = field(default_factory=list)
     error: str = ""  # the run could not start (a transport missing)
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -58,7 +65,7 @@ class ScenarioResult:
         return next((s for s in self.steps if not s.ok), None)
 
     def report(self) -> str:
-        """What failed, where, expected and seen, and the APDUs of the tap; "" when it passed."""
+        """What failed, where, expected and seen, and the APDUs around it; "" when it passed."""
         if self.error:
             return f"{self.error} ({self.scenario.name})"
         bad = self.failure
@@ -68,12 +75,20 @@ class ScenarioResult:
                  f"({self.scenario.name}, over {self.transport})",
                  f"    {bad.step.source}", *("  " + m for m in bad.message.splitlines())]
         if bad.exchanges:
-            lines.append("  APDUs of the tap (card numbers masked):")
-            lines += ["    " + line for x in bad.exchanges for line in _exchange_lines(x)]
+            lines += exchange_report(bad.exchanges, "the tap" if bad.tap else "the card's session")
         return "\n".join(lines)
 
 
-def _exchange_lines(x: Exchange) -> list[str]:
+def exchange_report(exchanges: list[Exchange], what: str) -> list[str]:
+    shown = exchanges[-SHOWN_EXCHANGES:]
+    lines = [f"  APDUs of {what} (card numbers masked):"]
+    if len(exchanges) > len(shown):
+        lines.append(f"    ... {len(exchanges) - len(shown)} earlier exchanges")
+    lines += ["    " + line for x in shown for line in exchange_lines(x)]
+    return lines
+
+
+def exchange_lines(x: Exchange) -> list[str]:
     command = mask_pans(x.command.hex().upper())
     if x.response is None:
         answer = f"(no answer: {x.error or 'torn'})"
@@ -88,9 +103,10 @@ class StepFailed(Exception):
 
 @dataclass
 class _Presented:
-    """What a reader holds after a tap: the tap's outcome, or the validator's decision."""
+    """What a reader holds after a card came: the tap's outcome or the validator's decision (None
+    for program: none) and the card's session."""
     card_name: str
-    outcome: TapOutcome | object  # terminal.validator.Decision for program: validator
+    outcome: TapOutcome | object | None
     exchanges: list[Exchange]
     message: str | None = None
 
@@ -103,8 +119,13 @@ class _ReaderState:
     pending: tuple = ()
     last: _Presented | None = None
     card_in_field: str | None = None
+    session: TraceRecorder | None = None  # the card in the field, connected
     validator: object | None = None  # terminal.run.Validator for program: validator
     workdir: Path | None = None  # the validator's journal lives here
+
+
+def _complaints(card) -> tuple[int, int]:
+    return len(getattr(card, "errors", ())), len(getattr(card, "mismatches", ()))
 
 
 class _Run:
@@ -112,36 +133,13 @@ class _Run:
         self.scenario = scenario
         self.transport = transport
         self.stage = stage
-        self.cards: dict[str, object] = {}
-        self.purses: dict[str, object] = {}  # card name -> DemoPurse
+        self.built: dict[str, BuiltCard] = {}
         self.readers: dict[str, _ReaderState] = {}
         self.last_reader: str | None = None
         self.now = scenario.now  # moved on by `advance`
+        self.values: dict[str, str] = dict(scenario.variables)
 
     # setup ----------------------------------------------------------------------------
-    def build_card(self, spec: CardSpec):
-        o = spec.options
-        if spec.type == "purse":
-            demo = demo_purse_card(balance=o["balance"], currency=o["currency"], card_id=o["card_id"],
-                                   uid=o.get("uid"), locked=o["locked"])
-            self.purses[spec.name] = demo
-            demo.card.name = spec.name
-            return demo.card
-        if spec.type == "emv":
-            card = emv_card(o["uid"], pan=o["pan"], expiry=o["expiry"], name=o["holder"])
-        elif spec.type == "uid":
-            card = plain_uid_card(o["uid"], name=spec.name)
-        elif spec.type == "scripted":
-            rules = list(o["rules"])
-            if "function" in o:
-                rules.append(("*", o["function"]))
-            return ScriptedCard(o["uid"], rules, default=o["default"], name=spec.name)
-        elif spec.type == "replay":
-            return ReplayCard(o["sessions"], match=o["match"], uid=o.get("uid"), name=spec.name)
-        else:  # the loader admits only the types above
-            raise AssertionError(spec.type)
-        return card
-
     def identity(self, name: str) -> str:
         """What a deny list or a token expectation means by a card's name."""
         spec = self.scenario.cards[name]
@@ -149,7 +147,7 @@ class _Run:
             return spec.options["card_id"].hex()
         if spec.type == "emv":
             return pan_token(DEMO_TOKEN_KEY, spec.options["pan"])
-        uid = self.cards[name].uid
+        uid = self.built[name].card.uid
         return uid_token(DEMO_TOKEN_KEY, uid) if uid else name
 
     def context(self, spec: ReaderSpec) -> TapContext:
@@ -161,7 +159,11 @@ class _Run:
 
     def open(self) -> None:
         for name, spec in self.scenario.cards.items():
-            self.cards[name] = self.build_card(spec)
+            try:
+                self.built[name] = build_card(spec)
+            except Exception as e:  # a user's card class failing in its constructor
+                raise StageError(f"{self.scenario.where(spec.line)}: card {name!r} cannot be built: "
+                                 f"{type(e).__name__}: {e}") from None
         for name, spec in self.scenario.readers.items():
             try:
                 f = self.stage.open(self.transport)
@@ -212,21 +214,44 @@ class _Run:
 
     def run_step(self, step: Step) -> StepResult:
         handler = getattr(self, f"do_{step.action}")
+        before = {n: _complaints(b.card) for n, b in self.built.items()}
         start = time.perf_counter()
         try:
             exchanges = handler(step.args) or []
+            self.card_complaints(before)
             return StepResult(step, True, exchanges=exchanges, seconds=time.perf_counter() - start)
         except StepFailed as e:
-            last = self.reader(step.args.get("reader")).last
-            return StepResult(step, False, str(e), last.exchanges if last else [], time.perf_counter() - start)
+            state = self.reader(step.args.get("reader"))
+            last = state.last
+            tap = last is not None and last.outcome is not None and step.action in ("present", "expect")
+            exchanges = last.exchanges if tap else state.session.exchanges if state.session else []
+            return StepResult(step, False, str(e), list(exchanges), time.perf_counter() - start, tap)
         except Exception as e:  # a reader or transport failing: reported at the step, the run goes on to close
             return StepResult(step, False, f"{type(e).__name__}: {e}", [], time.perf_counter() - start)
+
+    def card_complaints(self, before: dict[str, tuple[int, int]]) -> None:
+        """Fail the step when a card's own code raised, or a strict script or trace got a command
+        it does not hold."""
+        found = []
+        for name, built in self.built.items():
+            card, (errors_before, mismatches_before) = built.card, before[name]
+            errors = getattr(card, "errors", [])[errors_before:]
+            mismatches = getattr(card, "mismatches", [])[mismatches_before:]
+            if mismatches and self.scenario.cards[name].options.get("strict", True):
+                what = ("the terminal sent commands the trace does not hold" if isinstance(card, ReplayCard)
+                        else f"card {name!r} got commands out of its script")
+                found.append(f"{what}:\n  " + "\n  ".join(mismatches))
+            if errors:
+                found.append(f"card {name!r} failed to answer (answered 6F00):\n  " + "\n  ".join(errors))
+        if found:
+            raise StepFailed("\n".join(found))
 
     def _clear(self, state: _ReaderState) -> None:
         state.field.remove()
         if not state.field.reader.wait_for_removal(CARD_TIMEOUT):
             raise StepFailed(f"the reader still sees a card {CARD_TIMEOUT:g} s after it was taken away")
         state.card_in_field = None
+        state.session = None
 
     def do_present(self, args):
         name = args["card"]
@@ -235,53 +260,56 @@ class _Run:
                 self._clear(other)
         state = self.reader(args["reader"])
         self.last_reader = args["reader"] or next(n for n, s in self.readers.items() if s is state)
-        card = self.cards[name]
-        if state.last is not None:  # the card of the tap before leaves first (a fresh field costs nothing)
+        card = self.built[name].card
+        if state.last is not None or state.card_in_field is not None:  # the card before leaves first
             self._clear(state)
         state.field.present(card)
         state.card_in_field = name
         session = state.field.reader.wait_for_card(CARD_TIMEOUT)
         if session is None:
             raise StepFailed(f"the reader saw no card within {CARD_TIMEOUT:g} s")
-        mismatches = len(getattr(card, "mismatches", ()))
         recorder = TraceRecorder(session, None, reader=state.field.reader.name, started=self.now)
+        state.session = recorder
         if state.validator is not None:
             decision = state.validator.handle_card(recorder)
             state.pending = state.validator.pending
             state.last = _Presented(name, decision, recorder.exchanges, decision.message)
-        else:
+        elif state.spec.program == "tap":
             outcome, state.pending = tap(recorder, replace(state.context, now=self.now), state.pending)
             state.last = _Presented(name, outcome, recorder.exchanges)
-        if isinstance(card, ReplayCard) and self.scenario.cards[name].options["strict"]:
-            new = card.mismatches[mismatches:]
-            if new:
-                raise StepFailed("the terminal sent commands the trace does not hold:\n  "
-                                 + "\n  ".join(new))
-        return recorder.exchanges
+        else:
+            state.last = _Presented(name, None, recorder.exchanges)
+        return list(recorder.exchanges)
 
     def do_expect(self, args):
         state = self.reader(args.get("reader"))
         if state.last is None:
             raise StepFailed("expect: no card was presented to this reader yet")
+        wrong = self.expect_card(state, args)
+        tap_keys = [k for k in args if k not in ("reader", "atr", "uid")]
+        if not tap_keys:
+            if wrong:
+                raise StepFailed("\n".join(wrong))
+            return list(state.last.exchanges)
         o = state.last.outcome
+        if o is None:
+            raise StepFailed(f"{tap_keys[0]}: reader {state.spec.name!r} runs no program (program: none): "
+                             "nothing was tapped")
         seen = {"outcome": o.signal, "kind": o.kind, "reason": o.reason, "balance_after": o.balance_after,
                 "amount": o.amount, "pending": len(state.pending), "apdus": len(state.last.exchanges),
                 "message": state.last.message,
                 "journalled": len(state.validator.journal.taps()) if state.validator is not None else None}
-        wrong = []
-        for key, expected in args.items():
-            if key == "reader":
-                continue
+        for key in tap_keys:
+            expected = args[key]
             if key == "balance":
-                demo = self.purses.get(state.last.card_name)
-                if demo is None:
+                purse = self.built[state.last.card_name].purse
+                if purse is None:
                     raise StepFailed(f"balance: card {state.last.card_name!r} is not a purse")
-                actual = demo.balance
+                actual = purse.balance
             elif key == "token":
                 actual = o.token
                 if expected in self.scenario.cards:
-                    expected_value = self.identity(expected)
-                    if actual != expected_value:
+                    if actual != self.identity(expected):
                         wrong.append(f"token: expected the token of {expected!r}, seen {actual}")
                     continue
             else:
@@ -291,14 +319,122 @@ class _Run:
         if wrong:
             detail = f"the tap: {o.kind} {o.signal} {o.reason}" + (f" ({o.detail})" if o.detail else "")
             raise StepFailed("\n".join(wrong + [detail]))
-        return state.last.exchanges
+        return list(state.last.exchanges)
 
+    def expect_card(self, state: _ReaderState, args) -> list[str]:
+        wrong = []
+        for key in ("atr", "uid"):
+            if key not in args:
+                continue
+            if state.session is None:
+                raise StepFailed(f"{key}: no card is in the field of reader {state.spec.name!r}")
+            seen = getattr(state.session, key) or b""
+            pattern = self.pattern(args[key], key)
+            if not pattern.matches(seen):
+                wrong.append(f"{key}: expected {pattern}, seen {seen.hex().upper() or '(none)'}")
+        return wrong
+
+    def pattern(self, value, what: str):
+        try:
+            return pattern_of(substitute(value, self.values) if isinstance(value, str) else value, what)
+        except KeyError as e:
+            raise StepFailed(f"{what}: variable {e.args[0]!r} is not set (the call steps before did not set it)")
+        except PatternError as e:
+            raise StepFailed(str(e)) from None
+
+    # the generic reader steps ---------------------------------------------------------
+    def session(self, args) -> tuple[_ReaderState, TraceRecorder]:
+        state = self.reader(args.get("reader"))
+        if args.get("reader"):
+            self.last_reader = args["reader"]
+        if state.session is None:
+            raise StepFailed(f"no card is in the field of reader {state.spec.name!r}: present one first "
+                             "(- present: CARD)")
+        return state, state.session
+
+    def text(self, value: str, what: str) -> bytes:
+        try:
+            return hex_bytes(substitute(value, self.values), what)
+        except KeyError as e:
+            raise StepFailed(f"{what}: variable {e.args[0]!r} is not set (the call steps before did not set it)")
+        except PatternError as e:
+            raise StepFailed(str(e)) from None
+
+    def exchange(self, args, command: bytes):
+        state, session = self.session(args)
+        try:
+            answer = parse_response(session.transmit(command))
+        except CardRemoved as e:
+            raise StepFailed(f"the card left the field before it answered ({e})") from None
+        except ReaderError as e:
+            raise StepFailed(f"the reader failed: {e}") from None
+        except MalformedAPDU as e:
+            raise StepFailed(f"the card's answer is not a response APDU: {e}") from None
+        try:
+            wrong = check_answer(answer, args["expect"], self.values)
+        except KeyError as e:
+            raise StepFailed(f"variable {e.args[0]!r} is not set (the call steps before did not set it)")
+        except PatternError as e:
+            raise StepFailed(str(e)) from None
+        if wrong:
+            raise StepFailed("\n".join(wrong))
+        for name, source in args["capture"].items():
+            try:
+                self.values[name] = capture(answer, source)
+            except PatternError as e:
+                raise StepFailed(f"capture {name}: {e}") from None
+        return list(session.exchanges)
+
+    def do_select(self, args):
+        aid = self.text(args["aid"], "aid")
+        return self.exchange(args, select_by_name(aid).to_bytes())
+
+    def do_send(self, args):
+        command = self.text(args["apdu"], "apdu")
+        if "data" in args or "le" in args:
+            data = self.text(args["data"], "data") if "data" in args else b""
+            command = CommandAPDU(*command, data, args.get("le")).to_bytes()
+        return self.exchange(args, command)
+
+    def do_call(self, args):
+        state, session = self.session(args)
+        channel = CardChannel(session, self.values, state.field.reader.name, self.transport)
+        try:
+            result = args["function"](channel, **args["args"])
+        except StepFailed:
+            raise
+        except AssertionError as e:
+            raise StepFailed(f"{args['name']} failed: {_user_frame(e)}{e or ''}".rstrip(": ")) from None
+        except CardRemoved as e:
+            raise StepFailed(f"{args['name']}: the card left the field ({e})") from None
+        except Exception as e:  # the user's code: whatever it raises fails this step, in one line
+            raise StepFailed(f"{args['name']} raised {type(e).__name__}: {e} ({_user_frame(e).rstrip(': ')})") \
+                from None
+        if result is not None:
+            if not isinstance(result, dict):
+                raise StepFailed(f"{args['name']} returned {type(result).__name__}: return None or a dict of "
+                                 "new variables")
+            for key, value in result.items():
+                if isinstance(value, (bytes, bytearray)):
+                    value = bytes(value).hex().upper()
+                if not isinstance(value, str):
+                    raise StepFailed(f"{args['name']} returned {key}={value!r}: a variable is bytes or hex text")
+                self.values[key] = value.replace(" ", "").upper()
+        return list(session.exchanges)
+
+    def do_save(self, args):
+        path = self.scenario.path.parent / args["file"]
+        try:
+            save_card(self.built[args["card"]], path)
+        except OSError as e:
+            raise StepFailed(f"cannot write {path}: {e.strerror or e}") from None
+
+    # the field ------------------------------------------------------------------------
     def do_advance(self, args):
         self.now += timedelta(seconds=args["seconds"])
 
     def do_remove(self, args):
-        state = self.reader(args.get("reader"))
-        self._clear(state)
+        self._clear(self.reader(args.get("reader")))
 
     def do_tear_after(self, args):
         self.reader(args.get("reader")).field.tear_after(args["n"])
@@ -315,9 +451,20 @@ class _Run:
                 raise StepFailed(f"reader {state.spec.name!r} still sees a card after {CARD_TIMEOUT:g} s")
 
 
+def _user_frame(error: BaseException) -> str:
+    """ "checks.py:12 `assert points > 0`: " for the user's line that raised."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if "tapstack/testing" not in f.filename]
+    if not frames:
+        return ""
+    f = frames[-1]
+    code = f" `{f.line}`" if f.line else ""
+    return f"{Path(f.filename).name}:{f.lineno}{code}: "
+
+
 def run_scenario(scenario: Scenario, transport: str, stage: Stage) -> ScenarioResult:
     """Run every step over `transport` ("mock", "pcscd+vpcd", "nfcpy-udp"); stops at the first failure."""
     result = ScenarioResult(scenario, transport)
+    start = time.perf_counter()
     run = _Run(scenario, transport, stage)
     try:
         try:
@@ -332,4 +479,5 @@ def run_scenario(scenario: Scenario, transport: str, stage: Stage) -> ScenarioRe
                 break
     finally:
         run.close()
+        result.seconds = time.perf_counter() - start
     return result

@@ -88,6 +88,68 @@ def test_an_unknown_transport_is_a_usage_error(pytester, run):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
 
 
+def test_an_unknown_transport_in_a_marker_is_a_usage_error_in_one_line(pytester, run):
+    pytester.makepyfile(test_marked=textwrap.dedent("""
+        import pytest
+
+        @pytest.mark.tapstack_transports("mock", "usb")
+        def test_one(field):
+            pass
+    """))
+    result = run("--tapstack-transport=mock")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: test_marked.py::test_one: @pytest.mark.tapstack_transports('mock', 'usb'): "
+                                 "unknown transport 'usb': use mock, pcscd, nfcpy or all"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_failing_test_shows_the_apdus_its_card_answered(pytester, run):
+    pytester.makepyfile(test_fails=textwrap.dedent("""
+        from terminal.tap import tap
+
+        def test_emv(field, tapstack_cards):
+            outcome, _ = tap(field.tap(tapstack_cards.emv(pan="5555555555554444")), tapstack_cards.context())
+            assert outcome.reason == "paid"
+
+        def test_passes(field):
+            pass
+    """))
+    result = run("--tapstack-transport=mock")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "APDUs over mock (card numbers masked)" in out and out.count("APDUs over mock") == 1
+    result.stdout.fnmatch_lines([">> 00A404000AF0746170737461636B0100", "<< 6A82",
+                                 ">> 00A404000E325041592E5359532E444446303100"])
+    section = out.split("APDUs over mock (card numbers masked)")[1]
+    assert "5555555555554444" not in section and "555555******4444" in section
+
+
+def test_every_fixture_says_what_it_is(pytester, run):
+    import tapstack.testing.plugin as plugin
+
+    fixtures = [name for name, value in vars(plugin).items() if hasattr(value, "_fixture_function_marker")
+                or type(value).__name__ == "FixtureFunctionDefinition"]
+    assert len(fixtures) >= 8
+    result = run("--fixtures", "-v")
+    out = result.stdout.str()
+    for name in fixtures:
+        assert f"{name} " in out or f"{name} [session scope]" in out
+    for line in out.split("tapstack/testing/plugin.py")[1:]:
+        assert "no docstring available" not in line.split("\n\n")[0]
+
+
+def test_p_no_with_the_entry_point_name_disables_the_plugin(pytester):
+    if not AUTOLOADED:
+        pytest.skip("tapstack is not installed with its pytest11 entry point here")
+    (name,) = [ep.name for ep in entry_points(group="pytest11") if ep.value == "tapstack.testing.plugin"]
+    assert name == "tapstack.testing.plugin"  # what docs/testing.md tells users to write
+    pytester.makefile(".yaml", scenario_fare=SCENARIO)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", f"no:{name}", "--collect-only", "-q")
+    assert "scenario_fare.yaml" not in result.stdout.str()
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", f"no:{name}", "--tapstack-transport=mock")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # the plugin's option is gone with it
+
+
 def test_the_gateway_fixture_serves_with_an_operator_key(tapstack_gateway):
     import urllib.error
     import urllib.request

@@ -43,12 +43,12 @@ def error_of(text: str, tmp_path, name="scenario_x.yaml") -> ScenarioError:
     (GOOD + "  - tear_after: {n: 1, readr: validator}\n", 8, ["did you mean 'reader'?"]),
     (GOOD + "  - remov\n", 8, ["unknown step 'remov'", "did you mean 'remove'?"]),
     (GOOD.replace("validator: {fare: 200}", "validator: {fare: 200, deny: [bob]}"), 4, ["denies 'bob'"]),
-    (GOOD + "  - present: {card: alice, reader: validator\n", 9, ["not valid YAML"]),
+    (GOOD + "  - present: {card: alice, reader: validator\n", 8, ["not valid YAML", "'{' on this line is never closed"]),
     (GOOD.replace("readers:", "cards:"), 3, ["'cards' given twice (first at line 1)"]),
     ("cards: {}\nsteps: []\n", 2, ["steps must be a list"]),
     ("cards:\n  x: {type: replay, trace: missing.jsonl}\nsteps: [remove]\n", 2, ["missing.jsonl: cannot read"]),
-    ("cards:\n  x: {type: scripted, answers: {'00A4*': 'ZZ'}}\nsteps: [remove]\n", 2, ["is not hex"]),
-    ("cards:\n  x: {type: scripted, answers: {'00A*': '9000'}}\nsteps: [remove]\n", 2, ["byte boundary"]),
+    ("cards:\n  x: {type: scripted, answers: {'00A4*': 'ZZ'}}\nsteps: [remove]\n", 2, ["'Z' is not a hex digit"]),
+    ("cards:\n  x: {type: scripted, answers: {'00A*': '9000'}}\nsteps: [remove]\n", 2, ["'*' must stand for whole bytes"]),
     ("cards:\n  x: {type: uid, uid: 12345678}\nsteps: [remove]\n", 2, ["hex text in quotes"]),
     ("cards:\n  x: {type: emv, pan: '4242424242424241'}\nsteps: [remove]\n", 2, ["Luhn"]),
     ("transports: [mock, usb]\nsteps: [remove]\n", 1, ["unknown transport 'usb'"]),
@@ -145,7 +145,7 @@ def test_a_scripted_card_answering_by_a_python_function_next_to_the_scenario(tmp
     result = run_scenario(load_scenario(path), "mock", Stage())
     assert result.ok, result.report()
     path.write_text("cards:\n  f: {type: scripted, function: answers.py:nothing}\nsteps: [remove]\n")
-    assert "function 'answers.py:nothing' cannot be loaded: AttributeError" in error_of(path.read_text(), tmp_path).message
+    assert "function 'answers.py:nothing': answers.py has no 'nothing'" in error_of(path.read_text(), tmp_path).message
 
 
 def test_a_torn_debit_at_the_validator_program_is_recovered_and_journalled(tmp_path):
@@ -172,3 +172,161 @@ def test_validator_keys_belong_to_validator_readers(reader, words, tmp_path):
 
 def test_a_bare_step_that_needs_a_value_says_so(tmp_path):
     assert "step 'advance' needs a value" in error_of("steps: [advance]\n", tmp_path).message
+
+
+# --- errors a newcomer can act on ----------------------------------------------------------
+
+def errors_of(text: str, tmp_path, name="scenario_x.yaml") -> list:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path)
+    return [(x.line, x.message) for x in getattr(e.value, "errors", [e.value])]
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("steps:\n  - present: {card: a\n  - remove\n", 2, "the '{' on this line is never closed"),
+    ("steps: [remove\n", 1, "the '[' on this line is never closed"),
+    ("scenario: \"fare\nsteps: [remove]\n", 1, "the quote opened on this line is never closed"),
+    ("steps:\n\t- remove\n", 2, "a tab character: YAML indents with spaces only"),
+    ("cards:\n  s: {type: scripted, default: *}\nsteps: [remove]\n", 2, "a value starting with '*' must be in quotes"),
+    ("scenario: fare: 2\nsteps: [remove]\n", 1, "a ':' where YAML expects none"),
+    ("cards:\n  a: {type: uid, uid: '04C0FFEE123456'}\n b: {type: uid}\nsteps: [remove]\n", 3,
+     "this line's indentation does not fit the lines above it"),
+])
+def test_yaml_syntax_errors_in_the_kits_words_at_the_line_to_look_at(text, line, words, tmp_path):
+    (found_line, message), = errors_of(text, tmp_path)
+    assert found_line == line and message.startswith("not valid YAML: ") and words in message, message
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("cards:\n  rider: {type:purse, balance: 500}\nsteps: [remove]\n", 2,
+     "'type:purse' needs a space after the colon: write 'type: purse'"),
+    ("cards:\n  rider:\n    type:purse\nsteps: [remove]\n", 2, "write 'type: purse'"),
+    ("cards:\n  rider: {type: purse}\nsteps:\n  - present:rider\n", 4, "write 'present: rider'"),
+    ("cards:\n  rider: {type: purse, balance:500}\nsteps: [remove]\n", 2, "write 'balance: 500'"),
+])
+def test_a_missing_space_after_a_colon_is_pointed_out(text, line, words, tmp_path):
+    (found_line, message), = errors_of(text, tmp_path)
+    assert found_line == line and words in message, message
+
+
+@pytest.mark.parametrize("expect, words", [
+    ("{reason: payed}", "reason 'payed' is not known: did you mean 'paid'?"),
+    ("{reason: insufficient_funds}", "did you mean 'insufficient_balance'?"),
+    ("{message: Balance to low}", "did you mean 'Balance too low'?"),
+    ("{kind: pures}", "did you mean 'purse'?"),
+    ("{outcome: denied}", "did you mean 'deny'?"),
+])
+def test_every_enumerated_value_is_checked_at_load(expect, words, tmp_path):
+    (line, message), = errors_of(GOOD.replace("{outcome: accept, balance: 300}", expect), tmp_path)
+    assert line == 7 and words in message, message
+
+
+def test_the_reasons_known_are_every_reason_the_terminal_gives():
+    """The kit checks reason: against terminal.validator.MESSAGES; every reason a tap or the
+    validator can give must be there (read from their source, so a new one cannot be missed)."""
+    import ast
+    from pathlib import Path
+
+    from terminal.validator import MESSAGES
+
+    root = Path(__file__).resolve().parents[2] / "terminal"
+    given = set()
+    for name in ("tap.py", "run.py", "validator.py"):
+        for node in ast.walk(ast.parse((root / name).read_text())):
+            if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+                called = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                if called in ("_error", "deny", "refusal", "repeat_refusal"):
+                    given.add(node.args[0].value)
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "TapOutcome" and len(node.args) > 2 \
+                    and isinstance(node.args[2], ast.Constant):
+                given.add(node.args[2].value)
+    given.discard("purse")  # repeat_refusal's first argument is an identity, not a reason
+    assert len(given) > 15 and given - set(MESSAGES) <= {c for c in given if not c.islower()}
+
+
+GENERIC = """\
+cards:
+  club: {type: scripted, answers: {"00A4*": "9000", "80CA*": "0102 9000"}}
+steps:
+  - present: club
+  - select: "F0434C554201"
+  - send: {apdu: "80CA000002", capture: {points: data}}
+"""
+
+
+@pytest.mark.parametrize("extra, line, words", [
+    ("  - send: '80CA{pionts}00'\n", 7, "variable 'pionts' is not set before this step: did you mean 'points'?"),
+    ("  - send: '80CA0'\n", 7, "odd number of hex digits (5)"),
+    ("  - send: '80CA'\n", 7, "a command APDU has at least 4 bytes"),
+    ("  - send: {apdu: '80CA0000 02', data: '01'}\n", 7, "apdu is the 4-byte header"),
+    ("  - send: {apdu: '80CA000002', expect: {sw: '9G00'}}\n", 7, "'G' is neither hex"),
+    ("  - send: {apdu: '80CA000002', expect: {reason: paid}}\n", 7, "'reason' checks a tap: write it in an expect step"),
+    ("  - send: {apdu: '80CA000002', capture: {x: 'data[0]'}}\n", 7, "'data[0]' is not a source"),
+    ("  - send: {apdu: '80CA000002', expect: {tlv: {'6F/XY': '*'}}}\n", 7, "'X' is not a hex digit"),
+    ("  - expect: {sw: '9000'}\n", 7, "'sw' checks the answer of a select or send: write it on that step"),
+    ("  - expect: {outcome: accept}\n", 7, "'outcome' checks a tap, but the reader runs no program"),
+    ("  - select: '00112233445566778899AABBCCDDEEFF00'\n", 7, "an AID is 1 to 16 bytes"),
+    ("  - call: missing.py:check\n", 7, "function 'missing.py:check': no file"),
+    ("  - sned: '80CA000002'\n", 7, "unknown key 'sned' in a step: did you mean 'send'?"),
+])
+def test_the_generic_steps_are_checked_at_load(extra, line, words, tmp_path):
+    errors = errors_of(GENERIC + extra, tmp_path)
+    assert [(at, words in message) for at, message in errors] == [(line, True)], errors
+
+
+def test_scripted_states_and_python_classes_are_checked_at_load(tmp_path):
+    (tmp_path / "club.py").write_text("class NoProcess:\n    pass\n\nclass Club:\n    def __init__(self, points=0):\n"
+                                      "        pass\n    def process(self, command):\n        return b'\\x90\\x00'\n")
+    errors = errors_of("""\
+        cards:
+          a:
+            type: scripted
+            state: new
+            answers:
+              - {command: "80*", state: nwe, answer: "9000"}
+          b:
+            type: scripted
+            answers:
+              - {command: "80*", state: new, then: old, answer: "9000"}
+          c: {type: python, class: "club.py:NoProcess"}
+          d: {type: python, class: "club.py:Club", options: {pionts: 3}}
+          e: {type: python, class: "club.py:Missing"}
+          f: {type: scripted, answers: [{command: "80*", regex: "80.*", answer: "9000"}]}
+        steps: [remove]
+        """, tmp_path)
+    assert [line for line, _ in errors] == [6, 7, 11, 12, 13, 14]
+    words = ["state 'nwe' is never reached: did you mean 'new'?", "its rules name states (new, old): say which it starts in",
+             "must be a class with process(command)", "options do not fit club.py:Club: got an unexpected keyword argument 'pionts'",
+             "club.py has no 'Missing'", "a rule matches with command: (hex pattern) or regex:"]
+    for (_, message), word in zip(errors, words):
+        assert word in message, message
+
+
+def test_every_error_of_the_file_comes_at_once_in_line_order(tmp_path):
+    errors = errors_of("""\
+        scenario: many mistakes
+        cards:
+          a: {type: purse, balanse: 5}
+          b: {type: uid, uid: "04C0FFE"}
+          c: {type: pures}
+        readers:
+          r: {fare: free, progam: tap}
+        steps:
+          - present: d
+          - expect: {outcome: accepted, reason: payed}
+          - tear_after: 0
+          - remov
+        """, tmp_path)
+    assert [line for line, _ in errors] == [3, 4, 5, 7, 7, 9, 10, 10, 11, 12]
+    assert "did you mean 'program'?" in errors[3][1] + errors[4][1] and "unknown card 'd'" in errors[5][1]
+
+
+def test_a_generic_scenario_defaults_to_a_reader_without_program(tmp_path):
+    s = parse_scenario(GENERIC, tmp_path / "scenario_g.yaml")
+    assert s.readers["reader"].program == "none"
+    assert parse_scenario(GOOD, tmp_path / "scenario_t.yaml").readers["validator"].program == "tap"
+    s = parse_scenario(GENERIC.replace("steps:", "readers:\n  r: {program: tap}\nsteps:") + "  - expect: {outcome: error}\n",
+                       tmp_path / "scenario_m.yaml")
+    assert s.readers["r"].program == "tap"
