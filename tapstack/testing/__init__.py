@@ -7,6 +7,7 @@ YAML tap scenarios, and APDU traces recorded from real cards and replayed as vir
     tapstack.testing.scenario  the scenario file: load_scenario(path) -> Scenario, ScenarioError
     tapstack.testing.runner    run_scenario(scenario, field_source) -> ScenarioResult
     tapstack.testing.plugin    the pytest plugin (fixtures, --tapstack-transport, YAML collector)
+    tapstack.testing.tears     the tear matrix: tear_matrix() cases, run_tear(case, field) -> TearResult
 
 docs/testing.md walks through it.
 """
