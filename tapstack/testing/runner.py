@@ -40,6 +40,7 @@ class StepResult:
     message: str = ""
     exchanges: list[Exchange] = field(default_factory=list)
     seconds: float = 0.0
+    decision: object = None  # a present step's TapOutcome (program: validator: its Decision)
 
 
 @dataclass
@@ -215,7 +216,8 @@ class _Run:
         start = time.perf_counter()
         try:
             exchanges = handler(step.args) or []
-            return StepResult(step, True, exchanges=exchanges, seconds=time.perf_counter() - start)
+            decision = self.reader(step.args["reader"]).last.outcome if step.action == "present" else None
+            return StepResult(step, True, exchanges=exchanges, seconds=time.perf_counter() - start, decision=decision)
         except StepFailed as e:
             last = self.reader(step.args.get("reader")).last
             return StepResult(step, False, str(e), last.exchanges if last else [], time.perf_counter() - start)
