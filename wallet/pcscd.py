@@ -146,16 +146,25 @@ def parse_reader_conf(text: str) -> list[VpcdReader]:
 
 
 def running_pcscd() -> int | None:
-    """The pid of a pcscd already running on this machine, or None."""
+    """The pid of a pcscd already running on this machine, or None. A pcscd in another mount
+    namespace (a container, an isolated test run) has its own /run/pcscd: it is not in the way."""
+    ours = _mount_namespace("self")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if (entry / "comm").read_text().strip() == "pcscd":
+            if (entry / "comm").read_text().strip() == "pcscd" and _mount_namespace(entry.name) in (ours, None):
                 return int(entry.name)
         except OSError:  # the process ended while we looked
             continue
     return None
+
+
+def _mount_namespace(pid: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:  # not ours to look at: count it as in the way
+        return None
 
 
 def configured_readers(pid: int) -> list[VpcdReader]:
