@@ -29,8 +29,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from terminal.display import age
 from terminal.journal import ForeignJournal, Journal, JournalError
-from terminal.readers.base import ReaderError
+from terminal.readers.base import CardRemoved, ReaderError
 
 log = logging.getLogger("terminal")
 
@@ -103,7 +104,7 @@ def serve(desk: Desk, reader, stop: threading.Event, *, watch: ClockWatch | None
     """Run the desk until stop is set or it is finished."""
     while not stop.is_set() and not desk.finished():
         if watch is not None:
-            _check_clock(desk, watch)
+            guard(desk, "the clock", _check_clock, desk, watch)
         guard(desk, "between cards", desk.between_cards, stop)
         if stop.is_set() or desk.finished():
             break
@@ -137,12 +138,17 @@ def guard(desk: Desk, what: str, fn, *args):
 
 
 def next_card(reader, service: Service, stop: threading.Event):
-    """The card in the reader's field within CARD_WAIT seconds, or None. A reader that is not
-    there is reported (once) and asked again after RETRY_READER seconds; back, it is said so."""
+    """The card in the reader's field within CARD_WAIT seconds, or None; never raises. A reader
+    that is not there is reported (once) and asked again after RETRY_READER seconds; back, it
+    is said so. A card gone while it was being connected is no card."""
     try:
         session = reader.wait_for_card(CARD_WAIT)
-    except ReaderError as e:
-        service.report("reader", str(e))
+    except CardRemoved:
+        return None
+    except Exception as e:  # ReaderError; anything else from a driver is logged with its trace
+        if not isinstance(e, ReaderError):
+            log.exception("waiting for a card failed")
+        service.report("reader", str(e) if isinstance(e, ReaderError) else f"{type(e).__name__}: {e}")
         stop.wait(RETRY_READER)
         return None
     service.report("reader", None)
@@ -155,7 +161,9 @@ def wait_until_removed(reader, stop: threading.Event) -> None:
         try:
             if reader.wait_for_removal(REMOVAL_WAIT):
                 return
-        except ReaderError:
+        except Exception as e:  # the reader is gone, or failing: the next wait for a card says so
+            if not isinstance(e, (ReaderError, CardRemoved)):
+                log.exception("waiting for the card to leave failed")
             return
 
 
@@ -164,9 +172,9 @@ def _check_clock(desk: Desk, watch: ClockWatch) -> None:
     if jump is None:
         return
     way = "forward" if jump > timedelta(0) else "back"
-    desk.service.out(f"WARNING         clock: jumped {way} {abs(jump)} (now {watch.clock():%Y-%m-%d %H:%M:%S} UTC); "
-                     "taps carry the new time")
-    guard(desk, "the clock jump", desk.clock_jumped, jump)
+    desk.service.out(f"WARNING         clock: jumped {way} {age(abs(jump))} (now {watch.clock():%Y-%m-%d %H:%M:%S} "
+                     "UTC); taps carry the new time")
+    desk.clock_jumped(jump)
 
 
 def _signal(reader, outcome: str) -> None:

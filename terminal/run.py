@@ -347,8 +347,8 @@ class Validator:
         self.taps += 1
         try:
             self.reader.signal(decision.signal)
-        except ReaderError:
-            pass  # the LED is a courtesy: the decision stands and is journalled
+        except Exception:  # the LED is a courtesy: the decision stands and is journalled
+            pass
         for line in display.panel(decision, self.status()):
             self.out(line)
         if self.uploader is not None and tap_id is not None:

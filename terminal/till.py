@@ -39,7 +39,6 @@ from terminal.gateway_client import (GatewayClient, GatewayError, GatewayRefused
                                      urllib_send)
 from terminal.journal import Journal, JournalError
 from terminal.loop import ClockWatch, Service, serve
-from terminal.readers.base import ReaderError
 from terminal.run import Settings, Validator, read_qr_text, utc_now
 from terminal.uploader import Uploader, upload_all
 
@@ -225,8 +224,8 @@ class Till:
     def _signal(self, outcome: str) -> None:
         try:
             self.reader.signal(outcome)
-        except ReaderError:
-            pass  # the LED is a courtesy: the screen says it too
+        except Exception:  # the LED is a courtesy: the screen says it too
+            pass
 
     # -- pay codes ----------------------------------------------------------------------
 
