@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -201,6 +202,32 @@ def log_to_stderr() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.WARNING)
+
+
+@dataclass
+class Opened:
+    """What a terminal program opens before its loop: the stop event, its service, reader and
+    journal (None when a signal came before the journal could be opened)."""
+    stop: threading.Event
+    service: Service
+    reader: object
+    journal: Journal | None
+
+
+def open_terminal(reader_spec: str, journal_path: Path, terminal_id: bytes,
+                  out: Callable[[str], None]) -> Opened:
+    """Traces to stderr, signals to `stop`, the reader (it may still be absent: the loop
+    waits), the journal once it opens. ReaderError for a reader spec that cannot be; a
+    ForeignJournal for another terminal's journal."""
+    from terminal.readers import open_reader
+
+    log_to_stderr()
+    stop, service = stop_on_signals(), Service(out)
+    reader = open_reader(reader_spec)
+    journal = open_journal(journal_path, terminal_id, service, stop)
+    if journal is None:
+        reader.close()
+    return Opened(stop, service, reader, journal)
 
 
 def open_journal(path: Path, terminal_id: bytes, service: Service, stop: threading.Event,

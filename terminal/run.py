@@ -543,21 +543,16 @@ def read_qr_text(path: Path) -> str | None:
 
 def run(settings: Settings, *, out: Callable[[str], None] = print) -> int:
     """`tapstack terminal run`: open the reader and journal, start the uploader, loop until stopped."""
-    from terminal.loop import log_to_stderr, open_journal, stop_on_signals
-    from terminal.readers import open_reader
+    from terminal.loop import open_terminal
 
     check_settings(settings)
-    log_to_stderr()
-    stop = stop_on_signals()
-    service = Service(out)
-    reader = open_reader(settings.reader)
-    journal = open_journal(settings.journal, settings.terminal_id, service, stop)
+    opened = open_terminal(settings.reader, settings.journal, settings.terminal_id, out)
+    stop, reader, journal = opened.stop, opened.reader, opened.journal
     if journal is None:  # stopped before the journal could be opened
-        reader.close()
         return 0
     client = (GatewayClient(settings.gateway, settings.key_id, settings.secret)
               if settings.gateway else None)
-    v = Validator(settings, reader, journal, client=client, out=out, service=service)
+    v = Validator(settings, reader, journal, client=client, out=out, service=opened.service)
     commands: queue.Queue = queue.Queue()
     if hasattr(signal, "SIGUSR1"):  # re-read the stop feed now (QR frames already read stay read)
         signal.signal(signal.SIGUSR1, lambda *_: v.reread_feed())

@@ -629,24 +629,19 @@ def read_script(path: Path) -> list[str]:
 
 def run(settings: TillSettings, *, out: Callable[[str], None] = print) -> int:
     """`tapstack terminal run --mode pos`: open the reader and journal, upload, take sales."""
-    from terminal.loop import log_to_stderr, open_journal, stop_on_signals
-    from terminal.readers import open_reader
+    from terminal.loop import open_terminal
     from terminal.run import _read_commands
 
     check_till_settings(settings)
     script = read_script(settings.sales) if settings.sales else []
-    log_to_stderr()
-    stop = stop_on_signals()
-    service = Service(out)
-    reader = open_reader(settings.reader)
-    journal = open_journal(settings.journal, settings.terminal_id, service, stop)
+    opened = open_terminal(settings.reader, settings.journal, settings.terminal_id, out)
+    stop, reader, journal = opened.stop, opened.reader, opened.journal
     if journal is None:  # stopped before the journal could be opened
-        reader.close()
         return 0
     # A short timeout: the customer waits for each try, and a try without an answer is retried.
     client = (GatewayClient(settings.gateway, settings.key_id, settings.secret, send=urllib_send(timeout=5.0))
               if settings.gateway else None)
-    till = Till(settings, reader, journal, client=client, out=out, service=service)
+    till = Till(settings, reader, journal, client=client, out=out, service=opened.service)
     if settings.gateway and settings.merchant_key:
         till.merchant = MerchantClient(settings.gateway, settings.merchant_key)
     till.script.extend(script)
