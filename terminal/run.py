@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
 import queue
 import signal
@@ -40,6 +41,8 @@ from terminal.loop import ClockWatch, Service, serve
 from terminal.readers.base import CardRemoved, ReaderError
 from terminal.tap import MAX_PENDING, PendingDebit, TapContext, tap
 from terminal.uploader import Uploader
+
+log = logging.getLogger("terminal")
 
 MODES = ("bus", "pos")
 DIRECTIONS = ("on", "off")
@@ -142,8 +145,10 @@ def load_reference(journal: Journal, fallback_rules: Path | None) -> Reference:
     return ref
 
 
-def refresh_reference(ref: Reference, client: GatewayClient, journal: Journal, now: datetime) -> Reference:
-    """Download keys, the deny-list delta and fare rules; cache each in the journal.
+def refresh_reference(ref: Reference, client: GatewayClient, journal: Journal | None, now: datetime
+                      ) -> tuple[Reference, JournalError | None]:
+    """Download keys, the deny-list delta and fare rules; cache each in the journal. The new
+    reference data, and the JournalError that kept it from being cached (it is used anyway).
     Raises GatewayError when the gateway cannot be reached (the old data stays)."""
     keys = client.get("/v1/issuer/keys")["data"]
     issuer_keys = {bytes.fromhex(k["key_id"]): bytes.fromhex(k["public_key"]) for k in keys}
@@ -158,12 +163,60 @@ def refresh_reference(ref: Reference, client: GatewayClient, journal: Journal, n
             raise
     except ValueError:  # rules that do not parse: keep the last good ones
         rules_doc = None
-    journal.save("issuer_keys", {k.hex(): v.hex() for k, v in issuer_keys.items()}, now)
-    journal.save("deny_list", {"version": version, "entries": sorted(deny)}, now)
-    if rules_doc is not None:
-        journal.save("fare_rules", rules_doc, now)
-    journal.save("refreshed_at", int(now.timestamp()), now)
-    return Reference(issuer_keys, deny, version, rules, now)
+    try:
+        if journal is None:
+            raise JournalError("the journal is not open")
+        journal.save("issuer_keys", {k.hex(): v.hex() for k, v in issuer_keys.items()}, now)
+        journal.save("deny_list", {"version": version, "entries": sorted(deny)}, now)
+        if rules_doc is not None:
+            journal.save("fare_rules", rules_doc, now)
+        journal.save("refreshed_at", int(now.timestamp()), now)
+        uncached = None
+    except JournalError as e:
+        uncached = e
+    return Reference(issuer_keys, deny, version, rules, now), uncached
+
+
+class Refresher:
+    """Downloads the reference data on a thread of its own, every refresh_every seconds or when
+    poked (the first download is the loop's own, before its first card), so that a gateway that does not answer (a dead zone that swallows packets: each
+    try waits out its timeout) never keeps a rider waiting. The card loop takes each result
+    between cards (Validator.take_refreshed). The thread has its own journal connection."""
+
+    def __init__(self, v: "Validator"):
+        self.v = v
+        self.results: queue.Queue = queue.Queue()
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._run, name="refresher", daemon=True)
+
+    def start(self) -> Refresher:
+        self._thread.start()
+        return self
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        journal = None
+        try:
+            while True:
+                self._wake.wait(self.v.s.refresh_every)
+                self._wake.clear()
+                if self._stop.is_set():
+                    return
+                try:
+                    journal = journal or Journal(self.v.s.journal, self.v.s.terminal_id)
+                except JournalError:
+                    journal = None  # downloaded all the same; caching it is said to have failed
+                self.results.put(self.v.download(journal))
+        finally:
+            if journal is not None:
+                journal.close()
 
 
 # --- direction ---------------------------------------------------------------------------
@@ -251,6 +304,7 @@ class Validator:
         self.uploader: Uploader | None = None
         self.commands: queue.Queue | None = None
         self._next_refresh: datetime | None = None  # None: now
+        self.refresher: Refresher | None = None  # the background download, while run() runs
         self._next_probe = 0.0
 
     # -- deciding -----------------------------------------------------------------------
@@ -459,20 +513,34 @@ class Validator:
     # -- online -------------------------------------------------------------------------
 
     def refresh(self) -> bool:
+        """Download the reference data now (this thread waits for the gateway); True if online."""
         if self.client is None:
             return False
+        return self.take_refreshed(self.download(self.journal))
+
+    def download(self, journal: Journal | None):
+        """A refresh's result: (Reference, JournalError or None), or the exception that ended it."""
         try:
-            self.ref = refresh_reference(self.ref, self.client, self.journal, self.clock())
-            self.ref.issuer_keys = {**self.ref.issuer_keys, **self._provisioned}
-            self.online = True
-        except JournalError as e:  # downloaded, not cached: used until a restart
-            self.service.report("journal", str(e))
-            self.online = True
+            return refresh_reference(self.ref, self.client, journal, self.clock())
         except (GatewayError, ValueError, KeyError, TypeError) as e:
+            return e
+        except Exception as e:  # whatever else: logged with its trace, the old data stays
+            log.exception("refreshing the reference data failed")
+            return e
+
+    def take_refreshed(self, result) -> bool:
+        """Use a refresh's result (Validator.download); True if online."""
+        if isinstance(result, Exception):
             if self.online:
-                self.out(f"gateway unreachable, working offline: {e}")
+                self.out(f"gateway unreachable, working offline: {result}")
             self.online = False
-        return self.online
+            return False
+        self.ref, uncached = result
+        self.ref.issuer_keys = {**self.ref.issuer_keys, **self._provisioned}
+        if uncached is not None:  # used now, not cached for a restart
+            self.service.report("journal", str(uncached))
+        self.online = True
+        return True
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -484,11 +552,18 @@ class Validator:
             if self.finished():
                 break
             self.handle_frame(frame)
-        if self._next_refresh is None or self.clock() >= self._next_refresh:
-            self.refresh()
-            self._next_refresh = self.clock() + timedelta(seconds=self.s.refresh_every)
+        self.keep_refreshed()
         if "journal" in self.service.problems:
             self.journal_works()
+
+    def keep_refreshed(self) -> None:
+        """Take what the background refresher downloaded; without one, refresh when due."""
+        if self.refresher is not None:
+            while not self.refresher.results.empty():
+                self.take_refreshed(self.refresher.results.get_nowait())
+        elif self._next_refresh is None or self.clock() >= self._next_refresh:
+            self.refresh()
+            self._next_refresh = self.clock() + timedelta(seconds=self.s.refresh_every)
 
     def finished(self) -> bool:
         return self.s.max_taps is not None and self.taps >= self.s.max_taps
@@ -498,11 +573,22 @@ class Validator:
         repeat; the next refresh is now."""
         self.recent = {k: t + by for k, t in self.recent.items()}
         self._next_refresh = None
+        if self.refresher is not None:
+            self.refresher.poke()
 
     def run(self, stop: threading.Event, commands: queue.Queue | None = None, *,
             watch: ClockWatch | None = None) -> None:
+        """The card loop; with a gateway, the reference data are downloaded in the background."""
         self.commands = commands
-        serve(self, self.reader, stop, watch=watch)
+        if self.client is not None and self.refresher is None:
+            self.refresh()  # once before the first card; then in the background
+            self.refresher = Refresher(self).start()
+        try:
+            serve(self, self.reader, stop, watch=watch)
+        finally:
+            if self.refresher is not None:
+                self.refresher.stop()
+                self.refresher = None
 
 
 def _purse_fci(answer: bytes) -> p.Fci | None:

@@ -39,7 +39,7 @@ from terminal.gateway_client import (GatewayClient, GatewayError, GatewayRefused
                                      urllib_send)
 from terminal.journal import Journal, JournalError
 from terminal.loop import ClockWatch, Service, serve
-from terminal.run import Settings, Validator, read_qr_text, utc_now
+from terminal.run import Refresher, Settings, Validator, read_qr_text, utc_now
 from terminal.uploader import Uploader, upload_all
 
 SALE_STATE = "till_sale"  # the current sale, in the journal's named state
@@ -109,7 +109,7 @@ class Till:
             key_id=settings.key_id, secret=settings.secret, token_key=settings.token_key or os.urandom(32),
             journal=settings.journal, currency=settings.currency, terminal_id=settings.terminal_id,
             issuer_keys=settings.issuer_keys, qr_frame=settings.qr_frame, qr_dir=settings.qr_dir,
-            repeat_window=timedelta(0))  # one purse may pay two sales in a row: a sale is paid once anyway
+            refresh_every=settings.refresh_every, repeat_window=timedelta(0))  # one purse may pay two sales in a row: a sale is paid once anyway
         self.desk = _Desk(desk_settings, reader, journal, client=client, clock=clock, out=out, service=self.service)
         saved = journal.load(SALE_STATE)
         self.sale: pos.Sale | None = pos.Sale.from_json(saved[0]) if saved and saved[0] else None
@@ -126,7 +126,6 @@ class Till:
         self._capture_failures = 0
         self._next_capture: datetime | None = None
         self._next_release: datetime | None = None
-        self._next_refresh: datetime | None = None
         self.commands: queue.Queue | None = None
 
     # -- the sale -----------------------------------------------------------------------
@@ -554,9 +553,7 @@ class Till:
         while self.commands is not None and not self.commands.empty():
             self.command(self.commands.get_nowait(), stop)
         self.scan_frames()
-        if self._next_refresh is None or self.clock() >= self._next_refresh:
-            self.desk.refresh()
-            self._next_refresh = self.clock() + timedelta(seconds=self.s.refresh_every)
+        self.desk.keep_refreshed()
         if "journal" in self.service.problems:
             self.desk.journal_works()
         self.tick()
@@ -566,14 +563,24 @@ class Till:
 
     def clock_jumped(self, by: timedelta) -> None:
         """Timers set by the old clock fire now: a poll, a capture retry, a release, a refresh."""
-        self._next_poll = self._next_capture = self._next_release = self._next_refresh = None
+        self._next_poll = self._next_capture = self._next_release = None
+        self.desk.clock_jumped(by)
 
     def run(self, stop: threading.Event, commands: queue.Queue | None = None, *,
             watch: ClockWatch | None = None) -> None:
+        """The card loop; with a gateway, the reference data are downloaded in the background."""
         if self.sale is not None and self.sale.is_open:
             self.out(pos.sale_line(self.sale))
         self.commands = commands
-        serve(self, self.reader, stop, watch=watch)
+        if self.client is not None:
+            self.desk.refresh()  # once before the first card; then in the background
+            self.desk.refresher = Refresher(self.desk).start()
+        try:
+            serve(self, self.reader, stop, watch=watch)
+        finally:
+            if self.desk.refresher is not None:
+                self.desk.refresher.stop()
+                self.desk.refresher = None
 
 
 class MerchantClient:
