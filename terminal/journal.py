@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,7 +80,11 @@ class Journal:
             raise self._error(e) from None
 
     def _error(self, e: Exception) -> JournalError:
-        return JournalError(f"{self.path}: {e}")
+        try:  # SQLite says "unable to open database file" or "disk I/O error": say why if we can
+            read_only = os.statvfs(self.path.parent).f_flag & os.ST_RDONLY
+        except OSError:
+            read_only = False
+        return JournalError(f"{self.path}: {'read-only file system: ' if read_only else ''}{e}")
 
     # -- taps ---------------------------------------------------------------------------
 

@@ -160,14 +160,16 @@ def register_terminal(gateway) -> str:
     return f"{terminal['key_id']}:{terminal['secret']}"
 
 
-def terminal_run(*args: str, private_disk: tuple[Path, int] | None = None) -> subprocess.Popen:
+def terminal_run(*args: str, private_disk: tuple[Path, int] | None = None, read_only: bool = False
+                 ) -> subprocess.Popen:
     """`tapstack terminal run ARGS` as its own process; with private_disk (mount point, KiB),
-    on a tmpfs of that size mounted in a mount namespace of its own."""
+    on a tmpfs of that size (read-only if asked) mounted in a mount namespace of its own."""
     argv = [sys.executable, "-m", "tapstack", "terminal", "run", *args]
     if private_disk is not None:
         mount, size = private_disk
+        options = f"size={size}k" + (",ro" if read_only else "")
         argv = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                f'mount -t tmpfs -o size={size}k tapstack-journal "$0" && exec "$@"', str(mount), *argv]
+                f'mount -t tmpfs -o {options} tapstack-journal "$0" && exec "$@"', str(mount), *argv]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, cwd=ROOT)
@@ -301,6 +303,35 @@ def test_the_validator_rides_out_a_full_disk_pcscd_a_vanished_reader_and_the_gat
         link.close()
     assert code == 0 and [r.balance for r in riders] == [800, 800, 800]
     assert "Traceback" not in "\n".join(panel.errors), "\n".join(panel.errors)
+
+
+@pytest.mark.pcscd
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nsenter"),
+                    reason="mounting the journal's own small file system needs root (CI runs as root)")
+def test_a_journal_on_a_read_only_file_system_is_waited_for(pcscd_field, tmp_path):
+    """The box boots with its data partition read-only (a failed check): the validator comes up,
+    says so, takes no tap, and serves as soon as the partition is writable again."""
+    demo = demo_purse_card(balance=1000)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    process = terminal_run("--reader", f"pcsc:{pcscd_field.reader.name}", "--route", "R1", "--stop", "S1",
+                           "--fare", "200", "--issuer-key", ISSUER_KEY, "--token-key", DEMO_TOKEN_KEY.hex(),
+                           "--journal", str(disk / "j.db"), "--max-taps", "1", private_disk=(disk, 4096),
+                           read_only=True)
+    panel = Panel(process)
+    try:
+        seen = panel.wait_for("OUT OF SERVICE  journal:")
+        assert "j.db: read-only file system: unable to open database file" in panel.lines[seen]
+        pcscd_field.present(demo.card)  # nobody reads it: no journal, no tap
+        time.sleep(1.0)
+        assert demo.balance == 1000 and not any("ACCEPTED" in line for line in panel.lines)
+        subprocess.run(["nsenter", "-t", str(process.pid), "-m", "mount", "-o", "remount,rw", str(disk)], check=True)
+        seen = panel.wait_for("IN SERVICE      journal works again", seen)
+        panel.wait_for("ACCEPTED  Paid 2.00 CNY", seen)
+        assert process.wait(10) == 0  # --max-taps 1
+    finally:
+        stop(process)
+    assert demo.balance == 800 and "Traceback" not in "\n".join(panel.errors)
 
 
 # --- the loop in-process, on a real reader stack -----------------------------------------------
