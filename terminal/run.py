@@ -179,9 +179,10 @@ def refresh_reference(ref: Reference, client: GatewayClient, journal: Journal | 
 
 class Refresher:
     """Downloads the reference data on a thread of its own, every refresh_every seconds or when
-    poked (the first download is the loop's own, before its first card), so that a gateway that does not answer (a dead zone that swallows packets: each
-    try waits out its timeout) never keeps a rider waiting. The card loop takes each result
-    between cards (Validator.take_refreshed). The thread has its own journal connection."""
+    poked (the first download is the loop's own, before its first card), so that a gateway
+    that does not answer (a dead zone that swallows packets: each try waits out its timeout)
+    never keeps a rider waiting. The card loop takes each result between cards
+    (Validator.take_refreshed). The thread has its own journal connection."""
 
     def __init__(self, v: "Validator"):
         self.v = v

@@ -109,7 +109,8 @@ class Till:
             key_id=settings.key_id, secret=settings.secret, token_key=settings.token_key or os.urandom(32),
             journal=settings.journal, currency=settings.currency, terminal_id=settings.terminal_id,
             issuer_keys=settings.issuer_keys, qr_frame=settings.qr_frame, qr_dir=settings.qr_dir,
-            refresh_every=settings.refresh_every, repeat_window=timedelta(0))  # one purse may pay two sales in a row: a sale is paid once anyway
+            refresh_every=settings.refresh_every,
+            repeat_window=timedelta(0))  # one purse may pay two sales in a row: a sale is paid once anyway
         self.desk = _Desk(desk_settings, reader, journal, client=client, clock=clock, out=out, service=self.service)
         saved = journal.load(SALE_STATE)
         self.sale: pos.Sale | None = pos.Sale.from_json(saved[0]) if saved and saved[0] else None
