@@ -146,20 +146,25 @@ def parse_reader_conf(text: str) -> list[VpcdReader]:
 
 
 def running_pcscd() -> int | None:
-    """The pid of a pcscd already running on this machine, or None. A pcscd in another mount
-    namespace (a container, an isolated test run) has its own /run/pcscd: it is not in the way;
-    nor is one that has exited and waits to be reaped (a zombie holds no socket)."""
-    ours = _mount_namespace("self")
+    """The pid of a pcscd already running on this machine, or None."""
+    return next(iter(running_pcscds()), None)
+
+
+def running_pcscds() -> list[int]:
+    """The pids of the pcscd processes in our way. A pcscd in another mount namespace (a
+    container, an isolated test run) has its own /run/pcscd: it is not; nor is one that has
+    exited and waits to be reaped (a zombie holds no socket)."""
+    ours, found = _mount_namespace("self"), []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             if ((entry / "comm").read_text().strip() == "pcscd" and not _zombie(entry)
                     and _mount_namespace(entry.name) in (ours, None)):
-                return int(entry.name)
+                found.append(int(entry.name))
         except OSError:  # the process ended while we looked
             continue
-    return None
+    return found
 
 
 def _zombie(entry: Path) -> bool:
