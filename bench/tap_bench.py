@@ -11,6 +11,11 @@ cheapest exchange the card itself answers, measured the same way through the sam
 Targets (the validator's budget): through pcscd+vpcd p50 <= 5 ms, p99 <= 15 ms, <= 4 APDUs.
 Card arrival (present -> session) is not part of a tap; --arrivals N measures it apart:
 pcscd polls a vpcd slot, nfcpy polls with SENS_REQ, so it is the reader's polling, not ours.
+
+It also counts, for each card kind, the exchanges the card answers in one tap at the bus
+validator (terminal.run.Validator) on each transport, and checks them against the table the
+docs and the tear matrix state (tapstack.testing.tears.EXCHANGES): a purse tap is SELECT +
+DEBIT everywhere; a UID is read only for the cards whose decision needs it.
 """
 from __future__ import annotations
 
@@ -113,6 +118,20 @@ def measure(kind: str, taps: int, arrivals: int, warmup: int = 20) -> dict:
     }
 
 
+def exchanges_by_kind(transports) -> dict[str, dict[str, int]]:
+    """{kind: {transport: exchanges the card answered}} for one validator tap of each kind."""
+    from tapstack.testing.fields import Stage
+    from tapstack.testing.tears import KINDS, exchanges_of
+
+    counted: dict[str, dict[str, int]] = {kind: {} for kind in KINDS}
+    with Stage() as stage:
+        for kind_of_transport in transports:
+            with stage.open(kind_of_transport) as field:
+                for kind in KINDS:
+                    counted[kind][kind_of_transport] = exchanges_of(kind, field)[0]
+    return counted
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--taps", type=int, default=1000, help="taps per transport (default 1000)")
@@ -136,7 +155,16 @@ def main(argv=None) -> int:
         print(f"\ncard arrival, present -> session ({args.arrivals} per transport; the reader's polling):")
         for r in rows:
             print(f"  {r['transport']:<12} median {r['arrival_p50']:8.1f} ms   max {r['arrival_max']:8.1f} ms")
-    failed = False
+    from tapstack.testing.tears import EXCHANGES
+
+    transports = args.transport or TRANSPORTS
+    counted = exchanges_by_kind(transports)
+    print("\nexchanges the card answers in one validator tap (purse: SELECT + DEBIT; UID only when needed):")
+    print(f"  {'card':<8}" + "".join(f"{t:>12}" for t in transports))
+    for kind, by_transport in counted.items():
+        print(f"  {kind:<8}" + "".join(f"{by_transport[t]:>12}" for t in transports))
+    failed = any(counted[k][t] != EXCHANGES[k][t] for k in counted for t in transports)
+    print(f"  as documented (docs/validator.md, tapstack.testing.tears.EXCHANGES): {'no: FAILED' if failed else 'yes'}")
     for r in rows:
         if r["transport"] == "pcscd+vpcd":
             ok = r["p50"] <= TARGET_P50_MS and r["p99"] <= TARGET_P99_MS and r["max_apdus"] <= TARGET_APDUS

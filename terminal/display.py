@@ -3,6 +3,9 @@
     ACCEPTED  Paid 2.00 CNY   balance 8.00 CNY
     route R1  stop S3   online   0 to upload
 
+The status line ends with "OUT OF SERVICE: journal" while a part the validator cannot
+take taps without is failing (terminal.loop.Service says what is wrong when it starts).
+
 `panel` is pure (a decision and the validator's status in, lines out); the shell prints
 it, and a small screen driver could draw the same lines.
 """
@@ -37,7 +40,8 @@ class Status:
     stop: str | None
     online: bool
     data_age: timedelta | None  # since the deny-list, fare rules and keys were last refreshed; None: never
-    unsent: int
+    unsent: int | None  # None: the journal cannot be read
+    out_of_service: tuple[str, ...] = ()  # the parts failing: reader, journal
 
 
 def panel(decision, status: Status) -> list[str]:
@@ -59,4 +63,6 @@ def status_line(status: Status) -> str:
         link = "online"
     else:
         link = f"OFFLINE, data {age(status.data_age)} old"
-    return f"{where}   {link}   {status.unsent} to upload"
+    upload = f"{status.unsent} to upload" if status.unsent is not None else "journal unreadable"
+    line = f"{where}   {link}   {upload}"
+    return f"{line}   OUT OF SERVICE: {', '.join(status.out_of_service)}" if status.out_of_service else line

@@ -13,12 +13,17 @@ restart finds both or neither. Rows are never deleted by the validator: a row is
 sent until the gateway answers for it (accepted, duplicate or rejected), and the
 gateway deduplicates by tap id, so sending one twice is harmless.
 
+Every failure of the file (a full disk, a read-only file system, a file another
+program locked) is a JournalError with SQLite's own words; the connection stays usable,
+so writes resume by themselves once the disk has room again.
+
 One Journal per thread (the uploader opens its own on the same file).
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,6 +54,10 @@ class JournalError(Exception):
     """The journal cannot be opened or written (disk full, read-only, another terminal's file)."""
 
 
+class ForeignJournal(JournalError):
+    """The file is the journal of another terminal: a setting to fix, not a fault to wait out."""
+
+
 class Journal:
     def __init__(self, path: str | Path, terminal_id: bytes):
         self.path = Path(path)
@@ -65,36 +74,35 @@ class Journal:
             if owner is None:
                 self.save("terminal_id", self.terminal_id, 0)
             elif owner[0] != self.terminal_id:
-                raise JournalError(f"{self.path} is the journal of terminal {owner[0]}, not {self.terminal_id}")
-        except sqlite3.Error as e:
-            raise JournalError(f"{self.path}: {e}") from None
+                self._db.close()
+                raise ForeignJournal(f"{self.path} is the journal of terminal {owner[0]}, not {self.terminal_id}")
+        except (sqlite3.Error, OSError) as e:
+            raise self._error(e) from None
+
+    def _error(self, e: Exception) -> JournalError:
+        try:  # SQLite says "unable to open database file" or "disk I/O error": say why if we can
+            read_only = os.statvfs(self.path.parent).f_flag & os.ST_RDONLY
+        except OSError:
+            read_only = False
+        return JournalError(f"{self.path}: {'read-only file system: ' if read_only else ''}{e}")
 
     # -- taps ---------------------------------------------------------------------------
 
     def record(self, decision, pending: tuple[PendingDebit, ...] | None = None) -> str:
         """Write decision (and the pending debits after it) durably; its tap id."""
         body = decision.to_json()
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM taps").fetchone()[0]
-                tap_id = f"{self.terminal_id}-{seq:010d}"
-                self._db.execute("INSERT INTO taps (seq, id, at, body) VALUES (?, ?, ?, ?)",
-                                 (seq, tap_id, body["at"], json.dumps(body, separators=(",", ":"))))
-                if pending is not None:
-                    self._put(PENDING, [d.to_json() for d in pending], body["at"])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            raise JournalError(f"{self.path}: {e}") from None
+        with self._tx():
+            seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM taps").fetchone()[0]
+            tap_id = f"{self.terminal_id}-{seq:010d}"
+            self._db.execute("INSERT INTO taps (seq, id, at, body) VALUES (?, ?, ?, ?)",
+                             (seq, tap_id, body["at"], json.dumps(body, separators=(",", ":"))))
+            if pending is not None:
+                self._put(PENDING, [d.to_json() for d in pending], body["at"])
         return tap_id
 
     def unsent(self, limit: int = 500) -> list[dict]:
         """The oldest taps the gateway has not answered for, as upload rows ({"id": ..., **decision})."""
-        rows = self._db.execute("SELECT id, body FROM taps WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
-                                (int(limit),)).fetchall()
+        rows = self._query("SELECT id, body FROM taps WHERE sent_at IS NULL ORDER BY seq LIMIT ?", (int(limit),))
         return [{"id": tap_id, **json.loads(body)} for tap_id, body in rows]
 
     def mark_sent(self, results: dict[str, str], now: datetime) -> int:
@@ -119,7 +127,7 @@ class Journal:
     def counts(self) -> dict[str, int]:
         """Taps journalled and taps not yet answered for, without scanning the journal
         (it runs at every tap, and an offline journal grows by thousands a day)."""
-        total = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM taps").fetchone()[0]
+        total = self._query("SELECT COALESCE(MAX(seq), 0) FROM taps")[0][0]
         sent = self.load(SENT)
         return {"taps": total, "unsent": total - (sent[0] if sent else 0)}
 
@@ -130,15 +138,14 @@ class Journal:
 
     def taps(self) -> list[dict]:
         """Every tap with its upload state (for tests and audits)."""
-        rows = self._db.execute("SELECT id, body, sent_at, result FROM taps ORDER BY seq").fetchall()
+        rows = self._query("SELECT id, body, sent_at, result FROM taps ORDER BY seq")
         return [{"id": i, **json.loads(b), "sent_at": s, "result": r} for i, b, s, r in rows]
 
     def accepted_since(self, since: datetime) -> dict[str, datetime]:
         """Card ids and tokens accepted at or after `since`, with their latest time: a restarted
         validator still refuses a repeat tap of a rider it charged just before it went down."""
         found: dict[str, datetime] = {}
-        for (body,) in self._db.execute("SELECT body FROM taps WHERE at >= ? ORDER BY seq",
-                                        (int(since.timestamp()),)):
+        for (body,) in self._query("SELECT body FROM taps WHERE at >= ? ORDER BY seq", (int(since.timestamp()),)):
             tap = json.loads(body)
             identity = tap.get("card_id") or tap.get("token")
             if tap.get("accepted") and identity:
@@ -153,8 +160,8 @@ class Journal:
 
     def load(self, name: str) -> tuple[object, int] | None:
         """(value, saved at unix seconds), or None if never saved."""
-        row = self._db.execute("SELECT value, saved_at FROM state WHERE name = ?", (name,)).fetchone()
-        return None if row is None else (json.loads(row[0]), row[1])
+        rows = self._query("SELECT value, saved_at FROM state WHERE name = ?", (name,))
+        return None if not rows else (json.loads(rows[0][0]), rows[0][1])
 
     def save_intent(self, pending: tuple[PendingDebit, ...], saved_at) -> None:
         """The debits pending once the DEBIT about to be sent is counted: written before it
@@ -168,7 +175,11 @@ class Journal:
             finally:
                 self._db.execute("PRAGMA synchronous = FULL")
         except sqlite3.Error as e:
-            raise JournalError(f"{self.path}: {e}") from None
+            raise self._error(e) from None
+
+    def probe(self, now: datetime) -> None:
+        """Write a small value durably: JournalError while the journal cannot take a tap."""
+        self.save("alive", int(now.timestamp()), now)
 
     def pending_debits(self) -> tuple[PendingDebit, ...]:
         found = self.load(PENDING)
@@ -183,12 +194,25 @@ class Journal:
                          "ON CONFLICT (name) DO UPDATE SET value = excluded.value, saved_at = excluded.saved_at",
                          (name, json.dumps(value, separators=(",", ":")), at))
 
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+
     @contextlib.contextmanager
     def _tx(self):
-        self._db.execute("BEGIN IMMEDIATE")
+        """One write transaction; any SQLite failure in it is a JournalError. A failed
+        transaction is rolled back, unless SQLite already did (it does on a full disk, and a
+        second ROLLBACK would hide the reason behind "no transaction is active")."""
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise self._error(e) from None

@@ -42,6 +42,7 @@ MESSAGES = {
     "card_locked": "Card locked",
     "wallet_locked": "Wallet locked",
     "wrong_currency": "Card not valid here",
+    "journal_unavailable": "Out of service: not paid, tap again later",
     "currency_mismatch": "Not payable in this currency",
     "bad_certificate": "Card not recognised",
     "counter_rollback": "Card not valid",

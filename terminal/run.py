@@ -19,11 +19,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
 import queue
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -34,10 +36,13 @@ from protocol import purse as p
 from protocol.apdu import MalformedAPDU, parse_response
 from terminal import display, validator
 from terminal.gateway_client import GatewayClient, GatewayError, GatewayRefused
-from terminal.journal import Journal
-from terminal.readers.base import CardRemoved, CardSession, ReaderError
+from terminal.journal import Journal, JournalError
+from terminal.loop import ClockWatch, Service, serve
+from terminal.readers.base import CardRemoved, ReaderError
 from terminal.tap import MAX_PENDING, PendingDebit, TapContext, tap
 from terminal.uploader import Uploader
+
+log = logging.getLogger("terminal")
 
 MODES = ("bus", "pos")
 DIRECTIONS = ("on", "off")
@@ -140,8 +145,10 @@ def load_reference(journal: Journal, fallback_rules: Path | None) -> Reference:
     return ref
 
 
-def refresh_reference(ref: Reference, client: GatewayClient, journal: Journal, now: datetime) -> Reference:
-    """Download keys, the deny-list delta and fare rules; cache each in the journal.
+def refresh_reference(ref: Reference, client: GatewayClient, journal: Journal | None, now: datetime
+                      ) -> tuple[Reference, JournalError | None]:
+    """Download keys, the deny-list delta and fare rules; cache each in the journal. The new
+    reference data, and the JournalError that kept it from being cached (it is used anyway).
     Raises GatewayError when the gateway cannot be reached (the old data stays)."""
     keys = client.get("/v1/issuer/keys")["data"]
     issuer_keys = {bytes.fromhex(k["key_id"]): bytes.fromhex(k["public_key"]) for k in keys}
@@ -156,12 +163,61 @@ def refresh_reference(ref: Reference, client: GatewayClient, journal: Journal, n
             raise
     except ValueError:  # rules that do not parse: keep the last good ones
         rules_doc = None
-    journal.save("issuer_keys", {k.hex(): v.hex() for k, v in issuer_keys.items()}, now)
-    journal.save("deny_list", {"version": version, "entries": sorted(deny)}, now)
-    if rules_doc is not None:
-        journal.save("fare_rules", rules_doc, now)
-    journal.save("refreshed_at", int(now.timestamp()), now)
-    return Reference(issuer_keys, deny, version, rules, now)
+    try:
+        if journal is None:
+            raise JournalError("the journal is not open")
+        journal.save("issuer_keys", {k.hex(): v.hex() for k, v in issuer_keys.items()}, now)
+        journal.save("deny_list", {"version": version, "entries": sorted(deny)}, now)
+        if rules_doc is not None:
+            journal.save("fare_rules", rules_doc, now)
+        journal.save("refreshed_at", int(now.timestamp()), now)
+        uncached = None
+    except JournalError as e:
+        uncached = e
+    return Reference(issuer_keys, deny, version, rules, now), uncached
+
+
+class Refresher:
+    """Downloads the reference data on a thread of its own, every refresh_every seconds or when
+    poked (the first download is the loop's own, before its first card), so that a gateway
+    that does not answer (a dead zone that swallows packets: each try waits out its timeout)
+    never keeps a rider waiting. The card loop takes each result between cards
+    (Validator.take_refreshed). The thread has its own journal connection."""
+
+    def __init__(self, v: "Validator"):
+        self.v = v
+        self.results: queue.Queue = queue.Queue()
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._run, name="refresher", daemon=True)
+
+    def start(self) -> Refresher:
+        self._thread.start()
+        return self
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        journal = None
+        try:
+            while True:
+                self._wake.wait(self.v.s.refresh_every)
+                self._wake.clear()
+                if self._stop.is_set():
+                    return
+                try:
+                    journal = journal or Journal(self.v.s.journal, self.v.s.terminal_id)
+                except JournalError:
+                    journal = None  # downloaded all the same; caching it is said to have failed
+                self.results.put(self.v.download(journal))
+        finally:
+            if journal is not None:
+                journal.close()
 
 
 # --- direction ---------------------------------------------------------------------------
@@ -182,11 +238,16 @@ def purse_tap_off(fci: p.Fci, *, now: datetime, place: validator.Place,
 
 class _Primed:
     """A session whose first answer (to SELECT) was already read for the repeat check:
-    tap() gets it again without a second exchange over the air."""
+    tap() gets it again without a second exchange over the air. The UID is asked of the
+    session only if the tap needs it (over PC/SC that is one more exchange, FF CA)."""
 
     def __init__(self, session, command: bytes, answer: bytes):
-        self.session, self.uid, self.atr = session, session.uid, session.atr
+        self.session, self.atr = session, session.atr
         self._command, self._answer = command, answer
+
+    @property
+    def uid(self) -> bytes | None:
+        return self.session.uid
 
     def transmit(self, apdu: bytes) -> bytes:
         if self._answer is not None and bytes(apdu) == self._command:
@@ -198,23 +259,35 @@ class _Primed:
         self.session.close()
 
 
-def next_card(reader, stop: threading.Event, out) -> CardSession | None:
-    """The card in the reader's field within a quarter second, or None. A failing reader
-    is reported and given a second before the caller's loop asks again."""
-    try:
-        return reader.wait_for_card(0.25)
-    except ReaderError as e:
-        out(f"reader: {e}")
-        stop.wait(1.0)
+def unrecorded(decision: validator.Decision, error: JournalError) -> validator.Decision:
+    """What the rider is shown for a tap the journal could not take: refused, out of service."""
+    return replace(validator.refusal("journal_unavailable", now=decision.at,
+                                     place=validator.Place(decision.route, decision.stop) if decision.route else None,
+                                     card_id=decision.card_id,
+                                     detail=f"not journalled ({error}): {decision.reason}"),
+                   direction=decision.direction)
+
+
+def paid_debit(decision: validator.Decision) -> PendingDebit | None:
+    """The debit behind an accepted purse decision, as a pending debit: a payment the journal
+    could not take is recovered (GET RECEIPT, never charged again) at the card's next tap."""
+    if not (decision.accepted and decision.kind == "purse" and decision.receipt):
         return None
+    r = p.parse_receipt(bytes.fromhex(decision.receipt))
+    return PendingDebit(r.card_id, r.counter - 1, r.nonce, r.amount, r.currency, r.time)
 
 
 class Validator:
+    """The bus validator: the desk terminal.loop.serve drives (between_cards, handle_card)."""
+    JOURNAL_PROBE = 2.0  # seconds between two tries of a journal that failed
+
     def __init__(self, settings: Settings, reader, journal: Journal, *, client: GatewayClient | None = None,
-                 clock: Callable[[], datetime] = utc_now, out: Callable[[str], None] = print):
+                 clock: Callable[[], datetime] = utc_now, out: Callable[[str], None] = print,
+                 service: Service | None = None):
         check_settings(settings)
         self.s, self.reader, self.journal, self.client = settings, reader, journal, client
         self.clock, self.out = clock, out
+        self.service = service or Service(out)
         self.ref = load_reference(journal, settings.fare_rules)
         self._provisioned = {certs.key_id(k): k for k in settings.issuer_keys}
         self.ref.issuer_keys = {**self.ref.issuer_keys, **self._provisioned}
@@ -228,7 +301,12 @@ class Validator:
         self.feed: list[validator.StopChange] = []
         self._watched: dict[Path, float] = {}
         self.taps = 0
+        self._journal_error: JournalError | None = None
         self.uploader: Uploader | None = None
+        self.commands: queue.Queue | None = None
+        self._next_refresh: datetime | None = None  # None: now
+        self.refresher: Refresher | None = None  # the background download, while run() runs
+        self._next_probe = 0.0
 
     # -- deciding -----------------------------------------------------------------------
 
@@ -249,6 +327,9 @@ class Validator:
         now = self.clock()
         if self.place is None:
             return validator.refusal("no_place", now=now, place=None)
+        if "journal" in self.service.problems and not self.journal_works():
+            return validator.refusal("journal_unavailable", now=now, place=self.place,
+                                     detail=f"the journal cannot be written: {self.service.problems['journal']}")
         amount, currency, version = self.fare()
         select = p.select_command()
         try:
@@ -273,7 +354,12 @@ class Validator:
                 # the card comes back, instead of leaving a gap in the card's counters.
                 nonce = os.urandom(p.NONCE_SIZE)
                 intent = PendingDebit(fci.card_id, fci.counter, nonce, amount, currency, p.unix_seconds(now))
-                self.journal.save_intent((intent,) + self.pending[:MAX_PENDING - 1], now)
+                try:
+                    self.journal.save_intent((intent,) + self.pending[:MAX_PENDING - 1], now)
+                except JournalError as e:  # nothing was debited: refuse before the DEBIT
+                    self.service.report("journal", str(e))
+                    return validator.refusal("journal_unavailable", now=now, place=self.place, card_id=card_id,
+                                             detail=f"the journal cannot be written: {e}")
         # Without a fare only token cards get this far; EMV reading wants some amount for its GPO.
         ctx = TapContext(amount or 1, currency, self.s.terminal_id, self.ref.issuer_keys, self.s.token_key, now,
                          deny=self.ref.deny, nonce=nonce)
@@ -303,40 +389,78 @@ class Validator:
                                   self.place.route if self.place else None, self.place.stop if self.place else None,
                                   card_id=code.card_id.hex(), detail=f"ticket {code.ticket_id.hex()}")
 
-    def conclude(self, decision: validator.Decision) -> str:
-        """Journal (durably), then tell: reader signal and panel. The tap id."""
+    def conclude(self, decision: validator.Decision) -> validator.Decision:
+        """Journal (durably), then tell: reader signal and panel. The decision shown: refused,
+        out of service, when the journal could not take it."""
         if decision.direction != self.s.direction:  # every tap at an exit validator is a tap-off
             decision = replace(decision, direction=self.s.direction)
-        tap_id = self.journal.record(decision, self.pending)
-        self.recent = validator.remember(self.recent, decision, self.s.repeat_window)
+        tap_id = self.record(decision)
+        if tap_id is None:
+            decision = unrecorded(decision, self._journal_error)
+        else:
+            self.recent = validator.remember(self.recent, decision, self.s.repeat_window)
         self.taps += 1
         try:
             self.reader.signal(decision.signal)
-        except ReaderError:
-            pass  # the LED is a courtesy: the decision stands and is journalled
+        except Exception:  # the LED is a courtesy: the decision stands and is journalled
+            pass
         for line in display.panel(decision, self.status()):
             self.out(line)
-        if self.uploader is not None:
+        if self.uploader is not None and tap_id is not None:
             self.uploader.poke()
+        return decision
+
+    def record(self, decision: validator.Decision) -> str | None:
+        """Write decision and the pending debits durably; its tap id, or None when the journal
+        cannot be written. A purse that paid keeps its debit pending then, so its next tap
+        completes it (GET RECEIPT) instead of charging it again."""
+        try:
+            tap_id = self.journal.record(decision, self.pending)
+        except JournalError as e:
+            self._journal_error = e
+            self.service.report("journal", str(e))
+            debit = paid_debit(decision)
+            if debit is not None and not any(d.card_id == debit.card_id for d in self.pending):
+                self.pending = ((debit,) + self.pending)[:MAX_PENDING]
+            return None
+        self.service.report("journal", None)
         return tap_id
 
+    def journal_works(self) -> bool:
+        """Try the journal again (at most every JOURNAL_PROBE seconds); True once it writes."""
+        if time.monotonic() < self._next_probe:
+            return False
+        self._next_probe = time.monotonic() + self.JOURNAL_PROBE
+        try:
+            self.journal.probe(self.clock())
+        except JournalError as e:
+            self.service.report("journal", str(e))
+            return False
+        self.service.report("journal", None)
+        return True
+
     def handle_card(self, session) -> validator.Decision:
-        decision = self.decide_card(session)
-        self.conclude(decision)
-        return decision
+        return self.conclude(self.decide_card(session))
 
     def status(self) -> display.Status:
         age = self.clock() - self.ref.refreshed_at if self.ref.refreshed_at else None
+        try:
+            unsent = self.journal.counts()["unsent"]
+        except JournalError:
+            unsent = None
         return display.Status(self.place.route if self.place else None, self.place.stop if self.place else None,
-                              self.online, age, self.journal.counts()["unsent"])
+                              self.online, age, unsent, tuple(self.service.problems))
 
     # -- the place ----------------------------------------------------------------------
 
     def set_place(self, place: validator.Place, why: str) -> None:
         if place != self.place:
             self.place = place
-            self.journal.save("place", {"route": place.route, "stop": place.stop}, self.clock())
             self.out(f"{why}: route {place.route} stop {place.stop}")
+            try:
+                self.journal.save("place", {"route": place.route, "stop": place.stop}, self.clock())
+            except JournalError as e:  # the place holds in memory; a restart asks for it again
+                self.service.report("journal", str(e))
 
     def command(self, line: str) -> None:
         try:
@@ -385,54 +509,87 @@ class Validator:
         text = read_qr_text(path)
         if text is None:
             return None  # a frame without a code: nobody is showing one
-        decision = self.decide_qr(text)
-        self.conclude(decision)
-        return decision
+        return self.conclude(self.decide_qr(text))
 
     # -- online -------------------------------------------------------------------------
 
     def refresh(self) -> bool:
+        """Download the reference data now (this thread waits for the gateway); True if online."""
         if self.client is None:
             return False
+        return self.take_refreshed(self.download(self.journal))
+
+    def download(self, journal: Journal | None):
+        """A refresh's result: (Reference, JournalError or None), or the exception that ended it."""
         try:
-            self.ref = refresh_reference(self.ref, self.client, self.journal, self.clock())
-            self.ref.issuer_keys = {**self.ref.issuer_keys, **self._provisioned}
-            self.online = True
+            return refresh_reference(self.ref, self.client, journal, self.clock())
         except (GatewayError, ValueError, KeyError, TypeError) as e:
+            return e
+        except Exception as e:  # whatever else: logged with its trace, the old data stays
+            log.exception("refreshing the reference data failed")
+            return e
+
+    def take_refreshed(self, result) -> bool:
+        """Use a refresh's result (Validator.download); True if online."""
+        if isinstance(result, Exception):
             if self.online:
-                self.out(f"gateway unreachable, working offline: {e}")
+                self.out(f"gateway unreachable, working offline: {result}")
             self.online = False
-        return self.online
+            return False
+        self.ref, uncached = result
+        self.ref.issuer_keys = {**self.ref.issuer_keys, **self._provisioned}
+        if uncached is not None:  # used now, not cached for a restart
+            self.service.report("journal", str(uncached))
+        self.online = True
+        return True
 
     # -- the loop -----------------------------------------------------------------------
 
-    def run(self, stop: threading.Event, commands: queue.Queue | None = None) -> None:
-        next_refresh = self.clock()
-        while not stop.is_set():
-            if self.s.max_taps is not None and self.taps >= self.s.max_taps:
+    def between_cards(self, stop: threading.Event) -> None:
+        while self.commands is not None and not self.commands.empty():
+            self.command(self.commands.get_nowait())
+        self.follow_feed()
+        for frame in self.qr_frames():
+            if self.finished():
                 break
-            while commands is not None and not commands.empty():
-                self.command(commands.get_nowait())
-            self.follow_feed()
-            for frame in self.qr_frames():
-                self.handle_frame(frame)
-            if self.clock() >= next_refresh:
-                self.refresh()
-                next_refresh = self.clock() + timedelta(seconds=self.s.refresh_every)
-            session = next_card(self.reader, stop, self.out)
-            if session is None:
-                continue
-            try:
-                self.handle_card(session)
-            finally:
-                session.close()
-            # One tap per presentation: wait for the card to leave before the next.
-            while not stop.is_set():
-                try:
-                    if self.reader.wait_for_removal(0.25):
-                        break
-                except ReaderError:
-                    break
+            self.handle_frame(frame)
+        self.keep_refreshed()
+        if "journal" in self.service.problems:
+            self.journal_works()
+
+    def keep_refreshed(self) -> None:
+        """Take what the background refresher downloaded; without one, refresh when due."""
+        if self.refresher is not None:
+            while not self.refresher.results.empty():
+                self.take_refreshed(self.refresher.results.get_nowait())
+        elif self._next_refresh is None or self.clock() >= self._next_refresh:
+            self.refresh()
+            self._next_refresh = self.clock() + timedelta(seconds=self.s.refresh_every)
+
+    def finished(self) -> bool:
+        return self.s.max_taps is not None and self.taps >= self.s.max_taps
+
+    def clock_jumped(self, by: timedelta) -> None:
+        """Times remembered by the old clock move with it: a card accepted a moment ago stays a
+        repeat; the next refresh is now."""
+        self.recent = {k: t + by for k, t in self.recent.items()}
+        self._next_refresh = None
+        if self.refresher is not None:
+            self.refresher.poke()
+
+    def run(self, stop: threading.Event, commands: queue.Queue | None = None, *,
+            watch: ClockWatch | None = None) -> None:
+        """The card loop; with a gateway, the reference data are downloaded in the background."""
+        self.commands = commands
+        if self.client is not None and self.refresher is None:
+            self.refresh()  # once before the first card; then in the background
+            self.refresher = Refresher(self).start()
+        try:
+            serve(self, self.reader, stop, watch=watch)
+        finally:
+            if self.refresher is not None:
+                self.refresher.stop()
+                self.refresher = None
 
 
 def _purse_fci(answer: bytes) -> p.Fci | None:
@@ -473,18 +630,17 @@ def read_qr_text(path: Path) -> str | None:
 
 def run(settings: Settings, *, out: Callable[[str], None] = print) -> int:
     """`tapstack terminal run`: open the reader and journal, start the uploader, loop until stopped."""
-    from terminal.readers import open_reader
+    from terminal.loop import open_terminal
 
     check_settings(settings)
-    journal = Journal(settings.journal, settings.terminal_id)
+    opened = open_terminal(settings.reader, settings.journal, settings.terminal_id, out)
+    stop, reader, journal = opened.stop, opened.reader, opened.journal
+    if journal is None:  # stopped before the journal could be opened
+        return 0
     client = (GatewayClient(settings.gateway, settings.key_id, settings.secret)
               if settings.gateway else None)
-    reader = open_reader(settings.reader)
-    v = Validator(settings, reader, journal, client=client, out=out)
-    stop = threading.Event()
+    v = Validator(settings, reader, journal, client=client, out=out, service=opened.service)
     commands: queue.Queue = queue.Queue()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     if hasattr(signal, "SIGUSR1"):  # re-read the stop feed now (QR frames already read stay read)
         signal.signal(signal.SIGUSR1, lambda *_: v.reread_feed())
     threading.Thread(target=_read_commands, args=(commands,), daemon=True).start()  # "stop S" lines
@@ -493,7 +649,7 @@ def run(settings: Settings, *, out: Callable[[str], None] = print) -> int:
         v.uploader.start()
     out(f"validator {settings.terminal_id.hex()} on {reader.name}; {display.status_line(v.status())}")
     try:
-        v.run(stop, commands)
+        v.run(stop, commands, watch=ClockWatch(utc_now))
     finally:
         if v.uploader is not None:
             v.uploader.stop()
@@ -573,7 +729,6 @@ def _command():
                     issuer_keys, fare_rules, fare, currency, terminal_id, qr_frame, qr_dir, refresh_every, max_taps,
                     sales, qr_out, merchant_key):
         """Run a bus validator (or, with --mode pos, a shop till): tap, journal, upload; keeps working offline."""
-        from terminal.journal import JournalError
         from terminal.readers import ReaderError as OpenError
 
         try:

@@ -25,7 +25,6 @@ import io
 import json
 import os
 import queue
-import signal
 import threading
 import time
 from collections import deque
@@ -38,9 +37,9 @@ from protocol import purse as p
 from terminal import pos, validator
 from terminal.gateway_client import (GatewayClient, GatewayError, GatewayRefused, GatewayUnavailable,
                                      urllib_send)
-from terminal.journal import Journal
-from terminal.readers.base import ReaderError
-from terminal.run import Settings, Validator, next_card, read_qr_text, utc_now
+from terminal.journal import Journal, JournalError
+from terminal.loop import ClockWatch, Service, serve
+from terminal.run import Refresher, Settings, Validator, read_qr_text, utc_now
 from terminal.uploader import Uploader, upload_all
 
 SALE_STATE = "till_sale"  # the current sale, in the journal's named state
@@ -100,17 +99,19 @@ class _Desk(Validator):
 class Till:
     def __init__(self, settings: TillSettings, reader, journal: Journal, *, client: GatewayClient | None = None,
                  clock: Callable[[], datetime] = utc_now, out: Callable[[str], None] = print,
-                 pause: Callable[[float], None] = time.sleep):
+                 pause: Callable[[float], None] = time.sleep, service: Service | None = None):
         check_till_settings(settings)
         self.s, self.reader, self.journal, self.client = settings, reader, journal, client
         self.clock, self.out, self.pause = clock, out, pause
+        self.service = service or Service(out)
         desk_settings = Settings(
             mode="bus", route="pos", stop="idle", reader=settings.reader, gateway=settings.gateway,
             key_id=settings.key_id, secret=settings.secret, token_key=settings.token_key or os.urandom(32),
             journal=settings.journal, currency=settings.currency, terminal_id=settings.terminal_id,
             issuer_keys=settings.issuer_keys, qr_frame=settings.qr_frame, qr_dir=settings.qr_dir,
+            refresh_every=settings.refresh_every,
             repeat_window=timedelta(0))  # one purse may pay two sales in a row: a sale is paid once anyway
-        self.desk = _Desk(desk_settings, reader, journal, client=client, clock=clock, out=out)
+        self.desk = _Desk(desk_settings, reader, journal, client=client, clock=clock, out=out, service=self.service)
         saved = journal.load(SALE_STATE)
         self.sale: pos.Sale | None = pos.Sale.from_json(saved[0]) if saved and saved[0] else None
         if self.sale is not None and self.sale.state == pos.OPEN:
@@ -126,12 +127,18 @@ class Till:
         self._capture_failures = 0
         self._next_capture: datetime | None = None
         self._next_release: datetime | None = None
+        self.commands: queue.Queue | None = None
 
     # -- the sale -----------------------------------------------------------------------
 
     def _save(self, sale: pos.Sale | None) -> None:
+        """The sale now, kept in the journal. A journal that cannot take it leaves it in memory:
+        a purse payment is found again from its journalled tap (_paid_by_journalled_tap)."""
         self.sale = sale
-        self.journal.save(SALE_STATE, sale.to_json() if sale else None, self.clock())
+        try:
+            self.journal.save(SALE_STATE, sale.to_json() if sale else None, self.clock())
+        except JournalError as e:
+            self.service.report("journal", str(e))
 
     def _finish(self, sale: pos.Sale) -> None:
         self._save(sale)
@@ -152,9 +159,14 @@ class Till:
             self.out(f"sale {self.sale.id} is still open ({pos.money(self.sale.amount, self.sale.currency)}): "
                      "cancel it first")
             return None
-        found = self.journal.load(SALE_COUNTER)
-        salt, number = (found[0]["salt"], found[0]["number"] + 1) if found else (os.urandom(4).hex(), 1)
-        self.journal.save(SALE_COUNTER, {"salt": salt, "number": number}, self.clock())
+        try:  # sale ids never repeat: the counter is journalled before the sale opens
+            found = self.journal.load(SALE_COUNTER)
+            salt, number = (found[0]["salt"], found[0]["number"] + 1) if found else (os.urandom(4).hex(), 1)
+            self.journal.save(SALE_COUNTER, {"salt": salt, "number": number}, self.clock())
+        except JournalError as e:
+            self.service.report("journal", str(e))
+            self.out(f"no sale opened: the journal cannot be written ({e})")
+            return None
         try:
             sale = pos.open_sale(pos.sale_id(self.s.terminal_id, salt, number), amount, self.s.currency,
                                  reference, self.clock())
@@ -197,8 +209,11 @@ class Till:
         result = pos.tap_result(decision)
         if decision.accepted and not result.approved:  # a bank or UID card: recorded as refused, never charged
             decision = replace(decision, accepted=False, reason=result.reason, message=result.message)
-        tap_id = self.journal.record(decision, self.desk.pending)
-        if result.approved:
+        tap_id = self.desk.record(decision)
+        if tap_id is None:  # not journalled, so not taken: the sale stays open (a paid purse recovers)
+            result = pos.refused("journal_unavailable", "purse" if decision.kind == "purse" else "card",
+                                 f"the journal cannot be written: {self.desk._journal_error}")
+        elif result.approved:
             result = replace(result, tap_id=tap_id)
             self._finish(pos.paid(sale, "purse", tap_id=tap_id, balance_after=result.balance_after))
         self._signal(decision.signal)
@@ -209,8 +224,8 @@ class Till:
     def _signal(self, outcome: str) -> None:
         try:
             self.reader.signal(outcome)
-        except ReaderError:
-            pass  # the LED is a courtesy: the screen says it too
+        except Exception:  # the LED is a courtesy: the screen says it too
+            pass
 
     # -- pay codes ----------------------------------------------------------------------
 
@@ -531,35 +546,42 @@ class Till:
         """An unattended (--sales) run has done its last sale."""
         return self.s.sales is not None and not self.script and self.idle
 
-    def run(self, stop: threading.Event, commands: queue.Queue | None = None) -> None:
-        next_refresh = self.clock()
+    # -- the desk terminal.loop.serve drives ------------------------------------------------
+
+    def between_cards(self, stop: threading.Event) -> None:
+        if self.script and self.idle:
+            self.command(self.script.popleft(), stop)
+        while self.commands is not None and not self.commands.empty():
+            self.command(self.commands.get_nowait(), stop)
+        self.scan_frames()
+        self.desk.keep_refreshed()
+        if "journal" in self.service.problems:
+            self.desk.journal_works()
+        self.tick()
+
+    def finished(self) -> bool:
+        return self.scripted_done
+
+    def clock_jumped(self, by: timedelta) -> None:
+        """Timers set by the old clock fire now: a poll, a capture retry, a release, a refresh."""
+        self._next_poll = self._next_capture = self._next_release = None
+        self.desk.clock_jumped(by)
+
+    def run(self, stop: threading.Event, commands: queue.Queue | None = None, *,
+            watch: ClockWatch | None = None) -> None:
+        """The card loop; with a gateway, the reference data are downloaded in the background."""
         if self.sale is not None and self.sale.is_open:
             self.out(pos.sale_line(self.sale))
-        while not stop.is_set():
-            if self.script and self.idle:
-                self.command(self.script.popleft(), stop)
-            elif self.scripted_done:
-                break
-            while commands is not None and not commands.empty():
-                self.command(commands.get_nowait(), stop)
-            self.scan_frames()
-            if self.clock() >= next_refresh:
-                self.desk.refresh()
-                next_refresh = self.clock() + timedelta(seconds=self.s.refresh_every)
-            self.tick()
-            session = next_card(self.reader, stop, self.out)
-            if session is None:
-                continue
-            try:
-                self.handle_card(session)
-            finally:
-                session.close()
-            while not stop.is_set() and not self.scripted_done:  # one tap per presentation
-                try:
-                    if self.reader.wait_for_removal(0.25):
-                        break
-                except ReaderError:
-                    break
+        self.commands = commands
+        if self.client is not None:
+            self.desk.refresh()  # once before the first card; then in the background
+            self.desk.refresher = Refresher(self.desk).start()
+        try:
+            serve(self, self.reader, stop, watch=watch)
+        finally:
+            if self.desk.refresher is not None:
+                self.desk.refresher.stop()
+                self.desk.refresher = None
 
 
 class MerchantClient:
@@ -615,24 +637,23 @@ def read_script(path: Path) -> list[str]:
 
 def run(settings: TillSettings, *, out: Callable[[str], None] = print) -> int:
     """`tapstack terminal run --mode pos`: open the reader and journal, upload, take sales."""
-    from terminal.readers import open_reader
+    from terminal.loop import open_terminal
     from terminal.run import _read_commands
 
     check_till_settings(settings)
     script = read_script(settings.sales) if settings.sales else []
-    journal = Journal(settings.journal, settings.terminal_id)
+    opened = open_terminal(settings.reader, settings.journal, settings.terminal_id, out)
+    stop, reader, journal = opened.stop, opened.reader, opened.journal
+    if journal is None:  # stopped before the journal could be opened
+        return 0
     # A short timeout: the customer waits for each try, and a try without an answer is retried.
     client = (GatewayClient(settings.gateway, settings.key_id, settings.secret, send=urllib_send(timeout=5.0))
               if settings.gateway else None)
-    reader = open_reader(settings.reader)
-    till = Till(settings, reader, journal, client=client, out=out)
+    till = Till(settings, reader, journal, client=client, out=out, service=opened.service)
     if settings.gateway and settings.merchant_key:
         till.merchant = MerchantClient(settings.gateway, settings.merchant_key)
     till.script.extend(script)
-    stop = threading.Event()
     commands: queue.Queue = queue.Queue()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     if settings.sales is None:
         threading.Thread(target=_read_commands, args=(commands,), daemon=True).start()
     if client is not None:
@@ -641,15 +662,14 @@ def run(settings: TillSettings, *, out: Callable[[str], None] = print) -> int:
     out(f"till {settings.terminal_id.hex()} on {reader.name}; "
         f"{'gateway ' + settings.gateway if client else 'no gateway: purse taps only'}; {pos.USAGE}")
     try:
-        till.run(stop, commands)
+        till.run(stop, commands, watch=ClockWatch(utc_now))
     finally:
         if till.uploader is not None:
             till.uploader.stop()
             try:  # what the last sales journalled, before an unattended run ends
                 upload_all(journal, client, utc_now)
-            except GatewayError as e:
-                out(f"{journal.counts()['unsent']} taps left to upload at the next start ({e})")
+            except (GatewayError, JournalError) as e:
+                out(f"taps left to upload at the next start ({e})")
         reader.close()
         journal.close()
     return 0
-

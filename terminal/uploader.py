@@ -14,6 +14,7 @@ after batch, as soon as one request succeeds.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import threading
 from collections.abc import Callable
@@ -21,7 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from terminal.gateway_client import GatewayClient, GatewayError, GatewayRefused
-from terminal.journal import Journal
+from terminal.journal import Journal, JournalError
+
+log = logging.getLogger("terminal")
 
 TAPS_PATH = "/v1/taps"
 BATCH_SIZE = 500
@@ -134,17 +137,30 @@ class Uploader:
         self._wake.clear()
 
     def _run(self) -> None:
-        journal = Journal(self.journal_path, self.terminal_id)  # this thread's own connection
+        """Upload until stopped. Nothing ends this thread but stop(): a gateway that does not
+        answer, a journal that cannot be read or marked, anything unexpected (logged with its
+        trace) only makes it wait and try again."""
+        journal = None
         try:
             while not self._stop.is_set():
                 try:
+                    if journal is None:
+                        journal = Journal(self.journal_path, self.terminal_id)  # this thread's own connection
                     upload_all(journal, self.client, self.now, self.batch_size)
                     self.failures, self.last_success = 0, self.now()
                     delay = self.idle
-                except GatewayError as e:
-                    self.failures += 1
-                    delay = backoff_delay(self.failures, self.rng.random())
-                    self.on_error(f"upload failed ({e}); retrying in {delay:.0f} s")
+                except (GatewayError, JournalError) as e:
+                    delay = self._failed(f"upload failed ({e})")
+                except Exception as e:
+                    log.exception("the uploader failed")
+                    delay = self._failed(f"upload failed ({type(e).__name__}: {e}; logged)")
                 self._wait(delay)
         finally:
-            journal.close()
+            if journal is not None:
+                journal.close()
+
+    def _failed(self, why: str) -> float:
+        self.failures += 1
+        delay = backoff_delay(self.failures, self.rng.random())
+        self.on_error(f"{why}; retrying in {delay:.0f} s")
+        return delay

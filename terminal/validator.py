@@ -46,6 +46,7 @@ MESSAGES = {
     "reader_error": "Reader problem",
     "emv_error": "Card not readable",
     "internal_error": "Validator problem",
+    "journal_unavailable": "Out of service: tap not taken",
     "bad_qr": "QR code not valid",
     "qr_replayed": "QR code already used",
 }

@@ -114,6 +114,13 @@ def test_a_port_in_use_is_refused_and_nothing_is_left(tmp_path):
 
 # --- end to end -----------------------------------------------------------------------------
 
+@pytest.fixture(autouse=True)
+def machine_pcscd_free(tapstack_stage):
+    """The demo starts the machine's one pcscd itself: the one this test session's Stage holds
+    (for the reader tests before this module) is stopped first; the next test needing it starts it."""
+    tapstack_stage.close()
+
+
 def run_when_pcscd_is_free(options: Options, attempts: int = 5):
     """run(options), again when another suite's pcscd started between our check and the demo's."""
     for attempt in range(attempts):

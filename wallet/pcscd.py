@@ -154,29 +154,35 @@ def parse_reader_conf(text: str) -> list[VpcdReader]:
 
 
 def running_pcscd() -> int | None:
-    """The pid of a pcscd already running where ours would (the same mount namespace, so the
-    same /run/pcscd), or None. A pcscd in a container or another namespace is not in the way."""
-    ours = _mount_namespace("self")
+    """The pid of a pcscd already running on this machine, or None."""
+    return next(iter(running_pcscds()), None)
+
+
+def running_pcscds() -> list[int]:
+    """The pids of the pcscd processes in our way. A pcscd in another mount namespace (a
+    container, an isolated test run) has its own /run/pcscd: it is not; nor is one that has
+    exited and waits to be reaped (a zombie holds no socket)."""
+    ours, found = _mount_namespace("self"), []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if (entry / "comm").read_text().strip() != "pcscd":
-                continue
-            if (entry / "stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X"):
-                continue  # ended, not yet reaped
-        except (OSError, IndexError):  # the process ended while we looked
+            if ((entry / "comm").read_text().strip() == "pcscd" and not _zombie(entry)
+                    and _mount_namespace(entry.name) in (ours, None)):
+                found.append(int(entry.name))
+        except OSError:  # the process ended while we looked
             continue
-        theirs = _mount_namespace(entry.name)
-        if ours is None or theirs is None or theirs == ours:
-            return int(entry.name)
-    return None
+    return found
+
+
+def _zombie(entry: Path) -> bool:
+    return (entry / "stat").read_text().rpartition(")")[2].split()[0] == "Z"
 
 
 def _mount_namespace(pid: str) -> str | None:
     try:
         return os.readlink(f"/proc/{pid}/ns/mnt")
-    except OSError:  # not ours to look at: assume it shares ours
+    except OSError:  # not ours to look at: count it as in the way
         return None
 
 

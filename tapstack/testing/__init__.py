@@ -11,6 +11,7 @@ recorded from real cards and replayed as virtual ones.
     tapstack.testing.scenario  the scenario file: load_scenario(path) -> Scenario, ScenarioError
     tapstack.testing.runner    run_scenario(scenario, transport, stage) -> ScenarioResult
     tapstack.testing.plugin    the pytest plugin (fixtures, --tapstack-transport, YAML collector)
+    tapstack.testing.tears     the tear matrix: tear_matrix() cases, run_tear(case, field) -> TearResult
 
 docs/testing.md walks through it.
 """

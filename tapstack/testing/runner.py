@@ -46,6 +46,7 @@ class StepResult:
     exchanges: list[Exchange] = field(default_factory=list)
     seconds: float = 0.0
     tap: bool = True  # the exchanges are one tap's (else: the card's session so far)
+    decision: object = None  # a present step's TapOutcome (program: validator: its Decision)
 
 
 @dataclass
@@ -219,13 +220,14 @@ class _Run:
         try:
             exchanges = handler(step.args) or []
             self.card_complaints(before)
-            return StepResult(step, True, exchanges=exchanges, seconds=time.perf_counter() - start)
+            decision = self.reader(step.args.get("reader")).last.outcome if step.action == "present" else None
+            return StepResult(step, True, exchanges=exchanges, seconds=time.perf_counter() - start, decision=decision)
         except StepFailed as e:
             state = self.reader(step.args.get("reader"))
             last = state.last
             tap = last is not None and last.outcome is not None and step.action in ("present", "expect")
             exchanges = last.exchanges if tap else state.session.exchanges if state.session else []
-            return StepResult(step, False, str(e), list(exchanges), time.perf_counter() - start, tap)
+            return StepResult(step, False, str(e), list(exchanges), time.perf_counter() - start, tap=tap)
         except Exception as e:  # a reader or transport failing: reported at the step, the run goes on to close
             return StepResult(step, False, f"{type(e).__name__}: {e}", [], time.perf_counter() - start)
 

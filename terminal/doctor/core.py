@@ -58,6 +58,9 @@ CCID_ESCAPE_FIX = (
 )
 VPCD_CONF_FIX = "sudo install -m 0644 {hw}/reader.conf.d/vpcd-tapstack /etc/reader.conf.d/"
 VPCD_DEFAULT_PORT = 0x8C7B  # 35963, vsmartcard's VPCDPORT
+VPCD_EXPOSED_FIX = ("let only this machine reach it: sudo systemctl edit pcscd, add [Service] IPAddressDeny=any "
+                    "and IPAddressAllow=localhost, then sudo systemctl restart pcscd ({hw}/README.md, "
+                    "'The vpcd port is open to the network')")
 
 SCARD_E_NO_SERVICE = 0x8010001D
 SCARD_E_NO_READERS_AVAILABLE = 0x8010002E
@@ -490,6 +493,10 @@ def _vpcd_findings(facts: Facts) -> list[Finding]:
         side = (f"connects to a card at {e.host}:{e.port}" if e.host else
                 f"waits for the card on TCP port {e.port} (slot 1: {e.port + 1}), all interfaces")
         out.append(Finding("ok", "vpcd", f"{e.file}: virtual reader {e.friendly_name!r} {side}"))
+        if e.host is None:  # vpcd binds INADDR_ANY (vsmartcard vpcd.c, opensock): no option narrows it
+            out.append(Finding("warn", "vpcd", f"{e.file}: vpcd listens on every interface, TCP {e.port} and "
+                               f"{e.port + 1}: anyone who can reach them becomes the card in {e.friendly_name!r}",
+                               _hw(VPCD_EXPOSED_FIX, facts)))
     ports = [e.port for e in v.entries if e.host is None]
     if len(v.entries) > 1:
         clash = len(set(ports)) < len(ports) or any(p + 1 in ports for p in ports)

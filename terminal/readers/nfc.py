@@ -8,7 +8,9 @@ stops answering (nfcpy gives up after its retries) is CardRemoved.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
+import threading
 import time
 
 from terminal.readers import complete_response
@@ -64,33 +66,62 @@ class NfcSession:
 
 
 class NfcReader:
-    """An nfcpy ContactlessFrontend at `path` ("usb", "usb:054c:06c3", "udp:127.0.0.1:54321")."""
+    """An nfcpy ContactlessFrontend at `path` ("usb", "usb:054c:06c3", "udp:127.0.0.1:54321").
+
+    The device is opened when first needed and again after it went away (a USB reader
+    unplugged, the device closed under us): until it opens, waiting for a card raises
+    ReaderUnavailable saying why, and the caller simply asks again later."""
 
     def __init__(self, path: str):
-        import nfc
-
         self.path = path
         self.name = f"nfcpy {path}"
         self.session: NfcSession | None = None
+        self.clf = None
         try:
-            self.clf = nfc.ContactlessFrontend(path)
-        except (IOError, OSError) as error:
-            raise ReaderUnavailable(f"cannot open nfcpy reader {path}: {error}") from None
+            self._frontend()
+        except ReaderUnavailable as error:  # not there yet: said again at the first wait
+            log.info("%s", error)
+
+    def _frontend(self):
+        """The open ContactlessFrontend, opening it if needed; ReaderUnavailable if it cannot be."""
+        if self.clf is None:
+            import nfc
+
+            try:
+                self.clf = nfc.ContactlessFrontend(self.path)
+            except (IOError, OSError) as error:
+                raise ReaderUnavailable(f"cannot open nfcpy reader {self.path}: {error}") from None
+            if self.path.startswith("udp:"):
+                loopback_udp(self.clf.device)
+        return self.clf
+
+    def _lost(self, error) -> ReaderUnavailable:
+        """The device failed under us: drop it (it is opened afresh next time)."""
+        clf, self.clf = self.clf, None
+        if self.session is not None:
+            self.session._open = False
+        try:
+            if clf is not None:
+                clf.close()
+        except Exception:  # closing a device that is already gone
+            pass
+        return ReaderUnavailable(f"reader {self.path} went away: {error}")
 
     def _sense(self):
         import nfc.clf
         import nfc.tag
 
+        clf = self._frontend()
         try:
-            target = self.clf.sense(nfc.clf.RemoteTarget("106A"), iterations=1)
+            target = clf.sense(nfc.clf.RemoteTarget("106A"), iterations=1)
         except nfc.clf.CommunicationError:
             return None
-        except IOError as error:
-            raise ReaderUnavailable(f"reader {self.path}: {error}") from None
+        except Exception as error:  # IOError (ENODEV: unplugged), or a driver broken mid-call
+            raise self._lost(error) from None
         if target is None:
             return None
         try:
-            return nfc.tag.activate(self.clf, target)
+            return nfc.tag.activate(clf, target)
         except Exception as error:  # a card answering RATS with a short or odd ATS: not activated
             log.debug("activation failed: %s", error)
             self._release()
@@ -111,7 +142,12 @@ class NfcReader:
             time.sleep(0.01)
 
     def _release(self) -> None:
-        self.clf.device.mute()  # field off: the card resets and may be activated again
+        """Field off: the card resets and may be activated again."""
+        try:
+            if self.clf is not None and self.clf.device is not None:
+                self.clf.device.mute()
+        except Exception as error:  # the device is gone: the next sense reports it
+            log.debug("mute failed: %s", error)
 
     def _field_empty(self) -> bool:
         session = self.session
@@ -131,11 +167,15 @@ class NfcReader:
 
     def wait_for_removal(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._field_empty():
+        while True:
+            try:
+                if self._field_empty():
+                    return True
+            except ReaderUnavailable:
+                return True  # no reader, no card in its field
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
-        return True
 
     def signal(self, outcome: str) -> None:
         """nfcpy readers have no LED or buzzer API nfcpy drives: nothing to show."""
@@ -143,4 +183,41 @@ class NfcReader:
     def close(self) -> None:
         if self.session is not None:
             self.session.close()
-        self.clf.close()
+        if self.clf is not None:
+            self.clf.close()
+            self.clf = None
+
+
+SENSE_WAIT = 0.05  # seconds for each answer while activating a card over loopback
+
+
+def loopback_udp(device) -> None:
+    """Tune nfcpy's udp driver (nfcpy 1.0.4, nfc/clf/udp.py) for a card on this machine.
+
+    The driver waits a whole second for each SENS_RES, so every poll of an empty field, and
+    every card that arrives between two polls, costs a second; over loopback a card answers
+    within a millisecond, so activation waits SENSE_WAIT instead. And its socket, unbound,
+    takes datagrams from any address: towards a loopback card it is bound to 127.0.0.1."""
+    if not ipaddress.ip_address(device.addr[0]).is_loopback:
+        return
+    create, sense, receive = device._create_socket, device.sense_tta, device._recv_data
+    sensing = threading.local()
+
+    def create_socket():
+        create()
+        if device.socket is not None and device.socket.getsockname()[1] == 0:
+            device.socket.bind((device.addr[0], 0))
+
+    def sense_tta(target):
+        sensing.on = True
+        try:
+            return sense(target)
+        finally:
+            sensing.on = False
+
+    def recv_data(timeout, *brty):
+        if getattr(sensing, "on", False) and timeout is not None:
+            timeout = min(timeout, SENSE_WAIT)
+        return receive(timeout, *brty)
+
+    device._create_socket, device.sense_tta, device._recv_data = create_socket, sense_tta, recv_data

@@ -165,8 +165,10 @@ class PcscReader:
         if rc == scard.SCARD_E_TIMEOUT:
             return known
         if rc != scard.SCARD_S_SUCCESS:
-            self._forget_if_service_gone(rc)
-            _check(rc, "status change")
+            # No card is involved in watching a reader: a failure here is pcscd's (stopped under
+            # us: SCARD_F_COMM_ERROR, "RPC transport error") or the reader's.
+            self._release_context()
+            raise ReaderUnavailable(f"status change: {_err(rc)}")
         self._pnp_state = out[1][1] & ~scard.SCARD_STATE_CHANGED
         state = out[0][1] & ~scard.SCARD_STATE_CHANGED
         if state & (scard.SCARD_STATE_UNKNOWN | scard.SCARD_STATE_UNAVAILABLE):

@@ -230,9 +230,18 @@ def test_vpcd_configured_is_reported_with_its_ports_and_the_virtual_reader_count
     d = core.diagnose(facts(vpcd=Vpcd("/usr/lib/pcsc/drivers/serial/libifdvpcd.so", (entry,)),
                               pcsc=PcscAnswer(readers=("Virtual PCD 00 00", "Virtual PCD 00 01"))))
     finding(d, "ok", "TCP port 35963 (slot 1: 35964)")
+    exposed = finding(d, "warn", "vpcd listens on every interface, TCP 35963 and 35964")
+    assert "IPAddressAllow=localhost" in exposed.fix and "hardware/README.md" in exposed.fix
     assert all(r.virtual for r in d.usable) and len(d.usable) == 2
     assert d.exit_code() == 0
     assert d.exit_code(hardware_only=True) == 1
+
+
+def test_a_vpcd_that_connects_out_to_its_card_listens_nowhere():
+    entry = VpcdEntry("/etc/reader.conf.d/vpcd-lab", "lab card", "127.0.0.1", 35963)
+    d = core.diagnose(facts(vpcd=Vpcd("/usr/lib/pcsc/drivers/serial/libifdvpcd.so", (entry,))))
+    finding(d, "ok", "connects to a card at 127.0.0.1:35963")
+    assert not [f for f in d.findings if f.topic == "vpcd" and f.level != "ok"]
 
 
 def test_vpcd_installed_but_not_configured_and_not_installed():

@@ -83,16 +83,52 @@ def test_a_decision_is_journalled_before_the_reader_signals(tmp_path):
     assert j.taps()[0]["receipt"] is not None
 
 
-def test_a_failed_journal_write_tells_the_rider_nothing(tmp_path):
+def test_a_journal_that_refuses_writes_refuses_the_tap_and_resumes_by_itself(tmp_path):
+    demo = demo_purse_card(balance=1000)
+    reader = MockReader(demo.card)
+    j = Journal(tmp_path / "j.db", TID)
+    lines = []
+    v = Validator(Settings(route="R1", stop="S1", fare=200, token_key=demo.token_key, terminal_id=TID,
+                           journal=tmp_path / "j.db"), reader, j, clock=lambda: NOW, out=lines.append)
+    v.ref.issuer_keys = demo.issuer_keys
+    j._db.execute("PRAGMA query_only = ON")  # the disk refuses writes
+    d = v.handle_card(reader.wait_for_card(0))
+    assert (d.accepted, d.reason, d.message) == (False, "journal_unavailable", "Out of service: tap not taken")
+    assert reader.signals == ["error"] and demo.balance == 1000  # nothing debited that could not be journalled
+    assert len(reader.transcript) == 1  # refused after SELECT, before any DEBIT
+    assert "journal" in v.service.problems and any(line.startswith("OUT OF SERVICE  journal:") for line in lines)
+    assert lines[-1].endswith("OUT OF SERVICE: journal")  # the panel's status line
+    j._db.execute("PRAGMA query_only = OFF")  # room again
+    v._next_probe = 0
+    d = v.handle_card(reader.wait_for_card(0))
+    assert (d.accepted, d.reason, demo.balance) == (True, "paid", 800)
+    assert v.service.in_service and "IN SERVICE      journal works again" in lines
+    assert [t["reason"] for t in j.taps()] == ["paid"]
+
+
+def test_a_payment_the_journal_could_not_take_is_recovered_not_charged_again(tmp_path):
+    """The journal fails between the debit and its record: the rider is refused, and the card's
+    next tap completes that payment from the card's receipt log."""
     demo = demo_purse_card(balance=1000)
     reader = MockReader(demo.card)
     j = Journal(tmp_path / "j.db", TID)
     v = Validator(Settings(route="R1", stop="S1", fare=200, token_key=demo.token_key, terminal_id=TID,
                            journal=tmp_path / "j.db"), reader, j, clock=lambda: NOW, out=lambda _: None)
-    j._db.execute("PRAGMA query_only = ON")  # the disk refuses writes
-    with pytest.raises(JournalError):
-        v.handle_card(reader.wait_for_card(0))
-    assert reader.signals == [] and demo.balance == 1000  # nothing debited that could not be journalled
+    v.ref.issuer_keys = demo.issuer_keys
+    record = j.record
+
+    def full_disk(decision, pending=None):
+        raise JournalError("j.db: database or disk is full")
+
+    j.record = full_disk
+    d = v.handle_card(reader.wait_for_card(0))
+    assert (d.accepted, d.reason, demo.balance) == (False, "journal_unavailable", 800)  # the card paid
+    assert len(v.pending) == 1
+    j.record = record
+    v._next_probe = 0
+    d = v.handle_card(reader.wait_for_card(0))
+    assert (d.accepted, d.reason, d.amount, demo.balance) == (True, "recovered", 200, 800)  # once
+    assert v.pending == () and j.pending_debits() == ()
 
 
 def test_a_torn_debit_is_recovered_after_a_restart(tmp_path):

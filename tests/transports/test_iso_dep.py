@@ -169,3 +169,24 @@ def test_any_apdu_survives_chaining_both_ways(command, response, fsd_index, fsc,
         assert action == "send"
         pni ^= 1
     assert received == response
+
+
+def udp_sockets(port: int) -> set[str]:
+    """Local addresses of this machine's UDP sockets on port, from /proc/net/udp (hex a.b.c.d)."""
+    found = set()
+    for line in open("/proc/net/udp").read().splitlines()[1:]:
+        address, _, hex_port = line.split()[1].partition(":")
+        if int(hex_port, 16) == port:
+            found.add(".".join(str(b) for b in reversed(bytes.fromhex(address))))
+    return found
+
+
+@pytest.mark.nfcpy_udp
+def test_card_and_reader_listen_and_send_on_loopback_only(udp, nfc_udp_port):
+    """nfcpy's udp driver binds its listening card to 0.0.0.0 and leaves the reader's socket
+    open to any sender; tapstack's card listens on its host and its reader on 127.0.0.1."""
+    card_side, reader = udp
+    session = reader.wait_for_card(5)
+    assert parse_response(session.transmit(SELECT_ECHO)).ok
+    assert udp_sockets(nfc_udp_port) == {"127.0.0.1"}  # the card
+    assert reader.clf.device.socket.getsockname()[0] == "127.0.0.1"  # the reader

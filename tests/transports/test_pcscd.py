@@ -72,3 +72,25 @@ def test_a_socket_held_by_systemd_is_reported_and_a_stale_one_ignored(monkeypatc
         held.listen(1)
         with pytest.raises(PcscdError, match="systemctl stop pcscd.socket"):
             pcscd.start(1)
+
+
+def test_a_pcscd_that_exited_unreaped_is_not_running(tmp_path):
+    """A zombie named pcscd (its parent never waited for it) holds no socket: not in the way."""
+    import shutil
+    import subprocess
+    import time
+
+    fake = tmp_path / "pcscd"
+    shutil.copy("/bin/sleep", fake)
+    process = subprocess.Popen([str(fake), "30"])
+    try:
+        assert process.pid in pcscd.running_pcscds()
+        process.kill()
+        deadline = time.monotonic() + 5
+        while process.pid in pcscd.running_pcscds() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.pid not in pcscd.running_pcscds()  # killed, not yet waited for
+        assert open(f"/proc/{process.pid}/stat").read().rpartition(")")[2].split()[0] == "Z"
+    finally:
+        process.kill()
+        process.wait()

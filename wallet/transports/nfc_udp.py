@@ -115,6 +115,29 @@ class IsoDepTarget:
         return frame
 
 
+def listen_on(device, host: str) -> None:
+    """Make nfcpy's udp driver listen on `host` only. nfcpy 1.0.4 (nfc/clf/udp.py,
+    Device._bind_socket) binds its listening socket to 0.0.0.0: anyone on the network could
+    then act as a reader and talk to the card. The card listens where it was told, by
+    default 127.0.0.1."""
+    import errno
+    import socket
+    import time
+
+    def bind_socket(time_to_return):
+        while time.time() < time_to_return:
+            try:
+                device.socket.bind((host, device.addr[1]))
+                return True
+            except socket.error as error:
+                if error.errno == errno.EADDRINUSE:
+                    return False
+                raise
+        return False
+
+    device._bind_socket = bind_socket
+
+
 def sdd_res_for(uid: bytes) -> bytes:
     """The UID a Type A target announces: the card's own if it has a standard length,
     else a random 4-byte NFCID1 (first byte 08 marks it random)."""
@@ -138,6 +161,7 @@ class NfcUdpCard(CardTransport):
         import nfc.clf
 
         clf = nfc.ContactlessFrontend(f"udp:{self.host}:{self.port}")
+        listen_on(clf.device, self.host)
         try:
             while self._wait_until_wanted():
                 target = nfc.clf.LocalTarget("106A")
