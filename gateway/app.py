@@ -10,6 +10,7 @@ Blueprints come from BLUEPRINTS.
 from __future__ import annotations
 
 import importlib
+import io
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -17,6 +18,7 @@ from typing import Callable
 from flask import Flask, current_app
 from flask.sessions import SecureCookieSessionInterface
 
+from gateway import api
 from gateway import config as gateway_config
 from gateway import errors
 
@@ -42,6 +44,7 @@ BLUEPRINTS = (
 )
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_UPLOAD_BYTES = 1024 * 1024  # the largest body any route takes (POST /v1/taps)
 # Every secret a request may ask for, made before gunicorn forks: two workers making
 # the same one at once could each keep a different value.
 SERVED_SECRETS = ("operator_key", "idempotency_seal", "terminal_master", "session_key", "issuer_seed")
@@ -87,6 +90,30 @@ class PageSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
+class BoundedBody:
+    """WSGI layer: a chunked body (no Content-Length) is read whole here, up to
+    `limit` bytes, and then passed on with its length, so Flask's limits apply to it as
+    to any other. One longer than `limit` answers 413 before the app sees it. (Without
+    this, werkzeug stops reading such a stream at the limit, and the app would parse
+    the prefix as if it were the whole body.)"""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    def __call__(self, environ, start_response):
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() and not environ.get("CONTENT_LENGTH"):
+            stream, body = environ["wsgi.input"], b""
+            while len(body) <= self.limit and (chunk := stream.read(self.limit + 1 - len(body))):
+                body += chunk
+            if len(body) > self.limit:
+                response = errors.render(errors.too_large())
+                response.headers["Connection"] = "close"  # the rest of the body is never read
+                return response(environ, start_response)
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+            environ.pop("HTTP_TRANSFER_ENCODING", None)  # werkzeug ignores the length of a chunked body
+        return self.app(environ, start_response)
+
+
 def create_app(config: gateway_config.Config | None = None, *, store=None,
                clock: Callable[[], datetime] | None = None) -> Flask:
     config = config or gateway_config.load()
@@ -95,10 +122,12 @@ def create_app(config: gateway_config.Config | None = None, *, store=None,
         store = SQLiteStore(config.db_path)
     app = Flask("gateway")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.wsgi_app = BoundedBody(app.wsgi_app, MAX_UPLOAD_BYTES)
     app.json.sort_keys = False  # responses keep the field order the API documents
     app.session_interface = PageSessions()
     app.extensions["tapstack"] = Runtime(config, store, clock or utc_now)
     errors.register(app)
+    app.before_request(api.check_request_text)
     for name in BLUEPRINTS:
         app.register_blueprint(importlib.import_module(name).bp)
     return app

@@ -28,6 +28,7 @@ here too, so services need not translate it.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import Flask, Response, json
@@ -66,20 +67,32 @@ def forbidden(message: str) -> ApiError:
     return ApiError(403, "permission_error", "forbidden", message)
 
 
+_ACCOUNT_ID = re.compile(r"(account )?'?acc_[A-Za-z0-9]+'?")
+
+
 def from_ledger_error(err: Exception) -> ApiError:
-    """An ApiError for a gateway.ledger.LedgerError, by the error's own http_status."""
+    """An ApiError for a gateway.ledger.LedgerError, by the error's own http_status.
+
+    Ledger accounts are internal: their ids are taken out of the message."""
     code = getattr(err, "code", "ledger_error")
     message = getattr(err, "message", None) or str(err) or code
+    message = _ACCOUNT_ID.sub(lambda m: "account" if m.group(1) else "an account", message)
     param = getattr(err, "param", None)
     status = getattr(err, "http_status", 400)
     if status == 402:
-        # The ledger names its own debit account; the caller knows it as the amount asked.
-        return ApiError(402, "payment_error", code, message, "amount")
+        # The ledger's message names its internal account and the balance, which may be
+        # another's (a till charging a pay code): the caller learns only that it fell short.
+        return ApiError(402, "payment_error", code,
+                        "Insufficient funds: the available balance does not cover the amount.", "amount")
     if status == 404:
         return ApiError(404, "not_found", code, message, param)
     if status == 409:
         return ApiError(409, "conflict", code, message, param)
     return ApiError(400, "invalid_request_error", code, message, param)
+
+
+def too_large() -> ApiError:
+    return ApiError(413, "invalid_request_error", "body_too_large", "Request body too large; nothing was done.")
 
 
 def busy(retry_after_seconds: int = 1) -> ApiError:
@@ -105,7 +118,7 @@ def _http_error(exc: HTTPException) -> ApiError:
         return ApiError(405, "invalid_request_error", "method_not_allowed",
                         "Method not allowed on this route.")
     if exc.code == 413:
-        return ApiError(413, "invalid_request_error", "body_too_large", "Request body too large.")
+        return too_large()
     if exc.code is not None and exc.code < 500:
         return ApiError(exc.code, "invalid_request_error", exc.name.lower().replace(" ", "_"),
                         exc.description or exc.name)

@@ -47,8 +47,9 @@ def create_biller(tx):
     """Answers once with the biller's API key ("sk_..."); only its SHA-256 is kept."""
     body = api.json_body(required=("name", "city"), optional=("currency", "mcc"))
     currency = api.currency(body) if "currency" in body else runtime().config.currency
-    biller, api_key = bills.create_biller(tx, name=api.text(body, "name", max_length=200), currency=currency,
-                                          city=body["city"], mcc=body.get("mcc"), now=runtime().now())
+    biller, api_key = bills.create_biller(tx, name=api.qr_text(body, "name", max_length=200), currency=currency,
+                                          city=api.qr_text(body, "city", max_length=15), mcc=body.get("mcc"),
+                                          now=runtime().now())
     return 201, {**biller, "api_key": api_key}
 
 

@@ -20,8 +20,9 @@ bp = Blueprint("checkout", __name__)
 def set_profile(tx, merchant_id):
     """City, category code and store label that the merchant's codes show."""
     body = api.json_body(required=("city",), optional=("mcc", "store_label"))
-    return 200, checkout.set_profile(tx, current_caller(), merchant_id, city=body["city"],
-                                     mcc=body.get("mcc"), store_label=body.get("store_label"),
+    return 200, checkout.set_profile(tx, current_caller(), merchant_id, city=api.qr_text(body, "city", max_length=15),
+                                     mcc=body.get("mcc"),
+                                     store_label=api.qr_text(body, "store_label", max_length=25, optional=True),
                                      now=runtime().now())
 
 
@@ -52,7 +53,7 @@ def create(tx):
     body = api.json_body(required=("amount", "currency"), optional=("terminal_label", "expires_in"))
     return 201, checkout.create_checkout(
         tx, current_caller(), amount=api.amount(body), currency=api.currency(body),
-        terminal_label=body.get("terminal_label"),
+        terminal_label=api.qr_text(body, "terminal_label", max_length=25, optional=True),
         expires_in=api.integer(body, "expires_in", low=10, high=checkout.MAX_CHECKOUT_SECONDS, optional=True),
         now=runtime().now())
 

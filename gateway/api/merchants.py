@@ -19,7 +19,7 @@ def create(tx):
     body = api.json_body(required=("name",), optional=("currency",))
     currency = api.currency(body) if "currency" in body else runtime().config.currency
     merchant, api_key = merchants.create_merchant(
-        tx, name=api.text(body, "name", max_length=200), currency=currency, now=runtime().now())
+        tx, name=api.qr_text(body, "name", max_length=200), currency=currency, now=runtime().now())
     return 201, {**merchant, "api_key": api_key}
 
 

@@ -46,7 +46,7 @@ def server(tmp_path):
 
 
 def _call(url, *, method="GET", body=None, headers=None):
-    request = urllib.request.Request(url, method=method, headers=headers or {},
+    request = urllib.request.Request(url, method=method, headers={"Content-Type": "application/json", **(headers or {})},
                                      data=json.dumps(body).encode() if body is not None else None)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
