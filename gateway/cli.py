@@ -48,6 +48,12 @@ def check(data_dir, as_json):
         raise SystemExit(1)
 
 
+ALLOW_PRIVATE_WEBHOOKS = click.option(
+    "--allow-private-webhooks", is_flag=True,
+    help="For development and tests only: webhook endpoints may be on loopback and private networks "
+         "(refused otherwise, at registration and at delivery).")
+
+
 @cli.command("serve")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
               help="The gateway's data directory (default: $TAPSTACK_HOME/gateway).")
@@ -58,19 +64,25 @@ def check(data_dir, as_json):
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Threads per worker (requests waiting on the database's group commit).")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
-def serve(data_dir, host, port, workers, threads, dev):
-    """Serve the HTTP API (/v1) with gunicorn."""
+@click.option("--deliver-webhooks/--no-deliver-webhooks", "deliver", default=True, show_default=True,
+              help="Deliver webhooks from this node (one deliverer however many workers); "
+                   "`deliver-webhooks` runs one apart.")
+@ALLOW_PRIVATE_WEBHOOKS
+def serve(data_dir, host, port, workers, threads, dev, deliver, allow_private_webhooks):
+    """Serve the HTTP API (/v1) with gunicorn, and deliver its webhooks."""
     from gateway import app as gateway_app
 
-    config = _gateway_config(data_dir)
+    config = _gateway_config(data_dir, allow_private_webhooks=allow_private_webhooks)
     try:
         app = gateway_app.create_app(config)  # migrates once, before any worker starts
     except Exception as e:  # a broken migration, an unreadable database: one line, no traceback
         raise click.ClickException(f"cannot open the gateway in {config.data_dir}: {e}")
     if dev:
+        if deliver:
+            gateway_app.deliver_webhooks(app)
         app.run(host=host, port=port)
     else:
-        gateway_app.serve(config, host=host, port=port, workers=workers, threads=threads)
+        gateway_app.serve(config, host=host, port=port, workers=workers, threads=threads, webhooks=deliver)
 
 
 @cli.command("operator-key")
@@ -87,11 +99,11 @@ def operator_key(data_dir):
         raise click.ClickException(f"cannot read the gateway's secrets in {config.data_dir}: {e}")
 
 
-def _gateway_config(data_dir):
+def _gateway_config(data_dir, **settings):
     from gateway.config import load
 
     try:
-        return load(data_dir)
+        return load(data_dir, **settings)
     except OSError as e:
         raise click.ClickException(f"cannot use {data_dir or 'the default data directory'}: {e.strerror or e}")
 
@@ -105,11 +117,13 @@ def _gateway_config(data_dir):
 @click.option("--timeout", type=click.FloatRange(0.1, 120), default=10.0, show_default=True,
               help="Seconds an endpoint has to answer.")
 @click.option("--max-attempts", type=click.IntRange(1, 50), default=10, show_default=True)
-def deliver_webhooks(data_dir, once, interval, timeout, max_attempts):
-    """POST due webhook events, signed, until stopped (Ctrl-C or SIGTERM)."""
+@ALLOW_PRIVATE_WEBHOOKS
+def deliver_webhooks(data_dir, once, interval, timeout, max_attempts, allow_private_webhooks):
+    """POST due webhook events, signed, until stopped (Ctrl-C or SIGTERM); `serve` does this too."""
     from gateway import webhooks
     webhooks.deliver_from(data_dir, once=once, interval=interval, timeout=timeout,
-                          max_attempts=max_attempts, echo=click.echo)
+                          max_attempts=max_attempts, echo=click.echo,
+                          private_targets=allow_private_webhooks)
 
 
 @cli.command("charge-trips")

@@ -1,5 +1,5 @@
 """The demo's moving parts as processes it starts and stops: the pid lock, the gateway
-(`tapstack gateway serve` under gunicorn), the webhook deliverer, and the preflight checks.
+(`tapstack gateway serve` under gunicorn, delivering webhooks too) and the preflight checks.
 
 Every process is started in its own session and stopped by its own pid (SIGTERM to its
 process group, then SIGKILL), so nothing else on the machine is touched.
@@ -215,9 +215,11 @@ def tapstack_command(*args: str) -> list[str]:
 
 def start_gateway(gateway_dir: Path, port: int, log_path: Path, workers: int = 2,
                   timeout: float = 30.0) -> Process:
-    """`tapstack gateway serve` on 127.0.0.1:port, waited for until it answers."""
+    """`tapstack gateway serve` on 127.0.0.1:port, waited for until it answers. It delivers the
+    webhooks too, to the demo's receiver on loopback: private targets are allowed."""
     process = Process("gateway", tapstack_command("gateway", "serve", "--data", str(gateway_dir), "--host",
-                                                  "127.0.0.1", "--port", str(port), "--workers", str(workers)),
+                                                  "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                                                  "--allow-private-webhooks"),
                       log_path)
     url = f"http://127.0.0.1:{port}/v1/openapi.json"
     deadline = time.monotonic() + timeout
@@ -233,12 +235,6 @@ def start_gateway(gateway_dir: Path, port: int, log_path: Path, workers: int = 2
         time.sleep(0.1)
     process.stop()
     raise DemoError(f"the gateway did not answer on port {port} within {timeout:.0f} s: {process.tail()}")
-
-
-def start_deliverer(gateway_dir: Path, log_path: Path) -> Process:
-    """`tapstack gateway deliver-webhooks`: the gateway's outbox to the merchants' endpoints."""
-    return Process("webhooks", tapstack_command("gateway", "deliver-webhooks", "--data", str(gateway_dir),
-                                                "--interval", "0.2", "--timeout", "5"), log_path)
 
 
 def fetch(url: str, bearer: str, timeout: float = 10.0) -> bytes:
