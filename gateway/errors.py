@@ -18,6 +18,10 @@ with these statuses and types:
     402 payment_error          insufficient_funds: the request was valid, the money is
                                not there (402 "Payment Required" says exactly that, and
                                keeps it apart from 422-style validation errors)
+    413 invalid_request_error  body_too_large, chunked or not; nothing was done
+    414, 431                   gunicorn's limits on the request line and headers
+                               (written by gateway.app for gunicorn, in this shape)
+    415 invalid_request_error  unsupported_media_type: a body that is not application/json
     500 api_error              internal_error; details go to the log, never the caller
     503 api_error              store_busy: the database stayed locked past the store's
                                busy timeout; nothing was done, retry after Retry-After
