@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,13 @@ def build_scene(root: Path) -> Scene:
         "event_id": ok(other_shop.get("/v1/events"))["data"][0]["id"],
     }
     return scene
+
+
+def real_ids(scene: Scene, path: str) -> dict:
+    """The scene's objects for a documented path's parameters (a bill payment's id is not a payment's)."""
+    if path.startswith("/v1/bill-payments/"):
+        return {"payment_id": scene.ids["bill_payment_id"]}
+    return {name: scene.ids[name] for name in re.findall(r"{(\w+)}", path)}
 
 
 @pytest.fixture(scope="module")

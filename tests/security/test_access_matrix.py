@@ -19,9 +19,8 @@ import pytest
 
 from gateway.openapi import ENDPOINTS
 from tests.gateway.conftest import error
-from tests.security.conftest import ROLES
+from tests.security.conftest import ROLES, real_ids
 from tests.security.corpus import valid_body
-from tests.security.test_schemathesis import real_ids
 
 SECURED = [e for e in ENDPOINTS if e.auth]
 REFUSED_ROLES = [(role, e) for e in SECURED for role in ROLES if role not in e.auth]

@@ -13,7 +13,6 @@ same cases on every run), bounded to about two minutes on 2 cores by EXAMPLES.
 from __future__ import annotations
 
 import os
-import re
 
 import pytest
 import schemathesis
@@ -25,7 +24,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
                                                status_code_conformance)
 
 from gateway.openapi import ENDPOINTS
-from tests.security.conftest import ROLES, Signing
+from tests.security.conftest import ROLES, Signing, real_ids
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # Examples per operation and role: (real ids, generated ids, negative), about 2,400 requests.
@@ -39,13 +38,6 @@ OPERATIONS = [(role, e.method, e.path) for role in ROLES for e in ENDPOINTS if r
 @pytest.fixture(scope="module")
 def schemas(scene):
     return {role: schemathesis.openapi.from_wsgi("/v1/openapi.json", Signing(scene, role)) for role in ROLES}
-
-
-def real_ids(scene, path: str) -> dict:
-    """The scene's objects for the path's parameters (a bill payment's id is not a payment's)."""
-    if path.startswith("/v1/bill-payments/"):
-        return {"payment_id": scene.ids["bill_payment_id"]}
-    return {name: scene.ids[name] for name in re.findall(r"{(\w+)}", path)}
 
 
 def _run(strategy, examples: int) -> None:

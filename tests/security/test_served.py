@@ -1,6 +1,7 @@
 """What only the served gateway shows: `tapstack gateway serve` under gunicorn, started
 once for this module with two workers.
 
+- it answers, replays an Idempotency-Key and asks for credentials as the app does;
 - a body over the limit is 413 and stores nothing, chunked or not;
 - gunicorn's own answers (a bad request line, 414, 431, a bad chunk) are in the one
   JSON error shape;
@@ -42,7 +43,8 @@ class Served:
         self.operator = subprocess.run(_tapstack("operator-key", "--data", str(data)), capture_output=True,
                                        text=True, check=True).stdout.strip()
 
-    def call(self, method, path, key=None, body=None, idem=None):
+    def call(self, method, path, key=None, body=None, idem=None) -> tuple[int, dict, dict]:
+        """(status, JSON body, headers)."""
         headers = {"Content-Type": "application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
@@ -52,9 +54,9 @@ class Served:
                                          data=None if body is None else json.dumps(body).encode())
         try:
             with urllib.request.urlopen(request, timeout=10) as answer:
-                return answer.status, json.loads(answer.read())
+                return answer.status, json.loads(answer.read()), answer.headers
         except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
+            return e.code, json.loads(e.read()), e.headers
 
     def raw(self, data: bytes) -> tuple[int, dict, dict]:
         """Send bytes as they are; (status, headers, JSON body) of the answer."""
@@ -104,13 +106,24 @@ def served(tmp_path_factory):
 @pytest.fixture(scope="module")
 def payer(served):
     """(merchant id, merchant key, wallet key) with money in the wallet."""
-    _, merchant = served.call("POST", "/v1/merchants", served.operator, {"name": "Served Shop"}, "m-1")
-    _, customer = served.call("POST", "/v1/customers", served.operator, {"name": "Payer"}, "c-1")
-    _, wallet = served.call("POST", "/v1/wallets", served.operator, {"customer_id": customer["id"],
-                                                                       "currency": "CNY"}, "w-1")
+    _, merchant, _ = served.call("POST", "/v1/merchants", served.operator, {"name": "Served Shop"}, "m-1")
+    _, customer, _ = served.call("POST", "/v1/customers", served.operator, {"name": "Payer"}, "c-1")
+    _, wallet, _ = served.call("POST", "/v1/wallets", served.operator, {"customer_id": customer["id"],
+                                                                          "currency": "CNY"}, "w-1")
     served.call("POST", "/v1/topups", served.operator, {"wallet_id": wallet["id"], "amount": 100_000,
                                                          "currency": "CNY"}, "t-1")
     return merchant["id"], merchant["api_key"], wallet["credential"]
+
+
+def test_serve_answers_under_gunicorn(served):
+    assert served.operator.startswith("op_")
+    status, body, headers = served.call("POST", "/v1/customers", served.operator, {"name": "Wang"}, "wang-1")
+    assert status == 201 and body["id"].startswith("cus_")
+    assert headers["Server"].startswith("gunicorn")
+    assert served.call("POST", "/v1/customers", served.operator, {"name": "Wang"}, "wang-1")[:2] == (201, body)
+    status, err, headers = served.call("GET", f"/v1/customers/{body['id']}")
+    assert status == 401 and err["error"]["type"] == "authentication_error"
+    assert headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def assert_error_shape(status, headers, body, expected_status):
@@ -186,7 +199,7 @@ def test_the_control_socket_is_the_data_directorys_own(served):
 def test_serve_delivers_webhooks_itself_from_one_deliverer(served, payer):
     merchant_id, merchant, wallet = payer
     with Receiver() as receiver:
-        status, endpoint = served.call("POST", "/v1/webhook_endpoints", merchant, {"url": receiver.url}, "we-1")
+        status, endpoint, _ = served.call("POST", "/v1/webhook_endpoints", merchant, {"url": receiver.url}, "we-1")
         assert status == 201
         receiver.secret = endpoint["secret"]
         paid = [served.call("POST", "/v1/payments", wallet, {"merchant_id": merchant_id, "amount": 3,
