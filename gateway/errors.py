@@ -59,6 +59,10 @@ def not_found(what: str, param: str | None = None) -> ApiError:
     return ApiError(404, "not_found", "resource_missing", f"No such {what}.", param)
 
 
+def no_route() -> ApiError:
+    return ApiError(404, "not_found", "route_not_found", "No such route.")
+
+
 def conflict(code: str, message: str, param: str | None = None) -> ApiError:
     return ApiError(409, "conflict", code, message, param)
 
@@ -117,7 +121,7 @@ def render(err: ApiError) -> Response:
 
 def _http_error(exc: HTTPException) -> ApiError:
     if exc.code == 404:
-        return ApiError(404, "not_found", "route_not_found", "No such route.")
+        return no_route()
     if exc.code == 405:
         return ApiError(405, "invalid_request_error", "method_not_allowed",
                         "Method not allowed on this route.")

@@ -32,6 +32,9 @@ TIME = {"type": "string", "format": "date-time", "description": "UTC, ISO 8601, 
 TEXT = {"type": "string", "minLength": 1, "maxLength": 500}
 NTIME = {"type": ["string", "null"], "format": "date-time"}
 NTEXT = {"type": ["string", "null"]}
+QR_TEXT = {"type": "string", "minLength": 1, "pattern": "^[ -~]*[!-~][ -~]*$",
+           "description": "Printable ASCII, not blank: it is printed in EMV QR codes, whose field carries "
+                          "no other script, control or zero-width character."}
 HEX = {"type": "string", "pattern": "^[0-9a-f]+$"}
 EVENT_TYPE = {"type": "string", "enum": ["payment.succeeded", "refund.succeeded", "bill.paid"]}
 
@@ -284,7 +287,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       description="One of the published fare rules' concession classes (400 otherwise; 409 when no rules "
                   "are published). The day's charging run prices the wallet's linked cards with it."),
     E("POST", "/v1/merchants", "Sign a merchant up", "Merchants", ("operator",), "MerchantWithKey", 201,
-      {"name": {**TEXT, "maxLength": 200}, "currency": CURRENCY}, ("name",)),
+      {"name": {**QR_TEXT, "maxLength": 200}, "currency": CURRENCY}, ("name",)),
     E("GET", "/v1/merchants/{merchant_id}", "Read a merchant", "Merchants", ("operator", "merchant"),
       "Merchant"),
     E("GET", "/v1/merchants/{merchant_id}/balance", "A merchant's balance", "Merchants",
@@ -411,8 +414,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       ("wallet", "operator"), "FareCharge", 200, errors=(402, 409),
       description="Takes the token off the deny-list once it owes nothing."),
     E("POST", "/v1/billers", "Sign a biller up (a merchant paid into a biller account)", "Bills",
-      ("operator",), "BillerWithKey", 201, {"name": {**TEXT, "maxLength": 200}, "city": {
-          **TEXT, "maxLength": 15}, "currency": CURRENCY, "mcc": {"type": "string", "pattern": "^[0-9]{4}$"}},
+      ("operator",), "BillerWithKey", 201, {"name": {**QR_TEXT, "maxLength": 200}, "city": {
+          **QR_TEXT, "maxLength": 15}, "currency": CURRENCY, "mcc": {"type": "string", "pattern": "^[0-9]{4}$"}},
       ("name", "city")),
     E("GET", "/v1/billers/{biller_id}", "Read a biller", "Bills", ("operator", "merchant"), "Biller"),
     E("POST", "/v1/bills", "Issue a bill", "Bills", ("merchant",), "Bill", 201, BILL_BODY,
@@ -456,8 +459,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       ("operator", "merchant", "wallet"), "BillPayment"),
     E("POST", "/v1/merchants/{merchant_id}/qr-profile", "Set what the merchant's QR codes show",
       "Shop QR", ("operator", "merchant"), "QrProfile", 200,
-      {"city": {**TEXT, "maxLength": 15}, "mcc": {"type": "string", "pattern": "^[0-9]{4}$"},
-       "store_label": {**TEXT, "maxLength": 25}}, ("city",)),
+      {"city": {**QR_TEXT, "maxLength": 15}, "mcc": {"type": "string", "pattern": "^[0-9]{4}$"},
+       "store_label": {**QR_TEXT, "maxLength": 25}}, ("city",)),
     E("GET", "/v1/merchants/{merchant_id}/qr", "The merchant's static EMVCo payload", "Shop QR",
       ("operator", "merchant", "terminal"), "QrCode",
       description="No amount: the payer enters it and pays with POST /v1/payments."),
@@ -467,7 +470,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       ("operator", "merchant", "terminal"), "Image", media="image/svg+xml"),
     E("POST", "/v1/checkouts", "A one-sale checkout code at the till", "Shop QR",
       ("merchant", "terminal"), "Checkout", 201,
-      {"amount": AMOUNT, "currency": CURRENCY, "terminal_label": {**TEXT, "maxLength": 25},
+      {"amount": AMOUNT, "currency": CURRENCY, "terminal_label": {**QR_TEXT, "maxLength": 25},
        "expires_in": {"type": "integer", "minimum": 10, "maximum": 3600, "default": 300}},
       ("amount", "currency")),
     E("GET", "/v1/checkouts/{checkout_id}", "Read a checkout", "Shop QR",

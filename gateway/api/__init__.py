@@ -17,7 +17,7 @@ import re
 
 from flask import g, request
 
-from gateway.errors import ApiError, invalid, not_found
+from gateway.errors import ApiError, invalid, no_route
 from protocol import currency as iso4217
 
 # The largest amount one request may move: 100 million major units (1e10 fen).
@@ -118,7 +118,7 @@ def check_request_text() -> None:
     if not request.path.startswith("/v1/"):
         return
     if _CONTROL.search(request.path):
-        raise ApiError(404, "not_found", "route_not_found", "No such route.")
+        raise no_route()
     for name, value in request.args.items(multi=True):
         for text in (name, value):
             if _CONTROL.search(text):
