@@ -307,7 +307,11 @@ def http_post(url: str, headers: dict, body: bytes, timeout: float, *,
     conn_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     started = time.monotonic()
-    conn = conn_type(parts.hostname, parts.port, timeout=timeout)
+    try:
+        port = parts.port
+    except ValueError as e:  # a port an older release registered: a failed attempt, not a crash
+        return Outcome(None, f"ValueError: {e}", 0)
+    conn = conn_type(parts.hostname, port, timeout=timeout)
     try:
         addresses = webhook_targets.resolve(parts.hostname, conn.port)
         refusal = None if private_targets else webhook_targets.addresses_refusal(addresses)
