@@ -144,3 +144,10 @@ def test_the_deliverer_records_a_refused_target_as_a_failed_attempt(scene):
     [mine] = [d for d in deliveries if d["endpoint_id"] == endpoint["id"]]
     assert mine["status"] == "pending" and mine["attempts"][0]["status_code"] is None
     assert mine["attempts"][0]["error"].startswith("refused: 127.0.0.1 is a loopback address")
+
+
+def test_a_url_with_an_impossible_port_is_a_failed_attempt_not_a_crash():
+    """Registration refuses such a port now; an endpoint an older release took is still
+    delivered to as a failure, so it cannot stall the deliverer's batch."""
+    outcome = webhooks.http_post("http://hooks.example:99999/", {}, b"{}", 1.0)
+    assert outcome.status_code is None and outcome.error.startswith("ValueError")
