@@ -126,7 +126,7 @@ def seed(base: str, op: str, wallets: int, webhook: bool) -> tuple[str, list[str
     merchant = call(base, "POST", "/v1/merchants", op, {"name": "Bench Shop", "currency": "CNY"}, "m")
     if webhook:  # an endpoint nobody answers: each payment also writes its event and delivery
         call(base, "POST", "/v1/webhook_endpoints", merchant["api_key"],
-             {"url": "http://127.0.0.1:9/hooks"}, "we")
+             {"url": "https://hooks.example/bench"}, "we")
     keys = []
     for i in range(wallets):
         customer = call(base, "POST", "/v1/customers", op, {"name": f"payer {i}"}, f"c{i}")

@@ -119,7 +119,7 @@ def main() -> int:
             log = open(work / f"node-{n}.log", "w")
             started.append(subprocess.Popen(
                 tapstack("gateway", "serve", "--database", url, "--data", str(work / f"node-{n}"),
-                         "--port", str(port), "--workers", "2"),
+                         "--port", str(port), "--workers", "2", "--allow-private-webhooks"),
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         for port in ports:
             wait_http(f"http://127.0.0.1:{port}/v1/openapi.json", "a gateway node")

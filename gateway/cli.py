@@ -143,6 +143,12 @@ def check(config, as_json):
         raise SystemExit(1)
 
 
+ALLOW_PRIVATE_WEBHOOKS = click.option(
+    "--allow-private-webhooks", is_flag=True,
+    help="For development and tests only: webhook endpoints may be on loopback and private networks "
+         "(refused otherwise, at registration and at delivery).")
+
+
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
@@ -151,12 +157,17 @@ def check(config, as_json):
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Threads per worker (requests waiting on the database).")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
+@click.option("--deliver-webhooks/--no-deliver-webhooks", "deliver", default=True, show_default=True,
+              help="Deliver webhooks from this node (one deliverer however many workers); "
+                   "`deliver-webhooks` runs one apart.")
+@ALLOW_PRIVATE_WEBHOOKS
 @with_database
-def serve(config, host, port, workers, threads, dev):
-    """Serve the HTTP API (/v1) with gunicorn."""
+def serve(config, host, port, workers, threads, dev, deliver, allow_private_webhooks):
+    """Serve the HTTP API (/v1) with gunicorn, and deliver its webhooks."""
     from gateway import app as gateway_app
     from gateway.config import SecretsError
 
+    config.allow_private_webhooks = allow_private_webhooks
     store = opened(config)  # migrates SQLite, refuses a PostgreSQL schema out of step, before any worker
     try:
         from gateway.app import SERVED_SECRETS
@@ -167,9 +178,12 @@ def serve(config, host, port, workers, threads, dev):
     finally:
         store.close()
     if dev:
-        gateway_app.create_app(config).run(host=host, port=port)
+        app = gateway_app.create_app(config)
+        if deliver:
+            gateway_app.deliver_webhooks(app)
+        app.run(host=host, port=port)
     else:
-        gateway_app.serve(config, host=host, port=port, workers=workers, threads=threads)
+        gateway_app.serve(config, host=host, port=port, workers=workers, threads=threads, webhooks=deliver)
 
 
 @cli.command("operator-key")
@@ -195,9 +209,11 @@ def operator_key(config):
 @click.option("--timeout", type=click.FloatRange(0.1, 120), default=10.0, show_default=True,
               help="Seconds an endpoint has to answer.")
 @click.option("--max-attempts", type=click.IntRange(1, 50), default=10, show_default=True)
+@ALLOW_PRIVATE_WEBHOOKS
 @with_database
-def deliver_webhooks(config, once, interval, timeout, max_attempts):
-    """POST due webhook events, signed, until stopped (Ctrl-C or SIGTERM)."""
+def deliver_webhooks(config, once, interval, timeout, max_attempts, allow_private_webhooks):
+    """POST due webhook events, signed, until stopped (Ctrl-C or SIGTERM); `serve` does this too."""
+    import functools
     import signal
     import threading
     from datetime import datetime, timezone
@@ -206,7 +222,8 @@ def deliver_webhooks(config, once, interval, timeout, max_attempts):
 
     store = opened(config)
     deliverer = webhooks.Deliverer(store, clock=lambda: datetime.now(timezone.utc), timeout=timeout,
-                                   policy=webhooks.RetryPolicy(max_attempts=max_attempts))
+                                   policy=webhooks.RetryPolicy(max_attempts=max_attempts),
+                                   post=functools.partial(webhooks.http_post, private_targets=allow_private_webhooks))
     try:
         if once:
             total = 0

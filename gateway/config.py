@@ -14,7 +14,12 @@ first use and the same for every process of the gateway ever after:
   master.key, made at random on first use. Give every node the same master key;
   a node with another one refuses to start rather than serve with other secrets.
 
-Secrets are never logged; `repr` of a Config does not show them.
+The data directory is its owner's alone (0700) and so is every file the gateway
+keeps in it (0600: the SQLite database with its -wal and -shm files, the secrets, the
+master key and their lock). Secrets are never logged; `repr` of a Config does not show them.
+
+`allow_private_webhooks` lets merchants register webhook endpoints on loopback and
+private networks (gateway.webhook_targets); it is for development and tests only.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ class Config:
     data_dir: Path
     database_url: str | None = None
     currency: str = "CNY"
+    allow_private_webhooks: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _source: object = field(default=None, repr=False, compare=False)
 
@@ -106,8 +112,8 @@ class FileSecrets:
         stored = self._read()
         if name in stored:
             return bytes.fromhex(stored[name])
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.data_dir / "secrets.lock", "a") as lock:
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with _lock_file(self.data_dir) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             stored = self._read()  # another process may have made it meanwhile
             if name not in stored:
@@ -179,8 +185,8 @@ def master_key(data_dir: Path) -> bytes:
             raise SecretsError(f"{MASTER_KEY_ENV} must be 64 hex digits (32 bytes)")
         return key
     path = Path(data_dir) / "master.key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(Path(data_dir) / "secrets.lock", "a") as lock:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with _lock_file(path.parent) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():
             _write_private(path, _random.token_hex(32) + "\n")
@@ -188,6 +194,33 @@ def master_key(data_dir: Path) -> bytes:
         return bytes.fromhex(path.read_text().strip())
     except ValueError:
         raise SecretsError(f"{path} is not 64 hex digits") from None
+
+
+def _lock_file(data_dir: Path):
+    return os.fdopen(os.open(Path(data_dir) / "secrets.lock", os.O_RDWR | os.O_CREAT, 0o600))
+
+
+PRIVATE_FILES = ("gateway.db", "gateway.db-wal", "gateway.db-shm", "gateway.db.writelock", "secrets.json",
+                 "secrets.lock", "master.key", "deliverer.lock")
+
+
+def make_private(data_dir: Path) -> None:
+    """The data directory 0700 and the gateway's files in it 0600: made so, or tightened
+    where a gateway of an older release made them readable by everyone."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if data_dir.stat().st_mode & 0o077:
+        data_dir.chmod(0o700)
+    for name in PRIVATE_FILES:
+        path = data_dir / name
+        if path.exists() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+
+
+def create_private(path: Path) -> None:
+    """Create the file 0600 if it is not there. For a SQLite database before SQLite opens
+    it: SQLite gives the database's -wal and -shm files the database file's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -201,12 +234,12 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def load(data_dir: str | os.PathLike | None = None, database_url: str | None = None) -> Config:
-    """The configuration of a data directory (made if missing) and database URL
-    (None: $TAPSTACK_DATABASE_URL, else SQLite in the data directory)."""
+def load(data_dir: str | os.PathLike | None = None, database_url: str | None = None, **settings) -> Config:
+    """The configuration of a data directory (made private first) and database URL (None:
+    $TAPSTACK_DATABASE_URL, else SQLite in the data directory); settings are Config's fields."""
     from gateway.store.url import backend, from_environment
     url = from_environment(database_url)
     backend(url)  # an unknown scheme is refused here, before anything is made
     path = Path(data_dir) if data_dir else default_data_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    return Config(path, url)
+    make_private(path)
+    return Config(path, url, **settings)

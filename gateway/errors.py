@@ -18,6 +18,10 @@ with these statuses and types:
     402 payment_error          insufficient_funds: the request was valid, the money is
                                not there (402 "Payment Required" says exactly that, and
                                keeps it apart from 422-style validation errors)
+    413 invalid_request_error  body_too_large, chunked or not; nothing was done
+    414, 431                   gunicorn's limits on the request line and headers
+                               (written by gateway.app for gunicorn, in this shape)
+    415 invalid_request_error  unsupported_media_type: a body that is not application/json
     500 api_error              internal_error; details go to the log, never the caller
     503 api_error              store_busy: the database stayed locked past the store's
                                busy timeout; nothing was done, retry after Retry-After
@@ -28,6 +32,7 @@ here too, so services need not translate it.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import Flask, Response, json
@@ -54,6 +59,10 @@ def not_found(what: str, param: str | None = None) -> ApiError:
     return ApiError(404, "not_found", "resource_missing", f"No such {what}.", param)
 
 
+def no_route() -> ApiError:
+    return ApiError(404, "not_found", "route_not_found", "No such route.")
+
+
 def conflict(code: str, message: str, param: str | None = None) -> ApiError:
     return ApiError(409, "conflict", code, message, param)
 
@@ -66,20 +75,32 @@ def forbidden(message: str) -> ApiError:
     return ApiError(403, "permission_error", "forbidden", message)
 
 
+_ACCOUNT_ID = re.compile(r"(account )?'?acc_[A-Za-z0-9]+'?")
+
+
 def from_ledger_error(err: Exception) -> ApiError:
-    """An ApiError for a gateway.ledger.LedgerError, by the error's own http_status."""
+    """An ApiError for a gateway.ledger.LedgerError, by the error's own http_status.
+
+    Ledger accounts are internal: their ids are taken out of the message."""
     code = getattr(err, "code", "ledger_error")
     message = getattr(err, "message", None) or str(err) or code
+    message = _ACCOUNT_ID.sub(lambda m: "account" if m.group(1) else "an account", message)
     param = getattr(err, "param", None)
     status = getattr(err, "http_status", 400)
     if status == 402:
-        # The ledger names its own debit account; the caller knows it as the amount asked.
-        return ApiError(402, "payment_error", code, message, "amount")
+        # The ledger's message names its internal account and the balance, which may be
+        # another's (a till charging a pay code): the caller learns only that it fell short.
+        return ApiError(402, "payment_error", code,
+                        "Insufficient funds: the available balance does not cover the amount.", "amount")
     if status == 404:
         return ApiError(404, "not_found", code, message, param)
     if status == 409:
         return ApiError(409, "conflict", code, message, param)
     return ApiError(400, "invalid_request_error", code, message, param)
+
+
+def too_large() -> ApiError:
+    return ApiError(413, "invalid_request_error", "body_too_large", "Request body too large; nothing was done.")
 
 
 def busy(retry_after_seconds: int = 1, *, unavailable: bool = False) -> ApiError:
@@ -104,12 +125,12 @@ def render(err: ApiError) -> Response:
 
 def _http_error(exc: HTTPException) -> ApiError:
     if exc.code == 404:
-        return ApiError(404, "not_found", "route_not_found", "No such route.")
+        return no_route()
     if exc.code == 405:
         return ApiError(405, "invalid_request_error", "method_not_allowed",
                         "Method not allowed on this route.")
     if exc.code == 413:
-        return ApiError(413, "invalid_request_error", "body_too_large", "Request body too large.")
+        return too_large()
     if exc.code is not None and exc.code < 500:
         return ApiError(exc.code, "invalid_request_error", exc.name.lower().replace(" ", "_"),
                         exc.description or exc.name)

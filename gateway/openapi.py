@@ -32,6 +32,9 @@ TIME = {"type": "string", "format": "date-time", "description": "UTC, ISO 8601, 
 TEXT = {"type": "string", "minLength": 1, "maxLength": 500}
 NTIME = {"type": ["string", "null"], "format": "date-time"}
 NTEXT = {"type": ["string", "null"]}
+QR_TEXT = {"type": "string", "minLength": 1, "pattern": "^[ -~]*[!-~][ -~]*$",
+           "description": "Printable ASCII, not blank: it is printed in EMV QR codes, whose field carries "
+                          "no other script, control or zero-width character."}
 HEX = {"type": "string", "pattern": "^[0-9a-f]+$"}
 # Names in local scripts (docs/qr-formats.md): what QR fields 59 and 60 show instead, and the language.
 NAME_LATIN = {"type": "string", "maxLength": 25, "description": "The name in Latin letters (EMV's character set) "
@@ -281,7 +284,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       {"name": TEXT, "email": TEXT, "external_ref": TEXT}),
     E("GET", "/v1/customers/{customer_id}", "Read a customer", "Wallets", ("operator",), "Customer"),
     E("POST", "/v1/wallets", "Open a wallet", "Wallets", ("operator",), "WalletWithCredential", 201,
-      {"customer_id": ID, "currency": CURRENCY}, ("customer_id", "currency")),
+      {"customer_id": ID, "currency": CURRENCY}, ("customer_id", "currency"), errors=(404,)),
     E("GET", "/v1/wallets/{wallet_id}", "Read a wallet", "Wallets", ("operator", "wallet"), "Wallet"),
     E("GET", "/v1/wallets/{wallet_id}/balance", "A wallet's balance", "Wallets", ("operator", "wallet"),
       "Balance"),
@@ -304,23 +307,24 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     E("GET", "/v1/merchants/{merchant_id}/statement", "A merchant's postings", "Merchants",
       ("operator", "merchant"), "Statement", query=PAGE),
     E("POST", "/v1/terminals", "Register a terminal (reader or till)", "Merchants", ("operator",),
-      "TerminalWithSecret", 201, {"merchant_id": ID, "name": {**TEXT, "maxLength": 200}}, ("merchant_id",)),
+      "TerminalWithSecret", 201, {"merchant_id": ID, "name": {**TEXT, "maxLength": 200}}, ("merchant_id",),
+      errors=(404,)),
     E("GET", "/v1/terminals/{terminal_id}", "Read a terminal", "Merchants",
       ("operator", "merchant", "terminal"), "Terminal"),
     E("POST", "/v1/topups", "Top a wallet up", "Payments", ("operator", "wallet"), "Topup", 201,
       {"wallet_id": ID, "amount": AMOUNT, "currency": CURRENCY}, ("wallet_id", "amount", "currency"),
-      errors=(409,)),
+      errors=(404, 409)),
     E("GET", "/v1/topups/{topup_id}", "Read a top-up", "Payments", ("operator", "wallet"), "Topup"),
     E("POST", "/v1/payments", "Pay a merchant from a wallet", "Payments", ("wallet",), "Payment", 201,
       {"merchant_id": ID, "amount": AMOUNT, "currency": CURRENCY, "description": TEXT},
-      ("merchant_id", "amount", "currency"), errors=(402,),
+      ("merchant_id", "amount", "currency"), errors=(402, 404),
       description="Emits `payment.succeeded` to the merchant's webhook endpoints in the same transaction."),
     E("GET", "/v1/payments", "List payments (the caller's own)", "Payments",
       ("operator", "wallet", "merchant"), "PaymentList", query=PAGE),
     E("GET", "/v1/payments/{payment_id}", "Read a payment", "Payments", ("operator", "wallet", "merchant"),
       "Payment"),
     E("POST", "/v1/refunds", "Refund a payment, in whole or in part", "Payments", ("merchant", "terminal"),
-      "Refund", 201, {"payment_id": ID, "amount": AMOUNT, "reason": TEXT}, ("payment_id",), errors=(402,),
+      "Refund", 201, {"payment_id": ID, "amount": AMOUNT, "reason": TEXT}, ("payment_id",), errors=(402, 404),
       description="Without `amount`, refunds what is left. A merchant's terminal may refund that "
                   "merchant's payments. Emits `refund.succeeded`."),
     E("GET", "/v1/refunds/{refund_id}", "Read a refund", "Payments", ("operator", "wallet", "merchant"),
@@ -329,13 +333,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       ("terminal", "merchant"), "Authorization", 201,
       {"pay_code": {"type": "string", "maxLength": 100}, "amount": AMOUNT, "currency": CURRENCY,
        "timeout_seconds": {"type": "integer", "minimum": 1}},
-      ("pay_code", "amount", "currency"), errors=(402,),
+      ("pay_code", "amount", "currency"), errors=(402, 404),
       description="Holds the amount (a pending ledger transfer) until captured, voided or expired."),
     E("GET", "/v1/pos/authorizations/{auth_id}", "Read an authorisation", "Point of sale",
       ("operator", "merchant", "terminal", "wallet"), "Authorization"),
     E("POST", "/v1/pos/authorizations/{auth_id}/capture", "Capture an authorisation", "Point of sale",
-      ("terminal", "merchant"), "Payment", 200, {"amount": AMOUNT}, errors=(409,),
-      description="Captures `amount` (at most the authorised amount; all of it when left out)."),
+      ("terminal", "merchant"), "Authorization", 200, {"amount": AMOUNT}, errors=(409,),
+      description="Captures `amount` (at most the authorised amount; all of it when left out); the "
+                  "answer is the authorisation, `captured`, with the `payment_id` of the payment made."),
     E("POST", "/v1/pos/authorizations/{auth_id}/void", "Void an authorisation", "Point of sale",
       ("terminal", "merchant"), "Authorization", 200, errors=(409,)),
     E("POST", "/v1/webhook_endpoints", "Register a webhook endpoint", "Webhooks", ("merchant",),
@@ -386,7 +391,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "to": ({"type": "string"}, "Unix seconds or ISO 8601; default: now."),
              "route": ({"type": "string"}, "One route only.")}),
     E("GET", "/v1/taps/fare-rules", "The fare rules validators price purse taps with", "Transit",
-      ("terminal", "operator"), "FareRules"),
+      ("terminal", "operator"), "FareRules", errors=(404,), description="404 while none are published."),
     E("POST", "/v1/wallets/{wallet_id}/purse-loads", "Load value onto the wallet's purse card", "Transit",
       ("wallet", "operator"), "PurseLoad", 201,
       {"card_id": HEX, "amount": AMOUNT, "currency": CURRENCY, "counter": {"type": "integer", "minimum": 0}},
@@ -402,7 +407,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       ("terminal",), "CardLink", 201, {"token": TOKEN}, ("token",), errors=(409,),
       description="An unknown, expired or used code is 404; a token linked to another wallet is 409."),
     E("GET", "/v1/wallets/{wallet_id}/linked-cards", "A wallet's linked cards", "Transit",
-      ("wallet", "operator"), "CardLinkList"),
+      ("wallet", "operator"), "CardLinkList", errors=(400,),
+      description="All of them, in one answer; query parameters are refused (400)."),
     E("DELETE", "/v1/wallets/{wallet_id}/linked-cards/{link_id}", "Unlink a card", "Transit",
       ("wallet", "operator"), "Deleted"),
     E("POST", "/v1/fare-charges/runs", "Charge a day's token trips to linked wallets", "Transit",
@@ -435,7 +441,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       ("bills",), description="JSON `{\"bills\": [...]}` or a `text/csv` body whose header names the bill "
                               "fields. Bad rows are reported by row number; good rows are created. The "
                               "whole batch is one idempotent request."),
-    E("GET", "/v1/bills", "Find bills", "Bills", ("operator", "merchant", "wallet"), "BillList",
+    E("GET", "/v1/bills", "Find bills", "Bills", ("operator", "merchant", "wallet"), "BillList", errors=(404,),
       query={**PAGE, **{n: ({"type": "string"}, d) for n, d in (
           ("biller_id", "Required for wallets and the operator."),
           ("consumer_number", "A wallet names this or bill_number; it sees only payable bills."),
@@ -468,7 +474,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     E("POST", "/v1/merchants/{merchant_id}/qr-profile", "Set what the merchant's QR codes show",
       "Shop QR", ("operator", "merchant"), "QrProfile", 200,
       {"city": {**TEXT, "maxLength": 15, "description": "In any script."}, "city_latin": CITY_LATIN,
-       "mcc": {"type": "string", "pattern": "^[0-9]{4}$"}, "store_label": {**TEXT, "maxLength": 25}}, ("city",)),
+       "mcc": {"type": "string", "pattern": "^[0-9]{4}$"}, "store_label": {**QR_TEXT, "maxLength": 25}}, ("city",)),
     E("GET", "/v1/merchants/{merchant_id}/qr", "The merchant's static EMVCo payload", "Shop QR",
       ("operator", "merchant", "terminal"), "QrCode",
       description="No amount: the payer enters it and pays with POST /v1/payments."),
@@ -478,7 +484,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       ("operator", "merchant", "terminal"), "Image", media="image/svg+xml"),
     E("POST", "/v1/checkouts", "A one-sale checkout code at the till", "Shop QR",
       ("merchant", "terminal"), "Checkout", 201,
-      {"amount": AMOUNT, "currency": CURRENCY, "terminal_label": {**TEXT, "maxLength": 25},
+      {"amount": AMOUNT, "currency": CURRENCY, "terminal_label": {**QR_TEXT, "maxLength": 25},
        "expires_in": {"type": "integer", "minimum": 10, "maximum": 3600, "default": 300}},
       ("amount", "currency")),
     E("GET", "/v1/checkouts/{checkout_id}", "Read a checkout", "Shop QR",
@@ -543,6 +549,9 @@ ERRORS = {
     403: "This kind of caller may not use this endpoint.",
     404: "No such object, or it is not the caller's.",
     409: "The object's state forbids it, or the Idempotency-Key was used for another request.",
+    413: "The request body is larger than the endpoint takes (64 KiB; 1 MiB for tap uploads), "
+         "chunked or not; nothing was done.",
+    415: "A request body that is not sent as `Content-Type: application/json`.",
 }
 
 
@@ -555,7 +564,7 @@ def _errors(e: Endpoint) -> list[int]:
     if "{" in e.path:
         codes.add(404)
     if e.idempotent:
-        codes.add(409)
+        codes |= {409, 413, 415}
     return sorted(codes)
 
 

@@ -20,10 +20,12 @@ datetime. The HTTP client and the clock are the only I/O, both injected.
 """
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import random as _random
 import secrets
+import socket
 import threading
 import time
 import urllib.parse
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
+from gateway import webhook_targets
 from gateway.errors import invalid, not_found
 from gateway.services import iso, new_id, unix
 from gateway.store import webhooks as webhooks_db
@@ -125,7 +128,7 @@ def list_events(tx, *, merchant_id: str, limit: int = 20, after: str | None = No
     if after:
         cursor = webhooks_db.merchant_event(tx, merchant_id=merchant_id, event_id=after)
         if cursor is None:
-            raise not_found("event", "after")
+            raise invalid("invalid_cursor", "after is not an event in this list.", "after")
     rows = webhooks_db.events_page(tx, merchant_id=merchant_id, limit=int(limit) + 1,
                                    event_type=event_type or None, before=cursor)
     return {"object": "list", "data": [_event_view(r) for r in rows[:limit]], "has_more": len(rows) > limit}
@@ -237,14 +240,28 @@ def record(tx, delivery: Delivery, outcome: Outcome, *, now, rand: float,
 Post = Callable[[str, dict, bytes, float], Outcome]
 
 
-def http_post(url: str, headers: dict, body: bytes, timeout: float) -> Outcome:
-    """POST body to url once; redirects are not followed (a 3xx is a failure)."""
+def http_post(url: str, headers: dict, body: bytes, timeout: float, *,
+              private_targets: bool = False) -> Outcome:
+    """POST body to url once; redirects are not followed (a 3xx is a failure).
+
+    The host is resolved here and every address it has must be public (unless
+    private_targets): the connection then goes to a checked address, so a second
+    lookup cannot swap in another (gateway.webhook_targets)."""
     parts = urllib.parse.urlsplit(url)
     conn_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     started = time.monotonic()
-    conn = conn_type(parts.hostname, parts.port, timeout=timeout)
     try:
+        port = parts.port
+    except ValueError as e:  # a port an older release registered: a failed attempt, not a crash
+        return Outcome(None, f"ValueError: {e}", 0)
+    conn = conn_type(parts.hostname, port, timeout=timeout)
+    try:
+        addresses = webhook_targets.resolve(parts.hostname, conn.port)
+        refusal = None if private_targets else webhook_targets.addresses_refusal(addresses)
+        if refusal:
+            return Outcome(None, f"refused: {refusal}"[:200], round((time.monotonic() - started) * 1000))
+        conn._create_connection = _connect_to(addresses)
         conn.request("POST", path, body=body, headers=headers)
         response = conn.getresponse()
         response.read(64 * 1024)  # the answer body is not kept
@@ -253,6 +270,19 @@ def http_post(url: str, headers: dict, body: bytes, timeout: float) -> Outcome:
         return Outcome(None, f"{type(e).__name__}: {e}"[:200], round((time.monotonic() - started) * 1000))
     finally:
         conn.close()
+
+
+def _connect_to(addresses: list) -> Callable:
+    """http.client's connect, to these addresses in turn instead of a fresh lookup's."""
+    def connect(address, timeout, source_address=None):
+        error: OSError = OSError("no address")
+        for ip in addresses:
+            try:
+                return socket.create_connection((str(ip), address[1]), timeout, source_address)
+            except OSError as e:
+                error = e
+        raise error
+    return connect
 
 
 def request_headers(delivery: Delivery, now) -> dict:

@@ -63,7 +63,8 @@ class Journal:
         self.path = Path(path)
         self.terminal_id = bytes(terminal_id).hex()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))  # its -wal and -shm take this mode
             self._db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 30000")
             if self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":

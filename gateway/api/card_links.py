@@ -36,7 +36,7 @@ def tap(tx, code):
 @bp.get("/v1/wallets/<wallet_id>/linked-cards")
 @requires("wallet", "operator")
 def linked_cards(wallet_id):
-    api.page_args()
+    api.args()  # the whole list, always: no parameters
     with runtime().store.read() as tx:
         return card_links.wallet_links(tx, current_caller(), wallet_id)
 

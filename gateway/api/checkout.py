@@ -53,7 +53,7 @@ def create(tx):
     body = api.json_body(required=("amount", "currency"), optional=("terminal_label", "expires_in"))
     return 201, checkout.create_checkout(
         tx, current_caller(), amount=api.amount(body), currency=api.currency(body),
-        terminal_label=body.get("terminal_label"),
+        terminal_label=api.qr_text(body, "terminal_label", max_length=25, optional=True),
         expires_in=api.integer(body, "expires_in", low=10, high=checkout.MAX_CHECKOUT_SECONDS, optional=True),
         now=runtime().now())
 

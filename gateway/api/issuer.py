@@ -1,5 +1,5 @@
 """/v1/issuer and the wallet's card: certificates, issuer keys, deny-list, remote lock."""
-from flask import Blueprint, request
+from flask import Blueprint
 
 from gateway import api, issuer
 from gateway.app import runtime
@@ -54,10 +54,7 @@ def keys():
 @bp.get("/v1/issuer/deny-list")
 @requires("terminal", "operator")
 def deny_list():
-    unknown = sorted(set(request.args) - {"since"})
-    if unknown:
-        raise invalid("unknown_parameter", f"Unknown query parameter(s): {', '.join(unknown)}.", unknown[0])
-    raw = request.args.get("since")
+    raw = api.args("since").get("since")
     if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
         raise invalid("invalid_parameter", "since must be a deny-list version (an integer >= 0).", "since")
     with runtime().store.read() as tx:

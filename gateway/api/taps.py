@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from flask import Blueprint, request
 
 from gateway import api
-from gateway.app import runtime
+from gateway.app import MAX_UPLOAD_BYTES, runtime
 from gateway.auth import current_caller, requires
 from gateway.errors import invalid, not_found
 from gateway.idempotency import idempotent
@@ -24,7 +24,7 @@ from gateway.services import clearing, fare_charges, taps, unix, wallets
 bp = Blueprint("taps", __name__)
 log = logging.getLogger("tapstack.gateway")
 
-MAX_TAPS_BODY = 1024 * 1024
+MAX_TAPS_BODY = MAX_UPLOAD_BYTES
 
 
 @bp.before_request
@@ -54,7 +54,7 @@ def upload():
 
 
 def _verify_ahead() -> taps.Verified | None:
-    body = request.get_json(silent=True)
+    body = api.parsed_body()  # a body that is not JSON is refused here, before any work
     if not isinstance(body, dict):
         return None  # the write path answers the error
     rt = runtime()
@@ -75,35 +75,40 @@ def _store_upload(tx, ahead: taps.Verified | None):
                             now=runtime().now(), routes=_known_routes(tx), ahead=ahead)
 
 
-def _time_arg(name: str, default: int) -> int:
-    raw = request.args.get(name)
+# Ridership times: from 1970 to the end of 9999, the times an ISO 8601 answer can show.
+EARLIEST, LATEST = 0, unix(datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc))
+
+
+def _time_arg(given: dict, name: str, default: int) -> int:
+    raw = given.get(name)
     if raw is None:
         return default
     if raw.isascii() and raw.isdigit() and len(raw) <= 12:
-        return int(raw)
-    try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise invalid("invalid_parameter", f"{name} is unix seconds or an ISO 8601 UTC time.", name) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return unix(moment)
+        seconds = int(raw)
+    else:
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            seconds = unix(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+        except ValueError:
+            raise invalid("invalid_parameter", f"{name} is unix seconds or an ISO 8601 UTC time.", name) from None
+    if not EARLIEST <= seconds <= LATEST:
+        raise invalid("invalid_parameter", f"{name} must be from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z.",
+                      name)
+    return seconds
 
 
 @bp.get("/v1/taps/ridership")
 @requires("operator", "merchant")
 def ridership():
-    unknown = sorted(set(request.args) - {"from", "to", "route"})
-    if unknown:
-        raise invalid("unknown_parameter", f"Unknown query parameter(s): {', '.join(unknown)}.", unknown[0])
+    given = api.args("from", "to", "route")
     now = unix(runtime().now())
-    until = _time_arg("to", now + 1)
-    since = _time_arg("from", until - 24 * 3600)
+    until = _time_arg(given, "to", min(now + 1, LATEST))
+    since = _time_arg(given, "from", max(until - 24 * 3600, EARLIEST))
     if since >= until:
         raise invalid("invalid_parameter", "from must be before to.", "from")
     caller = current_caller()
     with runtime().store.read() as tx:
-        return taps.ridership(tx, since=since, until=until, route=request.args.get("route"),
+        return taps.ridership(tx, since=since, until=until, route=given.get("route"),
                               merchant_id=caller.id if caller.kind == "merchant" else None)
 
 

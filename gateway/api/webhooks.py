@@ -1,9 +1,12 @@
 """/v1/webhook_endpoints and /v1/events: a merchant's endpoints, its events and their deliveries."""
+import urllib.parse
+
 from flask import Blueprint
 
-from gateway import api, webhooks
+from gateway import api, webhook_targets, webhooks
 from gateway.app import runtime
 from gateway.auth import current_caller, requires
+from gateway.errors import invalid
 from gateway.idempotency import idempotent
 
 bp = Blueprint("webhooks", __name__)
@@ -11,12 +14,41 @@ bp = Blueprint("webhooks", __name__)
 
 @bp.post("/v1/webhook_endpoints")
 @requires("merchant")
-@idempotent
-def create_endpoint(tx):
-    """Answers once with the endpoint's signing secret ("whsec_..."); lists never show it."""
+def create_endpoint():
+    """Answers once with the endpoint's signing secret ("whsec_..."); lists never show it.
+    The URL must reach the public internet (gateway.webhook_targets): checked, with its
+    name lookup, before the write, which must not wait on DNS."""
     body = api.json_body(required=("url",), optional=("event_types",))
-    return 201, webhooks.create_endpoint(tx, merchant_id=current_caller().merchant_id, url=body["url"],
-                                         event_types=body.get("event_types"), now=runtime().now())
+    return _create_endpoint(_target(body["url"]), body.get("event_types"))
+
+
+@idempotent
+def _create_endpoint(tx, url: str, event_types):
+    return 201, webhooks.create_endpoint(tx, merchant_id=current_caller().merchant_id, url=url,
+                                         event_types=event_types, now=runtime().now())
+
+
+def _target(url) -> str:
+    """The URL, if the gateway may POST to it: http(s), a port, and a public host (unless the
+    operator allows private ones)."""
+    parts = urllib.parse.urlsplit(webhooks.check_url(url))
+    try:
+        port = parts.port if parts.port is not None else 443 if parts.scheme == "https" else 80
+    except ValueError:  # not a number, or above 65535
+        port = 0
+    if not 0 < port < 65536:
+        raise invalid("invalid_url", "url's port must be from 1 to 65535.", "url")
+    if runtime().config.allow_private_webhooks:
+        return url
+    reason = webhook_targets.host_refusal(parts.hostname)
+    if reason is None:
+        try:
+            reason = webhook_targets.addresses_refusal(webhook_targets.resolve(parts.hostname, port))
+        except OSError:  # no address yet: every delivery checks again
+            pass
+    if reason:
+        raise invalid("invalid_url", f"url must reach the public internet: {reason}.", "url")
+    return url
 
 
 @bp.get("/v1/webhook_endpoints")

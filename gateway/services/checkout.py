@@ -114,7 +114,7 @@ def _label(tx, value, caller: Caller) -> str:
     """The label the code shows (62/07): given, else the terminal's name (or id), else "till"."""
     if value is None and caller.kind == "terminal":
         name = terminals_db.terminal(tx, caller.id)["name"]
-        value = name if name and len(name) <= 25 else caller.id[-25:]
+        value = name if name and len(name) <= 25 and name.isascii() and name.isprintable() else caller.id[-25:]
     elif value is None:
         value = "till"
     if not isinstance(value, str) or not 0 < len(value) <= 25:

@@ -5,8 +5,8 @@
 The shell around tapstack.demo.city's plan. In order:
 1. preflight (tapstack.demo.stack): the pid lock, the data dir, the port, the packages,
    no other pcscd;
-2. start: the gateway (`tapstack gateway serve`) on a fresh data dir, its webhook
-   deliverer, a local webhook receiver, pcscd with the virtual reader's two slots;
+2. start: the gateway (`tapstack gateway serve`, which delivers webhooks too) on a fresh
+   data dir, a local webhook receiver, pcscd with the virtual reader's two slots;
 3. enrol through the API (tapstack.demo.world): the bus company and its three
    validators, the water company, the corner shop and its till, every rider's wallet
    and card (purse cards certified by the gateway's issuer and loaded through
@@ -175,9 +175,6 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
         cleanup.callback(gateway.stop)
         stack.record_child(lock, gateway.pid, str(gateway_dir))
     stack.publish_fares(gateway_dir, rules_file, options.database)
-    deliverer = stack.start_deliverer(gateway_dir, data_dir / "logs" / "webhooks.log", options.database)
-    cleanup.callback(deliverer.stop)
-    stack.record_child(lock, deliverer.pid, str(gateway_dir))
     receiver = WebhookReceiver().start()
     cleanup.callback(receiver.stop)
     progress.phase("starting pcscd with the virtual reader (2 slots) and nfcpy's udp emulation")
@@ -227,7 +224,7 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
     expected_hooks = sum(1 for b in plan.bills if b.paid) + sum(1 for s in plan.purchases if s.method != "tap")
     if not receiver.wait_for(expected_hooks, WEBHOOK_WAIT):
         progress.phase(f"warning: {receiver.received()} of {expected_hooks} webhooks arrived within "
-                       f"{WEBHOOK_WAIT:.0f} s (see {deliverer.log_path})")
+                       f"{WEBHOOK_WAIT:.0f} s (see the gateway's log)")
     summary = world.summary(presented, journals, buses, tapping, gateway_dir, options.database)
     timings["close"] = time.monotonic() - mark
     summary = Summary(**{**summary.__dict__, "timings": timings, "data_dir": str(data_dir), "gateway_url": url,
@@ -238,7 +235,6 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
     for line in lines(summary, serving=options.serve):
         echo(line)
     if options.serve and gateway is not None:
-        deliverer.stop()
         daemon.stop()
         try:
             while gateway.running():

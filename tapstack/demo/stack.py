@@ -1,5 +1,5 @@
 """The demo's moving parts as processes it starts and stops: the pid lock, the gateway
-(`tapstack gateway serve` under gunicorn), the webhook deliverer, and the preflight checks.
+(`tapstack gateway serve` under gunicorn, delivering webhooks too) and the preflight checks.
 
 Every process is started in its own session and stopped by its own pid (SIGTERM to its
 process group, then SIGKILL), so nothing else on the machine is touched.
@@ -238,10 +238,11 @@ def migrate_gateway(gateway_dir: Path, database: str) -> None:
 
 def start_gateway(gateway_dir: Path, port: int, log_path: Path, workers: int = 2,
                   timeout: float = 30.0, database: str | None = None) -> Process:
-    """`tapstack gateway serve` on 127.0.0.1:port, waited for until it answers."""
+    """`tapstack gateway serve` on 127.0.0.1:port, waited for until it answers. It delivers the
+    webhooks too, to the demo's receiver on loopback: private targets are allowed."""
     process = Process("gateway", tapstack_command("gateway", "serve", *gateway_args(gateway_dir, database),
                                                   "--host", "127.0.0.1", "--port", str(port),
-                                                  "--workers", str(workers)),
+                                                  "--workers", str(workers), "--allow-private-webhooks"),
                       log_path)
     url = f"http://127.0.0.1:{port}/v1/openapi.json"
     deadline = time.monotonic() + timeout
@@ -266,12 +267,6 @@ def publish_fares(gateway_dir: Path, rules_file: Path, database: str | None) -> 
                           capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise DemoError(f"cannot publish the fare rules: {done.stderr.strip() or done.stdout.strip()}")
-
-
-def start_deliverer(gateway_dir: Path, log_path: Path, database: str | None = None) -> Process:
-    """`tapstack gateway deliver-webhooks`: the gateway's outbox to the merchants' endpoints."""
-    return Process("webhooks", tapstack_command("gateway", "deliver-webhooks", *gateway_args(gateway_dir, database),
-                                                "--interval", "0.2", "--timeout", "5"), log_path)
 
 
 def fetch(url: str, bearer: str, timeout: float = 10.0) -> bytes:

@@ -12,7 +12,8 @@ from tests.gateway.fixtures import books, ok
 def _burst(app, requests):
     def send(request):
         path, body, headers = request
-        response = app.test_client().post(path, data=json.dumps(body), headers=headers)
+        response = app.test_client().post(path, data=json.dumps(body), headers=headers,
+                                          content_type="application/json")
         return response.status_code, response.get_json()
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(send, requests))

@@ -41,6 +41,7 @@ def signed_request(till, clock, method, path, body=b"", *, nonce="n" * 16, skew=
     key_id, secret = till.auth
     ts = int(clock().timestamp()) + skew
     headers = rs.signed_headers(key_id, secret, method, path, body, timestamp=ts, nonce=nonce)
+    headers["Content-Type"] = "application/json"
     headers.update(override)
     return headers
 

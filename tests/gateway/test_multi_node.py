@@ -58,7 +58,7 @@ class Node:
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             _tapstack("serve", "--data", str(data_dir), "--database", url, "--port", str(self.port),
-                      "--workers", str(workers), "--threads", "8"),
+                      "--workers", str(workers), "--threads", "8", "--allow-private-webhooks"),
             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + 30
         while True:
@@ -261,7 +261,7 @@ def test_webhooks_from_two_deliverers_arrive_once_each(city):
         receiver.secret = endpoint["secret"]
         deliverers = [subprocess.Popen(
             _tapstack("deliver-webhooks", "--database", city.url, "--data", str(node.data_dir),
-                      "--interval", "0.05"), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                      "--interval", "0.05", "--allow-private-webhooks"), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             for node in city.nodes]
         try:
             city.top_up(2_000, "fund-hooks")

@@ -1,5 +1,6 @@
 """Webhooks: the outbox, signed delivery to a real receiver, retries, crashes, and
 deliverers running at once. The `store` tests run on both backends (tests/gateway/conftest.py)."""
+import functools
 import json
 import os
 import random
@@ -26,6 +27,11 @@ except ImportError:  # run from another directory
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
 REPO = Path(__file__).resolve().parents[2]
+
+
+def Deliverer(store, clock, **options):
+    """A deliverer allowed to reach the receiver on loopback (as --allow-private-webhooks)."""
+    return wh.Deliverer(store, clock, **{"post": functools.partial(wh.http_post, private_targets=True), **options})
 
 
 class Clock:
@@ -70,8 +76,8 @@ def test_delivered_once_signed_and_verified_by_the_receiver(store):
         created = endpoint(store, rx)
         assert created["secret"].startswith("whsec_") and created["id"].startswith("we_")
         [event_id] = emit(store)
-        assert wh.Deliverer(store, clock).deliver_due() == 1
-        assert wh.Deliverer(store, clock).deliver_due() == 0     # nothing twice
+        assert Deliverer(store, clock).deliver_due() == 1
+        assert Deliverer(store, clock).deliver_due() == 0     # nothing twice
     [got] = rx.received
     assert got["verified"] and got["id"] == event_id == got["event_id"]
     body = json.loads(got["body"])
@@ -109,7 +115,7 @@ def test_only_subscribed_endpoints_of_the_merchant_get_the_event(store):
         endpoint(store, other_merchant, merchant="mer_2")
         [pay] = emit(store, event_type="payment.succeeded")
         [ref] = emit(store, event_type="refund.succeeded")
-        wh.Deliverer(store, Clock()).deliver_due()
+        Deliverer(store, Clock()).deliver_due()
     assert refunds.ids() == [ref]
     assert sorted(everything.ids()) == sorted([pay, ref])
     assert other_merchant.ids() == []
@@ -136,7 +142,7 @@ def test_failures_back_off_exponentially_with_injected_jitter_then_fail(store):
     with Receiver(answers=[500] * 10, now=clock.unix) as rx:
         endpoint(store, rx)
         [event_id] = emit(store)
-        deliverer = wh.Deliverer(store, clock, random=rng.random, policy=policy)
+        deliverer = Deliverer(store, clock, random=rng.random, policy=policy)
         waits = []
         for attempt in range(1, 4):
             assert deliverer.deliver_due() == 1
@@ -174,7 +180,7 @@ def test_a_timeout_is_a_failed_attempt_and_is_retried(store):
     with Receiver(delay=1.0, now=clock.unix) as rx:
         endpoint(store, rx)
         [event_id] = emit(store)
-        deliverer = wh.Deliverer(store, clock, timeout=0.2, random=lambda: 0.0)
+        deliverer = Deliverer(store, clock, timeout=0.2, random=lambda: 0.0)
         deliverer.deliver_due()
         with store.read() as tx:
             [d] = wh.list_deliveries(tx, merchant_id="mer_1", event_id=event_id)
@@ -191,7 +197,7 @@ def test_unreachable_endpoint_is_a_failed_attempt(store):
     with Receiver() as rx:
         endpoint(store, rx)
     [event_id] = emit(store)                      # the receiver is gone now
-    wh.Deliverer(store, Clock(), random=lambda: 0.5).deliver_due()
+    Deliverer(store, Clock(), random=lambda: 0.5).deliver_due()
     d = deliveries(store)[event_id]
     assert d["status"] == "pending" and d["attempts"] == 1
 
@@ -206,11 +212,11 @@ def test_an_exception_after_claim_loses_nothing(store):
         endpoint(store, rx)
         ids = emit(store, n=3)
         with pytest.raises(KeyboardInterrupt):
-            wh.Deliverer(store, clock, post=crash, workers=1, lease_seconds=60).deliver_due()
+            Deliverer(store, clock, post=crash, workers=1, lease_seconds=60).deliver_due()
         assert {d["status"] for d in deliveries(store).values()} == {"delivering"}
-        assert wh.Deliverer(store, clock).deliver_due() == 0     # still leased
+        assert Deliverer(store, clock).deliver_due() == 0     # still leased
         clock.advance(60)
-        assert wh.Deliverer(store, clock).deliver_due() == 3
+        assert Deliverer(store, clock).deliver_due() == 3
     assert sorted(rx.ids()) == sorted(ids)
 
 
@@ -302,7 +308,7 @@ def test_deleting_an_endpoint_cancels_what_it_had_not_received(store):
             with pytest.raises(ApiError) as e:
                 wh.delete_endpoint(tx, merchant_id="mer_1", endpoint_id=created["id"], now=T0)
             assert e.value.status == 404
-        assert wh.Deliverer(store, Clock()).deliver_due() == 0
+        assert Deliverer(store, Clock()).deliver_due() == 0
     assert {d["status"] for d in deliveries(store).values()} == {"cancelled"}
 
 
@@ -322,14 +328,15 @@ def test_events_list_newest_first_with_a_cursor(store):
 
 
 CRASHING_DELIVERER = textwrap.dedent("""
-    import sys, threading
+    import functools, sys, threading
     from datetime import datetime, timezone
     from gateway import webhooks as wh
     from gateway.store import open_store
     store = open_store(sys.argv[1] or None, sys.argv[2])
     clock = lambda: datetime.fromtimestamp(float(sys.argv[3]), timezone.utc)
     print("ready", flush=True)
-    wh.Deliverer(store, clock, workers=1, batch=100, lease_seconds=60).deliver_due()
+    post = functools.partial(wh.http_post, private_targets=True)
+    wh.Deliverer(store, clock, post=post, workers=1, batch=100, lease_seconds=60).deliver_due()
     print("finished", flush=True)
 """)
 
@@ -356,7 +363,7 @@ def test_a_deliverer_killed_mid_batch_loses_no_event_and_ids_dedupe(store, confi
         assert statuses == ["delivering"] * 4 + ["succeeded"] * 2
 
         clock.advance(60)                         # the dead deliverer's lease runs out
-        while wh.Deliverer(store, clock).deliver_due():
+        while Deliverer(store, clock).deliver_due():
             pass
     received = rx.ids()
     assert set(received) == set(ids)                         # every event at least once
@@ -374,6 +381,7 @@ def test_the_deliver_webhooks_command_delivers_what_is_due(tmp_path):
         endpoint(store, rx)
         ids = emit(store, n=2, now=datetime.now(timezone.utc))
         store.close()
-        result = CliRunner().invoke(cli, ["deliver-webhooks", "--data", str(tmp_path), "--once"])
+        result = CliRunner().invoke(cli, ["deliver-webhooks", "--data", str(tmp_path), "--once",
+                                             "--allow-private-webhooks"])
     assert result.exit_code == 0 and "2 webhook deliveries attempted" in result.output
     assert sorted(rx.ids()) == sorted(ids) and all(r["verified"] for r in rx.received)

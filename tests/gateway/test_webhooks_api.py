@@ -1,5 +1,6 @@
 """Webhooks over HTTP: a merchant registers an endpoint, a payment emits an event in its
 own transaction, the deliverer posts it signed, and the merchant reads events and attempts."""
+import functools
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +34,7 @@ class Gateway(GatewayApp):
 @pytest.fixture
 def gw(tmp_path, backend):
     gateway = Gateway(tmp_path, backend=backend)
+    gateway.config.allow_private_webhooks = True  # the receiver listens on loopback
     yield gateway
     gateway.close()
 
@@ -46,7 +48,8 @@ def test_a_payment_reaches_the_merchants_endpoint_signed(gw):
         rx.secret = endpoint["secret"]
         payment = gw.ok("POST", "/v1/payments", wallet,
                         {"merchant_id": merchant_id, "amount": 1250, "currency": "CNY"})
-        assert webhooks.Deliverer(gw.store, lambda: gw.now).deliver_due() == 1
+        assert webhooks.Deliverer(gw.store, lambda: gw.now, post=functools.partial(
+            webhooks.http_post, private_targets=True)).deliver_due() == 1
     [got] = rx.received
     assert got["verified"]
     events = gw.ok("GET", "/v1/events", api_key)["data"]

@@ -5,6 +5,7 @@ it, and stops deterministically, while every request still crosses a real socket
 checks the Tapstack-Signature header."""
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import threading
@@ -33,7 +34,7 @@ class Pilot:
 
     def __init__(self, root: Path):
         self.root = root
-        self.config = Config(root / "gateway")
+        self.config = Config(root / "gateway", allow_private_webhooks=True)  # the biller's receiver is local
         self.store = SQLiteStore(self.config.db_path, synchronous="NORMAL")
         # The gateway keeps real time here: the wallet signs pay codes with the real clock.
         self.server = make_server("127.0.0.1", 0, create_app(self.config, store=self.store), threaded=True)
@@ -116,7 +117,8 @@ def test_bill_to_png_to_scan_to_paid_to_the_billers_signed_webhook(pilot, tmp_pa
         assert "Paid 123.45 CNY to Hangzhou Water" in out and "bill now paid" in out
         assert pilot.biller.get(f"/v1/bills/{bill['id']}")["status"] == "paid"
         assert pilot.available("a") == 100_000 - 12_345
-        deliverer = webhooks.Deliverer(pilot.store, clock=lambda: datetime.now(timezone.utc), workers=1)
+        deliverer = webhooks.Deliverer(pilot.store, clock=lambda: datetime.now(timezone.utc), workers=1,
+                                       post=functools.partial(webhooks.http_post, private_targets=True))
         assert deliverer.deliver_due() == 1
         [got] = receiver.received
         event = json.loads(got["body"])
