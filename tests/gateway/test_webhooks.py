@@ -270,7 +270,7 @@ def test_deliverers_running_at_once_deliver_each_event_once(store):
     start, delivered = threading.Barrier(4), []
 
     def deliverer():
-        d = wh.Deliverer(store, clock, batch=4, workers=1)
+        d = Deliverer(store, clock, batch=4, workers=1)
         start.wait()
         while (n := d.deliver_due()):
             delivered.append(n)
@@ -295,7 +295,7 @@ def test_a_due_delivery_to_an_endpoint_deleted_meanwhile_is_cancelled(store):
         [event_id] = emit(store)
         with store.transaction() as tx:
             tx.execute("UPDATE webhook_endpoints SET status = 'deleted' WHERE id = :id", {"id": created["id"]})
-        assert wh.Deliverer(store, Clock()).deliver_due() == 0
+        assert Deliverer(store, Clock()).deliver_due() == 0
     assert rx.ids() == [] and deliveries(store)[event_id]["status"] == "cancelled"
 
 
