@@ -173,7 +173,8 @@ def _check_clock(desk: Desk, watch: ClockWatch) -> None:
     if jump is None:
         return
     way = "forward" if jump > timedelta(0) else "back"
-    desk.service.out(f"WARNING         clock: jumped {way} {age(abs(jump))} (now {watch.clock():%Y-%m-%d %H:%M:%S} "
+    span = timedelta(seconds=round(abs(jump).total_seconds()))  # 1:59:59.98 is 2 h, not 1 h
+    desk.service.out(f"WARNING         clock: jumped {way} {age(span)} (now {watch.clock():%Y-%m-%d %H:%M:%S} "
                      "UTC); taps carry the new time")
     desk.clock_jumped(jump)
 

@@ -169,11 +169,14 @@ def run_tear(case: TearCase, field) -> TearResult:
     with bus_validator() as on:
         validator = on(field.reader)
         field.tear_after(case.index)
-        for presentation in ("torn", "again"):
-            decision = _present(field, card, validator, result, presentation)
-            if decision is None:
-                return result
-            result.decisions.append(decision)
+        try:
+            for presentation in ("torn", "again"):
+                decision = _present(field, card, validator, result, presentation)
+                if decision is None:
+                    return result
+                result.decisions.append(decision)
+        finally:
+            field.card_side.cancel_tear()  # a tear that never came must not hit the next case
         result.rows, result.pending = validator.journal.taps(), validator.journal.pending_debits()
     if demo is not None:
         result.balance, result.counter = demo.balance, demo.store.state.counter

@@ -90,6 +90,10 @@ class MockReader:
             raise ValueError("tear_after needs n >= 1")
         self._tear_at = self._apdus + n
 
+    def cancel_tear(self) -> None:
+        """Forget a tear_after that has not happened yet."""
+        self._tear_at = None
+
     def slow(self, delay: float) -> None:
         self.delay = max(0.0, float(delay))
 

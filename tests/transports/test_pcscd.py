@@ -84,9 +84,9 @@ def test_a_pcscd_that_exited_unreaped_is_not_running(tmp_path):
     shutil.copy("/bin/sleep", fake)
     process = subprocess.Popen([str(fake), "30"])
     try:
-        deadline = time.monotonic() + 5  # until the child has exec'd and is named pcscd
+        deadline = time.monotonic() + 5
         while process.pid not in pcscd.running_pcscds() and time.monotonic() < deadline:
-            time.sleep(0.01)
+            time.sleep(0.02)  # until the child has exec'd the program
         assert process.pid in pcscd.running_pcscds()
         process.kill()
         deadline = time.monotonic() + 5

@@ -27,6 +27,14 @@ def test_select_uid_and_get_response(field, echo_card):
     assert session.transmit(bytes.fromhex("FFCA000000")) == echo_card.uid + b"\x90\x00"
 
 
+def test_a_cancelled_tear_never_happens(field, echo_card):
+    session = field.tap(echo_card)
+    field.tear_after(1)
+    field.card_side.cancel_tear()
+    assert parse_response(session.transmit(SELECT_ECHO)).ok
+    assert parse_response(session.transmit(ECHO)).data == b"fare"
+
+
 def test_tear_is_card_removed_and_the_card_comes_back(field, echo_card):
     session = field.tap(echo_card)
     assert parse_response(session.transmit(SELECT_ECHO)).ok

@@ -6,7 +6,7 @@ Each transport carries one wallet.card.VirtualCard and runs it in a thread:
     nfc_udp.NfcUdpCard   an ISO-DEP Type 4A target over nfcpy's udp driver
 
 Both share the scripting of CardTransport, which terminal.readers.mock.MockReader mirrors
-for in-process tests: present(card), remove(), tear_after(n), slow(delay), and an optional
+for in-process tests: present(card), remove(), tear_after(n), cancel_tear(), slow(delay), and an optional
 on_exchange(command, response) callback (response None: the card was torn before answering).
 """
 from __future__ import annotations
@@ -59,6 +59,11 @@ class CardTransport:
             raise ValueError("tear_after needs n >= 1")
         with self._lock:
             self._tear_at = self.apdus + n
+
+    def cancel_tear(self) -> None:
+        """Forget a tear_after that has not happened yet."""
+        with self._lock:
+            self._tear_at = None
 
     def slow(self, delay: float) -> None:
         """Wait `delay` seconds before answering each command (a slow card; 0 to stop)."""
