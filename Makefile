@@ -14,7 +14,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # client, never its own browser download); iso-codes, which the currency table is
 # checked against; PostgreSQL, the gateway's second backend (the tests start their own
 # cluster with initdb and pg_ctl; no system service is needed); haproxy for the
-# scale-out example (examples/scale_out.py), which a test runs.
+# scale-out example (examples/scale_out.py).
 DEBIAN_PACKAGES := pcscd pcsc-tools vsmartcard-vpcd libccid swig libpcsclite-dev pkg-config gcc wrk chromium fonts-liberation iso-codes postgresql haproxy
 
 .PHONY: setup system venv demo test bench clean

@@ -8,7 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "scale_out.py"
+
+
+@pytest.fixture(autouse=True)
+def machine_pcscd_free(tapstack_stage):
+    """The example's demo starts the machine's one pcscd itself: the session's is stopped first."""
+    tapstack_stage.close()
 
 
 def test_the_scale_out_example_runs_the_city_through_two_nodes_and_a_standby():

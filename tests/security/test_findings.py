@@ -105,12 +105,10 @@ def test_not_text_in_a_key_or_nested_deep_in_a_batch_is_400(scene, unchanged):
 
 
 # Text an EMV QR code field cannot carry: another script, accents, control and zero-width characters.
+# Names and cities may be in a local script (the code carries them in the language template 64,
+# beside a Latin form: tests/gateway/test_local_names.py); labels printed as they are may not.
 NOT_QR_TEXT = ["杭州", "Zürich", "Bell\x07", "Tab\there", "zero\u200bwidth", "rtl\u202eoverride", "emoji\U0001F600"]
 QR_FIELDS = [
-    ("operator", "/v1/merchants", {"name": "Shop"}, "name"),
-    ("operator", "/v1/billers", {"name": "Water", "city": "Hangzhou"}, "name"),
-    ("operator", "/v1/billers", {"name": "Water", "city": "Hangzhou"}, "city"),
-    ("merchant", "/v1/merchants/{merchant_id}/qr-profile", {"city": "Hangzhou"}, "city"),
     ("merchant", "/v1/merchants/{merchant_id}/qr-profile", {"city": "Hangzhou", "store_label": "A"}, "store_label"),
     ("terminal", "/v1/checkouts", {"amount": 5, "currency": "CNY", "terminal_label": "till"}, "terminal_label"),
     ("merchant", "/v1/checkouts", {"amount": 5, "currency": "CNY", "terminal_label": "till"}, "terminal_label"),
@@ -123,12 +121,13 @@ def test_text_a_qr_field_cannot_carry_is_refused_naming_the_field(scene, unchang
     body = {**fill(body, scene.ids), field: text}
     e = error(scene.callers[role].post(path.format(**scene.ids), body), 400, "invalid_request_error",
               "invalid_parameter")
-    assert e["param"] == field and "printable ASCII" in e["message"]
+    assert e["param"] == field
 
 
 def test_the_merchants_codes_still_render_after_a_refused_profile(scene):
     merchant, merchant_id = scene.callers["merchant"], scene.ids["merchant_id"]
-    error(merchant.post(f"/v1/merchants/{merchant_id}/qr-profile", {"city": "杭州"}), 400, "invalid_request_error")
+    error(merchant.post(f"/v1/merchants/{merchant_id}/qr-profile", {"city": "Hangzhou", "store_label": "一号店"}),
+          400, "invalid_request_error")
     assert ok(merchant.get(f"/v1/merchants/{merchant_id}/qr"))["payload"].startswith("000201")
     assert merchant.get(f"/v1/merchants/{merchant_id}/qr.png").status_code == 200
     checkout = ok(merchant.post("/v1/checkouts", {"amount": 5, "currency": "CNY"}), 201)

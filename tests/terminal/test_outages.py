@@ -321,7 +321,7 @@ def test_a_journal_on_a_read_only_file_system_is_waited_for(pcscd_field, tmp_pat
     panel = Panel(process)
     try:
         seen = panel.wait_for("OUT OF SERVICE  journal:")
-        assert "j.db: read-only file system: unable to open database file" in panel.lines[seen]
+        assert "j.db: read-only file system" in panel.lines[seen]
         pcscd_field.present(demo.card)  # nobody reads it: no journal, no tap
         time.sleep(1.0)
         assert demo.balance == 1000 and not any("ACCEPTED" in line for line in panel.lines)
