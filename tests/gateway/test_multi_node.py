@@ -314,10 +314,12 @@ def test_a_node_killed_under_load_loses_and_doubles_nothing(city):
     for t in threads:
         t.join(timeout=60)
     assert len(acknowledged) > served_before  # node b kept answering after a was killed
-    assert city.balance() == before - sum(acknowledged.values())
     with psycopg.connect(city.url) as conn:
-        paid = conn.execute("SELECT COUNT(*) FROM idempotency_keys WHERE idem_key LIKE 'k-%'").fetchone()[0]
-    assert paid == len(acknowledged)
+        paid = {r[0] for r in conn.execute("SELECT idem_key FROM idempotency_keys WHERE idem_key LIKE 'k-%'")}
+    # every acknowledged payment is there once; a request whose answer died with node a (and
+    # whose retries found no node in time) may have paid too, once, under its own key
+    assert set(acknowledged) <= paid
+    assert city.balance() == before - 3 * len(paid)
     check_books(city.url, city.root / "b")
 
 
