@@ -20,7 +20,6 @@ datetime. The HTTP client and the clock are the only I/O, both injected.
 """
 from __future__ import annotations
 
-import functools
 import http.client
 import json
 import random as _random
