@@ -135,9 +135,9 @@ class Bus:
 
     def _run(self) -> None:
         c = self.config
-        log = open(c.log, "a", encoding="utf-8")
-        transport = reader = journal = uploader = None
+        log = transport = reader = journal = uploader = None
         try:
+            log = open(c.log, "a", encoding="utf-8")
             if c.transport == "vpcd":
                 from wallet.transports.vpcd import VpcdCard
                 transport = VpcdCard(None, c.card_port).start()
@@ -175,7 +175,8 @@ class Bus:
                 reader.close()
             if journal is not None:
                 journal.close()
-            log.close()
+            if log is not None:
+                log.close()
 
     def _day(self, v: Validator, transport, reader, start: datetime, taps: list, outage,
              results: queue.Queue) -> None:

@@ -146,7 +146,8 @@ class World:
     def buses(self, daemon) -> dict[str, Bus]:
         from wallet.pcscd import free_ports
 
-        (self.data_dir / "validators").mkdir(parents=True, exist_ok=True)
+        for room in ("validators", "logs"):  # logs too: against a gateway of its own the demo starts none
+            (self.data_dir / room).mkdir(parents=True, exist_ok=True)
         nfc_port = free_ports(1)[0]
         found = {}
         for route in city.ROUTES:
