@@ -386,9 +386,6 @@ def pay_bill(tx, caller: Caller, bill_id: str, *, amount: int | None, now: datet
     else:
         raise conflict("concurrent_bill_payment", "Other payments of this bill happened meanwhile; retry.")
     payment_id = "bpay_" + secrets.token_hex(12)  # also the transfer's id: bill_payments links the two
-    ledger.transfer(tx, transfer_id=payment_id, debit_account_id=wallet["account_id"],
-                    credit_account_id=bill["biller_account_id"], amount=paid, currency=bill["currency"],
-                    code="bill_payment", now=now)
     row = {"id": payment_id, "bill_id": bill_id, "biller_id": bill["biller_id"], "wallet_id": wallet["id"],
            "amount": paid, "currency": bill["currency"], "period": bill["period"], "transfer_id": payment_id,
            "created_at": unix(now)}
@@ -398,6 +395,11 @@ def pay_bill(tx, caller: Caller, bill_id: str, *, amount: int | None, now: datet
     after = {**bill, **counted}
     receipt["bill"] = bill_view(after, bill["biller_name"], now)
     emit(tx, merchant_id=bill["biller_id"], event_type="bill.paid", data=receipt, now=now)
+    # The money last, so the biller's account row (every payer's) is locked only from here to
+    # the commit; a refusal leaves the rows above to the caller's rollback (services/payments.py).
+    ledger.transfer(tx, transfer_id=payment_id, debit_account_id=wallet["account_id"],
+                    credit_account_id=bill["biller_account_id"], amount=paid, currency=bill["currency"],
+                    code="bill_payment", now=now)
     return receipt
 
 
