@@ -221,7 +221,10 @@ def deliver_webhooks(config, once, interval, timeout, max_attempts, allow_privat
     from gateway import webhooks
 
     store = opened(config)
-    deliverer = webhooks.Deliverer(store, clock=lambda: datetime.now(timezone.utc), timeout=timeout,
+    seal_key = config.secret(webhooks.SEAL)
+    webhooks.seal_stored_secrets(store, seal_key)
+    deliverer = webhooks.Deliverer(store, clock=lambda: datetime.now(timezone.utc), seal_key=seal_key,
+                                   timeout=timeout,
                                    policy=webhooks.RetryPolicy(max_attempts=max_attempts),
                                    post=functools.partial(webhooks.http_post, private_targets=allow_private_webhooks))
     try:

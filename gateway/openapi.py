@@ -110,7 +110,9 @@ SCHEMAS = {
                          payment_id={"type": ["string", "null"]}, expires_at=TIME, created_at=TIME),
     "WebhookEndpoint": obj("webhook_endpoint", id=ID, url={"type": "string", "format": "uri"},
                            event_types={"type": "array", "items": {"type": "string"}},
-                           status={"const": "enabled"}, created_at=TIME),
+                           status={"const": "enabled"}, created_at=TIME,
+                           previous_secret_expires_at={**NTIME, "description": "After a secret roll: until "
+                                                       "when the previous secret signs beside the new one."}),
     "WebhookEndpointWithSecret": {"allOf": [ref("WebhookEndpoint"), {"type": "object", "properties": {
         "secret": {"type": "string", "description": "whsec_... signing secret; shown once."}}}]},
     "Deleted": {"type": "object", "properties": {"id": {"type": "string"}, "object": {"type": "string"},
@@ -278,6 +280,8 @@ SCHEMAS.update({  # account-based fares (gateway/api/card_links.py, gateway/api/
                             "route": {"type": "string"}, "hour": TIME, "currency": CURRENCY,
                             "trips": {"type": "integer"}, "token_revenue": MONEY, "unpaid": MONEY}}}),
 })
+ROLL_SECONDS = {"type": "integer", "minimum": 0, "maximum": 7 * 24 * 3600, "default": 24 * 3600,
+                "description": "Seconds the old secret keeps working beside the new one."}
 E = Endpoint
 ENDPOINTS: tuple[Endpoint, ...] = (
     E("POST", "/v1/customers", "Enrol a customer", "Wallets", ("operator",), "Customer", 201,
@@ -347,9 +351,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       "WebhookEndpointWithSecret", 201,
       {"url": {"type": "string", "format": "uri", "maxLength": 2048},
        "event_types": {"type": "array", "minItems": 1, "items": {"anyOf": [EVENT_TYPE, {"const": "*"}]}}},
-      ("url",), description="Without `event_types`, the endpoint gets every type (`*`)."),
+      ("url",), errors=(409,), description="Without `event_types`, the endpoint gets every type (`*`). A "
+      "merchant has at most 16 enabled endpoints unless the operator sets another limit (409 "
+      "`too_many_webhook_endpoints`). The signing secret is stored sealed under the gateway's master key."),
     E("GET", "/v1/webhook_endpoints", "List webhook endpoints", "Webhooks", ("merchant",),
       "WebhookEndpointList"),
+    E("POST", "/v1/webhook_endpoints/{endpoint_id}/roll_secret", "Roll a webhook endpoint's signing secret",
+      "Webhooks", ("merchant",), "WebhookEndpointWithSecret", 200, {"expires_in": ROLL_SECONDS},
+      description="A new signing secret, shown once. The previous one keeps signing beside it (a `v1=` value "
+                  "each in Tapstack-Signature) for `expires_in` seconds: 24 h unless given, 0 (stop at once) "
+                  "to 7 days."),
     E("DELETE", "/v1/webhook_endpoints/{endpoint_id}", "Delete a webhook endpoint", "Webhooks",
       ("merchant",), "Deleted", description="Deliveries it had not received yet are cancelled."),
     E("GET", "/v1/events", "List events, newest first", "Webhooks", ("merchant",), "EventList", query=PAGE),
