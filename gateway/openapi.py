@@ -63,6 +63,9 @@ def ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+DEPRECATED_ALIAS = {"type": "string", "deprecated": True,
+                    "description": "The same value as `secret`, under its old name; removed in the next release."}
+
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["type", "code", "message", "param"], "properties": {
@@ -77,15 +80,25 @@ SCHEMAS = {
                   status={"type": "string", "enum": ["active", "locked"]},
                   concession={"type": "string", "examples": ["adult", "student"],
                               "description": "The fare rules' concession class its linked cards are priced with."},
+                  credential_status={"type": "string", "enum": ["active", "revoked"]},
                   created_at=TIME),
-    "WalletWithCredential": {"allOf": [ref("Wallet"), {"type": "object", "properties": {"credential": {
-        "type": "string", "description": "wk_... bearer key; shown once, stored only as a hash."}}}]},
+    "WalletWithCredential": {"allOf": [ref("Wallet"), {"type": "object", "properties": {
+        "secret": {"type": "string", "description": "wk_... bearer key; shown once, stored only as a hash."},
+        "credential": DEPRECATED_ALIAS}}]},
     "Merchant": obj("merchant", id=ID, name={"type": "string"}, name_latin=NLATIN, language=NLATIN,
                     currency=CURRENCY, created_at=TIME),
-    "MerchantWithKey": {"allOf": [ref("Merchant"), {"type": "object", "properties": {"api_key": {
+    "MerchantWithKey": {"allOf": [ref("Merchant"), {"type": "object", "properties": {
+        "secret": {"type": "string", "description": "sk_... bearer key; shown once, stored only as a hash."},
+        "api_key": DEPRECATED_ALIAS}}]},
+    "ApiKey": obj("api_key", id=ID, merchant_id=ID, last4={"type": "string"},
+                  status={"type": "string", "enum": ["active", "expiring", "expired", "revoked"]},
+                  created_at=TIME, expires_at=NTIME, revoked_at=NTIME),
+    "ApiKeyWithSecret": {"allOf": [ref("ApiKey"), {"type": "object", "properties": {"secret": {
         "type": "string", "description": "sk_... bearer key; shown once, stored only as a hash."}}}]},
+    "ApiKeyList": listing("ApiKey"),
     "Terminal": obj("terminal", id=ID, merchant_id=ID, key_id={"type": "string"}, name=NTEXT,
-                    status={"type": "string", "enum": ["active", "disabled"]}, created_at=TIME),
+                    status={"type": "string", "enum": ["active", "suspended", "revoked", "disabled"]},
+                    suspended_at={**NTIME, "description": "When it was suspended or revoked."}, created_at=TIME),
     "TerminalWithSecret": {"allOf": [ref("Terminal"), {"type": "object", "properties": {"secret": {
         "type": "string", "description": "HMAC key for signed requests; shown once."}}}]},
     "Balance": obj("balance", owner_id=ID, currency=CURRENCY, available=MONEY, posted=MONEY,
@@ -214,8 +227,9 @@ SCHEMAS.update({
     "Biller": obj("biller", id=ID, name={"type": "string"}, name_latin=NLATIN, language=NLATIN,
                   currency=CURRENCY, city={"type": "string"}, city_latin=NLATIN, mcc={"type": "string"},
                   created_at=TIME),
-    "BillerWithKey": {"allOf": [ref("Biller"), {"type": "object", "properties": {"api_key": {
-        "type": "string", "description": "sk_... bearer key; shown once, stored only as a hash."}}}]},
+    "BillerWithKey": {"allOf": [ref("Biller"), {"type": "object", "properties": {
+        "secret": {"type": "string", "description": "sk_... bearer key; shown once, stored only as a hash."},
+        "api_key": DEPRECATED_ALIAS}}]},
     "Bill": obj("bill", id=ID, biller_id=ID, biller_name={"type": "string"}, bill_number={"type": "string"},
                 consumer_number={"type": "string"}, period={"type": "string"}, amount_due=MONEY,
                 amount_paid=MONEY, amount_outstanding=MONEY, minimum_payment=MONEY, currency=CURRENCY,
@@ -296,6 +310,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       "Statement", query=PAGE),
     E("POST", "/v1/wallets/{wallet_id}/pay_codes", "A single-use pay code for the till", "Wallets",
       ("wallet",), "PayCode", 201, errors=(409,)),
+    E("POST", "/v1/wallets/{wallet_id}/credential/revoke", "Revoke a wallet's credential", "Wallets",
+      ("operator",), "Wallet", 200,
+      description="The credential stops working at once (a gateway process that has it cached: within 5 s); "
+                  "the wallet, its money and its cards stay. Reissue gives it a new one."),
+    E("POST", "/v1/wallets/{wallet_id}/credential/reissue", "Reissue a wallet's credential", "Wallets",
+      ("operator", "wallet"), "WalletWithCredential", 201,
+      description="A new credential, shown once as `secret`; the one before stops at once."),
     E("POST", "/v1/wallets/{wallet_id}/concession", "Set a wallet's concession class", "Wallets",
       ("operator",), "Wallet", 200, {"class": {"type": "string", "examples": ["student"]}}, ("class",),
       errors=(409,),
@@ -306,6 +327,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
        "name_latin": NAME_LATIN, "language": LANGUAGE}, ("name",)),
     E("GET", "/v1/merchants/{merchant_id}", "Read a merchant", "Merchants", ("operator", "merchant"),
       "Merchant"),
+    E("GET", "/v1/merchants/{merchant_id}/api_keys", "A merchant's API keys (status and expiry, never the keys)",
+      "Merchants", ("operator", "merchant"), "ApiKeyList"),
+    E("POST", "/v1/merchants/{merchant_id}/api_keys/roll", "Roll a merchant's API key", "Merchants",
+      ("operator", "merchant"), "ApiKeyWithSecret", 201, {"expires_in": ROLL_SECONDS},
+      description="A new key, shown once as `secret`. The keys in use keep working for `expires_in` seconds "
+                  "(24 h unless given; 0 stops them at once), so the merchant's servers can change over."),
+    E("POST", "/v1/merchants/{merchant_id}/api_keys/{key_id}/revoke", "Revoke a merchant's API key at once",
+      "Merchants", ("operator", "merchant"), "ApiKey", 200,
+      description="The key stops working at once (a gateway process that has it cached: within 5 s)."),
     E("GET", "/v1/merchants/{merchant_id}/balance", "A merchant's balance", "Merchants",
       ("operator", "merchant"), "Balance"),
     E("GET", "/v1/merchants/{merchant_id}/statement", "A merchant's postings", "Merchants",
@@ -315,6 +345,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       errors=(404,)),
     E("GET", "/v1/terminals/{terminal_id}", "Read a terminal", "Merchants",
       ("operator", "merchant", "terminal"), "Terminal"),
+    E("POST", "/v1/terminals/{terminal_id}/suspend", "Suspend a terminal", "Merchants", ("operator", "merchant"),
+      "Terminal", 200, errors=(409,),
+      description="Its signed requests, tap uploads included, answer 403 `terminal_suspended` from the next "
+                  "one until it is resumed; taps it takes offline meanwhile wait in its journal."),
+    E("POST", "/v1/terminals/{terminal_id}/resume", "Resume a suspended terminal", "Merchants",
+      ("operator", "merchant"), "Terminal", 200, errors=(409,)),
+    E("POST", "/v1/terminals/{terminal_id}/revoke", "Revoke a terminal for good", "Merchants",
+      ("operator", "merchant"), "Terminal", 200, errors=(409,),
+      description="Its signed requests answer 403 `terminal_revoked` from the next one; it cannot be resumed."),
     E("POST", "/v1/topups", "Top a wallet up", "Payments", ("operator", "wallet"), "Topup", 201,
       {"wallet_id": ID, "amount": AMOUNT, "currency": CURRENCY}, ("wallet_id", "amount", "currency"),
       errors=(404, 409)),

@@ -52,7 +52,7 @@ def create_biller(tx):
                                           city=body["city"], mcc=body.get("mcc"), now=runtime().now(),
                                           name_latin=body.get("name_latin"), city_latin=body.get("city_latin"),
                                           language=body.get("language"))
-    return 201, {**biller, "api_key": api_key}
+    return 201, {**biller, "secret": api_key, "api_key": api_key}  # api_key: deprecated alias of secret
 
 
 @bp.get("/v1/billers/<biller_id>")
