@@ -119,6 +119,22 @@ def test_the_figures_on_the_page_are_the_days(client, config, world, clock):
     assert "not a date" in bad_day and figure(bad_day, "taps") == ["3"]
 
 
+def test_the_credentials_panel_lists_keys_with_status_and_expiry(client, config, world, operator):
+    merchant_id, shop = world.merchant("x")
+    rolled = ok(shop.post(f"/v1/merchants/{merchant_id}/api_keys/roll", {"expires_in": 3600}), 201)
+    terminal_id, _ = world.terminal("y")
+    ok(operator.post(f"/v1/terminals/{terminal_id}/suspend"))
+    ok(operator.post(f"/v1/wallets/{world.wallet('b')[0]}/credential/revoke"))
+    sign_in_operator(client, config)
+    html = client.get("/dashboard").get_data(as_text=True)
+    keys = text(re.search(r'id="api-keys".*?</table>', html, re.S).group(0))
+    assert f"sk_…{rolled['last4']} active" in keys and "expiring 2026-11-27T09:00:00Z 2026-11-27T10:00:00Z" in keys
+    assert rolled["secret"] not in html
+    assert figure(html, "revoked-wallets") == ["1"] and figure(html, "stopped-terminals") == ["1"]
+    assert f"{terminal_id} till 1 Shop y suspended" in text(re.search(r'id="stopped-terminals".*?</table>',
+                                                                       html, re.S).group(0))
+
+
 def test_the_time_zone_is_a_setting_named_on_the_page(client, config, world):
     upload(world, [tap_row(1, at=T0)])  # 09:00 UTC
     sign_in_operator(client, config)
