@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 from flask import g, request
 
+from gateway import rate_limits
 from gateway.app import runtime
 from gateway.errors import ApiError, forbidden, unauthenticated
 from gateway.store import auth as auth_db
@@ -98,6 +99,9 @@ def requires(*kinds: str):
             caller = authenticate()
             if caller.kind not in kinds:
                 raise forbidden(f"A {caller.kind} may not use this endpoint.")
+            # A terminal's request was counted with its nonce, an idempotent POST's is in its write.
+            if caller.kind in rate_limits.BEARER and not getattr(view, "counts_rate_limit", False):
+                rate_limits.check(runtime(), caller)
             g.caller = caller
             return view(*args, **kwargs)
         return wrapper
@@ -200,6 +204,8 @@ def _terminal() -> Caller:
         if not auth_db.spend_nonce(tx, key_id=key_id, nonce=nonce, seen_at=int(now)):
             raise unauthenticated("This request was already received (nonce reused).", "replayed_nonce")
         auth_db.forget_nonces_before(tx, before=int(now) - NONCE_RETENTION_SECONDS)
+        rate_limits.count(tx, bucket="requests", caller_id=row["id"], limit=rt.config.rate_limit_per_minute,
+                          now=int(now))
 
     rt.store.write(spend)  # on SQLite, one fsync shared with the other writes of the moment
     return Caller("terminal", row["id"], row["merchant_id"])

@@ -57,7 +57,7 @@ class Config:
     database_url: str | None = None
     currency: str = "CNY"
     allow_private_webhooks: bool = False
-    rate_limit_per_minute: int = 6000
+    rate_limit_per_minute: int = 30000
     bill_lookups_per_minute: int = 30
     max_webhook_endpoints: int = 16
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from flask import Response, current_app, request
 
+from gateway import rate_limits
 from gateway.app import runtime
 from gateway.auth import Caller, current_caller
 from gateway.errors import ApiError, invalid
@@ -145,8 +146,10 @@ def idempotent(view):
         def once(tx) -> tuple[str, int, bool]:
             # A job of store.write, in this request's context; run again whole if the
             # database rolled it back (a deadlock), so it touches nothing but tx.
+            now_unix = int(rt.now().timestamp())
+            rate_limits.count_bearer(tx, rt, caller, now_unix)  # in this write: no round trip of its own
             prior = claim(tx, caller, key, method=method, path=path, request_hash=request_hash,
-                          now_unix=int(rt.now().timestamp()))
+                          now_unix=now_unix)
             if prior is not None:
                 return unseal(sealing_key, caller, key, prior["response"]), prior["status"], True
             status, resource = view(tx, *args, **kwargs)
@@ -157,4 +160,5 @@ def idempotent(view):
         # The answer goes out only after the transaction holding this request committed.
         text, status, replayed = rt.store.write(once)
         return _response(text, status, key, replayed=replayed)
+    wrapper.counts_rate_limit = True  # gateway.auth.requires leaves the count to it
     return wrapper

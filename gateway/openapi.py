@@ -71,7 +71,7 @@ SCHEMAS = {
         "type": "object", "required": ["type", "code", "message", "param"], "properties": {
             "type": {"type": "string", "enum": ["invalid_request_error", "authentication_error",
                                                 "permission_error", "not_found", "idempotency_error",
-                                                "conflict", "payment_error", "api_error"]},
+                                                "conflict", "payment_error", "rate_limit_error", "api_error"]},
             "code": {"type": "string", "examples": ["insufficient_funds", "missing_parameter"]},
             "message": {"type": "string"},
             "param": {"type": ["string", "null"], "description": "The field or header at fault."}}}}},
@@ -588,6 +588,8 @@ HEADERS = {
                                           "given to the same Idempotency-Key (nothing was done again); "
                                           "absent on a first answer.",
                            "schema": {"const": "true"}},
+    "RetryAfter": {"description": "Seconds until the rate limit's window ends.",
+                   "schema": {"type": "integer", "minimum": 1}},
     "WWWAuthenticate": {"description": "The scheme to authenticate with.",
                         "schema": {"type": "string", "examples": ['Bearer realm="tapstack"']}},
 }
@@ -602,6 +604,8 @@ ERRORS = {
     413: "The request body is larger than the endpoint takes (64 KiB; 1 MiB for tap uploads), "
          "chunked or not; nothing was done.",
     415: "A request body that is not sent as `Content-Type: application/json`.",
+    429: "The credential's requests passed its limit for the minute (`rate_limited`; a wallet's bill lookups by "
+         "consumer number have a lower one); nothing was done. Retry after Retry-After seconds.",
 }
 
 
@@ -611,6 +615,8 @@ def _errors(e: Endpoint) -> list[int]:
         codes.add(400)
     if e.auth:
         codes |= {401, 403}
+    if set(e.auth) - {"operator"}:  # gateway.rate_limits: every caller but the operator
+        codes.add(429)
     if "{" in e.path:
         codes.add(404)
     if e.idempotent:
@@ -654,6 +660,7 @@ def document() -> dict:
     responses = {f"Error{code}": {"description": text, "content": {
         "application/json": {"schema": ref("Error")}}} for code, text in ERRORS.items()}
     responses["Error401"]["headers"] = {"WWW-Authenticate": {"$ref": "#/components/headers/WWWAuthenticate"}}
+    responses["Error429"]["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "tapstack gateway", "version": VERSION,

@@ -13,7 +13,7 @@ import qrcode
 import qrcode.image.svg
 from flask import Blueprint, Response, request
 
-from gateway import api
+from gateway import api, rate_limits
 from gateway.app import runtime
 from gateway.auth import current_caller, requires
 from gateway.errors import invalid
@@ -124,6 +124,8 @@ def list_bills():
         raise invalid("invalid_parameter", "status must be outstanding, open, partially_paid, paid, cancelled "
                                            "or expired.", "status")
     rt = runtime()
+    if current_caller().kind == "wallet" and ("consumer_number" in args or "bill_number" in args):
+        rate_limits.check_bill_lookup(rt, current_caller().id)  # so that guessing numbers is slow
     with rt.store.read() as tx:
         return bills.list_bills(tx, current_caller(), now=rt.now(), **args)
 
