@@ -210,6 +210,18 @@ def test_bad_lookups_and_forms_are_pages_that_say_why(client, world, biller):
     assert broke.status_code == 404 and "No such bill" in broke.get_data(as_text=True)
 
 
+def test_bill_lookups_on_the_wallet_page_share_the_wallets_limit(client, world, biller, config):
+    config.bill_lookups_per_minute = 2
+    sign_in_wallet(client, world.wallet("a")[1].auth)
+    token = csrf(client.get("/wallet").get_data(as_text=True))
+    answers = [client.post("/wallet/bills/lookup", data={"csrf_token": token, "biller_id": biller[0],
+                                                          "consumer_number": f"C-{n}"}) for n in range(3)]
+    assert [a.status_code for a in answers] == [302, 302, 429]
+    assert "at most 2 a minute" in answers[2].get_data(as_text=True) and answers[2].headers["Retry-After"] == "60"
+    wallet_id, wallet = world.wallet("a")
+    assert wallet.get(f"/v1/bills?biller_id={biller[0]}&consumer_number=C-9").status_code == 429  # one count
+
+
 def test_the_pay_code_is_a_qr_a_till_can_redeem_once(client, world):
     world.top_up("a", 1_000)
     sign_in_wallet(client, world.wallet("a")[1].auth)
