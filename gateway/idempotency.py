@@ -34,17 +34,12 @@ is sealed with AES-256-GCM under config.secret("idempotency_seal"), bound to its
 """
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
-import os
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from flask import Response, current_app, request
 
-from gateway import rate_limits
+from gateway import rate_limits, sealing
 from gateway.app import runtime
 from gateway.auth import Caller, current_caller
 from gateway.errors import ApiError, invalid
@@ -85,27 +80,19 @@ def record(tx, caller: Caller, key: str, *, status: int, response: str) -> None:
                           response=response)
 
 
-def _context(caller: Caller, key: str) -> bytes:
-    return f"{caller.kind}\n{caller.id}\n{key}".encode()
-
-
-@functools.lru_cache(maxsize=4)
-def _cipher(secret: bytes) -> AESGCM:
-    return AESGCM(secret)  # one per seal secret: its key schedule is set up once
+def _context(caller: Caller, key: str) -> str:
+    return f"{caller.kind}\n{caller.id}\n{key}"
 
 
 def seal(secret: bytes, caller: Caller, key: str, text: str) -> str:
-    nonce = os.urandom(12)
-    sealed = _cipher(secret).encrypt(nonce, text.encode(), _context(caller, key))
-    return "v1." + base64.b64encode(nonce + sealed).decode()
+    return sealing.seal(secret, text, _context(caller, key))
 
 
 def unseal(secret: bytes, caller: Caller, key: str, stored: str) -> str:
     """The answer sealed for this row; RuntimeError when it was not (tampering or a lost secret)."""
     try:
-        raw = base64.b64decode(stored.removeprefix("v1."), validate=True)
-        return _cipher(secret).decrypt(raw[:12], raw[12:], _context(caller, key)).decode()
-    except (ValueError, InvalidTag) as e:
+        return sealing.unseal(secret, stored, _context(caller, key))
+    except sealing.SealError as e:
         raise RuntimeError("an idempotency record does not open with this gateway's seal") from e
 
 
