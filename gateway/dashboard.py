@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway import issuer, ledger
 from gateway.auth import Caller, key_hash
-from gateway.services import bills, fare_charges, taps
+from gateway.services import bills, fare_charges, taps, unix
+from gateway.services.merchants import api_key_view
 from gateway.store import dashboard as dashboard_db
 from gateway.store import issuer as issuer_db
 from gateway.store import wallets as wallets_db
@@ -230,6 +231,18 @@ def deny_list(tx) -> dict:
     return {"version": issuer.current_version(tx), "entries": entries[::-1]}
 
 
+KEYS_SHOWN = 100
+
+
+def credentials(tx, *, now: datetime) -> dict:
+    """Merchant API keys (the newest KEYS_SHOWN) with status and expiry, terminals suspended or
+    revoked, and how many wallet credentials are revoked (docs/security.md, key lifecycle)."""
+    at = unix(now)
+    keys = [{**api_key_view(r, at), "name": r["name"]} for r in dashboard_db.api_keys(tx, limit=KEYS_SHOWN)]
+    return {"api_keys": keys, "terminals": dashboard_db.stopped_terminals(tx),
+            "revoked_wallets": dashboard_db.revoked_wallet_credentials(tx)}
+
+
 def ledger_check(tx) -> dict:
     """ledger.check as plain values: ok, counts, totals per currency, problems."""
     report = ledger.check(tx)
@@ -260,6 +273,7 @@ def overview(tx, *, day: date, tz: ZoneInfo, now: datetime, online_minutes: int 
             "validators": validators(tx, online_minutes=online_minutes),
             "billers": bills_per_biller(tx, now=now),
             "deny_list": deny_list(tx),
+            "credentials": credentials(tx, now=now),
             "any_taps_ever": latest_tap_at(tx) is not None}
 
 

@@ -28,7 +28,7 @@ from gateway.api import MAX_AMOUNT
 from gateway.auth import Caller, key_hash, new_key
 from gateway.errors import ApiError, conflict, forbidden, invalid, not_found
 from gateway.services import emit, iso, unix
-from gateway.services.merchants import check_language, check_latin, code_names
+from gateway.services.merchants import add_api_key, check_language, check_latin, code_names
 from gateway.services.payments import release_expired_holds
 from gateway.services.wallets import require_active, wallet_row
 from gateway.store import bills as bills_db
@@ -90,6 +90,7 @@ def create_biller(tx, *, name: str, currency: str, city: str, mcc: str | None, n
     biller = {"city": check_city(city), "mcc": check_mcc(mcc or DEFAULT_MCC), "created_at": unix(now),
               "city_latin": check_latin(city_latin, 15, "city_latin")}
     merchants_db.insert_merchant(tx, **merchant)
+    add_api_key(tx, merchant_id, api_key, now=unix(now))
     bills_db.insert_biller(tx, merchant_id=merchant_id, **biller)
     return biller_view({**merchant, **biller}), api_key
 

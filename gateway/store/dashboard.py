@@ -159,3 +159,21 @@ def billers(tx) -> list[dict]:
     """Every biller: id and name, by name."""
     return tx.query("SELECT m.id, m.name FROM bill_billers x JOIN merchants m ON m.id = x.merchant_id"
                     " ORDER BY m.name, m.id")
+
+
+def api_keys(tx, *, limit: int) -> list[dict]:
+    """The newest merchant API keys (never their hashes), with each merchant's name."""
+    return tx.query("SELECT k.id, k.merchant_id, m.name, k.last4, k.created_at, k.expires_at, k.revoked_at"
+                    " FROM merchant_api_keys k JOIN merchants m ON m.id = k.merchant_id"
+                    " ORDER BY k.created_at DESC, k.id DESC LIMIT :n", {"n": limit})
+
+
+def stopped_terminals(tx) -> list[dict]:
+    """Terminals suspended or revoked, latest first."""
+    return tx.query("SELECT t.id, t.name, t.status, t.suspended_at, m.name AS merchant FROM terminals t"
+                    " JOIN merchants m ON m.id = t.merchant_id WHERE t.status <> 'active'"
+                    " ORDER BY t.suspended_at DESC, t.id")
+
+
+def revoked_wallet_credentials(tx) -> int:
+    return tx.one("SELECT count(*) AS n FROM wallets WHERE credential_revoked_at IS NOT NULL")["n"]

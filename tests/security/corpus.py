@@ -217,6 +217,17 @@ HANDWRITTEN = [
                          ("IDN", "https://bücher.example/"), ("gopher", "gopher://x.example/"),
                          ("metadata", "http://169.254.169.254/"), ("decimal loopback", "http://2130706433/"),
                          ("port 99999", "https://x.example:99999/"), ("no host", "https:///x"))],
+    # key lifecycle: overlap windows past the 7 days, keys and states that are not there
+    *[Entry(f"POST {path} expires_in {label}", role, "POST", path, _json({"expires_in": value}))
+      for path, role in (("/v1/merchants/{merchant_id}/api_keys/roll", "merchant"),
+                         ("/v1/webhook_endpoints/{endpoint_id}/roll_secret", "merchant"))
+      for label, value in (("a week and a second", 7 * 86400 + 1), ("as text", "86400"), ("1e3", 1e3),
+                           ("minus zero", -0.0), ("2**63", 2 ** 63))],
+    Entry("POST revoke another merchant's key", "merchant", "POST",
+          "/v1/merchants/{merchant_id}/api_keys/mk_000000000000000000000000/revoke", b"{}"),
+    Entry("POST resume an active terminal", "merchant", "POST", "/v1/terminals/{terminal_id}/resume", b"{}"),
+    Entry("POST reissue another wallet's credential", "wallet", "POST",
+          "/v1/wallets/wal_000000000000000000000000/credential/reissue", b"{}"),
 ]
 
 

@@ -456,3 +456,27 @@ def test_a_signed_pay_code_charged_without_an_answer_is_refunded_when_the_sale_i
     till.tick()
     assert till.unanswered is None and world.available("a") == 4000  # the code's payment refunded
     assert lines[-1].startswith("REFUND    7.00 CNY of pay_")
+
+
+def test_a_suspended_tills_sales_wait_in_its_journal_until_it_is_resumed(world, gateway_url, clock, store,
+                                                                         tmp_path, operator):
+    """docs/security.md: a suspended terminal's uploads are refused whole (403), whatever its
+    taps' times; the till keeps them unsent, and they count once when it is resumed."""
+    from terminal.gateway_client import GatewayRefused
+
+    world.top_up("a", 5000)
+    rider = Rider(world)
+    rider.load(2000)
+    till, _, _ = make_till(world, gateway_url, clock, tmp_path)
+    till.command("sale 3.00 basket-9")
+    till.reader.present(rider.card)
+    assert till.handle_card(till.reader.wait_for_card(0)).approved       # taken before the suspension
+    terminal_id, _ = world.terminal("x")
+    ok(operator.post(f"/v1/terminals/{terminal_id}/suspend"))
+    with pytest.raises(GatewayRefused) as refused:
+        upload_all(till.journal, till.client, clock)
+    assert refused.value.status == 403 and "suspended" in str(refused.value.error)
+    assert [row["id"] for row in till.journal.unsent()] == [till.journal.taps()[0]["id"]]
+    ok(operator.post(f"/v1/terminals/{terminal_id}/resume"))
+    assert upload_all(till.journal, till.client, clock).accepted == 1
+    assert till.journal.unsent() == [] and upload_all(till.journal, till.client, clock).accepted == 0
