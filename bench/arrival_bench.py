@@ -13,7 +13,9 @@ card is presented N times in two rhythms:
 
 Each presentation then makes --exchanges APDU round trips (a SELECT of an absent
 application, 6A82) and the card is taken away; removal (remove -> reader sees the field
-empty) is timed too, since a validator waits for it before the next card.
+empty) is timed too, since a validator waits for it before the next card. Last, N taps are
+torn at their first command (the card processes it and leaves before answering): the time
+from sending it to the reader's CardRemoved.
 
 Baselines from the same run: a bare loopback UDP and TCP round trip (the floor of any
 message between card and reader on this machine) and the mock's arrival (no transport).
@@ -36,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from protocol.apdu import select_by_name  # noqa: E402
 from tapstack.testing.fields import TRANSPORTS, Stage  # noqa: E402
+from terminal.readers.base import CardRemoved  # noqa: E402
 from wallet.card import plain_uid_card  # noqa: E402
 
 PROBE = select_by_name(bytes.fromhex("F000000000DEAD")).to_bytes()  # no such applet: 6A82
@@ -140,6 +143,18 @@ def measure(stage: Stage, kind: str, n: int, exchanges: int, pause: float, rng: 
                     raise SystemExit(f"{kind}: the card still seen 10 s after it was taken away")
                 removal.append(time.perf_counter() - t2)
             out[rhythm] = {"arrival": arrival, "removal": removal, "exchange": exchange}
+        torn = []
+        for _ in range(n):  # a card pulled away mid-tap: how long the reader takes to say so
+            session = field.tap(card, timeout=10)
+            field.tear_after(1)
+            t0 = time.perf_counter()
+            try:
+                session.transmit(PROBE)
+                raise SystemExit(f"{kind}: a torn card answered")
+            except CardRemoved:
+                torn.append(time.perf_counter() - t0)
+            field.take_away(timeout=10)
+        out["torn"] = torn
     finally:
         field.close()
     return out
@@ -178,12 +193,18 @@ def main(argv=None) -> int:
     print("-" * len(header))
     for kind, result in rows:
         for rhythm, r in result.items():
+            if rhythm == "torn":
+                continue
             a, rm, x = summary(r["arrival"]), summary(r["removal"]), summary(r["exchange"])
             cycle = a["p50"] + rm["p50"] + args.exchanges * x["p50"]
             floor = udp["p50"] if kind == "nfcpy-udp" else tcp["p50"]
             vs_mock = f"{a['p50'] / mock_p50:7.0f}x" if mock_p50 else "       -"
             print(f"{kind:<11} {rhythm:<13} {ms(a['p50']):>10} {ms(a['p90'])} {ms(a['p99'])} {ms(a['max'])} "
                   f"{ms(rm['p50']):>11} {ms(x['p50'])} {ms(cycle)} {a['p50'] / floor:8.0f}x {vs_mock}")
+    print("\ncard torn away at a command: command sent -> CardRemoved (ms)")
+    for kind, result in rows:
+        t = summary(result["torn"])
+        print(f"  {kind:<11} p50 {ms(t['p50'])}   p90 {ms(t['p90'])}   max {ms(t['max'])}")
     print("\ntap cycle = arrival p50 + removal p50 + exchanges x APDU p50 (one card after another on one reader);\n"
           "/RTT: arrival p50 over the loopback round trip of the transport's own socket kind (TCP for pcscd)")
     load = os.getloadavg()
