@@ -4,6 +4,10 @@ The reader polls for a Type A target, activates it as an ISO-DEP Type 4A tag (RA
 ISO 14443-4 blocks inside nfcpy) and moves APDUs with tag.transceive. Like a PC/SC reader it
 answers the pseudo-APDU FF CA 00 00 (the UID) itself, from the anticollision UID. A card that
 stops answering (nfcpy gives up after its retries) is CardRemoved.
+
+Over loopback udp (the wallet emulator's card) the reader polls every POLL_INTERVAL and
+learns of an empty field at once (loopback_udp), so a card arrives, leaves and is torn away
+in a few milliseconds (bench/arrival_bench.py).
 """
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ from terminal.readers import complete_response
 from terminal.readers.base import CardRemoved, ReaderError, ReaderUnavailable
 
 log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.01  # seconds between two polls of an empty field
+PRESENCE_INTERVAL = 0.02  # seconds between two presence checks of a card in the field
 
 
 class NfcSession:
@@ -193,8 +200,6 @@ class NfcReader:
 
 
 SENSE_WAIT = 0.05  # seconds for each answer while activating a card over loopback
-POLL_INTERVAL = 0.01  # seconds between two polls of an empty field (a USB PN533 polls about as often)
-PRESENCE_INTERVAL = 0.02  # seconds between two presence checks of a card in the field
 
 
 def loopback_udp(device) -> None:

@@ -9,6 +9,9 @@ From there the card speaks ISO 14443-4 itself: an ATS, then blocks (IsoDepTarget
     S-block  C2 DESELECT, F2 WTX           leave the protocol; ask for more time (a slow card)
 
 The udp frames carry no CRC, so the 2 EDC bytes of a frame only count against FSC/FSD.
+A card that leaves the field (removed, or torn away before an answer) closes its socket and
+sends the reader RFOFF (leave_field): the reader learns at once what over the air it learns
+from a frame waiting time running out.
 """
 from __future__ import annotations
 
