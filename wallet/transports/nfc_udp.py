@@ -30,7 +30,7 @@ FWI = 8  # frame waiting time 4096/fc * 2^8 = 77 ms: room for a Python card, qui
 # TB FWI<<4 | SFGI 0, TC 00 (neither NAD nor CID).
 ATS = bytes((0x05, 0x78, 0x80, FWI << 4, 0x00))
 FWT = 4096 / 13.56e6 * 2 ** FWI
-LISTEN_WINDOW = 0.2  # seconds per listen: an anticollision begun in it must end in it (nfcpy udp.py)
+LISTEN_WINDOW = 0.2  # seconds one listen lasts; an activation begun in it must end in it (nfcpy listen_tta)
 
 PCB_I, PCB_CHAIN, PCB_CID, PCB_NAD = 0x02, 0x10, 0x08, 0x04
 PCB_R_ACK, PCB_R_NAK = 0xA2, 0xB2
