@@ -63,6 +63,14 @@ def ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+# What POST /v1/taps and POST /v1/sales answer.
+UPLOAD_ANSWER = dict(
+    received={"type": "integer"}, accepted={"type": "integer"}, duplicate={"type": "integer"},
+    rejected={"type": "integer"}, results={"type": "array", "description": "One per row, in order.", "items": {
+        "type": "object", "properties": {
+            "id": NTEXT, "status": {"type": "string", "enum": ["accepted", "duplicate", "rejected"]},
+            "reason": NTEXT, "flags": {"type": "array", "items": {"type": "string"}}, "clearing": NTEXT}}})
+
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["type", "code", "message", "param"], "properties": {
@@ -149,14 +157,8 @@ SCHEMAS = {
     "WalletLock": obj("wallet_lock", wallet_id=ID, status={"type": "string", "enum": ["active", "locked"]},
                       denied_card_ids={"type": "array", "items": HEX},
                       deny_list_version={"type": "integer"}),
-    "TapBatch": obj("tap_batch", received={"type": "integer"}, accepted={"type": "integer"},
-                    duplicate={"type": "integer"}, rejected={"type": "integer"}, results={
-                        "type": "array", "description": "One per row, in order.", "items": {
-                            "type": "object", "properties": {
-                                "id": NTEXT, "status": {"type": "string", "enum": ["accepted", "duplicate",
-                                                                                   "rejected"]},
-                                "reason": NTEXT, "flags": {"type": "array", "items": {"type": "string"}},
-                                "clearing": NTEXT}}}),
+    "TapBatch": obj("tap_batch", **UPLOAD_ANSWER),
+    "SaleBatch": obj("sale_batch", **UPLOAD_ANSWER),
     "Ridership": obj("ridership", data={"type": "array", "items": {"type": "object", "properties": {
         "route": NTEXT, "hour": TIME, "taps": {"type": "integer"}, "accepted": {"type": "integer"},
         "token_taps": {"type": "integer"}, "purse_revenue": MONEY, "currency": NTEXT}}}),
@@ -384,7 +386,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       description="Up to 1000 rows (1 MiB). Each row is judged alone: garbage rejected with a reason, "
                   "suspect rows flagged, a tap id already stored answered `duplicate`. Purse receipts "
                   "are verified and cleared in counter order; token taps wait for trip pricing. A row's "
-                  "`direction` is `on` (the default) or `off`; a purse tap-off is stored, not cleared."),
+                  "`direction` is `on` (the default) or `off`; a purse tap-off is stored, not cleared. "
+                  "A row on route `pos` (a till's sale, as tills uploaded them before `/v1/sales`) is "
+                  "stored as that sale, its stop the sale id."),
+    E("POST", "/v1/sales", "Upload a till's journalled sale records", "Transit", ("terminal",), "SaleBatch", 200,
+      {"sales": {"type": "array", "maxItems": 1000, "items": {"type": "object"}}}, ("sales",),
+      description="Up to 1000 records (1 MiB): cards presented at a till to pay a sale. Each is judged "
+                  "alone, as taps are; a paid purse sale's receipt is verified and cleared like a purse fare."),
     E("GET", "/v1/taps/ridership", "Ridership and purse revenue per route and hour", "Transit",
       ("operator", "merchant"), "Ridership",
       query={"from": ({"type": "string"}, "Unix seconds or ISO 8601; default: a day before `to`."),

@@ -23,6 +23,8 @@ from datetime import datetime
 
 from protocol import currency as iso4217
 from protocol import signed_qr
+from protocol.uplink import SaleRecord
+from protocol.uplink.records import LEGACY_TILL_ROUTE
 
 OPEN, CAPTURING, PAID, CANCELLED = "open", "capturing", "paid", "cancelled"
 GATEWAY_PAY_CODE_PREFIX = "pc_"  # the gateway's own single-use codes (POST /v1/wallets/<id>/pay_codes)
@@ -223,6 +225,22 @@ def tap_result(decision) -> Result:
         return refused(decision.reason, decision.kind, decision.detail)
     return Result(True, decision.reason, "purse", message(decision.reason), decision.amount, decision.currency,
                   decision.balance_after)
+
+
+def sale_record(decision, sale_id: str) -> SaleRecord:
+    """A card's terminal.validator.Decision at the till as the sale record the journal keeps
+    and POST /v1/sales takes (the record id is the journal's)."""
+    return SaleRecord(int(decision.at.timestamp()), sale_id, decision.kind, decision.accepted, decision.reason,
+                      decision.amount, decision.currency, decision.balance_after, decision.card_id,
+                      decision.token, decision.receipt)
+
+
+def journalled_sale(row: dict) -> str | None:
+    """The sale id a journal row paid for: a sale record's, or that of a tap on route
+    LEGACY_TILL_ROUTE, as tills journalled sales before sale records."""
+    if "sale" in row:
+        return row["sale"]
+    return row.get("stop") if row.get("route") == LEGACY_TILL_ROUTE else None
 
 
 def paid(sale: Sale, method: str, *, payment_id: str | None = None, tap_id: str | None = None,

@@ -34,8 +34,8 @@ from pathlib import Path
 from protocol import certs, fares
 from protocol import purse as p
 from protocol.apdu import MalformedAPDU, parse_response
+from protocol.uplink import Client, GatewayError, GatewayRefused, reference
 from terminal import display, validator
-from terminal.gateway_client import GatewayClient, GatewayError, GatewayRefused
 from terminal.journal import Journal, JournalError
 from terminal.loop import ClockWatch, Service, serve
 from terminal.readers.base import CardRemoved, ReaderError
@@ -46,7 +46,6 @@ log = logging.getLogger("terminal")
 
 MODES = ("bus", "pos")
 DIRECTIONS = ("on", "off")
-FARE_RULES_PATH = "/v1/taps/fare-rules"
 CONCESSION = "adult"  # a card-based purse carries no concession class yet: the adult fare
 
 
@@ -122,10 +121,6 @@ class Reference:
         return self.rules.version if self.rules is not None else None
 
 
-def parse_rules_document(document: dict):
-    return fares.parse_rules(document)
-
-
 def load_reference(journal: Journal, fallback_rules: Path | None) -> Reference:
     ref = Reference()
     keys = journal.load("issuer_keys")
@@ -136,28 +131,27 @@ def load_reference(journal: Journal, fallback_rules: Path | None) -> Reference:
         ref.deny, ref.deny_version = frozenset(deny[0]["entries"]), int(deny[0]["version"])
     rules = journal.load("fare_rules")
     if rules:
-        ref.rules = parse_rules_document(rules[0])
+        ref.rules = reference.fare_rules(rules[0])
     elif fallback_rules is not None:
-        ref.rules = parse_rules_document(json.loads(Path(fallback_rules).read_text(encoding="utf-8")))
+        ref.rules = reference.fare_rules(json.loads(Path(fallback_rules).read_text(encoding="utf-8")))
     refreshed = journal.load("refreshed_at")
     if refreshed:
         ref.refreshed_at = datetime.fromtimestamp(refreshed[0], timezone.utc)
     return ref
 
 
-def refresh_reference(ref: Reference, client: GatewayClient, journal: Journal | None, now: datetime
+def refresh_reference(ref: Reference, client: Client, journal: Journal | None, now: datetime
                       ) -> tuple[Reference, JournalError | None]:
     """Download keys, the deny-list delta and fare rules; cache each in the journal. The new
     reference data, and the JournalError that kept it from being cached (it is used anyway).
     Raises GatewayError when the gateway cannot be reached (the old data stays)."""
-    keys = client.get("/v1/issuer/keys")["data"]
-    issuer_keys = {bytes.fromhex(k["key_id"]): bytes.fromhex(k["public_key"]) for k in keys}
-    deny, version = validator.apply_deny_delta(ref.deny, ref.deny_version,
-                                               client.get(f"/v1/issuer/deny-list?since={ref.deny_version}"))
+    issuer_keys = reference.issuer_keys(client.get(reference.KEYS_PATH))
+    deny, version = reference.apply_deny_delta(ref.deny, ref.deny_version,
+                                               client.get(reference.deny_list_path(ref.deny_version)))
     rules, rules_doc = ref.rules, None
     try:
-        rules_doc = client.get(FARE_RULES_PATH)
-        rules = parse_rules_document(rules_doc)
+        rules_doc = client.get(reference.FARE_RULES_PATH)
+        rules = reference.fare_rules(rules_doc)
     except GatewayRefused as e:
         if e.status != 404:
             raise
@@ -281,7 +275,7 @@ class Validator:
     """The bus validator: the desk terminal.loop.serve drives (between_cards, handle_card)."""
     JOURNAL_PROBE = 2.0  # seconds between two tries of a journal that failed
 
-    def __init__(self, settings: Settings, reader, journal: Journal, *, client: GatewayClient | None = None,
+    def __init__(self, settings: Settings, reader, journal: Journal, *, client: Client | None = None,
                  clock: Callable[[], datetime] = utc_now, out: Callable[[str], None] = print,
                  service: Service | None = None):
         check_settings(settings)
@@ -410,12 +404,13 @@ class Validator:
             self.uploader.poke()
         return decision
 
-    def record(self, decision: validator.Decision) -> str | None:
-        """Write decision and the pending debits durably; its tap id, or None when the journal
-        cannot be written. A purse that paid keeps its debit pending then, so its next tap
-        completes it (GET RECEIPT) instead of charging it again."""
+    def record(self, decision: validator.Decision, entry=None) -> str | None:
+        """Write decision (as `entry`, a record of protocol.uplink, when given: a till's sale)
+        and the pending debits durably; its journal id, or None when the journal cannot be
+        written. A purse that paid keeps its debit pending then, so its next tap completes it
+        (GET RECEIPT) instead of charging it again."""
         try:
-            tap_id = self.journal.record(decision, self.pending)
+            tap_id = self.journal.record(entry or decision, self.pending)
         except JournalError as e:
             self._journal_error = e
             self.service.report("journal", str(e))
@@ -637,7 +632,7 @@ def run(settings: Settings, *, out: Callable[[str], None] = print) -> int:
     stop, reader, journal = opened.stop, opened.reader, opened.journal
     if journal is None:  # stopped before the journal could be opened
         return 0
-    client = (GatewayClient(settings.gateway, settings.key_id, settings.secret)
+    client = (Client(settings.gateway, settings.key_id, settings.secret)
               if settings.gateway else None)
     v = Validator(settings, reader, journal, client=client, out=out, service=opened.service)
     commands: queue.Queue = queue.Queue()
@@ -684,7 +679,7 @@ def hex_arg(text: str, name: str) -> bytes:
 def _command():
     import click
 
-    from terminal.gateway_client import parse_terminal_key
+    from protocol.uplink import parse_terminal_key
     from terminal.readers import SPEC_HELP
 
     @click.command("run")

