@@ -624,7 +624,7 @@ def read_qr_text(path: Path) -> str | None:
 
 
 def run(settings: Settings, *, out: Callable[[str], None] = print) -> int:
-    """`tapstack terminal run`: open the reader and journal, start the uploader, loop until stopped."""
+    """`tapstack terminal validator`: open the reader and journal, start the uploader, loop until stopped."""
     from terminal.loop import open_terminal
 
     check_settings(settings)
@@ -659,7 +659,7 @@ def _read_commands(commands: queue.Queue) -> None:
             commands.put(line)
 
 
-# --- `tapstack terminal run` ---------------------------------------------------------------
+# --- command-line values (terminal/commands.py) --------------------------------------------
 
 def secret_text(value: str) -> str:
     """A secret given inline, or @FILE to read it from a file (keeps it out of `ps`)."""
@@ -674,85 +674,3 @@ def hex_arg(text: str, name: str) -> bytes:
         return bytes.fromhex(text)
     except ValueError:
         raise ValueError(f"{name} must be hex digits") from None
-
-
-def _command():
-    import click
-
-    from protocol.uplink import parse_terminal_key
-    from terminal.readers import SPEC_HELP
-
-    @click.command("run")
-    @click.option("--mode", type=click.Choice(MODES), default="bus", show_default=True)
-    @click.option("--route", help="Route the validator starts on.")
-    @click.option("--direction", type=click.Choice(DIRECTIONS), default="on", show_default=True,
-                  help="--mode bus: on at the entry door; off at the exit door, recording tap-offs "
-                       "(a purse is not debited there).")
-    @click.option("--stop", help="Stop the validator starts at.")
-    @click.option("--reader", "reader_spec", default="pcsc", show_default=True, help=SPEC_HELP)
-    @click.option("--gateway", help="Gateway base URL, e.g. http://127.0.0.1:8000 (none: offline only).")
-    @click.option("--terminal-key", help="KEY_ID:SECRET_HEX from 'POST /v1/terminals', or @FILE holding it.")
-    # Required at a till too: it refuses bank and UID cards but journals and uploads each
-    # refusal under the card's token, which must match the one the operator's validators use.
-    @click.option("--token-key", required=True,
-                  help="Token key in hex (>= 16 bytes), or @FILE holding it; the operator's one, also at a till.")
-    @click.option("--journal", type=click.Path(dir_okay=False, path_type=Path), default="validator-journal.db",
-                  show_default=True)
-    @click.option("--stop-feed", type=click.Path(dir_okay=False, path_type=Path),
-                  help="JSON or CSV of stop changes (at, route, stop), followed as it changes.")
-    @click.option("--issuer-key", "issuer_keys", multiple=True,
-                  help="An issuer public key (64 hex digits) to trust before any download; repeatable.")
-    @click.option("--fare-rules", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                  help="Fare rules JSON to use until the gateway's are downloaded.")
-    @click.option("--fare", type=click.IntRange(1, p.MAX_AMOUNT), help="Flat fare in minor units when there are no fare rules.")
-    @click.option("--currency", default="CNY", show_default=True)
-    @click.option("--terminal-id", help="8-byte id in receipts (16 hex digits); default: from the key id.")
-    @click.option("--qr-frame", type=click.Path(dir_okay=False, path_type=Path),
-                  help="An image file a camera rewrites; each new frame is scanned for a QR ticket.")
-    @click.option("--qr-dir", type=click.Path(file_okay=False, path_type=Path),
-                  help="A directory watched for new QR frame images.")
-    @click.option("--refresh-every", type=click.FloatRange(1), default=60.0, show_default=True,
-                  help="Seconds between downloads of keys, deny-list and fare rules.")
-    @click.option("--max-taps", type=click.IntRange(1), help="Stop after this many taps.")
-    @click.option("--sales", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                  help="--mode pos: till commands to run unattended, one a line (sale 12.50 ...).")
-    @click.option("--qr-out", type=click.Path(dir_okay=False, path_type=Path), default="checkout-qr.png",
-                  show_default=True, help="--mode pos: where the checkout QR code is saved as PNG.")
-    @click.option("--merchant-key", help="--mode pos: refund under the merchant's API key sk_... (or @FILE) "
-                  "instead of the till's terminal key.")
-    def run_command(mode, route, direction, stop, reader_spec, gateway, terminal_key, token_key, journal, stop_feed,
-                    issuer_keys, fare_rules, fare, currency, terminal_id, qr_frame, qr_dir, refresh_every, max_taps,
-                    sales, qr_out, merchant_key):
-        """Run a bus validator (or, with --mode pos, a shop till): tap, journal, upload; keeps working offline."""
-        from terminal.readers import ReaderError as OpenError
-
-        try:
-            key_id, secret = parse_terminal_key(secret_text(terminal_key)) if terminal_key else (None, None)
-            token = hex_arg(secret_text(token_key), "--token-key")
-            tid = hex_arg(terminal_id, "--terminal-id") if terminal_id else default_terminal_id(key_id)
-            if mode == "pos":
-                from terminal import till
-
-                till_settings = till.TillSettings(
-                    reader=reader_spec, gateway=gateway, key_id=key_id, secret=secret, token_key=token,
-                    journal=journal, currency=currency, terminal_id=tid,
-                    issuer_keys=tuple(hex_arg(k, "--issuer-key") for k in issuer_keys), qr_frame=qr_frame,
-                    qr_dir=qr_dir, qr_out=qr_out, sales=sales, refresh_every=refresh_every,
-                    merchant_key=secret_text(merchant_key) if merchant_key else None)
-                raise SystemExit(till.run(till_settings, out=click.echo))
-            settings = Settings(mode=mode, route=route, stop=stop, reader=reader_spec, gateway=gateway,
-                                key_id=key_id, secret=secret, token_key=token, journal=journal,
-                                stop_feed=stop_feed, fare_rules=fare_rules, fare=fare, currency=currency,
-                                terminal_id=tid, issuer_keys=tuple(hex_arg(k, "--issuer-key") for k in issuer_keys),
-                                qr_frame=qr_frame, qr_dir=qr_dir, refresh_every=refresh_every,
-                                max_taps=max_taps, direction=direction)
-            check_settings(settings)
-            code = run(settings, out=click.echo)
-        except (ValueError, OSError, JournalError, OpenError) as e:
-            raise click.ClickException(str(e)) from None
-        raise SystemExit(code)
-
-    return run_command
-
-
-run_command = _command()

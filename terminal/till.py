@@ -1,4 +1,4 @@
-"""The shop till: `tapstack terminal run --mode pos`, the shell around terminal.pos.
+"""The shop till: `tapstack terminal till`, the shell around terminal.pos.
 
 The cashier rings up a sale (`sale 12.50` on stdin, or a scripted --sales file); the
 customer then pays it one of three ways:
@@ -613,7 +613,7 @@ def read_script(path: Path) -> list[str]:
 
 
 def run(settings: TillSettings, *, out: Callable[[str], None] = print) -> int:
-    """`tapstack terminal run --mode pos`: open the reader and journal, upload, take sales."""
+    """`tapstack terminal till`: open the reader and journal, upload, take sales."""
     from terminal.loop import open_terminal
     from terminal.run import _read_commands
 

@@ -1,5 +1,5 @@
 """The corner shop of the demo: the real till program (terminal.till.Till, what
-`tapstack terminal run --mode pos` runs) with its reader on nfcpy's udp emulation.
+`tapstack terminal till` runs) with its reader on nfcpy's udp emulation.
 
 For each sale of the plan the cashier opens the sale, then the shopper pays the way the
 plan says: a purse tap (the phone presented on the till's reader; paid offline,

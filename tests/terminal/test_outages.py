@@ -2,7 +2,7 @@
 running, say on their panel what is wrong, refuse taps they cannot journal, and resume by
 themselves.
 
-- `tapstack terminal run` as its own process, its reader the real pcscd with the card on
+- `tapstack terminal validator` as its own process, its reader the real pcscd with the card on
   vsmartcard-vpcd, its journal on a small file system of its own (a tmpfs mounted in a
   private mount namespace), its gateway the real `tapstack gateway serve` behind a link
   the test can cut: the disk fills up and is freed, pcscd stops, comes back without the
@@ -162,9 +162,9 @@ def register_terminal(gateway) -> str:
 
 def terminal_run(*args: str, private_disk: tuple[Path, int] | None = None, read_only: bool = False
                  ) -> subprocess.Popen:
-    """`tapstack terminal run ARGS` as its own process; with private_disk (mount point, KiB),
+    """`tapstack terminal validator ARGS` as its own process; with private_disk (mount point, KiB),
     on a tmpfs of that size (read-only if asked) mounted in a mount namespace of its own."""
-    argv = [sys.executable, "-m", "tapstack", "terminal", "run", *args]
+    argv = [sys.executable, "-m", "tapstack", "terminal", "validator", *args]
     if private_disk is not None:
         mount, size = private_disk
         options = f"size={size}k" + (",ro" if read_only else "")
@@ -208,7 +208,7 @@ def pcscd_field(tapstack_stage):
     field.close()
 
 
-# --- `terminal run` as a process ----------------------------------------------------------------
+# --- `terminal validator` as a process ----------------------------------------------------------------
 
 @pytest.mark.pcscd
 def test_max_taps_ends_right_after_the_last_decision(pcscd_field, tmp_path):
