@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from protocol import currency as iso4217
+from protocol.currency import money
 from protocol import signed_qr
 from protocol.uplink import SaleRecord
 from protocol.uplink.records import LEGACY_TILL_ROUTE
@@ -301,11 +302,6 @@ def gateway_refusal(status: int, error: dict, method: str) -> Result:
 
 
 # --- the display -----------------------------------------------------------------------
-
-def money(amount: int, currency: str) -> str:
-    """1250, "CNY" -> "12.50 CNY" (exact, by the currency's own decimals)."""
-    return f"{iso4217.decimal_text(amount, currency)} {currency}"
-
 
 def sale_line(sale: Sale) -> str:
     ref = f"  ref {sale.reference}" if sale.reference else ""

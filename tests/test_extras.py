@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -51,7 +52,13 @@ def wheelhouse(own_wheel: Path) -> Path:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("extras")
-    run(PIP + ["wheel", "-q", "--no-deps", "-w", base / "own", ROOT])
+    source = base / "source"  # built from a copy: a build writes build/ and *.egg-info beside its sources
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for package in ("protocol", "gateway", "terminal", "wallet", "tapstack"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    run(PIP + ["wheel", "-q", "--no-deps", "-w", base / "own", source])
     own = next((base / "own").glob("tapstack-*.whl"))
     house = wheelhouse(own)
 

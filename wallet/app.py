@@ -37,7 +37,7 @@ import click
 import qrcode
 
 from protocol import ed25519, emvqr, signed_qr, uplink
-from protocol.currency import AmountError, UnknownCurrency, decimal_text, parse_decimal
+from protocol.currency import AmountError, UnknownCurrency, money, parse_decimal
 from wallet import qr as wallet_qr
 from wallet.state import write_atomically
 
@@ -165,11 +165,6 @@ class Gateway:
 
 
 # -- money as people type and read it ------------------------------------------------------------
-
-def money(amount: int, currency: str) -> str:
-    """2372, "CNY" -> "23.72 CNY" (exact, no float)."""
-    return f"{decimal_text(amount, currency)} {currency}"
-
 
 def parse_money(text: str, currency: str) -> int:
     """"23.72" in CNY -> 2372 minor units, exactly; WalletAppError for anything else."""
