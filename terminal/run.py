@@ -230,29 +230,6 @@ def purse_tap_off(fci: p.Fci, *, now: datetime, place: validator.Place,
 
 # --- the shell ---------------------------------------------------------------------------
 
-class _Primed:
-    """A session whose first answer (to SELECT) was already read for the repeat check:
-    tap() gets it again without a second exchange over the air. The UID is asked of the
-    session only if the tap needs it (over PC/SC that is one more exchange, FF CA)."""
-
-    def __init__(self, session, command: bytes, answer: bytes):
-        self.session, self.atr = session, session.atr
-        self._command, self._answer = command, answer
-
-    @property
-    def uid(self) -> bytes | None:
-        return self.session.uid
-
-    def transmit(self, apdu: bytes) -> bytes:
-        if self._answer is not None and bytes(apdu) == self._command:
-            answer, self._answer = self._answer, None
-            return answer
-        return self.session.transmit(apdu)
-
-    def close(self) -> None:
-        self.session.close()
-
-
 def unrecorded(decision: validator.Decision, error: JournalError) -> validator.Decision:
     """What the rider is shown for a tap the journal could not take: refused, out of service."""
     return replace(validator.refusal("journal_unavailable", now=decision.at,
@@ -325,9 +302,8 @@ class Validator:
             return validator.refusal("journal_unavailable", now=now, place=self.place,
                                      detail=f"the journal cannot be written: {self.service.problems['journal']}")
         amount, currency, version = self.fare()
-        select = p.select_command()
         try:
-            first = bytes(session.transmit(select))
+            first = bytes(session.transmit(p.select_command()))
         except CardRemoved:
             return validator.refusal("card_removed", now=now, place=self.place)
         except ReaderError as e:
@@ -357,7 +333,7 @@ class Validator:
         # Without a fare only token cards get this far; EMV reading wants some amount for its GPO.
         ctx = TapContext(amount or 1, currency, self.s.terminal_id, self.ref.issuer_keys, self.s.token_key, now,
                          deny=self.ref.deny, nonce=nonce)
-        outcome, self.pending = tap(_Primed(session, select, first), ctx, self.pending)
+        outcome, self.pending = tap(session, ctx, self.pending, selected=first)
         return validator.decide(outcome, now=now, place=self.place, rules_version=version, recent=self.recent,
                                 window=self.s.repeat_window)
 
