@@ -24,6 +24,7 @@ from gateway.auth import Caller, key_hash
 from gateway.services import bills, fare_charges, taps
 from gateway.store import dashboard as dashboard_db
 from gateway.store import issuer as issuer_db
+from gateway.store import sales as sales_db
 from gateway.store import wallets as wallets_db
 
 DEFAULT_ZONE = "Asia/Shanghai"
@@ -199,7 +200,7 @@ def shop_payments(tx, *, since: int, until: int) -> dict[str, dict]:
 def till_sales(tx, *, since: int, until: int) -> dict[str, dict]:
     """Purse sales at shop tills in [since, until), per currency:
     accepted sales and the amount clearing posted."""
-    rows = dashboard_db.till_sales(tx, since=since, until=until)
+    rows = sales_db.revenue(tx, since=since, until=until)
     return {r["currency"]: {"count": r["count"], "amount": r["amount"] or 0} for r in rows}
 
 

@@ -162,6 +162,8 @@ SCHEMAS = {
     "Ridership": obj("ridership", data={"type": "array", "items": {"type": "object", "properties": {
         "route": NTEXT, "hour": TIME, "taps": {"type": "integer"}, "accepted": {"type": "integer"},
         "token_taps": {"type": "integer"}, "purse_revenue": MONEY, "currency": NTEXT}}}),
+    "SaleRevenue": obj("sale_revenue", data={"type": "array", "items": {"type": "object", "properties": {
+        "currency": {"type": "string"}, "sales": {"type": "integer"}, "revenue": MONEY}}}),
     "PurseLoad": obj("purse_load", id=ID, wallet_id=ID, card_id=HEX, counter={"type": "integer"},
                      amount=AMOUNT, currency=CURRENCY, status={"type": "string", "enum": [
                          "authorised", "applied", "superseded"]},
@@ -398,6 +400,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       query={"from": ({"type": "string"}, "Unix seconds or ISO 8601; default: a day before `to`."),
              "to": ({"type": "string"}, "Unix seconds or ISO 8601; default: now."),
              "route": ({"type": "string"}, "One route only.")}),
+    E("GET", "/v1/sales/revenue", "Purse sales at tills and what clearing posted, per currency", "Transit",
+      ("operator", "merchant"), "SaleRevenue",
+      query={"from": ({"type": "string"}, "Unix seconds or ISO 8601; default: a day before `to`."),
+             "to": ({"type": "string"}, "Unix seconds or ISO 8601; default: now.")}),
     E("GET", "/v1/taps/fare-rules", "The fare rules validators price purse taps with", "Transit",
       ("terminal", "operator"), "FareRules", errors=(404,), description="404 while none are published."),
     E("POST", "/v1/wallets/{wallet_id}/purse-loads", "Load value onto the wallet's purse card", "Transit",

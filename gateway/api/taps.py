@@ -150,6 +150,20 @@ def ridership():
                               merchant_id=caller.id if caller.kind == "merchant" else None)
 
 
+@bp.get("/v1/sales/revenue")
+@requires("operator", "merchant")
+def sale_revenue():
+    given = api.args("from", "to")
+    now = unix(runtime().now())
+    until = _time_arg(given, "to", min(now + 1, LATEST))
+    since = _time_arg(given, "from", max(until - 24 * 3600, EARLIEST))
+    if since >= until:
+        raise invalid("invalid_parameter", "from must be before to.", "from")
+    caller = current_caller()
+    with runtime().store.read() as tx:
+        return sales.revenue(tx, since=since, until=until, merchant_id=caller.id if caller.kind == "merchant" else None)
+
+
 @bp.get("/v1/taps/fare-rules")
 @requires("terminal", "operator")
 def fare_rules():

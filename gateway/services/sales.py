@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from gateway.services import clearing, taps, unix
+from gateway.services import clearing, iso, taps, unix
 from gateway.store import sales as sales_db
 from protocol.uplink import RecordError, SaleRecord
 from protocol.uplink.records import sale_from_legacy_tap
@@ -112,3 +112,10 @@ def from_legacy_taps(tx, *, terminal_id: str, merchant_id: str, rows: list, now:
     """The per-row answers for tap rows on the legacy till route, stored as the sales they are."""
     return ingest(tx, terminal_id=terminal_id, merchant_id=merchant_id,
                   rows=[sale_from_legacy_tap(row) for row in rows], now=now)["results"]
+
+
+def revenue(tx, *, since: int, until: int, merchant_id: str | None = None) -> dict:
+    """Purse sales at tills in [since, until), per currency: accepted sales and what clearing posted."""
+    rows = sales_db.revenue(tx, since=since, until=until, merchant_id=merchant_id)
+    return {"object": "sale_revenue", "from": iso(since), "to": iso(until),
+            "data": [{"currency": r["currency"], "sales": r["count"], "revenue": r["amount"] or 0} for r in rows]}

@@ -1,7 +1,6 @@
 """Dashboard queries: the operator's and the wallet page's figures no service answers.
 
-Owns no table: it only reads those of other areas (transit_taps, till_sales,
-purse_receipts, terminals, merchants, payments, bill_billers, bill_bills,
+Owns no table: it only reads those of other areas (transit_taps, till_sales, terminals, merchants, payments, bill_billers, bill_bills,
 bill_payments, issuer_cards), in a read transaction. gateway/dashboard.py shapes the answers.
 
 Portable SQL: every non-aggregated column grouped, booleans compared as
@@ -91,17 +90,6 @@ def shop_payments(tx, *, since: int, until: int) -> list[dict]:
                     " SUM(refunded_amount) AS refunded FROM payments"
                     " WHERE created_at >= :a AND created_at < :b GROUP BY currency ORDER BY currency",
                     {"a": since, "b": until})
-
-
-def till_sales(tx, *, since: int, until: int) -> list[dict]:
-    """Accepted purse sales at tills in [since, until) per currency: currency, count, and
-    amount (what clearing has posted, by the sales' receipts; None when nothing was)."""
-    return tx.query("SELECT s.currency, COUNT(*) AS count,"
-                    " SUM(CASE WHEN r.status = 'posted' THEN s.amount ELSE 0 END) AS amount FROM till_sales s"
-                    " LEFT JOIN purse_receipts r ON r.card_id = s.card_id AND r.terminal_id = s.terminal_id"
-                    " AND r.tap_id = s.record_id"
-                    " WHERE s.accepted = 1 AND s.at >= :a AND s.at < :b AND s.currency IS NOT NULL"
-                    " GROUP BY s.currency ORDER BY s.currency", {"a": since, "b": until})
 
 
 def bill_payments(tx, *, since: int, until: int) -> list[dict]:

@@ -250,9 +250,9 @@ class World:
         bills = _all(biller, "/v1/bills", biller_id=self.biller["id"], period=plan.period)
         shopkeeper = Gateway(self.url, self.shop_merchant["api_key"])
         shop = _all(shopkeeper, "/v1/payments")
-        # Purse sales clear like fares, into the shop's revenue: its own ridership says how much.
-        shop_purse = shopkeeper.get("/v1/taps/ridership", **{"from": since, "to": int(utc_now().timestamp()) + 1})
-        shop_purse_revenue = sum(x["purse_revenue"] or 0 for x in shop_purse["data"])
+        # Purse sales clear like fares, into the shop's revenue: its sale revenue says how much.
+        shop_purse = shopkeeper.get("/v1/sales/revenue", **{"from": since, "to": int(utc_now().timestamp()) + 1})
+        shop_purse_revenue = sum(x["revenue"] for x in shop_purse["data"])
         ledger = ledger_check(gateway_dir, database)
         pcsc_routes = {r.id for r in city.ROUTES if r.reader.startswith("pcsc")}
         return Summary(

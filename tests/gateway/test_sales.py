@@ -49,6 +49,13 @@ def test_sales_are_cleared_to_the_shop_stored_as_sales_and_counted_once(world, s
     assert revenue(store, world, "y") == 400
     assert (stored(store, "till_sales"), stored(store, "transit_taps")) == (3, 0)
 
+    _, shop = world.merchant("y")
+    until = int(START.timestamp()) + 3600
+    assert ok(shop.get(f"/v1/sales/revenue?from=0&to={until}"))["data"] == [
+        {"currency": "CNY", "sales": 2, "revenue": 400}]  # the refused card is no sale
+    assert ok(world.merchant("x")[1].get(f"/v1/sales/revenue?from=0&to={until}"))["data"] == []  # its own only
+    assert ok(world.operator.get(f"/v1/sales/revenue?from=0&to={until}"))["data"][0]["revenue"] == 400
+
     again = upload_sales(world, paid)
     assert [(r["status"], r["clearing"]) for r in again["results"]] == [("duplicate", "posted")] * 2
     assert revenue(store, world, "y") == 400 and stored(store, "till_sales") == 3
