@@ -135,15 +135,20 @@ def _time_arg(given: dict, name: str, default: int) -> int:
     return seconds
 
 
+def _window(given: dict) -> tuple[int, int]:
+    """[from, to) of a report: to defaults to now, from to a day before to."""
+    until = _time_arg(given, "to", min(unix(runtime().now()) + 1, LATEST))
+    since = _time_arg(given, "from", max(until - 24 * 3600, EARLIEST))
+    if since >= until:
+        raise invalid("invalid_parameter", "from must be before to.", "from")
+    return since, until
+
+
 @bp.get("/v1/taps/ridership")
 @requires("operator", "merchant")
 def ridership():
     given = api.args("from", "to", "route")
-    now = unix(runtime().now())
-    until = _time_arg(given, "to", min(now + 1, LATEST))
-    since = _time_arg(given, "from", max(until - 24 * 3600, EARLIEST))
-    if since >= until:
-        raise invalid("invalid_parameter", "from must be before to.", "from")
+    since, until = _window(given)
     caller = current_caller()
     with runtime().store.read() as tx:
         return taps.ridership(tx, since=since, until=until, route=given.get("route"),
@@ -153,12 +158,7 @@ def ridership():
 @bp.get("/v1/sales/revenue")
 @requires("operator", "merchant")
 def sale_revenue():
-    given = api.args("from", "to")
-    now = unix(runtime().now())
-    until = _time_arg(given, "to", min(now + 1, LATEST))
-    since = _time_arg(given, "from", max(until - 24 * 3600, EARLIEST))
-    if since >= until:
-        raise invalid("invalid_parameter", "from must be before to.", "from")
+    since, until = _window(api.args("from", "to"))
     caller = current_caller()
     with runtime().store.read() as tx:
         return sales.revenue(tx, since=since, until=until, merchant_id=caller.id if caller.kind == "merchant" else None)
