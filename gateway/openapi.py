@@ -66,6 +66,14 @@ def ref(name: str) -> dict:
 DEPRECATED_ALIAS = {"type": "string", "deprecated": True,
                     "description": "The same value as `secret`, under its old name; removed in the next release."}
 
+# What POST /v1/taps and POST /v1/sales answer.
+UPLOAD_ANSWER = dict(
+    received={"type": "integer"}, accepted={"type": "integer"}, duplicate={"type": "integer"},
+    rejected={"type": "integer"}, results={"type": "array", "description": "One per row, in order.", "items": {
+        "type": "object", "properties": {
+            "id": NTEXT, "status": {"type": "string", "enum": ["accepted", "duplicate", "rejected"]},
+            "reason": NTEXT, "flags": {"type": "array", "items": {"type": "string"}}, "clearing": NTEXT}}})
+
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["type", "code", "message", "param"], "properties": {
@@ -164,17 +172,13 @@ SCHEMAS = {
     "WalletLock": obj("wallet_lock", wallet_id=ID, status={"type": "string", "enum": ["active", "locked"]},
                       denied_card_ids={"type": "array", "items": HEX},
                       deny_list_version={"type": "integer"}),
-    "TapBatch": obj("tap_batch", received={"type": "integer"}, accepted={"type": "integer"},
-                    duplicate={"type": "integer"}, rejected={"type": "integer"}, results={
-                        "type": "array", "description": "One per row, in order.", "items": {
-                            "type": "object", "properties": {
-                                "id": NTEXT, "status": {"type": "string", "enum": ["accepted", "duplicate",
-                                                                                   "rejected"]},
-                                "reason": NTEXT, "flags": {"type": "array", "items": {"type": "string"}},
-                                "clearing": NTEXT}}}),
+    "TapBatch": obj("tap_batch", **UPLOAD_ANSWER),
+    "SaleBatch": obj("sale_batch", **UPLOAD_ANSWER),
     "Ridership": obj("ridership", data={"type": "array", "items": {"type": "object", "properties": {
         "route": NTEXT, "hour": TIME, "taps": {"type": "integer"}, "accepted": {"type": "integer"},
         "token_taps": {"type": "integer"}, "purse_revenue": MONEY, "currency": NTEXT}}}),
+    "SaleRevenue": obj("sale_revenue", data={"type": "array", "items": {"type": "object", "properties": {
+        "currency": {"type": "string"}, "sales": {"type": "integer"}, "revenue": MONEY}}}),
     "PurseLoad": obj("purse_load", id=ID, wallet_id=ID, card_id=HEX, counter={"type": "integer"},
                      amount=AMOUNT, currency=CURRENCY, status={"type": "string", "enum": [
                          "authorised", "applied", "superseded"]},
@@ -434,12 +438,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       description="Up to 1000 rows (1 MiB). Each row is judged alone: garbage rejected with a reason, "
                   "suspect rows flagged, a tap id already stored answered `duplicate`. Purse receipts "
                   "are verified and cleared in counter order; token taps wait for trip pricing. A row's "
-                  "`direction` is `on` (the default) or `off`; a purse tap-off is stored, not cleared."),
+                  "`direction` is `on` (the default) or `off`; a purse tap-off is stored, not cleared. "
+                  "A row on route `pos` (a till's sale, as tills uploaded them before `/v1/sales`) is "
+                  "stored as that sale, its stop the sale id."),
+    E("POST", "/v1/sales", "Upload a till's journalled sale records", "Transit", ("terminal",), "SaleBatch", 200,
+      {"sales": {"type": "array", "maxItems": 1000, "items": {"type": "object"}}}, ("sales",),
+      description="Up to 1000 records (1 MiB): cards presented at a till to pay a sale. Each is judged "
+                  "alone, as taps are; a paid purse sale's receipt is verified and cleared like a purse fare."),
     E("GET", "/v1/taps/ridership", "Ridership and purse revenue per route and hour", "Transit",
       ("operator", "merchant"), "Ridership",
       query={"from": ({"type": "string"}, "Unix seconds or ISO 8601; default: a day before `to`."),
              "to": ({"type": "string"}, "Unix seconds or ISO 8601; default: now."),
              "route": ({"type": "string"}, "One route only.")}),
+    E("GET", "/v1/sales/revenue", "Purse sales at tills and what clearing posted, per currency", "Transit",
+      ("operator", "merchant"), "SaleRevenue",
+      query={"from": ({"type": "string"}, "Unix seconds or ISO 8601; default: a day before `to`."),
+             "to": ({"type": "string"}, "Unix seconds or ISO 8601; default: now.")}),
     E("GET", "/v1/taps/fare-rules", "The fare rules validators price purse taps with", "Transit",
       ("terminal", "operator"), "FareRules", errors=(404,), description="404 while none are published."),
     E("POST", "/v1/wallets/{wallet_id}/purse-loads", "Load value onto the wallet's purse card", "Transit",
