@@ -464,7 +464,7 @@ def test_a_suspended_tills_sales_wait_in_its_journal_until_it_is_resumed(world, 
                                                                          tmp_path, operator):
     """docs/security.md: a suspended terminal's uploads are refused whole (403), whatever its
     taps' times; the till keeps them unsent, and they count once when it is resumed."""
-    from terminal.gateway_client import GatewayRefused
+    from protocol.uplink.client import GatewayRefused
 
     world.top_up("a", 5000)
     rider = Rider(world)
