@@ -345,7 +345,7 @@ def profile(payments: int, synchronous: str) -> int:
     import itertools
     import re
 
-    import gateway.store
+    import gateway.store.sqlite
     from gateway.app import create_app
     from gateway.store import SQLiteStore
 
@@ -361,9 +361,10 @@ def profile(payments: int, synchronous: str) -> int:
                 entry[0] += 1
                 entry[1] += time.perf_counter() - started
 
-    gateway.store.sqlite3 = type(sys)("sqlite3_timed")
-    gateway.store.sqlite3.__dict__.update(sqlite3.__dict__)
-    gateway.store.sqlite3.connect = lambda *a, **k: sqlite3.connect(*a, factory=TimedConnection, **k)
+    timed = type(sys)("sqlite3_timed")  # the store's sqlite3, its connections timed
+    timed.__dict__.update(sqlite3.__dict__)
+    timed.connect = lambda *a, **k: sqlite3.connect(*a, factory=TimedConnection, **k)
+    gateway.store.sqlite.sqlite3 = timed
 
     home = Path(tempfile.mkdtemp(prefix="tapstack-profile-"))
     config = Config(home)
@@ -391,7 +392,7 @@ def profile(payments: int, synchronous: str) -> int:
     count = sum(c for c, _ in spent.values()) / payments
     print(f"profile: {payments} payments, one thread, in process, synchronous={synchronous}")
     print(f"per payment: {total:.2f} ms = SQL {sql:.2f} ms ({count:.0f} statements) + Python {total - sql:.2f} ms")
-    for text, (c, t) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:12]:
+    for text, (c, t) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:24]:
         print(f"  {t / payments * 1000:6.3f} ms  x{c / payments:.0f}  {text}")
     shutil.rmtree(home, ignore_errors=True)
     return 0
@@ -435,10 +436,10 @@ def run_round(script: Path, base: str, args, cpus: int, workers: list[int]) -> d
 
 
 def start_server(home: Path, port: int, workers: int, threads: int, synchronous: str,
-                 page_size: int | None = None) -> subprocess.Popen:
-    """The gateway under gunicorn (gthread) on 127.0.0.1:port, its data in home/gateway
-    (TAPSTACK_HOME=home), the store at `synchronous`. Call wait_up before using it, and
-    stop it with os.killpg(server.pid, signal.SIGTERM): it runs in its own session."""
+                 page_size: int | None = None, server: str = "gunicorn") -> subprocess.Popen:
+    """The gateway under gunicorn (gthread), or granian (WSGI), on 127.0.0.1:port, its data
+    in home/gateway (TAPSTACK_HOME=home), the store at `synchronous`. Call wait_up before
+    using it, and stop it with os.killpg(server.pid, signal.SIGTERM): it runs in its own session."""
     config = Config(home / "gateway")
     config.data_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TAPSTACK_HOME": str(home), "BENCH_SYNCHRONOUS": synchronous,
@@ -452,10 +453,15 @@ def start_server(home: Path, port: int, workers: int, threads: int, synchronous:
     setup.close()
     for name in ("operator_key", "idempotency_seal", "terminal_master", "session_key"):
         config.secret(name)
-    return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--worker-class", "gthread", "--threads", str(threads), "--log-level", "warning",
-         os.environ.get("BENCH_APP", "gateway_bench:make_app()")], cwd=REPO, env=env, start_new_session=True)
+    app = os.environ.get("BENCH_APP", "gateway_bench:make_app()")
+    if server == "granian":
+        command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", str(workers), "--blocking-threads", str(threads),
+                   "--log-level", "warning", "--no-access-log", "--factory", app.removesuffix("()")]
+    else:
+        command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+                   "--worker-class", "gthread", "--threads", str(threads), "--log-level", "warning", app]
+    return subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
 
 
 def main() -> int:
@@ -471,6 +477,8 @@ def main() -> int:
     parser.add_argument("--page-size", type=int, default=None,
                         help="SQLite page size of the new database (default: the store's)")
     parser.add_argument("--webhook", action="store_true", help="the merchant has a webhook endpoint")
+    parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn",
+                        help="the WSGI server on SQLite (gunicorn gthread, as `tapstack gateway serve`; or granian)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     parser.add_argument("--database", metavar="URL|auto", default=None,
                         help="then PostgreSQL too: an empty database's URL, or auto for a cluster of the bench's own")
@@ -492,7 +500,7 @@ def main() -> int:
     # the disk's fsync time drifts (host caches, writeback): sample the baselines before and after the load
     singles = [sqlite_baseline(home, synchronous, 1.0) for _ in range(2)]
     grouped = [group_commit_baseline(home, synchronous, 1.0, args.connections)]
-    server = start_server(home, port, args.workers, args.threads, synchronous, args.page_size)
+    server = start_server(home, port, args.workers, args.threads, synchronous, args.page_size, args.server)
     rounds = []
     try:
         wait_up(base, server)
@@ -514,7 +522,8 @@ def main() -> int:
     single = statistics.median(singles)
     group = statistics.median(rate for rate, _ in grouped)
 
-    print(f"gateway: gunicorn gthread {args.workers} workers x {args.threads} threads on {cpus} cores; "
+    served_by = "gunicorn gthread" if args.server == "gunicorn" else "granian wsgi"
+    print(f"gateway: {served_by} {args.workers} workers x {args.threads} threads on {cpus} cores; "
           f"wrk 1 thread, {args.connections} connections, {args.rounds} rounds of {args.seconds:g} s"
           + (", pinned to core %d" % (cpus - 1) if cpus > 1 else "")
           + (", merchant has a webhook endpoint" if args.webhook else ""))

@@ -500,9 +500,10 @@ def _move(tx, row: dict, pending: bool) -> list[dict | None]:
 
 def _post(tx, transfer_id: str, moved: list[dict], amount: int, at: str) -> None:
     """Write the postings of a posted movement; `moved` is what _move or settling a hold returned (debit first)."""
-    for state, side in zip(moved, ("debit", "credit")):
-        ledger_db.insert_posting(tx, account_id=state["id"], seq=state["postings_count"], transfer_id=transfer_id,
-                                 side=side, amount=amount, balance_after=state["balance"], created_at=at)
+    ledger_db.insert_postings(tx, [
+        {"account_id": state["id"], "seq": state["postings_count"], "transfer_id": transfer_id, "side": side,
+         "amount": amount, "balance_after": state["balance"], "created_at": at}
+        for state, side in zip(moved, ("debit", "credit"))])
 
 
 def _replay(tx, transfer_id: str, fields: dict) -> dict | None:

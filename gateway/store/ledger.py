@@ -17,6 +17,8 @@ Many writers at once hold the ledger's rules through the database:
 """
 from __future__ import annotations
 
+import functools
+
 _ACCOUNT_COLUMNS = (
     "id, kind, currency, owner_id, allow_negative, debits_posted, credits_posted,"
     " debits_pending, credits_pending, postings_count, created_at"
@@ -152,13 +154,20 @@ def resolution(tx, pending_id: str) -> dict | None:
 
 # -- postings -----------------------------------------------------------------------------
 
-def insert_posting(tx, *, account_id: str, seq: int, transfer_id: str, side: str, amount: int,
-                   balance_after: int, created_at: str) -> None:
-    tx.execute(
-        "INSERT INTO ledger_postings (account_id, seq, transfer_id, side, amount, balance_after, created_at)"
-        " VALUES (:account_id, :seq, :transfer_id, :side, :amount, :balance_after, :created_at)",
-        {"account_id": account_id, "seq": seq, "transfer_id": transfer_id, "side": side, "amount": amount,
-         "balance_after": balance_after, "created_at": created_at})
+_POSTING_COLUMNS = ("account_id", "seq", "transfer_id", "side", "amount", "balance_after", "created_at")
+
+
+def insert_postings(tx, rows: list[dict]) -> None:
+    """The postings (dicts of account_id, seq, transfer_id, side, amount, balance_after,
+    created_at) in one statement: a movement's debit and credit, or a settlement's legs."""
+    tx.execute(_insert_postings_sql(len(rows)),
+               {f"{c}{n}": row[c] for n, row in enumerate(rows) for c in _POSTING_COLUMNS})
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_postings_sql(n: int) -> str:
+    values = ", ".join("(" + ", ".join(f":{c}{i}" for c in _POSTING_COLUMNS) + ")" for i in range(n))
+    return f"INSERT INTO ledger_postings ({', '.join(_POSTING_COLUMNS)}) VALUES {values}"
 
 
 def postings_before(tx, *, account_id: str, before_seq: int, limit: int) -> list[dict]:
