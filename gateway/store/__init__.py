@@ -54,6 +54,10 @@ class Tx(Protocol):
     def execute(self, sql: str, params: dict | None = None) -> int:
         """Run one statement; the number of rows it changed."""
 
+    def execute_many(self, sql: str, rows: list[dict]) -> int:
+        """Run one statement once per parameter dict (a bulk write: one round of the
+        driver's, not a statement per row); the number of rows changed in all."""
+
     def query(self, sql: str, params: dict | None = None) -> list[dict]:
         """Every row the statement returns, as dicts keyed by column name."""
 

@@ -101,6 +101,10 @@ class Tx:
         self._check_writable()
         return self._run(translate(sql), params).rowcount
 
+    def execute_many(self, sql: str, rows: list[dict]) -> int:
+        self._check_writable()
+        return self._run(translate(sql), rows, many=True).rowcount
+
     def query(self, sql: str, params: dict | None = None) -> list[dict]:
         cursor = self._run(translate(sql), params)
         return cursor.fetchall() if cursor.description is not None else []
@@ -132,8 +136,11 @@ class Tx:
         finally:
             self._savepoints -= 1
 
-    def _run(self, sql: str, params: dict | None) -> psycopg.Cursor:
+    def _run(self, sql: str, params: dict | list[dict] | None, *, many: bool = False) -> psycopg.Cursor:
         try:
+            if many:  # psycopg pipelines the rows; rowcount is their sum
+                self._cursor.executemany(sql, params)
+                return self._cursor
             return self._cursor.execute(sql, params or None)
         except pg.IntegrityError as e:
             raise IntegrityError(str(e).strip()) from e
