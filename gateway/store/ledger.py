@@ -35,13 +35,13 @@ _LIMITS = " WHERE id = :id AND currency = :currency"
 _FUNDS = " AND (allow_negative = 1 OR credits_posted - debits_posted - debits_pending >= :amount)"
 _MOVES = {
     ("debit", "posted"):
-        "UPDATE ledger_accounts SET debits_posted = debits_posted + :amount, postings_count = postings_count + 1"
+        "UPDATE ledger_accounts SET debits_posted = debits_posted + :amount, postings_count = postings_count + :n"
         + _LIMITS + " AND debits_posted + debits_pending + :amount <= :max" + _FUNDS + _MOVED,
     ("debit", "pending"):
         "UPDATE ledger_accounts SET debits_pending = debits_pending + :amount"
         + _LIMITS + " AND debits_posted + debits_pending + :amount <= :max" + _FUNDS + _MOVED,
     ("credit", "posted"):
-        "UPDATE ledger_accounts SET credits_posted = credits_posted + :amount, postings_count = postings_count + 1"
+        "UPDATE ledger_accounts SET credits_posted = credits_posted + :amount, postings_count = postings_count + :n"
         + _LIMITS + " AND credits_posted + credits_pending + :amount <= :max" + _MOVED,
     ("credit", "pending"):
         "UPDATE ledger_accounts SET credits_pending = credits_pending + :amount"
@@ -97,12 +97,12 @@ def all_accounts(tx) -> list[dict]:
 
 
 def move(tx, *, side: str, column: str, account_id: str, amount: int, currency: str,
-         max_total: int) -> dict | None:
+         max_total: int, postings: int = 1) -> dict | None:
     """Add `amount` to the account's debits or credits (`side`), posted or pending
-    (`column`); its posting number and balance after, or None when its currency,
-    its limit or (for a debit) its funds refuse."""
+    (`column`), counting `postings` postings when posted; its posting number and balance
+    after, or None when its currency, its limit or (for a debit) its funds refuse."""
     return tx.one(_MOVES[side, column],
-                  {"id": account_id, "amount": amount, "currency": currency, "max": max_total})
+                  {"id": account_id, "amount": amount, "currency": currency, "max": max_total, "n": postings})
 
 
 def settle_hold(tx, *, side: str, account_id: str, held: int, posted: int) -> dict:
@@ -143,6 +143,14 @@ def insert_transfer(tx, *, id: str, debit_account_id: str, credit_account_id: st
          "created_at": created_at})
 
 
+def insert_transfers(tx, rows: list[dict]) -> None:
+    """insert_transfer() of each row (dicts of its keyword arguments) in one bulk statement."""
+    tx.execute_many(
+        f"INSERT INTO ledger_transfers ({_TRANSFER_COLUMNS}) VALUES (:id, :debit_account_id,"
+        " :credit_account_id, :amount, :currency, :code, :kind, :pending_id, :timeout_seconds, :expires_at,"
+        " :metadata, :created_at)", rows)
+
+
 def transfer(tx, transfer_id: str) -> dict | None:
     return tx.one(f"SELECT {_TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = :id", {"id": transfer_id})
 
@@ -154,12 +162,20 @@ def resolution(tx, pending_id: str) -> dict | None:
 
 # -- postings -----------------------------------------------------------------------------
 
+_POSTINGS_PER_STATEMENT = 4
 _POSTING_COLUMNS = ("account_id", "seq", "transfer_id", "side", "amount", "balance_after", "created_at")
+_INSERT_POSTING = (f"INSERT INTO ledger_postings ({', '.join(_POSTING_COLUMNS)})"
+                   f" VALUES ({', '.join(':' + c for c in _POSTING_COLUMNS)})")
 
 
 def insert_postings(tx, rows: list[dict]) -> None:
     """The postings (dicts of account_id, seq, transfer_id, side, amount, balance_after,
-    created_at) in one statement: a movement's debit and credit, or a settlement's legs."""
+    created_at) in one statement: a movement's debit and credit in one multi-row INSERT, a
+    settlement's many legs in one bulk statement (SQLite binds many named parameters of one
+    statement slowly)."""
+    if len(rows) > _POSTINGS_PER_STATEMENT:
+        tx.execute_many(_INSERT_POSTING, rows)
+        return
     tx.execute(_insert_postings_sql(len(rows)),
                {f"{c}{n}": row[c] for n, row in enumerate(rows) for c in _POSTING_COLUMNS})
 
