@@ -17,8 +17,6 @@ Many writers at once hold the ledger's rules through the database:
 """
 from __future__ import annotations
 
-import functools
-
 _ACCOUNT_COLUMNS = (
     "id, kind, currency, owner_id, allow_negative, debits_posted, credits_posted,"
     " debits_pending, credits_pending, postings_count, created_at"
@@ -162,28 +160,14 @@ def resolution(tx, pending_id: str) -> dict | None:
 
 # -- postings -----------------------------------------------------------------------------
 
-_POSTINGS_PER_STATEMENT = 4
 _POSTING_COLUMNS = ("account_id", "seq", "transfer_id", "side", "amount", "balance_after", "created_at")
-_INSERT_POSTING = (f"INSERT INTO ledger_postings ({', '.join(_POSTING_COLUMNS)})"
-                   f" VALUES ({', '.join(':' + c for c in _POSTING_COLUMNS)})")
 
 
 def insert_postings(tx, rows: list[dict]) -> None:
     """The postings (dicts of account_id, seq, transfer_id, side, amount, balance_after,
-    created_at) in one statement: a movement's debit and credit in one multi-row INSERT, a
-    settlement's many legs in one bulk statement (SQLite binds many named parameters of one
-    statement slowly)."""
-    if len(rows) > _POSTINGS_PER_STATEMENT:
-        tx.execute_many(_INSERT_POSTING, rows)
-        return
-    tx.execute(_insert_postings_sql(len(rows)),
-               {f"{c}{n}": row[c] for n, row in enumerate(rows) for c in _POSTING_COLUMNS})
-
-
-@functools.lru_cache(maxsize=64)
-def _insert_postings_sql(n: int) -> str:
-    values = ", ".join("(" + ", ".join(f":{c}{i}" for c in _POSTING_COLUMNS) + ")" for i in range(n))
-    return f"INSERT INTO ledger_postings ({', '.join(_POSTING_COLUMNS)}) VALUES {values}"
+    created_at) through one bulk statement: a movement's debit and credit, a settlement's legs."""
+    tx.execute_many(f"INSERT INTO ledger_postings ({', '.join(_POSTING_COLUMNS)})"
+                    f" VALUES ({', '.join(':' + c for c in _POSTING_COLUMNS)})", rows)
 
 
 def postings_before(tx, *, account_id: str, before_seq: int, limit: int) -> list[dict]:
