@@ -27,7 +27,8 @@ committed single-row INSERT per transaction from --connections threads (psycopg,
 synchronous_commit on). Bars: PostgreSQL one node >= 50% of SQLite's payments/s,
 two nodes >= 90% of one node, p99 <= 50 ms, every payment durable.
 
-The first bar: >= 1,000 payments/s with p99 <= 20 ms on a 2-core machine.
+The bar: >= 2,500 payments/s with p99 <= 20 ms and <= 0.5 ms of server CPU per payment
+(in at least 2 of 3 rounds) on a 2-core machine.
 BENCH_APP=module:factory() serves another app factory (an instrumented one) instead.
 """
 from __future__ import annotations
@@ -54,7 +55,7 @@ sys.path.insert(0, str(REPO))
 from gateway.auth import operator_key  # noqa: E402
 from gateway.config import Config  # noqa: E402
 
-BAR_RATE, BAR_P99_MS = 1000, 20.0
+BAR_RATE, BAR_P99_MS, BAR_CPU_MS = 2500, 20.0, 0.5
 SURVIVES = {"FULL": "a crash of the process, the OS or the power: every answered payment is on disk",
             "NORMAL": "a crash of the process; power loss may undo the last commits (never corrupts)",
             "EXTRA": "as FULL, and the directory entry too"}
@@ -539,7 +540,7 @@ def main() -> int:
     load = os.getloadavg()
     print(f"machine:   load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (other work on it skews every figure)")
     for index, r in enumerate(rounds, 1):
-        met = r["rate"] >= BAR_RATE and r["p99_us"] / 1000 <= BAR_P99_MS
+        met = r["rate"] >= BAR_RATE and r["p99_us"] / 1000 <= BAR_P99_MS and r["cpu_ms"] <= BAR_CPU_MS
         print(f"round {index}:   {r['rate']:,.0f} payments/s  p50 {r['p50_us'] / 1000:.2f} ms  "
               f"p90 {r['p90_us'] / 1000:.2f} ms  p99 {r['p99_us'] / 1000:.2f} ms  max {r['max_us'] / 1000:.2f} ms  "
               f"server CPU {r['cpu_ms']:.2f} ms/payment  ({r['ok']} 2xx, {r['non_2xx']} not, "
@@ -555,8 +556,10 @@ def main() -> int:
           f"({', '.join(f'{r:,.0f}/s at {b:.1f} rows per commit' for r, b in grouped)})")
     print(f"ratio:     gateway (best round) / baseline 1 = {best['rate'] / single:.2f}; "
           f"/ baseline 2 = {best['rate'] / group:.2f}")
-    met = sum(r["rate"] >= BAR_RATE and r["p99_us"] / 1000 <= BAR_P99_MS for r in rounds)
-    print(f"bar:       >= {BAR_RATE:,} payments/s with p99 <= {BAR_P99_MS:g} ms: met in {met} of {len(rounds)} rounds")
+    met = sum(r["rate"] >= BAR_RATE and r["p99_us"] / 1000 <= BAR_P99_MS and r["cpu_ms"] <= BAR_CPU_MS
+              for r in rounds)
+    print(f"bar:       >= {BAR_RATE:,} payments/s with p99 <= {BAR_P99_MS:g} ms and <= {BAR_CPU_MS:g} ms server CPU"
+          f" per payment: met in {met} of {len(rounds)} rounds")
     if args.keep:
         print(f"data:      {home}")
     else:

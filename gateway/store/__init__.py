@@ -67,6 +67,10 @@ class Tx(Protocol):
     def insert(self, table: str, row: dict) -> None:
         """Insert one row; its columns are the dict's keys."""
 
+    def insert_many(self, table: str, rows: list[dict]) -> None:
+        """Insert the rows (dicts with the same keys, the columns) in as few round trips as the
+        backend allows: SQLite runs one prepared INSERT per row, PostgreSQL multi-row INSERTs."""
+
     def savepoint(self) -> contextlib.AbstractContextManager["Tx"]:
         """Nested all-or-nothing work: on an exception everything inside is undone and it re-raises."""
 

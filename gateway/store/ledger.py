@@ -25,6 +25,7 @@ _TRANSFER_COLUMNS = (
     "id, debit_account_id, credit_account_id, amount, currency, code, kind, pending_id,"
     " timeout_seconds, expires_at, metadata, created_at"
 )
+_TRANSFER_FIELDS = tuple(_TRANSFER_COLUMNS.split(", "))
 # what a money-moving update hands back: the account's posting number and balance now
 _MOVED = " RETURNING id, postings_count, credits_posted - debits_posted AS balance"
 # Each update refuses (changes no row) when the account is in another currency or its
@@ -143,10 +144,7 @@ def insert_transfer(tx, *, id: str, debit_account_id: str, credit_account_id: st
 
 def insert_transfers(tx, rows: list[dict]) -> None:
     """insert_transfer() of each row (dicts of its keyword arguments) in one bulk statement."""
-    tx.execute_many(
-        f"INSERT INTO ledger_transfers ({_TRANSFER_COLUMNS}) VALUES (:id, :debit_account_id,"
-        " :credit_account_id, :amount, :currency, :code, :kind, :pending_id, :timeout_seconds, :expires_at,"
-        " :metadata, :created_at)", rows)
+    tx.insert_many("ledger_transfers", [{c: row[c] for c in _TRANSFER_FIELDS} for row in rows])
 
 
 def transfer(tx, transfer_id: str) -> dict | None:
@@ -165,9 +163,8 @@ _POSTING_COLUMNS = ("account_id", "seq", "transfer_id", "side", "amount", "balan
 
 def insert_postings(tx, rows: list[dict]) -> None:
     """The postings (dicts of account_id, seq, transfer_id, side, amount, balance_after,
-    created_at) through one bulk statement: a movement's debit and credit, a settlement's legs."""
-    tx.execute_many(f"INSERT INTO ledger_postings ({', '.join(_POSTING_COLUMNS)})"
-                    f" VALUES ({', '.join(':' + c for c in _POSTING_COLUMNS)})", rows)
+    created_at) in one bulk insert: a movement's debit and credit, a settlement's legs."""
+    tx.insert_many("ledger_postings", [{c: row[c] for c in _POSTING_COLUMNS} for row in rows])
 
 
 def postings_before(tx, *, account_id: str, before_seq: int, limit: int) -> list[dict]:

@@ -123,6 +123,11 @@ class Tx:
         self._check_writable()
         self._run(_insert_sql(table, tuple(row)), row)
 
+    def insert_many(self, table: str, rows: list[dict]) -> None:
+        self._check_writable()
+        if rows:
+            self._run(_insert_sql(table, tuple(rows[0])), rows, many=True)
+
     def _run(self, sql: str, params: dict | list[dict] | None, *, many: bool = False) -> sqlite3.Cursor:
         try:
             if many:
