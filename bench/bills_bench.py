@@ -152,8 +152,9 @@ def main() -> int:
             start += posts[-1]["requests"] + args.connections  # requests still in flight may land too
         baseline, paid = median_of(gets), median_of(posts)
         with sqlite3.connect(config.db_path) as db:
-            stored = db.execute("SELECT COUNT(*) FROM bill_payments").fetchone()[0]
-            paid_bills = db.execute("SELECT COUNT(*) FROM bill_bills WHERE status = 'paid'").fetchone()[0]
+            # one statement, one snapshot: payments still in flight commit between two reads
+            stored, paid_bills = db.execute("SELECT (SELECT COUNT(*) FROM bill_payments),"
+                                            " (SELECT COUNT(*) FROM bill_bills WHERE status = 'paid')").fetchone()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
