@@ -34,6 +34,7 @@ BENCH_APP=module:factory() serves another app factory (an instrumented one) inst
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -114,13 +115,13 @@ def wait_up(base: str, proc: subprocess.Popen, seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"gunicorn exited with {proc.returncode}")
+            raise SystemExit(f"the server exited with {proc.returncode}")
         try:
             urllib.request.urlopen(base + "/v1/issuer/keys", timeout=1).read()
             return
         except OSError:
             time.sleep(0.1)
-    raise SystemExit("gunicorn did not answer in time")
+    raise SystemExit("the server did not answer in time")
 
 
 def seed(base: str, op: str, wallets: int, webhook: bool) -> tuple[str, list[str]]:
@@ -499,6 +500,9 @@ def main() -> int:
         return profile(args.profile, args.synchronous)
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian package wrk; `make setup` installs it)", file=sys.stderr)
+        return 2
+    if args.server == "granian" and importlib.util.find_spec("granian") is None:
+        print("granian is not installed: it is measured, not a dependency (pip install granian)", file=sys.stderr)
         return 2
 
     home = Path(tempfile.mkdtemp(prefix="tapstack-bench-"))
