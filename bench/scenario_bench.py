@@ -11,8 +11,9 @@ a card answers, with the card already in the field.
 Printed per transport: the APDU round trip p50/p99; scenario steps per second (wall time
 of whole runs, field setup included); p50/p99 of a `present` step (card arrival plus the
 tap) and of all steps; and present p50 / APDU p50. A present step is dominated by card
-arrival, which is the reader's polling (pcscd polls the vpcd slot, nfcpy senses with a
-1 s timeout), not the tap.
+arrival, which is the reader's polling (pcscd checks the vpcd slot every 400 ms; the
+loopback nfcpy reader polls its card within milliseconds: bench/arrival_bench.py), not
+the tap.
 """
 from __future__ import annotations
 

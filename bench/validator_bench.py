@@ -13,7 +13,11 @@
 
     python bench/validator_bench.py [--taps 1000] [--transport mock ...] [--skip-validator]
         [--skip-ingestion] [--rounds 3] [--cards 200] [--per-card 50] [--order interleaved|by-card]
-        [--gunicorn 4]
+        [--gunicorn 4] [--database URL|auto]
+
+--database auto (or an empty PostgreSQL server's URL) runs the ingestion rounds on
+PostgreSQL as well, each on a fresh database, beside raw PostgreSQL inserts, and prints
+the PostgreSQL / SQLite ratio.
 
 --gunicorn N adds the same upload over HTTP to gunicorn (2 gthread workers, as the
 gateway is served), N validators uploading at once: receipts are verified before an
@@ -155,19 +159,23 @@ def upload_order(rows: list[dict], per_card: int, order: str) -> list[dict]:
     return [taps[k] for k in range(per_card) for taps in cards if k < len(taps)]
 
 
-def measure_ingestion(cards: int, per_card: int, order: str, batch: int = 500) -> dict:
+def measure_ingestion(cards: int, per_card: int, order: str, batch: int = 500, database: str | None = None) -> dict:
+    """One round on a fresh gateway: SQLite in a temporary directory, or the empty PostgreSQL
+    database `database` (migrated here)."""
     from gateway import ledger
     from gateway.app import create_app
     from gateway.auth import operator_key
     from gateway.config import Config
     from gateway.services import clearing
-    from gateway.store import SQLiteStore
     from protocol import request_signing
 
     now = datetime.now(timezone.utc)
     with tempfile.TemporaryDirectory() as tmp:
-        config = Config(Path(tmp) / "gateway")
-        store = SQLiteStore(config.db_path)  # the gateway's defaults: WAL, synchronous=FULL
+        config = Config(Path(tmp) / "gateway", database)
+        os.environ.setdefault("TAPSTACK_MASTER_KEY", "5e" * 32)  # PostgreSQL keeps the secrets, sealed
+        store = config.open_store()  # the gateway's defaults: SQLite WAL, synchronous=FULL; PostgreSQL fsync
+        if database:
+            store.migrate()
         app = create_app(config, store=store)
         client = app.test_client()
         rows, (key_id, secret), merchant_id = build_taps(client, operator_key(config), cards, per_card, now)
@@ -197,9 +205,10 @@ def measure_ingestion(cards: int, per_card: int, order: str, batch: int = 500) -
                 raise SystemExit(f"the books are wrong after ingestion: revenue {revenue}")
             legs = tx.one("SELECT COUNT(*) AS n FROM ledger_transfers WHERE code = :c",
                           {"c": clearing.TRANSFER_CODE})["n"]
-        synchronous = store.synchronous
+        synchronous = getattr(store, "synchronous", "on")  # PostgreSQL: synchronous_commit, as the cluster has it
         store.close()
-        raw = raw_inserts(Path(tmp), batches, synchronous)
+        config.close()
+        raw = raw_postgres_inserts(database, batches) if database else raw_inserts(Path(tmp), batches, synchronous)
     total_s = sum(batch_ms) / 1000
     batch_ms.sort()
     return {"taps": len(rows), "batches": len(batches), "per_s": len(rows) / total_s,
@@ -227,6 +236,51 @@ def raw_inserts(directory: Path, batches: list[list[dict]], synchronous: str) ->
     rows = sum(len(chunk) for chunk in batches)
     raw_ms.sort()
     return {"raw_per_s": rows / (sum(raw_ms) / 1000), "raw_p50": percentile(raw_ms, 50)}
+
+
+def raw_postgres_inserts(url: str, batches: list[list[dict]]) -> dict:
+    """Baseline on PostgreSQL: the same rows through psycopg, 500 per commit, into a table of
+    the same width in the same database."""
+    import psycopg
+
+    raw_ms = []
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("CREATE TABLE bench_raw (terminal_id TEXT, tap_id TEXT, body TEXT, PRIMARY KEY (terminal_id, tap_id))")
+        for chunk in batches:
+            values = [("term", r["id"], json.dumps(r)) for r in chunk]
+            t0 = time.perf_counter()
+            with db.transaction(), db.cursor() as cursor:
+                cursor.executemany("INSERT INTO bench_raw VALUES (%s, %s, %s)", values)
+            raw_ms.append((time.perf_counter() - t0) * 1000)
+    rows = sum(len(chunk) for chunk in batches)
+    raw_ms.sort()
+    return {"raw_per_s": rows / (sum(raw_ms) / 1000), "raw_p50": percentile(raw_ms, 50)}
+
+
+def postgres_ingestion(database: str, rounds: int, cards: int, per_card: int, order: str) -> list[dict]:
+    """The ingestion rounds on PostgreSQL: `database` "auto" starts a cluster of the bench's own
+    (fsync and synchronous_commit on), a fresh database per round; a URL names a server whose
+    role may create databases."""
+    import psycopg
+
+    from tapstack.postgres import LocalPostgres
+    cluster = LocalPostgres(settings={"fsync": "on", "synchronous_commit": "on", "shared_buffers": "256MB"}).start() \
+        if database == "auto" else None
+    results = []
+    try:
+        for n in range(rounds):
+            name = f"bench_ingest_{os.getpid()}_{n}"
+            if cluster:
+                url = cluster.create_database(name)
+            else:
+                with psycopg.connect(database, autocommit=True) as admin:
+                    admin.execute(f'CREATE DATABASE "{name}"')
+                url = psycopg.conninfo.make_conninfo(database, dbname=name)
+            results.append(measure_ingestion(cards, per_card, order, database=url))
+    finally:
+        if cluster:
+            cluster.cleanup()
+    return results
 
 
 def measure_gunicorn(validators: int, cards: int, per_card: int, order: str, workers: int = 2,
@@ -350,6 +404,9 @@ def main(argv=None) -> int:
     parser.add_argument("--gunicorn", type=int, default=0, metavar="N",
                         help="also ingest over HTTP to gunicorn (2 workers), N validators uploading at once, "
                              "--cards / N cards each")
+    parser.add_argument("--database", metavar="URL|auto",
+                        help="then the ingestion rounds on PostgreSQL too: auto starts a cluster of the bench's own; "
+                             "a URL names a server where the bench may create its databases")
     args = parser.parse_args(argv)
     failed = False
 
@@ -363,8 +420,13 @@ def main(argv=None) -> int:
     failed |= any(r["transport"] == "pcscd+vpcd" and r["p99"] > TARGET_P99_MS for r in rows)
 
     if not args.skip_ingestion:
-        failed |= not print_ingestion([measure_ingestion(args.cards, args.per_card, args.order)
-                                       for _ in range(args.rounds)], args.order)
+        on_sqlite = [measure_ingestion(args.cards, args.per_card, args.order) for _ in range(args.rounds)]
+        failed |= not print_ingestion(on_sqlite, args.order)
+        if args.database:
+            on_postgres = postgres_ingestion(args.database, args.rounds, args.cards, args.per_card, args.order)
+            print_ingestion(on_postgres, args.order, "PostgreSQL")
+            ratio = median([r["per_s"] for r in on_postgres]) / median([r["per_s"] for r in on_sqlite])
+            print(f"PostgreSQL / SQLite (medians of rounds, same run): {ratio:.2f}")
     if args.gunicorn:
         cards = max(1, args.cards // args.gunicorn)
         failed |= not print_gunicorn([measure_gunicorn(args.gunicorn, cards, args.per_card, args.order)
@@ -409,12 +471,13 @@ def print_validator(rows: list[dict], taps: int) -> None:
             print(f"  target p99 <= {TARGET_P99_MS:g} ms through pcscd+vpcd: {'met' if ok else 'MISSED'}")
 
 
-def print_ingestion(rounds: list[dict], order: str) -> bool:
+def print_ingestion(rounds: list[dict], order: str, backend: str = "SQLite") -> bool:
     """The rounds' table and the target's verdict (on the median round)."""
     g = rounds[0]
-    print(f"\ngateway ingestion: POST /v1/taps, {g['taps']} verified purse taps in {g['batches']} batches of 500, "
-          f"{order} upload order, synchronous={g['synchronous']} (WAL)")
-    print("baseline, same round: raw SQLite inserts of as many rows, 500 per commit, same WAL and synchronous\n")
+    durability = f"synchronous={g['synchronous']} (WAL)" if backend == "SQLite" else "fsync and synchronous_commit on"
+    print(f"\ngateway ingestion on {backend}: POST /v1/taps, {g['taps']} verified purse taps in {g['batches']} "
+          f"batches of 500, {order} upload order, {durability}")
+    print(f"baseline, same round: raw {backend} inserts of as many rows, 500 per commit, same durability\n")
     header = (f"{'round':>5} {'taps/s':>8} {'per CPU-s':>9} {'batch p50':>9} {'p99 ms':>8} {'fare legs':>9} "
               f"{'raw rows/s':>10} {'raw p50':>8} {'ratio':>6} {'load':>5}")
     print(header)

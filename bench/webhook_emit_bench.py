@@ -31,6 +31,7 @@ from gateway.services import iso, new_id, unix  # noqa: E402
 from gateway.store import SQLiteStore  # noqa: E402
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
+KEY = bytes(32)  # endpoints' secrets are sealed under it; emitting never opens them
 DATA = {"id": "pay_0123456789abcdef01234567", "object": "payment", "wallet_id": "wal_0123456789abcdef01234567",
         "merchant_id": "mer_x", "amount": 1250, "amount_refunded": 0, "currency": "CNY",
         "status": "succeeded", "created_at": "2026-11-27T09:00:00Z"}
@@ -90,13 +91,14 @@ def main() -> None:
         try:
             setups = {0: "mer_none", 1: "mer_one", 3: "mer_three", 10: "mer_ten"}
             with store.transaction() as tx:
-                wh.create_endpoint(tx, merchant_id="mer_one", url="https://example.com/a", event_types=None, now=NOW)
+                wh.create_endpoint(tx, merchant_id="mer_one", url="https://example.com/a", event_types=None, now=NOW,
+                                   seal_key=KEY)
                 for types in (None, ["payment.succeeded"], ["refund.succeeded"], ["payment.succeeded"]):
                     wh.create_endpoint(tx, merchant_id="mer_three", url="https://example.com/b",
-                                       event_types=types, now=NOW)
+                                       event_types=types, now=NOW, seal_key=KEY)
                 for _ in range(10):
                     wh.create_endpoint(tx, merchant_id="mer_ten", url="https://example.com/c", event_types=None,
-                                       now=NOW)
+                                       now=NOW, seal_key=KEY)
             print(f"{'endpoints':>9} {'form':<13} {'median us':>10} {'p90':>8} {'p99':>8}")
             for count, merchant in setups.items():
                 new, old = run(store, merchant, args.samples)

@@ -2,7 +2,7 @@
 PostgreSQL primary with a synchronous streaming standby; then the demo's riders,
 buses, bills and shop run against it through the load balancer.
 
-    .venv/bin/python examples/scale_out.py              # about a minute and a half
+    .venv/bin/python examples/scale_out.py              # under a minute
     .venv/bin/python examples/scale_out.py --riders 20 --keep   # leave it running (Ctrl-C stops)
 
 Needs haproxy and postgresql (Debian packages) besides what `make setup` installs.

@@ -60,7 +60,8 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_UPLOAD_BYTES = 1024 * 1024  # the largest body any route takes (POST /v1/taps)
 # Every secret a request may ask for, made before gunicorn forks: two workers making
 # the same one at once could each keep a different value.
-SERVED_SECRETS = ("operator_key", "idempotency_seal", "terminal_master", "session_key", "issuer_seed")
+SERVED_SECRETS = ("operator_key", "idempotency_seal", "terminal_master", "session_key", "issuer_seed",
+                  "webhook_seal")
 
 
 def utc_now() -> datetime:
@@ -164,6 +165,8 @@ def create_app(config: gateway_config.Config | None = None, *, store=None,
     app.json.sort_keys = False  # responses keep the field order the API documents
     app.session_interface = PageSessions()
     app.extensions["tapstack"] = Runtime(config, store, clock or utc_now)
+    from gateway import webhooks
+    webhooks.seal_stored_secrets(store, app.extensions["tapstack"].secret(webhooks.SEAL))
     errors.register(app)
     app.before_request(api.check_request_text)
     for name in BLUEPRINTS:
@@ -187,7 +190,7 @@ def deliver_webhooks(app: Flask, *, interval: float = 1.0) -> threading.Thread:
 
     rt = app.extensions["tapstack"]
     post = functools.partial(webhooks.http_post, private_targets=rt.config.allow_private_webhooks)
-    deliverer = webhooks.Deliverer(rt.store, clock=rt.clock, post=post)
+    deliverer = webhooks.Deliverer(rt.store, clock=rt.clock, seal_key=rt.secret(webhooks.SEAL), post=post)
     log = logging.getLogger("tapstack.gateway")
 
     def run() -> None:

@@ -23,7 +23,10 @@ A known sk_/wk_ key is remembered per process for CALLER_CACHE_SECONDS (who a ke
 belongs to never changes), so a busy caller costs no database read per request.
 What can change is checked where it matters, inside the write: a locked wallet is
 refused by the service that spends from it. `forget_caller(runtime, id)` drops a
-caller from this process's cache at once.
+caller from this process's cache at once: a revoked key stops at once in the process
+that revoked it and within CALLER_CACHE_SECONDS in every other process and node; a
+rolled key is never remembered past its expiry. A terminal's status is read with
+every signed request, so a suspension or revocation holds from the next request.
 """
 from __future__ import annotations
 
@@ -36,8 +39,9 @@ from dataclasses import dataclass
 
 from flask import g, request
 
+from gateway import rate_limits
 from gateway.app import runtime
-from gateway.errors import forbidden, unauthenticated
+from gateway.errors import ApiError, forbidden, unauthenticated
 from gateway.store import auth as auth_db
 from gateway.store import merchants as merchants_db
 from gateway.store import terminals as terminals_db
@@ -95,6 +99,9 @@ def requires(*kinds: str):
             caller = authenticate()
             if caller.kind not in kinds:
                 raise forbidden(f"A {caller.kind} may not use this endpoint.")
+            # A terminal's request was counted with its nonce, an idempotent POST's is in its write.
+            if caller.kind in rate_limits.BEARER and not getattr(view, "counts_rate_limit", False):
+                rate_limits.check(runtime(), caller)
             g.caller = caller
             return view(*args, **kwargs)
         return wrapper
@@ -130,17 +137,21 @@ def _bearer(rt, token: str) -> Caller | None:
     now = time.monotonic()
     if cached is not None and cached[1] > now:
         return cached[0]
+    keep = CALLER_CACHE_SECONDS
     with rt.store.read() as tx:
         if token.startswith("sk_"):
-            merchant_id = merchants_db.merchant_id_by_api_key(tx, digest)
-            caller = Caller("merchant", merchant_id, merchant_id) if merchant_id else None
+            wall = int(rt.now().timestamp())
+            key = merchants_db.merchant_key_by_hash(tx, digest, wall)
+            caller = Caller("merchant", key["merchant_id"], key["merchant_id"]) if key else None
+            if key and key["expires_at"] is not None:  # a rolled key is not remembered past its expiry
+                keep = min(keep, key["expires_at"] - wall)
         else:
             wallet_id = wallets_db.wallet_id_by_credential(tx, digest)
             caller = Caller("wallet", wallet_id) if wallet_id else None
     if caller is not None:  # only known keys: random guesses must not fill the cache
         if len(rt.callers) >= CALLER_CACHE_SIZE:
             rt.callers.clear()
-        rt.callers[digest] = (caller, now + CALLER_CACHE_SECONDS)
+        rt.callers[digest] = (caller, now + keep)
     return caller
 
 
@@ -149,6 +160,14 @@ def forget_caller(rt, caller_id: str) -> None:
     for digest, (caller, _) in list(rt.callers.items()):
         if caller.id == caller_id:
             rt.callers.pop(digest, None)
+
+
+def terminal_refused(status: str) -> ApiError:
+    """A correctly signed request of a terminal that may not act: 403, saying why."""
+    if status == "suspended":
+        return ApiError(403, "permission_error", "terminal_suspended",
+                        "This terminal is suspended; its requests are refused until it is resumed.")
+    return ApiError(403, "permission_error", "terminal_revoked", "This terminal's key is revoked.")
 
 
 def signed_path() -> str:
@@ -171,18 +190,22 @@ def _terminal() -> Caller:
     if not rs.within_window(timestamp, now):
         raise unauthenticated("The request's timestamp is outside the 300 s window.", "stale_timestamp")
     with rt.store.read() as tx:
-        row = terminals_db.active_terminal_by_key_id(tx, key_id)
+        row = terminals_db.terminal_by_key_id(tx, key_id)
     # An unknown key id is checked against a throwaway secret so it costs the same time.
     secret = terminal_secret(rt, key_id if row else "unknown")
     body = request.get_data(cache=True)
     if not rs.verify(secret, request.method, signed_path(), timestamp, nonce, body, signature) or not row:
         raise unauthenticated("Invalid request signature.", "invalid_signature")
+    if row["status"] != "active":  # read on every request: a suspension holds from the next one
+        raise terminal_refused(row["status"])
     # Only a valid signature spends a nonce, so forged requests cannot burn a terminal's.
     # The table's primary key refuses a nonce seen before, on whichever node it was.
     def spend(tx) -> None:
         if not auth_db.spend_nonce(tx, key_id=key_id, nonce=nonce, seen_at=int(now)):
             raise unauthenticated("This request was already received (nonce reused).", "replayed_nonce")
         auth_db.forget_nonces_before(tx, before=int(now) - NONCE_RETENTION_SECONDS)
+        rate_limits.count(tx, bucket="requests", caller_id=row["id"], limit=rt.config.rate_limit_per_minute,
+                          now=int(now))
 
     rt.store.write(spend)  # on SQLite, one fsync shared with the other writes of the moment
     return Caller("terminal", row["id"], row["merchant_id"])

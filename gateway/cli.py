@@ -13,6 +13,8 @@ import functools
 
 import click
 
+from gateway.config import Config
+
 DATA_HELP = "The gateway's data directory (default: $TAPSTACK_HOME/gateway)."
 DATABASE_HELP = ("The database: sqlite:///PATH or postgresql://USER@HOST/DBNAME"
                  " (default: $TAPSTACK_DATABASE_URL, else gateway.db in the data directory).")
@@ -161,13 +163,25 @@ ALLOW_PRIVATE_WEBHOOKS = click.option(
               help="Deliver webhooks from this node (one deliverer however many workers); "
                    "`deliver-webhooks` runs one apart.")
 @ALLOW_PRIVATE_WEBHOOKS
+@click.option("--rate-limit", "rate_limit_per_minute", type=click.IntRange(0), default=Config.rate_limit_per_minute,
+              show_default=True, help="Requests a minute per merchant key, wallet and terminal, counted over "
+                                      "every node (0: no limit); more answer 429.")
+@click.option("--bill-lookups", "bill_lookups_per_minute", type=click.IntRange(0),
+              default=Config.bill_lookups_per_minute, show_default=True,
+              help="A wallet's bill lookups by consumer or bill number a minute (0: no limit).")
+@click.option("--max-webhook-endpoints", type=click.IntRange(1, 1000), default=Config.max_webhook_endpoints,
+              show_default=True, help="Enabled webhook endpoints per merchant.")
 @with_database
-def serve(config, host, port, workers, threads, dev, deliver, allow_private_webhooks):
+def serve(config, host, port, workers, threads, dev, deliver, allow_private_webhooks, rate_limit_per_minute,
+          bill_lookups_per_minute, max_webhook_endpoints):
     """Serve the HTTP API (/v1) with gunicorn, and deliver its webhooks."""
     from gateway import app as gateway_app
     from gateway.config import SecretsError
 
     config.allow_private_webhooks = allow_private_webhooks
+    config.rate_limit_per_minute = rate_limit_per_minute
+    config.bill_lookups_per_minute = bill_lookups_per_minute
+    config.max_webhook_endpoints = max_webhook_endpoints
     store = opened(config)  # migrates SQLite, refuses a PostgreSQL schema out of step, before any worker
     try:
         from gateway.app import SERVED_SECRETS
@@ -221,7 +235,10 @@ def deliver_webhooks(config, once, interval, timeout, max_attempts, allow_privat
     from gateway import webhooks
 
     store = opened(config)
-    deliverer = webhooks.Deliverer(store, clock=lambda: datetime.now(timezone.utc), timeout=timeout,
+    seal_key = config.secret(webhooks.SEAL)
+    webhooks.seal_stored_secrets(store, seal_key)
+    deliverer = webhooks.Deliverer(store, clock=lambda: datetime.now(timezone.utc), seal_key=seal_key,
+                                   timeout=timeout,
                                    policy=webhooks.RetryPolicy(max_attempts=max_attempts),
                                    post=functools.partial(webhooks.http_post, private_targets=allow_private_webhooks))
     try:

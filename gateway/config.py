@@ -20,6 +20,12 @@ master key and their lock). Secrets are never logged; `repr` of a Config does no
 
 `allow_private_webhooks` lets merchants register webhook endpoints on loopback and
 private networks (gateway.webhook_targets); it is for development and tests only.
+
+Limits (OWASP API4; docs/security.md), the operator's to set: `rate_limit_per_minute`
+requests per merchant, wallet or terminal credential per minute (0: no limit),
+`bill_lookups_per_minute` lookups of bills by consumer number per wallet, and
+`max_webhook_endpoints` per merchant. The defaults are generous: a busy till or a
+benchmark's one wallet stays far below them.
 """
 from __future__ import annotations
 
@@ -51,6 +57,9 @@ class Config:
     database_url: str | None = None
     currency: str = "CNY"
     allow_private_webhooks: bool = False
+    rate_limit_per_minute: int = 30000
+    bill_lookups_per_minute: int = 30
+    max_webhook_endpoints: int = 16
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _source: object = field(default=None, repr=False, compare=False)
 

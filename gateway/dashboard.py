@@ -11,8 +11,8 @@ queries below are the ones no service had: riders and refusals of a day, validat
 last uploads, bills per biller, tills' purse sales, and plain descriptions of statement
 lines. Their SQL is in gateway/store/dashboard.py.
 
-A shop till uploads its purse sales through the taps endpoint (route TILL_ROUTE): they
-are shop payments, so the transit figures (taps, riders, hours, routes) leave them out.
+A shop till uploads its sales apart from the taps (POST /v1/sales, stored in till_sales):
+they are shop payments, and the transit figures (taps, riders, hours, routes) never see them.
 """
 from __future__ import annotations
 
@@ -21,16 +21,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway import issuer, ledger
 from gateway.auth import Caller, key_hash
-from gateway.services import bills, fare_charges, taps
+from gateway.services import bills, fare_charges, taps, unix
+from gateway.services.merchants import api_key_view
 from gateway.store import dashboard as dashboard_db
 from gateway.store import issuer as issuer_db
+from gateway.store import sales as sales_db
 from gateway.store import wallets as wallets_db
-from gateway.store.dashboard import TILL_ROUTE
 
 DEFAULT_ZONE = "Asia/Shanghai"
 ONLINE_MINUTES = 15  # a validator is online if it uploaded this close to the latest upload of any
-# A shop till (terminal.till) uploads its purse sales as taps on route TILL_ROUTE, the sale
-# id as the stop: shop payments, not ridership, so the transit figures leave them out.
 
 
 # -- time -------------------------------------------------------------------------------------
@@ -57,8 +56,7 @@ def local(seconds: int | None, tz: ZoneInfo) -> datetime | None:
 
 
 def latest_tap_at(tx) -> int | None:
-    """When the latest transit tap uploaded happened (the validator's clock), or None.
-    A till's purse sales are not transit taps."""
+    """When the latest transit tap uploaded happened (the validator's clock), or None."""
     return dashboard_db.latest_tap_at(tx)
 
 
@@ -84,9 +82,8 @@ def tap_totals(tx, *, since: int, until: int) -> dict:
 
 
 def ridership(tx, *, since: int, until: int) -> list[dict]:
-    """taps.ridership's transit rows for [since, until): per route and UTC hour (read once per
-    page), without the tills' purse sales (route TILL_ROUTE)."""
-    return [r for r in taps.ridership(tx, since=since, until=until)["data"] if r["route"] != TILL_ROUTE]
+    """taps.ridership's rows for [since, until): per route and UTC hour (read once per page)."""
+    return taps.ridership(tx, since=since, until=until)["data"]
 
 
 def taps_per_hour(rows: list[dict], *, since: int, until: int, tz: ZoneInfo) -> list[dict]:
@@ -167,8 +164,8 @@ def route_totals(rows: list[dict]) -> dict[str, dict]:
 def validators(tx, *, online_minutes: int = ONLINE_MINUTES) -> dict:
     """Terminals that have uploaded taps, with their last upload and whether they are online.
 
-    A terminal whose taps are a till's purse sales (route TILL_ROUTE) is marked `till`: its
-    `taps` are sales, counted apart from ridership. Online means its last upload came within `online_minutes` of the latest upload of
+    A terminal that uploads sales (a shop till) is marked `till`: its `taps` are its sale
+    records, counted apart from ridership. Online means its last upload came within `online_minutes` of the latest upload of
     any validator (the reference), so a replayed or simulated day reads the same as a
     live one; the page shows the reference so a fleet gone silent is visible too.
     """
@@ -176,7 +173,7 @@ def validators(tx, *, online_minutes: int = ONLINE_MINUTES) -> dict:
     reference = max((r["last_upload"] for r in rows), default=None)
     never = dashboard_db.silent_terminals(tx)
     window = online_minutes * 60
-    listed = [{**{k: v for k, v in r.items() if k != "sales"}, "till": r["sales"] == r["taps"],
+    listed = [{**{k: v for k, v in r.items() if k != "sales"}, "till": r["sales"] > 0 and r["sales"] == r["taps"],
                "online": r["status"] == "active" and reference - r["last_upload"] <= window}
               for r in rows]
     return {"reference": reference, "online_minutes": online_minutes, "terminals": listed,
@@ -202,9 +199,9 @@ def shop_payments(tx, *, since: int, until: int) -> dict[str, dict]:
 
 
 def till_sales(tx, *, since: int, until: int) -> dict[str, dict]:
-    """Purse sales at shop tills in [since, until) (taps on route TILL_ROUTE), per currency:
+    """Purse sales at shop tills in [since, until), per currency:
     accepted sales and the amount clearing posted."""
-    rows = dashboard_db.till_sales(tx, since=since, until=until)
+    rows = sales_db.revenue(tx, since=since, until=until)
     return {r["currency"]: {"count": r["count"], "amount": r["amount"] or 0} for r in rows}
 
 
@@ -230,6 +227,18 @@ def deny_list(tx) -> dict:
     return {"version": issuer.current_version(tx), "entries": entries[::-1]}
 
 
+KEYS_SHOWN = 100
+
+
+def credentials(tx, *, now: datetime) -> dict:
+    """Merchant API keys (the newest KEYS_SHOWN) with status and expiry, terminals suspended or
+    revoked, and how many wallet credentials are revoked (docs/security.md, key lifecycle)."""
+    at = unix(now)
+    keys = [{**api_key_view(r, at), "name": r["name"]} for r in dashboard_db.api_keys(tx, limit=KEYS_SHOWN)]
+    return {"api_keys": keys, "terminals": dashboard_db.stopped_terminals(tx),
+            "revoked_wallets": dashboard_db.revoked_wallet_credentials(tx)}
+
+
 def ledger_check(tx) -> dict:
     """ledger.check as plain values: ok, counts, totals per currency, problems."""
     report = ledger.check(tx)
@@ -246,7 +255,7 @@ def overview(tx, *, day: date, tz: ZoneInfo, now: datetime, online_minutes: int 
     ledger check: that reads every posting, so the page runs it apart (ledger_check)."""
     since, until = day_bounds(day, tz)
     rows = ridership(tx, since=since, until=until)
-    charges = [c for c in fare_charges.day_by_route(tx, day)["data"] if c["route"] != TILL_ROUTE]
+    charges = fare_charges.day_by_route(tx, day)["data"]
     route_rows = routes(rows, charges)
     return {"day": day, "since": since, "until": until, "zone": tz.key,
             "taps": tap_totals(tx, since=since, until=until),
@@ -260,6 +269,7 @@ def overview(tx, *, day: date, tz: ZoneInfo, now: datetime, online_minutes: int 
             "validators": validators(tx, online_minutes=online_minutes),
             "billers": bills_per_biller(tx, now=now),
             "deny_list": deny_list(tx),
+            "credentials": credentials(tx, now=now),
             "any_taps_ever": latest_tap_at(tx) is not None}
 
 

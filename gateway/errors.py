@@ -22,6 +22,9 @@ with these statuses and types:
     414, 431                   gunicorn's limits on the request line and headers
                                (written by gateway.app for gunicorn, in this shape)
     415 invalid_request_error  unsupported_media_type: a body that is not application/json
+    429 rate_limit_error       rate_limited: the credential's requests (or a wallet's bill
+                               lookups) passed the minute's limit; nothing was done, retry
+                               after Retry-After (gateway.rate_limits)
     500 api_error              internal_error; details go to the log, never the caller
     503 api_error              store_busy: the database stayed locked past the store's
                                busy timeout; nothing was done, retry after Retry-After
@@ -118,7 +121,7 @@ def render(err: ApiError) -> Response:
     response = Response(json.dumps(err.body()), status=err.status, mimetype="application/json")
     if err.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="tapstack"'
-    if err.status == 503:
+    if err.status in (429, 503):
         response.headers["Retry-After"] = str(getattr(err, "retry_after", 1))
     return response
 

@@ -34,16 +34,12 @@ is sealed with AES-256-GCM under config.secret("idempotency_seal"), bound to its
 """
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
-import os
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from flask import Response, current_app, request
 
+from gateway import rate_limits, sealing
 from gateway.app import runtime
 from gateway.auth import Caller, current_caller
 from gateway.errors import ApiError, invalid
@@ -84,27 +80,19 @@ def record(tx, caller: Caller, key: str, *, status: int, response: str) -> None:
                           response=response)
 
 
-def _context(caller: Caller, key: str) -> bytes:
-    return f"{caller.kind}\n{caller.id}\n{key}".encode()
-
-
-@functools.lru_cache(maxsize=4)
-def _cipher(secret: bytes) -> AESGCM:
-    return AESGCM(secret)  # one per seal secret: its key schedule is set up once
+def _context(caller: Caller, key: str) -> str:
+    return f"{caller.kind}\n{caller.id}\n{key}"
 
 
 def seal(secret: bytes, caller: Caller, key: str, text: str) -> str:
-    nonce = os.urandom(12)
-    sealed = _cipher(secret).encrypt(nonce, text.encode(), _context(caller, key))
-    return "v1." + base64.b64encode(nonce + sealed).decode()
+    return sealing.seal(secret, text, _context(caller, key))
 
 
 def unseal(secret: bytes, caller: Caller, key: str, stored: str) -> str:
     """The answer sealed for this row; RuntimeError when it was not (tampering or a lost secret)."""
     try:
-        raw = base64.b64decode(stored.removeprefix("v1."), validate=True)
-        return _cipher(secret).decrypt(raw[:12], raw[12:], _context(caller, key)).decode()
-    except (ValueError, InvalidTag) as e:
+        return sealing.unseal(secret, stored, _context(caller, key))
+    except sealing.SealError as e:
         raise RuntimeError("an idempotency record does not open with this gateway's seal") from e
 
 
@@ -145,8 +133,10 @@ def idempotent(view):
         def once(tx) -> tuple[str, int, bool]:
             # A job of store.write, in this request's context; run again whole if the
             # database rolled it back (a deadlock), so it touches nothing but tx.
+            now_unix = int(rt.now().timestamp())
+            rate_limits.count_bearer(tx, rt, caller, now_unix)  # in this write: no round trip of its own
             prior = claim(tx, caller, key, method=method, path=path, request_hash=request_hash,
-                          now_unix=int(rt.now().timestamp()))
+                          now_unix=now_unix)
             if prior is not None:
                 return unseal(sealing_key, caller, key, prior["response"]), prior["status"], True
             status, resource = view(tx, *args, **kwargs)
@@ -157,4 +147,5 @@ def idempotent(view):
         # The answer goes out only after the transaction holding this request committed.
         text, status, replayed = rt.store.write(once)
         return _response(text, status, key, replayed=replayed)
+    wrapper.counts_rate_limit = True  # gateway.auth.requires leaves the count to it
     return wrapper

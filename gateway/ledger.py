@@ -190,7 +190,7 @@ def minor_unit_exponent(currency: str) -> int:
 def format_amount(amount: int, currency: str) -> str:
     """123456, "CNY" -> "1234.56 CNY" (for reports; never parse it back)."""
     minor_unit_exponent(currency)  # the ledger's own error for an unknown code
-    return f"{iso4217.decimal_text(amount, currency)} {currency}"
+    return iso4217.money(amount, currency)
 
 
 def check_amount(amount, param: str = "amount") -> int:

@@ -63,12 +63,23 @@ def ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+DEPRECATED_ALIAS = {"type": "string", "deprecated": True,
+                    "description": "The same value as `secret`, under its old name; removed in the next release."}
+
+# What POST /v1/taps and POST /v1/sales answer.
+UPLOAD_ANSWER = dict(
+    received={"type": "integer"}, accepted={"type": "integer"}, duplicate={"type": "integer"},
+    rejected={"type": "integer"}, results={"type": "array", "description": "One per row, in order.", "items": {
+        "type": "object", "properties": {
+            "id": NTEXT, "status": {"type": "string", "enum": ["accepted", "duplicate", "rejected"]},
+            "reason": NTEXT, "flags": {"type": "array", "items": {"type": "string"}}, "clearing": NTEXT}}})
+
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["type", "code", "message", "param"], "properties": {
             "type": {"type": "string", "enum": ["invalid_request_error", "authentication_error",
                                                 "permission_error", "not_found", "idempotency_error",
-                                                "conflict", "payment_error", "api_error"]},
+                                                "conflict", "payment_error", "rate_limit_error", "api_error"]},
             "code": {"type": "string", "examples": ["insufficient_funds", "missing_parameter"]},
             "message": {"type": "string"},
             "param": {"type": ["string", "null"], "description": "The field or header at fault."}}}}},
@@ -77,15 +88,25 @@ SCHEMAS = {
                   status={"type": "string", "enum": ["active", "locked"]},
                   concession={"type": "string", "examples": ["adult", "student"],
                               "description": "The fare rules' concession class its linked cards are priced with."},
+                  credential_status={"type": "string", "enum": ["active", "revoked"]},
                   created_at=TIME),
-    "WalletWithCredential": {"allOf": [ref("Wallet"), {"type": "object", "properties": {"credential": {
-        "type": "string", "description": "wk_... bearer key; shown once, stored only as a hash."}}}]},
+    "WalletWithCredential": {"allOf": [ref("Wallet"), {"type": "object", "properties": {
+        "secret": {"type": "string", "description": "wk_... bearer key; shown once, stored only as a hash."},
+        "credential": DEPRECATED_ALIAS}}]},
     "Merchant": obj("merchant", id=ID, name={"type": "string"}, name_latin=NLATIN, language=NLATIN,
                     currency=CURRENCY, created_at=TIME),
-    "MerchantWithKey": {"allOf": [ref("Merchant"), {"type": "object", "properties": {"api_key": {
+    "MerchantWithKey": {"allOf": [ref("Merchant"), {"type": "object", "properties": {
+        "secret": {"type": "string", "description": "sk_... bearer key; shown once, stored only as a hash."},
+        "api_key": DEPRECATED_ALIAS}}]},
+    "ApiKey": obj("api_key", id=ID, merchant_id=ID, last4={"type": "string"},
+                  status={"type": "string", "enum": ["active", "expiring", "expired", "revoked"]},
+                  created_at=TIME, expires_at=NTIME, revoked_at=NTIME),
+    "ApiKeyWithSecret": {"allOf": [ref("ApiKey"), {"type": "object", "properties": {"secret": {
         "type": "string", "description": "sk_... bearer key; shown once, stored only as a hash."}}}]},
+    "ApiKeyList": listing("ApiKey"),
     "Terminal": obj("terminal", id=ID, merchant_id=ID, key_id={"type": "string"}, name=NTEXT,
-                    status={"type": "string", "enum": ["active", "disabled"]}, created_at=TIME),
+                    status={"type": "string", "enum": ["active", "suspended", "revoked", "disabled"]},
+                    suspended_at={**NTIME, "description": "When it was suspended or revoked."}, created_at=TIME),
     "TerminalWithSecret": {"allOf": [ref("Terminal"), {"type": "object", "properties": {"secret": {
         "type": "string", "description": "HMAC key for signed requests; shown once."}}}]},
     "Balance": obj("balance", owner_id=ID, currency=CURRENCY, available=MONEY, posted=MONEY,
@@ -110,7 +131,9 @@ SCHEMAS = {
                          payment_id={"type": ["string", "null"]}, expires_at=TIME, created_at=TIME),
     "WebhookEndpoint": obj("webhook_endpoint", id=ID, url={"type": "string", "format": "uri"},
                            event_types={"type": "array", "items": {"type": "string"}},
-                           status={"const": "enabled"}, created_at=TIME),
+                           status={"const": "enabled"}, created_at=TIME,
+                           previous_secret_expires_at={**NTIME, "description": "After a secret roll: until "
+                                                       "when the previous secret signs beside the new one."}),
     "WebhookEndpointWithSecret": {"allOf": [ref("WebhookEndpoint"), {"type": "object", "properties": {
         "secret": {"type": "string", "description": "whsec_... signing secret; shown once."}}}]},
     "Deleted": {"type": "object", "properties": {"id": {"type": "string"}, "object": {"type": "string"},
@@ -149,17 +172,13 @@ SCHEMAS = {
     "WalletLock": obj("wallet_lock", wallet_id=ID, status={"type": "string", "enum": ["active", "locked"]},
                       denied_card_ids={"type": "array", "items": HEX},
                       deny_list_version={"type": "integer"}),
-    "TapBatch": obj("tap_batch", received={"type": "integer"}, accepted={"type": "integer"},
-                    duplicate={"type": "integer"}, rejected={"type": "integer"}, results={
-                        "type": "array", "description": "One per row, in order.", "items": {
-                            "type": "object", "properties": {
-                                "id": NTEXT, "status": {"type": "string", "enum": ["accepted", "duplicate",
-                                                                                   "rejected"]},
-                                "reason": NTEXT, "flags": {"type": "array", "items": {"type": "string"}},
-                                "clearing": NTEXT}}}),
+    "TapBatch": obj("tap_batch", **UPLOAD_ANSWER),
+    "SaleBatch": obj("sale_batch", **UPLOAD_ANSWER),
     "Ridership": obj("ridership", data={"type": "array", "items": {"type": "object", "properties": {
         "route": NTEXT, "hour": TIME, "taps": {"type": "integer"}, "accepted": {"type": "integer"},
         "token_taps": {"type": "integer"}, "purse_revenue": MONEY, "currency": NTEXT}}}),
+    "SaleRevenue": obj("sale_revenue", data={"type": "array", "items": {"type": "object", "properties": {
+        "currency": {"type": "string"}, "sales": {"type": "integer"}, "revenue": MONEY}}}),
     "PurseLoad": obj("purse_load", id=ID, wallet_id=ID, card_id=HEX, counter={"type": "integer"},
                      amount=AMOUNT, currency=CURRENCY, status={"type": "string", "enum": [
                          "authorised", "applied", "superseded"]},
@@ -212,8 +231,9 @@ SCHEMAS.update({
     "Biller": obj("biller", id=ID, name={"type": "string"}, name_latin=NLATIN, language=NLATIN,
                   currency=CURRENCY, city={"type": "string"}, city_latin=NLATIN, mcc={"type": "string"},
                   created_at=TIME),
-    "BillerWithKey": {"allOf": [ref("Biller"), {"type": "object", "properties": {"api_key": {
-        "type": "string", "description": "sk_... bearer key; shown once, stored only as a hash."}}}]},
+    "BillerWithKey": {"allOf": [ref("Biller"), {"type": "object", "properties": {
+        "secret": {"type": "string", "description": "sk_... bearer key; shown once, stored only as a hash."},
+        "api_key": DEPRECATED_ALIAS}}]},
     "Bill": obj("bill", id=ID, biller_id=ID, biller_name={"type": "string"}, bill_number={"type": "string"},
                 consumer_number={"type": "string"}, period={"type": "string"}, amount_due=MONEY,
                 amount_paid=MONEY, amount_outstanding=MONEY, minimum_payment=MONEY, currency=CURRENCY,
@@ -278,6 +298,8 @@ SCHEMAS.update({  # account-based fares (gateway/api/card_links.py, gateway/api/
                             "route": {"type": "string"}, "hour": TIME, "currency": CURRENCY,
                             "trips": {"type": "integer"}, "token_revenue": MONEY, "unpaid": MONEY}}}),
 })
+ROLL_SECONDS = {"type": "integer", "minimum": 0, "maximum": 7 * 24 * 3600, "default": 24 * 3600,
+                "description": "Seconds the old secret keeps working beside the new one."}
 E = Endpoint
 ENDPOINTS: tuple[Endpoint, ...] = (
     E("POST", "/v1/customers", "Enrol a customer", "Wallets", ("operator",), "Customer", 201,
@@ -292,6 +314,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       "Statement", query=PAGE),
     E("POST", "/v1/wallets/{wallet_id}/pay_codes", "A single-use pay code for the till", "Wallets",
       ("wallet",), "PayCode", 201, errors=(409,)),
+    E("POST", "/v1/wallets/{wallet_id}/credential/revoke", "Revoke a wallet's credential", "Wallets",
+      ("operator",), "Wallet", 200,
+      description="The credential stops working at once (a gateway process that has it cached: within 5 s); "
+                  "the wallet, its money and its cards stay. Reissue gives it a new one."),
+    E("POST", "/v1/wallets/{wallet_id}/credential/reissue", "Reissue a wallet's credential", "Wallets",
+      ("operator", "wallet"), "WalletWithCredential", 201,
+      description="A new credential, shown once as `secret`; the one before stops at once."),
     E("POST", "/v1/wallets/{wallet_id}/concession", "Set a wallet's concession class", "Wallets",
       ("operator",), "Wallet", 200, {"class": {"type": "string", "examples": ["student"]}}, ("class",),
       errors=(409,),
@@ -302,6 +331,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
        "name_latin": NAME_LATIN, "language": LANGUAGE}, ("name",)),
     E("GET", "/v1/merchants/{merchant_id}", "Read a merchant", "Merchants", ("operator", "merchant"),
       "Merchant"),
+    E("GET", "/v1/merchants/{merchant_id}/api_keys", "A merchant's API keys (status and expiry, never the keys)",
+      "Merchants", ("operator", "merchant"), "ApiKeyList"),
+    E("POST", "/v1/merchants/{merchant_id}/api_keys/roll", "Roll a merchant's API key", "Merchants",
+      ("operator", "merchant"), "ApiKeyWithSecret", 201, {"expires_in": ROLL_SECONDS},
+      description="A new key, shown once as `secret`. The keys in use keep working for `expires_in` seconds "
+                  "(24 h unless given; 0 stops them at once), so the merchant's servers can change over."),
+    E("POST", "/v1/merchants/{merchant_id}/api_keys/{key_id}/revoke", "Revoke a merchant's API key at once",
+      "Merchants", ("operator", "merchant"), "ApiKey", 200,
+      description="The key stops working at once (a gateway process that has it cached: within 5 s)."),
     E("GET", "/v1/merchants/{merchant_id}/balance", "A merchant's balance", "Merchants",
       ("operator", "merchant"), "Balance"),
     E("GET", "/v1/merchants/{merchant_id}/statement", "A merchant's postings", "Merchants",
@@ -311,6 +349,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       errors=(404,)),
     E("GET", "/v1/terminals/{terminal_id}", "Read a terminal", "Merchants",
       ("operator", "merchant", "terminal"), "Terminal"),
+    E("POST", "/v1/terminals/{terminal_id}/suspend", "Suspend a terminal", "Merchants", ("operator", "merchant"),
+      "Terminal", 200, errors=(409,),
+      description="Its signed requests, tap uploads included, answer 403 `terminal_suspended` from the next "
+                  "one until it is resumed; taps it takes offline meanwhile wait in its journal."),
+    E("POST", "/v1/terminals/{terminal_id}/resume", "Resume a suspended terminal", "Merchants",
+      ("operator", "merchant"), "Terminal", 200, errors=(409,)),
+    E("POST", "/v1/terminals/{terminal_id}/revoke", "Revoke a terminal for good", "Merchants",
+      ("operator", "merchant"), "Terminal", 200, errors=(409,),
+      description="Its signed requests answer 403 `terminal_revoked` from the next one; it cannot be resumed."),
     E("POST", "/v1/topups", "Top a wallet up", "Payments", ("operator", "wallet"), "Topup", 201,
       {"wallet_id": ID, "amount": AMOUNT, "currency": CURRENCY}, ("wallet_id", "amount", "currency"),
       errors=(404, 409)),
@@ -347,9 +394,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       "WebhookEndpointWithSecret", 201,
       {"url": {"type": "string", "format": "uri", "maxLength": 2048},
        "event_types": {"type": "array", "minItems": 1, "items": {"anyOf": [EVENT_TYPE, {"const": "*"}]}}},
-      ("url",), description="Without `event_types`, the endpoint gets every type (`*`)."),
+      ("url",), errors=(409,), description="Without `event_types`, the endpoint gets every type (`*`). A "
+      "merchant has at most 16 enabled endpoints unless the operator sets another limit (409 "
+      "`too_many_webhook_endpoints`). The signing secret is stored sealed under the gateway's master key."),
     E("GET", "/v1/webhook_endpoints", "List webhook endpoints", "Webhooks", ("merchant",),
       "WebhookEndpointList"),
+    E("POST", "/v1/webhook_endpoints/{endpoint_id}/roll_secret", "Roll a webhook endpoint's signing secret",
+      "Webhooks", ("merchant",), "WebhookEndpointWithSecret", 200, {"expires_in": ROLL_SECONDS},
+      description="A new signing secret, shown once. The previous one keeps signing beside it (a `v1=` value "
+                  "each in Tapstack-Signature) for `expires_in` seconds: 24 h unless given, 0 (stop at once) "
+                  "to 7 days."),
     E("DELETE", "/v1/webhook_endpoints/{endpoint_id}", "Delete a webhook endpoint", "Webhooks",
       ("merchant",), "Deleted", description="Deliveries it had not received yet are cancelled."),
     E("GET", "/v1/events", "List events, newest first", "Webhooks", ("merchant",), "EventList", query=PAGE),
@@ -384,12 +438,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       description="Up to 1000 rows (1 MiB). Each row is judged alone: garbage rejected with a reason, "
                   "suspect rows flagged, a tap id already stored answered `duplicate`. Purse receipts "
                   "are verified and cleared in counter order; token taps wait for trip pricing. A row's "
-                  "`direction` is `on` (the default) or `off`; a purse tap-off is stored, not cleared."),
+                  "`direction` is `on` (the default) or `off`; a purse tap-off is stored, not cleared. "
+                  "A row on route `pos` (a till's sale, as tills uploaded them before `/v1/sales`) is "
+                  "stored as that sale, its stop the sale id."),
+    E("POST", "/v1/sales", "Upload a till's journalled sale records", "Transit", ("terminal",), "SaleBatch", 200,
+      {"sales": {"type": "array", "maxItems": 1000, "items": {"type": "object"}}}, ("sales",),
+      description="Up to 1000 records (1 MiB): cards presented at a till to pay a sale. Each is judged "
+                  "alone, as taps are; a paid purse sale's receipt is verified and cleared like a purse fare."),
     E("GET", "/v1/taps/ridership", "Ridership and purse revenue per route and hour", "Transit",
       ("operator", "merchant"), "Ridership",
       query={"from": ({"type": "string"}, "Unix seconds or ISO 8601; default: a day before `to`."),
              "to": ({"type": "string"}, "Unix seconds or ISO 8601; default: now."),
              "route": ({"type": "string"}, "One route only.")}),
+    E("GET", "/v1/sales/revenue", "Purse sales at tills and what clearing posted, per currency", "Transit",
+      ("operator", "merchant"), "SaleRevenue",
+      query={"from": ({"type": "string"}, "Unix seconds or ISO 8601; default: a day before `to`."),
+             "to": ({"type": "string"}, "Unix seconds or ISO 8601; default: now.")}),
     E("GET", "/v1/taps/fare-rules", "The fare rules validators price purse taps with", "Transit",
       ("terminal", "operator"), "FareRules", errors=(404,), description="404 while none are published."),
     E("POST", "/v1/wallets/{wallet_id}/purse-loads", "Load value onto the wallet's purse card", "Transit",
@@ -538,6 +602,8 @@ HEADERS = {
                                           "given to the same Idempotency-Key (nothing was done again); "
                                           "absent on a first answer.",
                            "schema": {"const": "true"}},
+    "RetryAfter": {"description": "Seconds until the rate limit's window ends.",
+                   "schema": {"type": "integer", "minimum": 1}},
     "WWWAuthenticate": {"description": "The scheme to authenticate with.",
                         "schema": {"type": "string", "examples": ['Bearer realm="tapstack"']}},
 }
@@ -552,6 +618,8 @@ ERRORS = {
     413: "The request body is larger than the endpoint takes (64 KiB; 1 MiB for tap uploads), "
          "chunked or not; nothing was done.",
     415: "A request body that is not sent as `Content-Type: application/json`.",
+    429: "The credential's requests passed its limit for the minute (`rate_limited`; a wallet's bill lookups by "
+         "consumer number have a lower one); nothing was done. Retry after Retry-After seconds.",
 }
 
 
@@ -561,6 +629,8 @@ def _errors(e: Endpoint) -> list[int]:
         codes.add(400)
     if e.auth:
         codes |= {401, 403}
+    if set(e.auth) - {"operator"}:  # gateway.rate_limits: every caller but the operator
+        codes.add(429)
     if "{" in e.path:
         codes.add(404)
     if e.idempotent:
@@ -604,6 +674,7 @@ def document() -> dict:
     responses = {f"Error{code}": {"description": text, "content": {
         "application/json": {"schema": ref("Error")}}} for code, text in ERRORS.items()}
     responses["Error401"]["headers"] = {"WWW-Authenticate": {"$ref": "#/components/headers/WWWAuthenticate"}}
+    responses["Error429"]["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "tapstack gateway", "version": VERSION,

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Iterable, Sequence
 
-from protocol.fares import FareError, FareRules, Line, money, price_boarding, rules_for
+from protocol.currency import money
+from protocol.fares import FareError, FareRules, Line, price_boarding, rules_for
 
 TAP_KINDS = ("on", "off")
 REPEAT_WINDOW = timedelta(minutes=2)  # same tap, same stop, within this: one tap

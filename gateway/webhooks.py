@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from gateway import webhook_targets
-from gateway.errors import invalid, not_found
+from gateway import sealing, webhook_targets
+from gateway.errors import conflict, invalid, not_found
 from gateway.services import iso, new_id, unix
 from gateway.store import webhooks as webhooks_db
 from protocol import webhook_signature
@@ -44,6 +44,10 @@ ALL_TYPES = "*"
 SIGNATURE_HEADER = "Tapstack-Signature"
 EVENT_ID_HEADER = "Tapstack-Event-Id"
 MAX_URL_LENGTH = 2048
+SEAL = "webhook_seal"          # the named secret (gateway.config) signing secrets are sealed under
+MAX_ENDPOINTS = 16             # enabled endpoints per merchant, unless the operator sets another limit
+DEFAULT_ROLL_SECONDS = 24 * 3600
+MAX_ROLL_SECONDS = 7 * 24 * 3600
 
 
 # --- endpoints -------------------------------------------------------------------------
@@ -75,16 +79,59 @@ def check_event_types(event_types: Any) -> list[str]:
 def _endpoint_view(row: dict) -> dict:
     return {"id": row["id"], "object": "webhook_endpoint", "url": row["url"],
             "event_types": row["event_types"].split(), "status": row["status"],
-            "created_at": iso(row["created_at"])}
+            "created_at": iso(row["created_at"]),
+            "previous_secret_expires_at": iso(row["previous_secret_expires_at"])
+            if row.get("previous_secret_expires_at") else None}
 
 
-def create_endpoint(tx, *, merchant_id: str, url: str, event_types: list[str] | None, now) -> dict:
-    """Register an endpoint; the answer carries its signing secret, which is never shown again."""
-    row = {"id": new_id("we"), "merchant_id": merchant_id, "url": check_url(url),
+def _context(endpoint_id: str) -> str:
+    return f"webhook_endpoint\n{endpoint_id}"
+
+
+def new_secret() -> str:
+    return "whsec_" + secrets.token_hex(24)
+
+
+def create_endpoint(tx, *, merchant_id: str, url: str, event_types: list[str] | None, now, seal_key: bytes,
+                    max_endpoints: int = MAX_ENDPOINTS) -> dict:
+    """Register an endpoint; the answer carries its signing secret, which is never shown again
+    and is stored sealed under seal_key. A merchant has at most max_endpoints enabled ones
+    (every payment writes a delivery to each)."""
+    if webhooks_db.count_enabled_endpoints(tx, merchant_id=merchant_id) >= max_endpoints:
+        raise conflict("too_many_webhook_endpoints",
+                       f"A merchant may have at most {max_endpoints} webhook endpoints; delete one first.")
+    secret, endpoint_id = new_secret(), new_id("we")
+    row = {"id": endpoint_id, "merchant_id": merchant_id, "url": check_url(url),
            "event_types": " ".join(check_event_types(event_types)),
-           "secret": "whsec_" + secrets.token_hex(24), "status": "enabled", "created_at": unix(now)}
+           "secret": sealing.seal(seal_key, secret, _context(endpoint_id)), "status": "enabled",
+           "created_at": unix(now)}
     webhooks_db.insert_endpoint(tx, **row)
-    return {**_endpoint_view(row), "secret": row["secret"]}
+    return {**_endpoint_view(row), "secret": secret}
+
+
+def roll_secret(tx, *, merchant_id: str, endpoint_id: str, now, seal_key: bytes,
+                expires_in: int = DEFAULT_ROLL_SECONDS) -> dict:
+    """Give the endpoint a new signing secret (in the answer, once); the current one keeps
+    signing beside it for expires_in seconds (0: stops at once), as Stripe's roll does."""
+    at = unix(now)
+    secret = new_secret()
+    if not webhooks_db.roll_secret(tx, merchant_id=merchant_id, endpoint_id=endpoint_id,
+                                   sealed=sealing.seal(seal_key, secret, _context(endpoint_id)),
+                                   previous_expires_at=at + expires_in if expires_in else None):
+        raise not_found("webhook endpoint", "id")
+    row = webhooks_db.endpoint(tx, merchant_id=merchant_id, endpoint_id=endpoint_id)
+    return {**_endpoint_view(row), "secret": secret}
+
+
+def seal_stored_secrets(store, seal_key: bytes) -> int:
+    """Seal the signing secrets an older release stored in plain text; how many. Every
+    gateway runs this as it starts: idempotent, and safe on several nodes at once (a row
+    is sealed only while it still holds the plain secret)."""
+    def seal_all(tx) -> int:
+        return sum(webhooks_db.seal_secret(tx, endpoint_id=r["id"], plain=r["secret"],
+                                           sealed=sealing.seal(seal_key, r["secret"], _context(r["id"])))
+                   for r in webhooks_db.plain_secrets(tx))
+    return store.write(seal_all)
 
 
 def list_endpoints(tx, *, merchant_id: str) -> list[dict]:
@@ -184,6 +231,7 @@ class Delivery:
     body: bytes
     attempts: int
     claim: str
+    previous_secret: str | None = None   # during a roll: signs beside the new one
 
 
 @dataclass(frozen=True)
@@ -197,7 +245,8 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def claim(tx, *, now, lease_seconds: int, limit: int, policy: RetryPolicy = RetryPolicy()) -> list[Delivery]:
+def claim(tx, *, now, lease_seconds: int, limit: int, seal_key: bytes,
+          policy: RetryPolicy = RetryPolicy()) -> list[Delivery]:
     """Take up to limit due deliveries for lease_seconds; each claim counts as an attempt.
 
     Due: pending and its time has come, or delivering under a lease that expired (its
@@ -210,8 +259,19 @@ def claim(tx, *, now, lease_seconds: int, limit: int, policy: RetryPolicy = Retr
     webhooks_db.cancel_due_to_deleted_endpoints(tx, now=at)
     rows = webhooks_db.lease_due_deliveries(tx, now=at, owner=new_id("claim"),
                                             lease_until=at + int(lease_seconds), limit=limit)
-    return [Delivery(r["id"], r["event_id"], r["endpoint_id"], r["url"], r["secret"],
-                     r["body"].encode("utf-8"), r["attempts"], r["claim"]) for r in rows]
+    return [Delivery(r["id"], r["event_id"], r["endpoint_id"], r["url"], _open(seal_key, r, "secret"),
+                     r["body"].encode("utf-8"), r["attempts"], r["claim"],
+                     _open(seal_key, r, "previous_secret") if (r["previous_secret_expires_at"] or 0) > at
+                     else None) for r in rows]
+
+
+def _open(seal_key: bytes, row: dict, column: str) -> str | None:
+    """The endpoint's secret in `column`, unsealed (one an older release stored in plain text,
+    not sealed yet by a starting gateway, as it is)."""
+    stored = row[column]
+    if stored is None or not sealing.is_sealed(stored):
+        return stored
+    return sealing.unseal(seal_key, stored, _context(row["endpoint_id"]))
 
 
 def record(tx, delivery: Delivery, outcome: Outcome, *, now, rand: float,
@@ -286,7 +346,8 @@ def _connect_to(addresses: list) -> Callable:
 
 def request_headers(delivery: Delivery, now) -> dict:
     return {"Content-Type": "application/json", "User-Agent": "tapstack-webhooks/1",
-            SIGNATURE_HEADER: webhook_signature.sign(delivery.secret, unix(now), delivery.body),
+            SIGNATURE_HEADER: webhook_signature.sign(delivery.secret, unix(now), delivery.body,
+                                                     *filter(None, [delivery.previous_secret])),
             EVENT_ID_HEADER: delivery.event_id}
 
 
@@ -295,6 +356,7 @@ class Deliverer:
     """The imperative shell: claims, POSTs and records, with injected clock, HTTP and randomness."""
     store: Any
     clock: Callable[[], datetime]
+    seal_key: bytes                 # config.secret(SEAL): what endpoints' secrets are sealed under
     post: Post = http_post
     random: Callable[[], float] = _random.random
     policy: RetryPolicy = RetryPolicy()
@@ -307,7 +369,8 @@ class Deliverer:
         """One round: claim what is due, deliver it, record it; how many were attempted."""
         now = self.clock()
         claimed = self.store.write(lambda tx: claim(tx, now=now, lease_seconds=self.lease_seconds,
-                                                    limit=self.batch, policy=self.policy))
+                                                    limit=self.batch, seal_key=self.seal_key,
+                                                    policy=self.policy))
         if not claimed:
             return 0
 

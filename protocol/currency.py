@@ -95,6 +95,12 @@ def alpha(numeric_code: int) -> str:
     raise UnknownCurrency(f"{numeric_code!r} is not the ISO 4217 numeric code of a currency with a minor unit")
 
 
+def money(minor: int, alpha_code: str) -> str:
+    """An amount as people read it: money(1250, "CNY") == "12.50 CNY" (exact; never parsed back).
+    UnknownCurrency for a code that is not ISO 4217, rather than guessing its decimals."""
+    return f"{decimal_text(minor, alpha_code)} {alpha_code}"
+
+
 def decimal_text(minor: int, alpha_code: str) -> str:
     """An amount of minor units written in the major unit, exactly, never through a float:
     decimal_text(2372, "CNY") == "23.72", decimal_text(-5, "CNY") == "-0.05", decimal_text(999, "JPY") == "999"."""

@@ -25,6 +25,7 @@ from typing import Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from protocol import currency as iso4217
+from protocol.currency import money
 
 MAX_AMOUNT = 10**9  # fen: far above any fare, far below any overflow
 MAX_DISTANCE_M = 10**7  # 10,000 km
@@ -197,12 +198,6 @@ class FareRules:
         """The local date of the Monday that starts `at`'s week."""
         day = self.local_day(at)
         return day - timedelta(days=day.weekday())
-
-
-def money(amount: int, currency: str) -> str:
-    """150, "CNY" -> "1.50 CNY" (for statements; never parsed back); UnknownCurrency
-    (a ValueError) for a code that is not ISO 4217, rather than guessing its decimals."""
-    return f"{iso4217.decimal_text(amount, currency)} {currency}"
 
 
 # ------------------------------------------------------------------------ pricing

@@ -29,9 +29,11 @@ def signature(secret: str | bytes, timestamp: int, body: bytes) -> str:
     return hmac.new(_key(secret), signed, hashlib.sha256).hexdigest()
 
 
-def sign(secret: str | bytes, timestamp: int, body: bytes) -> str:
-    """The header value for body sent at unix time timestamp."""
-    return f"t={int(timestamp)},{SCHEME}={signature(secret, timestamp, body)}"
+def sign(secret: str | bytes, timestamp: int, body: bytes, *more_secrets: str | bytes) -> str:
+    """The header value for body sent at unix time timestamp: one v1 value per secret (the
+    current one first, then those still valid during a roll)."""
+    values = ",".join(f"{SCHEME}={signature(s, timestamp, body)}" for s in (secret, *more_secrets))
+    return f"t={int(timestamp)},{values}"
 
 
 def parse(header: str) -> tuple[int | None, list[str]]:

@@ -14,13 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from protocol.currency import decimal_text, is_known
+from protocol.currency import is_known
+from protocol.currency import money as currency_money
 
 
 def money(amount: int, currency: str | None) -> str:
     """150, "CNY" -> "1.50 CNY" (display only; never parsed back)."""
     if currency and is_known(currency):
-        return f"{decimal_text(amount, currency)} {currency}"
+        return currency_money(amount, currency)
     return f"{amount} minor units"
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-from terminal.gateway_client import GatewayClient, GatewayError, GatewayRefused
+from protocol.uplink import Client, GatewayError, GatewayRefused
 from terminal.tap import TapContext, tap
 
 NO_TERMINAL_ID = bytes(8)  # link mode debits nothing, so no receipt names this terminal
@@ -58,7 +58,7 @@ def idempotency_key(code: str, token: str) -> str:
     return "link-" + hashlib.sha256(f"{code}\n{token}".encode()).hexdigest()[:40]
 
 
-def post_link(client: GatewayClient, code: str, kind: str, token: str) -> LinkedCard:
+def post_link(client: Client, code: str, kind: str, token: str) -> LinkedCard:
     path = f"/v1/card-links/{urllib.parse.quote(code.strip(), safe='')}/tap"
     try:
         answer = client.post(path, {"token": token}, idempotency_key=idempotency_key(code, token))
@@ -73,7 +73,7 @@ def post_link(client: GatewayClient, code: str, kind: str, token: str) -> Linked
     return LinkedCard(kind, token, answer["wallet_id"], answer["assurance"], answer["id"])
 
 
-def link_card(reader, client: GatewayClient, code: str, token_key: bytes, *, wait: float = DEFAULT_WAIT,
+def link_card(reader, client: Client, code: str, token_key: bytes, *, wait: float = DEFAULT_WAIT,
               clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> LinkedCard:
     """Wait for one card, read its token and link it with the code; LinkRefused saying why not."""
     session = reader.wait_for_card(wait)
@@ -103,7 +103,7 @@ def describe(linked: LinkedCard) -> str:
 def _command():
     import click
 
-    from terminal.gateway_client import parse_terminal_key
+    from protocol.uplink import parse_terminal_key
     from terminal.readers import SPEC_HELP
     from terminal.run import hex_arg, secret_text
 
@@ -129,7 +129,7 @@ def _command():
             raise click.ClickException(str(e)) from None
         click.echo(f"tap the card to link on {reader.name} (code {code})")
         try:
-            linked = link_card(reader, GatewayClient(gateway, key_id, secret), code, token, wait=wait,
+            linked = link_card(reader, Client(gateway, key_id, secret), code, token, wait=wait,
                                clock=lambda: datetime.now(timezone.utc))
         except (LinkRefused, readers.ReaderError) as e:
             raise click.ClickException(str(e)) from None

@@ -22,7 +22,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from protocol import currency as iso4217
+from protocol.currency import money
 from protocol import signed_qr
+from protocol.uplink import SaleRecord
+from protocol.uplink.records import LEGACY_TILL_ROUTE
 
 OPEN, CAPTURING, PAID, CANCELLED = "open", "capturing", "paid", "cancelled"
 GATEWAY_PAY_CODE_PREFIX = "pc_"  # the gateway's own single-use codes (POST /v1/wallets/<id>/pay_codes)
@@ -225,6 +228,22 @@ def tap_result(decision) -> Result:
                   decision.balance_after)
 
 
+def sale_record(decision, sale_id: str) -> SaleRecord:
+    """A card's terminal.validator.Decision at the till as the sale record the journal keeps
+    and POST /v1/sales takes (the record id is the journal's)."""
+    return SaleRecord(int(decision.at.timestamp()), sale_id, decision.kind, decision.accepted, decision.reason,
+                      decision.amount, decision.currency, decision.balance_after, decision.card_id,
+                      decision.token, decision.receipt)
+
+
+def journalled_sale(row: dict) -> str | None:
+    """The sale id a journal row paid for: a sale record's, or that of a tap on route
+    LEGACY_TILL_ROUTE, as tills journalled sales before sale records."""
+    if "sale" in row:
+        return row["sale"]
+    return row.get("stop") if row.get("route") == LEGACY_TILL_ROUTE else None
+
+
 def paid(sale: Sale, method: str, *, payment_id: str | None = None, tap_id: str | None = None,
          balance_after: int | None = None) -> Sale:
     return replace(sale, state=PAID, method=method, payment_id=payment_id, tap_id=tap_id,
@@ -283,11 +302,6 @@ def gateway_refusal(status: int, error: dict, method: str) -> Result:
 
 
 # --- the display -----------------------------------------------------------------------
-
-def money(amount: int, currency: str) -> str:
-    """1250, "CNY" -> "12.50 CNY" (exact, by the currency's own decimals)."""
-    return f"{iso4217.decimal_text(amount, currency)} {currency}"
-
 
 def sale_line(sale: Sale) -> str:
     ref = f"  ref {sale.reference}" if sale.reference else ""

@@ -34,8 +34,8 @@ from pathlib import Path
 from protocol import certs, fares
 from protocol import purse as p
 from protocol.apdu import MalformedAPDU, parse_response
+from protocol.uplink import Client, GatewayError, GatewayRefused, reference
 from terminal import display, validator
-from terminal.gateway_client import GatewayClient, GatewayError, GatewayRefused
 from terminal.journal import Journal, JournalError
 from terminal.loop import ClockWatch, Service, serve
 from terminal.readers.base import CardRemoved, ReaderError
@@ -46,7 +46,6 @@ log = logging.getLogger("terminal")
 
 MODES = ("bus", "pos")
 DIRECTIONS = ("on", "off")
-FARE_RULES_PATH = "/v1/taps/fare-rules"
 CONCESSION = "adult"  # a card-based purse carries no concession class yet: the adult fare
 
 
@@ -122,10 +121,6 @@ class Reference:
         return self.rules.version if self.rules is not None else None
 
 
-def parse_rules_document(document: dict):
-    return fares.parse_rules(document)
-
-
 def load_reference(journal: Journal, fallback_rules: Path | None) -> Reference:
     ref = Reference()
     keys = journal.load("issuer_keys")
@@ -136,28 +131,27 @@ def load_reference(journal: Journal, fallback_rules: Path | None) -> Reference:
         ref.deny, ref.deny_version = frozenset(deny[0]["entries"]), int(deny[0]["version"])
     rules = journal.load("fare_rules")
     if rules:
-        ref.rules = parse_rules_document(rules[0])
+        ref.rules = reference.fare_rules(rules[0])
     elif fallback_rules is not None:
-        ref.rules = parse_rules_document(json.loads(Path(fallback_rules).read_text(encoding="utf-8")))
+        ref.rules = reference.fare_rules(json.loads(Path(fallback_rules).read_text(encoding="utf-8")))
     refreshed = journal.load("refreshed_at")
     if refreshed:
         ref.refreshed_at = datetime.fromtimestamp(refreshed[0], timezone.utc)
     return ref
 
 
-def refresh_reference(ref: Reference, client: GatewayClient, journal: Journal | None, now: datetime
+def refresh_reference(ref: Reference, client: Client, journal: Journal | None, now: datetime
                       ) -> tuple[Reference, JournalError | None]:
     """Download keys, the deny-list delta and fare rules; cache each in the journal. The new
     reference data, and the JournalError that kept it from being cached (it is used anyway).
     Raises GatewayError when the gateway cannot be reached (the old data stays)."""
-    keys = client.get("/v1/issuer/keys")["data"]
-    issuer_keys = {bytes.fromhex(k["key_id"]): bytes.fromhex(k["public_key"]) for k in keys}
-    deny, version = validator.apply_deny_delta(ref.deny, ref.deny_version,
-                                               client.get(f"/v1/issuer/deny-list?since={ref.deny_version}"))
+    issuer_keys = reference.issuer_keys(client.get(reference.KEYS_PATH))
+    deny, version = reference.apply_deny_delta(ref.deny, ref.deny_version,
+                                               client.get(reference.deny_list_path(ref.deny_version)))
     rules, rules_doc = ref.rules, None
     try:
-        rules_doc = client.get(FARE_RULES_PATH)
-        rules = parse_rules_document(rules_doc)
+        rules_doc = client.get(reference.FARE_RULES_PATH)
+        rules = reference.fare_rules(rules_doc)
     except GatewayRefused as e:
         if e.status != 404:
             raise
@@ -236,29 +230,6 @@ def purse_tap_off(fci: p.Fci, *, now: datetime, place: validator.Place,
 
 # --- the shell ---------------------------------------------------------------------------
 
-class _Primed:
-    """A session whose first answer (to SELECT) was already read for the repeat check:
-    tap() gets it again without a second exchange over the air. The UID is asked of the
-    session only if the tap needs it (over PC/SC that is one more exchange, FF CA)."""
-
-    def __init__(self, session, command: bytes, answer: bytes):
-        self.session, self.atr = session, session.atr
-        self._command, self._answer = command, answer
-
-    @property
-    def uid(self) -> bytes | None:
-        return self.session.uid
-
-    def transmit(self, apdu: bytes) -> bytes:
-        if self._answer is not None and bytes(apdu) == self._command:
-            answer, self._answer = self._answer, None
-            return answer
-        return self.session.transmit(apdu)
-
-    def close(self) -> None:
-        self.session.close()
-
-
 def unrecorded(decision: validator.Decision, error: JournalError) -> validator.Decision:
     """What the rider is shown for a tap the journal could not take: refused, out of service."""
     return replace(validator.refusal("journal_unavailable", now=decision.at,
@@ -281,7 +252,7 @@ class Validator:
     """The bus validator: the desk terminal.loop.serve drives (between_cards, handle_card)."""
     JOURNAL_PROBE = 2.0  # seconds between two tries of a journal that failed
 
-    def __init__(self, settings: Settings, reader, journal: Journal, *, client: GatewayClient | None = None,
+    def __init__(self, settings: Settings, reader, journal: Journal, *, client: Client | None = None,
                  clock: Callable[[], datetime] = utc_now, out: Callable[[str], None] = print,
                  service: Service | None = None):
         check_settings(settings)
@@ -331,9 +302,8 @@ class Validator:
             return validator.refusal("journal_unavailable", now=now, place=self.place,
                                      detail=f"the journal cannot be written: {self.service.problems['journal']}")
         amount, currency, version = self.fare()
-        select = p.select_command()
         try:
-            first = bytes(session.transmit(select))
+            first = bytes(session.transmit(p.select_command()))
         except CardRemoved:
             return validator.refusal("card_removed", now=now, place=self.place)
         except ReaderError as e:
@@ -363,7 +333,7 @@ class Validator:
         # Without a fare only token cards get this far; EMV reading wants some amount for its GPO.
         ctx = TapContext(amount or 1, currency, self.s.terminal_id, self.ref.issuer_keys, self.s.token_key, now,
                          deny=self.ref.deny, nonce=nonce)
-        outcome, self.pending = tap(_Primed(session, select, first), ctx, self.pending)
+        outcome, self.pending = tap(session, ctx, self.pending, selected=first)
         return validator.decide(outcome, now=now, place=self.place, rules_version=version, recent=self.recent,
                                 window=self.s.repeat_window)
 
@@ -410,12 +380,13 @@ class Validator:
             self.uploader.poke()
         return decision
 
-    def record(self, decision: validator.Decision) -> str | None:
-        """Write decision and the pending debits durably; its tap id, or None when the journal
-        cannot be written. A purse that paid keeps its debit pending then, so its next tap
-        completes it (GET RECEIPT) instead of charging it again."""
+    def record(self, decision: validator.Decision, entry=None) -> str | None:
+        """Write decision (as `entry`, a record of protocol.uplink, when given: a till's sale)
+        and the pending debits durably; its journal id, or None when the journal cannot be
+        written. A purse that paid keeps its debit pending then, so its next tap completes it
+        (GET RECEIPT) instead of charging it again."""
         try:
-            tap_id = self.journal.record(decision, self.pending)
+            tap_id = self.journal.record(entry or decision, self.pending)
         except JournalError as e:
             self._journal_error = e
             self.service.report("journal", str(e))
@@ -629,7 +600,7 @@ def read_qr_text(path: Path) -> str | None:
 
 
 def run(settings: Settings, *, out: Callable[[str], None] = print) -> int:
-    """`tapstack terminal run`: open the reader and journal, start the uploader, loop until stopped."""
+    """`tapstack terminal validator`: open the reader and journal, start the uploader, loop until stopped."""
     from terminal.loop import open_terminal
 
     check_settings(settings)
@@ -637,7 +608,7 @@ def run(settings: Settings, *, out: Callable[[str], None] = print) -> int:
     stop, reader, journal = opened.stop, opened.reader, opened.journal
     if journal is None:  # stopped before the journal could be opened
         return 0
-    client = (GatewayClient(settings.gateway, settings.key_id, settings.secret)
+    client = (Client(settings.gateway, settings.key_id, settings.secret)
               if settings.gateway else None)
     v = Validator(settings, reader, journal, client=client, out=out, service=opened.service)
     commands: queue.Queue = queue.Queue()
@@ -664,7 +635,7 @@ def _read_commands(commands: queue.Queue) -> None:
             commands.put(line)
 
 
-# --- `tapstack terminal run` ---------------------------------------------------------------
+# --- command-line values (terminal/commands.py) --------------------------------------------
 
 def secret_text(value: str) -> str:
     """A secret given inline, or @FILE to read it from a file (keeps it out of `ps`)."""
@@ -679,85 +650,3 @@ def hex_arg(text: str, name: str) -> bytes:
         return bytes.fromhex(text)
     except ValueError:
         raise ValueError(f"{name} must be hex digits") from None
-
-
-def _command():
-    import click
-
-    from terminal.gateway_client import parse_terminal_key
-    from terminal.readers import SPEC_HELP
-
-    @click.command("run")
-    @click.option("--mode", type=click.Choice(MODES), default="bus", show_default=True)
-    @click.option("--route", help="Route the validator starts on.")
-    @click.option("--direction", type=click.Choice(DIRECTIONS), default="on", show_default=True,
-                  help="--mode bus: on at the entry door; off at the exit door, recording tap-offs "
-                       "(a purse is not debited there).")
-    @click.option("--stop", help="Stop the validator starts at.")
-    @click.option("--reader", "reader_spec", default="pcsc", show_default=True, help=SPEC_HELP)
-    @click.option("--gateway", help="Gateway base URL, e.g. http://127.0.0.1:8000 (none: offline only).")
-    @click.option("--terminal-key", help="KEY_ID:SECRET_HEX from 'POST /v1/terminals', or @FILE holding it.")
-    # Required at a till too: it refuses bank and UID cards but journals and uploads each
-    # refusal under the card's token, which must match the one the operator's validators use.
-    @click.option("--token-key", required=True,
-                  help="Token key in hex (>= 16 bytes), or @FILE holding it; the operator's one, also at a till.")
-    @click.option("--journal", type=click.Path(dir_okay=False, path_type=Path), default="validator-journal.db",
-                  show_default=True)
-    @click.option("--stop-feed", type=click.Path(dir_okay=False, path_type=Path),
-                  help="JSON or CSV of stop changes (at, route, stop), followed as it changes.")
-    @click.option("--issuer-key", "issuer_keys", multiple=True,
-                  help="An issuer public key (64 hex digits) to trust before any download; repeatable.")
-    @click.option("--fare-rules", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                  help="Fare rules JSON to use until the gateway's are downloaded.")
-    @click.option("--fare", type=click.IntRange(1, p.MAX_AMOUNT), help="Flat fare in minor units when there are no fare rules.")
-    @click.option("--currency", default="CNY", show_default=True)
-    @click.option("--terminal-id", help="8-byte id in receipts (16 hex digits); default: from the key id.")
-    @click.option("--qr-frame", type=click.Path(dir_okay=False, path_type=Path),
-                  help="An image file a camera rewrites; each new frame is scanned for a QR ticket.")
-    @click.option("--qr-dir", type=click.Path(file_okay=False, path_type=Path),
-                  help="A directory watched for new QR frame images.")
-    @click.option("--refresh-every", type=click.FloatRange(1), default=60.0, show_default=True,
-                  help="Seconds between downloads of keys, deny-list and fare rules.")
-    @click.option("--max-taps", type=click.IntRange(1), help="Stop after this many taps.")
-    @click.option("--sales", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                  help="--mode pos: till commands to run unattended, one a line (sale 12.50 ...).")
-    @click.option("--qr-out", type=click.Path(dir_okay=False, path_type=Path), default="checkout-qr.png",
-                  show_default=True, help="--mode pos: where the checkout QR code is saved as PNG.")
-    @click.option("--merchant-key", help="--mode pos: refund under the merchant's API key sk_... (or @FILE) "
-                  "instead of the till's terminal key.")
-    def run_command(mode, route, direction, stop, reader_spec, gateway, terminal_key, token_key, journal, stop_feed,
-                    issuer_keys, fare_rules, fare, currency, terminal_id, qr_frame, qr_dir, refresh_every, max_taps,
-                    sales, qr_out, merchant_key):
-        """Run a bus validator (or, with --mode pos, a shop till): tap, journal, upload; keeps working offline."""
-        from terminal.readers import ReaderError as OpenError
-
-        try:
-            key_id, secret = parse_terminal_key(secret_text(terminal_key)) if terminal_key else (None, None)
-            token = hex_arg(secret_text(token_key), "--token-key")
-            tid = hex_arg(terminal_id, "--terminal-id") if terminal_id else default_terminal_id(key_id)
-            if mode == "pos":
-                from terminal import till
-
-                till_settings = till.TillSettings(
-                    reader=reader_spec, gateway=gateway, key_id=key_id, secret=secret, token_key=token,
-                    journal=journal, currency=currency, terminal_id=tid,
-                    issuer_keys=tuple(hex_arg(k, "--issuer-key") for k in issuer_keys), qr_frame=qr_frame,
-                    qr_dir=qr_dir, qr_out=qr_out, sales=sales, refresh_every=refresh_every,
-                    merchant_key=secret_text(merchant_key) if merchant_key else None)
-                raise SystemExit(till.run(till_settings, out=click.echo))
-            settings = Settings(mode=mode, route=route, stop=stop, reader=reader_spec, gateway=gateway,
-                                key_id=key_id, secret=secret, token_key=token, journal=journal,
-                                stop_feed=stop_feed, fare_rules=fare_rules, fare=fare, currency=currency,
-                                terminal_id=tid, issuer_keys=tuple(hex_arg(k, "--issuer-key") for k in issuer_keys),
-                                qr_frame=qr_frame, qr_dir=qr_dir, refresh_every=refresh_every,
-                                max_taps=max_taps, direction=direction)
-            check_settings(settings)
-            code = run(settings, out=click.echo)
-        except (ValueError, OSError, JournalError, OpenError) as e:
-            raise click.ClickException(str(e)) from None
-        raise SystemExit(code)
-
-    return run_command
-
-
-run_command = _command()

@@ -112,18 +112,22 @@ class _Link:
 
 
 def tap(session: CardSession, ctx: TapContext, pending: tuple[PendingDebit, ...] = (), *,
-        read_emv: Callable | None = None, uid_token: Callable | None = None
+        read_emv: Callable | None = None, uid_token: Callable | None = None, selected: bytes | None = None
         ) -> tuple[TapOutcome, tuple[PendingDebit, ...]]:
     """Read and decide one tap. Returns the outcome and the unfinished debits to keep.
+
+    selected: the card's answer to the purse SELECT when the caller sent it already (the
+    validator reads the card id for its repeat check first); it is not sent again.
 
     read_emv(transmit, token_key) -> object with .token, or None when the card has no
     EMV application (default terminal.emv.read_token); uid_token(key, uid) -> token
     (default protocol.tokens.uid_token).
     """
     link = _Link(session)
+    link.count = 0 if selected is None else 1  # the caller's SELECT is one of this tap's exchanges
     pending = tuple(pending)
     try:
-        outcome, pending = _tap(link, session, ctx, pending, read_emv, uid_token)
+        outcome, pending = _tap(link, session, ctx, pending, read_emv, uid_token, selected)
     except CardRemoved:
         outcome = _error("card_removed", "the card left the field")
     except ReaderError as e:
@@ -143,8 +147,8 @@ def _denied(ctx: TapContext, ident: bytes | str) -> bool:
     return ident in ctx.deny or (isinstance(ident, bytes) and ident.hex() in ctx.deny)
 
 
-def _tap(link, session, ctx, pending, read_emv, uid_token):
-    selected = link.exchange(p.select_command())
+def _tap(link, session, ctx, pending, read_emv, uid_token, answer):
+    selected = link.exchange(p.select_command()) if answer is None else parse_response(answer)
     if selected.sw == SW_OK:
         return _purse(link, ctx, pending, selected.data)
     # No purse (6A82, or a card refusing our SELECT in any other way): EMV, then UID.

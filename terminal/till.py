@@ -1,4 +1,4 @@
-"""The shop till: `tapstack terminal run --mode pos`, the shell around terminal.pos.
+"""The shop till: `tapstack terminal till`, the shell around terminal.pos.
 
 The cashier rings up a sale (`sale 12.50` on stdin, or a scripted --sales file); the
 customer then pays it one of three ways:
@@ -22,7 +22,6 @@ says so and keeps the sale open.
 from __future__ import annotations
 
 import io
-import json
 import os
 import queue
 import threading
@@ -35,7 +34,7 @@ from pathlib import Path
 
 from protocol import purse as p
 from terminal import pos, validator
-from terminal.gateway_client import (GatewayClient, GatewayError, GatewayRefused, GatewayUnavailable,
+from protocol.uplink import (Client, GatewayError, GatewayRefused, GatewayUnavailable,
                                      urllib_send)
 from terminal.journal import Journal, JournalError
 from terminal.loop import ClockWatch, Service, serve
@@ -97,7 +96,7 @@ class _Desk(Validator):
 
 
 class Till:
-    def __init__(self, settings: TillSettings, reader, journal: Journal, *, client: GatewayClient | None = None,
+    def __init__(self, settings: TillSettings, reader, journal: Journal, *, client: Client | None = None,
                  clock: Callable[[], datetime] = utc_now, out: Callable[[str], None] = print,
                  pause: Callable[[float], None] = time.sleep, service: Service | None = None):
         check_till_settings(settings)
@@ -118,7 +117,7 @@ class Till:
             self._paid_by_journalled_tap()
         self.seen: dict = {}  # signed pay codes charged here (their replay keys), until they expire
         self.completed = 0
-        self.merchant: MerchantClient | None = None  # refunds under the merchant's key, when given one
+        self.merchant: Client | None = None  # refunds under the merchant's key, when given one
         # A pay code's call that never got an answer: (step, its sale, the code), in memory only.
         self.unanswered: tuple[str, pos.Sale, str] | None = None
         self.uploader: Uploader | None = None
@@ -148,7 +147,7 @@ class Till:
         """A till that died between journalling a purse payment and closing its sale finds
         the tap (its row names the sale) and closes the sale, so nobody pays it twice."""
         for row in reversed(self.journal.taps()):
-            if row["stop"] == self.sale.id and row["kind"] == "purse" and row["accepted"]:
+            if pos.journalled_sale(row) == self.sale.id and row["kind"] == "purse" and row["accepted"]:
                 self._save(pos.paid(self.sale, "purse", tap_id=row["id"], balance_after=row["balance_after"]))
                 return
             if row["at"] < int(self.sale.opened_at.timestamp()):
@@ -209,7 +208,7 @@ class Till:
         result = pos.tap_result(decision)
         if decision.accepted and not result.approved:  # a bank or UID card: recorded as refused, never charged
             decision = replace(decision, accepted=False, reason=result.reason, message=result.message)
-        tap_id = self.desk.record(decision)
+        tap_id = self.desk.record(decision, pos.sale_record(decision, sale.id))
         if tap_id is None:  # not journalled, so not taken: the sale stays open (a paid purse recovers)
             result = pos.refused("journal_unavailable", "purse" if decision.kind == "purse" else "card",
                                  f"the journal cannot be written: {self.desk._journal_error}")
@@ -584,34 +583,12 @@ class Till:
                 self.desk.refresher = None
 
 
-class MerchantClient:
-    """POSTs under the merchant's own API key (Bearer sk_...), for a till that refunds as the
-    merchant rather than with its terminal key. Errors as GatewayClient's."""
-
-    def __init__(self, base_url: str, api_key: str, *, send=None):
-        if not api_key.startswith("sk_"):
-            raise ValueError("a merchant key starts with sk_ (from POST /v1/merchants)")
-        self.base_url, self._key = base_url.rstrip("/"), api_key
-        self._send = send or urllib_send(timeout=5.0)
-
-    def post(self, path: str, body: dict, *, idempotency_key: str) -> dict:
-        headers = {"Authorization": f"Bearer {self._key}", "Content-Type": "application/json",
-                   "Idempotency-Key": idempotency_key}
-        try:
-            status, answer, *_ = self._send("POST", self.base_url + path, headers,
-                                            json.dumps(body, separators=(",", ":")).encode())
-        except (OSError, TimeoutError) as e:
-            raise GatewayUnavailable(f"{self.base_url}: {e}") from None
-        try:
-            doc = json.loads(answer or b"{}")
-        except ValueError:
-            doc = None
-        if status >= 500 or not isinstance(doc, dict):
-            raise GatewayUnavailable(f"{self.base_url}{path}: HTTP {status}")
-        if status >= 400:
-            error = doc.get("error")
-            raise GatewayRefused(status, error if isinstance(error, dict) else {"message": str(doc)[:200]})
-        return doc
+def merchant_client(base_url: str, api_key: str, *, send=None) -> Client:
+    """A client under the merchant's own API key (Bearer sk_...), for a till that refunds as
+    the merchant rather than with its terminal key."""
+    if not api_key.startswith("sk_"):
+        raise ValueError("a merchant key starts with sk_ (from POST /v1/merchants)")
+    return Client.bearer(base_url, api_key, send=send or urllib_send(timeout=5.0))
 
 
 def draw_qr(payload: str, png: Path | None) -> list[str]:
@@ -636,7 +613,7 @@ def read_script(path: Path) -> list[str]:
 
 
 def run(settings: TillSettings, *, out: Callable[[str], None] = print) -> int:
-    """`tapstack terminal run --mode pos`: open the reader and journal, upload, take sales."""
+    """`tapstack terminal till`: open the reader and journal, upload, take sales."""
     from terminal.loop import open_terminal
     from terminal.run import _read_commands
 
@@ -647,11 +624,11 @@ def run(settings: TillSettings, *, out: Callable[[str], None] = print) -> int:
     if journal is None:  # stopped before the journal could be opened
         return 0
     # A short timeout: the customer waits for each try, and a try without an answer is retried.
-    client = (GatewayClient(settings.gateway, settings.key_id, settings.secret, send=urllib_send(timeout=5.0))
+    client = (Client(settings.gateway, settings.key_id, settings.secret, send=urllib_send(timeout=5.0))
               if settings.gateway else None)
     till = Till(settings, reader, journal, client=client, out=out, service=opened.service)
     if settings.gateway and settings.merchant_key:
-        till.merchant = MerchantClient(settings.gateway, settings.merchant_key)
+        till.merchant = merchant_client(settings.gateway, settings.merchant_key)
     till.script.extend(script)
     commands: queue.Queue = queue.Queue()
     if settings.sales is None:

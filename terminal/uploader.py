@@ -1,6 +1,7 @@
 """Uploads the journal to the gateway: oldest first, in batches, retried with backoff.
 
-A batch is the oldest unsent taps (500 by default) sent as one POST /v1/taps. The
+A batch is the oldest unsent journal rows (500 by default): its taps sent as one POST
+/v1/taps, its sales (a till's, protocol.uplink.SaleRecord) as one POST /v1/sales. The
 gateway answers for each tap id (accepted, duplicate or rejected with a reason) and
 only then are those rows marked sent, in one journal transaction. A validator killed
 between the gateway's commit and that mark sends the batch again at restart; the
@@ -21,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from terminal.gateway_client import GatewayClient, GatewayError, GatewayRefused
+from protocol import uplink
+from protocol.uplink import Client, GatewayError, GatewayRefused
 from terminal.journal import Journal, JournalError
 
 log = logging.getLogger("terminal")
 
-TAPS_PATH = "/v1/taps"
 BATCH_SIZE = 500
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
@@ -68,32 +69,43 @@ def result_of(row: dict) -> str:
     return f"rejected:{row.get('reason', 'unknown')}"
 
 
-def batch_key(rows: list[dict]) -> str:
-    """The Idempotency-Key of a batch: its tap ids. A batch sent again after a crash is the
+def batch_key(rows: list[dict], prefix: str = "taps") -> str:
+    """The Idempotency-Key of a batch: its row ids. A batch sent again after a crash is the
     same rows (journal rows never change), so the gateway replays its first answer."""
-    return "taps-" + hashlib.sha256("\n".join(r["id"] for r in rows).encode()).hexdigest()[:48]
+    return f"{prefix}-" + hashlib.sha256("\n".join(r["id"] for r in rows).encode()).hexdigest()[:48]
 
 
-def upload_batch(journal: Journal, client: GatewayClient, now: Callable[[], datetime],
+def _send(client: Client, path: str, field: str, rows: list[dict]) -> list[dict]:
+    """POST rows as {field: rows}; the gateway's answers for them."""
+    answer = client.post(path, {field: rows}, idempotency_key=batch_key(rows, field))
+    results = answer.get("results") if isinstance(answer, dict) else None
+    if not isinstance(results, list):
+        raise GatewayRefused(200, {"message": "the gateway's answer has no results"})
+    sent = {r["id"] for r in rows}
+    return [r for r in results if isinstance(r, dict) and r.get("id") in sent]
+
+
+def upload_batch(journal: Journal, client: Client, now: Callable[[], datetime],
                  batch_size: int = BATCH_SIZE, report: UploadReport | None = None) -> int:
     """Send one batch of unsent taps; the number sent (0: nothing was waiting).
     Raises GatewayError when the gateway did not answer for the batch."""
     rows = journal.unsent(batch_size)
     if not rows:
         return 0
-    answer = client.post(TAPS_PATH, {"taps": rows}, idempotency_key=batch_key(rows))
-    results = answer.get("results") if isinstance(answer, dict) else None
-    sent = {r["id"] for r in rows}
-    if not isinstance(results, list):
-        raise GatewayRefused(200, {"message": "the gateway's answer has no results"})
-    answered = {r["id"]: result_of(r) for r in results if isinstance(r, dict) and r.get("id") in sent}
-    journal.mark_sent(answered, now())
+    taps = [r for r in rows if not uplink.is_sale(r)]
+    sales = [r for r in rows if uplink.is_sale(r)]
+    results = []
+    if taps:
+        results += _send(client, uplink.TAPS_PATH, "taps", taps)
+    if sales:  # a batch's taps are marked only with its sales: a re-sent tap is a duplicate
+        results += _send(client, uplink.SALES_PATH, "sales", sales)
+    journal.mark_sent({r["id"]: result_of(r) for r in results}, now())
     if report is not None:
-        report.add([r for r in results if isinstance(r, dict) and r.get("id") in sent])
+        report.add(results)
     return len(rows)
 
 
-def upload_all(journal: Journal, client: GatewayClient, now: Callable[[], datetime],
+def upload_all(journal: Journal, client: Client, now: Callable[[], datetime],
                batch_size: int = BATCH_SIZE) -> UploadReport:
     """Send batches until nothing is left; GatewayError from the first batch that fails."""
     report = UploadReport()
@@ -105,7 +117,7 @@ def upload_all(journal: Journal, client: GatewayClient, now: Callable[[], dateti
 class Uploader:
     """A background thread running upload_all whenever taps wait, backing off on failure."""
 
-    def __init__(self, journal_path, terminal_id: bytes, client: GatewayClient, now: Callable[[], datetime], *,
+    def __init__(self, journal_path, terminal_id: bytes, client: Client, now: Callable[[], datetime], *,
                  batch_size: int = BATCH_SIZE, idle: float = 2.0, on_error: Callable[[str], None] | None = None,
                  rng: random.Random | None = None, wait: Callable[[float], None] | None = None):
         self.journal_path, self.terminal_id, self.client, self.now = journal_path, terminal_id, client, now

@@ -9,7 +9,6 @@ this module decides what the validator makes of it and what goes into the journa
 - `decide` turns a TapOutcome into a `Decision`: accepted or refused, the reason,
   the fare and rules version, the place (route and stop) and the receipt.
 - `place_at` picks the route and stop from a stop feed (stop changes with times).
-- `apply_deny_delta` keeps the local deny-list in step with the gateway's versioned deltas.
 
 Nothing here reads a clock, a file or a reader: `now` and every input are passed in.
 """
@@ -18,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from protocol.uplink import TapRecord
 
 REPEAT_WINDOW = timedelta(seconds=60)  # a second accepted tap of one card within this is refused
 RECENT_LIMIT = 4096  # identities remembered for the repeat check; the oldest go first
@@ -89,16 +90,14 @@ class Decision:
     def identity(self) -> str | None:
         return self.card_id or self.token
 
+    def record(self) -> TapRecord:
+        """The tap as the journal keeps it and the gateway takes it (the tap id is the journal's)."""
+        return TapRecord(int(self.at.timestamp()), self.kind, self.accepted, self.reason, self.route, self.stop,
+                         self.rules_version, self.amount, self.currency, self.balance_after, self.card_id,
+                         self.token, self.receipt, self.direction)
+
     def to_json(self) -> dict:
-        """The journal's and the upload's form of a decision (the tap id is the journal's).
-        A tap-off says "direction": "off"; a tap-on says nothing (a row without a direction
-        is a tap-on), so tap-on rows stay what every gateway version accepts."""
-        body = {"at": int(self.at.timestamp()), "kind": self.kind, "accepted": self.accepted,
-                "reason": self.reason, "route": self.route, "stop": self.stop,
-                "rules_version": self.rules_version, "amount": self.amount, "currency": self.currency,
-                "balance_after": self.balance_after, "card_id": self.card_id, "token": self.token,
-                "receipt": self.receipt}
-        return {**body, "direction": self.direction} if self.direction != "on" else body
+        return self.record().to_json()
 
 
 # --- repeat taps ----------------------------------------------------------------------
@@ -209,24 +208,3 @@ def parse_command(line: str, place: Place | None) -> Place | None:
     if route is None or stop is None:
         raise ValueError("set both a route and a stop")
     return Place(route, stop)
-
-
-# --- the deny-list --------------------------------------------------------------------
-
-def apply_deny_delta(entries: frozenset[str], version: int, answer: Mapping) -> tuple[frozenset[str], int]:
-    """The deny-list after the gateway's answer to GET /v1/issuer/deny-list?since=version.
-
-    A full answer replaces the list; a delta adds and removes entries. An answer older
-    than what is held changes nothing. ValueError for an answer that is not a deny-list.
-    """
-    try:
-        new_version = int(answer["version"])
-        if answer.get("full"):
-            return frozenset(str(e["entry"]) for e in answer["entries"]), new_version
-        if new_version < version:
-            return entries, version
-        added = {str(e["entry"]) for e in answer["added"]}
-        removed = {str(e["entry"]) for e in answer["removed"]}
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"not a deny-list answer: {e}") from None
-    return frozenset((entries - removed) | added), new_version

@@ -1,4 +1,4 @@
-"""One purse sale end to end: `tapstack terminal run --mode pos` as its own process, reading
+"""One purse sale end to end: `tapstack terminal till` as its own process, reading
 a gateway-certified purse through the real pcscd and the vsmartcard-vpcd driver, paid
 offline, journalled, then uploaded to the gateway (served on loopback) and cleared to the
 till's merchant."""
@@ -34,7 +34,7 @@ def test_a_purse_sale_through_pcscd_and_vpcd(reader_and_card, app, world, clock,
         reader_and_card.present(rider.card)  # the customer's card waits on the reader
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         run = subprocess.run(
-            [sys.executable, "-m", "tapstack", "terminal", "run", "--mode", "pos",
+            [sys.executable, "-m", "tapstack", "terminal", "till",
              "--reader", f"pcsc:{reader_and_card.reader.name}",
              "--gateway", f"http://127.0.0.1:{server.server_port}", "--terminal-key", f"{key_id}:{secret.hex()}",
              "--token-key", TOKEN_KEY, "--journal", str(tmp_path / "till.db"), "--sales", str(tmp_path / "sales.txt"),
@@ -48,5 +48,5 @@ def test_a_purse_sale_through_pcscd_and_vpcd(reader_and_card, app, world, clock,
     assert rider.balance == 1750
     tap_id = approved[0].rsplit("tap ", 1)[1]
     with store.read() as tx:
-        row = tx.one("SELECT merchant_id, amount, clearing FROM transit_taps WHERE tap_id = :t", {"t": tap_id})
+        row = tx.one("SELECT merchant_id, amount, clearing FROM till_sales WHERE record_id = :t", {"t": tap_id})
     assert row == {"merchant_id": merchant_id, "amount": 1250, "clearing": "posted"}

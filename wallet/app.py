@@ -27,10 +27,7 @@ import io
 import json
 import os
 import secrets
-import socket
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -39,8 +36,8 @@ from typing import Callable
 import click
 import qrcode
 
-from protocol import ed25519, emvqr, signed_qr
-from protocol.currency import AmountError, UnknownCurrency, decimal_text, parse_decimal
+from protocol import ed25519, emvqr, signed_qr, uplink
+from protocol.currency import AmountError, UnknownCurrency, money, parse_decimal
 from wallet import qr as wallet_qr
 from wallet.state import write_atomically
 
@@ -134,10 +131,12 @@ def save_card(profile: Profile, seed: bytes, certificate: bytes) -> Profile:
 # -- the gateway client ------------------------------------------------------------------------
 
 class Gateway:
-    """JSON over HTTP with the wallet's bearer credential; errors become GatewayError."""
+    """The wallet's calls over protocol.uplink's client, with its bearer credential; a
+    refusal becomes GatewayError, no answer (after `retries` more tries) WalletAppError."""
 
     def __init__(self, base_url: str, credential: str, *, timeout: float = 10.0, retries: int = 2):
-        self.base_url, self.credential, self.timeout, self.retries = base_url.rstrip("/"), credential, timeout, retries
+        self.base_url, self.credential, self.retries = base_url.rstrip("/"), credential, retries
+        self._client = uplink.Client.bearer(self.base_url, credential, send=uplink.urllib_send(timeout))
 
     def get(self, path: str, **params) -> dict:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
@@ -145,44 +144,27 @@ class Gateway:
 
     def post(self, path: str, body: dict | None = None, *, key: str | None = None) -> dict:
         """POST with an Idempotency-Key (a new one unless given), retried with it on a failed connection."""
-        return self._send("POST", path, json.dumps(body or {}).encode(), key or f"wallet-{secrets.token_hex(16)}")
+        return self._send("POST", path, body or {}, key or f"wallet-{secrets.token_hex(16)}")
 
-    def _send(self, method: str, path: str, data: bytes | None, key: str | None) -> dict:
-        headers = {"Authorization": f"Bearer {self.credential}", "Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        if key:
-            headers["Idempotency-Key"] = key
-        request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
+    def _send(self, method: str, path: str, body: dict | None, key: str | None) -> dict:
         for attempt in range(self.retries + 1):
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-                    return json.loads(answer.read())
-            except urllib.error.HTTPError as err:
-                raise self._error(err) from None
-            except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as err:
+                return self._client.request(method, path, body, idempotency_key=key)
+            except uplink.GatewayRefused as err:
+                code, message = err.error.get("code"), err.error.get("message")
+                if not (isinstance(code, str) and isinstance(message, str)):
+                    code, message = "http_error", f"the gateway answered HTTP {err.status}"
+                raise GatewayError(err.status, code, message) from None
+            except uplink.GatewayUnavailable as err:
+                if err.status is not None:  # it answered, with nothing usable
+                    raise GatewayError(err.status, "http_error",
+                                       f"the gateway at {self.base_url} answered HTTP {err.status}") from None
                 if attempt == self.retries:
-                    reason = getattr(err, "reason", err)
-                    raise WalletAppError(f"cannot reach the gateway at {self.base_url}: {reason}") from None
-            except ValueError:
-                raise WalletAppError(f"the gateway at {self.base_url} answered something that is not JSON") from None
+                    raise WalletAppError(f"cannot reach the gateway at {self.base_url}: {err}") from None
         raise AssertionError("unreachable")
-
-    @staticmethod
-    def _error(err: urllib.error.HTTPError) -> GatewayError:
-        try:
-            body = json.loads(err.read())["error"]
-            return GatewayError(err.code, body["code"], body["message"])
-        except (ValueError, KeyError, TypeError, OSError):
-            return GatewayError(err.code, "http_error", f"the gateway answered HTTP {err.code}")
 
 
 # -- money as people type and read it ------------------------------------------------------------
-
-def money(amount: int, currency: str) -> str:
-    """2372, "CNY" -> "23.72 CNY" (exact, no float)."""
-    return f"{decimal_text(amount, currency)} {currency}"
-
 
 def parse_money(text: str, currency: str) -> int:
     """"23.72" in CNY -> 2372 minor units, exactly; WalletAppError for anything else."""

@@ -13,7 +13,7 @@ import qrcode
 import qrcode.image.svg
 from flask import Blueprint, Response, request
 
-from gateway import api
+from gateway import api, rate_limits
 from gateway.app import runtime
 from gateway.auth import current_caller, requires
 from gateway.errors import invalid
@@ -52,7 +52,7 @@ def create_biller(tx):
                                           city=body["city"], mcc=body.get("mcc"), now=runtime().now(),
                                           name_latin=body.get("name_latin"), city_latin=body.get("city_latin"),
                                           language=body.get("language"))
-    return 201, {**biller, "api_key": api_key}
+    return 201, {**biller, "secret": api_key, "api_key": api_key}  # api_key: deprecated alias of secret
 
 
 @bp.get("/v1/billers/<biller_id>")
@@ -124,6 +124,8 @@ def list_bills():
         raise invalid("invalid_parameter", "status must be outstanding, open, partially_paid, paid, cancelled "
                                            "or expired.", "status")
     rt = runtime()
+    if current_caller().kind == "wallet" and ("consumer_number" in args or "bill_number" in args):
+        rate_limits.check_bill_lookup(rt, current_caller().id)  # so that guessing numbers is slow
     with rt.store.read() as tx:
         return bills.list_bills(tx, current_caller(), now=rt.now(), **args)
 

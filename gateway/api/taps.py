@@ -6,6 +6,11 @@ upload safe to repeat: a row already stored answers "duplicate". The Idempotency
 (the uploader sends a hash of the batch's ids) replays the whole answer to an
 identical retry without re-reading it. A row's "direction" is "on" (the default) or
 "off" (an exit validator's tap-off; a purse tap-off is stored and not cleared).
+
+POST /v1/sales takes {"sales": [...]}: a shop till's sale records (protocol.uplink.SaleRecord),
+answered per row as taps are and stored as sales (services/sales.py). A tap row on the
+legacy till route ("pos", the sale id as the stop: how tills uploaded sales before) is
+still taken by /v1/taps, and stored as the sale it is.
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ from gateway.app import MAX_UPLOAD_BYTES, runtime
 from gateway.auth import current_caller, requires
 from gateway.errors import invalid, not_found
 from gateway.idempotency import idempotent
-from gateway.services import clearing, fare_charges, taps, unix, wallets
+from gateway.services import clearing, fare_charges, sales, taps, unix, wallets
+from protocol.uplink import records
 
 bp = Blueprint("taps", __name__)
 log = logging.getLogger("tapstack.gateway")
@@ -29,7 +35,7 @@ MAX_TAPS_BODY = MAX_UPLOAD_BYTES
 
 @bp.before_request
 def _larger_batches():
-    if request.endpoint == "taps.upload":
+    if request.endpoint in ("taps.upload", "taps.upload_sales"):
         request.max_content_length = MAX_TAPS_BODY
 
 
@@ -59,7 +65,10 @@ def _verify_ahead() -> taps.Verified | None:
         return None  # the write path answers the error
     rt = runtime()
     with rt.store.read() as tx:
-        return taps.verify_ahead(tx, terminal_id=current_caller().id, rows=body.get("taps"), now=rt.now())
+        rows = body.get("taps")
+        if isinstance(rows, list):
+            rows = [row for row in rows if not records.is_legacy_sale(row)]
+        return taps.verify_ahead(tx, terminal_id=current_caller().id, rows=rows, now=rt.now())
 
 
 @idempotent
@@ -70,9 +79,38 @@ def _store_upload(tx, ahead: taps.Verified | None):
         raise invalid("invalid_parameter", "taps must be a non-empty list of taps.", "taps")
     if len(rows) > taps.MAX_BATCH:
         raise invalid("batch_too_large", f"At most {taps.MAX_BATCH} taps per request.", "taps")
+    caller, now = current_caller(), runtime().now()
+    legacy = [index for index, row in enumerate(rows) if records.is_legacy_sale(row)]
+    if not legacy:  # a validator's upload: nothing but taps
+        return 200, taps.ingest(tx, terminal_id=caller.id, merchant_id=caller.merchant_id, rows=rows,
+                                now=now, routes=_known_routes(tx), ahead=ahead)
+    tap_rows = [row for row in rows if not records.is_legacy_sale(row)]
+    answered = dict(zip(legacy, sales.from_legacy_taps(tx, terminal_id=caller.id, merchant_id=caller.merchant_id,
+                                                       rows=[rows[i] for i in legacy], now=now)))
+    if tap_rows:
+        tap_results = iter(taps.ingest(tx, terminal_id=caller.id, merchant_id=caller.merchant_id, rows=tap_rows,
+                                       now=now, routes=_known_routes(tx), ahead=ahead)["results"])
+        answered.update((index, next(tap_results)) for index in range(len(rows)) if index not in answered)
+    return 200, sales.batch("tap_batch", len(rows), [answered[i] for i in range(len(rows))])
+
+
+@bp.post("/v1/sales")
+@requires("terminal")
+def upload_sales():
+    return _store_sales()
+
+
+@idempotent
+def _store_sales(tx):
+    body = api.json_body(required=("sales",))
+    rows = body["sales"]
+    if not isinstance(rows, list) or not rows:
+        raise invalid("invalid_parameter", "sales must be a non-empty list of sale records.", "sales")
+    if len(rows) > sales.MAX_BATCH:
+        raise invalid("batch_too_large", f"At most {sales.MAX_BATCH} sale records per request.", "sales")
     caller = current_caller()
-    return 200, taps.ingest(tx, terminal_id=caller.id, merchant_id=caller.merchant_id, rows=rows,
-                            now=runtime().now(), routes=_known_routes(tx), ahead=ahead)
+    return 200, sales.ingest(tx, terminal_id=caller.id, merchant_id=caller.merchant_id, rows=rows,
+                             now=runtime().now())
 
 
 # Ridership times: from 1970 to the end of 9999, the times an ISO 8601 answer can show.
@@ -97,19 +135,33 @@ def _time_arg(given: dict, name: str, default: int) -> int:
     return seconds
 
 
+def _window(given: dict) -> tuple[int, int]:
+    """[from, to) of a report: to defaults to now, from to a day before to."""
+    until = _time_arg(given, "to", min(unix(runtime().now()) + 1, LATEST))
+    since = _time_arg(given, "from", max(until - 24 * 3600, EARLIEST))
+    if since >= until:
+        raise invalid("invalid_parameter", "from must be before to.", "from")
+    return since, until
+
+
 @bp.get("/v1/taps/ridership")
 @requires("operator", "merchant")
 def ridership():
     given = api.args("from", "to", "route")
-    now = unix(runtime().now())
-    until = _time_arg(given, "to", min(now + 1, LATEST))
-    since = _time_arg(given, "from", max(until - 24 * 3600, EARLIEST))
-    if since >= until:
-        raise invalid("invalid_parameter", "from must be before to.", "from")
+    since, until = _window(given)
     caller = current_caller()
     with runtime().store.read() as tx:
         return taps.ridership(tx, since=since, until=until, route=given.get("route"),
                               merchant_id=caller.id if caller.kind == "merchant" else None)
+
+
+@bp.get("/v1/sales/revenue")
+@requires("operator", "merchant")
+def sale_revenue():
+    since, until = _window(api.args("from", "to"))
+    caller = current_caller()
+    with runtime().store.read() as tx:
+        return sales.revenue(tx, since=since, until=until, merchant_id=caller.id if caller.kind == "merchant" else None)
 
 
 @bp.get("/v1/taps/fare-rules")

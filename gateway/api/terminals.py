@@ -28,3 +28,33 @@ def create(tx):
 def get(terminal_id):
     with runtime().store.read() as tx:
         return terminals.get_terminal(tx, current_caller(), terminal_id)
+
+
+
+# Suspend: the terminal's signed requests are refused from the next one until it is resumed.
+# Revoke: for good. The operator or the terminal's merchant may do each.
+
+@bp.post("/v1/terminals/<terminal_id>/suspend")
+@requires("operator", "merchant")
+@idempotent
+def suspend(tx, terminal_id):
+    return _change(tx, terminal_id, "suspend")
+
+
+@bp.post("/v1/terminals/<terminal_id>/resume")
+@requires("operator", "merchant")
+@idempotent
+def resume(tx, terminal_id):
+    return _change(tx, terminal_id, "resume")
+
+
+@bp.post("/v1/terminals/<terminal_id>/revoke")
+@requires("operator", "merchant")
+@idempotent
+def revoke(tx, terminal_id):
+    return _change(tx, terminal_id, "revoke")
+
+
+def _change(tx, terminal_id: str, action: str):
+    api.json_body()
+    return 200, terminals.change_status(tx, current_caller(), terminal_id, action, now=runtime().now())

@@ -4,7 +4,7 @@ from flask import Blueprint
 from gateway import api
 from gateway.api.fare_charges import published_rules
 from gateway.app import runtime
-from gateway.auth import current_caller, requires
+from gateway.auth import current_caller, forget_caller, requires
 from gateway.idempotency import idempotent
 from gateway.services import payments, wallets
 
@@ -20,7 +20,7 @@ def create(tx):
     wallet, credential = wallets.create_wallet(
         tx, customer_id=api.object_id(body, "customer_id"), currency=api.currency(body),
         now=runtime().now())
-    return 201, {**wallet, "credential": credential}
+    return 201, {**wallet, "secret": credential, "credential": credential}  # credential: deprecated alias
 
 
 @bp.get("/v1/wallets/<wallet_id>")
@@ -94,3 +94,25 @@ def concession(tx, wallet_id):
     body = api.json_body(required=("class",))
     rules = published_rules("there are no concession classes to choose from", tx=tx)
     return 200, wallets.set_concession(tx, current_caller(), wallet_id, body["class"], rules=rules)
+
+
+@bp.post("/v1/wallets/<wallet_id>/credential/revoke")
+@requires("operator")
+@idempotent
+def revoke_credential(tx, wallet_id):
+    """The wallet's credential stops working; money and cards stay. Reissue gives a new one."""
+    api.json_body()
+    wallet = wallets.revoke_credential(tx, current_caller(), wallet_id, now=runtime().now())
+    forget_caller(runtime(), wallet_id)
+    return 200, wallet
+
+
+@bp.post("/v1/wallets/<wallet_id>/credential/reissue")
+@requires("operator", "wallet")
+@idempotent
+def reissue_credential(tx, wallet_id):
+    """A new credential, answered once as `secret`; the one before stops at once."""
+    api.json_body()
+    wallet, credential = wallets.reissue_credential(tx, current_caller(), wallet_id)
+    forget_caller(runtime(), wallet_id)
+    return 201, {**wallet, "secret": credential, "credential": credential}

@@ -24,8 +24,25 @@ def create_endpoint():
 
 @idempotent
 def _create_endpoint(tx, url: str, event_types):
+    rt = runtime()
     return 201, webhooks.create_endpoint(tx, merchant_id=current_caller().merchant_id, url=url,
-                                         event_types=event_types, now=runtime().now())
+                                         event_types=event_types, now=rt.now(), seal_key=rt.secret(webhooks.SEAL),
+                                         max_endpoints=rt.config.max_webhook_endpoints)
+
+
+@bp.post("/v1/webhook_endpoints/<endpoint_id>/roll_secret")
+@requires("merchant")
+@idempotent
+def roll_secret(tx, endpoint_id):
+    """{"expires_in": seconds}: a new signing secret, answered once; the old one signs beside it
+    (a v1= value each in Tapstack-Signature) for expires_in seconds, 24 h unless given, 0 to 7 days."""
+    body = api.json_body(optional=("expires_in",))
+    expires_in = api.integer(body, "expires_in", low=0, high=webhooks.MAX_ROLL_SECONDS, optional=True)
+    rt = runtime()
+    return 200, webhooks.roll_secret(
+        tx, merchant_id=current_caller().merchant_id, endpoint_id=endpoint_id, now=rt.now(),
+        seal_key=rt.secret(webhooks.SEAL),
+        expires_in=webhooks.DEFAULT_ROLL_SECONDS if expires_in is None else expires_in)
 
 
 def _target(url) -> str:

@@ -28,7 +28,7 @@ from gateway.api import MAX_AMOUNT
 from gateway.auth import Caller, key_hash, new_key
 from gateway.errors import ApiError, conflict, forbidden, invalid, not_found
 from gateway.services import emit, iso, unix
-from gateway.services.merchants import check_language, check_latin, code_names
+from gateway.services.merchants import add_api_key, check_language, check_latin, code_names
 from gateway.services.payments import release_expired_holds
 from gateway.services.wallets import require_active, wallet_row
 from gateway.store import bills as bills_db
@@ -90,6 +90,7 @@ def create_biller(tx, *, name: str, currency: str, city: str, mcc: str | None, n
     biller = {"city": check_city(city), "mcc": check_mcc(mcc or DEFAULT_MCC), "created_at": unix(now),
               "city_latin": check_latin(city_latin, 15, "city_latin")}
     merchants_db.insert_merchant(tx, **merchant)
+    add_api_key(tx, merchant_id, api_key, now=unix(now))
     bills_db.insert_biller(tx, merchant_id=merchant_id, **biller)
     return biller_view({**merchant, **biller}), api_key
 
@@ -386,9 +387,6 @@ def pay_bill(tx, caller: Caller, bill_id: str, *, amount: int | None, now: datet
     else:
         raise conflict("concurrent_bill_payment", "Other payments of this bill happened meanwhile; retry.")
     payment_id = "bpay_" + secrets.token_hex(12)  # also the transfer's id: bill_payments links the two
-    ledger.transfer(tx, transfer_id=payment_id, debit_account_id=wallet["account_id"],
-                    credit_account_id=bill["biller_account_id"], amount=paid, currency=bill["currency"],
-                    code="bill_payment", now=now)
     row = {"id": payment_id, "bill_id": bill_id, "biller_id": bill["biller_id"], "wallet_id": wallet["id"],
            "amount": paid, "currency": bill["currency"], "period": bill["period"], "transfer_id": payment_id,
            "created_at": unix(now)}
@@ -398,6 +396,11 @@ def pay_bill(tx, caller: Caller, bill_id: str, *, amount: int | None, now: datet
     after = {**bill, **counted}
     receipt["bill"] = bill_view(after, bill["biller_name"], now)
     emit(tx, merchant_id=bill["biller_id"], event_type="bill.paid", data=receipt, now=now)
+    # The money last, so the biller's account row (every payer's) is locked only from here to
+    # the commit; a refusal leaves the rows above to the caller's rollback (services/payments.py).
+    ledger.transfer(tx, transfer_id=payment_id, debit_account_id=wallet["account_id"],
+                    credit_account_id=bill["biller_account_id"], amount=paid, currency=bill["currency"],
+                    code="bill_payment", now=now)
     return receipt
 
 

@@ -47,7 +47,8 @@ from gateway.services.wallets import DEFAULT_CONCESSION, wallet_row
 from gateway.store import fare_charges as charges_db
 from gateway.store import issuer as issuer_db
 from gateway.trips import build_trips, price_trips
-from protocol.fares import FareError, FareRules, RulesError, money, parse_rules
+from protocol.currency import money
+from protocol.fares import FareError, FareRules, RulesError, parse_rules
 
 TRANSFER_CODE = "token_fare"
 DENY_REASON = "unpaid fare"

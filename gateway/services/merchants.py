@@ -66,7 +66,61 @@ def create_merchant(tx, *, name: str, currency: str, now: datetime, name_latin: 
            "api_key_hash": key_hash(api_key), "created_at": unix(now),
            "name_latin": check_latin(name_latin, 25, "name_latin"), "name_language": check_language(language)}
     merchants_db.insert_merchant(tx, **row)
+    add_api_key(tx, merchant_id, api_key, now=unix(now))
     return merchant_view(row), api_key
+
+
+# -- API keys (docs/security.md, key lifecycle) ---------------------------------------------
+
+DEFAULT_ROLL_SECONDS = 24 * 3600
+MAX_ROLL_SECONDS = 7 * 24 * 3600
+
+
+def api_key_view(row: dict, now: int) -> dict:
+    """A key as the merchant and operator see it: never the key, only its last four characters."""
+    if row["revoked_at"] is not None:
+        status = "revoked"
+    elif row["expires_at"] is None:
+        status = "active"
+    else:
+        status = "expiring" if row["expires_at"] > now else "expired"
+    return {"id": row["id"], "object": "api_key", "merchant_id": row["merchant_id"], "last4": row["last4"],
+            "status": status, "created_at": iso(row["created_at"]),
+            "expires_at": iso(row["expires_at"]) if row["expires_at"] is not None else None,
+            "revoked_at": iso(row["revoked_at"]) if row["revoked_at"] is not None else None}
+
+
+def add_api_key(tx, merchant_id: str, api_key: str, *, now: int) -> dict:
+    """Record a new sk_ key of the merchant (its hash and last four characters)."""
+    row = {"id": new_id("mk"), "merchant_id": merchant_id, "key_hash": key_hash(api_key), "last4": api_key[-4:],
+           "created_at": now, "expires_at": None, "revoked_at": None}
+    merchants_db.insert_api_key(tx, **row)
+    return row
+
+
+def list_api_keys(tx, caller: Caller, merchant_id: str, now: datetime) -> dict:
+    merchant_row(tx, caller, merchant_id, "merchant_id")
+    return {"object": "list", "data": [api_key_view(r, unix(now)) for r in merchants_db.api_keys(tx, merchant_id)],
+            "has_more": False}
+
+
+def roll_api_key(tx, caller: Caller, merchant_id: str, *, expires_in: int, now: datetime) -> dict:
+    """A new key (answered once, as `secret`); the merchant's keys in use now keep working for
+    expires_in seconds more (0: they stop at once), so its servers can change over."""
+    merchant_row(tx, caller, merchant_id, "merchant_id")
+    at = unix(now)
+    merchants_db.expire_api_keys(tx, merchant_id=merchant_id, at=at + expires_in)
+    api_key = new_key("sk_")
+    row = add_api_key(tx, merchant_id, api_key, now=at)
+    return {**api_key_view(row, at), "secret": api_key}
+
+
+def revoke_api_key(tx, caller: Caller, merchant_id: str, key_id: str, *, now: datetime) -> dict:
+    """The key stops working at once (in other processes within gateway.auth.CALLER_CACHE_SECONDS)."""
+    merchant_row(tx, caller, merchant_id, "merchant_id")
+    if not merchants_db.revoke_api_key(tx, merchant_id=merchant_id, key_id=key_id, at=unix(now)):
+        raise not_found("API key", "key_id")
+    return api_key_view(merchants_db.api_key(tx, merchant_id, key_id), unix(now))
 
 
 def merchant_row(tx, caller: Caller, merchant_id: str, param: str = "id") -> dict:

@@ -7,7 +7,12 @@
                   capture posts all or part of it (and makes a payment), void releases it
 
 Every function runs in the caller's transaction: the ledger transfer, the API row
-and the webhook event commit together or not at all. Each rule that two writers
+and the webhook event commit together or not at all. A payment or top-up writes its
+own rows first and moves the money last: the row of an account every request
+shares (the merchant's, the funding source) is locked from the money's move to the
+commit, and on PostgreSQL every other payment to that account waits that long.
+Should the move fail, the error leaves the rows written so far in the caller's
+transaction, which store.write rolls back whole. Each rule that two writers
 could race on is claimed by a conditional update before money moves (a refund on
 the payment's refunded amount, a capture or void on the authorisation's status),
 so the one that comes second is judged on what the first left (gateway/store/payments.py).
@@ -86,12 +91,12 @@ def create_topup(tx, caller: Caller, *, wallet_id: str, amount: int, currency: s
     require_active(wallet)
     _same_currency(wallet["currency"], currency)
     topup_id = new_id("top")
-    ledger.transfer(tx, transfer_id=topup_id, debit_account_id=funding_account(tx, currency, now=now),
-                    credit_account_id=wallet["account_id"], amount=amount, currency=currency,
-                    code="topup", now=now)
     row = {"id": topup_id, "wallet_id": wallet_id, "amount": amount, "currency": currency,
            "transfer_id": topup_id, "created_at": unix(now)}
     payments_db.insert_topup(tx, **row)
+    ledger.transfer(tx, transfer_id=topup_id, debit_account_id=funding_account(tx, currency, now=now),
+                    credit_account_id=wallet["account_id"], amount=amount, currency=currency,
+                    code="topup", now=now)  # last: see the module docstring
     return topup_view(row)
 
 
@@ -136,12 +141,13 @@ def create_payment(tx, caller: Caller, *, merchant_id: str, amount: int, currenc
     merchant = payee(tx, merchant_id)
     _same_currency(merchant["currency"], currency)
     payment_id = payment_id or new_id("pay")
+    payment = _record_payment(tx, payment_id=payment_id, wallet=wallet, merchant=merchant,
+                              amount=amount, currency=currency, description=description,
+                              authorization_id=None, transfer_id=payment_id, now=now)
     _spend(tx, transfer_id=payment_id, account_id=wallet["account_id"],
            credit_account_id=merchant["account_id"], amount=amount, currency=currency,
-           code="payment", now=now)
-    return _record_payment(tx, payment_id=payment_id, wallet=wallet, merchant=merchant,
-                           amount=amount, currency=currency, description=description,
-                           authorization_id=None, transfer_id=payment_id, now=now)
+           code="payment", now=now)  # last: see the module docstring
+    return payment
 
 
 def _payment_visible(caller: Caller, row: dict) -> bool:

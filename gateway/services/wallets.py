@@ -24,6 +24,7 @@ def wallet_view(row: dict) -> dict:
     return {"id": row["id"], "object": "wallet", "customer_id": row["customer_id"],
             "currency": row["currency"], "status": row["status"],
             "concession": row.get("concession") or DEFAULT_CONCESSION,
+            "credential_status": "revoked" if row.get("credential_revoked_at") else "active",
             "created_at": iso(row["created_at"])}
 
 
@@ -79,6 +80,24 @@ def set_concession(tx, caller: Caller, wallet_id: str, klass, *, rules: FareRule
         raise invalid("invalid_parameter", str(e), "class") from None
     wallets_db.set_concession(tx, wallet_id=wallet_id, concession=klass)
     return wallet_view({**wallet, "concession": klass})
+
+
+def revoke_credential(tx, caller: Caller, wallet_id: str, *, now: datetime) -> dict:
+    """The wallet's credential stops working at once (other processes: within
+    gateway.auth.CALLER_CACHE_SECONDS); the wallet, its money and its cards stay, and the
+    operator may reissue a credential. The hash kept is of a key no one was given."""
+    wallet = wallet_row(tx, caller, wallet_id)
+    wallets_db.replace_credential(tx, wallet_id=wallet_id, credential_hash=key_hash(new_key("wk_")),
+                                  revoked_at=unix(now))
+    return wallet_view({**wallet, "credential_revoked_at": unix(now)})
+
+
+def reissue_credential(tx, caller: Caller, wallet_id: str) -> tuple[dict, str]:
+    """A new credential (shown once); the one before stops at once."""
+    wallet = wallet_row(tx, caller, wallet_id)
+    credential = new_key("wk_")
+    wallets_db.replace_credential(tx, wallet_id=wallet_id, credential_hash=key_hash(credential), revoked_at=None)
+    return wallet_view({**wallet, "credential_revoked_at": None}), credential
 
 
 def require_active(wallet: dict) -> None:

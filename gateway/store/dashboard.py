@@ -1,20 +1,15 @@
 """Dashboard queries: the operator's and the wallet page's figures no service answers.
 
-Owns no table: it only reads those of other areas (transit_taps, terminals,
-merchants, payments, bill_billers, bill_bills, bill_payments, issuer_cards), in a
-read transaction. gateway/dashboard.py shapes the answers.
+Owns no table: it only reads those of other areas (transit_taps, till_sales, terminals, merchants, payments, bill_billers, bill_bills,
+bill_payments, issuer_cards), in a read transaction. gateway/dashboard.py shapes the answers.
 
 Portable SQL: every non-aggregated column grouped, booleans compared as
 integers (`accepted = 1`), no SQLite functions. On PostgreSQL SUM over BIGINT is
 NUMERIC, which the backend hands back as int when whole; nothing here divides.
 
-A shop till uploads its purse sales as taps on route TILL_ROUTE: shop payments,
-not ridership, so the transit figures leave them out.
+A shop till's sales are in till_sales (migration 0019), apart from the transit taps.
 """
 from __future__ import annotations
-
-TILL_ROUTE = "pos"
-_TRANSIT = f"(route IS NULL OR route <> '{TILL_ROUTE}')"  # a constant, never input
 
 
 def _in_list(values: list) -> tuple[str, dict]:
@@ -27,7 +22,7 @@ def _in_list(values: list) -> tuple[str, dict]:
 
 def latest_tap_at(tx) -> int | None:
     """When the latest transit tap happened (the validator's clock), or None."""
-    return tx.one(f"SELECT MAX(at) AS at FROM transit_taps WHERE {_TRANSIT}")["at"]
+    return tx.one("SELECT MAX(at) AS at FROM transit_taps")["at"]
 
 
 def tap_counts(tx, *, since: int, until: int) -> dict:
@@ -35,32 +30,34 @@ def tap_counts(tx, *, since: int, until: int) -> dict:
     riders (distinct tokens or card ids of accepted taps)."""
     return tx.one("SELECT COUNT(*) AS taps, SUM(CASE WHEN accepted = 1 THEN 1 ELSE 0 END) AS accepted,"
                   " COUNT(DISTINCT CASE WHEN accepted = 1 THEN COALESCE(token, card_id) END) AS riders"
-                  f" FROM transit_taps WHERE at >= :a AND at < :b AND {_TRANSIT}", {"a": since, "b": until})
+                  " FROM transit_taps WHERE at >= :a AND at < :b", {"a": since, "b": until})
 
 
 def denied_reasons(tx, *, since: int, until: int) -> list[dict]:
     """Refused transit taps in [since, until) per reason (reason, taps), most first."""
     return tx.query("SELECT reason, COUNT(*) AS taps FROM transit_taps"
-                    f" WHERE at >= :a AND at < :b AND accepted = 0 AND {_TRANSIT}"
+                    " WHERE at >= :a AND at < :b AND accepted = 0"
                     " GROUP BY reason ORDER BY COUNT(*) DESC, reason", {"a": since, "b": until})
 
 
 def uploading_terminals(tx) -> list[dict]:
-    """Each terminal that has uploaded taps: id, name, status, merchant_name, last_upload,
-    last_tap, taps, and sales (those of its taps on route TILL_ROUTE); by name."""
+    """Each terminal that has uploaded taps or sales: id, name, status, merchant_name,
+    last_upload, last_tap, taps (its taps and sale records), and sales (its sale records); by name."""
     return tx.query(
         "SELECT t.id, t.name, t.status, m.name AS merchant_name, u.last_upload, u.last_tap, u.taps, u.sales"
         " FROM (SELECT terminal_id, MAX(received_at) AS last_upload, MAX(at) AS last_tap, COUNT(*) AS taps,"
-        f"       SUM(CASE WHEN route = '{TILL_ROUTE}' THEN 1 ELSE 0 END) AS sales"
-        "       FROM transit_taps GROUP BY terminal_id) u"
+        "       SUM(sale) AS sales FROM (SELECT terminal_id, received_at, at, 0 AS sale FROM transit_taps"
+        "       UNION ALL SELECT terminal_id, received_at, at, 1 AS sale FROM till_sales) x"
+        "       GROUP BY terminal_id) u"
         " JOIN terminals t ON t.id = u.terminal_id JOIN merchants m ON m.id = t.merchant_id"
         " ORDER BY t.name, t.id")
 
 
 def silent_terminals(tx) -> int:
-    """How many active terminals have never uploaded a tap."""
-    return tx.one("SELECT COUNT(*) AS n FROM terminals t WHERE t.status = 'active' AND NOT EXISTS"
-                  " (SELECT 1 FROM transit_taps x WHERE x.terminal_id = t.id)")["n"]
+    """How many active terminals have never uploaded a tap or a sale."""
+    return tx.one("SELECT COUNT(*) AS n FROM terminals t WHERE t.status = 'active'"
+                  " AND NOT EXISTS (SELECT 1 FROM transit_taps x WHERE x.terminal_id = t.id)"
+                  " AND NOT EXISTS (SELECT 1 FROM till_sales s WHERE s.terminal_id = t.id)")["n"]
 
 
 # -- bills and shops ---------------------------------------------------------------------
@@ -95,15 +92,6 @@ def shop_payments(tx, *, since: int, until: int) -> list[dict]:
                     {"a": since, "b": until})
 
 
-def till_sales(tx, *, since: int, until: int) -> list[dict]:
-    """Accepted purse sales at tills in [since, until) per currency: currency, count, and
-    amount (what clearing posted; None when nothing was)."""
-    return tx.query("SELECT currency, COUNT(*) AS count,"
-                    " SUM(CASE WHEN clearing = 'posted' THEN amount ELSE 0 END) AS amount FROM transit_taps"
-                    f" WHERE route = '{TILL_ROUTE}' AND accepted = 1 AND at >= :a AND at < :b"
-                    " AND currency IS NOT NULL GROUP BY currency ORDER BY currency", {"a": since, "b": until})
-
-
 def bill_payments(tx, *, since: int, until: int) -> list[dict]:
     """Bill payments in [since, until) per currency: currency, count, amount."""
     return tx.query("SELECT currency, COUNT(*) AS count, SUM(amount) AS amount FROM bill_payments"
@@ -116,7 +104,7 @@ def latest_payment_times(tx) -> dict:
     {"bill", "shop", "till"}."""
     return {"bill": tx.one("SELECT MAX(created_at) AS at FROM bill_payments")["at"],
             "shop": tx.one("SELECT MAX(created_at) AS at FROM payments")["at"],
-            "till": tx.one(f"SELECT MAX(at) AS at FROM transit_taps WHERE route = '{TILL_ROUTE}'")["at"]}
+            "till": tx.one("SELECT MAX(at) AS at FROM till_sales")["at"]}
 
 
 # -- the wallet page -----------------------------------------------------------------------
@@ -159,3 +147,21 @@ def billers(tx) -> list[dict]:
     """Every biller: id and name, by name."""
     return tx.query("SELECT m.id, m.name FROM bill_billers x JOIN merchants m ON m.id = x.merchant_id"
                     " ORDER BY m.name, m.id")
+
+
+def api_keys(tx, *, limit: int) -> list[dict]:
+    """The newest merchant API keys (never their hashes), with each merchant's name."""
+    return tx.query("SELECT k.id, k.merchant_id, m.name, k.last4, k.created_at, k.expires_at, k.revoked_at"
+                    " FROM merchant_api_keys k JOIN merchants m ON m.id = k.merchant_id"
+                    " ORDER BY k.created_at DESC, k.id DESC LIMIT :n", {"n": limit})
+
+
+def stopped_terminals(tx) -> list[dict]:
+    """Terminals suspended or revoked, latest first."""
+    return tx.query("SELECT t.id, t.name, t.status, t.suspended_at, m.name AS merchant FROM terminals t"
+                    " JOIN merchants m ON m.id = t.merchant_id WHERE t.status <> 'active'"
+                    " ORDER BY t.suspended_at DESC, t.id")
+
+
+def revoked_wallet_credentials(tx) -> int:
+    return tx.one("SELECT count(*) AS n FROM wallets WHERE credential_revoked_at IS NOT NULL")["n"]

@@ -162,6 +162,13 @@ class Tx:
             raise IntegrityError(str(e).strip()) from e
         except (pg.SerializationFailure, pg.DeadlockDetected) as e:
             raise _Retry(f"the database rolled the transaction back: {e.sqlstate} {str(e).strip()}") from e
+        except pg.InternalError_ as e:
+            if "multixact" not in str(e):
+                raise StoreError(f"the database failed: {' '.join(str(e).split())}") from e
+            # "new multixact has more than one updating member": seen rarely when a row that a
+            # rolled-back savepoint updated is updated again while other transactions' foreign
+            # key checks share-lock it. Nothing was committed; the whole transaction runs again.
+            raise _Retry(f"the database rolled the transaction back: {e.sqlstate} {str(e).strip()}") from e
         except (pg.LockNotAvailable, pg.QueryCanceled) as e:
             raise StoreBusy(f"the database did not answer in time: {str(e).strip()}") from e
         except psycopg.OperationalError as e:

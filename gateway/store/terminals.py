@@ -1,4 +1,4 @@
-"""Terminal queries. Owns `terminals` (migration 0002); gateway/services/terminals.py and
+"""Terminal queries. Owns `terminals` (migrations 0002, 0017); gateway/services/terminals.py and
 gateway/auth.py decide. A terminal's secret is never stored (see services/terminals.py)."""
 from __future__ import annotations
 
@@ -15,6 +15,14 @@ def terminal(tx, terminal_id: str) -> dict | None:
     return tx.one("SELECT * FROM terminals WHERE id = :id", {"id": terminal_id})
 
 
-def active_terminal_by_key_id(tx, key_id: str) -> dict | None:
-    """id and merchant_id of the active terminal signing with this key id."""
-    return tx.one("SELECT id, merchant_id FROM terminals WHERE key_id = :k AND status = 'active'", {"k": key_id})
+def terminal_by_key_id(tx, key_id: str) -> dict | None:
+    """id, merchant_id and status of the terminal signing with this key id."""
+    return tx.one("SELECT id, merchant_id, status FROM terminals WHERE key_id = :k", {"k": key_id})
+
+
+def set_status(tx, *, terminal_id: str, status: str, from_statuses: tuple[str, ...],
+               suspended_at: int | None) -> bool:
+    """Move the terminal to `status` if it is in one of from_statuses; whether it moved."""
+    allowed = ", ".join(f"'{s}'" for s in from_statuses if s.isalpha())  # constants of services/terminals.py
+    return tx.execute(f"UPDATE terminals SET status = :s, suspended_at = :at WHERE id = :id AND status IN ({allowed})",
+                      {"s": status, "at": suspended_at, "id": terminal_id}) == 1

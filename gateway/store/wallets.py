@@ -1,6 +1,6 @@
 """Customer and wallet queries: customers, their wallets and the wallets' pay codes.
 
-Owns `customers`, `wallets` and `pay_codes` (migrations 0002, 0010).
+Owns `customers`, `wallets` and `pay_codes` (migrations 0002, 0010, 0017).
 gateway/services/wallets.py decides. Times are unix seconds.
 
 A pay code is spent once however many tills present it at once: `spend_pay_code`
@@ -43,6 +43,13 @@ def wallet_id_by_credential(tx, credential_hash: str) -> str | None:
     """The wallet whose wk_ credential hashes to this (the bearer key's lookup)."""
     row = tx.one("SELECT id FROM wallets WHERE credential_hash = :h", {"h": credential_hash})
     return row["id"] if row else None
+
+
+def replace_credential(tx, *, wallet_id: str, credential_hash: str, revoked_at: int | None) -> bool:
+    """The wallet's credential from now on (the old one stops at once); revoked_at set when the
+    new hash is of a key no one was given (a revocation). False if there is no such wallet."""
+    return tx.execute("UPDATE wallets SET credential_hash = :h, credential_revoked_at = :r WHERE id = :id",
+                      {"h": credential_hash, "r": revoked_at, "id": wallet_id}) == 1
 
 
 def set_concession(tx, *, wallet_id: str, concession: str) -> None:

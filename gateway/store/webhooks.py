@@ -1,7 +1,7 @@
 """Webhook queries: endpoints, the event outbox, deliveries and their attempts.
 
 Owns `webhook_endpoints`, `webhook_events`, `webhook_deliveries` and
-`webhook_attempts` (migrations 0003, 0015). gateway/webhooks.py decides; this
+`webhook_attempts` (migrations 0003, 0015, 0017). gateway/webhooks.py decides; this
 module only reads and writes rows. Times are unix seconds.
 
 Many deliverers at once, on any node:
@@ -28,6 +28,36 @@ def insert_endpoint(tx, *, id: str, merchant_id: str, url: str, event_types: str
                " VALUES (:id, :merchant_id, :url, :event_types, :secret, :status, :created_at)",
                {"id": id, "merchant_id": merchant_id, "url": url, "event_types": event_types,
                 "secret": secret, "status": status, "created_at": created_at})
+
+
+def count_enabled_endpoints(tx, *, merchant_id: str) -> int:
+    return tx.one("SELECT count(*) AS n FROM webhook_endpoints WHERE merchant_id = :m AND status = 'enabled'",
+                  {"m": merchant_id})["n"]
+
+
+def endpoint(tx, *, merchant_id: str, endpoint_id: str) -> dict | None:
+    return tx.one("SELECT * FROM webhook_endpoints WHERE id = :id AND merchant_id = :m",
+                  {"id": endpoint_id, "m": merchant_id})
+
+
+def roll_secret(tx, *, merchant_id: str, endpoint_id: str, sealed: str, previous_expires_at: int | None) -> bool:
+    """The merchant's enabled endpoint signs with `sealed` from now on, and with the secret it
+    had until previous_expires_at (None: no longer); False if there is no such endpoint."""
+    return tx.execute("UPDATE webhook_endpoints SET previous_secret = CASE WHEN :until IS NULL THEN NULL"
+                      " ELSE secret END, previous_secret_expires_at = :until, secret = :sealed"
+                      " WHERE id = :id AND merchant_id = :m AND status = 'enabled'",
+                      {"until": previous_expires_at, "sealed": sealed, "id": endpoint_id, "m": merchant_id}) == 1
+
+
+def plain_secrets(tx) -> list[dict]:
+    """Endpoints whose secret an older release stored unsealed (id, secret)."""
+    return tx.query("SELECT id, secret FROM webhook_endpoints WHERE substr(secret, 1, 6) = 'whsec_'")
+
+
+def seal_secret(tx, *, endpoint_id: str, plain: str, sealed: str) -> int:
+    """Replace the endpoint's plain secret with its sealed form, if it still holds that one."""
+    return tx.execute("UPDATE webhook_endpoints SET secret = :sealed WHERE id = :id AND secret = :plain",
+                      {"sealed": sealed, "id": endpoint_id, "plain": plain})
 
 
 def enabled_endpoints(tx, *, merchant_id: str) -> list[dict]:
@@ -162,7 +192,8 @@ def lease_due_deliveries(tx, *, now: int, owner: str, lease_until: int, limit: i
     attempt; the leased ones, oldest due first, with what sending them needs (the endpoint's
     url and secret, the event's body)."""
     tx.execute(_LEASE[tx.dialect], {"now": now, "owner": owner, "lease_until": lease_until, "n": int(limit)})
-    return tx.query("SELECT d.id, d.event_id, d.endpoint_id, d.attempts, d.claim, e.url, e.secret, ev.body"
+    return tx.query("SELECT d.id, d.event_id, d.endpoint_id, d.attempts, d.claim, e.url, e.secret,"
+                    " e.previous_secret, e.previous_secret_expires_at, ev.body"
                     " FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id"
                     " JOIN webhook_events ev ON ev.id = d.event_id"
                     " WHERE d.status = 'delivering' AND d.claim = :owner"

@@ -161,7 +161,9 @@ def _error(exc: Exception):
     else:
         errors.log.exception("unhandled error on a web page")
         err = ApiError(500, "api_error", "internal_error", "Something went wrong; nothing was changed.")
-    return page("error.html", err.status, message=err.message, back=_home())
+    body, status = page("error.html", err.status, message=err.message, back=_home())
+    # a rate limit or a busy store says when to try again, as the API's answer does
+    return body, status, ({"Retry-After": str(err.retry_after)} if hasattr(err, "retry_after") else {})
 
 
 from gateway.web import operator, wallet, scan, ride, funds  # noqa: E402,F401  (routes register on bp)

@@ -38,7 +38,7 @@ from typing import Callable
 from flask import redirect, request, session, url_for
 from markupsafe import Markup
 
-from gateway import dashboard, idempotency, ledger
+from gateway import dashboard, idempotency, ledger, rate_limits
 from gateway.api.bills import qr_image
 from gateway.api.wallets import fresh_balance
 from gateway.app import runtime
@@ -220,6 +220,7 @@ def wallet_bill_lookup(wallet):
     with runtime().store.read() as tx:
         if biller_id not in {b["id"] for b in dashboard.billers(tx)}:
             raise invalid("invalid_parameter", "There is no such biller.", "biller_id")
+    rate_limits.check_bill_lookup(runtime(), wallet["id"])  # as the API's: guessing numbers is slow
     saved = [x for x in _lookups() if x != [biller_id, consumer]]
     session["bill_lookups"] = ([[biller_id, consumer]] + saved)[:MAX_LOOKUPS]
     return redirect(url_for("web.wallet_page", _anchor="bills"))

@@ -16,7 +16,7 @@ import click
 @click.command("demo")
 @click.option("--seed", type=int, default=1, show_default=True, help="The city's seed: the same seed, the same day.")
 @click.option("--riders", type=click.IntRange(1, 400), default=60, show_default=True,
-              help="Riders in the city (about 2.5 taps each; a PC/SC tap costs ~0.5 s of card arrival).")
+              help="Riders in the city (about 2.5 taps each; a PC/SC tap costs ~0.8 s of card arrival and removal).")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".tapstack/demo"),
               show_default=True, help="The demo's data directory, emptied at the start of each run.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True,

@@ -21,7 +21,7 @@ from pathlib import Path
 from protocol import purse as p
 from tapstack.demo.city import DOUBLE_TAP_SECONDS, RETAP_SECONDS, ZONE
 from terminal import validator as decisions
-from terminal.gateway_client import GatewayClient, urllib_send
+from protocol.uplink import Client, urllib_send
 from terminal.journal import Journal
 from terminal.readers import open_reader
 from terminal.run import Settings, Validator, default_terminal_id
@@ -135,9 +135,9 @@ class Bus:
 
     def _run(self) -> None:
         c = self.config
-        log = open(c.log, "a", encoding="utf-8")
-        transport = reader = journal = uploader = None
+        log = transport = reader = journal = uploader = None
         try:
+            log = open(c.log, "a", encoding="utf-8")
             if c.transport == "vpcd":
                 from wallet.transports.vpcd import VpcdCard
                 transport = VpcdCard(None, c.card_port).start()
@@ -149,7 +149,7 @@ class Bus:
                                 key_id=c.key_id, secret=c.secret, token_key=c.token_key, journal=c.journal,
                                 terminal_id=self.terminal_id, refresh_every=3600.0)
             journal = Journal(c.journal, self.terminal_id)
-            client = GatewayClient(c.gateway, c.key_id, c.secret, send=self.network.wrap(urllib_send(5.0)))
+            client = Client(c.gateway, c.key_id, c.secret, send=self.network.wrap(urllib_send(5.0)))
             out = lambda line: log.write(f"{self.now.astimezone(ZONE):%H:%M:%S} {line}\n")  # noqa: E731  city time
             v = Validator(settings, reader, journal, client=client, clock=lambda: self.now, out=out)
             uploader = Uploader(c.journal, self.terminal_id, client, _utc_now, idle=0.5, on_error=out)
@@ -175,7 +175,8 @@ class Bus:
                 reader.close()
             if journal is not None:
                 journal.close()
-            log.close()
+            if log is not None:
+                log.close()
 
     def _day(self, v: Validator, transport, reader, start: datetime, taps: list, outage,
              results: queue.Queue) -> None:

@@ -1,5 +1,5 @@
 """The corner shop of the demo: the real till program (terminal.till.Till, what
-`tapstack terminal run --mode pos` runs) with its reader on nfcpy's udp emulation.
+`tapstack terminal till` runs) with its reader on nfcpy's udp emulation.
 
 For each sale of the plan the cashier opens the sale, then the shopper pays the way the
 plan says: a purse tap (the phone presented on the till's reader; paid offline,
@@ -22,7 +22,7 @@ CHECKOUT_POLLS = 20
 
 class Shop:
     def __init__(self, url: str, key_id: str, secret: bytes, data_dir: Path, log: Path):
-        from terminal.gateway_client import GatewayClient
+        from protocol.uplink import Client
         from terminal.journal import Journal
         from terminal.readers.nfc import NfcReader
         from terminal.run import default_terminal_id
@@ -33,7 +33,7 @@ class Shop:
 
         self.screens = data_dir / "till"
         self.screens.mkdir(parents=True, exist_ok=True)
-        self.client = GatewayClient(url, key_id, secret)
+        self.client = Client(url, key_id, secret)
         self.terminal_id = default_terminal_id(key_id)
         self.journal_path = data_dir / "validators" / "till-1.journal"
         self.sales: Counter = Counter()  # method -> sales paid

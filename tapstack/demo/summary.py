@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from wallet.app import money
+from protocol.currency import money
 
 
 @dataclass(frozen=True)

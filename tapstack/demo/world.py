@@ -90,7 +90,7 @@ class World:
     def link_card(self, rider_id: str) -> None:
         """The rider links the bank or transit card to the wallet: the app asks for a link code and
         the card is tapped once at the bus company's link desk (terminal.link, in-process reader)."""
-        from terminal.gateway_client import GatewayClient
+        from protocol.uplink import Client
         from terminal.link import LinkRefused, link_card
         from terminal.readers.mock import MockReader
 
@@ -99,7 +99,7 @@ class World:
         key_id, secret = self.terminals[city.ROUTES[0].id]
         desk = MockReader(self.cards[rider_id])
         try:
-            link_card(desk, GatewayClient(self.url, key_id, secret), code, self.token_key, wait=5)
+            link_card(desk, Client(self.url, key_id, secret), code, self.token_key, wait=5)
         except LinkRefused as e:
             raise DemoError(f"the card of {rider_id} could not be linked: {e}") from None
         finally:
@@ -146,7 +146,8 @@ class World:
     def buses(self, daemon) -> dict[str, Bus]:
         from wallet.pcscd import free_ports
 
-        (self.data_dir / "validators").mkdir(parents=True, exist_ok=True)
+        for room in ("validators", "logs"):  # logs too: against a gateway of its own the demo starts none
+            (self.data_dir / room).mkdir(parents=True, exist_ok=True)
         nfc_port = free_ports(1)[0]
         found = {}
         for route in city.ROUTES:
@@ -212,13 +213,13 @@ class World:
 
     def flush(self, bus: Bus) -> list[dict]:
         """Upload what the bus's journal still holds (network back, uploader stopped); its taps."""
-        from terminal.gateway_client import GatewayClient
+        from protocol.uplink import Client
         from terminal.journal import Journal
         from terminal.uploader import upload_all
 
         journal = Journal(bus.config.journal, bus.terminal_id)
         try:
-            upload_all(journal, GatewayClient(self.url, bus.config.key_id, bus.config.secret), utc_now)
+            upload_all(journal, Client(self.url, bus.config.key_id, bus.config.secret), utc_now)
             return journal.taps()
         finally:
             journal.close()
@@ -250,9 +251,9 @@ class World:
         bills = _all(biller, "/v1/bills", biller_id=self.biller["id"], period=plan.period)
         shopkeeper = Gateway(self.url, self.shop_merchant["api_key"])
         shop = _all(shopkeeper, "/v1/payments")
-        # Purse sales clear like fares, into the shop's revenue: its own ridership says how much.
-        shop_purse = shopkeeper.get("/v1/taps/ridership", **{"from": since, "to": int(utc_now().timestamp()) + 1})
-        shop_purse_revenue = sum(x["purse_revenue"] or 0 for x in shop_purse["data"])
+        # Purse sales clear like fares, into the shop's revenue: its sale revenue says how much.
+        shop_purse = shopkeeper.get("/v1/sales/revenue", **{"from": since, "to": int(utc_now().timestamp()) + 1})
+        shop_purse_revenue = sum(x["revenue"] for x in shop_purse["data"])
         ledger = ledger_check(gateway_dir, database)
         pcsc_routes = {r.id for r in city.ROUTES if r.reader.startswith("pcsc")}
         return Summary(

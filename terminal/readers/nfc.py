@@ -4,11 +4,16 @@ The reader polls for a Type A target, activates it as an ISO-DEP Type 4A tag (RA
 ISO 14443-4 blocks inside nfcpy) and moves APDUs with tag.transceive. Like a PC/SC reader it
 answers the pseudo-APDU FF CA 00 00 (the UID) itself, from the anticollision UID. A card that
 stops answering (nfcpy gives up after its retries) is CardRemoved.
+
+Over loopback udp (the wallet emulator's card) the reader polls every POLL_INTERVAL and
+learns of an empty field at once (loopback_udp), so a card arrives, leaves and is torn away
+in a few milliseconds (bench/arrival_bench.py).
 """
 from __future__ import annotations
 
 import errno
 import ipaddress
+import itertools
 import logging
 import threading
 import time
@@ -17,6 +22,9 @@ from terminal.readers import complete_response
 from terminal.readers.base import CardRemoved, ReaderError, ReaderUnavailable
 
 log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.01  # seconds between two polls of an empty field
+PRESENCE_INTERVAL = 0.02  # seconds between two presence checks of a card in the field
 
 
 class NfcSession:
@@ -48,6 +56,7 @@ class NfcSession:
             response = self.tag.transceive(apdu)
         except (nfc.tag.TagCommandError, nfc.clf.CommunicationError) as error:
             self._open = False
+            self.reader._release()  # field off: what the card may still send is not read as a new card's
             raise CardRemoved(f"the card stopped answering: {error}") from None
         except IOError as error:
             self._open = False
@@ -132,14 +141,16 @@ class NfcReader:
         if self.session is not None:  # a new activation resets the card: the old session is done
             self.session.close()
             self.session = None
-        while True:
+        for polls in itertools.count():
             tag = self._sense()
             if tag is not None:
                 self.session = NfcSession(self, tag)
                 return self.session
             if deadline is not None and time.monotonic() >= deadline:
                 return None
-            time.sleep(0.01)
+            # the first polls follow each other closely: a card just presented is often a
+            # millisecond from listening; then POLL_INTERVAL
+            time.sleep(min(POLL_INTERVAL, 0.001 * 2 ** polls))
 
     def _release(self) -> None:
         """Field off: the card resets and may be activated again."""
@@ -175,7 +186,7 @@ class NfcReader:
                 return True  # no reader, no card in its field
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-            time.sleep(0.05)
+            time.sleep(PRESENCE_INTERVAL)
 
     def signal(self, outcome: str) -> None:
         """nfcpy readers have no LED or buzzer API nfcpy drives: nothing to show."""
@@ -196,17 +207,25 @@ def loopback_udp(device) -> None:
 
     The driver waits a whole second for each SENS_RES, so every poll of an empty field, and
     every card that arrives between two polls, costs a second; over loopback a card answers
-    within a millisecond, so activation waits SENSE_WAIT instead. And its socket, unbound,
-    takes datagrams from any address: towards a loopback card it is bound to 127.0.0.1."""
+    within a millisecond, so activation waits SENSE_WAIT instead.
+
+    Its socket, unbound and unconnected, takes datagrams from any address and never learns
+    that nothing listens: towards a loopback card it is bound to 127.0.0.1 and connected to
+    the card's address. Then a frame sent while no card listens there comes back at once as
+    ECONNREFUSED (the kernel's ICMP port unreachable), which is the empty field: a poll, or
+    an exchange with a card that has left, ends then rather than after its timeout."""
     if not ipaddress.ip_address(device.addr[0]).is_loopback:
         return
-    create, sense, receive = device._create_socket, device.sense_tta, device._recv_data
+    import nfc.clf
+
+    create, sense, send, receive = device._create_socket, device.sense_tta, device._send_data, device._recv_data
     sensing = threading.local()
 
     def create_socket():
         create()
         if device.socket is not None and device.socket.getsockname()[1] == 0:
             device.socket.bind((device.addr[0], 0))
+            device.socket.connect(device.addr)
 
     def sense_tta(target):
         sensing.on = True
@@ -215,9 +234,21 @@ def loopback_udp(device) -> None:
         finally:
             sensing.on = False
 
+    def send_data(brty, data, addr):
+        try:
+            return send(brty, data, addr)
+        except ConnectionRefusedError:  # an earlier frame found no card: nor will this one
+            if brty == "RFOFF":
+                return None
+            raise nfc.clf.TimeoutError("no card in the field") from None
+
     def recv_data(timeout, *brty):
         if getattr(sensing, "on", False) and timeout is not None:
             timeout = min(timeout, SENSE_WAIT)
-        return receive(timeout, *brty)
+        try:
+            return receive(timeout, *brty)
+        except ConnectionRefusedError:
+            raise nfc.clf.TimeoutError("no card in the field") from None
 
-    device._create_socket, device.sense_tta, device._recv_data = create_socket, sense_tta, recv_data
+    device._create_socket, device.sense_tta = create_socket, sense_tta
+    device._send_data, device._recv_data = send_data, recv_data

@@ -8,6 +8,7 @@ from datetime import date
 from gateway import dashboard
 from tests.gateway.fixtures import ok
 from protocol import tokens
+from protocol.uplink.records import LEGACY_TILL_ROUTE
 from tests.gateway.test_card_links import KEY, PAN_TOKEN
 from tests.gateway.test_clearing import Rider, upload
 from tests.gateway.test_dashboard import SHANGHAI, T0, tap_row
@@ -24,9 +25,10 @@ def overview(store, clock, day):
 
 
 def till_sale(world, clock, rider, n: int, amount: int):
-    """A purse sale as terminal.till uploads it: route "pos", the sale id as the stop."""
+    """A purse sale as tills uploaded them before sale records (POST /v1/taps, route "pos",
+    the sale id as the stop): the gateway stores it as the sale it is."""
     row = rider.tap(clock, fare=amount)
-    return {**row, "route": dashboard.TILL_ROUTE, "stop": f"sale-{n}"}
+    return {**row, "route": LEGACY_TILL_ROUTE, "stop": f"sale-{n}"}
 
 
 def test_a_tills_purse_sales_are_shop_payments_not_ridership(world, store, clock):

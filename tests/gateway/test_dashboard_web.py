@@ -119,6 +119,22 @@ def test_the_figures_on_the_page_are_the_days(client, config, world, clock):
     assert "not a date" in bad_day and figure(bad_day, "taps") == ["3"]
 
 
+def test_the_credentials_panel_lists_keys_with_status_and_expiry(client, config, world, operator):
+    merchant_id, shop = world.merchant("x")
+    rolled = ok(shop.post(f"/v1/merchants/{merchant_id}/api_keys/roll", {"expires_in": 3600}), 201)
+    terminal_id, _ = world.terminal("y")
+    ok(operator.post(f"/v1/terminals/{terminal_id}/suspend"))
+    ok(operator.post(f"/v1/wallets/{world.wallet('b')[0]}/credential/revoke"))
+    sign_in_operator(client, config)
+    html = client.get("/dashboard").get_data(as_text=True)
+    keys = text(re.search(r'id="api-keys".*?</table>', html, re.S).group(0))
+    assert f"sk_…{rolled['last4']} active" in keys and "expiring 2026-11-27T09:00:00Z 2026-11-27T10:00:00Z" in keys
+    assert rolled["secret"] not in html
+    assert figure(html, "revoked-wallets") == ["1"] and figure(html, "stopped-terminals") == ["1"]
+    assert f"{terminal_id} till 1 Shop y suspended" in text(re.search(r'id="stopped-terminals".*?</table>',
+                                                                       html, re.S).group(0))
+
+
 def test_the_time_zone_is_a_setting_named_on_the_page(client, config, world):
     upload(world, [tap_row(1, at=T0)])  # 09:00 UTC
     sign_in_operator(client, config)
@@ -192,6 +208,18 @@ def test_bad_lookups_and_forms_are_pages_that_say_why(client, world, biller):
     broke = client.post("/wallet/bills/bill_0000000000000000/pay", data={"csrf_token": token, "amount": "5",
                                                                         "idempotency_key": "web-x"})
     assert broke.status_code == 404 and "No such bill" in broke.get_data(as_text=True)
+
+
+def test_bill_lookups_on_the_wallet_page_share_the_wallets_limit(client, world, biller, config):
+    config.bill_lookups_per_minute = 2
+    sign_in_wallet(client, world.wallet("a")[1].auth)
+    token = csrf(client.get("/wallet").get_data(as_text=True))
+    answers = [client.post("/wallet/bills/lookup", data={"csrf_token": token, "biller_id": biller[0],
+                                                          "consumer_number": f"C-{n}"}) for n in range(3)]
+    assert [a.status_code for a in answers] == [302, 302, 429]
+    assert "at most 2 a minute" in answers[2].get_data(as_text=True) and answers[2].headers["Retry-After"] == "60"
+    wallet_id, wallet = world.wallet("a")
+    assert wallet.get(f"/v1/bills?biller_id={biller[0]}&consumer_number=C-9").status_code == 429  # one count
 
 
 def test_the_pay_code_is_a_qr_a_till_can_redeem_once(client, world):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from protocol.fares import parse_rules
 from gateway.trips import Tap, build_trips, price_trips
-from tests.gateway.test_fares import example_dict
+from tests.protocol.test_fares import example_dict
 
 NETWORK = [(r["id"], [s["id"] for s in r["stops"]]) for r in example_dict()["routes"]]
 START = datetime(2026, 12, 5, 5, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # a Saturday: weeks get crossed

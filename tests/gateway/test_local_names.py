@@ -21,8 +21,9 @@ def test_a_biller_with_a_chinese_name_issues_bills_whose_codes_carry_it(operator
                                               "city": "杭州", "city_latin": "Hangzhou"}), 201)
     assert (biller["name"], biller["name_latin"], biller["city"], biller["city_latin"]) == (
         "杭州水务集团", "Hangzhou Water", "杭州", "Hangzhou")
-    water = operator.as_(biller["api_key"])
-    assert ok(water.get(f"/v1/billers/{biller['id']}")) == {k: v for k, v in biller.items() if k != "api_key"}
+    water = operator.as_(biller["secret"])
+    assert ok(water.get(f"/v1/billers/{biller['id']}")) == {k: v for k, v in biller.items()
+                                                            if k not in ("secret", "api_key")}
     bill = ok(water.post("/v1/bills", BILL), 201)
     assert bill["biller_name"] == "杭州水务集团"
     qr = scanned(water, f"/v1/bills/{bill['id']}/qr.png")

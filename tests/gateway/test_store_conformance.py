@@ -285,3 +285,28 @@ def test_an_unreachable_database_is_unavailable_within_the_timeout(tmp_path):
 def test_unknown_database_urls_are_refused_with_the_forms_to_use():
     with pytest.raises(StoreError, match=r"unknown database URL scheme 'mysql': use sqlite:///PATH or postgresql://"):
         open_store("mysql://root@localhost/db")
+
+
+def test_postgresqls_multixact_failure_is_run_again_and_other_internal_errors_are_not():
+    """XX000 "new multixact has more than one updating member" rolls the transaction back
+    with nothing committed, so the store runs it again like a deadlock; any other internal
+    error is a StoreError, never retried."""
+    from psycopg import errors as pg
+
+    from gateway.store import postgres
+
+    class Refusing:
+        def __init__(self, message):
+            self.message = message
+
+        def cursor(self):
+            return self
+
+        def execute(self, sql, params):
+            raise pg.InternalError_(self.message)
+
+    with pytest.raises(postgres._Retry):
+        postgres.Tx(Refusing("new multixact has more than one updating member")).execute("UPDATE t SET n = 1")
+    with pytest.raises(StoreError) as refused:
+        postgres.Tx(Refusing("could not read block 7")).execute("UPDATE t SET n = 1")
+    assert not isinstance(refused.value, postgres._Retry)

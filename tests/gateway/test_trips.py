@@ -12,7 +12,7 @@ import pytest
 
 from protocol.fares import FareError, parse_rules
 from gateway.trips import Charge, Tap, build_trips, price_trips
-from tests.gateway.test_fares import _set, doc_blocks, example_dict, example_rules
+from tests.protocol.test_fares import _set, doc_blocks, example_dict, example_rules
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 _ids = itertools.count()

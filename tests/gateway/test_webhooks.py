@@ -18,6 +18,7 @@ from gateway import webhooks as wh
 from gateway.errors import ApiError
 from gateway.store import SQLiteStore
 from gateway.store import webhooks as webhooks_db
+from protocol import webhook_signature
 
 try:
     from tests.gateway.webhook_receiver import Receiver
@@ -29,9 +30,13 @@ T0 = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
 REPO = Path(__file__).resolve().parents[2]
 
 
+SEAL_KEY = bytes(range(32))  # what these tests' endpoint secrets are sealed under
+
+
 def Deliverer(store, clock, **options):
     """A deliverer allowed to reach the receiver on loopback (as --allow-private-webhooks)."""
-    return wh.Deliverer(store, clock, **{"post": functools.partial(wh.http_post, private_targets=True), **options})
+    return wh.Deliverer(store, clock, SEAL_KEY,
+                        **{"post": functools.partial(wh.http_post, private_targets=True), **options})
 
 
 class Clock:
@@ -50,9 +55,37 @@ class Clock:
 
 def endpoint(store, receiver, merchant="mer_1", types=None, now=T0):
     with store.transaction() as tx:
-        created = wh.create_endpoint(tx, merchant_id=merchant, url=receiver.url, event_types=types, now=now)
+        created = wh.create_endpoint(tx, merchant_id=merchant, url=receiver.url, event_types=types, now=now,
+                                      seal_key=SEAL_KEY)
     receiver.secret = created["secret"]
     return created
+
+
+def test_a_rolled_secret_signs_beside_the_old_one_until_the_overlap_ends(store):
+    """Stripe's roll: during the overlap each delivery carries a v1= per secret, so a receiver
+    holding either verifies it; after it, only the new secret signs. Both stay sealed at rest."""
+    clock = Clock()
+    with Receiver(now=clock.unix) as rx:
+        old = endpoint(store, rx)
+        with store.transaction() as tx:
+            rolled = wh.roll_secret(tx, merchant_id="mer_1", endpoint_id=old["id"], now=T0, seal_key=SEAL_KEY,
+                                    expires_in=3600)
+            with pytest.raises(ApiError):  # another merchant's endpoint is not found
+                wh.roll_secret(tx, merchant_id="mer_2", endpoint_id=old["id"], now=T0, seal_key=SEAL_KEY)
+        assert rolled["secret"] != old["secret"] and rolled["previous_secret_expires_at"] == "2026-11-27T10:00:00Z"
+        with store.read() as tx:
+            row = webhooks_db.endpoint(tx, merchant_id="mer_1", endpoint_id=old["id"])
+        assert old["secret"] not in str(row) and rolled["secret"] not in str(row)
+        emit(store)
+        Deliverer(store, clock).deliver_due()
+        clock.advance(3601)
+        emit(store, now=clock())
+        Deliverer(store, clock).deliver_due()
+    during, after = rx.received
+    assert during["header"].count("v1=") == 2 and after["header"].count("v1=") == 1
+    for secret, verifies in ((old["secret"], [True, False]), (rolled["secret"], [True, True])):
+        assert [webhook_signature.verify(secret, got["header"], got["body"], now=int(clock.unix()) - 3601 * (i == 0))
+                for i, got in enumerate((during, after))] == verifies
 
 
 def emit(store, n=1, merchant="mer_1", event_type="payment.succeeded", now=T0):
@@ -227,10 +260,10 @@ def test_a_lease_that_expires_after_the_last_attempt_fails_the_delivery(store):
         [event_id] = emit(store)
         policy = wh.RetryPolicy(max_attempts=1)
         with store.transaction() as tx:
-            [claimed] = wh.claim(tx, now=clock(), lease_seconds=30, limit=10, policy=policy)
+            [claimed] = wh.claim(tx, now=clock(), lease_seconds=30, limit=10, seal_key=SEAL_KEY, policy=policy)
         clock.advance(30)
         with store.transaction() as tx:
-            assert wh.claim(tx, now=clock(), lease_seconds=30, limit=10, policy=policy) == []
+            assert wh.claim(tx, now=clock(), lease_seconds=30, limit=10, seal_key=SEAL_KEY, policy=policy) == []
     assert deliveries(store)[event_id]["status"] == "failed"
 
 
@@ -240,10 +273,10 @@ def test_a_stale_deliverer_does_not_overwrite_the_new_claim(store):
         endpoint(store, rx)
         emit(store)
     with store.transaction() as tx:
-        [old] = wh.claim(tx, now=clock(), lease_seconds=10, limit=10)
+        [old] = wh.claim(tx, now=clock(), lease_seconds=10, limit=10, seal_key=SEAL_KEY)
     clock.advance(10)
     with store.transaction() as tx:
-        [new] = wh.claim(tx, now=clock(), lease_seconds=10, limit=10)
+        [new] = wh.claim(tx, now=clock(), lease_seconds=10, limit=10, seal_key=SEAL_KEY)
     assert new.claim != old.claim and new.attempts == 2
     with store.transaction() as tx:    # the old one finally hears a 200: logged, not decisive
         assert wh.record(tx, old, wh.Outcome(200, None, 5), now=clock(), rand=0.5) == "delivering"
@@ -336,7 +369,7 @@ CRASHING_DELIVERER = textwrap.dedent("""
     clock = lambda: datetime.fromtimestamp(float(sys.argv[3]), timezone.utc)
     print("ready", flush=True)
     post = functools.partial(wh.http_post, private_targets=True)
-    wh.Deliverer(store, clock, post=post, workers=1, batch=100, lease_seconds=60).deliver_due()
+    wh.Deliverer(store, clock, bytes(range(32)), post=post, workers=1, batch=100, lease_seconds=60).deliver_due()
     print("finished", flush=True)
 """)
 
@@ -373,15 +406,24 @@ def test_a_deliverer_killed_mid_batch_loses_no_event_and_ids_dedupe(store, confi
 
 
 def test_the_deliver_webhooks_command_delivers_what_is_due(tmp_path):
+    """...and first seals a secret an older release stored in plain text, then signs with it."""
     from click.testing import CliRunner
     from gateway.cli import cli
 
     store = SQLiteStore(tmp_path / "gateway.db")          # where Config(tmp_path) keeps it
     with Receiver() as rx:
-        endpoint(store, rx)
+        rx.secret = "whsec_" + "ab" * 24
+        with store.transaction() as tx:                   # as a release before 0017 stored it
+            webhooks_db.insert_endpoint(tx, id="we_old", merchant_id="mer_1", url=rx.url, event_types="*",
+                                        secret=rx.secret, status="enabled", created_at=int(T0.timestamp()))
         ids = emit(store, n=2, now=datetime.now(timezone.utc))
         store.close()
         result = CliRunner().invoke(cli, ["deliver-webhooks", "--data", str(tmp_path), "--once",
                                              "--allow-private-webhooks"])
     assert result.exit_code == 0 and "2 webhook deliveries attempted" in result.output
     assert sorted(rx.ids()) == sorted(ids) and all(r["verified"] for r in rx.received)
+    store = SQLiteStore(tmp_path / "gateway.db")
+    with store.read() as tx:
+        [row] = tx.query("SELECT secret FROM webhook_endpoints")
+    store.close()
+    assert row["secret"].startswith("v1.") and "ab" * 8 not in row["secret"]

@@ -48,7 +48,7 @@ def test_a_payment_reaches_the_merchants_endpoint_signed(gw):
         rx.secret = endpoint["secret"]
         payment = gw.ok("POST", "/v1/payments", wallet,
                         {"merchant_id": merchant_id, "amount": 1250, "currency": "CNY"})
-        assert webhooks.Deliverer(gw.store, lambda: gw.now, post=functools.partial(
+        assert webhooks.Deliverer(gw.store, lambda: gw.now, gw.config.secret(webhooks.SEAL), post=functools.partial(
             webhooks.http_post, private_targets=True)).deliver_due() == 1
     [got] = rx.received
     assert got["verified"]
@@ -115,3 +115,32 @@ def test_events_page_with_after(gw):
     assert [e["data"]["amount"] for e in first["data"]] == [12, 11] and first["has_more"]
     rest = gw.ok("GET", f"/v1/events?limit=2&after={first['data'][-1]['id']}", api_key)
     assert [e["data"]["amount"] for e in rest["data"]] == [10] and not rest["has_more"]
+
+
+def test_secrets_are_sealed_at_rest_rolled_by_the_merchant_and_endpoints_are_limited(gw):
+    """On either backend: the database holds no signing secret (only a sealed value that opens
+    under the gateway's key, on any node: the key is the deployment's); a roll answers a new
+    secret once; a merchant's 17th endpoint is refused while 16 are enabled."""
+    merchant_id, api_key = gw.merchant()
+    created = gw.ok("POST", "/v1/webhook_endpoints", api_key, {"url": "https://hooks.example/a"})
+    with gw.store.read() as tx:
+        [row] = tx.query("SELECT secret, previous_secret FROM webhook_endpoints")
+    assert row["secret"].startswith("v1.") and created["secret"] not in str(row)
+    rolled = gw.ok("POST", f"/v1/webhook_endpoints/{created['id']}/roll_secret", api_key, {"expires_in": 0})
+    assert rolled["secret"].startswith("whsec_") and rolled["secret"] != created["secret"]
+    assert rolled["previous_secret_expires_at"] is None
+    with gw.store.read() as tx:
+        [row] = tx.query("SELECT secret, previous_secret FROM webhook_endpoints")
+    assert row["previous_secret"] is None and rolled["secret"] not in row["secret"]
+    other_id, other_key = gw.merchant("Other Shop")
+    r = gw.call("POST", f"/v1/webhook_endpoints/{created['id']}/roll_secret", other_key, {})
+    assert r.status_code == 404
+    r = gw.call("POST", f"/v1/webhook_endpoints/{created['id']}/roll_secret", api_key, {"expires_in": 8 * 86400})
+    assert r.status_code == 400 and r.get_json()["error"]["param"] == "expires_in"
+    for i in range(webhooks.MAX_ENDPOINTS - 1):
+        gw.ok("POST", "/v1/webhook_endpoints", api_key, {"url": f"https://hooks.example/{i}"})
+    r = gw.call("POST", "/v1/webhook_endpoints", api_key, {"url": "https://hooks.example/17"})
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "too_many_webhook_endpoints"
+    gw.ok("POST", "/v1/webhook_endpoints", other_key, {"url": "https://hooks.example/theirs"})  # per merchant
+    gw.ok("DELETE", f"/v1/webhook_endpoints/{created['id']}", api_key)
+    gw.ok("POST", "/v1/webhook_endpoints", api_key, {"url": "https://hooks.example/17"})

@@ -47,6 +47,7 @@ class Scene:
     callers: dict = field(default_factory=dict)
     ids: dict = field(default_factory=dict)
     others: dict = field(default_factory=dict)
+    dead: dict = field(default_factory=dict)    # credentials rolled, revoked or suspended, by what they are
 
     def anonymous(self) -> Api:
         return Api(self.app.test_client(), RealClock(), None)
@@ -98,6 +99,7 @@ def build_scene(root: Path) -> Scene:
         "paid_bill_id": bill["id"], "bill_payment_id": bill_payment["id"], "checkout_id": checkout["id"],
         "code": link_code, "entry": "00112233445566ff", "card_id": "00112233445566ff",
         "link_id": "cl_000000000000000000000000", "charge_id": "fc_000000000000000000000000",
+        "key_id": ok(merchant.get(f"/v1/merchants/{biller['id']}/api_keys"))["data"][0]["id"],
     }
     # Another merchant's and another wallet's objects: what access-control checks reach for.
     b_customer, b_wallet, b_payer = wallets["b"]
@@ -111,7 +113,21 @@ def build_scene(root: Path) -> Scene:
                        201)["id"],
         "refund_id": ok(other_shop.post("/v1/refunds", {"payment_id": b_payment["id"], "amount": 1}), 201)["id"],
         "event_id": ok(other_shop.get("/v1/events"))["data"][0]["id"],
+        "key_id": ok(other_shop.get(f"/v1/merchants/{other['id']}/api_keys"))["data"][0]["id"],
     }
+    # Credentials that no longer work, each as its role would send it: a merchant key rolled
+    # with no overlap, the key that roll gave once revoked, a revoked wallet credential, a
+    # suspended terminal and a revoked one.
+    rolled = ok(operator.post(f"/v1/merchants/{other['id']}/api_keys/roll", {"expires_in": 0}), 201)
+    ok(operator.post(f"/v1/merchants/{other['id']}/api_keys/{rolled['id']}/revoke"))
+    ok(operator.post(f"/v1/wallets/{b_wallet['id']}/credential/revoke"))
+    ok(operator.post(f"/v1/terminals/{other_till['id']}/suspend"))
+    gone = ok(operator.post("/v1/terminals", {"merchant_id": other["id"]}), 201)
+    ok(operator.post(f"/v1/terminals/{gone['id']}/revoke"))
+    scene.dead = {"merchant key rolled": other_shop, "merchant key revoked": operator.as_(rolled["secret"]),
+                  "wallet credential revoked": b_payer,
+                  "terminal suspended": operator.as_((other_till["key_id"], bytes.fromhex(other_till["secret"]))),
+                  "terminal revoked": operator.as_((gone["key_id"], bytes.fromhex(gone["secret"])))}
     return scene
 
 

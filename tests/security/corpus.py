@@ -52,6 +52,8 @@ SAMPLES = {
     "bill_number": "B-7", "minimum_payment": 1, "expires_at": "2100-01-01T00:00:00Z", "payload": "000201",
     "store_label": "Front", "terminal_label": "till", "expires_in": 60,
     "taps": [{"id": "corpus-1", "kind": "uid", "route": "12", "stop": "1", "at": "2026-11-27T09:00:00Z"}],
+    "sales": [{"id": "corpus-2", "sale": "s-1", "kind": "purse", "accepted": False, "reason": "test",
+               "at": 1764233400}],
     "bills": [{"consumer_number": "C-8", "period": "2026-11", "amount_due": 5, "currency": "CNY",
                "due_date": "2099-12-31"}],
 }
@@ -193,7 +195,16 @@ HANDWRITTEN = [
       for label, rows in (("1001 rows", [{}] * 1001), ("rows of scalars", [1, "x", None, True]),
                           ("huge id", [{"id": "x" * 5000}]), ("nested row", [{"id": {"id": {"id": 1}}}]),
                           ("surrogate in row", [{"id": "\udfff"}]), ("bad times", [{"id": "t", "at": "0001-01-01"}]),
-                          ("amount overflow", [{"id": "t", "amount": 10 ** 40}]))],
+                          ("amount overflow", [{"id": "t", "amount": 10 ** 40}]),
+                          ("till row of the old kind without its sale", [{"id": "t", "route": "pos"}]),
+                          ("till row of the old kind, garbage", [{"id": 7, "route": "pos", "stop": {"x": 1}}]))],
+    *[Entry(f"POST /v1/sales {label}", "terminal", "POST", "/v1/sales", _json({"sales": rows}))
+      for label, rows in (("1001 rows", [{}] * 1001), ("rows of scalars", [1, "x", None, True]),
+                          ("huge id", [{"id": "x" * 5000}]), ("nested row", [{"id": {"id": {"id": 1}}}]),
+                          ("surrogate in sale", [{"id": "t", "sale": "\udfff"}]),
+                          ("a tap sent as a sale", [{"id": "t", "at": 1, "kind": "uid", "accepted": True,
+                                                     "reason": "token", "route": "12", "stop": "1"}]),
+                          ("amount overflow", [{"id": "t", "sale": "s", "amount": 10 ** 40}]))],
     # purse loads, cards, tokens
     *[Entry(f"POST /v1/wallets/{{wallet_id}}/purse-loads {label}", "wallet", "POST",
             "/v1/wallets/{wallet_id}/purse-loads", _json({"card_id": "0011223344556677", "amount": 1,
@@ -217,6 +228,17 @@ HANDWRITTEN = [
                          ("IDN", "https://bücher.example/"), ("gopher", "gopher://x.example/"),
                          ("metadata", "http://169.254.169.254/"), ("decimal loopback", "http://2130706433/"),
                          ("port 99999", "https://x.example:99999/"), ("no host", "https:///x"))],
+    # key lifecycle: overlap windows past the 7 days, keys and states that are not there
+    *[Entry(f"POST {path} expires_in {label}", role, "POST", path, _json({"expires_in": value}))
+      for path, role in (("/v1/merchants/{merchant_id}/api_keys/roll", "merchant"),
+                         ("/v1/webhook_endpoints/{endpoint_id}/roll_secret", "merchant"))
+      for label, value in (("a week and a second", 7 * 86400 + 1), ("as text", "86400"), ("1e3", 1e3),
+                           ("minus zero", -0.0), ("2**63", 2 ** 63))],
+    Entry("POST revoke another merchant's key", "merchant", "POST",
+          "/v1/merchants/{merchant_id}/api_keys/mk_000000000000000000000000/revoke", b"{}"),
+    Entry("POST resume an active terminal", "merchant", "POST", "/v1/terminals/{terminal_id}/resume", b"{}"),
+    Entry("POST reissue another wallet's credential", "wallet", "POST",
+          "/v1/wallets/wal_000000000000000000000000/credential/reissue", b"{}"),
 ]
 
 

@@ -7,9 +7,13 @@ every role (OWASP API1 object level, API5 function level).
   another wallet, its customer, payments, top-ups, refunds, events): 404, the very
   answer a missing id gets, so ids cannot be probed.
 
+- A merchant key rolled with no overlap or revoked, a revoked wallet credential: 401 on
+  every endpoint; a suspended or revoked terminal's correctly signed request: 403
+  terminal_suspended or terminal_revoked on every endpoint.
+
 tests/gateway/test_auth_isolation.py adds the owner's own request beside each refusal,
-and test_auth.py the signed terminal requests (replays, tampering, stale clocks).
-Revoked and rolled keys join this matrix with the key lifecycle.
+test_auth.py the signed terminal requests (replays, tampering, stale clocks), and
+tests/gateway/test_key_lifecycle.py the keys' overlap windows.
 """
 from __future__ import annotations
 
@@ -61,7 +65,7 @@ def _others_paths():
 
 
 OTHER_IDS = ("merchant_id", "biller_id", "wallet_id", "customer_id", "terminal_id", "payment_id", "topup_id",
-             "refund_id", "event_id")
+             "refund_id", "event_id", "key_id")
 OTHERS = _others_paths()
 
 
@@ -86,3 +90,18 @@ BODY_REFERENCES = [
 def test_another_owners_object_named_in_a_body_is_404(scene, role, path, body):
     body = {k: scene.others[v] if isinstance(v, str) and v in scene.others else v for k, v in body.items()}
     error(scene.callers[role].post(path, body), 404, "not_found")
+
+
+DEAD = ("merchant key rolled", "merchant key revoked", "wallet credential revoked", "terminal suspended",
+        "terminal revoked")
+
+
+@pytest.mark.parametrize("endpoint", SECURED, ids=lambda e: f"{e.method} {e.path}")
+def test_rolled_revoked_and_suspended_credentials_are_refused_everywhere(scene, endpoint):
+    path = endpoint.path.format(**real_ids(scene, endpoint.path))
+    for what in DEAD:
+        answer = call(scene.dead[what], endpoint, path, scene.ids)
+        if what.startswith("terminal"):
+            error(answer, 403, "permission_error", "terminal_" + what.split()[-1])
+        else:
+            error(answer, 401, "authentication_error", "invalid_credentials")

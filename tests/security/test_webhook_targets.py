@@ -135,7 +135,8 @@ def test_the_deliverer_records_a_refused_target_as_a_failed_attempt(scene):
         scene.config.allow_private_webhooks = False
     refund = ok(scene.callers["merchant"].post("/v1/refunds", {"payment_id": scene.ids["payment_id"],
                                                                "amount": 1}), 201)
-    deliverer = webhooks.Deliverer(scene.store, clock=lambda: datetime.now(timezone.utc))
+    deliverer = webhooks.Deliverer(scene.store, clock=lambda: datetime.now(timezone.utc),
+                                   seal_key=scene.config.secret(webhooks.SEAL))
     while deliverer.deliver_due():
         pass
     events = ok(scene.callers["merchant"].get("/v1/events?limit=100"))["data"]

@@ -13,7 +13,7 @@ from protocol import tokens
 from protocol import purse as p
 from terminal import link
 from terminal.cli import cli as terminal_cli
-from terminal.gateway_client import GatewayClient
+from protocol.uplink import Client
 from terminal.readers.mock import MockReader
 from tests.gateway.fixtures import ok
 from tests.gateway.test_card_links import link_code
@@ -39,7 +39,7 @@ def gateway_url(app):
 def terminal_client(world, gateway_url, clock):
     _, api = world.terminal("x")
     key_id, secret = api.auth
-    return GatewayClient(gateway_url, key_id, secret, clock=clock)
+    return Client(gateway_url, key_id, secret, clock=clock)
 
 
 def linked_tokens(world, wallet="a"):

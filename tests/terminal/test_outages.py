@@ -2,7 +2,7 @@
 running, say on their panel what is wrong, refuse taps they cannot journal, and resume by
 themselves.
 
-- `tapstack terminal run` as its own process, its reader the real pcscd with the card on
+- `tapstack terminal validator` as its own process, its reader the real pcscd with the card on
   vsmartcard-vpcd, its journal on a small file system of its own (a tmpfs mounted in a
   private mount namespace), its gateway the real `tapstack gateway serve` behind a link
   the test can cut: the disk fills up and is freed, pcscd stops, comes back without the
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.gateway_client import GatewayClient
+from protocol.uplink import Client
 from terminal.journal import Journal, JournalError
 from terminal.loop import ClockWatch
 from terminal.run import Settings, Validator
@@ -162,9 +162,9 @@ def register_terminal(gateway) -> str:
 
 def terminal_run(*args: str, private_disk: tuple[Path, int] | None = None, read_only: bool = False
                  ) -> subprocess.Popen:
-    """`tapstack terminal run ARGS` as its own process; with private_disk (mount point, KiB),
+    """`tapstack terminal validator ARGS` as its own process; with private_disk (mount point, KiB),
     on a tmpfs of that size (read-only if asked) mounted in a mount namespace of its own."""
-    argv = [sys.executable, "-m", "tapstack", "terminal", "run", *args]
+    argv = [sys.executable, "-m", "tapstack", "terminal", "validator", *args]
     if private_disk is not None:
         mount, size = private_disk
         options = f"size={size}k" + (",ro" if read_only else "")
@@ -208,7 +208,7 @@ def pcscd_field(tapstack_stage):
     field.close()
 
 
-# --- `terminal run` as a process ----------------------------------------------------------------
+# --- `terminal validator` as a process ----------------------------------------------------------------
 
 @pytest.mark.pcscd
 def test_max_taps_ends_right_after_the_last_decision(pcscd_field, tmp_path):
@@ -433,7 +433,7 @@ def test_the_wall_clock_jumping_keeps_the_validator_serving(pcscd_field, tmp_pat
 
     def make():
         v = validator_on(pcscd_field.reader, tmp_path, clock, lines, refresh_every=3600)
-        v.client = GatewayClient("http://127.0.0.1:9", "tk_x", b"s" * 32, send=gateway_down, clock=clock)
+        v.client = Client("http://127.0.0.1:9", "tk_x", b"s" * 32, send=gateway_down, clock=clock)
         return v
 
     with Running(make, watch=ClockWatch(clock)):
@@ -483,7 +483,7 @@ def test_the_till_rides_out_a_failing_journal_pcscd_restarted_and_no_gateway(pcs
                             secret=b"s" * 32, token_key=DEMO_TOKEN_KEY, journal=tmp_path / "till.db",
                             terminal_id=b"TILL-042", issuer_keys=tuple(demo_issuer_keys().values()),
                             qr_out=tmp_path / "qr.png", retries=1)
-    client = GatewayClient(settings.gateway, "tk_x", b"s" * 32)
+    client = Client(settings.gateway, "tk_x", b"s" * 32)
     commands: queue.Queue = queue.Queue()
 
     def make():
@@ -530,7 +530,7 @@ def test_a_gateway_that_swallows_packets_never_keeps_a_rider_waiting(tmp_path):
 
     def make():
         v = validator_on(reader, tmp_path, lambda: datetime.now(timezone.utc), lines, refresh_every=1)
-        v.client = GatewayClient("http://192.0.2.1:8000", "tk_x", b"s" * 32, send=dead_zone)
+        v.client = Client("http://192.0.2.1:8000", "tk_x", b"s" * 32, send=dead_zone)
         return v
 
     with Running(make) as v:

@@ -9,10 +9,10 @@ import pytest
 from werkzeug.serving import make_server
 
 from terminal import pos
-from terminal.gateway_client import GatewayClient, urllib_send
+from protocol.uplink import Client, urllib_send
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.till import MerchantClient, Till, TillSettings, read_script
+from terminal.till import merchant_client, Till, TillSettings, read_script
 from terminal.uploader import upload_all
 from tests.gateway.fixtures import ok
 from tests.gateway.test_clearing import Rider
@@ -62,7 +62,7 @@ def make_till(world, url, clock, tmp_path, wire=None, name="x"):
     _, api = world.terminal(name)
     key_id, secret = api.auth
     wire = wire or Wire()
-    client = GatewayClient(url, key_id, secret, send=wire, clock=clock)
+    client = Client(url, key_id, secret, send=wire, clock=clock)
     settings = TillSettings(reader="mock", gateway=url, key_id=key_id, secret=secret, journal=tmp_path / "till.db",
                             terminal_id=TID, qr_out=tmp_path / "qr.png")
     lines: list[str] = []
@@ -90,8 +90,8 @@ def test_a_purse_sale_is_paid_offline_journalled_and_cleared_to_the_merchant(wor
     assert rider.balance == 750 and till.sale.state == pos.PAID and till.reader.signals == ["accept"]
     assert lines[-1] == f"APPROVED  Paid from the card 12.50 CNY   balance 7.50 CNY   tap {result.tap_id}"
     [row] = till.journal.taps()
-    assert (row["id"], row["kind"], row["amount"], row["route"], row["stop"]) == (
-        result.tap_id, "purse", 1250, "pos", till.sale.id)
+    assert (row["id"], row["kind"], row["amount"], row["sale"]) == (result.tap_id, "purse", 1250, till.sale.id)
+    assert "route" not in row and "stop" not in row  # a sale record, not a bus tap
 
     # The card is still in the field: no sale is open, so nothing more is taken.
     again = till.handle_card(till.reader.wait_for_card(0))
@@ -101,8 +101,10 @@ def test_a_purse_sale_is_paid_offline_journalled_and_cleared_to_the_merchant(wor
     assert report.accepted == 1
     merchant_id, _ = world.merchant("x")
     with store.read() as tx:
-        tap = tx.one("SELECT merchant_id, clearing FROM transit_taps WHERE tap_id = :t", {"t": result.tap_id})
-    assert tap == {"merchant_id": merchant_id, "clearing": "posted"}
+        sale = tx.one("SELECT merchant_id, sale_id, clearing FROM till_sales WHERE record_id = :t",
+                      {"t": result.tap_id})
+        assert tx.one("SELECT COUNT(*) AS n FROM transit_taps")["n"] == 0
+    assert sale == {"merchant_id": merchant_id, "sale_id": till.sale.id, "clearing": "posted"}
 
 
 def test_a_gateway_pay_code_is_authorised_and_captured_once(world, gateway_url, clock, store, tmp_path):
@@ -337,7 +339,7 @@ def test_a_refund_under_the_merchant_key_is_done_once_even_when_its_answer_is_lo
     payment_id = till.handle_code(world.pay_code("a")).payment_id
     wire = Wire()
     wire.lose("/v1/refunds")
-    till.merchant = MerchantClient(gateway_url, world.merchant("x")[1].auth, send=wire)
+    till.merchant = merchant_client(gateway_url, world.merchant("x")[1].auth, send=wire)
     till.command(f"refund {payment_id} 5.00")
     assert lines[-1].startswith(f"REFUND    5.00 CNY of {payment_id}   refund re_")
     assert len(set(wire.keys("/v1/refunds"))) == 1 and len(wire.keys("/v1/refunds")) == 2
@@ -446,7 +448,7 @@ def test_a_signed_pay_code_charged_without_an_answer_is_refunded_when_the_sale_i
     rider = Rider(world)
     rider.load(1000)
     till, lines, wire = make_till(world, gateway_url, clock, tmp_path)
-    till.merchant = MerchantClient(gateway_url, world.merchant("x")[1].auth)
+    till.merchant = merchant_client(gateway_url, world.merchant("x")[1].auth)
     till.command("sale 7.00")
     wire.lose("/v1/paycode-payments", 3)  # charged; the till never heard
     assert till.handle_code(_wallet_app(world, gateway_url, clock, tmp_path).pay_code()).reason == "unreachable"
@@ -456,3 +458,27 @@ def test_a_signed_pay_code_charged_without_an_answer_is_refunded_when_the_sale_i
     till.tick()
     assert till.unanswered is None and world.available("a") == 4000  # the code's payment refunded
     assert lines[-1].startswith("REFUND    7.00 CNY of pay_")
+
+
+def test_a_suspended_tills_sales_wait_in_its_journal_until_it_is_resumed(world, gateway_url, clock, store,
+                                                                         tmp_path, operator):
+    """docs/security.md: a suspended terminal's uploads are refused whole (403), whatever its
+    taps' times; the till keeps them unsent, and they count once when it is resumed."""
+    from terminal.gateway_client import GatewayRefused
+
+    world.top_up("a", 5000)
+    rider = Rider(world)
+    rider.load(2000)
+    till, _, _ = make_till(world, gateway_url, clock, tmp_path)
+    till.command("sale 3.00 basket-9")
+    till.reader.present(rider.card)
+    assert till.handle_card(till.reader.wait_for_card(0)).approved       # taken before the suspension
+    terminal_id, _ = world.terminal("x")
+    ok(operator.post(f"/v1/terminals/{terminal_id}/suspend"))
+    with pytest.raises(GatewayRefused) as refused:
+        upload_all(till.journal, till.client, clock)
+    assert refused.value.status == 403 and "suspended" in str(refused.value.error)
+    assert [row["id"] for row in till.journal.unsent()] == [till.journal.taps()[0]["id"]]
+    ok(operator.post(f"/v1/terminals/{terminal_id}/resume"))
+    assert upload_all(till.journal, till.client, clock).accepted == 1
+    assert till.journal.unsent() == [] and upload_all(till.journal, till.client, clock).accepted == 0

@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 from gateway.app import create_app
 from protocol import tokens
 from terminal import validator
-from terminal.gateway_client import GatewayClient, GatewayRefused, GatewayUnavailable
+from protocol.uplink import Client, GatewayRefused, GatewayUnavailable
 from terminal.journal import Journal
 from terminal.uploader import backoff_delay, upload_all, upload_batch
 from tests.gateway.fixtures import START
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def flask_send(test_client):
-    """GatewayClient's send over a Flask test client (no sockets)."""
+    """Client's send over a Flask test client (no sockets)."""
     def send(method, url, headers, body):
         path = "/" + url.split("://", 1)[1].split("/", 1)[1]
         r = test_client.open(path, method=method, data=body, headers=headers)
@@ -36,10 +36,10 @@ def flask_send(test_client):
     return send
 
 
-def terminal_client(world, send, clock, name="x") -> GatewayClient:
+def terminal_client(world, send, clock, name="x") -> Client:
     _, api = world.terminal(name)
     key_id, secret = api.auth
-    return GatewayClient("http://gateway.test", key_id, secret, send=send, clock=clock)
+    return Client("http://gateway.test", key_id, secret, send=send, clock=clock)
 
 
 def fill(journal: Journal, n: int, start: int = 0) -> None:
@@ -129,7 +129,7 @@ UPLOADER = textwrap.dedent("""
     import sys, time
     from datetime import datetime, timezone
     from pathlib import Path
-    from terminal.gateway_client import GatewayClient, urllib_send
+    from protocol.uplink import Client, urllib_send
     from terminal.journal import Journal
     from terminal.uploader import upload_all
 
@@ -144,7 +144,7 @@ UPLOADER = textwrap.dedent("""
 
     now = lambda: datetime.now(timezone.utc)
     upload_all(Journal(journal, bytes.fromhex("{tid}")),
-               GatewayClient(url, key_id, bytes.fromhex(secret), send=send), now, batch_size=100)
+               Client(url, key_id, bytes.fromhex(secret), send=send), now, batch_size=100)
 """).replace("{tid}", TID.hex())
 
 

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from protocol.uplink import reference
 from terminal import validator
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
@@ -111,12 +112,12 @@ def test_place_at_follows_the_feed_in_time_order():
     ({"a"}, 5, {"version": 4, "full": False, "added": [{"entry": "q"}], "removed": []}, {"a"}, 5),
 ])
 def test_apply_deny_delta(held, version, answer, entries, new_version):
-    assert validator.apply_deny_delta(frozenset(held), version, answer) == (frozenset(entries), new_version)
+    assert reference.apply_deny_delta(frozenset(held), version, answer) == (frozenset(entries), new_version)
 
 
 def test_a_deny_list_answer_that_is_not_one_is_refused():
     with pytest.raises(ValueError):
-        validator.apply_deny_delta(frozenset(), 0, {"version": 1, "full": False})
+        reference.apply_deny_delta(frozenset(), 0, {"version": 1, "full": False})
 
 
 def test_stop_feed_json_and_csv(tmp_path):
@@ -256,21 +257,38 @@ def test_a_forged_or_expired_qr_ticket_is_refused(shell):
     assert v.decide_qr(code).reason == "bad_qr"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--token-key", "zz"], "--token-key must be hex digits"),
-    (["--token-key", "00" * 8], "at least 16 bytes"),
-    (["--token-key", "00" * 16, "--mode", "pos", "--merchant-key", "nope"], "merchant's API key, sk_"),
-    (["--token-key", "00" * 16, "--gateway", "http://x"], "--gateway needs --terminal-key"),
-    (["--token-key", "00" * 16, "--terminal-key", "nope"], "KEY_ID:SECRET_HEX"),
-    (["--token-key", "00" * 16, "--issuer-key", "abcd"], "issuer key is 32 bytes"),
-    (["--token-key", "00" * 16, "--reader", "serial:/dev/ttyS0"], "unknown reader"),
+@pytest.mark.parametrize("command, args, message", [
+    ("validator", ["--token-key", "zz"], "--token-key must be hex digits"),
+    ("validator", ["--token-key", "00" * 8], "at least 16 bytes"),
+    ("till", ["--token-key", "00" * 16, "--merchant-key", "nope"], "merchant's API key, sk_"),
+    ("validator", ["--token-key", "00" * 16, "--gateway", "http://x"], "--gateway needs --terminal-key"),
+    ("till", ["--token-key", "00" * 16, "--gateway", "http://x"], "--gateway needs --terminal-key"),
+    ("validator", ["--token-key", "00" * 16, "--terminal-key", "nope"], "KEY_ID:SECRET_HEX"),
+    ("validator", ["--token-key", "00" * 16, "--issuer-key", "abcd"], "issuer key is 32 bytes"),
+    ("validator", ["--token-key", "00" * 16, "--reader", "serial:/dev/ttyS0"], "unknown reader"),
 ])
-def test_the_command_refuses_bad_settings_in_one_line(args, message, tmp_path):
+def test_the_command_refuses_bad_settings_in_one_line(command, args, message, tmp_path):
     from click.testing import CliRunner
 
-    from terminal.run import run_command
+    from terminal.cli import cli
 
-    result = CliRunner().invoke(run_command, [*args, "--journal", str(tmp_path / "j.db")])
+    result = CliRunner().invoke(cli, [command, *args, "--journal", str(tmp_path / "j.db")])
     assert result.exit_code == 1
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_each_program_takes_only_its_own_options_and_run_is_an_alias_that_says_so(tmp_path):
+    from click.testing import CliRunner
+
+    from terminal.cli import cli
+    from terminal.commands import DEPRECATED
+
+    runner = CliRunner()
+    validator_help, till_help = (runner.invoke(cli, [c, "--help"]).output for c in ("validator", "till"))
+    assert "--stop-feed" in validator_help and "--sales" not in validator_help and "--merchant-key" not in validator_help
+    assert "--sales" in till_help and "--route" not in till_help and "--fare-rules" not in till_help
+    for mode in ("bus", "pos"):
+        result = runner.invoke(cli, ["run", "--mode", mode, "--token-key", "zz", "--journal", str(tmp_path / "j.db")])
+        assert result.exit_code == 1 and result.stderr.splitlines()[0] == DEPRECATED
+        assert "--token-key must be hex digits" in result.stderr and "Traceback" not in result.output

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.run import Settings, Validator, check_settings, hex_arg, run_command, secret_text
+from terminal.commands import validator_command
+from terminal.run import Settings, Validator, check_settings, hex_arg, secret_text
 from wallet.card import plain_uid_card
 from wallet.testcards import demo_purse_card
 
@@ -91,7 +92,7 @@ def test_a_decisions_row_carries_its_direction_only_for_a_tap_off(tmp_path):
 def test_a_bad_direction_is_one_clear_error(tmp_path):
     with pytest.raises(ValueError, match="direction must be one of on, off"):
         check_settings(Settings(token_key=b"k" * 16, terminal_id=b"BUS-0001", direction="sideways"))
-    answer = CliRunner().invoke(run_command, ["--direction", "sideways", "--token-key", "00" * 16])
+    answer = CliRunner().invoke(validator_command, ["--direction", "sideways", "--token-key", "00" * 16])
     assert answer.exit_code != 0 and "sideways" in answer.output and "Traceback" not in answer.output
 
 

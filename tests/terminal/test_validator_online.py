@@ -7,7 +7,7 @@ import json
 import time
 from datetime import timedelta
 
-from terminal.gateway_client import GatewayClient
+from protocol.uplink import Client
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
 from terminal.run import Settings, Validator
@@ -47,7 +47,7 @@ def test_reference_data_is_downloaded_cached_and_used_offline(world, client, clo
     assert rider.balance == 800
 
     # The gateway goes away; a restarted validator works on what it cached, and says how old.
-    v.client = GatewayClient("http://gateway.test", "tk_x", b"s" * 32, send=_down, clock=clock)
+    v.client = Client("http://gateway.test", "tk_x", b"s" * 32, send=_down, clock=clock)
     assert not v.refresh()
     clock.advance(3 * 3600)
     restarted = Validator(v.s, v.reader, Journal(tmp_path / "j.db", TID), clock=clock, out=lambda _: None)
@@ -108,7 +108,7 @@ def test_the_uploader_backs_off_while_the_gateway_is_down(tmp_path, clock):
     journal = Journal(tmp_path / "j.db", TID)
     journal.record(validator.Decision(START, "unknown", False, "unknown_card", "no", "R1", "S1"))
     delays, errors = [], []
-    down = GatewayClient("http://gateway.test", "tk_x", b"s" * 32, send=_down, clock=clock)
+    down = Client("http://gateway.test", "tk_x", b"s" * 32, send=_down, clock=clock)
 
     def wait(delay):
         delays.append(delay)

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.apdu import CommandAPDU, parse_response
-from wallet.transports.nfc_udp import ATS, IsoDepTarget, NfcUdpCard, sdd_res_for
+from wallet.transports.nfc_udp import ATS, IsoDepTarget, NfcUdpCard, leave_field, sdd_res_for
 
 ECHO_AID = bytes.fromhex("F0746170737461636B01")
 SELECT_ECHO = CommandAPDU(0x00, 0xA4, 0x04, 0x00, ECHO_AID, le=256).to_bytes()
@@ -190,3 +190,29 @@ def test_card_and_reader_listen_and_send_on_loopback_only(udp, nfc_udp_port):
     assert parse_response(session.transmit(SELECT_ECHO)).ok
     assert udp_sockets(nfc_udp_port) == {"127.0.0.1"}  # the card
     assert reader.clf.device.socket.getsockname()[0] == "127.0.0.1"  # the reader
+
+
+@pytest.mark.nfcpy_udp
+def test_the_reader_takes_frames_only_from_its_card(udp):
+    """The loopback reader's socket is connected to the card: a datagram from any other
+    local socket (here a forged RFOFF, which would end the session) never reaches it."""
+    import socket
+
+    card_side, reader = udp
+    session = reader.wait_for_card(5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        stranger.bind(("127.0.0.1", 0))
+        stranger.sendto(b"RFOFF", reader.clf.device.socket.getsockname())
+    assert parse_response(session.transmit(SELECT_ECHO)).ok
+
+
+def test_a_card_leaving_says_rfoff_from_its_own_address(nfc_udp_port):
+    """What a card that leaves the field sends its reader: the RFOFF nfcpy takes as a broken
+    link, from the card's address (the only one a loopback reader hears)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as reader:
+        reader.bind(("127.0.0.1", 0))
+        reader.settimeout(2)
+        leave_field("127.0.0.1", nfc_udp_port, reader.getsockname())
+        assert reader.recvfrom(64) == (b"RFOFF", ("127.0.0.1", nfc_udp_port))

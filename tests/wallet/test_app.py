@@ -118,6 +118,7 @@ def test_bill_to_png_to_scan_to_paid_to_the_billers_signed_webhook(pilot, tmp_pa
         assert pilot.biller.get(f"/v1/bills/{bill['id']}")["status"] == "paid"
         assert pilot.available("a") == 100_000 - 12_345
         deliverer = webhooks.Deliverer(pilot.store, clock=lambda: datetime.now(timezone.utc), workers=1,
+                                       seal_key=pilot.config.secret(webhooks.SEAL),
                                        post=functools.partial(webhooks.http_post, private_targets=True))
         assert deliverer.deliver_due() == 1
         [got] = receiver.received

@@ -83,9 +83,11 @@ class CardTransport:
         self._stopping.set()
         self._want_present.clear()
         self._drop_link()
+        self._want_present.set()  # wakes a thread waiting for the card to come: it sees _stopping
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self._want_present.clear()
 
     def __enter__(self):
         return self.start()

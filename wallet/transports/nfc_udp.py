@@ -9,6 +9,9 @@ From there the card speaks ISO 14443-4 itself: an ATS, then blocks (IsoDepTarget
     S-block  C2 DESELECT, F2 WTX           leave the protocol; ask for more time (a slow card)
 
 The udp frames carry no CRC, so the 2 EDC bytes of a frame only count against FSC/FSD.
+A card that leaves the field (removed, or torn away before an answer) closes its socket and
+sends the reader RFOFF (leave_field): the reader learns at once what over the air it learns
+from a frame waiting time running out.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ FWI = 8  # frame waiting time 4096/fc * 2^8 = 77 ms: room for a Python card, qui
 # TB FWI<<4 | SFGI 0, TC 00 (neither NAD nor CID).
 ATS = bytes((0x05, 0x78, 0x80, FWI << 4, 0x00))
 FWT = 4096 / 13.56e6 * 2 ** FWI
+LISTEN_WINDOW = 0.2  # seconds one listen lasts; an activation begun in it must end in it (nfcpy listen_tta)
 
 PCB_I, PCB_CHAIN, PCB_CID, PCB_NAD = 0x02, 0x10, 0x08, 0x04
 PCB_R_ACK, PCB_R_NAK = 0xA2, 0xB2
@@ -138,6 +142,26 @@ def listen_on(device, host: str) -> None:
     device._bind_socket = bind_socket
 
 
+def leave_field(host: str, port: int, reader: tuple[str, int]) -> None:
+    """Tell the reader at once that the card at host:port has left the field.
+
+    Over the air a reader learns it from silence: its frame waiting time (FWT, 77 ms with
+    this card's FWI) runs out, and nfcpy then retries up to five times. Over udp the card
+    says so with the RFOFF datagram nfcpy's readers already take as a broken link, so the
+    reader's pending exchange or presence check fails at once (CardRemoved, an empty field).
+    Called once the card's own socket is closed: a poll the reader sends next is refused at
+    once, not swallowed by a socket about to close. It goes out from the card's address,
+    the only one a loopback reader takes datagrams from."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as gone:
+            gone.bind((host, port))
+            gone.sendto(b"RFOFF", reader)
+    except OSError:  # the port is taken again, or the reader has gone too: nothing to tell
+        pass
+
+
 def sdd_res_for(uid: bytes) -> bytes:
     """The UID a Type A target announces: the card's own if it has a standard length,
     else a random 4-byte NFCID1 (first byte 08 marks it random)."""
@@ -150,7 +174,7 @@ class NfcUdpCard(CardTransport):
     """Present a VirtualCard as a Type 4A target on nfcpy's udp driver at host:port."""
 
     def __init__(self, card: VirtualCard | None, port: int, host: str = "127.0.0.1",
-                 on_exchange: ExchangeListener | None = None, poll: float = 0.05):
+                 on_exchange: ExchangeListener | None = None, poll: float = 0.01):
         super().__init__(card, on_exchange)
         self.host, self.port, self.poll = host, port, poll
         self.deselects = 0
@@ -169,21 +193,26 @@ class NfcUdpCard(CardTransport):
                 target.sdd_res = bytearray(sdd_res_for(self.card.uid))
                 target.sel_res = bytearray.fromhex("20")
                 try:
-                    activated = clf.listen(target, self.poll * 4)
+                    activated = clf.listen(target, LISTEN_WINDOW)
                 except nfc.clf.CommunicationError:
                     continue
                 if activated is None or not activated.tt4_cmd or activated.tt4_cmd[0] != 0xE0:
                     continue  # nothing, or not a RATS: go back to idle
                 self.card.power_on()
+                ended = "left"
                 try:
-                    self._session(clf, IsoDepTarget.from_rats(bytes(activated.tt4_cmd)))
+                    ended = self._session(clf, IsoDepTarget.from_rats(bytes(activated.tt4_cmd)))
                 finally:
                     self.card.power_off()
                     clf.device.mute()  # the card leaves (or resets): stop answering at once
+                    if ended == "left":
+                        leave_field(self.host, self.port, activated._addr)
         finally:
             clf.close()
 
-    def _session(self, clf, link: IsoDepTarget) -> None:
+    def _session(self, clf, link: IsoDepTarget) -> str:
+        """Serve one activation; how it ended: "left" (removed, torn or stopped), "deselected",
+        or "released" (the reader switched its field off or went silent)."""
         import nfc.clf
 
         out: bytes | None = ATS
@@ -194,24 +223,25 @@ class NfcUdpCard(CardTransport):
                 out = None  # nothing from the reader yet: keep listening, send nothing
                 continue
             except nfc.clf.CommunicationError:  # RFOFF: the reader switched its field off
-                return
+                return "released"
             out = None
             if frame is None:
-                return
+                return "released"
             action, data = link.receive(bytes(frame))
             if action == "send":
                 out = data
             elif action == "deselect":
                 self.deselects += 1
                 clf.exchange(data, 0)  # send the S(DESELECT) response, expect nothing
-                return
+                return "deselected"
             elif action == "apdu":
                 response = self._answer(data)
                 if response is None:
-                    return  # torn: processed, but the card is gone before answering
+                    return "left"  # torn: processed, but the card is gone before answering
                 if self.delay and not self._extend_wait(clf, link, self.delay):
-                    return
+                    return "released"
                 out = link.answer(response)
+        return "left"
 
     def _extend_wait(self, clf, link: IsoDepTarget, delay: float) -> bool:
         """Keep the reader waiting `delay` seconds with S(WTX) requests, then return True."""

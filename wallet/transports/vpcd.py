@@ -64,7 +64,7 @@ class VpcdCard(CardTransport):
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._sock_lock:
-            if not self._want_present.is_set():  # removed while we were connecting
+            if not self._want_present.is_set() or self._stopping.is_set():  # removed while we were connecting
                 sock.close()
                 return None
             self._sock = sock

@@ -1,8 +1,13 @@
-"""The terminal's HTTP client for the gateway: JSON requests signed with the terminal key.
+"""The one HTTP client of the gateway's API: JSON requests, signed or with a bearer key.
 
-Every request carries the four headers of protocol.request_signing (key id, timestamp,
-a fresh nonce, HMAC-SHA256 of the canonical request). `send` is the only I/O: by
-default urllib over HTTP(S); tests pass a function that calls a Flask test client.
+A terminal (validator, till) signs every request with its terminal key: the four headers
+of protocol.request_signing (key id, timestamp, a fresh nonce, HMAC-SHA256 of the
+canonical request). A merchant's till that refunds as the merchant, and the wallet app,
+send a bearer credential instead (`Client.bearer`).
+
+`send` is the only I/O, passed in: by default `urllib_send` (the standard library over
+HTTP(S)); tests pass a function that calls a Flask test client. The clock is passed in
+too, and the nonce source.
 
 Errors, so callers can tell what to do next:
     GatewayUnavailable  no answer, a timeout or a 5xx: try again later (backoff)
@@ -29,7 +34,12 @@ class GatewayError(Exception):
 
 
 class GatewayUnavailable(GatewayError):
-    """The gateway did not answer usefully (network, timeout, 5xx)."""
+    """The gateway did not answer usefully (network, timeout, 5xx); `status` is the HTTP
+    status of an answer that was not usable, None when none came."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class GatewayRefused(GatewayError):
@@ -66,14 +76,25 @@ def urllib_send(timeout: float = 10.0) -> Send:
     return send
 
 
-class GatewayClient:
-    def __init__(self, base_url: str, key_id: str, secret: bytes, *, send: Send | None = None,
-                 clock: Callable[[], datetime] | None = None):
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Client:
+    """Signed requests under a terminal key (`Client(url, key_id, secret)`), or bearer requests
+    (`Client.bearer(url, credential)`)."""
+
+    def __init__(self, base_url: str, key_id: str | None, secret: bytes | None, *, send: Send | None = None,
+                 clock: Callable[[], datetime] | None = None, bearer: str | None = None):
         self.base_url = base_url.rstrip("/")
-        self.key_id, self._secret = key_id, secret
+        self.key_id, self._secret, self._bearer = key_id, secret, bearer
         self._send = send or urllib_send()
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or _utc_now
         self.clock_offset = 0.0  # seconds to add to our clock to sign with the gateway's time
+
+    @classmethod
+    def bearer(cls, base_url: str, credential: str, *, send: Send | None = None) -> Client:
+        return cls(base_url, None, None, send=send, bearer=credential)
 
     def get(self, path: str) -> dict:
         return self.request("GET", path)
@@ -83,7 +104,7 @@ class GatewayClient:
 
     def request(self, method: str, path: str, body: dict | None = None, *,
                 idempotency_key: str | None = None) -> dict:
-        """Send a signed request; the answer's JSON. A validator whose clock drifted beyond the
+        """Send a request; the answer's JSON. A terminal whose clock drifted beyond the
         gateway's 300 s window is told so (401 stale_timestamp): it signs again once with the
         gateway's time from the Date header, so a wrong clock never stops uploads (the taps
         keep their own times, and the gateway flags them clock_suspect)."""
@@ -92,15 +113,20 @@ class GatewayClient:
             return self._request(method, path, raw, idempotency_key)
         except GatewayRefused as e:
             offset = self._offset_from(e) if e.error.get("code") == "stale_timestamp" else None
-            if offset is None:
+            if offset is None or self._bearer is not None:
                 raise
             self.clock_offset = offset
             return self._request(method, path, raw, idempotency_key)
 
-    def _request(self, method: str, path: str, raw: bytes, idempotency_key: str | None) -> dict:
+    def _headers(self, method: str, path: str, raw: bytes) -> dict:
+        if self._bearer is not None:
+            return {"Authorization": f"Bearer {self._bearer}", "Accept": "application/json"}
         now = self._clock().timestamp() + self.clock_offset
-        headers = request_signing.signed_headers(self.key_id, self._secret, method, path, raw,
-                                                 timestamp=int(now), nonce=secrets.token_urlsafe(24))
+        return request_signing.signed_headers(self.key_id, self._secret, method, path, raw,
+                                              timestamp=int(now), nonce=secrets.token_urlsafe(24))
+
+    def _request(self, method: str, path: str, raw: bytes, idempotency_key: str | None) -> dict:
+        headers = self._headers(method, path, raw)
         headers["Content-Type"] = "application/json"
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
@@ -109,11 +135,12 @@ class GatewayClient:
         except (OSError, TimeoutError) as e:
             raise GatewayUnavailable(f"{self.base_url}: {e}") from None
         if status >= 500:
-            raise GatewayUnavailable(f"{self.base_url}{path}: HTTP {status}")
+            raise GatewayUnavailable(f"{self.base_url}{path}: HTTP {status}", status)
         try:
             doc = json.loads(answer or b"{}")
         except ValueError:
-            raise GatewayUnavailable(f"{self.base_url}{path}: HTTP {status} with a body that is not JSON") from None
+            raise GatewayUnavailable(f"{self.base_url}{path}: HTTP {status} with a body that is not JSON",
+                                     status) from None
         if status >= 400:
             error = doc.get("error") if isinstance(doc, dict) else None
             raise GatewayRefused(status, error if isinstance(error, dict) else {"message": str(doc)[:200]},

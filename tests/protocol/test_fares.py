@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from protocol.fares import (Discount, FareError, FareRules, RulesError, diff_rules, money, parse_rules,
+from protocol.currency import money
+from protocol.fares import (Discount, FareError, FareRules, RulesError, diff_rules, parse_rules,
                            price_boarding, rules_for, rules_to_dict)
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "fares.md"

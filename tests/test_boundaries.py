@@ -1,0 +1,69 @@
+"""Package boundaries: protocol imports no program; the terminal and the wallet import nothing
+of the gateway, the gateway nothing of the terminal or the wallet, and the terminal nothing of
+the wallet (programs talk over the wire only); each package's README says what its room is
+for and what it may import, and lists its modules, nothing more. (SQL only under
+gateway/store/: tests/gateway/test_sql_only_in_store.py.)"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imported_packages(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+FORBIDDEN = {  # package -> the packages it never imports
+    "protocol": {"gateway", "terminal", "wallet", "tapstack"},
+    "terminal": {"gateway", "wallet"},
+    "wallet": {"gateway", "terminal"},
+    "gateway": {"terminal", "wallet"},
+}
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_a_package_never_imports_what_it_must_not(package):
+    offenders = {str(p.relative_to(ROOT)): sorted(imported_packages(p) & FORBIDDEN[package])
+                 for p in sorted((ROOT / package).rglob("*.py"))}
+    assert {path: found for path, found in offenders.items() if found} == {}
+
+
+def test_the_rule_sees_an_import_inside_a_function(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from gateway.services import taps\n    import terminal.run\n")
+    assert imported_packages(module) == {"gateway", "terminal"}
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_each_readme_says_what_its_package_may_import(package):
+    readme = (ROOT / package / "README.md").read_text(encoding="utf-8")
+    assert "May import:" in readme
+
+
+@pytest.mark.parametrize("package", ["terminal", "wallet", "protocol"])
+def test_the_readme_lists_every_module_and_only_modules_that_exist(package):
+    base = ROOT / package
+    modules = {str(p.relative_to(base)) for p in base.rglob("*.py")
+               if p.name != "__init__.py" and "__pycache__" not in p.parts}
+    readme = (base / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"`([\w/]+\.py)`", readme))
+    folders = set(re.findall(r"`([\w]+)/`", readme))
+    # a module is listed by its path, or by its name inside a listed folder's bullet
+    unlisted = {m for m in modules if m not in listed and Path(m).name not in listed
+                and not (Path(m).parent.name in folders)}
+    assert unlisted == set()
+    # a listed name is a module here (by path, or by name in a sub-package) or a path from the root
+    gone = {m for m in listed if not (base / m).exists() and not any(base.glob(f"*/{m}"))
+            and not (ROOT / m).exists()}
+    assert gone == set()
