@@ -27,12 +27,14 @@ committed single-row INSERT per transaction from --connections threads (psycopg,
 synchronous_commit on). Bars: PostgreSQL one node >= 50% of SQLite's payments/s,
 two nodes >= 90% of one node, p99 <= 50 ms, every payment durable.
 
-The first bar: >= 1,000 payments/s with p99 <= 20 ms on a 2-core machine.
+The bar: >= 2,500 payments/s with p99 <= 20 ms and <= 0.5 ms of server CPU per payment
+(in at least 2 of 3 rounds) on a 2-core machine.
 BENCH_APP=module:factory() serves another app factory (an instrumented one) instead.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -54,7 +56,7 @@ sys.path.insert(0, str(REPO))
 from gateway.auth import operator_key  # noqa: E402
 from gateway.config import Config  # noqa: E402
 
-BAR_RATE, BAR_P99_MS = 1000, 20.0
+BAR_RATE, BAR_P99_MS, BAR_CPU_MS = 2500, 20.0, 0.5
 SURVIVES = {"FULL": "a crash of the process, the OS or the power: every answered payment is on disk",
             "NORMAL": "a crash of the process; power loss may undo the last commits (never corrupts)",
             "EXTRA": "as FULL, and the directory entry too"}
@@ -113,13 +115,13 @@ def wait_up(base: str, proc: subprocess.Popen, seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"gunicorn exited with {proc.returncode}")
+            raise SystemExit(f"the server exited with {proc.returncode}")
         try:
             urllib.request.urlopen(base + "/v1/issuer/keys", timeout=1).read()
             return
         except OSError:
             time.sleep(0.1)
-    raise SystemExit("gunicorn did not answer in time")
+    raise SystemExit("the server did not answer in time")
 
 
 def seed(base: str, op: str, wallets: int, webhook: bool) -> tuple[str, list[str]]:
@@ -345,7 +347,7 @@ def profile(payments: int, synchronous: str) -> int:
     import itertools
     import re
 
-    import gateway.store
+    import gateway.store.sqlite
     from gateway.app import create_app
     from gateway.store import SQLiteStore
 
@@ -361,9 +363,19 @@ def profile(payments: int, synchronous: str) -> int:
                 entry[0] += 1
                 entry[1] += time.perf_counter() - started
 
-    gateway.store.sqlite3 = type(sys)("sqlite3_timed")
-    gateway.store.sqlite3.__dict__.update(sqlite3.__dict__)
-    gateway.store.sqlite3.connect = lambda *a, **k: sqlite3.connect(*a, factory=TimedConnection, **k)
+        def executemany(self, sql, *args):  # one statement, prepared once, run per row
+            started = time.perf_counter()
+            try:
+                return super().executemany(sql, *args)
+            finally:
+                entry = spent[re.sub(r"\s+", " ", sql)[:80]]
+                entry[0] += 1
+                entry[1] += time.perf_counter() - started
+
+    timed = type(sys)("sqlite3_timed")  # the store's sqlite3, its connections timed
+    timed.__dict__.update(sqlite3.__dict__)
+    timed.connect = lambda *a, **k: sqlite3.connect(*a, factory=TimedConnection, **k)
+    gateway.store.sqlite.sqlite3 = timed
 
     home = Path(tempfile.mkdtemp(prefix="tapstack-profile-"))
     config = Config(home)
@@ -391,7 +403,7 @@ def profile(payments: int, synchronous: str) -> int:
     count = sum(c for c, _ in spent.values()) / payments
     print(f"profile: {payments} payments, one thread, in process, synchronous={synchronous}")
     print(f"per payment: {total:.2f} ms = SQL {sql:.2f} ms ({count:.0f} statements) + Python {total - sql:.2f} ms")
-    for text, (c, t) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:12]:
+    for text, (c, t) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:24]:
         print(f"  {t / payments * 1000:6.3f} ms  x{c / payments:.0f}  {text}")
     shutil.rmtree(home, ignore_errors=True)
     return 0
@@ -435,10 +447,10 @@ def run_round(script: Path, base: str, args, cpus: int, workers: list[int]) -> d
 
 
 def start_server(home: Path, port: int, workers: int, threads: int, synchronous: str,
-                 page_size: int | None = None) -> subprocess.Popen:
-    """The gateway under gunicorn (gthread) on 127.0.0.1:port, its data in home/gateway
-    (TAPSTACK_HOME=home), the store at `synchronous`. Call wait_up before using it, and
-    stop it with os.killpg(server.pid, signal.SIGTERM): it runs in its own session."""
+                 page_size: int | None = None, server: str = "gunicorn") -> subprocess.Popen:
+    """The gateway under gunicorn (gthread), or granian (WSGI), on 127.0.0.1:port, its data
+    in home/gateway (TAPSTACK_HOME=home), the store at `synchronous`. Call wait_up before
+    using it, and stop it with os.killpg(server.pid, signal.SIGTERM): it runs in its own session."""
     config = Config(home / "gateway")
     config.data_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TAPSTACK_HOME": str(home), "BENCH_SYNCHRONOUS": synchronous,
@@ -452,10 +464,15 @@ def start_server(home: Path, port: int, workers: int, threads: int, synchronous:
     setup.close()
     for name in ("operator_key", "idempotency_seal", "terminal_master", "session_key"):
         config.secret(name)
-    return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--worker-class", "gthread", "--threads", str(threads), "--log-level", "warning",
-         os.environ.get("BENCH_APP", "gateway_bench:make_app()")], cwd=REPO, env=env, start_new_session=True)
+    app = os.environ.get("BENCH_APP", "gateway_bench:make_app()")
+    if server == "granian":
+        command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", str(workers), "--blocking-threads", str(threads),
+                   "--log-level", "warning", "--no-access-log", "--factory", app.removesuffix("()")]
+    else:
+        command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+                   "--worker-class", "gthread", "--threads", str(threads), "--log-level", "warning", app]
+    return subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
 
 
 def main() -> int:
@@ -471,6 +488,8 @@ def main() -> int:
     parser.add_argument("--page-size", type=int, default=None,
                         help="SQLite page size of the new database (default: the store's)")
     parser.add_argument("--webhook", action="store_true", help="the merchant has a webhook endpoint")
+    parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn",
+                        help="the WSGI server on SQLite (gunicorn gthread, as `tapstack gateway serve`; or granian)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     parser.add_argument("--database", metavar="URL|auto", default=None,
                         help="then PostgreSQL too: an empty database's URL, or auto for a cluster of the bench's own")
@@ -482,6 +501,9 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian package wrk; `make setup` installs it)", file=sys.stderr)
         return 2
+    if args.server == "granian" and importlib.util.find_spec("granian") is None:
+        print("granian is not installed: it is measured, not a dependency (pip install granian)", file=sys.stderr)
+        return 2
 
     home = Path(tempfile.mkdtemp(prefix="tapstack-bench-"))
     config = Config(home / "gateway")
@@ -492,7 +514,7 @@ def main() -> int:
     # the disk's fsync time drifts (host caches, writeback): sample the baselines before and after the load
     singles = [sqlite_baseline(home, synchronous, 1.0) for _ in range(2)]
     grouped = [group_commit_baseline(home, synchronous, 1.0, args.connections)]
-    server = start_server(home, port, args.workers, args.threads, synchronous, args.page_size)
+    server = start_server(home, port, args.workers, args.threads, synchronous, args.page_size, args.server)
     rounds = []
     try:
         wait_up(base, server)
@@ -514,14 +536,15 @@ def main() -> int:
     single = statistics.median(singles)
     group = statistics.median(rate for rate, _ in grouped)
 
-    print(f"gateway: gunicorn gthread {args.workers} workers x {args.threads} threads on {cpus} cores; "
+    served_by = "gunicorn gthread" if args.server == "gunicorn" else "granian wsgi"
+    print(f"gateway: {served_by} {args.workers} workers x {args.threads} threads on {cpus} cores; "
           f"wrk 1 thread, {args.connections} connections, {args.rounds} rounds of {args.seconds:g} s"
           + (", pinned to core %d" % (cpus - 1) if cpus > 1 else "")
           + (", merchant has a webhook endpoint" if args.webhook else ""))
     load = os.getloadavg()
     print(f"machine:   load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (other work on it skews every figure)")
     for index, r in enumerate(rounds, 1):
-        met = r["rate"] >= BAR_RATE and r["p99_us"] / 1000 <= BAR_P99_MS
+        met = r["rate"] >= BAR_RATE and r["p99_us"] / 1000 <= BAR_P99_MS and r["cpu_ms"] <= BAR_CPU_MS
         print(f"round {index}:   {r['rate']:,.0f} payments/s  p50 {r['p50_us'] / 1000:.2f} ms  "
               f"p90 {r['p90_us'] / 1000:.2f} ms  p99 {r['p99_us'] / 1000:.2f} ms  max {r['max_us'] / 1000:.2f} ms  "
               f"server CPU {r['cpu_ms']:.2f} ms/payment  ({r['ok']} 2xx, {r['non_2xx']} not, "
@@ -537,8 +560,10 @@ def main() -> int:
           f"({', '.join(f'{r:,.0f}/s at {b:.1f} rows per commit' for r, b in grouped)})")
     print(f"ratio:     gateway (best round) / baseline 1 = {best['rate'] / single:.2f}; "
           f"/ baseline 2 = {best['rate'] / group:.2f}")
-    met = sum(r["rate"] >= BAR_RATE and r["p99_us"] / 1000 <= BAR_P99_MS for r in rounds)
-    print(f"bar:       >= {BAR_RATE:,} payments/s with p99 <= {BAR_P99_MS:g} ms: met in {met} of {len(rounds)} rounds")
+    met = sum(r["rate"] >= BAR_RATE and r["p99_us"] / 1000 <= BAR_P99_MS and r["cpu_ms"] <= BAR_CPU_MS
+              for r in rounds)
+    print(f"bar:       >= {BAR_RATE:,} payments/s with p99 <= {BAR_P99_MS:g} ms and <= {BAR_CPU_MS:g} ms server CPU"
+          f" per payment: met in {met} of {len(rounds)} rounds")
     if args.keep:
         print(f"data:      {home}")
     else:

@@ -23,7 +23,7 @@ the PostgreSQL / SQLite ratio.
 gateway is served), N validators uploading at once: receipts are verified before an
 upload takes the write lock, so two workers verify two uploads on two cores.
 
-Targets: validator p99 <= 15 ms through pcscd+vpcd; >= 5,000 verified taps/s ingested.
+Targets: validator p99 <= 15 ms through pcscd+vpcd; >= 15,000 verified taps/s ingested over HTTP.
 Only one pcscd can run on a machine: the pcscd+vpcd part starts its own and stops it,
 and is skipped (said so) when another program's pcscd is running.
 """
@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from tap_bench import open_transport, percentile  # noqa: E402
 
 TARGET_P99_MS = 15.0
-TARGET_TAPS_PER_S = 5000
+TARGET_TAPS_PER_S = 15000
 TERMINAL_ID = b"BENCH001"
 
 
@@ -291,7 +291,7 @@ def measure_gunicorn(validators: int, cards: int, per_card: int, order: str, wor
     from gateway.auth import operator_key
     from gateway.config import Config
     from gateway.store import SQLiteStore
-    from gateway_bench import free_port, wait_up
+    from gateway_bench import free_port, process_cpu_seconds, wait_up, worker_pids
     from protocol import request_signing
 
     now = datetime.now(timezone.utc)
@@ -341,13 +341,14 @@ def measure_gunicorn(validators: int, cards: int, per_card: int, order: str, wor
 
         try:
             wait_up(base, server)
+            workers_now = worker_pids(server.pid)
             uploaders = [threading.Thread(target=upload, args=fleet) for fleet in fleets]
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), process_cpu_seconds(workers_now)
             for u in uploaders:
                 u.start()
             for u in uploaders:
                 u.join()
-            wall_s = time.perf_counter() - t0
+            wall_s, cpu_s = time.perf_counter() - t0, process_cpu_seconds(workers_now) - cpu0
         finally:
             os.killpg(server.pid, signal.SIGTERM)  # the server this bench started, by its own id
             server.wait(timeout=30)
@@ -363,6 +364,7 @@ def measure_gunicorn(validators: int, cards: int, per_card: int, order: str, wor
     taps = sum(len(chunk) for chunk in batches)
     batch_ms.sort()
     return {"taps": taps, "batches": len(batches), "per_s": taps / wall_s, "load": os.getloadavg()[0],
+            "per_cpu_s": taps / max(cpu_s, 1e-9),
             "batch_p50": percentile(batch_ms, 50), "batch_p99": percentile(batch_ms, 99), **raw,
             "synchronous": synchronous, "validators": validators, "workers": workers, "threads": threads}
 
@@ -438,15 +440,16 @@ def print_gunicorn(rounds: list[dict], order: str) -> bool:
           f"{g['validators']} validators uploading at once, {g['taps']} verified purse taps in {g['batches']} "
           f"batches of 500, {order} order, synchronous={g['synchronous']} (WAL)")
     print("baseline, same round: raw SQLite inserts of as many rows, 500 per commit, same WAL and synchronous\n")
-    header = (f"{'round':>5} {'taps/s':>8} {'batch p50':>9} {'p99 ms':>8} {'raw rows/s':>10} {'raw p50':>8} "
-              f"{'ratio':>6} {'load':>5}")
+    header = (f"{'round':>5} {'taps/s':>8} {'per CPU-s':>9} {'batch p50':>9} {'p99 ms':>8} {'raw rows/s':>10} "
+              f"{'raw p50':>8} {'ratio':>6} {'load':>5}")
     print(header)
     print("-" * len(header))
     for n, r in enumerate(rounds, 1):
-        print(f"{n:>5} {r['per_s']:>8.0f} {r['batch_p50']:>9.1f} {r['batch_p99']:>8.1f} {r['raw_per_s']:>10.0f} "
-              f"{r['raw_p50']:>8.1f} {r['raw_per_s'] / r['per_s']:>5.0f}x {r['load']:>5.1f}")
+        print(f"{n:>5} {r['per_s']:>8.0f} {r['per_cpu_s']:>9.0f} {r['batch_p50']:>9.1f} {r['batch_p99']:>8.1f} "
+              f"{r['raw_per_s']:>10.0f} {r['raw_p50']:>8.1f} {r['raw_per_s'] / r['per_s']:>5.0f}x {r['load']:>5.1f}")
     per_s = median([r["per_s"] for r in rounds])
-    print(f"median {per_s:.0f} verified taps/s")
+    print(f"median {per_s:.0f} verified taps/s; {median([r['per_cpu_s'] for r in rounds]):.0f} per CPU-second of "
+          "the server's workers (what 2 free cores would bound)")
     ok = per_s >= TARGET_TAPS_PER_S
     print(f"  target >= {TARGET_TAPS_PER_S} verified taps/s: {'met' if ok else 'MISSED'}")
     return ok

@@ -371,6 +371,28 @@ def transfer(tx, *, transfer_id: str, debit_account_id: str, credit_account_id: 
     `code` names what the money is for ('topup', 'payment', 'refund', ...).
     A pending transfer with `timeout_seconds` expires at now + timeout.
     """
+    row = _transfer_row(transfer_id=transfer_id, debit_account_id=debit_account_id,
+                        credit_account_id=credit_account_id, amount=amount, currency=currency, code=code,
+                        now=now, pending=pending, timeout_seconds=timeout_seconds, metadata=metadata)
+    if not _transfer_at_once(tx, row, pending):
+        replay = _transfer_with_checks(tx, row, pending)
+        if replay is not None:
+            return replay
+    return _made(row)
+
+
+def _made(row: dict) -> dict:
+    """What transfer() answers for a transfer it made from `row`."""
+    made = {**row, "metadata": json.loads(row["metadata"]) if row["metadata"] is not None else None}
+    if made["kind"] == "pending":
+        made.update(status="pending", resolved_by=None)
+    return made
+
+
+def _transfer_row(*, transfer_id, debit_account_id, credit_account_id, amount, currency, code, now: datetime,
+                  pending=False, timeout_seconds=None, metadata=None) -> dict:
+    """The ledger_transfers row of a transfer() call, its arguments checked (LedgerError naming the first
+    that is wrong)."""
     at = timestamp(now)
     _check_id(transfer_id, "transfer_id")
     check_amount(amount)
@@ -395,20 +417,10 @@ def transfer(tx, *, transfer_id: str, debit_account_id: str, credit_account_id: 
     if debit_account_id == credit_account_id:
         raise SameAccount(
             f"a transfer needs two different accounts; both are {_show(debit_account_id)}", "credit_account_id")
-    fields = {
-        "debit_account_id": debit_account_id, "credit_account_id": credit_account_id, "amount": amount,
-        "currency": currency, "code": code, "kind": "pending" if pending else "posted",
-        "pending_id": None, "timeout_seconds": timeout_seconds, "metadata": meta,
-    }
-    row = {"id": transfer_id, **fields, "expires_at": expires_at, "created_at": at}
-    if not _transfer_at_once(tx, row, pending):
-        replay = _transfer_with_checks(tx, row, pending)
-        if replay is not None:
-            return replay
-    made = {**row, "metadata": json.loads(meta) if meta is not None else None}
-    if pending:
-        made.update(status="pending", resolved_by=None)
-    return made
+    return {"id": transfer_id, "debit_account_id": debit_account_id, "credit_account_id": credit_account_id,
+            "amount": amount, "currency": currency, "code": code, "kind": "pending" if pending else "posted",
+            "pending_id": None, "timeout_seconds": timeout_seconds, "metadata": meta, "expires_at": expires_at,
+            "created_at": at}
 
 
 def _transfer_at_once(tx, row: dict, pending: bool) -> bool:
@@ -500,9 +512,10 @@ def _move(tx, row: dict, pending: bool) -> list[dict | None]:
 
 def _post(tx, transfer_id: str, moved: list[dict], amount: int, at: str) -> None:
     """Write the postings of a posted movement; `moved` is what _move or settling a hold returned (debit first)."""
-    for state, side in zip(moved, ("debit", "credit")):
-        ledger_db.insert_posting(tx, account_id=state["id"], seq=state["postings_count"], transfer_id=transfer_id,
-                                 side=side, amount=amount, balance_after=state["balance"], created_at=at)
+    ledger_db.insert_postings(tx, [
+        {"account_id": state["id"], "seq": state["postings_count"], "transfer_id": transfer_id, "side": side,
+         "amount": amount, "balance_after": state["balance"], "created_at": at}
+        for state, side in zip(moved, ("debit", "credit"))])
 
 
 def _replay(tx, transfer_id: str, fields: dict) -> dict | None:
@@ -532,6 +545,9 @@ def transfer_linked(tx, legs: list[dict], *, now: datetime) -> list[dict]:
     ids = [leg.get("transfer_id") for leg in legs]
     if len(set(map(str, ids))) != len(ids):
         raise LedgerError("invalid_legs", "two legs share a transfer_id", "legs")
+    at_once = _linked_at_once(tx, legs, allowed, now)
+    if at_once is not None:
+        return at_once
     done = []
     with tx.savepoint():
         for index, leg in enumerate(legs):
@@ -548,6 +564,52 @@ def transfer_linked(tx, legs: list[dict], *, now: datetime) -> list[dict]:
                 e.param = f"legs[{index}].{e.param}" if e.param else f"legs[{index}]"
                 raise
     return done
+
+
+def _linked_at_once(tx, legs: list[dict], allowed: set[str], now: datetime) -> list[dict] | None:
+    """The usual settlement, set-based: posted legs none of whose accounts is both debited and
+    credited among them. Their transfers in one bulk insert, one conditional update per account
+    with the sum of its legs (the funds, currency and limit checks on the sum hold for every
+    leg, as an account here only moves one way), their postings in one bulk insert, numbered
+    per account in leg order as leg by leg would. None, having written nothing, for anything
+    else (a retried leg, short funds, a bad field ...): transfer_linked then goes leg by leg
+    and names what is wrong."""
+    try:
+        rows = [_transfer_row(**leg, now=now) for leg in legs if not set(leg) - allowed]
+    except (LedgerError, TypeError):
+        return None
+    if len(rows) != len(legs) or any(row["kind"] != "posted" for row in rows):
+        return None
+    debits: dict[str, list[dict]] = {}
+    credits: dict[str, list[dict]] = {}
+    for row in rows:
+        debits.setdefault(row["debit_account_id"], []).append(row)
+        credits.setdefault(row["credit_account_id"], []).append(row)
+    if debits.keys() & credits.keys():
+        return None
+    sides = sorted([(account_id, "debit", group) for account_id, group in debits.items()]
+                   + [(account_id, "credit", group) for account_id, group in credits.items()])
+    try:
+        with tx.savepoint():
+            ledger_db.insert_transfers(tx, rows)
+            postings = []
+            for account_id, side, group in sides:  # in account id order, as every writer locks them
+                moved = ledger_db.move(tx, side=side, column="posted", account_id=account_id,
+                                       amount=sum(row["amount"] for row in group), currency=group[0]["currency"],
+                                       max_total=MAX_TOTAL, postings=len(group))
+                if moved is None:
+                    raise _Unusual
+                sign = -1 if side == "debit" else 1
+                seq, balance = moved["postings_count"] - len(group), moved["balance"] - sign * sum(
+                    row["amount"] for row in group)
+                for row in group:
+                    seq, balance = seq + 1, balance + sign * row["amount"]
+                    postings.append({"account_id": account_id, "seq": seq, "transfer_id": row["id"], "side": side,
+                                     "amount": row["amount"], "balance_after": balance, "created_at": row["created_at"]})
+            ledger_db.insert_postings(tx, postings)
+    except (_Unusual, IntegrityError):
+        return None
+    return [_made(row) for row in rows]
 
 
 # -- two-phase ---------------------------------------------------------------

@@ -53,9 +53,10 @@ def _too_deep() -> ApiError:
     return invalid("malformed_json", f"The request body nests deeper than {MAX_DEPTH} levels.")
 
 
-def _check_text(value, param: str | None) -> None:
+def _check_text(value, param: str | None, *, strings: bool = True) -> None:
     """Every string in a parsed body (keys too) is text; nesting is at most MAX_DEPTH deep.
-    Iterative, so no input can exhaust the stack."""
+    Iterative, so no input can exhaust the stack. strings=False checks the nesting only
+    (for a body whose strings cannot hold what _NOT_TEXT finds, see parsed_body)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -67,6 +68,8 @@ def _check_text(value, param: str | None) -> None:
             if depth > MAX_DEPTH:
                 raise _too_deep()
             children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            if not strings:
+                children = [child for child in children if isinstance(child, (dict, list))]
             stack.extend((child, depth + 1) for child in children)
 
 
@@ -93,9 +96,13 @@ def parsed_body() -> dict | None:
                           "The request body is not valid UTF-8 JSON (or repeats a field).") from None
         if not isinstance(body, dict):
             raise invalid("malformed_json", "The request body must be a JSON object.")
+        # NUL and lone surrogates reach a parsed string only through a \u escape: raw ones are
+        # refused above (strict JSON takes no raw control character, strict UTF-8 no surrogate).
+        # Without one in the body (a tap batch has none) only the nesting is walked.
+        strings = b"\\u" in raw
         for key, value in body.items():
-            _check_text(key, None)
-            _check_text(value, key)
+            _check_text(key, None, strings=strings)
+            _check_text(value, key, strings=strings)
     g.parsed_body = body
     return body
 

@@ -305,10 +305,8 @@ class Batch:
 
     def finish(self, tx) -> None:
         self.settlement.post(tx, self.now)
-        for card_id in sorted(self.dirty):
-            card = self.cards[card_id]
-            taps_db.save_card(tx, card_id=card_id, cleared_counter=card["cleared_counter"],
-                              cleared_balance=card["cleared_balance"], problem=card["problem"])
+        if self.dirty:
+            taps_db.save_cards(tx, [self.cards[card_id] for card_id in sorted(self.dirty)])
         self.dirty.clear()
 
 

@@ -54,6 +54,10 @@ class Tx(Protocol):
     def execute(self, sql: str, params: dict | None = None) -> int:
         """Run one statement; the number of rows it changed."""
 
+    def execute_many(self, sql: str, rows: list[dict]) -> int:
+        """Run one statement once per parameter dict (a bulk write: one round of the
+        driver's, not a statement per row); the number of rows changed in all."""
+
     def query(self, sql: str, params: dict | None = None) -> list[dict]:
         """Every row the statement returns, as dicts keyed by column name."""
 
@@ -62,6 +66,10 @@ class Tx(Protocol):
 
     def insert(self, table: str, row: dict) -> None:
         """Insert one row; its columns are the dict's keys."""
+
+    def insert_many(self, table: str, rows: list[dict]) -> None:
+        """Insert the rows (dicts with the same keys, the columns) in as few round trips as the
+        backend allows: SQLite runs one prepared INSERT per row, PostgreSQL multi-row INSERTs."""
 
     def savepoint(self) -> contextlib.AbstractContextManager["Tx"]:
         """Nested all-or-nothing work: on an exception everything inside is undone and it re-raises."""

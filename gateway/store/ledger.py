@@ -25,6 +25,7 @@ _TRANSFER_COLUMNS = (
     "id, debit_account_id, credit_account_id, amount, currency, code, kind, pending_id,"
     " timeout_seconds, expires_at, metadata, created_at"
 )
+_TRANSFER_FIELDS = tuple(_TRANSFER_COLUMNS.split(", "))
 # what a money-moving update hands back: the account's posting number and balance now
 _MOVED = " RETURNING id, postings_count, credits_posted - debits_posted AS balance"
 # Each update refuses (changes no row) when the account is in another currency or its
@@ -33,13 +34,13 @@ _LIMITS = " WHERE id = :id AND currency = :currency"
 _FUNDS = " AND (allow_negative = 1 OR credits_posted - debits_posted - debits_pending >= :amount)"
 _MOVES = {
     ("debit", "posted"):
-        "UPDATE ledger_accounts SET debits_posted = debits_posted + :amount, postings_count = postings_count + 1"
+        "UPDATE ledger_accounts SET debits_posted = debits_posted + :amount, postings_count = postings_count + :n"
         + _LIMITS + " AND debits_posted + debits_pending + :amount <= :max" + _FUNDS + _MOVED,
     ("debit", "pending"):
         "UPDATE ledger_accounts SET debits_pending = debits_pending + :amount"
         + _LIMITS + " AND debits_posted + debits_pending + :amount <= :max" + _FUNDS + _MOVED,
     ("credit", "posted"):
-        "UPDATE ledger_accounts SET credits_posted = credits_posted + :amount, postings_count = postings_count + 1"
+        "UPDATE ledger_accounts SET credits_posted = credits_posted + :amount, postings_count = postings_count + :n"
         + _LIMITS + " AND credits_posted + credits_pending + :amount <= :max" + _MOVED,
     ("credit", "pending"):
         "UPDATE ledger_accounts SET credits_pending = credits_pending + :amount"
@@ -95,12 +96,12 @@ def all_accounts(tx) -> list[dict]:
 
 
 def move(tx, *, side: str, column: str, account_id: str, amount: int, currency: str,
-         max_total: int) -> dict | None:
+         max_total: int, postings: int = 1) -> dict | None:
     """Add `amount` to the account's debits or credits (`side`), posted or pending
-    (`column`); its posting number and balance after, or None when its currency,
-    its limit or (for a debit) its funds refuse."""
+    (`column`), counting `postings` postings when posted; its posting number and balance
+    after, or None when its currency, its limit or (for a debit) its funds refuse."""
     return tx.one(_MOVES[side, column],
-                  {"id": account_id, "amount": amount, "currency": currency, "max": max_total})
+                  {"id": account_id, "amount": amount, "currency": currency, "max": max_total, "n": postings})
 
 
 def settle_hold(tx, *, side: str, account_id: str, held: int, posted: int) -> dict:
@@ -141,6 +142,11 @@ def insert_transfer(tx, *, id: str, debit_account_id: str, credit_account_id: st
          "created_at": created_at})
 
 
+def insert_transfers(tx, rows: list[dict]) -> None:
+    """insert_transfer() of each row (dicts of its keyword arguments) in one bulk statement."""
+    tx.insert_many("ledger_transfers", [{c: row[c] for c in _TRANSFER_FIELDS} for row in rows])
+
+
 def transfer(tx, transfer_id: str) -> dict | None:
     return tx.one(f"SELECT {_TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = :id", {"id": transfer_id})
 
@@ -152,13 +158,13 @@ def resolution(tx, pending_id: str) -> dict | None:
 
 # -- postings -----------------------------------------------------------------------------
 
-def insert_posting(tx, *, account_id: str, seq: int, transfer_id: str, side: str, amount: int,
-                   balance_after: int, created_at: str) -> None:
-    tx.execute(
-        "INSERT INTO ledger_postings (account_id, seq, transfer_id, side, amount, balance_after, created_at)"
-        " VALUES (:account_id, :seq, :transfer_id, :side, :amount, :balance_after, :created_at)",
-        {"account_id": account_id, "seq": seq, "transfer_id": transfer_id, "side": side, "amount": amount,
-         "balance_after": balance_after, "created_at": created_at})
+_POSTING_COLUMNS = ("account_id", "seq", "transfer_id", "side", "amount", "balance_after", "created_at")
+
+
+def insert_postings(tx, rows: list[dict]) -> None:
+    """The postings (dicts of account_id, seq, transfer_id, side, amount, balance_after,
+    created_at) in one bulk insert: a movement's debit and credit, a settlement's legs."""
+    tx.insert_many("ledger_postings", [{c: row[c] for c in _POSTING_COLUMNS} for row in rows])
 
 
 def postings_before(tx, *, account_id: str, before_seq: int, limit: int) -> list[dict]:

@@ -78,6 +78,15 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(f'%({c})s' for c in columns)})"
 
 
+INSERT_ROWS = 100  # rows per multi-row INSERT of insert_many
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_rows_sql(table: str, columns: tuple[str, ...], n: int) -> str:
+    row = "(" + ", ".join("%s" for _ in columns) + ")"
+    return _insert_sql(table, columns).split(" VALUES ")[0] + " VALUES " + ", ".join([row] * n)
+
+
 class _WholeNumeric(NumericLoader):
     """NUMERIC as int when it is whole (sums of BIGINT money), else Decimal."""
 
@@ -100,6 +109,10 @@ class Tx:
     def execute(self, sql: str, params: dict | None = None) -> int:
         self._check_writable()
         return self._run(translate(sql), params).rowcount
+
+    def execute_many(self, sql: str, rows: list[dict]) -> int:
+        self._check_writable()
+        return self._run(translate(sql), rows, many=True).rowcount
 
     def query(self, sql: str, params: dict | None = None) -> list[dict]:
         cursor = self._run(translate(sql), params)
@@ -132,8 +145,18 @@ class Tx:
         finally:
             self._savepoints -= 1
 
-    def _run(self, sql: str, params: dict | None) -> psycopg.Cursor:
+    def insert_many(self, table: str, rows: list[dict]) -> None:
+        self._check_writable()
+        columns = tuple(rows[0]) if rows else ()
+        for start in range(0, len(rows), INSERT_ROWS):
+            chunk = rows[start:start + INSERT_ROWS]
+            self._run(_insert_rows_sql(table, columns, len(chunk)), [row[c] for row in chunk for c in columns])
+
+    def _run(self, sql: str, params: dict | list | None, *, many: bool = False) -> psycopg.Cursor:
         try:
+            if many:  # psycopg pipelines the rows; rowcount is their sum
+                self._cursor.executemany(sql, params)
+                return self._cursor
             return self._cursor.execute(sql, params or None)
         except pg.IntegrityError as e:
             raise IntegrityError(str(e).strip()) from e

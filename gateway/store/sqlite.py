@@ -100,6 +100,10 @@ class Tx:
         self._check_writable()
         return self._run(sql, params).rowcount
 
+    def execute_many(self, sql: str, rows: list[dict]) -> int:
+        self._check_writable()
+        return self._run(sql, rows, many=True).rowcount
+
     def query(self, sql: str, params: dict | None = None) -> list[dict]:
         cursor = self._run(sql, params)
         if cursor.description is None:
@@ -119,8 +123,15 @@ class Tx:
         self._check_writable()
         self._run(_insert_sql(table, tuple(row)), row)
 
-    def _run(self, sql: str, params: dict | None) -> sqlite3.Cursor:
+    def insert_many(self, table: str, rows: list[dict]) -> None:
+        self._check_writable()
+        if rows:
+            self._run(_insert_sql(table, tuple(rows[0])), rows, many=True)
+
+    def _run(self, sql: str, params: dict | list[dict] | None, *, many: bool = False) -> sqlite3.Cursor:
         try:
+            if many:
+                return self._conn.executemany(sql, params)
             return self._conn.execute(sql, params or {})
         except sqlite3.IntegrityError as e:
             raise IntegrityError(str(e)) from e

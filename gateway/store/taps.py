@@ -19,6 +19,8 @@ Many writers at once, on any node:
 """
 from __future__ import annotations
 
+import contextlib
+
 INSERT_ROWS = 50  # rows per multi-row INSERT (18 columns: far below SQLite's parameter limit)
 IN_LIST = 500  # values per IN (...) list
 TAP_COLUMNS = ("terminal_id", "tap_id", "merchant_id", "at", "kind", "accepted", "reason", "route", "stop",
@@ -39,9 +41,19 @@ def _query_in(tx, sql: str, values, **params) -> list[dict]:
 
 
 def _insert_new(tx, table: str, columns: tuple[str, ...], rows: list[dict], *, unique: str, key: str) -> set[str]:
-    """Insert each row (a dict of columns) whose `unique` columns are not taken, INSERT_ROWS
-    rows per statement; the `key` of each row inserted. A row another writer is inserting
+    """Insert each row (a dict of columns) whose `unique` columns are not taken (on PostgreSQL
+    INSERT_ROWS rows per statement); the `key` of each row inserted. A row another writer is inserting
     at this moment is waited for, then skipped."""
+    if tx.dialect == "sqlite" and rows:
+        # The writer is alone: when every row goes in, all are this call's. SQLite binds a
+        # statement per row through executemany several times faster than a multi-row
+        # VALUES of named parameters; a row already there undoes this and takes the path below.
+        with contextlib.suppress(_SomeTaken), tx.savepoint():
+            if tx.execute_many(f"INSERT INTO {table} ({', '.join(columns)})"
+                               f" VALUES ({', '.join(':' + c for c in columns)}) ON CONFLICT ({unique}) DO NOTHING",
+                               rows) != len(rows):
+                raise _SomeTaken
+            return {row[key] for row in rows}
     inserted = set()
     for start in range(0, len(rows), INSERT_ROWS):
         chunk = rows[start:start + INSERT_ROWS]
@@ -51,6 +63,10 @@ def _insert_new(tx, table: str, columns: tuple[str, ...], rows: list[dict], *, u
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} ON CONFLICT ({unique}) DO NOTHING"
             f" RETURNING {key}", params))
     return inserted
+
+
+class _SomeTaken(Exception):
+    """A bulk insert met rows already stored (see _insert_new)."""
 
 
 # -- taps --------------------------------------------------------------------------------
@@ -130,9 +146,10 @@ def card(tx, card_id: str) -> dict | None:
     return tx.one("SELECT * FROM purse_cards WHERE card_id = :c", {"c": card_id})
 
 
-def save_card(tx, *, card_id: str, cleared_counter: int, cleared_balance: int, problem: str | None) -> None:
-    tx.execute("UPDATE purse_cards SET cleared_counter = :n, cleared_balance = :b, problem = :p WHERE card_id = :c",
-               {"n": cleared_counter, "b": cleared_balance, "p": problem, "c": card_id})
+def save_cards(tx, cards: list[dict]) -> None:
+    """Write back each card's cleared_counter, cleared_balance and problem (dicts with card_id)."""
+    tx.execute_many("UPDATE purse_cards SET cleared_counter = :cleared_counter, cleared_balance = :cleared_balance,"
+                    " problem = :problem WHERE card_id = :card_id", cards)
 
 
 # -- receipts --------------------------------------------------------------------------------

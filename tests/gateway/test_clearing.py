@@ -234,24 +234,19 @@ def test_an_authorisation_is_good_once_on_the_card(world, clock):
     assert rider.balance == 300
 
 
-def test_a_ledger_refusal_fails_its_row_not_the_batch(world, store, clock, monkeypatch):
+def test_a_ledger_refusal_fails_its_row_not_the_batch(world, store, clock):
     world.top_up("a", 5000)
     good, bad = Rider(world), Rider(world)
     good.load(1000)
     bad.load(1000)
     rows = [good.tap(clock), bad.tap(clock), good.tap(clock)]
-    real = ledger.transfer
-
-    def refusing(tx, **kw):
-        if kw["transfer_id"].startswith(f"purse:{bad.card_id}"):
-            raise ledger.InsufficientFunds("refused for the test", "debit_account_id")
-        return real(tx, **kw)
-
-    monkeypatch.setattr(ledger, "transfer", refusing)
+    with store.transaction() as tx:  # a fault in the books: the bad card's float no longer backs its purse
+        ledger.open_account(tx, kind="suspense", account_id="suspense", now=clock())
+        ledger.transfer(tx, transfer_id="drain", debit_account_id=clearing.float_account_id(bad.card_id),
+                        credit_account_id="suspense", amount=1000, currency="CNY", code="test", now=clock())
     answer = upload(world, rows)
     assert [r["clearing"] for r in answer["results"]] == ["posted", "ledger_error:insufficient_funds", "posted"]
     assert revenue(store, world) == 400
-    monkeypatch.setattr(ledger, "transfer", real)
     with store.read() as tx:  # the refused receipt left nothing half done
         assert tx.one("SELECT COUNT(*) AS n FROM purse_receipts WHERE card_id = :c", {"c": bad.card_id})["n"] == 0
         assert tx.one("SELECT cleared_counter FROM purse_cards WHERE card_id = :c",

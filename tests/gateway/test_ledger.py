@@ -378,6 +378,23 @@ def test_a_failing_leg_undoes_every_leg(books):
     assert ledger.get_transfer(books, "l1") is None and posted(books, "w1") == 1000 and ledger.check(books).ok
 
 
+def test_a_settlement_posts_as_its_legs_would_one_by_one(books):
+    """Many legs into one account (a settlement) go in at once: the same transfers, postings
+    numbered per account in leg order with their running balances, as leg by leg; and a
+    retried settlement replays them."""
+    legs = [leg("s1", "w1", "m1", 300), leg("s2", "w2", "m1", 50), leg("s3", "w1", "m1", 200)]
+    pay(books, "w2-in", "fund", "w2", 100, code="topup")
+    done = ledger.transfer_linked(books, legs, now=NOW)
+    assert [t["id"] for t in done] == ["s1", "s2", "s3"] and done[1]["metadata"] is None
+    assert ledger.transfer_linked(books, legs, now=NOW) == [ledger.get_transfer(books, t) for t in ("s1", "s2", "s3")]
+    lines = {a: [(e["seq"], e["transfer_id"], e["change"], e["balance_after"]) for e in ledger.statement(books, a)[0]]
+             for a in ("w1", "w2", "m1")}
+    assert lines == {"w1": [(3, "s3", -200, 500), (2, "s1", -300, 700), (1, "topup-1", 1000, 1000)],
+                     "w2": [(2, "s2", -50, 50), (1, "w2-in", 100, 100)],
+                     "m1": [(3, "s3", 200, 550), (2, "s2", 50, 350), (1, "s1", 300, 300)]}
+    assert ledger.check(books).ok
+
+
 @pytest.mark.parametrize("legs, match", [
     ([], "non-empty list"),
     ([leg("a", "w1", "m1", 1), leg("a", "w1", "m1", 1)], "share a transfer_id"),

@@ -110,6 +110,28 @@ def test_execute_counts_rows_and_returning_gives_them(make_store):
     assert store.write(job) == (2, [{"id": "b", "balance": 8}])
 
 
+def test_execute_many_runs_the_statement_per_row_and_counts_all_it_changed(make_store):
+    store = make_store()
+    rows = [{"id": "a", "balance": 1}, {"id": "b", "balance": 2}, {"id": "a", "balance": 3}]
+    insert = "INSERT INTO accounts (id, balance) VALUES (:id, :balance) ON CONFLICT (id) DO NOTHING"
+    assert store.write(lambda tx: tx.execute_many(insert, rows)) == 2
+    assert balances(store) == {"a": 1, "b": 2}
+    with pytest.raises(IntegrityError):  # a constraint in any row: the whole job is undone
+        store.write(lambda tx: tx.execute_many("UPDATE accounts SET balance = balance - :n WHERE id = :id",
+                                               [{"id": "b", "n": 1}, {"id": "a", "n": 5}]))
+    assert balances(store) == {"a": 1, "b": 2}
+
+
+def test_insert_many_inserts_every_row_or_none(make_store):
+    store = make_store()
+    rows = [{"id": f"a{n:03d}", "balance": n} for n in range(250)]  # more than one multi-row INSERT
+    store.write(lambda tx: tx.insert_many("accounts", rows))
+    assert balances(store) == {row["id"]: row["balance"] for row in rows}
+    with pytest.raises(IntegrityError):
+        store.write(lambda tx: tx.insert_many("accounts", [{"id": "new", "balance": 1}, {"id": "a000", "balance": 1}]))
+    assert len(balances(store)) == 250
+
+
 def test_sums_of_money_come_back_as_int(make_store):
     store = make_store()
     store.write(lambda tx: [tx.insert("accounts", {"id": str(i), "balance": 10**12}) for i in range(3)])
