@@ -109,6 +109,20 @@ def test_tear_processes_the_command_then_drops_the_link(driver, echo_card):
         assert driver.receive() == DEFAULT_ATR
 
 
+def test_an_empty_answer_is_a_mute_card_that_left_never_an_empty_frame(driver):
+    """vpcd's driver waits forever for the body of an empty answer frame (pcscd then hangs in
+    SCardTransmit): a card program answering nothing drops the link, as a mute card does."""
+    class Mute(VirtualCard):
+        def process(self, raw: bytes) -> bytes:
+            return b""
+
+    with VpcdCard(Mute(b"\x04\x11\x22\x33\x44\x55\x66"), driver.port) as card:
+        driver.accept()
+        driver.send(SELECT_ECHO)
+        assert driver.closed_by_card()
+        assert not card.presented
+
+
 def test_remove_closes_and_present_reconnects(driver):
     with VpcdCard(plain_uid_card(b"\x01\x02\x03\x04"), driver.port) as card:
         driver.accept()

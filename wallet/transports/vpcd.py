@@ -112,6 +112,13 @@ class VpcdCard(CardTransport):
             response = self._answer(payload)
             if response is None:  # torn: the card committed, the answer never leaves
                 raise LinkClosed("torn")
+            if not response:
+                # No card answers nothing (an R-APDU carries at least SW1 SW2): a card program
+                # that does is mute, as if it left the field. An empty frame would also hang
+                # the driver: vpcd's vicc_transmit then waits in recv() for 0 bytes forever.
+                with self._lock:
+                    self._want_present.clear()
+                raise LinkClosed("mute: an empty answer")
             if self.delay:
                 self._wait(self.delay)
             sock.sendall(frame(response))
