@@ -91,7 +91,7 @@ def _store_upload(tx, ahead: taps.Verified | None):
         tap_results = iter(taps.ingest(tx, terminal_id=caller.id, merchant_id=caller.merchant_id, rows=tap_rows,
                                        now=now, routes=_known_routes(tx), ahead=ahead)["results"])
         answered.update((index, next(tap_results)) for index in range(len(rows)) if index not in answered)
-    return 200, sales.batch("tap_batch", len(rows), [answered[i] for i in range(len(rows))])
+    return 200, taps.batch("tap_batch", len(rows), [answered[i] for i in range(len(rows))])
 
 
 @bp.post("/v1/sales")

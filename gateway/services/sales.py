@@ -28,46 +28,18 @@ from protocol.uplink.records import sale_from_legacy_tap
 MAX_BATCH = taps.MAX_BATCH
 
 
-def _result(record_id, status: str, reason: str | None = None, flags=(), clearing_status=None) -> dict:
-    return {"id": record_id, "status": status, "reason": reason, "flags": list(flags), "clearing": clearing_status}
-
-
 def _flags(record: SaleRecord, now: int) -> tuple[str, ...]:
     suspect = record.at > now + taps.FUTURE_SKEW or record.at < max(taps.EPOCH_FLOOR, now - taps.MAX_AGE)
     return ("clock_suspect",) if suspect else ()
 
 
-def _duplicate(record_id: str, stored: dict) -> dict:
-    return _result(record_id, "duplicate", flags=[f for f in stored["flags"].split(",") if f],
-                   clearing_status=stored["clearing"])
-
-
 def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime) -> dict:
     """Store and clear a batch of sale records in the open transaction; the per-record answer."""
     at_now = unix(now)
-    results: list[dict | None] = []
-    new: list[tuple[int, SaleRecord]] = []
-    checked: list[SaleRecord | dict] = []
-    for row in rows:
-        try:
-            checked.append(SaleRecord.from_json(row))
-        except RecordError as e:
-            raw_id = row.get("id") if isinstance(row, dict) and isinstance(row.get("id"), str) else None
-            checked.append(_result(raw_id[:80] if raw_id else None, "rejected", f"{e.code}: {e}"))
-    ids = {r.id for r in checked if isinstance(r, SaleRecord)}
-    stored = sales_db.stored_sales(tx, terminal_id=terminal_id, record_ids=sorted(ids))
-    first: dict[str, int] = {}
-    for index, r in enumerate(checked):
-        if not isinstance(r, SaleRecord):
-            results.append(r)
-        elif r.id in stored:
-            results.append(_duplicate(r.id, stored[r.id]))
-        elif r.id in first:
-            results.append(_result(r.id, "duplicate", flags=_flags(r, at_now)))
-        else:
-            first[r.id] = index
-            results.append(None)
-            new.append((index, r))
+    results, new, first = taps.sort_upload(
+        rows, SaleRecord.from_json, RecordError,
+        lambda ids: sales_db.stored_sales(tx, terminal_id=terminal_id, record_ids=sorted(ids)),
+        lambda r: _flags(r, at_now))
 
     status: dict[str, str | None] = {r.id: None for _, r in new}
     paid = [r for _, r in new if r.clears]
@@ -94,18 +66,8 @@ def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime)
          "clearing": status[r.id], "received_at": at_now} for _, r in new])
     taken = sales_db.stored_sales(tx, terminal_id=terminal_id,
                                   record_ids=sorted(r.id for _, r in new if r.id not in inserted))
-    for index, r in new:
-        results[index] = (_duplicate(r.id, taken[r.id]) if r.id in taken
-                          else _result(r.id, "accepted", flags=_flags(r, at_now), clearing_status=status[r.id]))
-    for result in results:  # a repeat of a new id inside the batch reports where the first ended
-        if result["status"] == "duplicate" and result["id"] in first and result["clearing"] is None:
-            result["clearing"] = results[first[result["id"]]]["clearing"]
-    return batch("sale_batch", len(rows), results)
-
-
-def batch(name: str, received: int, results: list[dict]) -> dict:
-    counts = {s: sum(1 for r in results if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
-    return {"object": name, "received": received, **counts, "results": results}
+    return taps.answer_upload("sale_batch", len(rows), results, new, first, taken, lambda r: taps.row_answer(
+        r.id, "accepted", flags=_flags(r, at_now), clearing_status=status[r.id]))
 
 
 def from_legacy_taps(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime) -> list[dict]:

@@ -119,7 +119,8 @@ def check_row(row, *, now: int, routes: frozenset[str] | None = None) -> TapRow:
                   token, receipt, tuple(flags), direction)
 
 
-def _result(tap_id, status: str, reason: str | None = None, flags=(), clearing_status=None) -> dict:
+def row_answer(tap_id, status: str, reason: str | None = None, flags=(), clearing_status=None) -> dict:
+    """One row's answer in an upload (taps here, sales in services/sales.py)."""
     return {"id": tap_id, "status": status, "reason": reason, "flags": list(flags), "clearing": clearing_status}
 
 
@@ -138,8 +139,57 @@ def _stored(tx, terminal_id: str, tap_ids) -> dict[str, dict]:
 
 
 def _duplicate(tap_id: str, stored: dict) -> dict:
-    return _result(tap_id, "duplicate", flags=[f for f in stored["flags"].split(",") if f],
+    return row_answer(tap_id, "duplicate", flags=[f for f in stored["flags"].split(",") if f],
                    clearing_status=stored["clearing"])
+
+
+def sort_upload(rows: list, parse, refused: type[Exception], stored_of, flags_of) -> tuple[list, list, dict]:
+    """An upload's rows, in order, as taps and sales both judge them: a row `parse` refuses
+    (with `refused`, which has a .code) is answered rejected; a record `stored_of(ids)` already
+    holds, the duplicate it is; a repeat inside the batch, a duplicate (with `flags_of(record)`);
+    the rest is new. Returns the answers (None where a new record goes), the new [(index,
+    record)] and the index of each new id's first row."""
+    checked = []
+    for row in rows:
+        try:
+            checked.append(parse(row))
+        except refused as e:
+            raw_id = row.get("id") if isinstance(row, dict) and isinstance(row.get("id"), str) else None
+            checked.append(row_answer(raw_id[:80] if raw_id else None, "rejected", f"{e.code}: {e}"))
+    stored = stored_of({r.id for r in checked if not isinstance(r, dict)})
+    results: list[dict | None] = []
+    new: list[tuple[int, object]] = []
+    first: dict[str, int] = {}
+    for index, r in enumerate(checked):
+        if isinstance(r, dict):
+            results.append(r)
+        elif r.id in stored:
+            results.append(_duplicate(r.id, stored[r.id]))
+        elif r.id in first:
+            results.append(row_answer(r.id, "duplicate", flags=flags_of(r)))
+        else:
+            first[r.id] = index
+            results.append(None)
+            new.append((index, r))
+    return results, new, first
+
+
+def answer_upload(name: str, received: int, results: list, new: list, first: dict, taken: dict,
+                  accepted) -> dict:
+    """The upload's answer: each new record `accepted(record)`, unless another upload stored it
+    meanwhile (in `taken`: the duplicate it is); a repeat inside the batch reports where its
+    first row ended; then the counts."""
+    for index, r in new:
+        results[index] = _duplicate(r.id, taken[r.id]) if r.id in taken else accepted(r)
+    for r in results:
+        if r["status"] == "duplicate" and r["id"] in first and r["clearing"] is None:
+            r["clearing"] = results[first[r["id"]]]["clearing"]
+    return batch(name, received, results)
+
+
+def batch(name: str, received: int, results: list[dict]) -> dict:
+    counts = {s: sum(1 for r in results if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
+    return {"object": name, "received": received, **counts, "results": results}
 
 
 @dataclass(frozen=True)
@@ -193,28 +243,8 @@ def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
     receipts replayed. Each tap is inserted once (ON CONFLICT DO NOTHING): a tap the other
     stored first is answered as the duplicate it is, with the other's flags and clearing."""
     at_now = unix(now)
-    results: list[dict | None] = []
-    new: list[tuple[int, TapRow]] = []
-    checked = []
-    for row in rows:
-        try:
-            checked.append(check_row(row, now=at_now, routes=routes))
-        except RowError as e:
-            raw_id = row.get("id") if isinstance(row, dict) and isinstance(row.get("id"), str) else None
-            checked.append(_result(raw_id[:80] if raw_id else None, "rejected", f"{e.code}: {e}"))
-    stored = _stored(tx, terminal_id, {t.id for t in checked if isinstance(t, TapRow)})
-    first: dict[str, int] = {}
-    for index, t in enumerate(checked):
-        if not isinstance(t, TapRow):
-            results.append(t)
-        elif t.id in stored:
-            results.append(_duplicate(t.id, stored[t.id]))
-        elif t.id in first:
-            results.append(_result(t.id, "duplicate", flags=t.flags))
-        else:
-            first[t.id] = index
-            results.append(None)
-            new.append((index, t))
+    results, new, first = sort_upload(rows, lambda row: check_row(row, now=at_now, routes=routes), RowError,
+                                      lambda ids: _stored(tx, terminal_id, ids), lambda t: t.flags)
 
     # Receipts are verified only for taps not seen before: a re-upload costs no signature checks.
     purse = [t for _, t in new if t.clears]
@@ -244,16 +274,8 @@ def ingest(tx, *, terminal_id: str, merchant_id: str, rows: list, now: datetime,
          "token": t.token, "flags": ",".join(t.flags), "clearing": status[t.id], "received_at": at_now,
          "direction": t.direction} for _, t in new])
     taken = _stored(tx, terminal_id, {t.id for _, t in new if t.id not in inserted})  # by another upload meanwhile
-    for index, t in new:
-        if t.id in taken:
-            results[index] = _duplicate(t.id, taken[t.id])
-        else:
-            results[index] = _result(t.id, "accepted", flags=t.flags, clearing_status=status[t.id])
-    for r in results:  # a repeat of a new id inside the batch reports where the first ended
-        if r["status"] == "duplicate" and r["id"] in first and r["clearing"] is None:
-            r["clearing"] = results[first[r["id"]]]["clearing"]
-    counts = {s: sum(1 for r in results if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
-    return {"object": "tap_batch", "received": len(rows), **counts, "results": results}
+    return answer_upload("tap_batch", len(rows), results, new, first, taken,
+                         lambda t: row_answer(t.id, "accepted", flags=t.flags, clearing_status=status[t.id]))
 
 
 def token_taps(tx, *, since: int, until: int) -> list:
