@@ -102,7 +102,7 @@ def build_taps(client, operator_key: str, cards: int, per_card: int, now: dateti
     """A gateway world: a wallet, its loaded purse cards, a terminal; and the upload rows of
     cards * per_card purse taps made by terminal.tap.tap over the mock reader."""
     from protocol import ed25519
-    from protocol import purse as p
+    from protocol.purse import select_command, topup_command
     from terminal import validator
     from terminal.readers.mock import MockReader
     from terminal.tap import TapContext, tap
@@ -138,8 +138,8 @@ def build_taps(client, operator_key: str, cards: int, per_card: int, now: dateti
                     {"card_id": card["card_id"], "amount": 50_000, "currency": "CNY", "counter": 0},
                     auth=wallet["credential"])
         vcard.power_on()
-        vcard.process(p.select_command())
-        vcard.process(p.topup_command(bytes.fromhex(load["authorisation"])))
+        vcard.process(select_command())
+        vcard.process(topup_command(bytes.fromhex(load["authorisation"])))
         reader = MockReader(vcard)
         for _ in range(per_card):
             ctx = TapContext(200, "CNY", TERMINAL_ID, issuer_keys, b"k" * 32, now)
