@@ -194,7 +194,7 @@ def list_deliveries(tx, *, merchant_id: str, event_id: str) -> list[dict]:
     return out
 
 
-# --- delivering ------------------------------------------------------------------------
+# --- deliveries: claims, outcomes, the retry schedule ----------------------------------
 
 @dataclass(frozen=True)
 class RetryPolicy:
