@@ -147,8 +147,8 @@ def two_runs(tmp_path_factory):
 
 def gateway_api(data: Path):
     """The finished demo's gateway, read through its own API (in process, over the same data dir)."""
-    from gateway.app import create_app
-    from gateway.auth import operator_key
+    from gateway.http.app import create_app
+    from gateway.http.auth import operator_key
     from gateway.config import Config
 
     config = Config(data / "gateway")
@@ -167,7 +167,7 @@ def test_the_summary_is_what_the_gateway_holds(two_runs):
     summary, data, port = two_runs[0]
     plan = city.plan_day(SEED, RIDERS, date.fromisoformat(summary.day))
     api = gateway_api(data)
-    from gateway.dashboard import day_bounds
+    from gateway.core.dashboard import day_bounds
 
     since, until = day_bounds(plan.day, city.ZONE)
     ridership = api(f"/v1/taps/ridership?from={since}&to={until}")["data"]

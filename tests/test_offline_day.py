@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from gateway import ledger
-from gateway.services import clearing
+from gateway.core import ledger
+from gateway.core import clearing
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
 from terminal.run import Settings, Validator

@@ -147,7 +147,7 @@ def _uninterrupted():
 
 def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitStack, progress: Progress,
          echo) -> Summary:
-    from gateway.auth import operator_key
+    from gateway.http.auth import operator_key
     from gateway.config import load as load_config
     from wallet import pcscd
 

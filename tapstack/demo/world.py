@@ -226,7 +226,7 @@ class World:
 
     def summary(self, presented: list[Presented], journals: dict[str, list[dict]], buses: dict[str, Bus],
                 tapping: float, gateway_dir: Path, database: str | None = None) -> Summary:
-        from gateway.dashboard import day_bounds
+        from gateway.core.dashboard import day_bounds
 
         plan, op = self.plan, self.operator
         taps = [t for rows in journals.values() for t in rows]
