@@ -210,17 +210,20 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
 
     mark = time.monotonic()
     progress.phase(f"water bills: {len(plan.bills)} issued, paid by wallets scanning the QR images")
+    shop = world.open_shop()  # `tapstack terminal till` starts while the bills are paid
+    cleanup.callback(shop.close)
+    stack.record_child(lock, shop.pid, str(shop.journal))
     world.bills()
-    progress.phase(f"corner shop: {len(plan.purchases)} sales at its till (reader on nfcpy udp) by purse tap, "
-                   "pay code and checkout QR")
-    world.shop()
+    progress.phase(f"corner shop: {len(plan.purchases)} sales at its till (`tapstack terminal till`, reader on "
+                   "nfcpy udp) by purse tap, pay code and checkout QR")
+    world.shop(shop)
     timings["bills_shop"] = time.monotonic() - mark
 
     mark = time.monotonic()
     progress.phase("close of day: journals uploaded and cleared, webhooks delivered, ledger checked")
     for bus in buses.values():
         bus.stop()
-    journals = {name: world.flush(bus) for name, bus in buses.items()}
+    journals = {name: bus.flush() for name, bus in buses.items()}
     expected_hooks = sum(1 for b in plan.bills if b.paid) + sum(1 for s in plan.purchases if s.method != "tap")
     if not receiver.wait_for(expected_hooks, WEBHOOK_WAIT):
         progress.phase(f"warning: {receiver.received()} of {expected_hooks} webhooks arrived within "
@@ -276,7 +279,7 @@ def ride_the_day(plan: city.DayPlan, buses: dict[str, Bus], cards: dict, progres
             was_up = offline_bus.network.up
             cut, back = (t.astimezone(city.ZONE) for t in plan.outage)
             progress.phase(
-                f"{back:%H:%M} bus {city.OFFLINE_ROUTE} is back online: the {bus_unsent(offline_bus)} tap(s) "
+                f"{back:%H:%M} bus {city.OFFLINE_ROUTE} is back online: the {offline_bus.unsent()} tap(s) "
                 "waiting in its journal are uploaded" if was_up else
                 f"{cut:%H:%M} bus {city.OFFLINE_ROUTE} has lost its network until {back:%H:%M}: "
                 "it goes on deciding taps and journals them")
@@ -295,12 +298,3 @@ def ride_the_day(plan: city.DayPlan, buses: dict[str, Bus], cards: dict, progres
                            checkpoint=due)
     return presented
 
-
-def bus_unsent(bus: Bus) -> int:
-    from terminal.journal import Journal
-
-    journal = Journal(bus.config.journal, bus.terminal_id)
-    try:
-        return journal.counts()["unsent"]
-    finally:
-        journal.close()
