@@ -56,6 +56,11 @@ class Shop:
     def pid(self) -> int:
         return self.till.pid
 
+    def check_open(self) -> None:
+        """DemoError, with the last lines of its log, when the till has stopped."""
+        if not self.till.running():
+            raise self.till.stopped()
+
     def ready(self) -> None:
         """Wait for the till's first line: its reader and journal are open."""
         self.till.expect("till ", timeout=START_WAIT)

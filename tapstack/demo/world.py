@@ -202,12 +202,17 @@ class World:
         return Shop(self.url, *self.till, self.token_key, city.CURRENCY, self.data_dir,
                     self.data_dir / "logs" / "till-1.log")
 
-    def shop(self, shop) -> None:
-        """The day's sales at the till, then its close: what it journalled is uploaded."""
+    def shop(self, shop, last_rides: dict) -> None:
+        """The corner shop's sales at its till, during the day, then its close: what it journalled is
+        uploaded. A shopper paying by purse tap shops after the last ride of the day (one card is
+        never in two fields at once); `last_rides` holds each rider's event of that ride."""
         shop.ready()
         for n, sale in enumerate(self.plan.purchases, 1):
-            if sale.method == "tap":  # the shopper tops the purse up in the app first
-                self.load_purse(sale.rider, sale.amount)
+            if sale.method == "tap":
+                ride = last_rides.get(sale.rider)
+                while ride is not None and not ride.wait(0.2):
+                    shop.check_open()
+                self.load_purse(sale.rider, sale.amount)  # the shopper tops the purse up in the app first
             shop.sell(n, sale.amount, sale.method, self._app(sale.rider), self.cards[sale.rider])
         shop.close_day()
         self.sales = shop.sales
