@@ -14,8 +14,9 @@ The shell around tapstack.demo.city's plan. In order:
 4. the day: three buses (tapstack.demo.buses, the real terminal.run.Validator) take
    their taps in parallel, two through pcscd + vpcd and one through nfcpy's udp
    emulation, each in simulated time order; bus 9 loses its network for four hours and
-   journals; then the bills are paid by scanning their QR images and the shop sells by
-   checkout code and pay code;
+   journals. Meanwhile the corner shop's till (`tapstack terminal till`, a process of its
+   own, tapstack.demo.shop) sells by purse tap, pay code and checkout code; then the bills
+   are paid by scanning their QR images;
 5. close: journals uploaded, webhooks delivered, the figures read back from the
    gateway's API and its ledger check, the summary printed.
 Everything started is stopped on the way out, on error and on Ctrl-C alike.
