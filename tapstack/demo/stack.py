@@ -265,7 +265,8 @@ class Console(Process):
             code = self.popen.wait(5)
         except subprocess.TimeoutExpired:
             code = None
-        return DemoError(f"{self.name} stopped (exit status {code}); the last lines of {self.log_path}: {self.tail()}")
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        return DemoError(f"{self.name} stopped ({how}); the last lines of {self.log_path}: {self.tail()}")
 
     def finish(self, timeout: float) -> int:
         """Wait for the program to end by itself (after `quit`); its exit status."""
