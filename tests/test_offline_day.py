@@ -9,7 +9,8 @@ from gateway import ledger
 from gateway.services import clearing
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.run import Settings, Validator
+from terminal.bus import Validator
+from terminal.settings import Settings
 from terminal.uploader import upload_all
 from tests.gateway.fixtures import START, books
 from tests.gateway.test_clearing import Rider

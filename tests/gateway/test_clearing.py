@@ -11,7 +11,7 @@ from gateway import ledger
 from gateway.services import clearing
 from protocol import ed25519, purse as p
 from protocol.apdu import parse_response
-from terminal import validator
+from terminal import card as validator
 from terminal.readers.mock import MockReader
 from terminal.tap import TapContext, tap
 from tests.gateway.fixtures import books, error, ok
