@@ -212,11 +212,8 @@ class Validator:
             watch: ClockWatch | None = None) -> None:
         """The card loop; with a gateway, the reference data are downloaded in the background."""
         self.commands = commands
-        self.sync.start()
-        try:
+        with self.sync.running():
             serve(self, self.reader, stop, watch=watch)
-        finally:
-            self.sync.stop()
 
 
 def run(settings: Settings, *, out: Callable[[str], None] = print) -> int:

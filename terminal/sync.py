@@ -14,6 +14,7 @@ each result between cards. Offline, the cached data stay in use.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -184,17 +185,20 @@ class Sync:
         self.online = True
         return True
 
-    def start(self) -> None:
-        """With a gateway: download once now, before the first card; then in the background."""
+    @contextlib.contextmanager
+    def running(self):
+        """While a desk's loop runs: with a gateway, download once now, before the first card;
+        then in the background."""
         if self.client is not None and self.refresher is None:
             self.refresh()
             self.refresher = Refresher(self.download, self.every, self.journal.path,
                                        bytes.fromhex(self.journal.terminal_id)).start()
-
-    def stop(self) -> None:
-        if self.refresher is not None:
-            self.refresher.stop()
-            self.refresher = None
+        try:
+            yield self
+        finally:
+            if self.refresher is not None:
+                self.refresher.stop()
+                self.refresher = None
 
     def keep_fresh(self) -> None:
         """Between cards: take what the background refresher downloaded; without one, refresh

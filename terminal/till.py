@@ -536,11 +536,8 @@ class Till:
         if self.sale is not None and self.sale.is_open:
             self.out(pos.sale_line(self.sale))
         self.commands = commands
-        self.sync.start()
-        try:
+        with self.sync.running():
             serve(self, self.reader, stop, watch=watch)
-        finally:
-            self.sync.stop()
 
 
 def merchant_client(base_url: str, api_key: str, *, send=None) -> Client:

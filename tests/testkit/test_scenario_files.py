@@ -224,7 +224,7 @@ def test_every_enumerated_value_is_checked_at_load(expect, words, tmp_path):
 
 
 def test_the_reasons_known_are_every_reason_the_terminal_gives():
-    """The kit checks reason: against terminal.validator.MESSAGES; every reason a tap or the
+    """The kit checks reason: against terminal.card.MESSAGES; every reason a tap or the
     validator can give must be there (read from their source, so a new one cannot be missed)."""
     import ast
     from pathlib import Path
