@@ -59,8 +59,8 @@ TERMINAL_ID = b"BENCH001"
 # --- 1. validator decisions ---------------------------------------------------------------
 
 def measure_validator(kind: str, taps: int, warmup: int = 20) -> dict:
-    from terminal.journal import Journal
     from terminal.bus import Validator
+    from terminal.journal import Journal
     from terminal.settings import Settings
     from terminal.tap import TapContext, tap
     from wallet.testcards import demo_purse_card

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from gateway import ledger
 from gateway.services import clearing
+from terminal.bus import Validator
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.bus import Validator
 from terminal.settings import Settings
 from terminal.uploader import upload_all
 from tests.gateway.fixtures import START, books

@@ -182,8 +182,8 @@ class _Run:
     def open_validator(self, state: _ReaderState) -> None:
         """The bus validator program (terminal.bus.Validator) on this field, its journal in a temp dir,
         offline, its clock the scenario's."""
-        from terminal.journal import Journal
         from terminal.bus import Validator
+        from terminal.journal import Journal
         from terminal.settings import Settings
 
         spec = state.spec

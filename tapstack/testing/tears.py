@@ -137,8 +137,8 @@ class CountingCard:
 def bus_validator():
     """The bus validator (terminal.bus.Validator) of the matrix, offline, with its journal in a
     temporary directory; opened on a reader with .on(reader)."""
-    from terminal.journal import Journal
     from terminal.bus import Validator
+    from terminal.journal import Journal
     from terminal.settings import Settings
 
     workdir = Path(tempfile.mkdtemp(prefix="tapstack-tear-"))

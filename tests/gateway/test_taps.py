@@ -9,8 +9,8 @@ from gateway.services import fare_charges, taps
 from protocol import tokens
 from protocol.fares import parse_rules
 from tests.gateway.fixtures import START, error, ok
-from terminal.journal import Journal
 from terminal.bus import Validator
+from terminal.journal import Journal
 from terminal.settings import Settings
 from tests.gateway.test_clearing import Rider, revenue, upload
 from tests.gateway.test_fare_charges import publish

@@ -33,12 +33,12 @@ from hypothesis import strategies as st
 
 from protocol.purse import parse_receipt
 from protocol.tlv import encode_length
+from terminal.bus import Validator
 from terminal.card import MESSAGES, Decision
 from terminal.journal import Journal
 from terminal.readers import complete_response
 from terminal.readers.base import CardRemoved, ReaderUnavailable
 from terminal.readers.mock import MockReader
-from terminal.bus import Validator
 from terminal.settings import Settings
 from terminal.tap import TapContext, tap
 from wallet.card import plain_uid_card

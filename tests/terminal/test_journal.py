@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from terminal.bus import Validator
 from terminal.card import Decision
 from terminal.journal import Journal, JournalError
 from terminal.readers.mock import MockReader
-from terminal.bus import Validator
 from terminal.settings import Settings
 from wallet.testcards import demo_purse_card
 

@@ -32,9 +32,9 @@ from pathlib import Path
 import pytest
 
 from protocol.uplink import Client
+from terminal.bus import Validator
 from terminal.journal import Journal, JournalError
 from terminal.loop import ClockWatch
-from terminal.bus import Validator
 from terminal.settings import Settings
 from wallet import pcscd as pcscd_harness
 from wallet.testcards import DEMO_TOKEN_KEY, demo_issuer_keys, demo_purse_card

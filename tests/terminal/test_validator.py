@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from protocol.uplink import reference
+from terminal.bus import Validator
 from terminal.card import MESSAGES, Place, already_tapped, decide, remember
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.bus import Validator
 from terminal.settings import Settings
 from terminal.stops import StopChange, StopFeed, parse_command, place_at, read_stop_feed
 from terminal.tap import TapOutcome

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from click.testing import CliRunner
 
+from terminal.bus import Validator
+from terminal.commands import validator_command
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.commands import validator_command
-from terminal.bus import Validator
 from terminal.settings import Settings, check_settings, hex_arg, secret_text
 from wallet.card import plain_uid_card
 from wallet.testcards import demo_purse_card

@@ -8,9 +8,9 @@ import time
 from datetime import timedelta
 
 from protocol.uplink import Client
+from terminal.bus import Validator
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.bus import Validator
 from terminal.settings import Settings
 from terminal.uploader import Uploader
 from tests.gateway.fixtures import START, ok
