@@ -7,10 +7,11 @@ durably, before the rider or the cashier is told (the decision, and the unfinish
 debits to keep with it). The desk's shell journals it (terminal/writeahead.py), then
 signals and shows.
 
-    present(session, terms)     SELECT the purse applet. An Intent when that decides the tap
-                                (no place, journal down, card gone, a repeat, a tap-off, no
-                                fare); else `Read`: how the tap goes on, with `ahead`, the
-                                pending debits to journal before the DEBIT goes out
+    present(session, terms)     SELECT the purse applet, then after_select(answer, terms): an
+                                Intent when that decides the tap (no place, journal down, card
+                                gone, a repeat, a tap-off, no fare); else `Read`: how the tap
+                                goes on, with `ahead`, the pending debits to journal before
+                                the DEBIT goes out
     read(session, step, terms)  the rest of the tap (terminal.tap: purse debit verified
                                 offline, tear recovery, EMV or UID token, deny-list), decided
     qr(text, ...)               a signed QR ticket shown to a bus validator
@@ -177,10 +178,10 @@ def present(session, terms: Terms) -> Intent | Read:
         return _told(terms, refusal("card_removed", now=terms.now, place=terms.place))
     except ReaderError as e:
         return _told(terms, refusal("reader_error", now=terms.now, place=terms.place, detail=str(e)))
-    return selected(answer, terms)
+    return after_select(answer, terms)
 
 
-def selected(answer: bytes, terms: Terms, nonce: bytes | None = None) -> Intent | Read:
+def after_select(answer: bytes, terms: Terms, nonce: bytes | None = None) -> Intent | Read:
     """After SELECT: the purse's repeat check, tap-off and fare, before any DEBIT. A purse
     about to be debited for the first time brings its debit to journal ahead, so that a desk
     dying between the card's answer and the journal write finds the receipt again (GET
