@@ -104,7 +104,7 @@ def build_taps(client, operator_key: str, cards: int, per_card: int, now: dateti
     cards * per_card purse taps made by terminal.tap.tap over the mock reader."""
     from protocol import ed25519
     from protocol import purse as p
-    from terminal import card
+    from terminal.card import Place, decide
     from terminal.readers.mock import MockReader
     from terminal.tap import TapContext, tap
     from wallet.purse import new_purse, purse_card
@@ -145,8 +145,7 @@ def build_taps(client, operator_key: str, cards: int, per_card: int, now: dateti
         for _ in range(per_card):
             ctx = TapContext(200, "CNY", TERMINAL_ID, issuer_keys, b"k" * 32, now)
             outcome, _ = tap(reader.wait_for_card(0), ctx)
-            decision = card.decide(outcome, now=now, place=card.Place("R1", "S1"), rules_version=1,
-                                        recent={})
+            decision = decide(outcome, now=now, place=Place("R1", "S1"), rules_version=1, recent={})
             rows.append({"id": f"{TERMINAL_ID.hex()}-{next(n):010d}", **decision.to_json()})
     return rows, (terminal["key_id"], bytes.fromhex(terminal["secret"])), merchant["id"]
 
