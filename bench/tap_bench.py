@@ -13,7 +13,7 @@ Card arrival (present -> session) is not part of a tap; --arrivals N measures it
 pcscd polls a vpcd slot, nfcpy polls with SENS_REQ, so it is the reader's polling, not ours.
 
 It also counts, for each card kind, the exchanges the card answers in one tap at the bus
-validator (terminal.run.Validator) on each transport, and checks them against the table the
+validator (terminal.bus.Validator) on each transport, and checks them against the table the
 docs and the tear matrix state (tapstack.testing.tears.EXCHANGES): a purse tap is SELECT +
 DEBIT everywhere; a UID is read only for the cards whose decision needs it.
 """

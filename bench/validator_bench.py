@@ -59,8 +59,9 @@ TERMINAL_ID = b"BENCH001"
 # --- 1. validator decisions ---------------------------------------------------------------
 
 def measure_validator(kind: str, taps: int, warmup: int = 20) -> dict:
+    from terminal.bus import Validator
     from terminal.journal import Journal
-    from terminal.run import Settings, Validator
+    from terminal.settings import Settings
     from terminal.tap import TapContext, tap
     from wallet.testcards import demo_purse_card
 
@@ -103,7 +104,7 @@ def build_taps(client, operator_key: str, cards: int, per_card: int, now: dateti
     cards * per_card purse taps made by terminal.tap.tap over the mock reader."""
     from protocol import ed25519
     from protocol.purse import select_command, topup_command
-    from terminal import validator
+    from terminal.card import Place, decide
     from terminal.readers.mock import MockReader
     from terminal.tap import TapContext, tap
     from wallet.purse import new_purse, purse_card
@@ -144,8 +145,7 @@ def build_taps(client, operator_key: str, cards: int, per_card: int, now: dateti
         for _ in range(per_card):
             ctx = TapContext(200, "CNY", TERMINAL_ID, issuer_keys, b"k" * 32, now)
             outcome, _ = tap(reader.wait_for_card(0), ctx)
-            decision = validator.decide(outcome, now=now, place=validator.Place("R1", "S1"), rules_version=1,
-                                        recent={})
+            decision = decide(outcome, now=now, place=Place("R1", "S1"), rules_version=1, recent={})
             rows.append({"id": f"{TERMINAL_ID.hex()}-{next(n):010d}", **decision.to_json()})
     return rows, (terminal["key_id"], bytes.fromhex(terminal["secret"])), merchant["id"]
 

@@ -1,9 +1,10 @@
 """`tapstack terminal validator`, `tapstack terminal till`, and `terminal run`, their old alias.
 
-Each command takes only its own program's options: the bus validator (terminal/run.py) a
+Each command takes only its own program's options: the bus validator (terminal/bus.py) a
 route, stop, direction, stop feed and fares; the shop till (terminal/till.py) its scripted
 sales, checkout QR file and merchant key. The options both share (reader, gateway, keys,
-journal, currency, issuer keys, camera frames, refresh period) are declared once here.
+journal, currency, issuer keys, camera frames, refresh period) are declared once here. The
+settings each command makes, and their checks, are terminal/settings.py.
 
 `terminal run [--mode bus|pos]` stays for scripts written before the split: it says once,
 on stderr, which command to use instead, and runs it with the options it always took.
@@ -14,9 +15,11 @@ from pathlib import Path
 
 import click
 
-from protocol import purse as p
+from protocol.purse import MAX_AMOUNT
 from protocol.uplink import parse_terminal_key
-from terminal import run as bus, till
+from terminal import bus, till
+from terminal.settings import (DIRECTIONS, Settings, TillSettings, check_settings, default_terminal_id, hex_arg,
+                               secret_text)
 from terminal.journal import JournalError
 from terminal.readers import SPEC_HELP
 from terminal.readers import ReaderError as OpenError
@@ -58,7 +61,7 @@ def _journal(default: str):
 def _bus_options(command):
     for option in reversed([
         click.option("--route", help="Route the validator starts on."),
-        click.option("--direction", type=click.Choice(bus.DIRECTIONS), default="on", show_default=True,
+        click.option("--direction", type=click.Choice(DIRECTIONS), default="on", show_default=True,
                      help="on at the entry door; off at the exit door, recording tap-offs "
                           "(a purse is not debited there)."),
         click.option("--stop", help="Stop the validator starts at."),
@@ -66,7 +69,7 @@ def _bus_options(command):
                      help="JSON or CSV of stop changes (at, route, stop), followed as it changes."),
         click.option("--fare-rules", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="Fare rules JSON to use until the gateway's are downloaded."),
-        click.option("--fare", type=click.IntRange(1, p.MAX_AMOUNT),
+        click.option("--fare", type=click.IntRange(1, MAX_AMOUNT),
                      help="Flat fare in minor units when there are no fare rules."),
         click.option("--max-taps", type=click.IntRange(1), help="Stop after this many taps."),
     ]):
@@ -88,11 +91,10 @@ def _till_options(command):
 
 
 def _keys(terminal_key, token_key, terminal_id, issuer_keys) -> dict:
-    key_id, secret = parse_terminal_key(bus.secret_text(terminal_key)) if terminal_key else (None, None)
-    return {"key_id": key_id, "secret": secret, "token_key": bus.hex_arg(bus.secret_text(token_key), "--token-key"),
-            "terminal_id": bus.hex_arg(terminal_id, "--terminal-id") if terminal_id
-            else bus.default_terminal_id(key_id),
-            "issuer_keys": tuple(bus.hex_arg(k, "--issuer-key") for k in issuer_keys)}
+    key_id, secret = parse_terminal_key(secret_text(terminal_key)) if terminal_key else (None, None)
+    return {"key_id": key_id, "secret": secret, "token_key": hex_arg(secret_text(token_key), "--token-key"),
+            "terminal_id": hex_arg(terminal_id, "--terminal-id") if terminal_id else default_terminal_id(key_id),
+            "issuer_keys": tuple(hex_arg(k, "--issuer-key") for k in issuer_keys)}
 
 
 def _start(program) -> None:
@@ -106,21 +108,21 @@ def _start(program) -> None:
 
 def _validator(reader_spec, gateway, terminal_key, token_key, issuer_keys, currency, terminal_id, qr_frame, qr_dir,
                refresh_every, journal, route, direction, stop, stop_feed, fare_rules, fare, max_taps) -> int:
-    settings = bus.Settings(route=route, stop=stop, reader=reader_spec, gateway=gateway, journal=journal,
-                            stop_feed=stop_feed, fare_rules=fare_rules, fare=fare, currency=currency,
-                            qr_frame=qr_frame, qr_dir=qr_dir, refresh_every=refresh_every, max_taps=max_taps,
-                            direction=direction, **_keys(terminal_key, token_key, terminal_id, issuer_keys))
-    bus.check_settings(settings)
+    settings = Settings(route=route, stop=stop, reader=reader_spec, gateway=gateway, journal=journal,
+                        stop_feed=stop_feed, fare_rules=fare_rules, fare=fare, currency=currency,
+                        qr_frame=qr_frame, qr_dir=qr_dir, refresh_every=refresh_every, max_taps=max_taps,
+                        direction=direction, **_keys(terminal_key, token_key, terminal_id, issuer_keys))
+    check_settings(settings)
     return bus.run(settings, out=click.echo)
 
 
 def _till(reader_spec, gateway, terminal_key, token_key, issuer_keys, currency, terminal_id, qr_frame, qr_dir,
           refresh_every, journal, sales, qr_out, merchant_key) -> int:
-    settings = till.TillSettings(reader=reader_spec, gateway=gateway, journal=journal, currency=currency,
-                                 qr_frame=qr_frame, qr_dir=qr_dir, qr_out=qr_out, sales=sales,
-                                 refresh_every=refresh_every,
-                                 merchant_key=bus.secret_text(merchant_key) if merchant_key else None,
-                                 **_keys(terminal_key, token_key, terminal_id, issuer_keys))
+    settings = TillSettings(reader=reader_spec, gateway=gateway, journal=journal, currency=currency,
+                            qr_frame=qr_frame, qr_dir=qr_dir, qr_out=qr_out, sales=sales,
+                            refresh_every=refresh_every,
+                            merchant_key=secret_text(merchant_key) if merchant_key else None,
+                            **_keys(terminal_key, token_key, terminal_id, issuer_keys))
     return till.run(settings, out=click.echo)
 
 

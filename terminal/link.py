@@ -105,7 +105,7 @@ def _command():
 
     from protocol.uplink import parse_terminal_key
     from terminal.readers import SPEC_HELP
-    from terminal.run import hex_arg, secret_text
+    from terminal.settings import hex_arg, secret_text
 
     @click.command("link")
     @click.option("--reader", "reader_spec", default="pcsc", show_default=True, help=SPEC_HELP)

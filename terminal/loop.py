@@ -20,13 +20,14 @@ clock setting its time at boot) by comparing it with the monotonic clock.
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -84,7 +85,7 @@ class ClockWatch:
 
 
 class Desk(Protocol):
-    """What the loop drives: the bus validator (terminal.run.Validator) or the till (terminal.till.Till)."""
+    """What the loop drives: the bus validator (terminal.bus.Validator) or the till (terminal.till.Till)."""
     service: Service
     reader: object
 
@@ -187,6 +188,18 @@ def _signal(reader, outcome: str) -> None:
 
 
 # --- starting a program ----------------------------------------------------------------------
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def read_commands(commands: queue.Queue) -> None:
+    """Each non-blank line of stdin onto `commands`, for the desk to take between cards
+    (a driver's "stop S", a cashier's "sale 12.50"); run on a daemon thread."""
+    for line in sys.stdin:
+        if line.strip():
+            commands.put(line)
+
 
 def stop_on_signals() -> threading.Event:
     """An event set by SIGINT or SIGTERM: the only ways, with --max-taps, that a terminal ends."""

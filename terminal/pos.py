@@ -218,7 +218,7 @@ def refused(reason: str, method: str, detail: str = "") -> Result:
 
 
 def tap_result(decision) -> Result:
-    """A purse tap's terminal.validator.Decision as the till's Result. A bank (EMV) card or
+    """A purse tap's terminal.card.Decision as the till's Result. A bank (EMV) card or
     a plain UID card is refused: the till takes purses only, offline."""
     if decision.kind in ("emv", "uid"):
         return refused("bank_card" if decision.kind == "emv" else "unknown_card", "card")
@@ -229,7 +229,7 @@ def tap_result(decision) -> Result:
 
 
 def sale_record(decision, sale_id: str) -> SaleRecord:
-    """A card's terminal.validator.Decision at the till as the sale record the journal keeps
+    """A card's terminal.card.Decision at the till as the sale record the journal keeps
     and POST /v1/sales takes (the record id is the journal's)."""
     return SaleRecord(int(decision.at.timestamp()), sale_id, decision.kind, decision.accepted, decision.reason,
                       decision.amount, decision.currency, decision.balance_after, decision.card_id,

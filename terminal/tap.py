@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from protocol import certs, tokens
-from protocol import purse as p
+from protocol import purse
 from protocol.apdu import SW_MEMORY_FAILURE, SW_OK, MalformedAPDU, parse_response
 from terminal import emv
 from terminal.readers.base import CardRemoved, CardSession, ReaderError
@@ -45,11 +45,11 @@ class TapContext:
 
     def __post_init__(self):
         # A misconfigured terminal fails when it starts, not at a rider's tap.
-        if not (isinstance(self.fare, int) and 1 <= self.fare <= p.MAX_AMOUNT):
-            raise ValueError(f"fare must be an integer 1..{p.MAX_AMOUNT} in minor units")
-        if self.currency not in p.CURRENCY_CODES:
+        if not (isinstance(self.fare, int) and 1 <= self.fare <= purse.MAX_AMOUNT):
+            raise ValueError(f"fare must be an integer 1..{purse.MAX_AMOUNT} in minor units")
+        if self.currency not in purse.CURRENCY_CODES:
             raise ValueError(f"unsupported currency {self.currency!r}")
-        if len(self.terminal_id) != p.ID_SIZE or (self.nonce is not None and len(self.nonce) != p.NONCE_SIZE):
+        if len(self.terminal_id) != purse.ID_SIZE or (self.nonce is not None and len(self.nonce) != purse.NONCE_SIZE):
             raise ValueError("terminal_id and nonce are 8 bytes")
         if self.now.tzinfo is None:
             raise ValueError("now must be timezone-aware (UTC)")
@@ -132,7 +132,7 @@ def tap(session: CardSession, ctx: TapContext, pending: tuple[PendingDebit, ...]
         outcome = _error("card_removed", "the card left the field")
     except ReaderError as e:
         outcome = _error("reader_error", f"reader: {e}")
-    except (MalformedAPDU, p.PurseError) as e:
+    except (MalformedAPDU, purse.PurseError) as e:
         outcome = _error("garbage", f"the card answered garbage: {e}")
     except Exception as e:  # a validator must keep running whatever a card does
         outcome = _error("internal_error", f"{type(e).__name__}: {e}")
@@ -148,7 +148,7 @@ def _denied(ctx: TapContext, ident: bytes | str) -> bool:
 
 
 def _tap(link, session, ctx, pending, read_emv, uid_token, answer):
-    selected = link.exchange(p.select_command()) if answer is None else parse_response(answer)
+    selected = link.exchange(purse.select_command()) if answer is None else parse_response(answer)
     if selected.sw == SW_OK:
         return _purse(link, ctx, pending, selected.data)
     # No purse (6A82, or a card refusing our SELECT in any other way): EMV, then UID.
@@ -195,15 +195,15 @@ def _default_emv(ctx: TapContext):
 
 def _purse(link, ctx, pending, fci_bytes):
     try:
-        fci = p.parse_fci(fci_bytes)
-    except p.PurseError as e:
+        fci = purse.parse_fci(fci_bytes)
+    except purse.PurseError as e:
         return _error("garbage", f"not a purse FCI: {e}"), pending
     card = {"card_id": fci.card_id, "currency": fci.currency}
 
     def deny(reason, detail, keep=pending):
         return TapOutcome("purse", False, reason, detail, **card), keep
 
-    now = p.unix_seconds(ctx.now)
+    now = purse.unix_seconds(ctx.now)
     try:
         cert = certs.verify(certs.parse(fci.certificate), ctx.issuer_keys, now)
     except certs.BadCertificate as e:
@@ -233,12 +233,12 @@ def _purse(link, ctx, pending, fci_bytes):
         return deny("wrong_currency", f"the purse holds {fci.currency}, the fare is in {currency}")
     if fci.balance < amount:
         return deny("insufficient_balance", f"balance {fci.balance} is below the fare {amount}")
-    nonce = mine.nonce if mine else (ctx.nonce or os.urandom(p.NONCE_SIZE))
+    nonce = mine.nonce if mine else (ctx.nonce or os.urandom(purse.NONCE_SIZE))
     attempt = PendingDebit(fci.card_id, fci.counter, nonce, amount, currency, now)
     keep = (attempt,) + pending[:MAX_PENDING - 1]
 
     try:
-        answer = link.exchange(p.debit_command(amount, currency, ctx.terminal_id, nonce, now))
+        answer = link.exchange(purse.debit_command(amount, currency, ctx.terminal_id, nonce, now))
     except CardRemoved:
         return _error("card_removed", "the card left during the debit: present it again", **card), keep
     except MalformedAPDU as e:
@@ -247,10 +247,10 @@ def _purse(link, ctx, pending, fci_bytes):
         return _error("card_fault", "the card reported a memory failure during the debit", **card), keep
     if answer.sw != SW_OK:
         return deny("card_refused", f"the card refused the debit: {answer.describe()} "
-                                    f"({p.purse_sw_name(answer.sw)})")
+                                    f"({purse.purse_sw_name(answer.sw)})")
     try:
-        receipt = p.check_receipt_signature(p.parse_receipt(answer.data), cert)
-    except p.PurseError as e:  # it answered, but not with a receipt we can trust: recover next time
+        receipt = purse.check_receipt_signature(purse.parse_receipt(answer.data), cert)
+    except purse.PurseError as e:  # it answered, but not with a receipt we can trust: recover next time
         return _error("bad_receipt", f"the debit receipt does not verify: {e}", **card), keep
     if not _is_receipt_of(receipt, attempt, ctx.terminal_id) or receipt.balance_after != fci.balance - amount:
         return _error("bad_receipt", "the receipt does not match the debit", **card), keep
@@ -258,21 +258,21 @@ def _purse(link, ctx, pending, fci_bytes):
                       balance_after=receipt.balance_after, receipt=answer.data, **card), pending
 
 
-def _is_receipt_of(receipt: p.Receipt, attempt: PendingDebit, terminal_id: bytes) -> bool:
-    return (receipt.kind == p.KIND_DEBIT and receipt.card_id == attempt.card_id
+def _is_receipt_of(receipt: purse.Receipt, attempt: PendingDebit, terminal_id: bytes) -> bool:
+    return (receipt.kind == purse.KIND_DEBIT and receipt.card_id == attempt.card_id
             and receipt.counter == attempt.counter_before + 1 and receipt.amount == attempt.amount
             and receipt.currency == attempt.currency and receipt.terminal_id == terminal_id
             and receipt.nonce == attempt.nonce and receipt.time == attempt.time)
 
 
-def _recover(link, cert, mine: PendingDebit, terminal_id: bytes) -> p.Receipt | None:
+def _recover(link, cert, mine: PendingDebit, terminal_id: bytes) -> purse.Receipt | None:
     """The receipt of the torn debit if the card committed it; None if it did not.
     Raises (and so keeps the pending debit) when the card's answer cannot tell."""
-    answer = link.exchange(p.get_receipt_command(mine.counter_before + 1))
-    if answer.sw == p.SW_NO_RECEIPT:
+    answer = link.exchange(purse.get_receipt_command(mine.counter_before + 1))
+    if answer.sw == purse.SW_NO_RECEIPT:
         # Out of the card's log: RECEIPT_LOG_SIZE transactions since; this is a new tap.
         return None
     if answer.sw != SW_OK:
-        raise p.PurseError(f"GET RECEIPT answered {answer.describe()}")
-    receipt = p.check_receipt_signature(p.parse_receipt(answer.data), cert)
+        raise purse.PurseError(f"GET RECEIPT answered {answer.describe()}")
+    receipt = purse.check_receipt_signature(purse.parse_receipt(answer.data), cert)
     return receipt if _is_receipt_of(receipt, mine, terminal_id) else None

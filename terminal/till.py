@@ -3,9 +3,10 @@
 The cashier rings up a sale (`sale 12.50` on stdin, or a scripted --sales file); the
 customer then pays it one of three ways:
 
-- a purse tap on the reader: the validator's own tap path (terminal.run.Validator with
-  the sale's amount as the fare), offline, journalled (fsynced) before the customer is
-  told, uploaded through POST /v1/taps by the same uploader;
+- a purse tap on the reader: the card decision the bus validator makes too (terminal.card,
+  with the sale's amount as the fare), offline, journalled (terminal/writeahead.py:
+  fsynced) as a sale before the customer is told, uploaded through POST /v1/sales by the
+  same uploader;
 - a pay code scanned from a camera frame (--qr-frame, --qr-dir) or typed (`code TEXT`):
   the gateway's single-use pc_... codes are authorised then captured
   (POST /v1/pos/authorizations, .../capture); a wallet-signed TS:... code is verified
@@ -28,74 +29,29 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from protocol import purse as p
-from terminal import pos, validator
-from protocol.uplink import (Client, GatewayError, GatewayRefused, GatewayUnavailable,
-                                     urllib_send)
+from protocol.purse import MAX_AMOUNT
+from protocol.uplink import Client, GatewayError, GatewayRefused, GatewayUnavailable, urllib_send
+from terminal import card, pos
+from terminal.frames import Frames, read_qr_text
 from terminal.journal import Journal, JournalError
-from terminal.loop import ClockWatch, Service, serve
-from terminal.run import Refresher, Settings, Validator, read_qr_text, utc_now
+from terminal.loop import ClockWatch, Service, read_commands, serve, utc_now
+from terminal.settings import TillSettings, check_till_settings
+from terminal.sync import Sync
 from terminal.uploader import Uploader, upload_all
+from terminal.writeahead import WriteAhead
 
 SALE_STATE = "till_sale"  # the current sale, in the journal's named state
 SALE_COUNTER = "till_sales"
 CAPTURE_RETRY_CAP = 30.0  # seconds between retries of an unanswered capture, at most
 
 
-@dataclass
-class TillSettings:
-    reader: str = "pcsc"
-    gateway: str | None = None
-    key_id: str | None = None
-    secret: bytes | None = None
-    token_key: bytes = b""  # empty: a key of this run (card tokens are refused at a till anyway)
-    journal: Path = Path("till-journal.db")
-    currency: str = "CNY"
-    terminal_id: bytes = b""
-    issuer_keys: tuple[bytes, ...] = ()
-    qr_frame: Path | None = None
-    qr_dir: Path | None = None
-    qr_out: Path = Path("checkout-qr.png")  # where a checkout's code is saved as PNG
-    sales: Path | None = None  # scripted commands, one a line, each run once no sale is open
-    checkout_seconds: int = 300
-    poll_every: float = 1.0
-    refresh_every: float = 60.0
-    retries: int = 3  # tries of one online call before the till says the gateway is unreachable
-    merchant_key: str | None = None  # sk_...: refunds under the merchant's key; none: under the terminal key
-
-
-def check_till_settings(s: TillSettings) -> None:
-    """ValueError with one line for the operator when the settings cannot work."""
-    if len(s.terminal_id) != p.ID_SIZE:
-        raise ValueError("the terminal id is 8 bytes")
-    if s.currency not in p.CURRENCY_CODES:
-        raise ValueError(f"unsupported currency {s.currency}")
-    if s.gateway and not (s.key_id and s.secret):
-        raise ValueError("--gateway needs --terminal-key KEY_ID:SECRET")
-    if s.token_key and len(s.token_key) < 16:
-        raise ValueError("the token key (--token-key) is at least 16 bytes")
-    if not 10 <= s.checkout_seconds <= 3600:
-        raise ValueError("a checkout lasts 10 to 3600 seconds")
-    if s.retries < 1:
-        raise ValueError("retries is at least 1")
-    if s.merchant_key and not s.merchant_key.startswith("sk_"):
-        raise ValueError("--merchant-key is the merchant's API key, sk_...")
-
-
-class _Desk(Validator):
-    """The validator's card path (write-ahead, tear recovery, offline verification,
-    cached issuer keys and deny-list) with the open sale's amount as the fare."""
-    amount: int | None = None
-
-    def fare(self):
-        return self.amount, self.s.currency, None
-
-
 class Till:
+    """The till desk: between_cards, handle_card, finished, clock_jumped (terminal.loop.Desk)."""
+
     def __init__(self, settings: TillSettings, reader, journal: Journal, *, client: Client | None = None,
                  clock: Callable[[], datetime] = utc_now, out: Callable[[str], None] = print,
                  pause: Callable[[float], None] = time.sleep, service: Service | None = None):
@@ -103,14 +59,11 @@ class Till:
         self.s, self.reader, self.journal, self.client = settings, reader, journal, client
         self.clock, self.out, self.pause = clock, out, pause
         self.service = service or Service(out)
-        desk_settings = Settings(
-            mode="bus", route="pos", stop="idle", reader=settings.reader, gateway=settings.gateway,
-            key_id=settings.key_id, secret=settings.secret, token_key=settings.token_key or os.urandom(32),
-            journal=settings.journal, currency=settings.currency, terminal_id=settings.terminal_id,
-            issuer_keys=settings.issuer_keys, qr_frame=settings.qr_frame, qr_dir=settings.qr_dir,
-            refresh_every=settings.refresh_every,
-            repeat_window=timedelta(0))  # one purse may pay two sales in a row: a sale is paid once anyway
-        self.desk = _Desk(desk_settings, reader, journal, client=client, clock=clock, out=out, service=self.service)
+        self.token_key = settings.token_key or os.urandom(32)
+        self.sync = Sync(journal, client=client, every=settings.refresh_every, clock=clock, out=out,
+                         service=self.service, issuer_keys=settings.issuer_keys)
+        self.write_ahead = WriteAhead(journal, self.service, clock)
+        self.frames = Frames(settings.qr_frame, settings.qr_dir)
         saved = journal.load(SALE_STATE)
         self.sale: pos.Sale | None = pos.Sale.from_json(saved[0]) if saved and saved[0] else None
         if self.sale is not None and self.sale.state == pos.OPEN:
@@ -196,22 +149,21 @@ class Till:
     def handle_card(self, session) -> pos.Result:
         """Decide a card in the field; journal it (durably), then signal and show."""
         refusal = self._payable("card")
-        if refusal is None and self.sale.amount > p.MAX_AMOUNT:
+        if refusal is None and self.sale.amount > MAX_AMOUNT:
             refusal = pos.refused("above_card_limit", "purse",
-                                  f"a purse pays at most {pos.money(p.MAX_AMOUNT, self.sale.currency)} a tap")
+                                  f"a purse pays at most {pos.money(MAX_AMOUNT, self.sale.currency)} a tap")
         if refusal is not None:  # nothing was sent to the card
             self._signal("deny")
             return self.show(refusal)
         sale = self.sale
-        self.desk.amount, self.desk.place = sale.amount, validator.Place("pos", sale.id)
-        decision = self.desk.decide_card(session)
-        result = pos.tap_result(decision)
+        intent = self.write_ahead.decide(session, self.terms(sale))
+        decision, result = intent.decision, pos.tap_result(intent.decision)
         if decision.accepted and not result.approved:  # a bank or UID card: recorded as refused, never charged
             decision = replace(decision, accepted=False, reason=result.reason, message=result.message)
-        tap_id = self.desk.record(decision, pos.sale_record(decision, sale.id))
+        tap_id, _ = self.write_ahead.write(replace(intent, decision=decision, entry=pos.sale_record(decision, sale.id)))
         if tap_id is None:  # not journalled, so not taken: the sale stays open (a paid purse recovers)
             result = pos.refused("journal_unavailable", "purse" if decision.kind == "purse" else "card",
-                                 f"the journal cannot be written: {self.desk._journal_error}")
+                                 f"the journal cannot be written: {self.write_ahead.error}")
         elif result.approved:
             result = replace(result, tap_id=tap_id)
             self._finish(pos.paid(sale, "purse", tap_id=tap_id, balance_after=result.balance_after))
@@ -219,6 +171,18 @@ class Till:
         if self.uploader is not None:
             self.uploader.poke()
         return self.show(result)
+
+    def terms(self, sale: pos.Sale) -> card.Terms:
+        """The card decision's terms at a till: the sale's amount is the fare, its id the stop.
+        No repeat window: one purse may pay two sales in a row (a sale is paid once anyway)."""
+        ref = self.sync.ref
+        return card.Terms(self.clock(), card.Place("pos", sale.id), sale.amount, self.s.currency, None,
+                          self.s.terminal_id, self.token_key, ref.issuer_keys, ref.deny, self.write_ahead.pending,
+                          window=timedelta(0), journal_down=self.write_ahead.down())
+
+    @property
+    def desk(self) -> Sync:
+        return self.sync  # kept for tapstack.demo until it starts terminals by command
 
     def _signal(self, outcome: str) -> None:
         try:
@@ -333,7 +297,7 @@ class Till:
 
     def _signed_code(self, text: str) -> pos.Result:
         sale = self.sale
-        refusal, seen = pos.check_signed_code(sale, text, self.desk.ref.issuer_keys, self.seen, self.clock())
+        refusal, seen = pos.check_signed_code(sale, text, self.sync.ref.issuer_keys, self.seen, self.clock())
         if refusal is not None:
             return refusal
         body = {"pay_code": text, "amount": sale.amount, "currency": sale.currency}
@@ -502,7 +466,7 @@ class Till:
             self.refund(cmd.payment_id, cmd.amount)
         elif cmd.verb == "status":
             self.out(pos.sale_line(self.sale) if self.sale else "no sale yet")
-            self.out(f"{'online' if self.desk.online else 'OFFLINE'}   "
+            self.out(f"{'online' if self.sync.online else 'OFFLINE'}   "
                      f"{self.journal.counts()['unsent']} taps to upload")
         elif cmd.verb == "help":
             self.out(pos.USAGE)
@@ -513,7 +477,7 @@ class Till:
         """Camera frames new since the last look (--qr-frame, --qr-dir): each code shown is
         taken as a pay code; a frame without a code is nobody showing one."""
         results = []
-        for frame in self.desk.qr_frames():
+        for frame in self.frames.new():
             text = read_qr_text(frame)
             if text is not None:
                 results.append(self.handle_code(text))
@@ -553,9 +517,9 @@ class Till:
         while self.commands is not None and not self.commands.empty():
             self.command(self.commands.get_nowait(), stop)
         self.scan_frames()
-        self.desk.keep_refreshed()
+        self.sync.keep_fresh()
         if "journal" in self.service.problems:
-            self.desk.journal_works()
+            self.write_ahead.works()
         self.tick()
 
     def finished(self) -> bool:
@@ -564,7 +528,7 @@ class Till:
     def clock_jumped(self, by: timedelta) -> None:
         """Timers set by the old clock fire now: a poll, a capture retry, a release, a refresh."""
         self._next_poll = self._next_capture = self._next_release = None
-        self.desk.clock_jumped(by)
+        self.sync.clock_jumped()
 
     def run(self, stop: threading.Event, commands: queue.Queue | None = None, *,
             watch: ClockWatch | None = None) -> None:
@@ -572,15 +536,8 @@ class Till:
         if self.sale is not None and self.sale.is_open:
             self.out(pos.sale_line(self.sale))
         self.commands = commands
-        if self.client is not None:
-            self.desk.refresh()  # once before the first card; then in the background
-            self.desk.refresher = Refresher(self.desk).start()
-        try:
+        with self.sync.running():
             serve(self, self.reader, stop, watch=watch)
-        finally:
-            if self.desk.refresher is not None:
-                self.desk.refresher.stop()
-                self.desk.refresher = None
 
 
 def merchant_client(base_url: str, api_key: str, *, send=None) -> Client:
@@ -615,7 +572,6 @@ def read_script(path: Path) -> list[str]:
 def run(settings: TillSettings, *, out: Callable[[str], None] = print) -> int:
     """`tapstack terminal till`: open the reader and journal, upload, take sales."""
     from terminal.loop import open_terminal
-    from terminal.run import _read_commands
 
     check_till_settings(settings)
     script = read_script(settings.sales) if settings.sales else []
@@ -632,7 +588,7 @@ def run(settings: TillSettings, *, out: Callable[[str], None] = print) -> int:
     till.script.extend(script)
     commands: queue.Queue = queue.Queue()
     if settings.sales is None:
-        threading.Thread(target=_read_commands, args=(commands,), daemon=True).start()
+        threading.Thread(target=read_commands, args=(commands,), daemon=True).start()
     if client is not None:
         till.uploader = Uploader(settings.journal, settings.terminal_id, client, utc_now, on_error=out)
         till.uploader.start()

@@ -33,7 +33,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Callable, Iterable
 
-from protocol import purse as p
+from protocol.purse import (AID, CLA, CURRENCY_CODES, ID_SIZE, INS_DEBIT, INS_GET_RECEIPT, INS_LOCK, INS_TOPUP,
+                            MAX_AMOUNT, RECEIPT_BODY_SIZE, RECEIPT_SIZE, PurseError, parse_fci)
 from protocol import tlv
 from protocol.apdu import MalformedAPDU, parse_command
 from protocol.emv import luhn_valid
@@ -153,24 +154,24 @@ def redact_purse(command: bytes, response: bytes | None) -> tuple[bytes, bytes |
         cmd = parse_command(command)
     except MalformedAPDU:
         return command, response, marks
-    if cmd.cla == p.CLA and cmd.ins in (p.INS_TOPUP, p.INS_LOCK) and len(cmd.data) >= 64:
+    if cmd.cla == CLA and cmd.ins in (INS_TOPUP, INS_LOCK) and len(cmd.data) >= 64:
         offset = command.find(cmd.data)
         command = _zero(command, offset + len(cmd.data) - 64, offset + len(cmd.data))
         marks.append("issuer_signature")
     if response is None or len(response) < 2:
         return command, response, marks
     data = response[:-2]
-    if cmd.ins == 0xA4 and cmd.data and p.AID.startswith(cmd.data):
+    if cmd.ins == 0xA4 and cmd.data and AID.startswith(cmd.data):
         try:
-            cert = p.parse_fci(data).certificate
-        except p.PurseError:
+            cert = parse_fci(data).certificate
+        except PurseError:
             cert = None
         if cert is not None and cert in data:
             at = data.find(cert)
             data = _zero(_zero(data, at + 13, at + 45), at + 49, at + len(cert))  # card key, issuer signature
             marks.append("certificate")
-    elif cmd.cla == p.CLA and cmd.ins in (p.INS_DEBIT, p.INS_TOPUP, p.INS_GET_RECEIPT) and len(data) == p.RECEIPT_SIZE:
-        data = _zero(data, p.RECEIPT_BODY_SIZE, p.RECEIPT_SIZE)
+    elif cmd.cla == CLA and cmd.ins in (INS_DEBIT, INS_TOPUP, INS_GET_RECEIPT) and len(data) == RECEIPT_SIZE:
+        data = _zero(data, RECEIPT_BODY_SIZE, RECEIPT_SIZE)
         marks.append("receipt_signature")
     return command, data + response[-2:], marks
 
@@ -430,9 +431,9 @@ def _trace_command():
     @click.option("--append", is_flag=True, help="Add this tap as the next session of an existing trace.")
     @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=30, show_default=True,
                   help="Seconds to wait for a card.")
-    @click.option("--fare", type=click.IntRange(1, p.MAX_AMOUNT), default=200, show_default=True,
+    @click.option("--fare", type=click.IntRange(1, MAX_AMOUNT), default=200, show_default=True,
                   help="Fare in minor units: a purse card pays it.")
-    @click.option("--currency", type=click.Choice(sorted(p.CURRENCY_CODES)), default="CNY", show_default=True)
+    @click.option("--currency", type=click.Choice(sorted(CURRENCY_CODES)), default="CNY", show_default=True)
     @click.option("--terminal-id", default="TRACE001", show_default=True, help="8 ASCII characters.")
     @click.option("--token-key", required=True,
                   help="Token key hex (>= 16 bytes), or @FILE holding it: the one the validators use.")
@@ -456,8 +457,8 @@ def _trace_command():
         from terminal.readers import open_reader
         from terminal.tap import tap
 
-        if not (terminal_id.isascii() and len(terminal_id) == p.ID_SIZE):
-            raise click.UsageError(f"--terminal-id is {p.ID_SIZE} ASCII characters")
+        if not (terminal_id.isascii() and len(terminal_id) == ID_SIZE):
+            raise click.UsageError(f"--terminal-id is {ID_SIZE} ASCII characters")
         key = hex_option(token_key, "--token-key")
         if len(key) < 16:
             raise click.UsageError("--token-key is at least 16 bytes")

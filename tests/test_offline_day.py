@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from gateway.core import ledger
-from gateway.core import clearing
+from gateway.core import clearing, ledger
+from terminal.bus import Validator
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.run import Settings, Validator
+from terminal.settings import Settings
 from terminal.uploader import upload_all
 from tests.gateway.fixtures import START, books
 from tests.gateway.test_clearing import Rider

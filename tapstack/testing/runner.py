@@ -121,7 +121,7 @@ class _ReaderState:
     last: _Presented | None = None
     card_in_field: str | None = None
     session: TraceRecorder | None = None  # the card in the field, connected
-    validator: object | None = None  # terminal.run.Validator for program: validator
+    validator: object | None = None  # terminal.bus.Validator for program: validator
     workdir: Path | None = None  # the validator's journal lives here
 
 
@@ -180,10 +180,11 @@ class _Run:
                                      f"cannot start: {type(e).__name__}: {e}") from None
 
     def open_validator(self, state: _ReaderState) -> None:
-        """The bus validator program (terminal.run.Validator) on this field, its journal in a temp dir,
+        """The bus validator program (terminal.bus.Validator) on this field, its journal in a temp dir,
         offline, its clock the scenario's."""
+        from terminal.bus import Validator
         from terminal.journal import Journal
-        from terminal.run import Settings, Validator
+        from terminal.settings import Settings
 
         spec = state.spec
         state.workdir = Path(tempfile.mkdtemp(prefix="tapstack-scenario-"))

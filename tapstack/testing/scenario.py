@@ -52,7 +52,7 @@ PROGRAMS = ("tap", "validator", "none")
 
 def _reasons() -> dict[str, str]:
     """Every reason a tap or the validator gives, with the message the rider reads."""
-    from terminal.validator import MESSAGES
+    from terminal.card import MESSAGES
 
     return dict(MESSAGES)
 

@@ -4,7 +4,7 @@ A rider pulls the card away at the worst moment: the card has processed a comman
 answer never reaches the reader. `tear_matrix()` generates one case per card kind
 (purse, EMV, UID, unknown), exchange index (1..N, N the exchanges of that kind's tap on
 that transport, EXCHANGES) and transport; `run_tear(case, field)` runs it through the
-bus validator (terminal.run.Validator, its journal in a temporary directory) on a Field
+bus validator (terminal.bus.Validator, its journal in a temporary directory) on a Field
 of the Stage, and `TearResult.problems` lists what went wrong:
 
 - the torn tap must be a clean refusal, `card_removed`, and nothing may be raised;
@@ -105,7 +105,7 @@ def expected_token(kind: str) -> str | None:
 @dataclass
 class TearResult:
     case: TearCase
-    decisions: list = dataclass_field(default_factory=list)  # terminal.validator.Decision per presentation
+    decisions: list = dataclass_field(default_factory=list)  # terminal.card.Decision per presentation
     rows: list[dict] = dataclass_field(default_factory=list)  # the journal, as its taps
     pending: tuple = ()  # debits the journal still holds as pending
     balance: int | None = None  # the purse's balance afterwards
@@ -135,10 +135,11 @@ class CountingCard:
 
 @contextlib.contextmanager
 def bus_validator():
-    """The bus validator (terminal.run.Validator) of the matrix, offline, with its journal in a
+    """The bus validator (terminal.bus.Validator) of the matrix, offline, with its journal in a
     temporary directory; opened on a reader with .on(reader)."""
+    from terminal.bus import Validator
     from terminal.journal import Journal
-    from terminal.run import Settings, Validator
+    from terminal.settings import Settings
 
     workdir = Path(tempfile.mkdtemp(prefix="tapstack-tear-"))
     settings = Settings(route="R1", stop="S1", fare=FARE, token_key=DEMO_TOKEN_KEY, terminal_id=b"TEAR0001",

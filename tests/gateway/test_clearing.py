@@ -10,7 +10,7 @@ import pytest
 from gateway.core import clearing, ledger
 from protocol import ed25519, purse
 from protocol.apdu import parse_response
-from terminal import validator
+from terminal import card as validator
 from terminal.readers.mock import MockReader
 from terminal.tap import TapContext, tap
 from tests.gateway.fixtures import books, error, ok

@@ -8,8 +8,9 @@ from datetime import timedelta
 from gateway.core import fare_charges, taps
 from protocol import tokens
 from protocol.fares import parse_rules
+from terminal.bus import Validator
 from terminal.journal import Journal
-from terminal.run import Settings, Validator
+from terminal.settings import Settings
 from tests.gateway.fixtures import START, error, ok
 from tests.gateway.test_clearing import Rider, revenue, upload
 from tests.gateway.test_fare_charges import publish
@@ -175,7 +176,7 @@ def test_token_tap_ons_and_tap_offs_on_a_zone_route_are_priced_as_trips(world, s
 
 
 def exit_validator_row(rider: Rider, clock, tmp_path) -> dict:
-    """The upload row of the rider's purse card tapped at an exit validator (terminal.run)."""
+    """The upload row of the rider's purse card tapped at an exit validator (terminal.bus)."""
     settings = Settings(route="R1", stop="S3", fare=200, token_key=b"k" * 32, terminal_id=b"BUS-0043",
                         journal=tmp_path / "exit.db", direction="off")
     v = Validator(settings, rider.reader, Journal(settings.journal, settings.terminal_id), clock=clock,

@@ -31,14 +31,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import purse as p
+from protocol.purse import parse_receipt
 from protocol.tlv import encode_length
-from terminal import validator
+from terminal.bus import Validator
+from terminal.card import MESSAGES, Decision
 from terminal.journal import Journal
 from terminal.readers import complete_response
 from terminal.readers.base import CardRemoved, ReaderUnavailable
 from terminal.readers.mock import MockReader
-from terminal.run import Settings, Validator
+from terminal.settings import Settings
 from terminal.tap import TapContext, tap
 from wallet.card import plain_uid_card
 from wallet.emv_card import TEST_PAN, emv_card
@@ -198,14 +199,14 @@ class Bus:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def check_decision(d: validator.Decision, rows: list[dict]) -> None:
+def check_decision(d: Decision, rows: list[dict]) -> None:
     """A clean refusal or a valid accept, and the journal holding exactly it."""
-    assert isinstance(d, validator.Decision)
-    assert d.reason in validator.MESSAGES, d
+    assert isinstance(d, Decision)
+    assert d.reason in MESSAGES, d
     if d.accepted:
         assert d.kind in ("purse", "emv", "uid"), d
         if d.kind == "purse":
-            receipt = p.parse_receipt(bytes.fromhex(d.receipt))
+            receipt = parse_receipt(bytes.fromhex(d.receipt))
             assert (d.amount, receipt.amount, receipt.terminal_id) == (FARE, FARE, b"HOSTILE1")
         else:
             assert d.amount is None and d.token.startswith({"emv": "pan_", "uid": "uid_"}[d.kind])

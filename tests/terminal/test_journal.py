@@ -7,21 +7,22 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from terminal import validator
+from terminal.bus import Validator
+from terminal.card import Decision
 from terminal.journal import Journal, JournalError
 from terminal.readers.mock import MockReader
-from terminal.run import Settings, Validator
+from terminal.settings import Settings
 from wallet.testcards import demo_purse_card
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
 TID = b"BUS-0007"
 
 
-def decision(n: int = 0, **changes) -> validator.Decision:
+def decision(n: int = 0, **changes) -> Decision:
     fields = dict(at=NOW + timedelta(seconds=n), kind="uid", accepted=True, reason="token", message="ok",
                   route="R1", stop="S1", token="uid_" + "a" * 32)
     fields.update(changes)
-    return validator.Decision(**fields)
+    return Decision(**fields)
 
 
 def test_tap_ids_are_the_terminal_and_a_sequence(tmp_path):
@@ -99,7 +100,7 @@ def test_a_journal_that_refuses_writes_refuses_the_tap_and_resumes_by_itself(tmp
     assert "journal" in v.service.problems and any(line.startswith("OUT OF SERVICE  journal:") for line in lines)
     assert lines[-1].endswith("OUT OF SERVICE: journal")  # the panel's status line
     j._db.execute("PRAGMA query_only = OFF")  # room again
-    v._next_probe = 0
+    v.write_ahead._next_probe = 0
     d = v.handle_card(reader.wait_for_card(0))
     assert (d.accepted, d.reason, demo.balance) == (True, "paid", 800)
     assert v.service.in_service and "IN SERVICE      journal works again" in lines
@@ -125,7 +126,7 @@ def test_a_payment_the_journal_could_not_take_is_recovered_not_charged_again(tmp
     assert (d.accepted, d.reason, demo.balance) == (False, "journal_unavailable", 800)  # the card paid
     assert len(v.pending) == 1
     j.record = record
-    v._next_probe = 0
+    v.write_ahead._next_probe = 0
     d = v.handle_card(reader.wait_for_card(0))
     assert (d.accepted, d.reason, d.amount, demo.balance) == (True, "recovered", 200, 800)  # once
     assert v.pending == () and j.pending_debits() == ()
@@ -176,7 +177,7 @@ def test_a_validator_dying_between_the_debit_and_the_journal_recovers_the_receip
         return v
 
     first = validator_on(Journal(path, TID), NOW)
-    decision = first.decide_card(first.reader.wait_for_card(0))  # the card paid ...
+    decision = first.write_ahead.decide(first.reader.wait_for_card(0), first.terms()).decision  # the card paid ...
     assert decision.reason == "paid" and demo.balance == 800
     first.journal._db.close()  # ... and the validator died before journalling it
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from werkzeug.serving import make_server
 
 from protocol import tokens
-from protocol import purse as p
+from protocol.purse import INS_DEBIT
 from terminal import link
 from terminal.cli import cli as terminal_cli
 from protocol.uplink import Client
@@ -70,7 +70,7 @@ def test_a_purse_card_is_refused_and_never_debited(world, terminal_client, clock
     with pytest.raises(link.LinkRefused, match="purse cards pay by themselves"):
         link.link_card(reader, terminal_client, link_code(world), KEY, wait=1, clock=clock)
     sent = [exchange.command[1] for exchange in reader.transcript]
-    assert sent and p.INS_DEBIT not in sent
+    assert sent and INS_DEBIT not in sent
     assert reader.signals == ["deny"] and linked_tokens(world) == []
 
 

@@ -32,9 +32,10 @@ from pathlib import Path
 import pytest
 
 from protocol.uplink import Client
+from terminal.bus import Validator
 from terminal.journal import Journal, JournalError
 from terminal.loop import ClockWatch
-from terminal.run import Settings, Validator
+from terminal.settings import Settings
 from wallet import pcscd as pcscd_harness
 from wallet.testcards import DEMO_TOKEN_KEY, demo_issuer_keys, demo_purse_card
 
@@ -433,7 +434,7 @@ def test_the_wall_clock_jumping_keeps_the_validator_serving(pcscd_field, tmp_pat
 
     def make():
         v = validator_on(pcscd_field.reader, tmp_path, clock, lines, refresh_every=3600)
-        v.client = Client("http://127.0.0.1:9", "tk_x", b"s" * 32, send=gateway_down, clock=clock)
+        v.sync.client = Client("http://127.0.0.1:9", "tk_x", b"s" * 32, send=gateway_down, clock=clock)
         return v
 
     with Running(make, watch=ClockWatch(clock)):
@@ -475,7 +476,8 @@ def read_only(journal: Journal):
 
 @pytest.mark.pcscd
 def test_the_till_rides_out_a_failing_journal_pcscd_restarted_and_no_gateway(pcscd_field, tapstack_stage, tmp_path):
-    from terminal.till import Till, TillSettings
+    from terminal.settings import TillSettings
+    from terminal.till import Till
 
     lines: list[str] = []
     demo = demo_purse_card(balance=5000)
@@ -530,7 +532,7 @@ def test_a_gateway_that_swallows_packets_never_keeps_a_rider_waiting(tmp_path):
 
     def make():
         v = validator_on(reader, tmp_path, lambda: datetime.now(timezone.utc), lines, refresh_every=1)
-        v.client = Client("http://192.0.2.1:8000", "tk_x", b"s" * 32, send=dead_zone)
+        v.sync.client = Client("http://192.0.2.1:8000", "tk_x", b"s" * 32, send=dead_zone)
         return v
 
     with Running(make) as v:

@@ -10,7 +10,7 @@ import pytest
 
 from protocol import certs, ed25519, signed_qr
 from terminal import pos
-from terminal.validator import Decision
+from terminal.card import Decision
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
 SALE = pos.open_sale("3132-9f0e1d2c-00000001", 1250, "CNY", "R-7", NOW)

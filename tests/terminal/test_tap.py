@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import purse as p
+from protocol import purse
 from protocol.emv import EmvError
 from protocol.tokens import uid_token
 from terminal.readers.base import CardRemoved, ReaderError
@@ -61,15 +61,15 @@ def test_purse_accepted_in_two_apdus_with_a_verified_receipt():
     assert (outcome.kind, outcome.accepted, outcome.reason, outcome.apdus) == ("purse", True, "paid", 2)
     assert (outcome.card_id, outcome.amount, outcome.balance_after) == (demo.card_id, FARE, 800)
     assert pending == () and demo.balance == 800
-    receipt = p.verify_receipt(outcome.receipt, demo.store.state.certificate, demo.issuer_keys, NOW)
-    assert (receipt.terminal_id, receipt.counter, receipt.time) == (b"BUS00042", 1, p.unix_seconds(NOW))
+    receipt = purse.verify_receipt(outcome.receipt, demo.store.state.certificate, demo.issuer_keys, NOW)
+    assert (receipt.terminal_id, receipt.counter, receipt.time) == (b"BUS00042", 1, purse.unix_seconds(NOW))
     assert outcome.signal == "accept"
 
 
 def test_fixed_nonce_goes_into_the_receipt():
     demo = demo_purse_card()
     outcome, _ = present(demo.card, context(nonce=b"TRIP0001"))
-    assert p.parse_receipt(outcome.receipt).nonce == b"TRIP0001"
+    assert purse.parse_receipt(outcome.receipt).nonce == b"TRIP0001"
 
 
 @pytest.mark.parametrize("make_card, ctx_changes, reason", [
@@ -90,13 +90,13 @@ def test_purse_refused_without_sending_a_debit(make_card, ctx_changes, reason):
     outcome, pending = tap(session, context(**ctx_changes))
     assert (outcome.kind, outcome.accepted, outcome.reason) == ("purse", False, reason)
     assert outcome.signal == "deny"
-    assert session.sent == [p.select_command()] and outcome.apdus == 1
+    assert session.sent == [purse.select_command()] and outcome.apdus == 1
     assert demo.store.state == before and pending == ()
 
 
 class FciOnly:
     """A card answering the purse SELECT with a given FCI."""
-    aid = p.AID
+    aid = purse.AID
 
     def __init__(self, fci):
         self.fci = fci
@@ -113,7 +113,7 @@ class FciOnly:
 
 def test_a_certificate_naming_another_card_is_refused():
     demo, other = demo_purse_card(), demo_purse_card(card_id=bytes.fromhex("5441500000000002"))
-    fci = p.Fci(demo.card_id, "CNY", 2000, 0, False, other.store.state.certificate)
+    fci = purse.Fci(demo.card_id, "CNY", 2000, 0, False, other.store.state.certificate)
     outcome, _ = present(VirtualCard(b"\x04" * 7, [FciOnly(fci)]))
     assert (outcome.accepted, outcome.reason, outcome.apdus) == (False, "bad_certificate", 1)
 
@@ -126,7 +126,7 @@ class Spending(Session):
         self.demo = demo
 
     def transmit(self, apdu):
-        if apdu[:2] == bytes((p.CLA, p.INS_DEBIT)):
+        if apdu[:2] == bytes((purse.CLA, purse.INS_DEBIT)):
             self.demo.store.state = replace(self.demo.store.state, balance=10)
         return super().transmit(apdu)
 
@@ -140,7 +140,7 @@ def test_a_refusal_of_the_debit_by_the_card_is_reported_with_its_status_word():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"fare": 0}, "fare"), ({"fare": 2.5}, "fare"), ({"fare": p.MAX_AMOUNT + 1}, "fare"),
+    ({"fare": 0}, "fare"), ({"fare": 2.5}, "fare"), ({"fare": purse.MAX_AMOUNT + 1}, "fare"),
     ({"currency": "XXX"}, "currency"), ({"terminal_id": b"BUS"}, "terminal_id"),
     ({"nonce": b"1234"}, "nonce"), ({"now": datetime(2027, 1, 1)}, "timezone"),
 ])
@@ -161,7 +161,7 @@ def test_tear_after_commit_then_presented_again_recovers_the_receipt_without_a_s
     session = Session(demo.card)
     outcome, pending = tap(session, context(now=NOW + timedelta(seconds=3)), pending)
     assert (outcome.kind, outcome.accepted, outcome.reason, outcome.apdus) == ("purse", True, "recovered", 2)
-    assert session.sent[1] == p.get_receipt_command(1)
+    assert session.sent[1] == purse.get_receipt_command(1)
     assert outcome.receipt == demo.store.state.receipts[-1] and outcome.balance_after == 800
     assert demo.balance == 800 and pending == ()
 
@@ -173,7 +173,7 @@ def test_tear_before_commit_then_presented_again_debits_once_with_the_same_nonce
 
     outcome, after = present(demo.card, context(now=NOW + timedelta(seconds=3)), pending)
     assert (outcome.accepted, outcome.reason, outcome.apdus) == (True, "paid", 2)
-    assert p.parse_receipt(outcome.receipt).nonce == pending[0].nonce
+    assert purse.parse_receipt(outcome.receipt).nonce == pending[0].nonce
     assert demo.balance == 800 and after == ()
 
 
@@ -209,7 +209,7 @@ def test_torn_debit_that_never_committed_is_sent_afresh_after_the_card_paid_else
 def test_recovery_takes_only_the_receipt_with_the_pending_nonce():
     demo = demo_purse_card(balance=1000)
     present(demo.card, context(nonce=b"FIRSTTAP"))  # transaction 1: same terminal, fare and time
-    someone_else = PendingDebit(demo.card_id, 0, b"LOSTTAP1", FARE, "CNY", p.unix_seconds(NOW))
+    someone_else = PendingDebit(demo.card_id, 0, b"LOSTTAP1", FARE, "CNY", purse.unix_seconds(NOW))
     outcome, pending = present(demo.card, context(nonce=b"THIRDTAP"), (someone_else,))
     assert (outcome.accepted, outcome.reason, outcome.apdus) == (True, "paid", 3)
     assert demo.balance == 600 and pending == ()
@@ -226,7 +226,7 @@ def test_pending_debits_survive_a_terminal_restart_through_json():
 
 def test_a_counter_that_went_back_is_refused():
     demo = demo_purse_card(balance=1000)
-    stale = PendingDebit(demo.card_id, 5, b"N0000001", FARE, "CNY", p.unix_seconds(NOW))
+    stale = PendingDebit(demo.card_id, 5, b"N0000001", FARE, "CNY", purse.unix_seconds(NOW))
     outcome, pending = present(demo.card, pending=(stale,))
     assert (outcome.accepted, outcome.reason, outcome.apdus) == (False, "counter_rollback", 1)
     assert demo.balance == 1000 and pending == (stale,)
@@ -251,7 +251,7 @@ def test_pending_debits_are_bounded():
 
 class ForgingPurse:
     """A purse applet whose DEBIT answers are tampered with after it signed them."""
-    aid = p.AID
+    aid = purse.AID
 
     def __init__(self, applet, tamper):
         self.applet, self.tamper = applet, tamper
@@ -261,7 +261,7 @@ class ForgingPurse:
 
     def process(self, command):
         answer = self.applet.process(command)
-        return self.tamper(answer) if command.ins == p.INS_DEBIT else answer
+        return self.tamper(answer) if command.ins == purse.INS_DEBIT else answer
 
     def deselect(self):
         pass
@@ -298,7 +298,7 @@ def test_emv_card_gives_a_pan_token_and_never_the_pan():
     outcome, pending = tap(session, context())
     assert (outcome.kind, outcome.accepted, outcome.reason) == ("emv", True, "token")
     assert outcome.token.startswith("pan_") and outcome.card_id is None and outcome.amount is None
-    assert outcome.apdus == len(session.sent) and session.sent[0] == p.select_command()
+    assert outcome.apdus == len(session.sent) and session.sent[0] == purse.select_command()
     assert "4" * 6 not in repr(outcome)
     denied, _ = tap(Session(emv_card(b"\x04\x01\x02\x03\x04\x05\x06")), context(deny=frozenset({outcome.token})))
     assert (denied.kind, denied.accepted, denied.reason) == ("emv", False, "deny_listed")
@@ -435,7 +435,7 @@ answers = st.one_of(
     st.binary(max_size=40),
     st.sampled_from([bytes.fromhex(sw) for sw in ("9000", "6A82", "6D00", "6E00", "6985", "6100", "6C10")]),
     st.binary(max_size=200).map(lambda b: b + b"\x90\x00"),
-    st.builds(lambda body: p._tlv(0x6F, body) + b"\x90\x00", st.binary(max_size=180)),
+    st.builds(lambda body: purse._tlv(0x6F, body) + b"\x90\x00", st.binary(max_size=180)),
     st.none(),
 )
 
@@ -475,7 +475,7 @@ presentations = st.lists(st.tuples(st.none() | st.integers(1, 3), st.booleans(),
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(presentations)
 def test_tears_anywhere_never_charge_twice_nor_lose_a_payment(script):
-    demo = demo_purse_card(balance=p.MAX_BALANCE)
+    demo = demo_purse_card(balance=purse.MAX_BALANCE)
     store = CountingStore(demo.store.state)
     demo.applet.store = demo.store = store
     ours, pending, accepted = b"BUS00042", (), []
@@ -491,7 +491,7 @@ def test_tears_anywhere_never_charge_twice_nor_lose_a_payment(script):
         outcome, pending = present(demo.card, context(now=NOW + timedelta(hours=1)), pending)
         assert outcome.accepted
         accepted.append(outcome.receipt)
-    charged = [r for r in store.committed if p.parse_receipt(r).terminal_id == ours]
+    charged = [r for r in store.committed if purse.parse_receipt(r).terminal_id == ours]
     assert sorted(accepted) == sorted(charged)  # every charge known to the terminal, once
     assert len(set(accepted)) == len(accepted)
-    assert demo.balance == p.MAX_BALANCE - FARE * len(charged) - 7 * sum(1 for s in script if s[2])
+    assert demo.balance == purse.MAX_BALANCE - FARE * len(charged) - 7 * sum(1 for s in script if s[2])

@@ -12,7 +12,8 @@ from terminal import pos
 from protocol.uplink import Client, urllib_send
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.till import merchant_client, Till, TillSettings, read_script
+from terminal.settings import TillSettings
+from terminal.till import merchant_client, Till, read_script
 from terminal.uploader import upload_all
 from tests.gateway.fixtures import ok
 from tests.gateway.test_clearing import Rider
@@ -68,7 +69,7 @@ def make_till(world, url, clock, tmp_path, wire=None, name="x"):
     lines: list[str] = []
     till = Till(settings, MockReader(), Journal(tmp_path / "till.db", TID), client=client, clock=clock,
                 out=lines.append, pause=lambda _: None)
-    assert till.desk.refresh()  # issuer keys and deny-list, cached in the journal
+    assert till.sync.refresh()  # issuer keys and deny-list, cached in the journal
     return till, lines, wire
 
 
@@ -431,7 +432,7 @@ def test_pay_codes_are_read_from_camera_frames(world, gateway_url, clock, tmp_pa
     camera = tmp_path / "camera"
     camera.mkdir()
     till, _, _ = make_till(world, gateway_url, clock, tmp_path)
-    till.desk.s.qr_dir = camera
+    till.frames.directory = camera
     till.command("sale 9.90")
     assert till.scan_frames() == []  # nobody shows anything yet
     wallet_qr.write(_wallet_app(world, gateway_url, clock, tmp_path).pay_code(), camera / "0001.png")

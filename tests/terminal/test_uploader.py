@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 
 from gateway.http.app import create_app
 from protocol import tokens
-from terminal import validator
+from terminal.card import Decision
 from protocol.uplink import Client, GatewayRefused, GatewayUnavailable
 from terminal.journal import Journal
 from terminal.uploader import backoff_delay, upload_all, upload_batch
@@ -44,7 +44,7 @@ def terminal_client(world, send, clock, name="x") -> Client:
 
 def fill(journal: Journal, n: int, start: int = 0) -> None:
     for i in range(start, start + n):
-        journal.record(validator.Decision(START - timedelta(hours=1) + timedelta(seconds=i), "uid", True, "token",
+        journal.record(Decision(START - timedelta(hours=1) + timedelta(seconds=i), "uid", True, "token",
                                           "ok", "R1", "S1", token=tokens.uid_token(b"k" * 16, i.to_bytes(4, "big"))))
 
 
@@ -103,7 +103,7 @@ def test_a_lost_answer_is_sent_again_and_counts_once(world, client, clock, store
 def test_rejected_rows_are_recorded_and_not_sent_again(world, client, clock, store, tmp_path):
     j = Journal(tmp_path / "j.db", TID)
     fill(j, 2)
-    j.record(validator.Decision(START, "uid", True, "token", "ok", "R1", "S1", token=None))  # no token
+    j.record(Decision(START, "uid", True, "token", "ok", "R1", "S1", token=None))  # no token
     report = upload_all(j, terminal_client(world, flask_send(client), clock), clock)
     assert (report.accepted, report.rejected) == (2, 1)
     assert j.taps()[-1]["result"].startswith("rejected:missing_field")
@@ -202,7 +202,7 @@ def test_a_validator_clock_gone_wrong_still_uploads_and_its_taps_are_flagged(wor
 
     j = Journal(tmp_path / "j.db", TID)
     wrong = lambda: clock() + timedelta(hours=2)  # noqa: E731  the validator's clock runs 2 h ahead
-    j.record(validator.Decision(wrong(), "uid", True, "token", "ok", "R1", "S1",
+    j.record(Decision(wrong(), "uid", True, "token", "ok", "R1", "S1",
                                 token=tokens.uid_token(b"k" * 16, b"\x01\x02\x03\x04")))
     real = flask_send(client)
 

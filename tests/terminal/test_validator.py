@@ -6,16 +6,18 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from protocol.uplink import reference
-from terminal import validator
+from terminal.bus import Validator
+from terminal.card import MESSAGES, Place, already_tapped, decide, remember
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.run import Settings, Validator, read_stop_feed
+from terminal.settings import Settings
+from terminal.stops import StopChange, StopFeed, parse_command, place_at, read_stop_feed
 from terminal.tap import TapOutcome
 from wallet.card import plain_uid_card
 from wallet.testcards import demo_purse_card
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
-PLACE = validator.Place("R1", "S3")
+PLACE = Place("R1", "S3")
 CARD = bytes.fromhex("5441500000000001")
 TOKEN = "uid_" + "a" * 32
 
@@ -43,15 +45,15 @@ def outcome(kind="purse", accepted=True, reason="paid", **fields) -> TapOutcome:
     (TapOutcome("unknown", False, "random_uid"), {}, False, "random_uid", None, "deny"),
 ])
 def test_decide(tap, recent, accepted, reason, amount, signal):
-    d = validator.decide(tap, now=NOW, place=PLACE, rules_version=7, recent=recent)
+    d = decide(tap, now=NOW, place=PLACE, rules_version=7, recent=recent)
     assert (d.accepted, d.reason, d.amount, d.signal) == (accepted, reason, amount, signal)
     assert (d.route, d.stop, d.at) == ("R1", "S3", NOW)
-    assert d.message == validator.MESSAGES[reason]
+    assert d.message == MESSAGES[reason]
     assert d.rules_version == (7 if tap.kind in ("purse", "emv", "uid") else None)
 
 
 def test_a_decision_carries_the_receipt_and_never_a_card_number():
-    d = validator.decide(outcome(), now=NOW, place=PLACE, rules_version=7, recent={})
+    d = decide(outcome(), now=NOW, place=PLACE, rules_version=7, recent={})
     row = d.to_json()
     assert row["receipt"] == "01" * 108 and row["card_id"] == CARD.hex()
     assert row["at"] == int(NOW.timestamp()) and row["balance_after"] == 800
@@ -69,40 +71,40 @@ def test_a_decision_carries_the_receipt_and_never_a_card_number():
 ])
 def test_already_tapped(last, now, window, expected):
     recent = {} if last is None else {"x": last}
-    assert validator.already_tapped(recent, "x", now, timedelta(seconds=window)) is expected
+    assert already_tapped(recent, "x", now, timedelta(seconds=window)) is expected
 
 
 def test_remember_keeps_accepted_taps_within_the_window_only():
-    accepted = validator.decide(outcome(), now=NOW, place=PLACE, rules_version=1, recent={})
-    refused = validator.decide(outcome("uid", accepted=False, reason="deny_listed"), now=NOW, place=PLACE,
+    accepted = decide(outcome(), now=NOW, place=PLACE, rules_version=1, recent={})
+    refused = decide(outcome("uid", accepted=False, reason="deny_listed"), now=NOW, place=PLACE,
                                rules_version=1, recent={})
-    recent = validator.remember({"old": NOW - timedelta(minutes=5)}, accepted)
+    recent = remember({"old": NOW - timedelta(minutes=5)}, accepted)
     assert recent == {CARD.hex(): NOW}
-    assert validator.remember(recent, refused) == recent
+    assert remember(recent, refused) == recent
 
 
 @pytest.mark.parametrize("line, place, expected", [
-    ("stop S4", PLACE, validator.Place("R1", "S4")),
-    ("route R2 stop A", PLACE, validator.Place("R2", "A")),
-    ("route R2 stop A", None, validator.Place("R2", "A")),
-    ("route R9", PLACE, validator.Place("R9", "S3")),
+    ("stop S4", PLACE, Place("R1", "S4")),
+    ("route R2 stop A", PLACE, Place("R2", "A")),
+    ("route R2 stop A", None, Place("R2", "A")),
+    ("route R9", PLACE, Place("R9", "S3")),
 ])
 def test_commands(line, place, expected):
-    assert validator.parse_command(line, place) == expected
+    assert parse_command(line, place) == expected
 
 
 @pytest.mark.parametrize("line, place", [("stop", PLACE), ("go S4", PLACE), ("stop S1", None), ("", PLACE)])
 def test_bad_commands(line, place):
     with pytest.raises(ValueError):
-        validator.parse_command(line, place)
+        parse_command(line, place)
 
 
 def test_place_at_follows_the_feed_in_time_order():
-    feed = [validator.StopChange(NOW + timedelta(minutes=m), validator.Place("R1", s))
+    feed = [StopChange(NOW + timedelta(minutes=m), Place("R1", s))
             for m, s in ((10, "S2"), (0, "S1"), (20, "S3"))]
-    assert validator.place_at(feed, NOW - timedelta(seconds=1)) is None
-    assert validator.place_at(feed, NOW + timedelta(minutes=15)).stop == "S2"
-    assert validator.place_at(feed, NOW + timedelta(hours=1)).stop == "S3"
+    assert place_at(feed, NOW - timedelta(seconds=1)) is None
+    assert place_at(feed, NOW + timedelta(minutes=15)).stop == "S2"
+    assert place_at(feed, NOW + timedelta(hours=1)).stop == "S3"
 
 
 @pytest.mark.parametrize("held, version, answer, entries, new_version", [
@@ -123,7 +125,7 @@ def test_a_deny_list_answer_that_is_not_one_is_refused():
 def test_stop_feed_json_and_csv(tmp_path):
     (tmp_path / "feed.json").write_text('[{"at": "2026-11-27T08:00:00Z", "route": "R1", "stop": "S1"}]')
     (tmp_path / "feed.csv").write_text("at,route,stop\n2026-11-27T08:05:00Z,R1,S2\n")
-    assert read_stop_feed(tmp_path / "feed.json")[0].place == validator.Place("R1", "S1")
+    assert read_stop_feed(tmp_path / "feed.json")[0].place == Place("R1", "S1")
     assert read_stop_feed(tmp_path / "feed.csv")[0].at == NOW + timedelta(minutes=5)
     (tmp_path / "bad.csv").write_text("at,route,stop\nlater,R1,S2\n")
     with pytest.raises(ValueError, match="entry 1"):
@@ -209,14 +211,14 @@ def test_the_panel_says_what_happened_and_how_old_the_data_is(shell):
 def test_commands_and_feed_change_the_place_and_survive_a_restart(shell, tmp_path):
     v, demo, clock, _ = shell
     v.command("stop S9")
-    assert v.place == validator.Place("R1", "S9")
-    v.s.stop_feed = tmp_path / "feed.json"
-    v.s.stop_feed.write_text('[{"at": "2026-11-27T07:00:00Z", "route": "R2", "stop": "A"}]')
+    assert v.place == Place("R1", "S9")
+    v.feed = StopFeed(tmp_path / "feed.json")
+    v.feed.path.write_text('[{"at": "2026-11-27T07:00:00Z", "route": "R2", "stop": "A"}]')
     v.follow_feed()
-    assert v.place == validator.Place("R2", "A")
+    assert v.place == Place("R2", "A")
     again = Validator(Settings(fare=200, token_key=demo.token_key, terminal_id=b"BUS-0001",
                                journal=v.s.journal), MockReader(), v.journal, clock=clock, out=lambda _: None)
-    assert again.place == validator.Place("R2", "A")
+    assert again.place == Place("R2", "A")
 
 
 # --- QR tickets --------------------------------------------------------------------------
@@ -234,17 +236,17 @@ def test_a_qr_ticket_frame_is_verified_offline_and_used_once(shell, tmp_path):
     from wallet import qr
 
     v, demo, clock, _ = shell
-    v.s.qr_dir = tmp_path / "frames"
-    v.s.qr_dir.mkdir()
-    qr.write(ticket(demo), v.s.qr_dir / "0001.png")
-    qr.write(ticket(demo), v.s.qr_dir / "0002.png")  # the same code shown again
-    qr.write(ticket(demo, route="R7", nonce=b"\x02" * 8), v.s.qr_dir / "0003.png")
-    (v.s.qr_dir / "0004.png").write_bytes(b"not an image")
-    decisions = [v.handle_frame(path) for path in v.qr_frames()]
+    v.frames.directory = tmp_path / "frames"
+    v.frames.directory.mkdir()
+    qr.write(ticket(demo), v.frames.directory / "0001.png")
+    qr.write(ticket(demo), v.frames.directory / "0002.png")  # the same code shown again
+    qr.write(ticket(demo, route="R7", nonce=b"\x02" * 8), v.frames.directory / "0003.png")
+    (v.frames.directory / "0004.png").write_bytes(b"not an image")
+    decisions = [v.handle_frame(path) for path in v.frames.new()]
     assert [d and (d.kind, d.accepted, d.reason) for d in decisions] == [
         ("qr", True, "qr_ticket"), ("qr", False, "qr_replayed"), ("qr", False, "bad_qr"), None]
     assert decisions[0].card_id == demo.card_id.hex()
-    assert v.qr_frames() == []  # frames already read are not read again
+    assert v.frames.new() == []  # frames already read are not read again
     assert [t["reason"] for t in v.journal.taps()] == ["qr_ticket", "qr_replayed", "bad_qr"]
 
 
@@ -252,9 +254,9 @@ def test_a_forged_or_expired_qr_ticket_is_refused(shell):
     v, demo, clock, _ = shell
     code = ticket(demo)
     forged = code[:-4] + ("AAAA" if code[-4:] != "AAAA" else "BBBB")
-    assert v.decide_qr(forged).reason == "bad_qr"
+    assert v.decide_qr(forged).decision.reason == "bad_qr"
     clock.now += timedelta(minutes=10)
-    assert v.decide_qr(code).reason == "bad_qr"
+    assert v.decide_qr(code).decision.reason == "bad_qr"
 
 
 @pytest.mark.parametrize("command, args, message", [

@@ -9,10 +9,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from click.testing import CliRunner
 
+from terminal.bus import Validator
+from terminal.commands import validator_command
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.commands import validator_command
-from terminal.run import Settings, Validator, check_settings, hex_arg, secret_text
+from terminal.settings import Settings, check_settings, hex_arg, secret_text
 from wallet.card import plain_uid_card
 from wallet.testcards import demo_purse_card
 
@@ -81,7 +82,7 @@ def test_a_decisions_row_carries_its_direction_only_for_a_tap_off(tmp_path):
     demo = demo_purse_card(balance=1000)
     v, _, _ = validator_at(tmp_path, demo, "on")
     v.reader.present(demo.card)
-    d = v.decide_card(v.reader.wait_for_card(0))
+    d = v.write_ahead.decide(v.reader.wait_for_card(0), v.terms()).decision
     assert d.direction == "on" and "direction" not in d.to_json()
     off = replace(d, direction="off")
     assert off.to_json() == {**d.to_json(), "direction": "off"}

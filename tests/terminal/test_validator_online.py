@@ -8,9 +8,10 @@ import time
 from datetime import timedelta
 
 from protocol.uplink import Client
+from terminal.bus import Validator
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.run import Settings, Validator
+from terminal.settings import Settings
 from terminal.uploader import Uploader
 from tests.gateway.fixtures import START, ok
 from tests.gateway.test_clearing import Rider
@@ -47,7 +48,7 @@ def test_reference_data_is_downloaded_cached_and_used_offline(world, client, clo
     assert rider.balance == 800
 
     # The gateway goes away; a restarted validator works on what it cached, and says how old.
-    v.client = Client("http://gateway.test", "tk_x", b"s" * 32, send=_down, clock=clock)
+    v.sync.client = Client("http://gateway.test", "tk_x", b"s" * 32, send=_down, clock=clock)
     assert not v.refresh()
     clock.advance(3 * 3600)
     restarted = Validator(v.s, v.reader, Journal(tmp_path / "j.db", TID), clock=clock, out=lambda _: None)
@@ -103,10 +104,10 @@ def test_the_background_uploader_empties_the_journal(world, client, clock, store
 def test_the_uploader_backs_off_while_the_gateway_is_down(tmp_path, clock):
     import random
 
-    from terminal import validator
+    from terminal.card import Decision
 
     journal = Journal(tmp_path / "j.db", TID)
-    journal.record(validator.Decision(START, "unknown", False, "unknown_card", "no", "R1", "S1"))
+    journal.record(Decision(START, "unknown", False, "unknown_card", "no", "R1", "S1"))
     delays, errors = [], []
     down = Client("http://gateway.test", "tk_x", b"s" * 32, send=_down, clock=clock)
 

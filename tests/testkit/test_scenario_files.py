@@ -224,16 +224,16 @@ def test_every_enumerated_value_is_checked_at_load(expect, words, tmp_path):
 
 
 def test_the_reasons_known_are_every_reason_the_terminal_gives():
-    """The kit checks reason: against terminal.validator.MESSAGES; every reason a tap or the
+    """The kit checks reason: against terminal.card.MESSAGES; every reason a tap or the
     validator can give must be there (read from their source, so a new one cannot be missed)."""
     import ast
     from pathlib import Path
 
-    from terminal.validator import MESSAGES
+    from terminal.card import MESSAGES
 
     root = Path(__file__).resolve().parents[2] / "terminal"
     given = set()
-    for name in ("tap.py", "run.py", "validator.py"):
+    for name in ("tap.py", "card.py"):
         for node in ast.walk(ast.parse((root / name).read_text())):
             if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
                 called = getattr(node.func, "id", getattr(node.func, "attr", ""))
