@@ -80,8 +80,12 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(f'%({c})s' for c in columns)})"
 
 
-PREPARE_THRESHOLD = 0  # statements are prepared on the server at their first run on a connection
-PREPARED_MAX = 512  # ... and kept, per connection (the gateway has a few hundred distinct statements)
+# Server-side binding: statements prepared at their first run on a connection and kept
+# (the gateway has a few hundred distinct ones). bench/pg_binding_bench.py sets
+# psycopg.ClientCursor and None to measure client-side binding beside it.
+CURSOR = psycopg.Cursor
+PREPARE_THRESHOLD: int | None = 0
+PREPARED_MAX = 512
 INSERT_ROWS = 100  # rows per multi-row INSERT of insert_many
 
 
@@ -228,7 +232,7 @@ class PostgresStore:
                     self._pool = ConnectionPool(
                         self.url, min_size=1, max_size=self.pool_size, timeout=self.pool_timeout,
                         kwargs={**self._connect_options, "autocommit": True, "row_factory": dict_row,
-                                "prepare_threshold": PREPARE_THRESHOLD},
+                                "cursor_factory": CURSOR, "prepare_threshold": PREPARE_THRESHOLD},
                         configure=self._configure, open=False, name="tapstack")
                     self._pool.open(wait=False)
                     self._pool_pid = os.getpid()
