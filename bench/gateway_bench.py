@@ -303,6 +303,24 @@ def run_split_round(scripts: list[Path], bases: list[str], args, cpus: int, work
             "cpu_ms": (process_cpu_seconds(workers) - cpu_before) / max(1, ok) * 1000}
 
 
+def sample_waits(url: str, stop: threading.Event, rounds: list) -> None:
+    """What the gateway's busy sessions are doing, sampled from pg_stat_activity every 20 ms
+    while the rounds run; the shares go into rounds[0]["waits"]."""
+    import collections
+
+    import psycopg
+    seen: collections.Counter = collections.Counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        while not stop.wait(0.02):
+            for kind, event in conn.execute(
+                    "SELECT wait_event_type, wait_event FROM pg_stat_activity"
+                    " WHERE application_name = 'tapstack-gateway' AND state = 'active'").fetchall():
+                seen[f"{kind}:{event}" if kind else "running (CPU or a round trip)"] += 1
+    total = sum(seen.values()) or 1
+    if rounds:
+        rounds[0]["waits"] = [(what, n / total) for what, n in seen.most_common(5)]
+
+
 def postgres_rounds(url: str, home: Path, nodes: int, args, cpus: int, run: str) -> tuple[list[dict], int]:
     """The payment rounds on PostgreSQL through `nodes` gateway nodes; and the payments stored."""
     import psycopg
@@ -323,6 +341,9 @@ def postgres_rounds(url: str, home: Path, nodes: int, args, cpus: int, run: str)
         merchant_id, keys = seed(bases[0], op, args.wallets, args.webhook)
         workers = [w for proc in procs for w in worker_pids(proc.pid)]
         rounds = []
+        sampling = threading.Event()
+        waits = threading.Thread(target=sample_waits, args=(url, sampling, rounds), daemon=True)
+        waits.start()
         for index in range(args.rounds):
             scripts = []
             for n in range(nodes):
@@ -333,6 +354,8 @@ def postgres_rounds(url: str, home: Path, nodes: int, args, cpus: int, run: str)
                     "body": json.dumps({"merchant_id": merchant_id, "amount": 1250, "currency": "CNY"})})
                 scripts.append(script)
             rounds.append(run_split_round(scripts, bases, args, cpus, workers))
+        sampling.set()
+        waits.join()
         with psycopg.connect(url) as conn:
             stored = conn.execute("SELECT COUNT(*) FROM payments").fetchone()[0]
         return rounds, stored
@@ -383,6 +406,9 @@ def postgres_part(database: str, sqlite_rate: float, args, cpus: int) -> None:
           f" synchronous_commit={settings.get('synchronous_commit')}: every answered payment is on disk")
     print_rounds("pg 1 node ", one, 50.0)
     print_rounds("pg 2 nodes", two, 50.0)
+    for label, rs in (("1 node", one), ("2 nodes", two)):
+        print(f"pg {label} sessions' waits (pg_stat_activity every 20 ms): "
+              + ", ".join(f"{what} {share:.0%}" for what, share in rs[0].get("waits", [])))
     best_one, best_two = (statistics.median(r["rate"] for r in rs) for rs in (one, two))
     baseline = statistics.median(raw)
     print(f"stored:    {stored_one} payments (one node), {stored_two} (two nodes)")
