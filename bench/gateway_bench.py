@@ -27,6 +27,13 @@ committed single-row INSERT per transaction from --connections threads (psycopg,
 synchronous_commit on). Bars: PostgreSQL one node >= 50% of SQLite's payments/s,
 two nodes >= 90% of one node, p99 <= 50 ms, every payment durable.
 
+The ceiling (unless --no-ceiling): in every round, after the payments, the same wrk drives
+requests that stop short of a payment (CEILING: a plain WSGI function and a bare Flask
+route under a second gunicorn of the same configuration; a route of the gateway app doing
+nothing; one doing only a POST's framing), printed beside the payments with ratios, and a
+payment's server CPU split by layer. On PostgreSQL the bench also prints what the gateway's
+sessions wait on (pg_stat_activity, sampled every 20 ms during the rounds).
+
 The bar: >= 2,500 payments/s with p99 <= 20 ms and <= 0.5 ms of server CPU per payment
 (in at least 2 of 3 rounds) on a 2-core machine.
 BENCH_APP=module:factory() serves another app factory (an instrumented one) instead.
