@@ -484,17 +484,27 @@ def profile(payments: int, synchronous: str) -> int:
     body = {"merchant_id": merchant["id"], "amount": 1250, "currency": "CNY"}
     for _ in range(20):
         post("/v1/payments", body, wallet["credential"])
-    spent.clear()
-    started = time.perf_counter()
-    for _ in range(payments):
-        post("/v1/payments", body, wallet["credential"])
-    total = (time.perf_counter() - started) / payments * 1000
-    sql = sum(t for _, t in spent.values()) / payments * 1000
-    count = sum(c for c, _ in spent.values()) / payments
-    print(f"profile: {payments} payments, one thread, in process, synchronous={synchronous}")
-    print(f"per payment: {total:.2f} ms = SQL {sql:.2f} ms ({count:.0f} statements) + Python {total - sql:.2f} ms")
-    for text, (c, t) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:24]:
-        print(f"  {t / payments * 1000:6.3f} ms  x{c / payments:.0f}  {text}")
+    biller = post("/v1/billers", {"name": "Bench Water", "city": "Hangzhou"}, op)
+    bills = [b["id"] for start in range(0, payments + 20, 500) for b in post(
+        "/v1/bill-batches", {"bills": [{"consumer_number": f"C{n:07d}", "period": "2026-11", "amount_due": 1_250,
+                                        "currency": "CNY", "due_date": "2099-12-31"}
+                                       for n in range(start, min(start + 500, payments + 20))]},
+        biller["api_key"])["bills"]]
+    for bill in bills[:20]:
+        post(f"/v1/bills/{bill}/payments", {}, wallet["credential"])
+    print(f"profile: one thread, in process, synchronous={synchronous}")
+    for what, path in (("payment", lambda _: "/v1/payments"), ("bill payment", lambda i: f"/v1/bills/{bills[20 + i]}/payments")):
+        spent.clear()
+        started = time.perf_counter()
+        for i in range(payments):
+            post(path(i), body if what == "payment" else {}, wallet["credential"])
+        total = (time.perf_counter() - started) / payments * 1000
+        sql = sum(t for _, t in spent.values()) / payments * 1000
+        count = sum(c for c, _ in spent.values()) / payments
+        print(f"per {what} ({payments}): {total:.2f} ms = SQL {sql:.2f} ms ({count:.0f} statements) "
+              f"+ Python {total - sql:.2f} ms")
+        for text, (c, t) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:24]:
+            print(f"  {t / payments * 1000:6.3f} ms  x{c / payments:.0f}  {text}")
     shutil.rmtree(home, ignore_errors=True)
     return 0
 
