@@ -153,8 +153,8 @@ def make_bare_app():
 
 
 # The ceiling's levels: (label, server, path); each is run in every round after the payments.
-CEILING = (("gunicorn, a plain WSGI function", "bare", "/wsgi"),
-           ("gunicorn + Flask, one route", "bare", "/flask"),
+CEILING = (("the server, a plain WSGI function", "bare", "/wsgi"),
+           ("the server + a bare Flask app, one route", "bare", "/flask"),
            ("gateway app, a route doing nothing", "gateway", "/v1/bench/nothing"),
            ("gateway app, a POST's framing only", "gateway", "/v1/bench/framing"))
 
@@ -509,7 +509,7 @@ def profile(payments: int, synchronous: str) -> int:
     return 0
 
 
-def print_ceiling(payments: list[dict], ceiling: dict[str, list[dict]]) -> None:
+def print_ceiling(payments: list[dict], ceiling: dict[str, list[dict]], server: str) -> None:
     """Each level's rate and server CPU per request (medians of rounds) beside the payments',
     and a payment's CPU split into the layers the levels add one by one."""
     rows = [(label, statistics.median(r["rate"] for r in rs), statistics.median(r["cpu_ms"] for r in rs),
@@ -518,11 +518,12 @@ def print_ceiling(payments: list[dict], ceiling: dict[str, list[dict]]) -> None:
     pay_cpu = statistics.median(r["cpu_ms"] for r in payments)
     pay_p99 = statistics.median(r["p99_us"] for r in payments) / 1000
     rows.append(("a payment (POST /v1/payments)", pay_rate, pay_cpu, pay_p99))
-    print("ceiling:   the same wrk, the same run, medians of rounds (each level run after the payments in each round)")
+    print(f"ceiling:   {server}; the same wrk, the same run, medians of rounds (each level run after the payments"
+          " in each round)")
     for label, rate, cpu, p99 in rows:
         print(f"  {label:<40} {rate:>8,.0f} requests/s  p99 {p99:6.2f} ms  server CPU {cpu:.3f} ms/request"
               f"  payments / this = {pay_rate / rate:.2f}")
-    layers = ["gunicorn (HTTP, WSGI)", "Flask", "the gateway app's hooks",
+    layers = [f"{server} (HTTP, WSGI)", "Flask", "the gateway app's hooks",
               "the gateway's framing (key, body, rate count, idempotency)", "the payment itself"]
     before = 0.0
     print(f"  a payment's server CPU, {pay_cpu:.3f} ms, by layer:")
@@ -530,7 +531,7 @@ def print_ceiling(payments: list[dict], ceiling: dict[str, list[dict]]) -> None:
         print(f"    {name:<60} {cpu - before:+.3f} ms  ({(cpu - before) / pay_cpu:5.1%})")
         before = cpu
     flask_rate = rows[1][1]
-    print(f"  bare Flask under this gunicorn: {flask_rate:,.0f} requests/s, "
+    print(f"  bare Flask under {server}: {flask_rate:,.0f} requests/s, "
           f"{'above' if flask_rate >= BAR_RATE else 'BELOW'} the bar of {BAR_RATE:,} payments/s")
 
 
@@ -706,7 +707,7 @@ def main() -> int:
     print(f"bar:       >= {BAR_RATE:,} payments/s with p99 <= {BAR_P99_MS:g} ms and <= {BAR_CPU_MS:g} ms server CPU"
           f" per payment: met in {met} of {len(rounds)} rounds")
     if bare:
-        print_ceiling(rounds, ceiling)
+        print_ceiling(rounds, ceiling, served_by)
     if args.keep:
         print(f"data:      {home}")
     else:
