@@ -27,6 +27,13 @@ committed single-row INSERT per transaction from --connections threads (psycopg,
 synchronous_commit on). Bars: PostgreSQL one node >= 50% of SQLite's payments/s,
 two nodes >= 90% of one node, p99 <= 50 ms, every payment durable.
 
+The ceiling (unless --no-ceiling): in every round, after the payments, the same wrk drives
+requests that stop short of a payment (CEILING: a plain WSGI function and a bare Flask
+route under a second gunicorn of the same configuration; a route of the gateway app doing
+nothing; one doing only a POST's framing), printed beside the payments with ratios, and a
+payment's server CPU split by layer. On PostgreSQL the bench also prints what the gateway's
+sessions wait on (pg_stat_activity, sampled every 20 ms during the rounds).
+
 The bar: >= 2,500 payments/s with p99 <= 20 ms and <= 0.5 ms of server CPU per payment
 (in at least 2 of 3 rounds) on a 2-core machine.
 BENCH_APP=module:factory() serves another app factory (an instrumented one) instead.
@@ -79,7 +86,7 @@ local run = '%(run)s'
 request = function()
   counter = counter + 1
   local key = keys[(counter %% #keys) + 1]
-  return wrk.format("POST", "/v1/payments", {
+  return wrk.format("POST", "%(path)s", {
     ["Authorization"] = "Bearer " .. key,
     ["Idempotency-Key"] = run .. "-" .. counter,
     ["Content-Type"] = "application/json"}, body)
@@ -88,12 +95,68 @@ end
 
 
 def make_app():
-    """gunicorn's app factory: the gateway with its store at --synchronous (BENCH_SYNCHRONOUS)."""
+    """gunicorn's app factory: the gateway with its store at --synchronous (BENCH_SYNCHRONOUS),
+    and the ceiling's two routes (CEILING)."""
     from gateway.http.app import create_app
     from gateway.config import load
     from gateway.store import SQLiteStore
     config = load()
-    return create_app(config, store=SQLiteStore(config.db_path, synchronous=os.environ["BENCH_SYNCHRONOUS"]))
+    app = create_app(config, store=SQLiteStore(config.db_path, synchronous=os.environ["BENCH_SYNCHRONOUS"]))
+    app.register_blueprint(ceiling_routes())
+    return app
+
+
+def ceiling_routes():
+    """Two routes of the gateway app that stop short of a payment: one that does nothing
+    (Flask and the gateway's app-wide hooks), one that does a POST's framing and nothing
+    else (bearer key, body parsed and checked, rate-limit count, Idempotency-Key claimed
+    and its answer sealed and recorded, in one write)."""
+    from flask import Blueprint, Response
+
+    from gateway.http import api
+    from gateway.http.auth import requires
+    from gateway.http.idempotency import idempotent
+
+    bp = Blueprint("bench_ceiling", __name__)
+
+    @bp.post("/v1/bench/nothing")
+    def nothing():
+        return Response(b"{}", 200, mimetype="application/json")
+
+    @bp.post("/v1/bench/framing")
+    @requires("wallet")
+    @idempotent
+    def framing(tx):
+        api.json_body(required=("merchant_id", "amount", "currency"), optional=("description",))
+        return 201, {"object": "nothing"}
+
+    return bp
+
+
+def make_bare_app():
+    """gunicorn's app factory for the ceiling's bare levels: /wsgi is a plain WSGI function
+    (gunicorn alone), anything else a Flask app of one route answering {} (gunicorn + Flask)."""
+    from flask import Flask, Response
+    flask_app = Flask("bare")
+
+    @flask_app.post("/flask")
+    def bare():
+        return Response(b"{}", 200, mimetype="application/json")
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/wsgi":
+            environ["wsgi.input"].read()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
+            return [b"{}"]
+        return flask_app(environ, start_response)
+    return app
+
+
+# The ceiling's levels: (label, server, path); each is run in every round after the payments.
+CEILING = (("the server, a plain WSGI function", "bare", "/wsgi"),
+           ("the server + a bare Flask app, one route", "bare", "/flask"),
+           ("gateway app, a route doing nothing", "gateway", "/v1/bench/nothing"),
+           ("gateway app, a POST's framing only", "gateway", "/v1/bench/framing"))
 
 
 def free_port() -> int:
@@ -111,13 +174,13 @@ def call(base: str, method: str, path: str, key: str, body: dict | None = None, 
         return json.loads(r.read())
 
 
-def wait_up(base: str, proc: subprocess.Popen, seconds: float = 20) -> None:
+def wait_up(base: str, proc: subprocess.Popen, seconds: float = 20, path: str = "/v1/issuer/keys") -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"the server exited with {proc.returncode}")
         try:
-            urllib.request.urlopen(base + "/v1/issuer/keys", timeout=1).read()
+            urllib.request.urlopen(base + path, data=b"" if path == "/wsgi" else None, timeout=1).read()
             return
         except OSError:
             time.sleep(0.1)
@@ -247,6 +310,24 @@ def run_split_round(scripts: list[Path], bases: list[str], args, cpus: int, work
             "cpu_ms": (process_cpu_seconds(workers) - cpu_before) / max(1, ok) * 1000}
 
 
+def sample_waits(url: str, stop: threading.Event, rounds: list) -> None:
+    """What the gateway's busy sessions are doing, sampled from pg_stat_activity every 20 ms
+    while the rounds run; the shares go into rounds[0]["waits"]."""
+    import collections
+
+    import psycopg
+    seen: collections.Counter = collections.Counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        while not stop.wait(0.02):
+            for kind, event in conn.execute(
+                    "SELECT wait_event_type, wait_event FROM pg_stat_activity"
+                    " WHERE application_name = 'tapstack-gateway' AND state = 'active'").fetchall():
+                seen[f"{kind}:{event}" if kind else "running (CPU or a round trip)"] += 1
+    total = sum(seen.values()) or 1
+    if rounds:
+        rounds[0]["waits"] = [(what, n / total) for what, n in seen.most_common(5)]
+
+
 def postgres_rounds(url: str, home: Path, nodes: int, args, cpus: int, run: str) -> tuple[list[dict], int]:
     """The payment rounds on PostgreSQL through `nodes` gateway nodes; and the payments stored."""
     import psycopg
@@ -267,15 +348,21 @@ def postgres_rounds(url: str, home: Path, nodes: int, args, cpus: int, run: str)
         merchant_id, keys = seed(bases[0], op, args.wallets, args.webhook)
         workers = [w for proc in procs for w in worker_pids(proc.pid)]
         rounds = []
+        sampling = threading.Event()
+        waits = threading.Thread(target=sample_waits, args=(url, sampling, rounds), daemon=True)
+        waits.start()
         for index in range(args.rounds):
             scripts = []
             for n in range(nodes):
                 script = home / f"payments-{n}.lua"
                 script.write_text(WRK_SCRIPT % {
                     "keys": ", ".join(f'"{k}"' for k in keys), "run": f"{run}n{nodes}r{index}w{n}",
+                    "path": "/v1/payments",
                     "body": json.dumps({"merchant_id": merchant_id, "amount": 1250, "currency": "CNY"})})
                 scripts.append(script)
             rounds.append(run_split_round(scripts, bases, args, cpus, workers))
+        sampling.set()
+        waits.join()
         with psycopg.connect(url) as conn:
             stored = conn.execute("SELECT COUNT(*) FROM payments").fetchone()[0]
         return rounds, stored
@@ -326,6 +413,9 @@ def postgres_part(database: str, sqlite_rate: float, args, cpus: int) -> None:
           f" synchronous_commit={settings.get('synchronous_commit')}: every answered payment is on disk")
     print_rounds("pg 1 node ", one, 50.0)
     print_rounds("pg 2 nodes", two, 50.0)
+    for label, rs in (("1 node", one), ("2 nodes", two)):
+        print(f"pg {label} sessions' waits (pg_stat_activity every 20 ms): "
+              + ", ".join(f"{what} {share:.0%}" for what, share in rs[0].get("waits", [])))
     best_one, best_two = (statistics.median(r["rate"] for r in rs) for rs in (one, two))
     baseline = statistics.median(raw)
     print(f"stored:    {stored_one} payments (one node), {stored_two} (two nodes)")
@@ -394,19 +484,55 @@ def profile(payments: int, synchronous: str) -> int:
     body = {"merchant_id": merchant["id"], "amount": 1250, "currency": "CNY"}
     for _ in range(20):
         post("/v1/payments", body, wallet["credential"])
-    spent.clear()
-    started = time.perf_counter()
-    for _ in range(payments):
-        post("/v1/payments", body, wallet["credential"])
-    total = (time.perf_counter() - started) / payments * 1000
-    sql = sum(t for _, t in spent.values()) / payments * 1000
-    count = sum(c for c, _ in spent.values()) / payments
-    print(f"profile: {payments} payments, one thread, in process, synchronous={synchronous}")
-    print(f"per payment: {total:.2f} ms = SQL {sql:.2f} ms ({count:.0f} statements) + Python {total - sql:.2f} ms")
-    for text, (c, t) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:24]:
-        print(f"  {t / payments * 1000:6.3f} ms  x{c / payments:.0f}  {text}")
+    biller = post("/v1/billers", {"name": "Bench Water", "city": "Hangzhou"}, op)
+    bills = [b["id"] for start in range(0, payments + 20, 500) for b in post(
+        "/v1/bill-batches", {"bills": [{"consumer_number": f"C{n:07d}", "period": "2026-11", "amount_due": 1_250,
+                                        "currency": "CNY", "due_date": "2099-12-31"}
+                                       for n in range(start, min(start + 500, payments + 20))]},
+        biller["api_key"])["bills"]]
+    for bill in bills[:20]:
+        post(f"/v1/bills/{bill}/payments", {}, wallet["credential"])
+    print(f"profile: one thread, in process, synchronous={synchronous}")
+    for what, path in (("payment", lambda _: "/v1/payments"), ("bill payment", lambda i: f"/v1/bills/{bills[20 + i]}/payments")):
+        spent.clear()
+        started = time.perf_counter()
+        for i in range(payments):
+            post(path(i), body if what == "payment" else {}, wallet["credential"])
+        total = (time.perf_counter() - started) / payments * 1000
+        sql = sum(t for _, t in spent.values()) / payments * 1000
+        count = sum(c for c, _ in spent.values()) / payments
+        print(f"per {what} ({payments}): {total:.2f} ms = SQL {sql:.2f} ms ({count:.0f} statements) "
+              f"+ Python {total - sql:.2f} ms")
+        for text, (c, t) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:24]:
+            print(f"  {t / payments * 1000:6.3f} ms  x{c / payments:.0f}  {text}")
     shutil.rmtree(home, ignore_errors=True)
     return 0
+
+
+def print_ceiling(payments: list[dict], ceiling: dict[str, list[dict]], server: str) -> None:
+    """Each level's rate and server CPU per request (medians of rounds) beside the payments',
+    and a payment's CPU split into the layers the levels add one by one."""
+    rows = [(label, statistics.median(r["rate"] for r in rs), statistics.median(r["cpu_ms"] for r in rs),
+             statistics.median(r["p99_us"] for r in rs) / 1000) for label, rs in ceiling.items()]
+    pay_rate = statistics.median(r["rate"] for r in payments)
+    pay_cpu = statistics.median(r["cpu_ms"] for r in payments)
+    pay_p99 = statistics.median(r["p99_us"] for r in payments) / 1000
+    rows.append(("a payment (POST /v1/payments)", pay_rate, pay_cpu, pay_p99))
+    print(f"ceiling:   {server}; the same wrk, the same run, medians of rounds (each level run after the payments"
+          " in each round)")
+    for label, rate, cpu, p99 in rows:
+        print(f"  {label:<40} {rate:>8,.0f} requests/s  p99 {p99:6.2f} ms  server CPU {cpu:.3f} ms/request"
+              f"  payments / this = {pay_rate / rate:.2f}")
+    layers = [f"{server} (HTTP, WSGI)", "Flask", "the gateway app's hooks",
+              "the gateway's framing (key, body, rate count, idempotency)", "the payment itself"]
+    before = 0.0
+    print(f"  a payment's server CPU, {pay_cpu:.3f} ms, by layer:")
+    for name, (_, _, cpu, _) in zip(layers, rows):
+        print(f"    {name:<60} {cpu - before:+.3f} ms  ({(cpu - before) / pay_cpu:5.1%})")
+        before = cpu
+    flask_rate = rows[1][1]
+    print(f"  bare Flask under {server}: {flask_rate:,.0f} requests/s, "
+          f"{'above' if flask_rate >= BAR_RATE else 'BELOW'} the bar of {BAR_RATE:,} payments/s")
 
 
 def process_cpu_seconds(pids: list[int]) -> float:
@@ -447,7 +573,7 @@ def run_round(script: Path, base: str, args, cpus: int, workers: list[int]) -> d
 
 
 def start_server(home: Path, port: int, workers: int, threads: int, synchronous: str,
-                 page_size: int | None = None, server: str = "gunicorn") -> subprocess.Popen:
+                 page_size: int | None = None, server: str = "gunicorn", app: str | None = None) -> subprocess.Popen:
     """The gateway under gunicorn (gthread), or granian (WSGI), on 127.0.0.1:port, its data
     in home/gateway (TAPSTACK_HOME=home), the store at `synchronous`. Call wait_up before
     using it, and stop it with os.killpg(server.pid, signal.SIGTERM): it runs in its own session."""
@@ -464,7 +590,7 @@ def start_server(home: Path, port: int, workers: int, threads: int, synchronous:
     setup.close()
     for name in ("operator_key", "idempotency_seal", "terminal_master", "session_key"):
         config.secret(name)
-    app = os.environ.get("BENCH_APP", "gateway_bench:make_app()")
+    app = app or os.environ.get("BENCH_APP", "gateway_bench:make_app()")
     if server == "granian":
         command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1",
                    "--port", str(port), "--workers", str(workers), "--blocking-threads", str(threads),
@@ -491,6 +617,8 @@ def main() -> int:
     parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn",
                         help="the WSGI server on SQLite (gunicorn gthread, as `tapstack gateway serve`; or granian)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument("--no-ceiling", dest="ceiling", action="store_false",
+                        help="skip the ceiling (requests that stop short of a payment, run after it in each round)")
     parser.add_argument("--database", metavar="URL|auto", default=None,
                         help="then PostgreSQL too: an empty database's URL, or auto for a cluster of the bench's own")
     parser.add_argument("--profile", type=int, metavar="N", default=0,
@@ -515,22 +643,36 @@ def main() -> int:
     singles = [sqlite_baseline(home, synchronous, 1.0) for _ in range(2)]
     grouped = [group_commit_baseline(home, synchronous, 1.0, args.connections)]
     server = start_server(home, port, args.workers, args.threads, synchronous, args.page_size, args.server)
-    rounds = []
+    bare_port = free_port()
+    bare = (start_server(home / "bare", bare_port, args.workers, args.threads, synchronous, server=args.server,
+                         app="gateway_bench:make_bare_app()") if args.ceiling else None)
+    rounds, ceiling = [], {label: [] for label, _, _ in CEILING}
     try:
         wait_up(base, server)
         merchant_id, keys = seed(base, operator_key(config), args.wallets, args.webhook)
         script = home / "payments.lua"
         workers = worker_pids(server.pid)
+        bases = {"gateway": (base, workers)}
+        if bare:
+            wait_up(f"http://127.0.0.1:{bare_port}", bare, path="/wsgi")
+            bases["bare"] = (f"http://127.0.0.1:{bare_port}", worker_pids(bare.pid))
         for index in range(args.rounds):
-            script.write_text(WRK_SCRIPT % {
-                "keys": ", ".join(f'"{k}"' for k in keys), "run": f"bench{os.getpid()}r{index}",
-                "body": json.dumps({"merchant_id": merchant_id, "amount": 1250, "currency": "CNY"})})
+            body = json.dumps({"merchant_id": merchant_id, "amount": 1250, "currency": "CNY"})
+            keys_lua = ", ".join(f'"{k}"' for k in keys)
+            script.write_text(WRK_SCRIPT % {"keys": keys_lua, "run": f"bench{os.getpid()}r{index}",
+                                            "path": "/v1/payments", "body": body})
             rounds.append(run_round(script, base, args, cpus, workers))
+            for label, where, path in (CEILING if bare else ()):
+                script.write_text(WRK_SCRIPT % {"keys": keys_lua, "run": f"ceil{os.getpid()}r{index}",
+                                                "path": path, "body": body})
+                ceiling[label].append(run_round(script, bases[where][0], args, cpus, bases[where][1]))
         with sqlite3.connect(config.db_path) as db:
             stored = db.execute("SELECT COUNT(*) FROM payments").fetchone()[0]
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        for proc in filter(None, (server, bare)):
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in filter(None, (server, bare)):
+            proc.wait(timeout=30)
     singles += [sqlite_baseline(home, synchronous, 1.0) for _ in range(2)]
     grouped.append(group_commit_baseline(home, synchronous, 1.0, args.connections))
     single = statistics.median(singles)
@@ -564,6 +706,8 @@ def main() -> int:
               for r in rounds)
     print(f"bar:       >= {BAR_RATE:,} payments/s with p99 <= {BAR_P99_MS:g} ms and <= {BAR_CPU_MS:g} ms server CPU"
           f" per payment: met in {met} of {len(rounds)} rounds")
+    if bare:
+        print_ceiling(rounds, ceiling, served_by)
     if args.keep:
         print(f"data:      {home}")
     else:

@@ -76,13 +76,13 @@ def charge(tx, charge_id: str) -> dict | None:
 def owing_tokens(tx, token: str | None = None) -> list[str]:
     """The tokens with unpaid charges (just `token`, if given, when it has some)."""
     return [r["token"] for r in tx.query(
-        "SELECT DISTINCT token FROM fare_charges WHERE status = 'unpaid' AND (:t IS NULL OR token = :t)"
+        "SELECT DISTINCT token FROM fare_charges WHERE status = 'unpaid' AND (CAST(:t AS TEXT) IS NULL OR token = :t)"
         " ORDER BY token", {"t": token})]
 
 
 def unpaid_charges(tx, token: str | None = None) -> list[dict]:
     """The unpaid charges (of `token`, if given), per token oldest first."""
-    return tx.query("SELECT * FROM fare_charges WHERE status = 'unpaid' AND (:t IS NULL OR token = :t)"
+    return tx.query("SELECT * FROM fare_charges WHERE status = 'unpaid' AND (CAST(:t AS TEXT) IS NULL OR token = :t)"
                     " ORDER BY token, at, trip_id, seq", {"t": token})
 
 
@@ -125,7 +125,7 @@ _OF_WALLET = "(wallet_id = :w OR token IN (SELECT token FROM fare_card_links WHE
 def wallet_charges(tx, *, wallet_id: str, limit: int, status: str | None = None) -> list[dict]:
     """Up to limit charges the wallet paid or of tokens linked to it now (of that status, if
     given), newest first."""
-    return tx.query(f"SELECT * FROM fare_charges WHERE {_OF_WALLET} AND (:s IS NULL OR status = :s)"
+    return tx.query(f"SELECT * FROM fare_charges WHERE {_OF_WALLET} AND (CAST(:s AS TEXT) IS NULL OR status = :s)"
                     " ORDER BY at DESC, trip_id DESC, seq DESC LIMIT :limit",
                     {"w": wallet_id, "s": status, "limit": limit})
 
@@ -143,7 +143,7 @@ def day_by_route(tx, *, day: str, merchant_id: str | None = None) -> list[dict]:
         " SUM(CASE WHEN status IN ('charged', 'settled') THEN amount ELSE 0 END) AS collected,"
         " SUM(CASE WHEN status = 'unpaid' THEN amount ELSE 0 END) AS unpaid,"
         " SUM(CASE WHEN status = 'free' THEN 1 ELSE 0 END) AS free_trips"
-        " FROM fare_charges WHERE local_day = :d AND (:m IS NULL OR merchant_id = :m)"
+        " FROM fare_charges WHERE local_day = :d AND (CAST(:m AS TEXT) IS NULL OR merchant_id = :m)"
         " GROUP BY route, currency ORDER BY route, currency", {"d": day, "m": merchant_id})
 
 
@@ -154,5 +154,5 @@ def day_by_route_and_hour(tx, *, day: str, merchant_id: str | None = None) -> li
         "SELECT route, (at / 3600) * 3600 AS hour, currency, COUNT(DISTINCT token || '/' || trip_id) AS trips,"
         " SUM(CASE WHEN status IN ('charged', 'settled') THEN amount ELSE 0 END) AS collected,"
         " SUM(CASE WHEN status = 'unpaid' THEN amount ELSE 0 END) AS unpaid"
-        " FROM fare_charges WHERE local_day = :d AND (:m IS NULL OR merchant_id = :m)"
+        " FROM fare_charges WHERE local_day = :d AND (CAST(:m AS TEXT) IS NULL OR merchant_id = :m)"
         " GROUP BY route, (at / 3600) * 3600, currency ORDER BY route, hour, currency", {"d": day, "m": merchant_id})

@@ -85,8 +85,8 @@ def find_accounts(tx, *, kind: str | None, currency: str | None, owner_id: str |
     """Accounts matching every filter that is not None, oldest first."""
     return tx.query(
         f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts"
-        " WHERE (:kind IS NULL OR kind = :kind) AND (:currency IS NULL OR currency = :currency)"
-        " AND (:owner_id IS NULL OR owner_id = :owner_id)"
+        " WHERE (CAST(:kind AS TEXT) IS NULL OR kind = :kind) AND (CAST(:currency AS TEXT) IS NULL OR currency = :currency)"
+        " AND (CAST(:owner_id AS TEXT) IS NULL OR owner_id = :owner_id)"
         " ORDER BY created_at, id LIMIT :limit",
         {"kind": kind, "currency": currency, "owner_id": owner_id, "limit": limit})
 

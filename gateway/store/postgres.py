@@ -1,10 +1,12 @@
 """The PostgreSQL backend: many gateway nodes on one database (see gateway.store).
 
 Connections come from a psycopg_pool pool made in each process on first use (so
-a store made before gunicorn forks is safe). Statements are bound on the client
-(psycopg's ClientCursor) so that the query modules' portable SQL, with `:name`
-parameters, runs unchanged; whole NUMERIC values (what SUM over BIGINT gives)
-come back as int, as SQLite gives them.
+a store made before gunicorn forks is safe). The query modules' portable SQL, with
+`:name` parameters, is translated once to psycopg's and bound on the server: each
+statement is prepared at its first run on a connection and then runs by name (one
+round trip, no parsing or planning again). A parameter PostgreSQL cannot type from
+its place (`:x IS NULL` alone) is cast in the SQL. Whole NUMERIC values (what SUM
+over BIGINT gives) come back as int, as SQLite gives them.
 
 Isolation. write() and transaction() run at READ COMMITTED, the database's
 default: no global lock, each rule held by constraints, conditional updates and
@@ -78,6 +80,12 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(f'%({c})s' for c in columns)})"
 
 
+# Server-side binding: statements prepared at their first run on a connection and kept
+# (the gateway has a few hundred distinct ones). bench/pg_binding_bench.py sets
+# psycopg.ClientCursor and None to measure client-side binding beside it.
+CURSOR = psycopg.Cursor
+PREPARE_THRESHOLD: int | None = 0
+PREPARED_MAX = 512
 INSERT_ROWS = 100  # rows per multi-row INSERT of insert_many
 
 
@@ -211,6 +219,7 @@ class PostgresStore:
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.adapters.register_loader("numeric", _WholeNumeric)
+        conn.prepared_max = PREPARED_MAX
 
     def _get_pool(self) -> ConnectionPool:
         if self._pool is None or self._pool_pid != os.getpid():
@@ -223,7 +232,7 @@ class PostgresStore:
                     self._pool = ConnectionPool(
                         self.url, min_size=1, max_size=self.pool_size, timeout=self.pool_timeout,
                         kwargs={**self._connect_options, "autocommit": True, "row_factory": dict_row,
-                                "cursor_factory": psycopg.ClientCursor},
+                                "cursor_factory": CURSOR, "prepare_threshold": PREPARE_THRESHOLD},
                         configure=self._configure, open=False, name="tapstack")
                     self._pool.open(wait=False)
                     self._pool_pid = os.getpid()

@@ -43,7 +43,7 @@ def endpoint(tx, *, merchant_id: str, endpoint_id: str) -> dict | None:
 def roll_secret(tx, *, merchant_id: str, endpoint_id: str, sealed: str, previous_expires_at: int | None) -> bool:
     """The merchant's enabled endpoint signs with `sealed` from now on, and with the secret it
     had until previous_expires_at (None: no longer); False if there is no such endpoint."""
-    return tx.execute("UPDATE webhook_endpoints SET previous_secret = CASE WHEN :until IS NULL THEN NULL"
+    return tx.execute("UPDATE webhook_endpoints SET previous_secret = CASE WHEN CAST(:until AS BIGINT) IS NULL THEN NULL"
                       " ELSE secret END, previous_secret_expires_at = :until, secret = :sealed"
                       " WHERE id = :id AND merchant_id = :m AND status = 'enabled'",
                       {"until": previous_expires_at, "sealed": sealed, "id": endpoint_id, "m": merchant_id}) == 1
@@ -118,9 +118,9 @@ def merchant_event(tx, *, merchant_id: str, event_id: str) -> dict | None:
                   {"id": event_id, "m": merchant_id})
 
 
-_EVENTS_NEWEST = ("SELECT * FROM webhook_events WHERE merchant_id = :m AND (:type IS NULL OR type = :type)"
+_EVENTS_NEWEST = ("SELECT * FROM webhook_events WHERE merchant_id = :m AND (CAST(:type AS TEXT) IS NULL OR type = :type)"
                   " ORDER BY created_at DESC, id DESC LIMIT :n")
-_EVENTS_BEFORE = ("SELECT * FROM webhook_events WHERE merchant_id = :m AND (:type IS NULL OR type = :type)"
+_EVENTS_BEFORE = ("SELECT * FROM webhook_events WHERE merchant_id = :m AND (CAST(:type AS TEXT) IS NULL OR type = :type)"
                   " AND (created_at < :c OR (created_at = :c AND id < :cid))"
                   " ORDER BY created_at DESC, id DESC LIMIT :n")
 

@@ -310,3 +310,21 @@ def test_postgresqls_multixact_failure_is_run_again_and_other_internal_errors_ar
     with pytest.raises(StoreError) as refused:
         postgres.Tx(Refusing("could not read block 7")).execute("UPDATE t SET n = 1")
     assert not isinstance(refused.value, postgres._Retry)
+
+
+def test_a_migration_while_serving_does_not_break_statements_prepared_before_it(make_store):
+    """PostgreSQL binds on the server and keeps each statement prepared per connection (one
+    connection here, so the statements are the ones prepared before); a column added by
+    `tapstack gateway migrate` while nodes run changes what `SELECT *` returns, and the
+    prepared statements answer with it, as SQLite's do."""
+    store = make_store(pool_size=1) if make_store.backend == "postgresql" else make_store()
+    store.write(lambda tx: tx.insert("accounts", {"id": "a", "balance": 5}))
+    for _ in range(3):  # prepared, and used prepared
+        with store.read() as tx:
+            assert tx.one("SELECT * FROM accounts WHERE id = :id", {"id": "a"}) == {"id": "a", "balance": 5}
+    with store.transaction() as tx:
+        tx.execute("ALTER TABLE accounts ADD COLUMN note TEXT")
+    assert store.write(lambda tx: tx.one("SELECT * FROM accounts WHERE id = :id", {"id": "a"})) == {
+        "id": "a", "balance": 5, "note": None}
+    with store.read() as tx:
+        assert tx.one("SELECT * FROM accounts WHERE id = :id", {"id": "a"})["note"] is None
