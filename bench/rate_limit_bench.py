@@ -1,7 +1,7 @@
 """What rate limiting costs per request, on SQLite and PostgreSQL, in process.
 
 A merchant's or wallet's request is counted by one upsert in the database
-(gateway/rate_limits.py): in the write an idempotent POST makes anyway (a payment), or
+(gateway/http/rate_limits.py): in the write an idempotent POST makes anyway (a payment), or
 in a write of its own (a GET). This drives both kinds through the Flask app (no HTTP,
 so the difference is not drowned) with rate limiting off (rate_limit_per_minute 0, the
 baseline) and on (a limit never reached), interleaved round by round on one store, and

@@ -396,7 +396,7 @@ def pay_bill(tx, caller: Caller, bill_id: str, *, amount: int | None, now: datet
     receipt["bill"] = bill_view(after, bill["biller_name"], now)
     emit(tx, merchant_id=bill["biller_id"], event_type="bill.paid", data=receipt, now=now)
     # The money last, so the biller's account row (every payer's) is locked only from here to
-    # the commit; a refusal leaves the rows above to the caller's rollback (services/payments.py).
+    # the commit; a refusal leaves the rows above to the caller's rollback (core/payments.py).
     ledger.transfer(tx, transfer_id=payment_id, debit_account_id=wallet["account_id"],
                     credit_account_id=bill["biller_account_id"], amount=paid, currency=bill["currency"],
                     code="bill_payment", now=now)

@@ -119,7 +119,7 @@ def check_row(row, *, now: int, routes: frozenset[str] | None = None) -> TapRow:
 
 
 def row_answer(tap_id, status: str, reason: str | None = None, flags=(), clearing_status=None) -> dict:
-    """One row's answer in an upload (taps here, sales in services/sales.py)."""
+    """One row's answer in an upload (taps here, sales in core/sales.py)."""
     return {"id": tap_id, "status": status, "reason": reason, "flags": list(flags), "clearing": clearing_status}
 
 

@@ -270,7 +270,7 @@ SCHEMAS.update({
 TOKEN = {"type": "string", "pattern": "^(pan|uid)_[a-z2-7]{32}$",
          "description": "A keyed-hash card token; never a card number."}
 DAY = {"day": ({"type": "string", "format": "date"}, "The operator's local day; default: today.")}
-SCHEMAS.update({  # account-based fares (gateway/api/card_links.py, gateway/api/fare_charges.py)
+SCHEMAS.update({  # account-based fares (gateway/http/api/card_links.py, gateway/http/api/fare_charges.py)
     "CardLinkCode": obj("card_link_code", code={"type": "string", "description": "XXXXX-XXXXX, single use"},
                         wallet_id=ID, expires_at=TIME, created_at=TIME),
     "CardLink": obj("card_link", id=ID, wallet_id=ID, token=TOKEN, kind={"type": "string", "enum": ["pan", "uid"]},

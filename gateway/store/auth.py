@@ -1,4 +1,4 @@
-"""Signed-request nonces. Owns `terminal_nonces` (migration 0002); gateway/auth.py decides.
+"""Signed-request nonces. Owns `terminal_nonces` (migration 0002); gateway/http/auth.py decides.
 
 A nonce is spent once per terminal key through the table's primary key: of two
 requests carrying one nonce, on one node or several, the second's insert finds

@@ -2,7 +2,7 @@
 
 Owns `bill_billers`, `bill_bills` and `bill_payments` (migration 0005); reads
 `merchants` (a biller is a merchant).
-gateway/services/bills.py decides; this module only reads and writes rows.
+gateway/core/bills.py decides; this module only reads and writes rows.
 Money is minor units; times are unix seconds.
 
 Many writers at once, on any node:

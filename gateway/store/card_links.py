@@ -2,7 +2,7 @@
 
 Owns `fare_card_links` and `fare_link_codes` (migration 0009); reads `wallets`
 (the wallet a token is linked to).
-gateway/services/card_links.py decides; this module only reads and writes rows.
+gateway/core/card_links.py decides; this module only reads and writes rows.
 Times are unix seconds.
 
 Many writers at once, on any node:

@@ -2,7 +2,7 @@
 
 Owns `checkout_profiles`, `checkout_checkouts` and `checkout_pay_code_nonces`
 (migration 0005); reads `merchants` and `issuer_cards`.
-gateway/services/checkout.py decides. Times are unix seconds.
+gateway/core/checkout.py decides. Times are unix seconds.
 
 With many writers at once:
 - a checkout is paid (or cancelled) once: `close_checkout` changes it only while

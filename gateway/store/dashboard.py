@@ -1,7 +1,7 @@
 """Dashboard queries: the operator's and the wallet page's figures no service answers.
 
 Owns no table: it only reads those of other areas (transit_taps, till_sales, terminals, merchants, payments, bill_billers, bill_bills,
-bill_payments, issuer_cards), in a read transaction. gateway/dashboard.py shapes the answers.
+bill_payments, issuer_cards), in a read transaction. gateway/core/dashboard.py shapes the answers.
 
 Portable SQL: every non-aggregated column grouped, booleans compared as
 integers (`accepted = 1`), no SQLite functions. On PostgreSQL SUM over BIGINT is

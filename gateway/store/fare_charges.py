@@ -2,7 +2,7 @@
 rows charging runs hold per token.
 
 Owns `fare_rule_versions` and `fare_tokens` (migration 0014) and `fare_charges`
-(migration 0009); reads `fare_card_links` and `terminals`. gateway/services/
+(migration 0009); reads `fare_card_links` and `terminals`. gateway/core/
 fare_charges.py decides; this module only reads and writes rows. Money is minor
 units; times are unix seconds; days are the operator's local dates, YYYY-MM-DD.
 

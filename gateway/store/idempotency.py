@@ -1,7 +1,7 @@
 """Idempotency-Key records: one row per (caller, key), holding the request's
 fingerprint and its sealed first answer.
 
-Owns `idempotency_keys` (migrations 0002, 0007). gateway/idempotency.py decides.
+Owns `idempotency_keys` (migrations 0002, 0007). gateway/http/idempotency.py decides.
 
 A key is claimed before its request runs: `claim_key` inserts the row with no
 answer yet (status 0) under the primary key. A second request with the key,

@@ -3,7 +3,7 @@
 Owns `issuer_keys`, `issuer_cards`, `issuer_deny_list`, `issuer_deny_list_changes`
 (migration 0004) and the deny-list's version counter `issuer_deny_list_version`
 (migration 0015). Reads and sets `wallets.status` for the remote lock.
-gateway/issuer.py decides; this module only reads and writes rows. Times are
+gateway/core/issuer.py decides; this module only reads and writes rows. Times are
 unix seconds.
 
 Many writers at once, on any node:

@@ -1,7 +1,7 @@
 """Ledger queries: accounts, transfers and postings.
 
 Owns `ledger_accounts`, `ledger_transfers` and `ledger_postings` (migration
-0001). gateway/ledger.py decides; this module reads and writes rows. Times are
+0001). gateway/core/ledger.py decides; this module reads and writes rows. Times are
 ISO 8601 UTC text.
 
 Many writers at once hold the ledger's rules through the database:
@@ -11,7 +11,7 @@ Many writers at once hold the ledger's rules through the database:
 - a transfer id is stored once (primary key), and a pending transfer is
   resolved once (`pending_id` UNIQUE): the loser of a race gets
   IntegrityError and the ledger replays or refuses;
-- gateway/ledger.py makes the debit and credit updates of one movement in
+- gateway/core/ledger.py makes the debit and credit updates of one movement in
   account id order, so two opposite movements never wait on each other in a
   circle.
 """

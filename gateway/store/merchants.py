@@ -1,5 +1,5 @@
 """Merchant queries. Owns `merchants` (migrations 0002, 0012) and `merchant_api_keys` (0017);
-gateway/services/merchants.py and gateway/auth.py decide. Times are unix seconds."""
+gateway/core/merchants.py and gateway/http/auth.py decide. Times are unix seconds."""
 from __future__ import annotations
 
 

@@ -1,7 +1,7 @@
 """Payment queries: top-ups, payments, refunds and POS authorisations.
 
 Owns `topups`, `payments`, `refunds` and `pos_authorizations` (migration 0002).
-gateway/services/payments.py decides. Times are unix seconds.
+gateway/core/payments.py decides. Times are unix seconds.
 
 Rules that hold with many writers at once, through conditional updates:
 - refunds never sum past their payment: `add_refund` adds to the payment's

@@ -1,4 +1,4 @@
-"""Rate-limit counters. Owns `rate_limit_windows` (migration 0018); gateway/rate_limits.py decides.
+"""Rate-limit counters. Owns `rate_limit_windows` (migration 0018); gateway/http/rate_limits.py decides.
 
 A hit is one upsert that returns the window's count: of two requests at once, on one node
 or several, each gets its own count (the row's lock orders them), so no limit is passed.

@@ -1,7 +1,7 @@
 """Till sale queries: the cards presented at shop tills to pay a sale.
 
 Owns `till_sales` (migration 0019); reads the status of their receipts in `purse_receipts`.
-gateway/services/sales.py decides; this module only reads and writes rows. Money is minor units; times are unix seconds.
+gateway/core/sales.py decides; this module only reads and writes rows. Money is minor units; times are unix seconds.
 
 A sale record is stored once: (terminal_id, record_id) is the key and `insert_sales`
 inserts with ON CONFLICT DO NOTHING RETURNING, so of one upload sent to two nodes at

@@ -2,8 +2,8 @@
 
 Owns `transit_taps` (migrations 0006, 0011) and clearing's `purse_cards`,
 `purse_receipts` and `purse_loads` (migration 0006); reads the certificates in
-`issuer_cards`. gateway/services/taps.py and
-gateway/services/clearing.py decide; this module only reads and writes rows.
+`issuer_cards`. gateway/core/taps.py and
+gateway/core/clearing.py decide; this module only reads and writes rows.
 Money is minor units; times are unix seconds.
 
 Many writers at once, on any node:

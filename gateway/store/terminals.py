@@ -1,5 +1,5 @@
-"""Terminal queries. Owns `terminals` (migrations 0002, 0017); gateway/services/terminals.py and
-gateway/auth.py decide. A terminal's secret is never stored (see services/terminals.py)."""
+"""Terminal queries. Owns `terminals` (migrations 0002, 0017); gateway/core/terminals.py and
+gateway/http/auth.py decide. A terminal's secret is never stored (see core/terminals.py)."""
 from __future__ import annotations
 
 
@@ -23,6 +23,6 @@ def terminal_by_key_id(tx, key_id: str) -> dict | None:
 def set_status(tx, *, terminal_id: str, status: str, from_statuses: tuple[str, ...],
                suspended_at: int | None) -> bool:
     """Move the terminal to `status` if it is in one of from_statuses; whether it moved."""
-    allowed = ", ".join(f"'{s}'" for s in from_statuses if s.isalpha())  # constants of services/terminals.py
+    allowed = ", ".join(f"'{s}'" for s in from_statuses if s.isalpha())  # constants of core/terminals.py
     return tx.execute(f"UPDATE terminals SET status = :s, suspended_at = :at WHERE id = :id AND status IN ({allowed})",
                       {"s": status, "at": suspended_at, "id": terminal_id}) == 1

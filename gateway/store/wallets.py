@@ -1,7 +1,7 @@
 """Customer and wallet queries: customers, their wallets and the wallets' pay codes.
 
 Owns `customers`, `wallets` and `pay_codes` (migrations 0002, 0010, 0017).
-gateway/services/wallets.py decides. Times are unix seconds.
+gateway/core/wallets.py decides. Times are unix seconds.
 
 A pay code is spent once however many tills present it at once: `spend_pay_code`
 is a conditional update (`WHERE used_at IS NULL`), so of two writers the second

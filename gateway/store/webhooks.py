@@ -1,7 +1,7 @@
 """Webhook queries: endpoints, the event outbox, deliveries and their attempts.
 
 Owns `webhook_endpoints`, `webhook_events`, `webhook_deliveries` and
-`webhook_attempts` (migrations 0003, 0015, 0017). gateway/webhooks.py decides; this
+`webhook_attempts` (migrations 0003, 0015, 0017). gateway/core/webhooks.py decides; this
 module only reads and writes rows. Times are unix seconds.
 
 Many deliverers at once, on any node:

@@ -8,7 +8,7 @@ identical retry without re-reading it. A row's "direction" is "on" (the default)
 "off" (an exit validator's tap-off; a purse tap-off is stored and not cleared).
 
 POST /v1/sales takes {"sales": [...]}: a shop till's sale records (protocol.uplink.SaleRecord),
-answered per row as taps are and stored as sales (services/sales.py). A tap row on the
+answered per row as taps are and stored as sales (core/sales.py). A tap row on the
 legacy till route ("pos", the sale id as the stop: how tills uploaded sales before) is
 still taken by /v1/taps, and stored as the sale it is.
 """
