@@ -27,7 +27,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from protocol import currency as iso4217
 from protocol.currency import money
 
-MAX_AMOUNT = 10**9  # fen: far above any fare, far below any overflow
+# the most any fare or cap of the rules may be, in minor units: far above any fare, far below any overflow
+MAX_RULE_AMOUNT = 10**9
 MAX_DISTANCE_M = 10**7  # 10,000 km
 MAX_WINDOW_MINUTES = 24 * 60
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
@@ -402,7 +403,7 @@ class _Check:
                 self.fail(_join(path, key), "is required")
         return value if len(self.errors) == before else None
 
-    def int(self, value, path: str, low: int = 0, high: int = MAX_AMOUNT) -> int | None:
+    def int(self, value, path: str, low: int = 0, high: int = MAX_RULE_AMOUNT) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int):
             return self.fail(path, "must be an integer")
         if not low <= value <= high:

@@ -34,7 +34,7 @@ STATUS_LOCKED = 0x01
 KIND_DEBIT = 0x01
 KIND_TOPUP = 0x02
 
-MAX_AMOUNT = 100_000  # per transaction, minor units (1 000.00 CNY)
+MAX_TRANSACTION_AMOUNT = 100_000  # the most one debit or top-up moves, minor units (1 000.00 CNY)
 MAX_BALANCE = 100_000  # balance ceiling, minor units
 MAX_COUNTER = 0xFFFFFFFF  # a card whose counter reached this refuses further transactions
 RECEIPT_LOG_SIZE = 8  # receipts the card keeps, newest last
@@ -125,8 +125,8 @@ def _sized(value: bytes, size: int, name: str) -> bytes:
 
 
 def _amount(amount: int) -> bytes:
-    if not 1 <= amount <= MAX_AMOUNT:
-        raise ValueError(f"amount must be 1..{MAX_AMOUNT}, got {amount}")
+    if not 1 <= amount <= MAX_TRANSACTION_AMOUNT:
+        raise ValueError(f"amount must be 1..{MAX_TRANSACTION_AMOUNT}, got {amount}")
     return amount.to_bytes(4, "big")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from protocol.purse import MAX_AMOUNT
+from protocol.purse import MAX_TRANSACTION_AMOUNT
 from protocol.uplink import parse_terminal_key
 from terminal import bus, till
 from terminal.settings import (DIRECTIONS, Settings, TillSettings, check_settings, default_terminal_id, hex_arg,
@@ -69,7 +69,7 @@ def _bus_options(command):
                      help="JSON or CSV of stop changes (at, route, stop), followed as it changes."),
         click.option("--fare-rules", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="Fare rules JSON to use until the gateway's are downloaded."),
-        click.option("--fare", type=click.IntRange(1, MAX_AMOUNT),
+        click.option("--fare", type=click.IntRange(1, MAX_TRANSACTION_AMOUNT),
                      help="Flat fare in minor units when there are no fare rules."),
         click.option("--max-taps", type=click.IntRange(1), help="Stop after this many taps."),
     ]):

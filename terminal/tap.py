@@ -45,8 +45,8 @@ class TapContext:
 
     def __post_init__(self):
         # A misconfigured terminal fails when it starts, not at a rider's tap.
-        if not (isinstance(self.fare, int) and 1 <= self.fare <= purse.MAX_AMOUNT):
-            raise ValueError(f"fare must be an integer 1..{purse.MAX_AMOUNT} in minor units")
+        if not (isinstance(self.fare, int) and 1 <= self.fare <= purse.MAX_TRANSACTION_AMOUNT):
+            raise ValueError(f"fare must be an integer 1..{purse.MAX_TRANSACTION_AMOUNT} in minor units")
         if self.currency not in purse.CURRENCY_CODES:
             raise ValueError(f"unsupported currency {self.currency!r}")
         if len(self.terminal_id) != purse.ID_SIZE or (self.nonce is not None and len(self.nonce) != purse.NONCE_SIZE):

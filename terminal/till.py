@@ -33,7 +33,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from protocol.purse import MAX_AMOUNT
+from protocol.purse import MAX_TRANSACTION_AMOUNT
 from protocol.uplink import Client, GatewayError, GatewayRefused, GatewayUnavailable, urllib_send
 from terminal import card, pos
 from terminal.frames import Frames, read_qr_text
@@ -149,9 +149,9 @@ class Till:
     def handle_card(self, session) -> pos.Result:
         """Decide a card in the field; journal it (durably), then signal and show."""
         refusal = self._payable("card")
-        if refusal is None and self.sale.amount > MAX_AMOUNT:
+        if refusal is None and self.sale.amount > MAX_TRANSACTION_AMOUNT:
             refusal = pos.refused("above_card_limit", "purse",
-                                  f"a purse pays at most {pos.money(MAX_AMOUNT, self.sale.currency)} a tap")
+                                  f"a purse pays at most {pos.money(MAX_TRANSACTION_AMOUNT, self.sale.currency)} a tap")
         if refusal is not None:  # nothing was sent to the card
             self._signal("deny")
             return self.show(refusal)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterable
 
 from protocol.purse import (AID, CLA, CURRENCY_CODES, ID_SIZE, INS_DEBIT, INS_GET_RECEIPT, INS_LOCK, INS_TOPUP,
-                            MAX_AMOUNT, RECEIPT_BODY_SIZE, RECEIPT_SIZE, PurseError, parse_fci)
+                            MAX_TRANSACTION_AMOUNT, RECEIPT_BODY_SIZE, RECEIPT_SIZE, PurseError, parse_fci)
 from protocol import tlv
 from protocol.apdu import MalformedAPDU, parse_command
 from protocol.emv import luhn_valid
@@ -431,7 +431,7 @@ def _trace_command():
     @click.option("--append", is_flag=True, help="Add this tap as the next session of an existing trace.")
     @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=30, show_default=True,
                   help="Seconds to wait for a card.")
-    @click.option("--fare", type=click.IntRange(1, MAX_AMOUNT), default=200, show_default=True,
+    @click.option("--fare", type=click.IntRange(1, MAX_TRANSACTION_AMOUNT), default=200, show_default=True,
                   help="Fare in minor units: a purse card pays it.")
     @click.option("--currency", type=click.Choice(sorted(CURRENCY_CODES)), default="CNY", show_default=True)
     @click.option("--terminal-id", default="TRACE001", show_default=True, help="8 ASCII characters.")

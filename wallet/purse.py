@@ -14,7 +14,7 @@ from pathlib import Path
 from protocol import certs, ed25519
 from protocol.purse import (
     AID, CLA, DEBIT_SIZE, Fci, ID_SIZE, INS_DEBIT, INS_GET_RECEIPT, INS_LOCK, INS_TOPUP,
-    KIND_DEBIT, KIND_TOPUP, LOCK_DOMAIN, MAX_AMOUNT, MAX_BALANCE, MAX_COUNTER,
+    KIND_DEBIT, KIND_TOPUP, LOCK_DOMAIN, MAX_TRANSACTION_AMOUNT, MAX_BALANCE, MAX_COUNTER,
     PurseError, Receipt, SW_BALANCE_LIMIT, SW_INSUFFICIENT_BALANCE, SW_LOCKED,
     SW_NO_RECEIPT, TOPUP_SIZE, parse_debit, parse_topup, sign_receipt, topup_message,
 )
@@ -54,7 +54,7 @@ def _debit(state: PurseState, data: bytes) -> tuple[PurseState, bytes]:
         return state, respond(SW_WRONG_DATA)
     if state.locked:
         return state, respond(SW_LOCKED)
-    if not 1 <= debit.amount <= MAX_AMOUNT or debit.currency != state.currency:
+    if not 1 <= debit.amount <= MAX_TRANSACTION_AMOUNT or debit.currency != state.currency:
         return state, respond(SW_WRONG_DATA)
     if state.counter >= MAX_COUNTER:
         return state, respond(SW_CONDITIONS_NOT_SATISFIED)
@@ -76,7 +76,7 @@ def _topup(state: PurseState, data: bytes) -> tuple[PurseState, bytes]:
         return state, respond(SW_WRONG_DATA)
     if state.locked:
         return state, respond(SW_LOCKED)
-    if not 1 <= topup.amount <= MAX_AMOUNT or topup.currency != state.currency:
+    if not 1 <= topup.amount <= MAX_TRANSACTION_AMOUNT or topup.currency != state.currency:
         return state, respond(SW_WRONG_DATA)
     if not ed25519.verify(state.issuer_public_key, topup_message(state.card_id, topup), topup.signature):
         return state, respond(SW_SECURITY_STATUS)

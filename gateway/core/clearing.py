@@ -496,8 +496,8 @@ def authorise_load(tx, *, wallet: dict, card_id: str, counter: int, amount: int,
     if currency != wallet["currency"] or currency not in purse.CURRENCY_CODES:
         raise Invalid("currency_mismatch", f"The wallet holds {wallet['currency']}; a purse load is in it.",
                       "currency")
-    if amount > purse.MAX_AMOUNT:
-        raise Invalid("invalid_amount", f"A purse load is at most {purse.MAX_AMOUNT}.", "amount")
+    if amount > purse.MAX_TRANSACTION_AMOUNT:
+        raise Invalid("invalid_amount", f"A purse load is at most {purse.MAX_TRANSACTION_AMOUNT}.", "amount")
     state = ensure_card(tx, card_id, currency, now=now)
     if state["currency"] != currency:
         raise Invalid("currency_mismatch", f"The card's purse holds {state['currency']}.", "currency")

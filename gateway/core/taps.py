@@ -91,7 +91,7 @@ def check_row(row, *, now: int, routes: frozenset[str] | None = None) -> TapRow:
     route = _text(row.get("route"), "route", _WORD)
     stop = _text(row.get("stop"), "stop", _WORD)
     rules_version = _int(row.get("rules_version"), "rules_version", 0, 2**53)
-    amount = _int(row.get("amount"), "amount", 1, purse.MAX_AMOUNT)
+    amount = _int(row.get("amount"), "amount", 1, purse.MAX_TRANSACTION_AMOUNT)
     _int(row.get("balance_after"), "balance_after", 0, purse.MAX_BALANCE)
     currency = _text(row.get("currency"), "currency", _CURRENCY)
     card_id = _text(row.get("card_id"), "card_id", _HEX16)

@@ -213,7 +213,7 @@ def _common(row, allowed: frozenset[str]) -> dict:
             "at": integer(row["at"], "at", 0, MAX_AT, optional=False),
             "kind": kind, "accepted": accepted,
             "reason": text(row["reason"], "reason", WORD, optional=False),
-            "amount": integer(row.get("amount"), "amount", 1, purse.MAX_AMOUNT),
+            "amount": integer(row.get("amount"), "amount", 1, purse.MAX_TRANSACTION_AMOUNT),
             "currency": text(row.get("currency"), "currency", CURRENCY),
             "balance_after": integer(row.get("balance_after"), "balance_after", 0, purse.MAX_BALANCE),
             "card_id": text(row.get("card_id"), "card_id", CARD_ID),

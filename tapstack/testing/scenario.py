@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.purse import (
-    CURRENCY_CODES, ID_SIZE, MAX_AMOUNT, MAX_BALANCE, NONCE_SIZE,
+    CURRENCY_CODES, ID_SIZE, MAX_TRANSACTION_AMOUNT, MAX_BALANCE, NONCE_SIZE,
 )
 from protocol.emv import luhn_valid
 from tapstack.testing.expect import (AnswerCheck, PatternError, check_capture, hex_problem, pattern_of,
@@ -374,7 +374,7 @@ def _reader(check: Check, name: str, spec: Any, line: int, default_program: str)
     spec = new_map({}, line) if spec is None else check.mapping(spec, line, f"reader {name!r}", keys=READER_KEYS)
     check.part(lambda: check.keys(spec, READER_KEYS, f"reader {name!r}"))
     at = spec.at
-    fare = check.integer(spec.get("fare", 200), at("fare"), "fare", 1, MAX_AMOUNT)
+    fare = check.integer(spec.get("fare", 200), at("fare"), "fare", 1, MAX_TRANSACTION_AMOUNT)
     currency = check.choice(spec.get("currency", "CNY"), at("currency"), "currency", tuple(sorted(CURRENCY_CODES)))
     tid = check.text(spec.get("terminal_id", "TERM0001"), at("terminal_id"), "terminal_id")
     if not (tid.isascii() and len(tid) == ID_SIZE):

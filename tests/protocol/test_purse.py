@@ -186,7 +186,7 @@ def test_parse_receipt_refuses_malformed(raw, message):
 
 @pytest.mark.parametrize("call, message", [
     (lambda: purse.debit_command(0, "CNY", TERMINAL_ID, NONCE, TIME), "amount"),
-    (lambda: purse.debit_command(purse.MAX_AMOUNT + 1, "CNY", TERMINAL_ID, NONCE, TIME), "amount"),
+    (lambda: purse.debit_command(purse.MAX_TRANSACTION_AMOUNT + 1, "CNY", TERMINAL_ID, NONCE, TIME), "amount"),
     (lambda: purse.debit_command(200, "XXX", TERMINAL_ID, NONCE, TIME), "currency"),
     (lambda: purse.debit_command(200, "CNY", b"BUS", NONCE, TIME), "terminal id"),
     (lambda: purse.debit_command(200, "CNY", TERMINAL_ID, b"", TIME), "nonce"),
@@ -228,14 +228,14 @@ def test_fci_round_trips(card_id, currency, balance, counter, locked):
     assert purse.parse_fci(fci.to_bytes()) == fci
 
 
-@given(st.sampled_from([purse.KIND_DEBIT, purse.KIND_TOPUP]), ids, u32, st.integers(1, purse.MAX_AMOUNT), u32, currencies,
+@given(st.sampled_from([purse.KIND_DEBIT, purse.KIND_TOPUP]), ids, u32, st.integers(1, purse.MAX_TRANSACTION_AMOUNT), u32, currencies,
        ids, ids, u32, st.binary(min_size=64, max_size=64))
 def test_receipt_round_trips(kind, card_id, counter, amount, balance, currency, terminal_id, nonce, time, sig):
     receipt = purse.Receipt(kind, card_id, counter, amount, balance, currency, terminal_id, nonce, time, sig)
     assert purse.parse_receipt(receipt.to_bytes()) == receipt
 
 
-@given(st.integers(1, purse.MAX_AMOUNT), currencies, ids, ids, u32)
+@given(st.integers(1, purse.MAX_TRANSACTION_AMOUNT), currencies, ids, ids, u32)
 def test_debit_round_trips(amount, currency, terminal_id, nonce, time):
     debit = purse.Debit(amount, currency, terminal_id, nonce, time)
     assert purse.parse_debit(debit.to_bytes()) == debit

@@ -44,7 +44,7 @@ def test_a_sale_row_reads_back_and_is_told_apart_from_a_tap():
     ({"accepted": 1}, "invalid_field", "accepted must be true or false"),
     ({"colour": "red"}, "unknown_field", "colour"),
     ({"id": None}, "missing_field", "id is required"),
-    ({"amount": purse.MAX_AMOUNT + 1}, "invalid_field", "amount must be an integer"),
+    ({"amount": purse.MAX_TRANSACTION_AMOUNT + 1}, "invalid_field", "amount must be an integer"),
     ({"amount": True}, "invalid_field", "amount must be an integer"),
     ({"card_id": "XYZ"}, "invalid_field", "card_id"),
     ({"receipt": "00"}, "invalid_field", "receipt must be"),

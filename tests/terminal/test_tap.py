@@ -140,7 +140,7 @@ def test_a_refusal_of_the_debit_by_the_card_is_reported_with_its_status_word():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"fare": 0}, "fare"), ({"fare": 2.5}, "fare"), ({"fare": purse.MAX_AMOUNT + 1}, "fare"),
+    ({"fare": 0}, "fare"), ({"fare": 2.5}, "fare"), ({"fare": purse.MAX_TRANSACTION_AMOUNT + 1}, "fare"),
     ({"currency": "XXX"}, "currency"), ({"terminal_id": b"BUS"}, "terminal_id"),
     ({"nonce": b"1234"}, "nonce"), ({"now": datetime(2027, 1, 1)}, "timezone"),
 ])

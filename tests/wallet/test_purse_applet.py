@@ -72,7 +72,7 @@ def test_debit_of_the_whole_balance_leaves_zero():
 REFUSALS = [
     ("insufficient balance", lambda: debit(2001), purse.SW_INSUFFICIENT_BALANCE),
     ("amount zero", lambda: CommandAPDU(0x80, 0x54, 0, 0, bytes(4) + debit()[9:31], 256).to_bytes(), 0x6A80),
-    ("amount over the maximum", lambda: CommandAPDU(0x80, 0x54, 0, 0, (purse.MAX_AMOUNT + 1).to_bytes(4, "big")
+    ("amount over the maximum", lambda: CommandAPDU(0x80, 0x54, 0, 0, (purse.MAX_TRANSACTION_AMOUNT + 1).to_bytes(4, "big")
                                                     + debit()[9:31], 256).to_bytes(), 0x6A80),
     ("another currency", lambda: debit(currency="EUR"), 0x6A80),
     ("unknown currency code", lambda: debit().replace(b"\x01\x56", b"\x09\x99", 1), 0x6A80),
