@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from gateway_bench import (SURVIVES, WRK_DONE, call, free_port, process_cpu_seconds, start_server,  # noqa: E402
                            wait_up, worker_pids)
 
-from gateway.auth import operator_key  # noqa: E402
+from gateway.http.auth import operator_key  # noqa: E402
 from gateway.config import Config  # noqa: E402
 
 BAR_RATE = 2000

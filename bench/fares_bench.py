@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from protocol.fares import parse_rules, price_boarding  # noqa: E402
-from gateway.trips import Tap, build_trips, price_trips  # noqa: E402
+from gateway.core.trips import Tap, build_trips, price_trips  # noqa: E402
 
 CLASSES = ["adult"] * 7 + ["student", "senior", "child"]
 

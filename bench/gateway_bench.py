@@ -53,7 +53,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gateway.auth import operator_key  # noqa: E402
+from gateway.http.auth import operator_key  # noqa: E402
 from gateway.config import Config  # noqa: E402
 
 BAR_RATE, BAR_P99_MS, BAR_CPU_MS = 2500, 20.0, 0.5
@@ -89,7 +89,7 @@ end
 
 def make_app():
     """gunicorn's app factory: the gateway with its store at --synchronous (BENCH_SYNCHRONOUS)."""
-    from gateway.app import create_app
+    from gateway.http.app import create_app
     from gateway.config import load
     from gateway.store import SQLiteStore
     config = load()
@@ -348,7 +348,7 @@ def profile(payments: int, synchronous: str) -> int:
     import re
 
     import gateway.store.sqlite
-    from gateway.app import create_app
+    from gateway.http.app import create_app
     from gateway.store import SQLiteStore
 
     spent: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
@@ -457,7 +457,7 @@ def start_server(home: Path, port: int, workers: int, threads: int, synchronous:
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), str(REPO / "bench"), os.environ.get("PYTHONPATH")]))}
     # Migrate and make the secrets once, before the workers start (two workers creating
     # the same secret at once race on secrets.json; see the gateway's Config).
-    from gateway.app import create_app
+    from gateway.http.app import create_app
     from gateway.store import SQLiteStore
     setup = SQLiteStore(config.db_path, **({"page_size": page_size} if page_size else {}))
     create_app(config, store=setup)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway import ledger  # noqa: E402
+from gateway.core import ledger  # noqa: E402
 from gateway.store import SQLiteStore  # noqa: E402
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)

@@ -25,8 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gateway.app import create_app  # noqa: E402
-from gateway.auth import operator_key  # noqa: E402
+from gateway.http.app import create_app  # noqa: E402
+from gateway.http.auth import operator_key  # noqa: E402
 from gateway.config import Config  # noqa: E402
 
 ON = 10 ** 9  # counted, never reached

@@ -103,7 +103,7 @@ def build_taps(client, operator_key: str, cards: int, per_card: int, now: dateti
     """A gateway world: a wallet, its loaded purse cards, a terminal; and the upload rows of
     cards * per_card purse taps made by terminal.tap.tap over the mock reader."""
     from protocol import ed25519
-    from protocol import purse as p
+    from protocol.purse import select_command, topup_command
     from terminal.card import Place, decide
     from terminal.readers.mock import MockReader
     from terminal.tap import TapContext, tap
@@ -139,8 +139,8 @@ def build_taps(client, operator_key: str, cards: int, per_card: int, now: dateti
                     {"card_id": card["card_id"], "amount": 50_000, "currency": "CNY", "counter": 0},
                     auth=wallet["credential"])
         vcard.power_on()
-        vcard.process(p.select_command())
-        vcard.process(p.topup_command(bytes.fromhex(load["authorisation"])))
+        vcard.process(select_command())
+        vcard.process(topup_command(bytes.fromhex(load["authorisation"])))
         reader = MockReader(vcard)
         for _ in range(per_card):
             ctx = TapContext(200, "CNY", TERMINAL_ID, issuer_keys, b"k" * 32, now)
@@ -162,11 +162,11 @@ def upload_order(rows: list[dict], per_card: int, order: str) -> list[dict]:
 def measure_ingestion(cards: int, per_card: int, order: str, batch: int = 500, database: str | None = None) -> dict:
     """One round on a fresh gateway: SQLite in a temporary directory, or the empty PostgreSQL
     database `database` (migrated here)."""
-    from gateway import ledger
-    from gateway.app import create_app
-    from gateway.auth import operator_key
+    from gateway.core import ledger
+    from gateway.http.app import create_app
+    from gateway.http.auth import operator_key
     from gateway.config import Config
-    from gateway.services import clearing
+    from gateway.core import clearing
     from protocol import request_signing
 
     now = datetime.now(timezone.utc)
@@ -287,8 +287,8 @@ def measure_gunicorn(validators: int, cards: int, per_card: int, order: str, wor
                      threads: int = 4) -> dict:
     """POST /v1/taps over HTTP to gunicorn (gthread, as `tapstack gateway serve` runs it),
     `validators` terminals uploading their batches at once, each in its own order."""
-    from gateway.app import create_app
-    from gateway.auth import operator_key
+    from gateway.http.app import create_app
+    from gateway.http.auth import operator_key
     from gateway.config import Config
     from gateway.store import SQLiteStore
     from gateway_bench import free_port, process_cpu_seconds, wait_up, worker_pids
@@ -370,7 +370,7 @@ def measure_gunicorn(validators: int, cards: int, per_card: int, order: str, wor
 
 
 def ledger_ok(tx) -> bool:
-    from gateway import ledger
+    from gateway.core import ledger
 
     return ledger.check(tx).ok
 

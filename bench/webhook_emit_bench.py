@@ -26,8 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gateway import webhooks as wh  # noqa: E402
-from gateway.services import iso, new_id, unix  # noqa: E402
+from gateway.core import webhooks as wh  # noqa: E402
+from gateway.core import iso, new_id, unix  # noqa: E402
 from gateway.store import SQLiteStore  # noqa: E402
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)

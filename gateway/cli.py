@@ -35,6 +35,7 @@ def with_database(command):
         import logging
 
         from gateway.config import load
+
         # the pool's own retries would print a warning each; the command says it once
         logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
         from gateway.store import StoreError
@@ -53,8 +54,8 @@ def with_database(command):
 
 def opened(config, *, checked: bool = True, **options):
     """The configured store; with `checked`, refused unless its schema is this code's."""
-    from gateway.app import open_checked_store
     from gateway.config import SecretsError
+    from gateway.http.app import open_checked_store
     from gateway.store import StoreBusy, StoreError
     try:
         return open_checked_store(config) if checked else config.open_store(**options)
@@ -65,12 +66,12 @@ def opened(config, *, checked: bool = True, **options):
 @contextlib.contextmanager
 def working_on(config):
     """The checked store for a command's work; a refusal of the work or of the database is one line."""
-    from gateway.errors import ApiError
+    from gateway.core.errors import DomainError
     from gateway.store import StoreBusy, StoreError
     store = opened(config)
     try:
         yield store
-    except ApiError as e:
+    except DomainError as e:
         raise click.ClickException(e.message)
     except (StoreError, StoreBusy) as e:
         raise DatabaseRefused(f"cannot use the gateway database {config.database}: {e}")
@@ -118,7 +119,7 @@ def check(config, as_json):
     import dataclasses
     import json
 
-    from gateway import ledger
+    from gateway.core import ledger
     from gateway.store import StoreBusy, StoreError
 
     if config.backend == "sqlite" and not config.db_path.is_file():
@@ -175,8 +176,8 @@ ALLOW_PRIVATE_WEBHOOKS = click.option(
 def serve(config, host, port, workers, threads, dev, deliver, allow_private_webhooks, rate_limit_per_minute,
           bill_lookups_per_minute, max_webhook_endpoints):
     """Serve the HTTP API (/v1) with gunicorn, and deliver its webhooks."""
-    from gateway import app as gateway_app
     from gateway.config import SecretsError
+    from gateway.http import app as gateway_app
 
     config.allow_private_webhooks = allow_private_webhooks
     config.rate_limit_per_minute = rate_limit_per_minute
@@ -184,7 +185,7 @@ def serve(config, host, port, workers, threads, dev, deliver, allow_private_webh
     config.max_webhook_endpoints = max_webhook_endpoints
     store = opened(config)  # migrates SQLite, refuses a PostgreSQL schema out of step, before any worker
     try:
-        from gateway.app import SERVED_SECRETS
+        from gateway.http.app import SERVED_SECRETS
         for name in SERVED_SECRETS:
             config.secret(name)
     except SecretsError as e:
@@ -204,8 +205,8 @@ def serve(config, host, port, workers, threads, dev, deliver, allow_private_webh
 @with_database
 def operator_key(config):
     """Print the operator's API key (Authorization: Bearer op_...). Keep it secret."""
-    from gateway.auth import operator_key as key_of
     from gateway.config import SecretsError
+    from gateway.http.auth import operator_key as key_of
     from gateway.store import StoreBusy, StoreError
 
     if config.backend != "sqlite":
@@ -232,15 +233,16 @@ def deliver_webhooks(config, once, interval, timeout, max_attempts, allow_privat
     import threading
     from datetime import datetime, timezone
 
-    from gateway import webhooks
+    from gateway.core import webhooks
+    from gateway.http import delivery
 
     store = opened(config)
     seal_key = config.secret(webhooks.SEAL)
     webhooks.seal_stored_secrets(store, seal_key)
-    deliverer = webhooks.Deliverer(store, clock=lambda: datetime.now(timezone.utc), seal_key=seal_key,
+    deliverer = delivery.Deliverer(store, clock=lambda: datetime.now(timezone.utc), seal_key=seal_key,
                                    timeout=timeout,
                                    policy=webhooks.RetryPolicy(max_attempts=max_attempts),
-                                   post=functools.partial(webhooks.http_post, private_targets=allow_private_webhooks))
+                                   post=functools.partial(delivery.http_post, private_targets=allow_private_webhooks))
     try:
         if once:
             total = 0
@@ -264,7 +266,7 @@ def charge_trips(config, day):
     """Charge a day's token trips to the linked wallets (safe to repeat; late taps charge the difference)."""
     from datetime import datetime, timezone
 
-    from gateway.services import fare_charges
+    from gateway.core import fare_charges
 
     now = datetime.now(timezone.utc)
     try:
@@ -289,7 +291,7 @@ def publish_fares(config, rules_file):
     import json
     from datetime import datetime, timezone
 
-    from gateway.services import fare_charges
+    from gateway.core import fare_charges
 
     try:
         document = json.loads(rules_file.read())

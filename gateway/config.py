@@ -19,7 +19,7 @@ keeps in it (0600: the SQLite database with its -wal and -shm files, the secrets
 master key and their lock). Secrets are never logged; `repr` of a Config does not show them.
 
 `allow_private_webhooks` lets merchants register webhook endpoints on loopback and
-private networks (gateway.webhook_targets); it is for development and tests only.
+private networks (gateway.http.webhook_targets); it is for development and tests only.
 
 Limits (OWASP API4; docs/security.md), the operator's to set: `rate_limit_per_minute`
 requests per merchant, wallet or terminal credential per minute (0: no limit),

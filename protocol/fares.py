@@ -7,11 +7,11 @@ their discounts and daily/weekly caps. `parse_rules` reads its JSON form strictl
 naming the field path of every error; `rules_to_dict` writes it back.
 
 `price_boarding` is the fare of one boarding before transfers and caps: what a
-validator shows and debits from a purse, and what `gateway.trips` starts from.
+validator shows and debits from a purse, and what `gateway.core.trips` starts from.
 
 Pure: plain values in and out, times passed in as aware datetimes. Imports only the
 standard library and `protocol`: the validator prices purse taps with it, the gateway
-prices trips with it (gateway/trips.py), and neither imports the other.
+prices trips with it (gateway/core/trips.py), and neither imports the other.
 
 Rounding: a percentage discount is rounded half up to the whole fen, so the rider
 gets the half fen: 25% off 150 is 38 off (37.5 rounded up), 112 to pay.

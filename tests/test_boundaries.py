@@ -1,12 +1,15 @@
 """Package boundaries: protocol imports no program; the terminal and the wallet import nothing
 of the gateway, the gateway nothing of the terminal or the wallet, and the terminal nothing of
-the wallet (programs talk over the wire only); each package's README says what its room is
-for and what it may import, and lists its modules, nothing more. (SQL only under
+the wallet (programs talk over the wire only); inside the gateway, the core (gateway/core/)
+imports only protocol, the store, the standard library and cryptography (never Flask, never
+gateway.http), and the store nothing of core or http. Each package's README says what its
+room is for and what it may import, and lists its modules, nothing more. (SQL only under
 gateway/store/: tests/gateway/test_sql_only_in_store.py.)"""
 from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,14 +17,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def imported_packages(path: Path) -> set[str]:
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, anywhere in it; `from a import b` counts as a.b too
+    (b may be a module), so `from gateway import http` is seen as gateway.http."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module.split(".")[0])
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
+
+
+def imported_packages(path: Path) -> set[str]:
+    return {name.split(".")[0] for name in imported_modules(path)}
+
+
+def within(name: str, packages) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
 
 
 FORBIDDEN = {  # package -> the packages it never imports
@@ -41,8 +55,36 @@ def test_a_package_never_imports_what_it_must_not(package):
 
 def test_the_rule_sees_an_import_inside_a_function(tmp_path):
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from gateway.services import taps\n    import terminal.run\n")
+    module.write_text("def f():\n    from gateway.core import taps\n    import terminal.run\n")
     assert imported_packages(module) == {"gateway", "terminal"}
+
+
+# gateway/core is the functional core; gateway/http the web shell around it; gateway/store the database.
+CORE_MAY_IMPORT = ("gateway.core", "gateway.store", "protocol", "cryptography")
+STORE_NEVER_IMPORTS = ("gateway.core", "gateway.http")
+
+
+def test_the_core_imports_only_protocol_the_store_the_standard_library_and_cryptography():
+    offenders = {}
+    for path in sorted((ROOT / "gateway" / "core").rglob("*.py")):
+        outside = {name for name in imported_modules(path)
+                   if name.split(".")[0] not in sys.stdlib_module_names and not within(name, CORE_MAY_IMPORT)}
+        if outside:
+            offenders[str(path.relative_to(ROOT))] = sorted(outside)
+    assert offenders == {}
+
+
+def test_the_store_imports_nothing_of_the_core_or_the_http_shell():
+    offenders = {str(p.relative_to(ROOT)): sorted(n for n in imported_modules(p) if within(n, STORE_NEVER_IMPORTS))
+                 for p in sorted((ROOT / "gateway" / "store").rglob("*.py"))}
+    assert {path: found for path, found in offenders.items() if found} == {}
+
+
+def test_the_core_rule_sees_flask_the_http_shell_and_a_package_import(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("import flask\ndef f():\n    from gateway import http\n    from gateway.core import ledger\n")
+    names = imported_modules(module)
+    assert {n for n in names if not within(n, CORE_MAY_IMPORT)} == {"flask", "gateway", "gateway.http"}
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
@@ -67,3 +109,18 @@ def test_the_readme_lists_every_module_and_only_modules_that_exist(package):
     gone = {m for m in listed if not (base / m).exists() and not any(base.glob(f"*/{m}"))
             and not (ROOT / m).exists()}
     assert gone == set()
+
+
+# The demo runs the terminals it needs as processes, through their own commands (`tapstack
+# terminal till`), and reads them as an operator would: it imports no terminal module. The buses
+# are the exception still: they replay a simulated day (16 hours in under a minute), and
+# `tapstack terminal validator` has no clock the demo can set, so buses.py runs the validator
+# in process until it has one.
+DEMO_TERMINAL_EXCEPTIONS = {"tapstack/demo/buses.py"}
+
+
+def test_the_demo_imports_no_terminal_module():
+    offenders = {str(p.relative_to(ROOT)) for p in sorted((ROOT / "tapstack" / "demo").rglob("*.py"))
+                 if "terminal" in imported_packages(p)}
+    assert offenders - DEMO_TERMINAL_EXCEPTIONS == set()
+    assert DEMO_TERMINAL_EXCEPTIONS <= offenders  # an exception no longer needed is removed from the list

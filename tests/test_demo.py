@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from tapstack.demo import city, demo_command
 from tapstack.demo.run import Options, run
-from tapstack.demo.stack import DemoError, acquire_lock, check_port, release_lock
+from tapstack.demo.stack import Console, DemoError, acquire_lock, check_port, release_lock
 from wallet import pcscd
 
 DAY = date(2026, 11, 26)
@@ -112,6 +112,65 @@ def test_a_port_in_use_is_refused_and_nothing_is_left(tmp_path):
     assert not (tmp_path / "demo.pid").exists()
 
 
+# --- the terminals' processes ---------------------------------------------------------------
+
+FAKE_TILL = """
+import sys
+print("till ready", flush=True)
+for line in sys.stdin:
+    if line.strip() == "die":
+        print("OUT OF SERVICE  journal: disk full", flush=True)
+        sys.exit(3)
+    print("SALE " + line.strip(), flush=True)
+"""
+
+
+def test_a_terminal_is_operated_on_its_input_and_one_that_dies_is_named_with_its_last_lines(tmp_path):
+    log = tmp_path / "till-1.log"
+    till = Console("till 1", [sys.executable, "-c", FAKE_TILL], log)
+    try:
+        till.expect("till ", timeout=20)
+        till.type("12.50 demo-1")
+        till.type("9.00 demo-2")
+        assert till.expect("SALE", containing="demo-2", timeout=20) == "SALE 9.00 demo-2"  # demo-1 passed by
+        till.type("die")
+        with pytest.raises(DemoError, match=r"till 1 stopped \(exit status 3\); the last lines of .*till-1.log: "
+                                            r".*OUT OF SERVICE  journal: disk full"):
+            till.expect("APPROVED", timeout=20)
+        with pytest.raises(DemoError, match="till 1 stopped"):
+            till.type("9.00 demo-3")
+    finally:
+        till.stop()
+    assert log.read_text().splitlines() == ["till ready", "SALE 12.50 demo-1", "SALE 9.00 demo-2",
+                                            "OUT OF SERVICE  journal: disk full"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return not Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def test_stopping_a_terminal_stops_what_it_started_too(tmp_path):
+    program = ("import subprocess, sys, time\n"
+               "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+               "print(f'child {child.pid}', flush=True)\n"
+               "time.sleep(120)\n")
+    terminal = Console("bus 9", [sys.executable, "-c", program], tmp_path / "bus-9.log")
+    try:
+        child = int(terminal.expect("child ", timeout=20).split()[1])
+        with pytest.raises(DemoError, match=r"bus 9 did not answer within 0 s"):
+            terminal.expect("ACCEPTED", timeout=0.2)
+    finally:
+        terminal.stop()
+    assert not terminal.running()
+    deadline = time.monotonic() + 10
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(child)
+
+
 # --- end to end -----------------------------------------------------------------------------
 
 @pytest.fixture(autouse=True)
@@ -147,8 +206,8 @@ def two_runs(tmp_path_factory):
 
 def gateway_api(data: Path):
     """The finished demo's gateway, read through its own API (in process, over the same data dir)."""
-    from gateway.app import create_app
-    from gateway.auth import operator_key
+    from gateway.http.app import create_app
+    from gateway.http.auth import operator_key
     from gateway.config import Config
 
     config = Config(data / "gateway")
@@ -167,7 +226,7 @@ def test_the_summary_is_what_the_gateway_holds(two_runs):
     summary, data, port = two_runs[0]
     plan = city.plan_day(SEED, RIDERS, date.fromisoformat(summary.day))
     api = gateway_api(data)
-    from gateway.dashboard import day_bounds
+    from gateway.core.dashboard import day_bounds
 
     since, until = day_bounds(plan.day, city.ZONE)
     ridership = api(f"/v1/taps/ridership?from={since}&to={until}")["data"]
@@ -207,9 +266,27 @@ def test_the_summary_is_what_the_gateway_holds(two_runs):
     # the books
     assert summary.ledger_ok
     assert all(t["net"] == 0 for t in summary.ledger_totals.values())
-    # everything the demo started is gone: the gateway's port is free again, the lock released
+    # the till ran as `tapstack terminal till`: its panel is in its log
+    till_log = (data / "logs" / "till-1.log").read_text().splitlines()
+    assert till_log[0].startswith("till ")
+    assert sum(1 for line in till_log if line.startswith("APPROVED")) == len(plan.purchases)
+    # everything the demo started is gone: the gateway's port is free again, the till stopped, the lock released
     check_port(port)
+    assert processes_naming(str(data)) == []
     assert not (data / "demo.pid").exists()
+
+
+def processes_naming(text: str) -> list[int]:
+    """The pids of the live processes whose command line holds `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and alive(int(entry.name)):
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
 
 
 def recorded_pcscd(data: Path) -> int | None:
@@ -231,7 +308,7 @@ def start_demo_until_its_day(data: Path, port: int, attempts: int = 5):
         seen = []
         for line in demo.stdout:
             seen.append(line)
-            if "the day of" in line:  # pcscd, the gateway and the buses are all running now
+            if "the day of" in line:  # pcscd, the gateway, the buses and the till are all running now
                 return demo, recorded_pcscd(data)
         demo.wait(30)
         if "pcscd" not in "".join(seen):  # not a race with another suite's pcscd: a failure
@@ -254,6 +331,7 @@ def test_ctrl_c_stops_everything_it_started(tmp_path):
     assert "everything it started has been stopped" in rest
     with pytest.raises(ProcessLookupError):
         os.kill(ours, 0)
+    assert processes_naming(str(tmp_path)) == []  # the till and the gateway too
     check_port(port)
     assert not (tmp_path / "demo.pid").exists()
 
@@ -264,7 +342,8 @@ def test_what_a_killed_demo_left_running_is_stopped_by_the_next(tmp_path):
     demo.kill()  # SIGKILL: no teardown at all
     demo.communicate(timeout=30)
     assert ours is not None
-    os.kill(ours, 0)  # its pcscd and gateway live on
+    os.kill(ours, 0)  # its pcscd, gateway and till live on
+    assert processes_naming(str(tmp_path / "validators" / "till-1.journal"))
     with pytest.raises(DemoError, match="in use"):
         check_port(port)
     lock = acquire_lock(tmp_path)  # what the next demo does first
@@ -272,6 +351,7 @@ def test_what_a_killed_demo_left_running_is_stopped_by_the_next(tmp_path):
         with pytest.raises(ProcessLookupError):
             os.kill(ours, 0)
         check_port(port)
+        assert processes_naming(str(tmp_path)) == []
     finally:
         release_lock(lock)
 

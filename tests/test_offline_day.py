@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from gateway import ledger
-from gateway.services import clearing
+from gateway.core import clearing, ledger
 from terminal.bus import Validator
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader

@@ -12,23 +12,28 @@ from dataclasses import replace
 from pathlib import Path
 
 from protocol import certs, ed25519
-from protocol import purse as p
+from protocol.purse import (
+    AID, CLA, DEBIT_SIZE, Fci, ID_SIZE, INS_DEBIT, INS_GET_RECEIPT, INS_LOCK, INS_TOPUP,
+    KIND_DEBIT, KIND_TOPUP, LOCK_DOMAIN, MAX_AMOUNT, MAX_BALANCE, MAX_COUNTER,
+    PurseError, Receipt, SW_BALANCE_LIMIT, SW_INSUFFICIENT_BALANCE, SW_LOCKED,
+    SW_NO_RECEIPT, TOPUP_SIZE, parse_debit, parse_topup, sign_receipt, topup_message,
+)
 from protocol.apdu import (SW_CLA_NOT_SUPPORTED, SW_CONDITIONS_NOT_SATISFIED, SW_INS_NOT_SUPPORTED,
                            SW_MEMORY_FAILURE, SW_OK, SW_SECURITY_STATUS, SW_UNKNOWN, SW_WRONG_DATA,
                            SW_WRONG_LENGTH, SW_WRONG_P1P2, CommandAPDU, respond)
 from wallet.card import VirtualCard
 from wallet.state import FileStore, MemoryStore, PurseState
 
-_NO_TERMINAL = bytes(p.ID_SIZE)
+_NO_TERMINAL = bytes(ID_SIZE)
 
 
-def fci(state: PurseState) -> p.Fci:
-    return p.Fci(state.card_id, state.currency, state.balance, state.counter, state.locked, state.certificate)
+def fci(state: PurseState) -> Fci:
+    return Fci(state.card_id, state.currency, state.balance, state.counter, state.locked, state.certificate)
 
 
 def answer(state: PurseState, command: CommandAPDU) -> tuple[PurseState, bytes]:
     """One command to the selected purse: (next state, response APDU bytes). Pure."""
-    if command.cla != p.CLA:
+    if command.cla != CLA:
         if command.cla == 0x00:  # interindustry class: only SELECT by name, which the card routes
             return state, respond(SW_WRONG_P1P2 if command.ins == 0xA4 else SW_INS_NOT_SUPPORTED)
         return state, respond(SW_CLA_NOT_SUPPORTED)
@@ -41,47 +46,47 @@ def answer(state: PurseState, command: CommandAPDU) -> tuple[PurseState, bytes]:
 
 
 def _debit(state: PurseState, data: bytes) -> tuple[PurseState, bytes]:
-    if len(data) != p.DEBIT_SIZE:
+    if len(data) != DEBIT_SIZE:
         return state, respond(SW_WRONG_LENGTH)
     try:
-        debit = p.parse_debit(data)
-    except p.PurseError:  # unknown currency code
+        debit = parse_debit(data)
+    except PurseError:  # unknown currency code
         return state, respond(SW_WRONG_DATA)
     if state.locked:
-        return state, respond(p.SW_LOCKED)
-    if not 1 <= debit.amount <= p.MAX_AMOUNT or debit.currency != state.currency:
+        return state, respond(SW_LOCKED)
+    if not 1 <= debit.amount <= MAX_AMOUNT or debit.currency != state.currency:
         return state, respond(SW_WRONG_DATA)
-    if state.counter >= p.MAX_COUNTER:
+    if state.counter >= MAX_COUNTER:
         return state, respond(SW_CONDITIONS_NOT_SATISFIED)
     if debit.amount > state.balance:
-        return state, respond(p.SW_INSUFFICIENT_BALANCE)
-    receipt = p.sign_receipt(state.seed, p.Receipt(
-        p.KIND_DEBIT, state.card_id, state.counter + 1, debit.amount, state.balance - debit.amount,
+        return state, respond(SW_INSUFFICIENT_BALANCE)
+    receipt = sign_receipt(state.seed, Receipt(
+        KIND_DEBIT, state.card_id, state.counter + 1, debit.amount, state.balance - debit.amount,
         state.currency, debit.terminal_id, debit.nonce, debit.time)).to_bytes()
     return (state.with_receipt(receipt, balance=state.balance - debit.amount, counter=state.counter + 1),
             respond(SW_OK, receipt))
 
 
 def _topup(state: PurseState, data: bytes) -> tuple[PurseState, bytes]:
-    if len(data) != p.TOPUP_SIZE:
+    if len(data) != TOPUP_SIZE:
         return state, respond(SW_WRONG_LENGTH)
     try:
-        topup = p.parse_topup(data)
-    except p.PurseError:
+        topup = parse_topup(data)
+    except PurseError:
         return state, respond(SW_WRONG_DATA)
     if state.locked:
-        return state, respond(p.SW_LOCKED)
-    if not 1 <= topup.amount <= p.MAX_AMOUNT or topup.currency != state.currency:
+        return state, respond(SW_LOCKED)
+    if not 1 <= topup.amount <= MAX_AMOUNT or topup.currency != state.currency:
         return state, respond(SW_WRONG_DATA)
-    if not ed25519.verify(state.issuer_public_key, p.topup_message(state.card_id, topup), topup.signature):
+    if not ed25519.verify(state.issuer_public_key, topup_message(state.card_id, topup), topup.signature):
         return state, respond(SW_SECURITY_STATUS)
-    if topup.counter != state.counter or state.counter >= p.MAX_COUNTER:  # stale or replayed
+    if topup.counter != state.counter or state.counter >= MAX_COUNTER:  # stale or replayed
         return state, respond(SW_CONDITIONS_NOT_SATISFIED)
-    if state.balance + topup.amount > p.MAX_BALANCE:
-        return state, respond(p.SW_BALANCE_LIMIT)
+    if state.balance + topup.amount > MAX_BALANCE:
+        return state, respond(SW_BALANCE_LIMIT)
     balance = state.balance + topup.amount
-    receipt = p.sign_receipt(state.seed, p.Receipt(
-        p.KIND_TOPUP, state.card_id, state.counter + 1, topup.amount, balance, state.currency,
+    receipt = sign_receipt(state.seed, Receipt(
+        KIND_TOPUP, state.card_id, state.counter + 1, topup.amount, balance, state.currency,
         _NO_TERMINAL, topup.reference, topup.time)).to_bytes()
     return state.with_receipt(receipt, balance=balance, counter=state.counter + 1), respond(SW_OK, receipt)
 
@@ -93,26 +98,26 @@ def _get_receipt(state: PurseState, data: bytes) -> tuple[PurseState, bytes]:
         found = state.receipts[-1:]
     else:  # the receipt of one transaction, by its counter (offset 10 of a receipt)
         found = [r for r in state.receipts if r[10:14] == data]
-    return state, respond(SW_OK, found[0]) if found else respond(p.SW_NO_RECEIPT)
+    return state, respond(SW_OK, found[0]) if found else respond(SW_NO_RECEIPT)
 
 
 def _lock(state: PurseState, data: bytes) -> tuple[PurseState, bytes]:
     if len(data) != ed25519.SIGNATURE_SIZE:
         return state, respond(SW_WRONG_LENGTH)
-    if not ed25519.verify(state.issuer_public_key, p.LOCK_DOMAIN + state.card_id, data):
+    if not ed25519.verify(state.issuer_public_key, LOCK_DOMAIN + state.card_id, data):
         return state, respond(SW_SECURITY_STATUS)
     if state.locked:
         return state, respond(SW_OK)
     return replace(state, locked=True), respond(SW_OK)
 
 
-_HANDLERS = {p.INS_DEBIT: _debit, p.INS_TOPUP: _topup, p.INS_GET_RECEIPT: _get_receipt, p.INS_LOCK: _lock}
+_HANDLERS = {INS_DEBIT: _debit, INS_TOPUP: _topup, INS_GET_RECEIPT: _get_receipt, INS_LOCK: _lock}
 
 
 class PurseApplet:
     """The purse as an Applet of wallet/card.py, keeping its state in a store."""
 
-    aid = p.AID
+    aid = AID
 
     def __init__(self, store: MemoryStore | FileStore):
         self.store = store

@@ -18,7 +18,9 @@ from pathlib import Path
 import click
 
 from protocol import certs, ed25519
-from protocol import purse as p
+from protocol.purse import (
+    CURRENCY_CODES, ID_SIZE, KIND_DEBIT, MAX_BALANCE, PurseError, parse_receipt,
+)
 from wallet.card import VirtualCard
 from wallet.purse import PurseApplet, issue_purse
 from wallet.state import FileStore, MemoryStore, WalletFileError
@@ -71,9 +73,9 @@ def demo_purse_card(balance: int = 2000, currency: str = "CNY", card_id: bytes =
 
 @click.command("new-purse")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--balance", type=click.IntRange(0, p.MAX_BALANCE), default=2000, show_default=True,
+@click.option("--balance", type=click.IntRange(0, MAX_BALANCE), default=2000, show_default=True,
               help="Opening balance in minor units (fen).")
-@click.option("--currency", type=click.Choice(sorted(p.CURRENCY_CODES)), default="CNY", show_default=True)
+@click.option("--currency", type=click.Choice(sorted(CURRENCY_CODES)), default="CNY", show_default=True)
 @click.option("--card-id", default=DEMO_CARD_ID.hex(), show_default=True, help="8 bytes in hex.")
 @click.option("--uid", default=None, help="The card's UID in hex (4, 7 or 10 bytes); from the card id if not given.")
 def new_purse_command(path: Path, balance: int, currency: str, card_id: str, uid: str | None):
@@ -83,7 +85,7 @@ def new_purse_command(path: Path, balance: int, currency: str, card_id: str, uid
         uid_bytes = bytes.fromhex(uid) if uid is not None else None
     except ValueError:
         raise click.UsageError("--card-id and --uid are hex") from None
-    if len(card) != p.ID_SIZE or (uid_bytes is not None and len(uid_bytes) not in (4, 7, 10)):
+    if len(card) != ID_SIZE or (uid_bytes is not None and len(uid_bytes) not in (4, 7, 10)):
         raise click.UsageError("--card-id is 8 bytes; --uid is 4, 7 or 10 bytes")
     try:
         demo = demo_purse_card(balance=balance, currency=currency, card_id=card, uid=uid_bytes, path=path)
@@ -106,11 +108,11 @@ def show_purse_command(path: Path):
                f"{'locked' if state.locked else 'active'}")
     for raw in reversed(state.receipts):
         try:
-            r = p.parse_receipt(raw)
-        except p.PurseError as e:
+            r = parse_receipt(raw)
+        except PurseError as e:
             click.echo(f"  unreadable receipt: {e}")
             continue
-        what = "debit " if r.kind == p.KIND_DEBIT else "top-up"
-        where = r.terminal_id.decode("ascii", "replace") if r.kind == p.KIND_DEBIT else "issuer"
+        what = "debit " if r.kind == KIND_DEBIT else "top-up"
+        where = r.terminal_id.decode("ascii", "replace") if r.kind == KIND_DEBIT else "issuer"
         click.echo(f"  #{r.counter:<6} {what} {r.amount:>7}  balance {r.balance_after:>7}  "
                    f"{r.at:%Y-%m-%d %H:%M:%S}Z  {where}  nonce {r.nonce.hex()}")

@@ -2,7 +2,9 @@
 
 city.py plans the day from a seed (pure); stack.py starts and stops the processes and
 runs the preflight checks; buses.py is the validator program on the real reader paths;
-receiver.py is the merchants' webhook endpoint; run.py orchestrates; summary.py reports.
+shop.py operates `tapstack terminal till` as a process; world.py is the city's people and
+businesses acting through the gateway's API; receiver.py is the merchants' webhook
+endpoint; run.py orchestrates; summary.py reports.
 docs/demo.md describes what it does and prints.
 """
 from __future__ import annotations

@@ -25,7 +25,7 @@ from protocol.uplink import Client, urllib_send
 from terminal.journal import Journal
 from terminal.readers import open_reader
 from terminal.run import Settings, Validator, default_terminal_id
-from terminal.uploader import Uploader
+from terminal.uploader import Uploader, upload_all
 
 ARRIVAL_TIMEOUT = 5.0  # seconds for the reader to see a presented card
 REMOVAL_TIMEOUT = 5.0
@@ -130,6 +130,24 @@ class Bus:
         self._cancel.set()
         self._jobs.put(None)
         self._thread.join(15)
+
+    def unsent(self) -> int:
+        """Taps in the bus's journal that the gateway has not answered yet."""
+        journal = Journal(self.config.journal, self.terminal_id)
+        try:
+            return journal.counts()["unsent"]
+        finally:
+            journal.close()
+
+    def flush(self) -> list[dict]:
+        """Upload what the journal still holds (the bus stopped, its network back); its taps."""
+        c = self.config
+        journal = Journal(c.journal, self.terminal_id)
+        try:
+            upload_all(journal, Client(c.gateway, c.key_id, c.secret), _utc_now)
+            return journal.taps()
+        finally:
+            journal.close()
 
     # -- the bus's own thread --------------------------------------------------------------
 

@@ -14,8 +14,9 @@ The shell around tapstack.demo.city's plan. In order:
 4. the day: three buses (tapstack.demo.buses, the real terminal.run.Validator) take
    their taps in parallel, two through pcscd + vpcd and one through nfcpy's udp
    emulation, each in simulated time order; bus 9 loses its network for four hours and
-   journals; then the bills are paid by scanning their QR images and the shop sells by
-   checkout code and pay code;
+   journals. Meanwhile the corner shop's till (`tapstack terminal till`, a process of its
+   own, tapstack.demo.shop) sells by purse tap, pay code and checkout code; then the bills
+   are paid by scanning their QR images;
 5. close: journals uploaded, webhooks delivered, the figures read back from the
    gateway's API and its ledger check, the summary printed.
 Everything started is stopped on the way out, on error and on Ctrl-C alike.
@@ -147,7 +148,7 @@ def _uninterrupted():
 
 def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitStack, progress: Progress,
          echo) -> Summary:
-    from gateway.auth import operator_key
+    from gateway.http.auth import operator_key
     from gateway.config import load as load_config
     from wallet import pcscd
 
@@ -201,9 +202,15 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
         bus.start()
         cleanup.callback(bus.stop)
 
+    shop = world.open_shop()  # `tapstack terminal till`, open while the buses run
+    cleanup.callback(shop.close)
+    stack.record_child(lock, shop.pid, str(shop.journal))
+
     mark = time.monotonic()
-    progress.phase(f"the day of {plan.day} (Asia/Shanghai), 06:00-22:00 simulated: {len(plan.taps)} planned taps")
-    presented = ride_the_day(plan, buses, world.cards, progress)
+    progress.phase(f"the day of {plan.day} (Asia/Shanghai), 06:00-22:00 simulated: {len(plan.taps)} planned taps; "
+                   f"the corner shop's till (`tapstack terminal till`, reader on nfcpy udp) takes "
+                   f"{len(plan.purchases)} sales by purse tap, pay code and checkout QR")
+    presented = ride_the_day(plan, buses, world.cards, progress, beside=lambda rides: world.shop(shop, rides))
     # The PC/SC phase: from the first tap until the last PC/SC bus has taken its last one.
     tapping = max(b.finished_at for b in buses.values() if b.config.transport == "vpcd") - mark
     timings["day"], timings["pcsc_tapping"] = time.monotonic() - mark, tapping
@@ -211,16 +218,13 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
     mark = time.monotonic()
     progress.phase(f"water bills: {len(plan.bills)} issued, paid by wallets scanning the QR images")
     world.bills()
-    progress.phase(f"corner shop: {len(plan.purchases)} sales at its till (reader on nfcpy udp) by purse tap, "
-                   "pay code and checkout QR")
-    world.shop()
-    timings["bills_shop"] = time.monotonic() - mark
+    timings["bills"] = time.monotonic() - mark
 
     mark = time.monotonic()
     progress.phase("close of day: journals uploaded and cleared, webhooks delivered, ledger checked")
     for bus in buses.values():
         bus.stop()
-    journals = {name: world.flush(bus) for name, bus in buses.items()}
+    journals = {name: bus.flush() for name, bus in buses.items()}
     expected_hooks = sum(1 for b in plan.bills if b.paid) + sum(1 for s in plan.purchases if s.method != "tap")
     if not receiver.wait_for(expected_hooks, WEBHOOK_WAIT):
         progress.phase(f"warning: {receiver.received()} of {expected_hooks} webhooks arrived within "
@@ -244,9 +248,12 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
     return summary
 
 
-def ride_the_day(plan: city.DayPlan, buses: dict[str, Bus], cards: dict, progress: Progress) -> list[Presented]:
+def ride_the_day(plan: city.DayPlan, buses: dict[str, Bus], cards: dict, progress: Progress,
+                 beside: Callable[[dict[str, threading.Event]], None] | None = None) -> list[Presented]:
     """The buses take the day's taps in parallel, each in time order; a rider's tap waits for
-    that rider's previous one wherever it was (one card is never in two fields at once)."""
+    that rider's previous one wherever it was (one card is never in two fields at once).
+    `beside(last_rides)` runs on its own thread meanwhile (the shop), given each rider's
+    event of the last ride; the day ends when it has ended too, and its error ends the day."""
     results: queue.Queue = queue.Queue()
     last_done: dict[str, threading.Event] = {}
     days: dict[str, list] = {route: [] for route in buses}
@@ -257,17 +264,24 @@ def ride_the_day(plan: city.DayPlan, buses: dict[str, Bus], cards: dict, progres
     service_start = city.local_time(plan.day, city.FIRST_HOUR)
     for route, bus in buses.items():
         bus.ride(service_start, days[route], plan.outage if route == city.OFFLINE_ROUTE else None, results)
+    if beside is not None:
+        threading.Thread(target=_beside, args=(beside, dict(last_done), results), name="beside the day",
+                         daemon=True).start()
     offline_bus = buses[city.OFFLINE_ROUTE]
     presented: list[Presented] = []
     running, was_up, checkpoint = len(buses), True, 10
+    beside_running = beside is not None
     day_start = city.local_time(plan.day, city.FIRST_HOUR)
-    while running:
+    while running or beside_running:
         try:
             found = results.get(timeout=1.0)
         except queue.Empty:
             found = False
         if isinstance(found, BaseException):
             raise found
+        if found is BESIDE_DONE:
+            beside_running = False
+            continue
         if found is None:
             running -= 1
         elif found:
@@ -276,11 +290,11 @@ def ride_the_day(plan: city.DayPlan, buses: dict[str, Bus], cards: dict, progres
             was_up = offline_bus.network.up
             cut, back = (t.astimezone(city.ZONE) for t in plan.outage)
             progress.phase(
-                f"{back:%H:%M} bus {city.OFFLINE_ROUTE} is back online: the {bus_unsent(offline_bus)} tap(s) "
+                f"{back:%H:%M} bus {city.OFFLINE_ROUTE} is back online: the {offline_bus.unsent()} tap(s) "
                 "waiting in its journal are uploaded" if was_up else
                 f"{cut:%H:%M} bus {city.OFFLINE_ROUTE} has lost its network until {back:%H:%M}: "
                 "it goes on deciding taps and journals them")
-        if found or not running:
+        if found or (not running and found is None):
             decided = [p for p in presented if p.decision is not None]
             accepted = sum(1 for p in decided if p.decision.accepted)
             # The city's clock: the simulated time of the bus furthest behind that is still running.
@@ -296,11 +310,13 @@ def ride_the_day(plan: city.DayPlan, buses: dict[str, Bus], cards: dict, progres
     return presented
 
 
-def bus_unsent(bus: Bus) -> int:
-    from terminal.journal import Journal
+BESIDE_DONE = object()
 
-    journal = Journal(bus.config.journal, bus.terminal_id)
+
+def _beside(work: Callable, last_rides: dict[str, threading.Event], results: queue.Queue) -> None:
     try:
-        return journal.counts()["unsent"]
-    finally:
-        journal.close()
+        work(last_rides)
+    except BaseException as e:  # handed to the demo's thread, which stops the demo
+        results.put(e)
+    else:
+        results.put(BESIDE_DONE)

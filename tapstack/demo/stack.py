@@ -1,5 +1,6 @@
 """The demo's moving parts as processes it starts and stops: the pid lock, the gateway
-(`tapstack gateway serve` under gunicorn, delivering webhooks too) and the preflight checks.
+(`tapstack gateway serve` under gunicorn, delivering webhooks too), the terminal programs it
+operates on their input and output (`Console`: the till) and the preflight checks.
 
 Every process is started in its own session and stopped by its own pid (SIGTERM to its
 process group, then SIGKILL), so nothing else on the machine is touched.
@@ -9,11 +10,13 @@ from __future__ import annotations
 import errno
 import importlib.util
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -207,6 +210,82 @@ class Process:
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+
+class Console(Process):
+    """A terminal program the demo operates as its operator would: commands typed on its stdin,
+    its panel read line by line from its stdout (each line copied to its log as it comes)."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path):
+        self.name, self.log_path = name, log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "a", encoding="utf-8")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
+        self.popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      start_new_session=True, env=env, text=True, encoding="utf-8",
+                                      errors="replace", bufsize=1)
+        self._lines: queue.Queue = queue.Queue()
+        self._copier = threading.Thread(target=self._copy, name=f"{name} output", daemon=True)
+        self._copier.start()
+
+    def _copy(self) -> None:
+        for line in self.popen.stdout:
+            self._log.write(line)
+            self._log.flush()
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)  # end of output: the program stopped
+
+    def type(self, line: str) -> None:
+        """One line on the program's input; DemoError when it no longer reads any."""
+        try:
+            self.popen.stdin.write(line + "\n")
+            self.popen.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            raise self.stopped() from None
+
+    def expect(self, *prefixes: str, timeout: float, containing: str = "") -> str:
+        """The next output line that starts with one of `prefixes` (and holds `containing`);
+        DemoError, with the last lines of its log, when the program stops or says nothing such in time."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                self._lines.put(None)  # stays at the end for the next caller
+                raise self.stopped()
+            if line.startswith(prefixes) and containing in line:
+                return line
+        raise DemoError(f"{self.name} did not answer within {timeout:.0f} s (its log {self.log_path}: "
+                        f"{self.tail()})")
+
+    def stopped(self) -> DemoError:
+        try:
+            code = self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        return DemoError(f"{self.name} stopped ({how}); the last lines of {self.log_path}: {self.tail()}")
+
+    def finish(self, timeout: float) -> int:
+        """Wait for the program to end by itself (after `quit`); its exit status."""
+        try:
+            code = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise DemoError(f"{self.name} did not stop within {timeout:.0f} s of quit: {self.tail()}") from None
+        self._copier.join(5)
+        return code
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        self._copier.join(5)
+        for stream in (self.popen.stdin, self.popen.stdout):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
+        self._log.close()
 
 
 def tapstack_command(*args: str) -> list[str]:

@@ -89,21 +89,22 @@ class World:
 
     def link_card(self, rider_id: str) -> None:
         """The rider links the bank or transit card to the wallet: the app asks for a link code and
-        the card is tapped once at the bus company's link desk (terminal.link, in-process reader)."""
-        from protocol.uplink import Client
-        from terminal.link import LinkRefused, link_card
-        from terminal.readers.mock import MockReader
+        the bus company's link desk sends the card's token with it (POST /v1/card-links/{code}/tap,
+        signed with a validator's key). The demo made the card, so it knows the token a reader
+        computes from it (protocol.tokens, the operator's token key); reading cards is the buses' part."""
+        from protocol.tokens import pan_token, uid_token
+        from protocol.uplink import Client, GatewayError
 
+        rider = self.plan.rider(rider_id)
+        token = pan_token(self.token_key, rider.pan) if rider.card == "emv" else uid_token(self.token_key, rider.uid)
         wallet_id, credential = self.wallets[rider_id]
         code = Gateway(self.url, credential).post(f"/v1/wallets/{wallet_id}/card-links", {})["code"]
         key_id, secret = self.terminals[city.ROUTES[0].id]
-        desk = MockReader(self.cards[rider_id])
         try:
-            link_card(desk, Client(self.url, key_id, secret), code, self.token_key, wait=5)
-        except LinkRefused as e:
+            Client(self.url, key_id, secret).post(f"/v1/card-links/{code}/tap", {"token": token},
+                                                  idempotency_key=f"link-{wallet_id}")
+        except GatewayError as e:
             raise DemoError(f"the card of {rider_id} could not be linked: {e}") from None
-        finally:
-            desk.remove()  # the card leaves the desk's field, powered off
 
     def _purse(self, rider: city.Rider, wallet_id: str, credential: str):
         """A phone's purse: its key certified by the gateway's issuer, value loaded through purse-loads."""
@@ -194,39 +195,33 @@ class World:
                 app = self._app(b.rider)
                 app.pay(app.read(png))
 
-    def shop(self) -> None:
-        """The corner shop's sales through its real till (tapstack.demo.shop)."""
+    def open_shop(self):
+        """The corner shop's till, started as its own process (tapstack.demo.shop); ready() before selling."""
         from tapstack.demo.shop import Shop
 
-        shop = Shop(self.url, *self.till, self.data_dir, self.data_dir / "logs" / "till-1.log")
-        try:
-            for n, sale in enumerate(self.plan.purchases, 1):
-                if sale.method == "tap":  # the shopper tops the purse up in the app first
-                    self.load_purse(sale.rider, sale.amount)
-                shop.sell(n, sale.amount, sale.method, self._app(sale.rider), self.cards[sale.rider])
-            shop.flush()
-        finally:
-            shop.close()
+        return Shop(self.url, *self.till, self.token_key, city.CURRENCY, self.data_dir,
+                    self.data_dir / "logs" / "till-1.log")
+
+    def shop(self, shop, last_rides: dict) -> None:
+        """The corner shop's sales at its till, during the day, then its close: what it journalled is
+        uploaded. A shopper paying by purse tap shops after the last ride of the day (one card is
+        never in two fields at once); `last_rides` holds each rider's event of that ride."""
+        shop.ready()
+        for n, sale in enumerate(self.plan.purchases, 1):
+            if sale.method == "tap":
+                ride = last_rides.get(sale.rider)
+                while ride is not None and not ride.wait(0.2):
+                    shop.check_open()
+                self.load_purse(sale.rider, sale.amount)  # the shopper tops the purse up in the app first
+            shop.sell(n, sale.amount, sale.method, self._app(sale.rider), self.cards[sale.rider])
+        shop.close_day()
         self.sales = shop.sales
 
     # -- close of day --
 
-    def flush(self, bus: Bus) -> list[dict]:
-        """Upload what the bus's journal still holds (network back, uploader stopped); its taps."""
-        from protocol.uplink import Client
-        from terminal.journal import Journal
-        from terminal.uploader import upload_all
-
-        journal = Journal(bus.config.journal, bus.terminal_id)
-        try:
-            upload_all(journal, Client(self.url, bus.config.key_id, bus.config.secret), utc_now)
-            return journal.taps()
-        finally:
-            journal.close()
-
     def summary(self, presented: list[Presented], journals: dict[str, list[dict]], buses: dict[str, Bus],
                 tapping: float, gateway_dir: Path, database: str | None = None) -> Summary:
-        from gateway.dashboard import day_bounds
+        from gateway.core.dashboard import day_bounds
 
         plan, op = self.plan, self.operator
         taps = [t for rows in journals.values() for t in rows]

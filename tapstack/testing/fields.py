@@ -103,8 +103,6 @@ class Field:
         try:
             if self.transport is not None:
                 self.transport.stop()
-            if self.kind == "pcscd+vpcd":  # leave the slot empty for the next field
-                self.reader.wait_for_removal(3)
             self.reader.close()
         finally:
             if self._on_close is not None:
@@ -135,6 +133,7 @@ class Stage:
         self.say = say or (lambda line: None)  # a line for the person waiting
         self._own_daemon = False
         self._slots_in_use: set[int] = set()
+        self._freed_at: dict[int, float] = {}  # slot -> when its last field closed
         self._failed: str | None = None
 
     def pcscd(self) -> pcscd_harness.Pcscd:
@@ -204,17 +203,23 @@ class Stage:
         free = [i for i in range(len(daemon.readers)) if i not in self._slots_in_use]
         if not free:
             raise StageError(f"pcscd serves {len(daemon.readers)} vpcd readers and all are in use")
-        slot = free[0]
+        # pcscd notices a card gone only at its next status poll (up to 400 ms): the slot freed
+        # longest ago is the one most likely seen empty already, so opening rarely waits
+        slot = min(free, key=lambda i: self._freed_at.get(i, 0.0))
         vpcd_reader = daemon.readers[slot]
         card_side = VpcdCard(None, vpcd_reader.port).start()
         reader = PcscReader(vpcd_reader.pcsc_name)
         self._slots_in_use.add(slot)
-        field = Field("pcscd+vpcd", reader, card_side, card_side, on_close=lambda: self._slots_in_use.discard(slot))
+        field = Field("pcscd+vpcd", reader, card_side, card_side, on_close=lambda: self._free(slot))
         if not reader.wait_for_removal(3):
             holder = pcscd_harness.slot_holder(vpcd_reader.port)
             field.close()
             raise StageError(_slot_taken(vpcd_reader, holder))
         return field
+
+    def _free(self, slot: int) -> None:
+        self._slots_in_use.discard(slot)
+        self._freed_at[slot] = time.monotonic()
 
     def close(self) -> None:
         self._failed = None

@@ -32,7 +32,9 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from protocol import purse as p
+from protocol.purse import (
+    CURRENCY_CODES, ID_SIZE, MAX_AMOUNT, MAX_BALANCE, NONCE_SIZE,
+)
 from protocol.emv import luhn_valid
 from tapstack.testing.expect import (AnswerCheck, PatternError, check_capture, hex_problem, pattern_of,
                                      placeholder, tlv_path, variables_in)
@@ -175,11 +177,11 @@ def _card(check: Check, name: str, spec: Any, line: int) -> CardSpec:
         o["protocol"] = check.choice(str(spec["protocol"]).upper().replace(" ", ""), at("protocol"), "protocol",
                                      ("T=0", "T=1"))
     if kind == "purse":
-        o["balance"] = check.integer(spec.get("balance", 2000), at("balance"), "balance", 0, p.MAX_BALANCE)
+        o["balance"] = check.integer(spec.get("balance", 2000), at("balance"), "balance", 0, MAX_BALANCE)
         o["currency"] = check.choice(spec.get("currency", "CNY"), at("currency"), "currency",
-                                     tuple(sorted(p.CURRENCY_CODES)))
-        o["card_id"] = (check.hex_bytes(spec["card_id"], at("card_id"), "card_id", (p.ID_SIZE,))
-                        if "card_id" in spec else derived_bytes(name, b"TAP", p.ID_SIZE))
+                                     tuple(sorted(CURRENCY_CODES)))
+        o["card_id"] = (check.hex_bytes(spec["card_id"], at("card_id"), "card_id", (ID_SIZE,))
+                        if "card_id" in spec else derived_bytes(name, b"TAP", ID_SIZE))
         o["locked"] = check.boolean(spec.get("locked", False), at("locked"), "locked")
     elif kind == "emv":
         pan = str(spec.get("pan", "4242424242424242")).replace(" ", "")
@@ -372,15 +374,15 @@ def _reader(check: Check, name: str, spec: Any, line: int, default_program: str)
     spec = new_map({}, line) if spec is None else check.mapping(spec, line, f"reader {name!r}", keys=READER_KEYS)
     check.part(lambda: check.keys(spec, READER_KEYS, f"reader {name!r}"))
     at = spec.at
-    fare = check.integer(spec.get("fare", 200), at("fare"), "fare", 1, p.MAX_AMOUNT)
-    currency = check.choice(spec.get("currency", "CNY"), at("currency"), "currency", tuple(sorted(p.CURRENCY_CODES)))
+    fare = check.integer(spec.get("fare", 200), at("fare"), "fare", 1, MAX_AMOUNT)
+    currency = check.choice(spec.get("currency", "CNY"), at("currency"), "currency", tuple(sorted(CURRENCY_CODES)))
     tid = check.text(spec.get("terminal_id", "TERM0001"), at("terminal_id"), "terminal_id")
-    if not (tid.isascii() and len(tid) == p.ID_SIZE):
-        check.fail(at("terminal_id"), f"terminal_id must be {p.ID_SIZE} ASCII characters, not {tid!r}")
+    if not (tid.isascii() and len(tid) == ID_SIZE):
+        check.fail(at("terminal_id"), f"terminal_id must be {ID_SIZE} ASCII characters, not {tid!r}")
     deny = spec.get("deny", Seq())
     if not isinstance(deny, list) or not all(isinstance(d, str) for d in deny):
         check.fail(at("deny"), "deny must be a list of card names, card ids (hex) or tokens")
-    nonce = check.hex_bytes(spec["nonce"], at("nonce"), "nonce", (p.NONCE_SIZE,)) if "nonce" in spec else None
+    nonce = check.hex_bytes(spec["nonce"], at("nonce"), "nonce", (NONCE_SIZE,)) if "nonce" in spec else None
     program = check.choice(spec.get("program", default_program), at("program"), "program", PROGRAMS)
     if program != "validator":
         for key in VALIDATOR_ONLY:

@@ -30,7 +30,7 @@ import tempfile
 from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 
-from protocol import purse as p
+from protocol.purse import parse_receipt
 from protocol.tokens import pan_token, uid_token
 from tapstack.testing.fields import TRANSPORTS
 from tapstack.testing.scenario import DEFAULT_NOW
@@ -223,7 +223,7 @@ def check(r: TearResult) -> list[str]:
     if case.kind == "purse":
         if BALANCE - r.balance != paid or paid != FARE:
             problems.append(f"the card lost {BALANCE - r.balance}, the journal says {paid} was paid (fare {FARE})")
-        receipts = [p.parse_receipt(bytes.fromhex(row["receipt"])) for row in r.rows if row["receipt"]]
+        receipts = [parse_receipt(bytes.fromhex(row["receipt"])) for row in r.rows if row["receipt"]]
         if [(x.counter, x.balance_after) for x in receipts] != [(r.counter, r.balance)]:
             problems.append(f"the journalled receipts {[(x.counter, x.balance_after) for x in receipts]} are not "
                             f"the card's last transaction ({r.counter}, {r.balance})")

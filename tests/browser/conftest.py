@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gateway.auth import operator_key
+from gateway.http.auth import operator_key
 from gateway.config import Config
 from protocol import request_signing, tokens
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
-from gateway import dashboard, ledger
+from gateway.core import dashboard, ledger
 from gateway.store import SQLiteStore
 from tests.browser.conftest import shot
 from wallet.qr import read_text

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gateway import dashboard, ledger
+from gateway.core import dashboard, ledger
 from protocol import emvqr, signed_qr
 from tests.browser.conftest import Http, shot
 from wallet import qr as wallet_qr

@@ -14,13 +14,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gateway import ledger
-from gateway.app import Runtime, create_app
-from gateway.auth import operator_key
 from gateway.config import Config
+from gateway.core import ledger
+from gateway.http.app import create_app
+from gateway.http.runtime import Runtime
+from gateway.http.auth import operator_key
 from gateway.store import MIGRATIONS_DIR, SQLiteStore
-from tests.gateway.backends import BACKENDS, PostgresBackend, SQLiteBackend
 from protocol import request_signing
+from tests.gateway.backends import BACKENDS, PostgresBackend, SQLiteBackend
 
 _keys = itertools.count()
 

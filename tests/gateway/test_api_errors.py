@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.core import ledger
+from gateway.core.errors import Conflict, Declined, Forbidden, Invalid, NotFound
+from gateway.http.errors import STATUS, api_error
 from tests.gateway.fixtures import error, ok
 
 
@@ -119,7 +122,7 @@ def test_body_too_large_is_413(world):
 
 
 def test_internal_error_is_500_with_no_detail(app, operator, monkeypatch):
-    from gateway.services import wallets
+    from gateway.core import wallets
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals /etc/passwd")
@@ -158,3 +161,32 @@ def test_lists_with_and_without_filters_refuse_bad_page_arguments_alike(world, q
     for path in (f"/v1/wallets/{wallet_id}/statement", "/v1/bill-payments"):
         err = error(wallet.get(f"{path}?{query}"), 400, "invalid_request_error")
         assert err["param"] == param, path
+
+
+LEDGER_STATUSES = [  # each ledger error, the status and type the API answers it with
+    (ledger.InsufficientFunds("w has 1 available, 2 needed"), 402, "payment_error"),
+    (ledger.AccountNotFound("no account acc_x"), 404, "not_found"),
+    (ledger.PendingNotFound("no pending p"), 404, "not_found"),
+    (ledger.TransferExists("t exists", "amount"), 409, "conflict"),
+    (ledger.PendingAlreadyResolved("p is posted"), 409, "conflict"),
+    (ledger.PendingExpired("p expired"), 409, "conflict"),
+    (ledger.CurrencyMismatch("CNY is not USD", "currency"), 400, "invalid_request_error"),
+    (ledger.InvalidAmount("amount 0", "amount"), 400, "invalid_request_error"),
+    (ledger.LedgerError("invalid_metadata", "metadata must be an object", "metadata"), 400, "invalid_request_error"),
+]
+
+
+@pytest.mark.parametrize("err,status,type_", LEDGER_STATUSES)
+def test_one_table_maps_each_refusal_of_the_core_to_its_status(err, status, type_):
+    answer = api_error(err)
+    assert (answer.status, answer.body()["error"]["type"], answer.code) == (status, type_, err.code)
+    assert "acc_" not in answer.message  # ledger accounts are internal
+
+
+def test_the_table_covers_every_kind_of_refusal_and_knows_no_other():
+    kinds = {Invalid: 400, Declined: 402, Forbidden: 403, NotFound: 404, Conflict: 409}
+    assert {kind: status for kind, (status, _) in STATUS.items()} == kinds
+    for kind, status in kinds.items():
+        answer = api_error(kind("some_code", "Some message.", "field"))
+        assert (answer.status, answer.code, answer.param) == (status, "some_code", "field" if kind is not Declined
+                                                              else "amount")

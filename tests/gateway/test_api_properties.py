@@ -6,10 +6,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from gateway.app import Runtime
-from gateway.auth import operator_key
+from gateway.http.runtime import Runtime
+from gateway.http.auth import operator_key
 from tests.gateway.fixtures import START, Api, Clock, World, books
 
 WALLETS, MERCHANTS = ("a", "b"), ("x", "y")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gateway.auth import operator_key, terminal_secret
+from gateway.http.auth import operator_key, terminal_secret
 from protocol import request_signing as rs
 from tests.gateway.fixtures import error, ok
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from gateway.services import bills as bill_rules
+from gateway.core import bills as bill_rules
 from protocol import emvqr
 from tests.gateway.fixtures import START, books, error, ok
 from wallet import qr as wallet_qr
@@ -331,9 +331,10 @@ def test_payment_rules_as_plain_values():
 
 
 def test_payment_rules_never_overpay_and_close_the_bill_exactly_when_it_is_covered():
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
-    from gateway.errors import ApiError
+    from gateway.core.errors import DomainError
 
     @settings(max_examples=300, deadline=None)
     @given(due=st.integers(1, 50_000), minimum_share=st.integers(1, 100),
@@ -346,7 +347,7 @@ def test_payment_rules_never_overpay_and_close_the_bill_exactly_when_it_is_cover
             outstanding = due - row["amount_paid"]
             try:
                 paid = bill_rules.payment_amount(row, ask, START)
-            except ApiError as refused:
+            except DomainError as refused:
                 if row["status"] == "paid":
                     assert refused.code == "bill_already_paid"
                 elif ask > outstanding:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import threading
 
-from gateway.services import card_links
+from gateway.core import card_links
 from protocol import tokens
 from tests.gateway.fixtures import error, ok
 

@@ -7,9 +7,8 @@ import os
 
 import pytest
 
-from gateway import ledger
-from gateway.services import clearing
-from protocol import ed25519, purse as p
+from gateway.core import clearing, ledger
+from protocol import ed25519, purse
 from protocol.apdu import parse_response
 from terminal import card as validator
 from terminal.readers.mock import MockReader
@@ -53,8 +52,8 @@ class Rider:
 
     def apply(self, load: dict) -> int:
         self.card.power_on()
-        assert parse_response(self.card.process(p.select_command())).sw == 0x9000
-        return parse_response(self.card.process(p.topup_command(bytes.fromhex(load["authorisation"])))).sw
+        assert parse_response(self.card.process(purse.select_command())).sw == 0x9000
+        return parse_response(self.card.process(purse.topup_command(bytes.fromhex(load["authorisation"])))).sw
 
     def load(self, amount: int) -> dict:
         load = ok(self.authorise(amount), 201)

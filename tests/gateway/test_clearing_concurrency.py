@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 
-from gateway.services import clearing
+from gateway.core import clearing
 from tests.gateway.fixtures import books, ok
 from tests.gateway.test_clearing import Rider, account
 from tests.gateway.test_taps import token_row

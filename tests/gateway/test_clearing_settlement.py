@@ -8,9 +8,8 @@ import os
 
 import pytest
 
-from gateway.services import clearing, taps
-from protocol import certs, ed25519
-from protocol import purse as p
+from gateway.core import clearing, taps
+from protocol import certs, ed25519, purse
 from tests.gateway.fixtures import books, ok
 from tests.gateway.test_clearing import Rider, account, revenue, upload
 
@@ -104,7 +103,7 @@ def test_clearing_the_same_receipts_again_posts_nothing(world, store, clock):
     transfers = books(store)[1]
     merchant_id, _ = world.merchant("x")
     with store.transaction() as tx:
-        submitted = [clearing.Submitted(p.parse_receipt(bytes.fromhex(r["receipt"])), r["receipt"], "t", r["id"],
+        submitted = [clearing.Submitted(purse.parse_receipt(bytes.fromhex(r["receipt"])), r["receipt"], "t", r["id"],
                                         merchant_id) for r in rows]
         statuses = clearing.clear_upload(tx, submitted, now=clock(), settlement="ps_again")
     assert list(statuses.values()) == ["replayed_receipt"] * 2

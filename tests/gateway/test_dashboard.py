@@ -1,4 +1,4 @@
-"""gateway.dashboard over a store seeded through the API: every figure the operator and the
+"""gateway.core.dashboard over a store seeded through the API: every figure the operator and the
 wallet pages show, checked against what the API, clearing and the ledger say."""
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from gateway import dashboard, ledger
-from gateway.services import clearing
+from gateway.core import clearing, dashboard, ledger
 from protocol import tokens
 from tests.gateway.fixtures import START, ok
 from tests.gateway.test_clearing import Rider, revenue, upload

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from gateway import dashboard
-from tests.gateway.fixtures import ok
+from gateway.core import dashboard
 from protocol import tokens
 from protocol.uplink.records import LEGACY_TILL_ROUTE
+from tests.gateway.fixtures import ok
 from tests.gateway.test_card_links import KEY, PAN_TOKEN
 from tests.gateway.test_clearing import Rider, upload
 from tests.gateway.test_dashboard import SHANGHAI, T0, tap_row

@@ -7,10 +7,10 @@ from html import unescape
 
 import pytest
 
-from gateway.auth import operator_key
+from gateway.http.auth import operator_key
 from tests.gateway.fixtures import ok
-from tests.gateway.test_dashboard import T0, issue, tap_row
 from tests.gateway.test_clearing import upload
+from tests.gateway.test_dashboard import T0, issue, tap_row
 
 
 def csrf(html: str) -> str:

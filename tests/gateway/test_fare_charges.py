@@ -10,10 +10,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from click.testing import CliRunner
 
-from gateway import ledger
 from gateway.cli import cli as gateway_cli
-from gateway.errors import ApiError
-from gateway.services import clearing, fare_charges
+from gateway.core import clearing, fare_charges, ledger
+from gateway.core.errors import DomainError
 from tests.gateway.fixtures import START, books, error, ok
 from tests.gateway.test_card_links import PAN_TOKEN, UID_TOKEN, link_code, tap
 
@@ -289,7 +288,7 @@ def test_the_worked_example_of_docs_account_fares(world, config, store):
 
 
 def publish_refused(config, rules) -> str:
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(DomainError) as refused:
         publish(config, rules)
     return refused.value.code
 

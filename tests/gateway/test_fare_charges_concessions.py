@@ -2,7 +2,7 @@
 GET shows it, and the charging run prices the wallet's linked cards at that class's rate and cap."""
 from __future__ import annotations
 
-from gateway.services import fare_charges
+from gateway.core import fare_charges
 from tests.gateway.fixtures import START, error, ok
 from tests.gateway.test_card_links import PAN_TOKEN
 from tests.gateway.test_fare_charges import RULES, charges, link, ride, run

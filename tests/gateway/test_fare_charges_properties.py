@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.fares import parse_rules
-from gateway.trips import Tap, build_trips, price_trips
+from gateway.core.trips import Tap, build_trips, price_trips
 from protocol import tokens
+from protocol.fares import parse_rules
 from tests.gateway.fixtures import ok
 from tests.gateway.test_card_links import link_code, tap
 from tests.gateway.test_fare_charges import RULES, at, publish, run

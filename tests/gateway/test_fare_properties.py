@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.core.trips import Tap, build_trips, price_trips
 from protocol.fares import parse_rules
-from gateway.trips import Tap, build_trips, price_trips
 from tests.protocol.test_fares import example_dict
 
 NETWORK = [(r["id"], [s["id"] for s in r["stops"]]) for r in example_dict()["routes"]]

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from gateway.app import Runtime
+from gateway.http.runtime import Runtime
 from gateway.store import IntegrityError, StoreBusy, StoreError
 from gateway.store.sqlite import SQLiteStore
 from tests.gateway.fixtures import error, ok

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from gateway import idempotency
+from gateway.http import idempotency
 from tests.gateway.fixtures import books, error, ok
 
 

@@ -3,7 +3,7 @@ once, wallet credentials revoked and reissued, terminals suspended, resumed and 
 and one name (`secret`) for every newly issued secret (docs/security.md)."""
 from __future__ import annotations
 
-from gateway.auth import CALLER_CACHE_SECONDS
+from gateway.http.auth import CALLER_CACHE_SECONDS
 from tests.gateway.fixtures import error, ok
 from tests.gateway.test_taps import token_row
 

@@ -5,11 +5,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from click.testing import CliRunner
 
-from gateway import ledger
-from gateway.ledger import (
-    AccountNotFound, CurrencyMismatch, InsufficientFunds, InvalidAmount, LedgerError, PendingAlreadyResolved,
-    PendingExpired, PendingNotFound, RefundExceedsPayment, SameAccount, TransferExists, UnknownCurrency,
-)
+from gateway.core import ledger
+from gateway.core.errors import Conflict, Declined
+from gateway.core.ledger import (AccountNotFound, CurrencyMismatch, InsufficientFunds, InvalidAmount, LedgerError,
+                                 PendingAlreadyResolved, PendingExpired, PendingNotFound, RefundExceedsPayment,
+                                 SameAccount, TransferExists, UnknownCurrency)
 from gateway.store import SQLiteStore
 
 NOW = datetime(2026, 11, 27, 8, 30, tzinfo=timezone.utc)
@@ -151,7 +151,7 @@ def test_transfer_refuses(books, debit, credit, amount, currency, error, param):
 def test_insufficient_funds_says_what_is_available(books):
     with pytest.raises(InsufficientFunds, match="has 1000 available, 1001 needed") as caught:
         pay(books, "p", "w1", "m1", 1001)
-    assert caught.value.http_status == 402
+    assert isinstance(caught.value, Declined)  # gateway.http.errors answers it 402
 
 
 @pytest.mark.parametrize("kind", [k for k, negative in ledger.ACCOUNT_KINDS.items() if not negative])
@@ -223,7 +223,7 @@ def test_the_same_id_with_other_fields_is_refused(books, change, param):
     with pytest.raises(TransferExists) as caught:
         pay(books, "pay-1", "w1", fields["credit"], fields["amount"], code=fields["code"],
             metadata=fields["metadata"], pending=pending)
-    assert caught.value.param == param and caught.value.http_status == 409
+    assert caught.value.param == param and isinstance(caught.value, Conflict)
     assert posted(books, "w1") == 700
 
 

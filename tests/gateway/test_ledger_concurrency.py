@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from gateway import ledger
+from gateway.core import ledger
 
 NOW = datetime(2026, 11, 27, 7, 45, tzinfo=timezone.utc)
 THREADS = 50

@@ -12,10 +12,11 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from gateway import ledger
+from gateway.core import ledger
 from tests.gateway.fixtures import ledger_store
 
 WALLETS = ["w0", "w1", "w2"]

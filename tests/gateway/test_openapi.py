@@ -5,10 +5,10 @@ import re
 
 import pytest
 
-from gateway import openapi
-from gateway.app import create_app
-from gateway.auth import operator_key
 from gateway.config import Config
+from gateway.http import openapi
+from gateway.http.app import create_app
+from gateway.http.auth import operator_key
 
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
@@ -17,7 +17,7 @@ HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 def app(tmp_path_factory):
     config = Config(tmp_path_factory.mktemp("gw"))
     app = create_app(config)
-    if "openapi" not in app.blueprints:      # until create_app lists gateway.openapi itself
+    if "openapi" not in app.blueprints:      # until create_app lists gateway.http.openapi itself
         app.register_blueprint(openapi.bp)
     app.config["operator"] = operator_key(config)
     return app
@@ -41,7 +41,7 @@ def test_every_route_is_documented_and_every_documented_route_exists(app):
     doc = app.test_client().get("/v1/openapi.json").get_json()
     routes = flask_routes(app)
     assert routes, "no /v1 routes registered"
-    assert sorted(routes - documented(doc)) == [], "routes missing from gateway/openapi.py ENDPOINTS"
+    assert sorted(routes - documented(doc)) == [], "routes missing from gateway/http/openapi.py ENDPOINTS"
     assert sorted(documented(doc) - routes) == [], "documented routes the app does not serve"
 
 

@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from tests.gateway.fixtures import Api, error, ok
 
 

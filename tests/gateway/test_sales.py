@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import itertools
 
+from gateway.core import taps
 from gateway.store.migrations import MIGRATIONS_DIR, split_statements
-from gateway.services import taps
+from protocol.uplink.records import LEGACY_TILL_ROUTE
 from tests.gateway.fixtures import START, ok
 from tests.gateway.test_clearing import Rider, revenue, upload
 from tests.gateway.test_taps import token_row
-from protocol.uplink.records import LEGACY_TILL_ROUTE
 
 _records = itertools.count(1)
 SALE_ID = "4255532d30303432-a1b2c3d4-00000001"

@@ -1,7 +1,7 @@
-"""Bearer keys are cached per process (gateway.auth): what may change is still checked in the write."""
+"""Bearer keys are cached per process (gateway.http.auth): what may change is still checked in the write."""
 from __future__ import annotations
 
-from gateway import auth
+from gateway.http import auth
 from tests.gateway.fixtures import error, ok
 
 

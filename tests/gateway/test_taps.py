@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from gateway.services import fare_charges, taps
+from gateway.core import fare_charges, taps
 from protocol import tokens
 from protocol.fares import parse_rules
-from tests.gateway.fixtures import START, error, ok
 from terminal.bus import Validator
 from terminal.journal import Journal
 from terminal.settings import Settings
+from tests.gateway.fixtures import START, error, ok
 from tests.gateway.test_clearing import Rider, revenue, upload
 from tests.gateway.test_fare_charges import publish
 

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.core.trips import Charge, Tap, build_trips, price_trips
 from protocol.fares import FareError, parse_rules
-from gateway.trips import Charge, Tap, build_trips, price_trips
 from tests.protocol.test_fares import _set, doc_blocks, example_dict, example_rules
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -347,7 +347,7 @@ def test_versions_in_different_currencies_are_refused():
 # ------------------------------------------------------------------ JSON forms
 
 def test_taps_and_charges_have_a_json_form():
-    from gateway.trips import charge_to_dict, tap_from_dict, tap_to_dict
+    from gateway.core.trips import charge_to_dict, tap_from_dict, tap_to_dict
     on = tap(local(7, 8, 0), "on", "9", "ng", version=3)
     assert tap_to_dict(on)["at"] == "2026-12-07T00:00:00Z"
     assert tap_from_dict(tap_to_dict(on)) == on  # equal instants compare equal across zones
@@ -367,7 +367,7 @@ def test_taps_and_charges_have_a_json_form():
     ({"stop": None}, "taps[0]: tap stop must be"),
 ])
 def test_bad_tap_json_names_the_field(change, error):
-    from gateway.trips import tap_from_dict, tap_to_dict
+    from gateway.core.trips import tap_from_dict, tap_to_dict
     data = {**tap_to_dict(tap(local(7, 8), "on", "9", "ng")), **change}
     with pytest.raises(ValueError) as caught:
         tap_from_dict(data, "taps[0]")

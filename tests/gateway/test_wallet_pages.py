@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from PIL import Image
 
-from gateway.web import codes
+from gateway.http.web import codes
 from protocol import certs, ed25519, emvqr, signed_qr
 from tests.gateway.fixtures import START, ok
 from tests.gateway.test_dashboard_web import csrf, sign_in_wallet, text

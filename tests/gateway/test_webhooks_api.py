@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import webhooks
-from tests.gateway.fixtures import START as T0, GatewayApp
+from gateway.core import webhooks
+from gateway.http import delivery
+from tests.gateway.fixtures import START as T0
+from tests.gateway.fixtures import GatewayApp
 
 try:
     from tests.gateway.webhook_receiver import Receiver
@@ -48,16 +50,16 @@ def test_a_payment_reaches_the_merchants_endpoint_signed(gw):
         rx.secret = endpoint["secret"]
         payment = gw.ok("POST", "/v1/payments", wallet,
                         {"merchant_id": merchant_id, "amount": 1250, "currency": "CNY"})
-        assert webhooks.Deliverer(gw.store, lambda: gw.now, gw.config.secret(webhooks.SEAL), post=functools.partial(
-            webhooks.http_post, private_targets=True)).deliver_due() == 1
+        assert delivery.Deliverer(gw.store, lambda: gw.now, gw.config.secret(webhooks.SEAL), post=functools.partial(
+            delivery.http_post, private_targets=True)).deliver_due() == 1
     [got] = rx.received
     assert got["verified"]
     events = gw.ok("GET", "/v1/events", api_key)["data"]
     assert [e["id"] for e in events] == [got["id"]]
     assert events[0]["type"] == "payment.succeeded"
     assert events[0]["data"]["id"] == payment["id"] and events[0]["data"]["amount"] == 1250
-    [delivery] = gw.ok("GET", f"/v1/events/{got['id']}/deliveries", api_key)["data"]
-    assert delivery["status"] == "succeeded" and delivery["attempts"][0]["status_code"] == 200
+    [sent] = gw.ok("GET", f"/v1/events/{got['id']}/deliveries", api_key)["data"]
+    assert sent["status"] == "succeeded" and sent["attempts"][0]["status_code"] == 200
 
 
 def test_endpoints_create_list_delete_and_the_secret_is_shown_once(gw):

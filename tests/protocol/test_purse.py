@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import certs, ed25519
-from protocol import purse as p
+from protocol import purse
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "card-protocol.md"
 
@@ -59,13 +59,13 @@ def card_certificate() -> certs.Certificate:
     return certs.issue(ISSUER_SEED, CARD_ID, ed25519.public_key(CARD_SEED), NOT_AFTER)
 
 
-def vector_fci() -> p.Fci:
-    return p.Fci(CARD_ID, "CNY", 2000, 0, False, card_certificate().to_bytes())
+def vector_fci() -> purse.Fci:
+    return purse.Fci(CARD_ID, "CNY", 2000, 0, False, card_certificate().to_bytes())
 
 
-def vector_receipt() -> p.Receipt:
-    return p.sign_receipt(CARD_SEED, p.Receipt(p.KIND_DEBIT, CARD_ID, 1, 200, 1800, "CNY", TERMINAL_ID,
-                                               NONCE, p.unix_seconds(TIME)))
+def vector_receipt() -> purse.Receipt:
+    return purse.sign_receipt(CARD_SEED, purse.Receipt(purse.KIND_DEBIT, CARD_ID, 1, 200, 1800, "CNY", TERMINAL_ID,
+                                               NONCE, purse.unix_seconds(TIME)))
 
 
 def test_every_vector_is_printed_in_the_docs():
@@ -82,33 +82,33 @@ def test_keys_and_certificate_vectors():
 
 
 def test_select_and_fci_vectors():
-    assert p.select_command() == vector("select")
+    assert purse.select_command() == vector("select")
     assert vector_fci().to_bytes() == vector("fci")
-    assert p.parse_fci(vector("fci")) == vector_fci()
+    assert purse.parse_fci(vector("fci")) == vector_fci()
 
 
 def test_debit_and_receipt_vectors():
-    assert p.debit_command(200, "CNY", TERMINAL_ID, NONCE, TIME) == vector("debit")
+    assert purse.debit_command(200, "CNY", TERMINAL_ID, NONCE, TIME) == vector("debit")
     assert vector_receipt().to_bytes() == vector("receipt")
-    assert p.parse_receipt(vector("receipt")) == vector_receipt()
+    assert purse.parse_receipt(vector("receipt")) == vector_receipt()
 
 
 def test_get_receipt_vectors():
-    assert p.get_receipt_command() == vector("get_last_receipt")
-    assert p.get_receipt_command(1) == vector("get_receipt_1")
+    assert purse.get_receipt_command() == vector("get_last_receipt")
+    assert purse.get_receipt_command(1) == vector("get_receipt_1")
 
 
 def test_topup_and_lock_vectors():
-    auth = p.authorise_topup(ISSUER_SEED, CARD_ID, 1, 5000, "CNY", b"TOPUP001", 1798765200)
-    assert p.topup_command(auth) == vector("topup")
-    topup_receipt = p.sign_receipt(CARD_SEED, p.Receipt(p.KIND_TOPUP, CARD_ID, 2, 5000, 6800, "CNY",
+    auth = purse.authorise_topup(ISSUER_SEED, CARD_ID, 1, 5000, "CNY", b"TOPUP001", 1798765200)
+    assert purse.topup_command(auth) == vector("topup")
+    topup_receipt = purse.sign_receipt(CARD_SEED, purse.Receipt(purse.KIND_TOPUP, CARD_ID, 2, 5000, 6800, "CNY",
                                                         bytes(8), b"TOPUP001", 1798765200))
     assert topup_receipt.to_bytes() == vector("topup_receipt")
-    assert p.lock_command(p.authorise_lock(ISSUER_SEED, CARD_ID)) == vector("lock")
+    assert purse.lock_command(purse.authorise_lock(ISSUER_SEED, CARD_ID)) == vector("lock")
 
 
 def test_verify_receipt_accepts_the_vector():
-    receipt = p.verify_receipt(vector("receipt"), vector("certificate"), ISSUER_KEYS, TIME)
+    receipt = purse.verify_receipt(vector("receipt"), vector("certificate"), ISSUER_KEYS, TIME)
     assert (receipt.card_id, receipt.counter, receipt.amount, receipt.balance_after) == (CARD_ID, 1, 200, 1800)
     assert receipt.at == TIME
 
@@ -117,44 +117,44 @@ def test_verify_receipt_accepts_the_vector():
 def test_verify_receipt_refuses_any_changed_byte(flip):
     raw = bytearray(vector("receipt"))
     raw[flip] ^= 0x01
-    with pytest.raises(p.PurseError):
-        p.verify_receipt(bytes(raw), vector("certificate"), ISSUER_KEYS, TIME)
+    with pytest.raises(purse.PurseError):
+        purse.verify_receipt(bytes(raw), vector("certificate"), ISSUER_KEYS, TIME)
 
 
 def test_verify_receipt_refuses_bad_certificates():
     other_issuer = bytes(32)
     forged = certs.issue(other_issuer, CARD_ID, ed25519.public_key(CARD_SEED), NOT_AFTER)
-    with pytest.raises(p.BadReceipt, match="unknown issuer"):
-        p.verify_receipt(vector("receipt"), forged, ISSUER_KEYS, TIME)
-    with pytest.raises(p.BadReceipt, match="expired"):
-        p.verify_receipt(vector("receipt"), vector("certificate"), ISSUER_KEYS, NOT_AFTER + 1)
-    with pytest.raises(p.BadReceipt, match="certificate"):
-        p.verify_receipt(vector("receipt"), vector("certificate")[:-1], ISSUER_KEYS, TIME)
+    with pytest.raises(purse.BadReceipt, match="unknown issuer"):
+        purse.verify_receipt(vector("receipt"), forged, ISSUER_KEYS, TIME)
+    with pytest.raises(purse.BadReceipt, match="expired"):
+        purse.verify_receipt(vector("receipt"), vector("certificate"), ISSUER_KEYS, NOT_AFTER + 1)
+    with pytest.raises(purse.BadReceipt, match="certificate"):
+        purse.verify_receipt(vector("receipt"), vector("certificate")[:-1], ISSUER_KEYS, TIME)
 
 
 def test_verify_receipt_refuses_another_cards_receipt():
     other_id = bytes.fromhex("5441500000000002")
     other_cert = certs.issue(ISSUER_SEED, other_id, ed25519.public_key(CARD_SEED), NOT_AFTER)
-    with pytest.raises(p.BadReceipt, match="certificate of card 5441500000000002"):
-        p.verify_receipt(vector("receipt"), other_cert, ISSUER_KEYS, TIME)
+    with pytest.raises(purse.BadReceipt, match="certificate of card 5441500000000002"):
+        purse.verify_receipt(vector("receipt"), other_cert, ISSUER_KEYS, TIME)
     # Same card id, another key: the signature gives it away.
     other_key = certs.issue(ISSUER_SEED, CARD_ID, ed25519.public_key(bytes(32)), NOT_AFTER)
-    with pytest.raises(p.BadReceipt, match="signature"):
-        p.verify_receipt(vector("receipt"), other_key, ISSUER_KEYS, TIME)
+    with pytest.raises(purse.BadReceipt, match="signature"):
+        purse.verify_receipt(vector("receipt"), other_key, ISSUER_KEYS, TIME)
 
 
 def test_receipt_domain_separates_it_from_other_signatures():
     # A receipt body signed without the domain (as if for another message type) does not verify.
     receipt = vector_receipt()
     bare = replace(receipt, signature=ed25519.sign(CARD_SEED, receipt.body()))
-    with pytest.raises(p.BadReceipt):
-        p.verify_receipt(bare.to_bytes(), vector("certificate"), ISSUER_KEYS, TIME)
+    with pytest.raises(purse.BadReceipt):
+        purse.verify_receipt(bare.to_bytes(), vector("certificate"), ISSUER_KEYS, TIME)
 
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda f: f[:-1], "runs past the end"),
     (lambda f: b"\x70" + f[1:], "not an FCI"),
-    (lambda f: f.replace(p.AID, b"\xA0" + p.AID[1:]), "another application"),
+    (lambda f: f.replace(purse.AID, b"\xA0" + purse.AID[1:]), "another application"),
     (lambda f: f.replace(bytes.fromhex("c01401"), bytes.fromhex("c01402")), "unknown purse version"),
     (lambda f: f.replace(bytes.fromhex("c014010054"), bytes.fromhex("c014010754")), "status"),
     (lambda f: f.replace(bytes.fromhex("0156000007d0"), bytes.fromhex("0999000007d0")), "currency"),
@@ -163,15 +163,15 @@ def test_receipt_domain_separates_it_from_other_signatures():
     (lambda f: b"", "not an FCI"),
 ])
 def test_parse_fci_refuses_malformed(mutate, message):
-    with pytest.raises(p.PurseError, match=message):
-        p.parse_fci(mutate(vector("fci")))
+    with pytest.raises(purse.PurseError, match=message):
+        purse.parse_fci(mutate(vector("fci")))
 
 
 def test_parse_fci_tolerates_extra_objects_in_the_proprietary_template():
     fci = vector_fci()
-    extra = p._tlv(0xC0, fci.purse_data()) + p._tlv(0xC1, fci.certificate) + p._tlv(0xDF20, b"\x01")
-    raw = p._tlv(0x6F, p._tlv(0x84, p.AID) + p._tlv(0xA5, extra))
-    assert p.parse_fci(raw) == fci
+    extra = purse._tlv(0xC0, fci.purse_data()) + purse._tlv(0xC1, fci.certificate) + purse._tlv(0xDF20, b"\x01")
+    raw = purse._tlv(0x6F, purse._tlv(0x84, purse.AID) + purse._tlv(0xA5, extra))
+    assert purse.parse_fci(raw) == fci
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -180,20 +180,20 @@ def test_parse_fci_tolerates_extra_objects_in_the_proprietary_template():
     (b"\x01\x03" + bytes(106), "kind"),
 ])
 def test_parse_receipt_refuses_malformed(raw, message):
-    with pytest.raises(p.PurseError, match=message):
-        p.parse_receipt(raw)
+    with pytest.raises(purse.PurseError, match=message):
+        purse.parse_receipt(raw)
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: p.debit_command(0, "CNY", TERMINAL_ID, NONCE, TIME), "amount"),
-    (lambda: p.debit_command(p.MAX_AMOUNT + 1, "CNY", TERMINAL_ID, NONCE, TIME), "amount"),
-    (lambda: p.debit_command(200, "XXX", TERMINAL_ID, NONCE, TIME), "currency"),
-    (lambda: p.debit_command(200, "CNY", b"BUS", NONCE, TIME), "terminal id"),
-    (lambda: p.debit_command(200, "CNY", TERMINAL_ID, b"", TIME), "nonce"),
-    (lambda: p.debit_command(200, "CNY", TERMINAL_ID, NONCE, datetime(2027, 1, 1)), "timezone"),
-    (lambda: p.authorise_topup(ISSUER_SEED, CARD_ID, -1, 100, "CNY", b"TOPUP001", TIME), "counter"),
-    (lambda: p.topup_command(b"short"), "authorisation"),
-    (lambda: p.lock_command(b"short"), "authorisation"),
+    (lambda: purse.debit_command(0, "CNY", TERMINAL_ID, NONCE, TIME), "amount"),
+    (lambda: purse.debit_command(purse.MAX_AMOUNT + 1, "CNY", TERMINAL_ID, NONCE, TIME), "amount"),
+    (lambda: purse.debit_command(200, "XXX", TERMINAL_ID, NONCE, TIME), "currency"),
+    (lambda: purse.debit_command(200, "CNY", b"BUS", NONCE, TIME), "terminal id"),
+    (lambda: purse.debit_command(200, "CNY", TERMINAL_ID, b"", TIME), "nonce"),
+    (lambda: purse.debit_command(200, "CNY", TERMINAL_ID, NONCE, datetime(2027, 1, 1)), "timezone"),
+    (lambda: purse.authorise_topup(ISSUER_SEED, CARD_ID, -1, 100, "CNY", b"TOPUP001", TIME), "counter"),
+    (lambda: purse.topup_command(b"short"), "authorisation"),
+    (lambda: purse.lock_command(b"short"), "authorisation"),
 ])
 def test_builders_refuse_bad_values(call, message):
     with pytest.raises(ValueError, match=message):
@@ -201,55 +201,55 @@ def test_builders_refuse_bad_values(call, message):
 
 
 def test_currency_codes_round_trip_and_are_bcd():
-    assert p.currency_bytes("CNY") == b"\x01\x56"
-    assert p.currency_bytes("EUR") == b"\x09\x78"
-    for alpha in p.CURRENCY_CODES:
-        assert p.currency_from_bytes(p.currency_bytes(alpha)) == alpha
-    with pytest.raises(p.PurseError):
-        p.currency_from_bytes(b"\x01\x5a")  # not BCD
+    assert purse.currency_bytes("CNY") == b"\x01\x56"
+    assert purse.currency_bytes("EUR") == b"\x09\x78"
+    for alpha in purse.CURRENCY_CODES:
+        assert purse.currency_from_bytes(purse.currency_bytes(alpha)) == alpha
+    with pytest.raises(purse.PurseError):
+        purse.currency_from_bytes(b"\x01\x5a")  # not BCD
 
 
 def test_purse_status_words_have_names():
-    assert p.purse_sw_name(p.SW_INSUFFICIENT_BALANCE) == "insufficient balance"
-    assert p.purse_sw_name(p.SW_BALANCE_LIMIT) == "balance limit exceeded"
-    assert p.purse_sw_name(0x6A82) == "file or application not found"
+    assert purse.purse_sw_name(purse.SW_INSUFFICIENT_BALANCE) == "insufficient balance"
+    assert purse.purse_sw_name(purse.SW_BALANCE_LIMIT) == "balance limit exceeded"
+    assert purse.purse_sw_name(0x6A82) == "file or application not found"
 
 
 # --- properties -------------------------------------------------------------------------
 
 ids = st.binary(min_size=8, max_size=8)
 u32 = st.integers(0, 0xFFFFFFFF)
-currencies = st.sampled_from(sorted(p.CURRENCY_CODES))
+currencies = st.sampled_from(sorted(purse.CURRENCY_CODES))
 
 
-@given(ids, currencies, st.integers(0, p.MAX_BALANCE), u32, st.booleans())
+@given(ids, currencies, st.integers(0, purse.MAX_BALANCE), u32, st.booleans())
 def test_fci_round_trips(card_id, currency, balance, counter, locked):
-    fci = p.Fci(card_id, currency, balance, counter, locked, vector("certificate"))
-    assert p.parse_fci(fci.to_bytes()) == fci
+    fci = purse.Fci(card_id, currency, balance, counter, locked, vector("certificate"))
+    assert purse.parse_fci(fci.to_bytes()) == fci
 
 
-@given(st.sampled_from([p.KIND_DEBIT, p.KIND_TOPUP]), ids, u32, st.integers(1, p.MAX_AMOUNT), u32, currencies,
+@given(st.sampled_from([purse.KIND_DEBIT, purse.KIND_TOPUP]), ids, u32, st.integers(1, purse.MAX_AMOUNT), u32, currencies,
        ids, ids, u32, st.binary(min_size=64, max_size=64))
 def test_receipt_round_trips(kind, card_id, counter, amount, balance, currency, terminal_id, nonce, time, sig):
-    receipt = p.Receipt(kind, card_id, counter, amount, balance, currency, terminal_id, nonce, time, sig)
-    assert p.parse_receipt(receipt.to_bytes()) == receipt
+    receipt = purse.Receipt(kind, card_id, counter, amount, balance, currency, terminal_id, nonce, time, sig)
+    assert purse.parse_receipt(receipt.to_bytes()) == receipt
 
 
-@given(st.integers(1, p.MAX_AMOUNT), currencies, ids, ids, u32)
+@given(st.integers(1, purse.MAX_AMOUNT), currencies, ids, ids, u32)
 def test_debit_round_trips(amount, currency, terminal_id, nonce, time):
-    debit = p.Debit(amount, currency, terminal_id, nonce, time)
-    assert p.parse_debit(debit.to_bytes()) == debit
-    assert p.debit_command(amount, currency, terminal_id, nonce, time)[5:31] == debit.to_bytes()
+    debit = purse.Debit(amount, currency, terminal_id, nonce, time)
+    assert purse.parse_debit(debit.to_bytes()) == debit
+    assert purse.debit_command(amount, currency, terminal_id, nonce, time)[5:31] == debit.to_bytes()
 
 
 @settings(max_examples=500)
-@given(st.one_of(st.binary(max_size=300), st.binary(max_size=200).map(lambda b: p._tlv(0x6F, b)),
-                 st.binary(max_size=150).map(lambda b: p._tlv(0x6F, p._tlv(0x84, p.AID) + p._tlv(0xA5, b)))))
+@given(st.one_of(st.binary(max_size=300), st.binary(max_size=200).map(lambda b: purse._tlv(0x6F, b)),
+                 st.binary(max_size=150).map(lambda b: purse._tlv(0x6F, purse._tlv(0x84, purse.AID) + purse._tlv(0xA5, b)))))
 def test_parsers_refuse_random_bytes_with_purse_errors_only(raw):
-    for parse in (p.parse_fci, p.parse_receipt, p.parse_debit, p.parse_topup):
+    for parse in (purse.parse_fci, purse.parse_receipt, purse.parse_debit, purse.parse_topup):
         try:
             parse(raw)
-        except p.PurseError:
+        except purse.PurseError:
             pass
-    with pytest.raises(p.PurseError):
-        p.verify_receipt(raw[:108].ljust(108, b"\x01"), vector("certificate"), ISSUER_KEYS, TIME)
+    with pytest.raises(purse.PurseError):
+        purse.verify_receipt(raw[:108].ljust(108, b"\x01"), vector("certificate"), ISSUER_KEYS, TIME)

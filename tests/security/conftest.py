@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 from werkzeug.wrappers import Request
 
-from gateway.app import create_app, utc_now
-from gateway.auth import operator_key
 from gateway.config import Config
+from gateway.http.app import create_app
+from gateway.http.runtime import utc_now
+from gateway.http.auth import operator_key
 from gateway.store import SQLiteStore
 from protocol import request_signing
 from tests.gateway.fixtures import Api, ok

@@ -1,6 +1,6 @@
 """The bad-input corpus: hostile and careless requests over every endpoint of the API.
 
-Generated from gateway.openapi.ENDPOINTS, so a new endpoint is covered the day it is
+Generated from gateway.http.openapi.ENDPOINTS, so a new endpoint is covered the day it is
 described: every body field of every POST poisoned in turn (wrong types, sizes, text
 that is not text, scripts a QR cannot carry), every body broken as a whole (encodings,
 nesting, duplicates, media types), every query parameter and path id mangled, and the
@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from gateway.openapi import ENDPOINTS, Endpoint
+from gateway.http.openapi import ENDPOINTS, Endpoint
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import re
 
 import pytest
 
-from gateway.openapi import ENDPOINTS
+from gateway.http.openapi import ENDPOINTS
 from tests.gateway.fixtures import error
 from tests.security.conftest import ROLES, real_ids
 from tests.security.corpus import valid_body

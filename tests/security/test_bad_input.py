@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from gateway import ledger, openapi
+from gateway.core import ledger
+from gateway.http import openapi
 from tests.security.corpus import corpus
 
 ENTRIES = corpus()

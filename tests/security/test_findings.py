@@ -12,8 +12,8 @@ import stat
 
 import pytest
 
-from gateway import openapi
 from gateway.config import load
+from gateway.http import openapi
 from tests.gateway.fixtures import error, ok
 
 SURROGATE = "\ud800"

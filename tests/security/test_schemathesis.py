@@ -23,7 +23,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
                                                status_code_conformance)
 
-from gateway.openapi import ENDPOINTS
+from gateway.http.openapi import ENDPOINTS
 from tests.security.conftest import ROLES, Signing, real_ids
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

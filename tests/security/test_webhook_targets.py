@@ -10,8 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from gateway import webhook_targets as targets
-from gateway import webhooks
+from gateway.core import webhooks
+from gateway.http import delivery
+from gateway.http import webhook_targets as targets
 from tests.gateway.fixtures import error, ok
 
 # The outside test's internal URLs, and more of their kind.
@@ -75,7 +76,7 @@ def test_a_name_is_refused_if_any_of_its_addresses_is_internal():
 def test_delivery_refuses_a_name_that_resolves_to_loopback():
     """At delivery the name is resolved and checked: localhost is 127.0.0.1 (DNS could have
     moved a public name there since registration)."""
-    outcome = webhooks.http_post("http://localhost:9/hook", {}, b"{}", 1.0)
+    outcome = delivery.http_post("http://localhost:9/hook", {}, b"{}", 1.0)
     assert outcome.status_code is None and outcome.error.startswith("refused: 127.0.0.1 is a loopback address")
 
 
@@ -112,12 +113,12 @@ def test_delivery_with_private_targets_allowed_reaches_loopback_and_follows_no_r
     inside = _Server(200)
     redirect = _Server(307, {"Location": inside.url})
     try:
-        post = functools.partial(webhooks.http_post, private_targets=True)
+        post = functools.partial(delivery.http_post, private_targets=True)
         assert post(inside.url, {}, b"{}", 2.0).status_code == 200
         outcome = post(redirect.url, {}, b"{}", 2.0)
         assert outcome.status_code == 307 and not outcome.ok
         assert (redirect.hits, inside.hits) == (1, 1)   # the redirect's target was never asked
-        assert webhooks.http_post(inside.url, {}, b"{}", 2.0).error.startswith("refused:")
+        assert delivery.http_post(inside.url, {}, b"{}", 2.0).error.startswith("refused:")
         assert inside.hits == 1
     finally:
         inside.close()
@@ -135,7 +136,7 @@ def test_the_deliverer_records_a_refused_target_as_a_failed_attempt(scene):
         scene.config.allow_private_webhooks = False
     refund = ok(scene.callers["merchant"].post("/v1/refunds", {"payment_id": scene.ids["payment_id"],
                                                                "amount": 1}), 201)
-    deliverer = webhooks.Deliverer(scene.store, clock=lambda: datetime.now(timezone.utc),
+    deliverer = delivery.Deliverer(scene.store, clock=lambda: datetime.now(timezone.utc),
                                    seal_key=scene.config.secret(webhooks.SEAL))
     while deliverer.deliver_due():
         pass
@@ -150,5 +151,5 @@ def test_the_deliverer_records_a_refused_target_as_a_failed_attempt(scene):
 def test_a_url_with_an_impossible_port_is_a_failed_attempt_not_a_crash():
     """Registration refuses such a port now; an endpoint an older release took is still
     delivered to as a failure, so it cannot stall the deliverer's batch."""
-    outcome = webhooks.http_post("http://hooks.example:99999/", {}, b"{}", 1.0)
+    outcome = delivery.http_post("http://hooks.example:99999/", {}, b"{}", 1.0)
     assert outcome.status_code is None and outcome.error.startswith("ValueError")

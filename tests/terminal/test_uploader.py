@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from protocol import tokens
 from terminal.card import Decision
 from protocol.uplink import Client, GatewayRefused, GatewayUnavailable

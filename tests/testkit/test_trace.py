@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import purse as p
+from protocol.purse import RECEIPT_BODY_SIZE, debit_command, parse_fci, select_command
 from protocol.emv import luhn_valid
 from terminal.readers.base import CardRemoved
 from terminal.readers.mock import MockReader
@@ -52,17 +52,17 @@ def test_purse_certificate_and_receipt_signatures_are_zeroed_only_when_asked():
     demo = kit.purse(balance=500)
     reader = MockReader(demo.card)
     session = reader.wait_for_card(1)
-    fci = session.transmit(p.select_command())
-    debit = p.debit_command(200, "CNY", b"BUS00012", b"\x01" * 8, 1_800_000_000)
+    fci = session.transmit(select_command())
+    debit = debit_command(200, "CNY", b"BUS00012", b"\x01" * 8, 1_800_000_000)
     receipt = session.transmit(debit)
-    assert redact_exchange(p.select_command(), fci) == (p.select_command(), fci, [])
-    _, zeroed_fci, marks = redact_exchange(p.select_command(), fci, purse=True)
-    cert = p.parse_fci(zeroed_fci[:-2]).certificate
+    assert redact_exchange(select_command(), fci) == (select_command(), fci, [])
+    _, zeroed_fci, marks = redact_exchange(select_command(), fci, purse=True)
+    cert = parse_fci(zeroed_fci[:-2]).certificate
     assert marks == ["certificate"] and cert[13:45] == bytes(32) and cert[49:] == bytes(64)
     assert cert[5:13] == demo.card_id  # who the card is stays readable
     _, zeroed, marks = redact_exchange(debit, receipt, purse=True)
-    assert marks == ["receipt_signature"] and zeroed[:p.RECEIPT_BODY_SIZE] == receipt[:p.RECEIPT_BODY_SIZE]
-    assert zeroed[p.RECEIPT_BODY_SIZE:-2] == bytes(64) and zeroed[-2:] == b"\x90\x00"
+    assert marks == ["receipt_signature"] and zeroed[:RECEIPT_BODY_SIZE] == receipt[:RECEIPT_BODY_SIZE]
+    assert zeroed[RECEIPT_BODY_SIZE:-2] == bytes(64) and zeroed[-2:] == b"\x90\x00"
 
 
 def test_a_recorded_emv_tap_never_holds_the_card_number():
@@ -84,9 +84,9 @@ def test_a_tear_is_recorded_without_answer_and_the_error_passes_through():
     reader = MockReader(demo.card)
     recorder = TraceRecorder(reader.wait_for_card(1), None)
     reader.tear_after(2)
-    recorder.transmit(p.select_command())
+    recorder.transmit(select_command())
     with pytest.raises(CardRemoved):
-        recorder.transmit(p.debit_command(200, "CNY", b"BUS00012", b"\x01" * 8, 1_800_000_000))
+        recorder.transmit(debit_command(200, "CNY", b"BUS00012", b"\x01" * 8, 1_800_000_000))
     last = recorder.exchanges[-1]
     assert last.response is None and last.error == "card_removed" and demo.balance == 300
 

@@ -17,9 +17,10 @@ from click.testing import CliRunner
 from PIL import Image
 from werkzeug.serving import make_server
 
-from gateway import webhooks
-from gateway.app import create_app
-from gateway.auth import operator_key
+from gateway.core import webhooks
+from gateway.http import delivery
+from gateway.http.app import create_app
+from gateway.http.auth import operator_key
 from gateway.config import Config
 from gateway.store import SQLiteStore
 from protocol import emvqr, signed_qr
@@ -117,9 +118,9 @@ def test_bill_to_png_to_scan_to_paid_to_the_billers_signed_webhook(pilot, tmp_pa
         assert "Paid 123.45 CNY to Hangzhou Water" in out and "bill now paid" in out
         assert pilot.biller.get(f"/v1/bills/{bill['id']}")["status"] == "paid"
         assert pilot.available("a") == 100_000 - 12_345
-        deliverer = webhooks.Deliverer(pilot.store, clock=lambda: datetime.now(timezone.utc), workers=1,
+        deliverer = delivery.Deliverer(pilot.store, clock=lambda: datetime.now(timezone.utc), workers=1,
                                        seal_key=pilot.config.secret(webhooks.SEAL),
-                                       post=functools.partial(webhooks.http_post, private_targets=True))
+                                       post=functools.partial(delivery.http_post, private_targets=True))
         assert deliverer.deliver_due() == 1
         [got] = receiver.received
         event = json.loads(got["body"])

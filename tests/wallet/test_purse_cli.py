@@ -3,7 +3,7 @@ import json
 
 from click.testing import CliRunner
 
-from protocol import purse as p
+from protocol.purse import RECEIPT_SIZE, debit_command
 from protocol.apdu import parse_command
 from wallet.purse import PurseApplet
 from wallet.testcards import new_purse_command, show_purse_command
@@ -16,7 +16,7 @@ def test_new_purse_then_show_it(tmp_path):
     assert "purse card 5441500000000001, uid 04112233445566, 750 CNY" in made.output
     applet = PurseApplet.from_file(path)
     assert (applet.state.balance, applet.state.currency) == (750, "CNY")
-    applet.process(parse_command(p.debit_command(120, "CNY", b"BUS00042", b"12345678", 1_798_761_600)))
+    applet.process(parse_command(debit_command(120, "CNY", b"BUS00042", b"12345678", 1_798_761_600)))
     shown = CliRunner().invoke(show_purse_command, [str(path)])
     assert shown.exit_code == 0
     assert "630 CNY  counter 1  active" in shown.output
@@ -44,7 +44,7 @@ def test_show_survives_a_damaged_receipt_log(tmp_path):
     path = tmp_path / "card.json"
     CliRunner().invoke(new_purse_command, [str(path)])
     doc = json.loads(path.read_text())
-    doc["purse"]["receipts"] = ["ff" * p.RECEIPT_SIZE]
+    doc["purse"]["receipts"] = ["ff" * RECEIPT_SIZE]
     path.write_text(json.dumps(doc))
     shown = CliRunner().invoke(show_purse_command, [str(path)])
     assert shown.exit_code == 0 and "unreadable receipt: unknown receipt version 255" in shown.output
