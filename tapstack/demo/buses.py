@@ -253,6 +253,7 @@ class Bus:
         self.network.set(online(start))
         self._set(start)  # at the depot, before the first stop: keys, deny-list, fare rules
         self.validator.expect("validator ", timeout=ANSWER_WAIT)
+        self._set(start)  # answered from the card loop: the first download is over (the network may go)
         for tap, card, after, done in taps:
             try:
                 while after is not None and not after.wait(0.2):

@@ -7,6 +7,7 @@ One process on the real pcscd + vpcd and the real gateway behind a link the test
 from __future__ import annotations
 
 import json
+import queue
 import os
 import subprocess
 import sys
@@ -120,3 +121,49 @@ def test_without_a_simulated_clock_a_clock_line_is_refused_and_quit_ends_it(tmp_
     finally:
         stop(process)
     assert "Traceback" not in "\n".join(panel.errors)
+
+
+def test_on_a_simulated_clock_the_stop_feed_and_the_refresh_follow_the_clock_lines(tmp_path):
+    """In process: the feed's place and the next download are timed by the clock lines, not
+    by the wall clock; a line that is not a clock line is refused without moving it."""
+    import threading
+
+    from protocol.uplink import Client
+    from terminal.bus import SimulatedClock, Validator
+    from terminal.journal import Journal
+    from terminal.readers.mock import MockReader
+    from terminal.settings import Settings
+
+    tries = []
+
+    def unreachable(method, url, headers, body):
+        tries.append(url)
+        raise OSError("no network")
+
+    start = datetime(2026, 11, 26, 6, 0, tzinfo=CITY)
+    feed = tmp_path / "feed.json"
+    feed.write_text(json.dumps([{"at": "2026-11-26T07:00:00+08:00", "route": "9", "stop": "harbour"}]))
+    settings = Settings(route="9", stop="depot", fare=300, token_key=DEMO_TOKEN_KEY, terminal_id=b"BUS-0009",
+                        journal=tmp_path / "j.db", stop_feed=feed, gateway="http://gateway.invalid",
+                        key_id="tk_9", secret=b"s" * 16, refresh_every=3600, simulated_clock=True,
+                        machine_lines=True)
+    journal = Journal(settings.journal, settings.terminal_id)
+    lines: list[str] = []
+    v = Validator(settings, MockReader(), journal, client=Client(settings.gateway, "tk_9", b"s" * 16, send=unreachable),
+                  clock=SimulatedClock(start), out=lines.append)
+    stop = threading.Event()
+    try:
+        with v.sync.running():  # the first download, at 06:00
+            assert v.sync.refresher is None and len(tries) == 1
+            v.commands = queue.Queue()
+            for line in ("clock 2026-11-26T06:59:59+08:00", "clock 06:59", "clock 2026-11-26T07:00:00+08:00"):
+                v.commands.put(line)
+                v.between_cards(stop)
+                if line == "clock 2026-11-26T06:59:59+08:00":
+                    assert v.place.stop == "depot" and len(tries) == 1  # not yet due, not yet there
+            assert v.clock() == datetime(2026, 11, 26, 7, 0, tzinfo=CITY)
+            assert v.place.stop == "harbour" and len(tries) == 2  # an hour of the simulated clock
+            assert lines.count("OK clock 2026-11-26T07:00:00+08:00") == 1 and any(
+                line.startswith("ERR clock 06:59: ") for line in lines)
+    finally:
+        journal.close()
