@@ -16,7 +16,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.terminal.test_outages import ISSUER_KEY, ROOT, Link, Panel, pcscd_field, register_terminal, stop  # noqa: F401
+from tapstack.demo.buses import Network
+from tests.terminal.test_outages import ISSUER_KEY, ROOT, Panel, pcscd_field, register_terminal, stop  # noqa: F401
 from wallet.testcards import DEMO_TOKEN_KEY, demo_purse_card
 
 CITY = timezone(timedelta(hours=8))
@@ -38,12 +39,11 @@ def type_line(process: subprocess.Popen, line: str) -> None:
 def test_a_driven_validator_decides_on_its_simulated_clock_and_uploads_at_exit(
         pcscd_field, tapstack_gateway, tmp_path):
     rider = demo_purse_card(balance=1000, card_id=bytes.fromhex("5441500000000d01"))
-    host, _, port = tapstack_gateway.url.rpartition(":")
-    link = Link((host.rpartition("/")[2], int(port)))
+    link = Network(tapstack_gateway.url)  # the bus's mobile data, which the test cuts
     day = (datetime.now(CITY) - timedelta(days=1)).replace(hour=7, minute=0, second=0, microsecond=0)
     process = driven("--reader", f"pcsc:{pcscd_field.reader.name}", "--route", "R1", "--stop", "S1", "--fare", "200",
                      "--issuer-key", ISSUER_KEY, "--token-key", DEMO_TOKEN_KEY.hex(),
-                     "--journal", str(tmp_path / "j.db"), "--gateway", f"http://127.0.0.1:{link.port}",
+                     "--journal", str(tmp_path / "j.db"), "--gateway", link.url,
                      "--terminal-key", register_terminal(tapstack_gateway), "--refresh-every", "3600",
                      "--simulated-clock", "--machine-lines")
     panel = Panel(process)
@@ -88,7 +88,7 @@ def test_a_driven_validator_decides_on_its_simulated_clock_and_uploads_at_exit(
         command("clock 2026-11-26T07:00:00", "ERR")  # no offset
         command("fly away", "ERR")
 
-        link.up.clear()
+        link.set(False)
         command("quit")
         assert process.wait(30) == 0
     finally:
