@@ -152,7 +152,7 @@ class Intent:
     @property
     def row(self):
         """What the journal writes."""
-        return self.entry or self.decision
+        return self.decision if self.entry is None else self.entry
 
 
 @dataclass(frozen=True)
