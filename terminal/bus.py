@@ -13,19 +13,27 @@ exit door records tap-offs (`off`). A tap-off debits no purse: on zone and dista
 the purse paid at tap-on the fare to the end of the route from its boarding stop
 (docs/fares.md). It is journalled and uploaded with "direction": "off", so the gateway can
 end account-based trips (bank and UID cards) there and price them exactly.
+
+Driven by a program (replays, simulations: docs/validator.md#driven-by-a-program): with
+--simulated-clock the validator's clock is what `clock TIME` lines on its input say, and
+nothing is decided before the first; with --machine-lines each input line is answered
+`OK LINE` or `ERR LINE: why` once it is in effect, and each decision is also a
+`DECISION {json}` line (the TapRecord's JSON, the journal's tap id and the rider's message).
 """
 from __future__ import annotations
 
+import json
 import queue
 import signal
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from protocol import fares
-from protocol.uplink import Client
+from protocol.uplink import Client, GatewayError
 from terminal import card, display
 from terminal.frames import Frames, read_qr_text
 from terminal.journal import Journal, JournalError
@@ -33,10 +41,35 @@ from terminal.loop import ClockWatch, Service, read_commands, serve, utc_now
 from terminal.settings import Settings, check_settings
 from terminal.stops import StopFeed, parse_command
 from terminal.sync import Sync
-from terminal.uploader import Uploader
+from terminal.uploader import Uploader, upload_all
 from terminal.writeahead import WriteAhead
 
 CONCESSION = "adult"  # a card-based purse carries no concession class yet: the adult fare
+CLOCK_USAGE = "clock TIME, ISO 8601 with an offset (2026-11-26T07:00:00+08:00)"
+
+
+class SimulatedClock:
+    """The validator's clock under --simulated-clock: the time the last `clock TIME` line set."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def parse_clock(line: str) -> datetime:
+    """The time of a `clock TIME` line; ValueError saying what a good one is."""
+    words = line.split()
+    try:
+        if len(words) != 2 or words[0] != "clock":
+            raise ValueError
+        at = datetime.fromisoformat(words[1])
+    except ValueError:
+        raise ValueError(f"not a clock line: {line.strip()!r} (use: {CLOCK_USAGE})") from None
+    if at.tzinfo is None:
+        raise ValueError(f"the clock's time needs its offset (use: {CLOCK_USAGE})")
+    return at
 
 
 def boarding_fare(rules: fares.FareRules | None, place: card.Place | None, flat: int | None,
@@ -64,7 +97,8 @@ class Validator:
         self.clock, self.out = clock, out
         self.service = service or Service(out)
         self.sync = Sync(journal, client=client, every=settings.refresh_every, clock=clock, out=out,
-                         service=self.service, issuer_keys=settings.issuer_keys, rules_file=settings.fare_rules)
+                         service=self.service, issuer_keys=settings.issuer_keys, rules_file=settings.fare_rules,
+                         background=not isinstance(clock, SimulatedClock))
         self.write_ahead = WriteAhead(journal, self.service, clock)
         self.recent: dict[str, datetime] = journal.accepted_since(clock() - settings.repeat_window)
         self.qr_seen: dict = {}
@@ -134,6 +168,8 @@ class Validator:
             pass
         for line in display.panel(decision, self.status()):
             self.out(line)
+        if self.s.machine_lines:
+            self.out("DECISION " + json.dumps({**decision.to_json(), "tap_id": tap_id, "message": decision.message}))
         if self.uploader is not None and tap_id is not None:
             self.uploader.poke()
         return decision
@@ -158,11 +194,30 @@ class Validator:
             except JournalError as e:  # the place holds in memory; a restart asks for it again
                 self.service.report("journal", str(e))
 
-    def command(self, line: str) -> None:
+    def command(self, line: str, stop: threading.Event | None = None) -> None:
+        """One input line: a place ("stop S", "route R stop S"), `clock TIME` (--simulated-clock)
+        or `quit`; with --machine-lines answered OK once in effect, ERR when refused."""
+        verb = line.split()[0] if line.split() else ""
         try:
-            self.set_place(parse_command(line, self.place), "command")
+            if verb == "clock":
+                if not isinstance(self.clock, SimulatedClock):
+                    raise ValueError("a clock line sets a simulated clock: start the validator with --simulated-clock")
+                self.clock.now = parse_clock(line)
+            elif verb == "quit":
+                if stop is not None:
+                    stop.set()
+            else:
+                self.set_place(parse_command(line, self.place), "command")
         except ValueError as e:
             self.out(str(e))
+            self.answer(f"ERR {line.strip()}: {e}")
+        else:
+            self.answer(f"OK {line.strip()}")
+
+    def answer(self, line: str) -> None:
+        """A line for the program driving the validator (--machine-lines)."""
+        if self.s.machine_lines:
+            self.out(line)
 
     def follow_feed(self) -> None:
         place = self.feed.place(self.clock(), self.out) if self.feed is not None else None
@@ -188,8 +243,8 @@ class Validator:
         return self.sync.refresh()
 
     def between_cards(self, stop: threading.Event) -> None:
-        while self.commands is not None and not self.commands.empty():
-            self.command(self.commands.get_nowait())
+        while self.commands is not None and not self.commands.empty() and not stop.is_set():
+            self.command(self.commands.get_nowait(), stop)
         self.follow_feed()
         for frame in self.frames.new():
             if self.finished():
@@ -217,7 +272,8 @@ class Validator:
 
 
 def run(settings: Settings, *, out: Callable[[str], None] = print) -> int:
-    """`tapstack terminal validator`: open the reader and journal, start the uploader, loop until stopped."""
+    """`tapstack terminal validator`: open the reader and journal, start the uploader, loop until
+    stopped; then upload what is journalled and say what is left."""
     from terminal.loop import open_terminal
 
     check_settings(settings)
@@ -227,20 +283,87 @@ def run(settings: Settings, *, out: Callable[[str], None] = print) -> int:
         return 0
     client = (Client(settings.gateway, settings.key_id, settings.secret)
               if settings.gateway else None)
-    v = Validator(settings, reader, journal, client=client, out=out, service=opened.service)
     commands: queue.Queue = queue.Queue()
+    threading.Thread(target=_read_commands, args=(commands, settings.simulated_clock), daemon=True).start()
+    clock = utc_now
+    if settings.simulated_clock:
+        clock = first_clock(commands, stop, out, settings.machine_lines)
+        if clock is None:
+            reader.close()
+            journal.close()
+            return 0
+    v = Validator(settings, reader, journal, client=client, clock=clock, out=out, service=opened.service)
     if hasattr(signal, "SIGUSR1"):  # re-read the stop feed now (QR frames already read stay read)
         signal.signal(signal.SIGUSR1, lambda *_: v.reread_feed())
-    threading.Thread(target=read_commands, args=(commands,), daemon=True).start()  # "stop S" lines
     if client is not None:
         v.uploader = Uploader(settings.journal, settings.terminal_id, client, utc_now, on_error=out)
         v.uploader.start()
     out(f"validator {settings.terminal_id.hex()} on {reader.name}; {display.status_line(v.status())}")
-    try:
-        v.run(stop, commands, watch=ClockWatch(utc_now))
+    try:  # a simulated clock jumps by design: no clock watch then
+        v.run(stop, commands, watch=None if settings.simulated_clock else ClockWatch(utc_now))
     finally:
         if v.uploader is not None:
             v.uploader.stop()
+            out(upload_at_exit(journal, client))
         reader.close()
         journal.close()
     return 0
+
+
+def _read_commands(commands: queue.Queue, quit_at_end: bool) -> None:
+    """stdin's lines onto `commands` ("stop S" and, driven, "clock TIME"). A driven validator
+    (--simulated-clock) quits at the end of its input: its clock cannot move any more."""
+    read_commands(commands)
+    if quit_at_end:
+        commands.put("quit")
+
+
+def first_clock(commands: queue.Queue, stop: threading.Event, out: Callable[[str], None],
+                answer: bool) -> SimulatedClock | None:
+    """Under --simulated-clock, wait for the first `clock TIME` line: no tap is stamped with a
+    time the simulation did not set. Other lines wait for the validator; None: stopped first."""
+    out(f"WAITING         for the clock: no card is decided before a line '{CLOCK_USAGE}' on input")
+    held = []
+    while not stop.is_set():
+        try:
+            line = commands.get(timeout=0.25)
+        except queue.Empty:
+            continue
+        verb = line.split()[0]
+        if verb == "quit":
+            if answer:
+                out("OK quit")
+            return None
+        if verb != "clock":
+            held.append(line)
+            continue
+        try:
+            clock = SimulatedClock(parse_clock(line))
+        except ValueError as e:
+            out(str(e))
+            if answer:
+                out(f"ERR {line.strip()}: {e}")
+            continue
+        if answer:
+            out(f"OK {line.strip()}")
+        for line in held + [commands.get_nowait() for _ in range(commands.qsize())]:
+            commands.put(line)
+        return clock
+    return None
+
+
+def upload_at_exit(journal: Journal, client: Client) -> str:
+    """Upload what the journal still holds; one line: what the gateway answered for the whole
+    journal and what is left (the gateway did not answer: left for the next start)."""
+    why = ""
+    try:
+        upload_all(journal, client, utc_now)
+    except (GatewayError, JournalError) as e:
+        why = f" (gateway unreachable: {e})"
+    try:
+        results = Counter((t["result"] or "unsent").partition(":")[0] for t in journal.taps())
+    except JournalError as e:
+        return f"UPLOADED        unknown: the journal cannot be read ({e})"
+    return (f"UPLOADED        {sum(results.values())} taps journalled: {results['accepted']} accepted, "
+            f"{results['duplicate']} duplicate, {results['rejected']} rejected; "
+            f"{results['unsent']} left to upload{why}")

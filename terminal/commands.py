@@ -72,6 +72,12 @@ def _bus_options(command):
         click.option("--fare", type=click.IntRange(1, MAX_TRANSACTION_AMOUNT),
                      help="Flat fare in minor units when there are no fare rules."),
         click.option("--max-taps", type=click.IntRange(1), help="Stop after this many taps."),
+        click.option("--simulated-clock", is_flag=True,
+                     help="Replays and simulations: the clock is set by 'clock TIME' lines on input "
+                          "(ISO 8601 with offset); no card is decided before the first."),
+        click.option("--machine-lines", is_flag=True,
+                     help="For a program driving the validator: 'OK LINE' or 'ERR LINE: why' per input line, "
+                          "'DECISION {json}' per decision (docs/validator.md)."),
     ]):
         command = option(command)
     return command
@@ -107,11 +113,13 @@ def _start(program) -> None:
 
 
 def _validator(reader_spec, gateway, terminal_key, token_key, issuer_keys, currency, terminal_id, qr_frame, qr_dir,
-               refresh_every, journal, route, direction, stop, stop_feed, fare_rules, fare, max_taps) -> int:
+               refresh_every, journal, route, direction, stop, stop_feed, fare_rules, fare, max_taps,
+               simulated_clock=False, machine_lines=False) -> int:
     settings = Settings(route=route, stop=stop, reader=reader_spec, gateway=gateway, journal=journal,
                         stop_feed=stop_feed, fare_rules=fare_rules, fare=fare, currency=currency,
                         qr_frame=qr_frame, qr_dir=qr_dir, refresh_every=refresh_every, max_taps=max_taps,
-                        direction=direction, **_keys(terminal_key, token_key, terminal_id, issuer_keys))
+                        direction=direction, simulated_clock=simulated_clock, machine_lines=machine_lines,
+                        **_keys(terminal_key, token_key, terminal_id, issuer_keys))
     check_settings(settings)
     return bus.run(settings, out=click.echo)
 
@@ -151,10 +159,11 @@ def till_command(**options):
 @_bus_options
 @_till_options
 def run_command(mode, sales, qr_out, merchant_key, route, direction, stop, stop_feed, fare_rules, fare, max_taps,
-                **shared):
+                simulated_clock, machine_lines, **shared):
     """Deprecated: 'terminal validator' (--mode bus) or 'terminal till' (--mode pos)."""
     click.echo(DEPRECATED, err=True)
     if mode == "pos":
         _start(lambda: _till(**shared, sales=sales, qr_out=qr_out, merchant_key=merchant_key))
     _start(lambda: _validator(**shared, route=route, direction=direction, stop=stop, stop_feed=stop_feed,
-                              fare_rules=fare_rules, fare=fare, max_taps=max_taps))
+                              fare_rules=fare_rules, fare=fare, max_taps=max_taps,
+                              simulated_clock=simulated_clock, machine_lines=machine_lines))

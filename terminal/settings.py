@@ -41,6 +41,8 @@ class Settings:
     repeat_window: timedelta = REPEAT_WINDOW
     max_taps: int | None = None  # stop after this many taps (tests, demos)
     direction: str = "on"  # on: an entry validator; off: an exit validator recording tap-offs
+    simulated_clock: bool = False  # the clock is set by `clock TIME` lines on input (replays, simulations)
+    machine_lines: bool = False  # OK/ERR per input command, DECISION {json} per decision, for a driver program
 
 
 def check_settings(s: Settings) -> None:

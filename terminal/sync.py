@@ -10,7 +10,9 @@
 The first download is the desk's own, before its first card; then the Refresher downloads
 every refresh_every seconds, so a gateway that does not answer (a dead zone that swallows
 packets: each try waits out its timeout) never keeps a rider waiting, and the desk takes
-each result between cards. Offline, the cached data stay in use.
+each result between cards. Offline, the cached data stay in use. On a simulated clock
+(`background=False`) there is no such thread: the desk downloads between cards when its
+clock says a refresh is due.
 """
 from __future__ import annotations
 
@@ -145,8 +147,8 @@ class Sync:
 
     def __init__(self, journal: Journal, *, client: Client | None, every: float, clock: Callable[[], datetime],
                  out: Callable[[str], None], service: Service, issuer_keys: tuple[bytes, ...] = (),
-                 rules_file: Path | None = None):
-        self.journal, self.client, self.every = journal, client, every
+                 rules_file: Path | None = None, background: bool = True):
+        self.journal, self.client, self.every, self.background = journal, client, every, background
         self.clock, self.out, self.service = clock, out, service
         self._provisioned = {certs.key_id(k): k for k in issuer_keys}
         self.ref = load_reference(journal, rules_file)
@@ -191,8 +193,11 @@ class Sync:
         then in the background."""
         if self.client is not None and self.refresher is None:
             self.refresh()
-            self.refresher = Refresher(self.download, self.every, self.journal.path,
-                                       bytes.fromhex(self.journal.terminal_id)).start()
+            if self.background:
+                self.refresher = Refresher(self.download, self.every, self.journal.path,
+                                           bytes.fromhex(self.journal.terminal_id)).start()
+            else:  # the next download when the desk's clock says so (keep_fresh)
+                self._next_refresh = self.clock() + timedelta(seconds=self.every)
         try:
             yield self
         finally:

@@ -112,15 +112,9 @@ def test_the_readme_lists_every_module_and_only_modules_that_exist(package):
 
 
 # The demo runs the terminals it needs as processes, through their own commands (`tapstack
-# terminal till`), and reads them as an operator would: it imports no terminal module. The buses
-# are the exception still: they replay a simulated day (16 hours in under a minute), and
-# `tapstack terminal validator` has no clock the demo can set, so buses.py runs the validator
-# in process until it has one.
-DEMO_TERMINAL_EXCEPTIONS = {"tapstack/demo/buses.py"}
-
-
+# terminal till`, and `tapstack terminal validator` on the day's simulated clock), and reads
+# them as an operator would: it imports no terminal module.
 def test_the_demo_imports_no_terminal_module():
     offenders = {str(p.relative_to(ROOT)) for p in sorted((ROOT / "tapstack" / "demo").rglob("*.py"))
                  if "terminal" in imported_packages(p)}
-    assert offenders - DEMO_TERMINAL_EXCEPTIONS == set()
-    assert DEMO_TERMINAL_EXCEPTIONS <= offenders  # an exception no longer needed is removed from the list
+    assert offenders == set()

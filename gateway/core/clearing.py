@@ -401,7 +401,7 @@ def submit_debit(tx, receipt: purse.Receipt, *, terminal_id: str, tap_id: str, m
         batch.settlement.add(card, revenue, receipt.counter, receipt.amount, receipt.currency)
         card["cleared_counter"], card["cleared_balance"] = receipt.counter, receipt.balance_after
         batch.dirty.add(card_id)
-        if receipt.counter + 1 in batch.held.get(card_id, ()):  # it filled a gap: clear what waited
+        if batch.held.get(card_id):  # it filled a gap (before a debit, or a load and a debit): clear what waited
             advance(tx, card_id, now=now, batch=batch)
         if own:
             batch.finish(tx)

@@ -1,8 +1,8 @@
 """`tapstack demo`: a day of the pilot in a small city, end to end through the real stacks.
 
 city.py plans the day from a seed (pure); stack.py starts and stops the processes and
-runs the preflight checks; buses.py is the validator program on the real reader paths;
-shop.py operates `tapstack terminal till` as a process; world.py is the city's people and
+runs the preflight checks; buses.py drives `tapstack terminal validator` processes on the
+day's simulated clock, on the real reader paths; shop.py operates `tapstack terminal till` as a process; world.py is the city's people and
 businesses acting through the gateway's API; receiver.py is the merchants' webhook
 endpoint; run.py orchestrates; summary.py reports.
 docs/demo.md describes what it does and prints.

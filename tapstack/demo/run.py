@@ -11,10 +11,10 @@ The shell around tapstack.demo.city's plan. In order:
    validators, the water company, the corner shop and its till, every rider's wallet
    and card (purse cards certified by the gateway's issuer and loaded through
    purse-loads), the operator's locks;
-4. the day: three buses (tapstack.demo.buses, the real terminal.run.Validator) take
-   their taps in parallel, two through pcscd + vpcd and one through nfcpy's udp
-   emulation, each in simulated time order; bus 9 loses its network for four hours and
-   journals. Meanwhile the corner shop's till (`tapstack terminal till`, a process of its
+4. the day: three buses (tapstack.demo.buses: `tapstack terminal validator` processes on
+   the day's simulated clock) take their taps in parallel, two through pcscd + vpcd and
+   one through nfcpy's udp emulation, each in simulated time order; bus 9 loses its
+   network for four hours and journals. Meanwhile the corner shop's till (`tapstack terminal till`, a process of its
    own, tapstack.demo.shop) sells by purse tap, pay code and checkout code; then the bills
    are paid by scanning their QR images;
 5. close: journals uploaded, webhooks delivered, the figures read back from the
@@ -199,8 +199,9 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
 
     buses = world.buses(daemon)
     for bus in buses.values():
-        bus.start()
         cleanup.callback(bus.stop)
+        bus.start()  # `tapstack terminal validator`, which waits for the day's clock
+        stack.record_child(lock, bus.pid, str(bus.config.journal))
 
     shop = world.open_shop()  # `tapstack terminal till`, open while the buses run
     cleanup.callback(shop.close)
@@ -223,13 +224,14 @@ def _run(options: Options, data_dir: Path, lock: Path, cleanup: contextlib.ExitS
     mark = time.monotonic()
     progress.phase("close of day: journals uploaded and cleared, webhooks delivered, ledger checked")
     for bus in buses.values():
-        bus.stop()
-    journals = {name: bus.flush() for name, bus in buses.items()}
+        bus.quit()  # each validator uploads its journal, says what the gateway answered and exits
+    for bus in buses.values():
+        bus.closed()
     expected_hooks = sum(1 for b in plan.bills if b.paid) + sum(1 for s in plan.purchases if s.method != "tap")
     if not receiver.wait_for(expected_hooks, WEBHOOK_WAIT):
         progress.phase(f"warning: {receiver.received()} of {expected_hooks} webhooks arrived within "
                        f"{WEBHOOK_WAIT:.0f} s (see the gateway's log)")
-    summary = world.summary(presented, journals, buses, tapping, gateway_dir, options.database)
+    summary = world.summary(presented, buses, tapping, gateway_dir, options.database)
     timings["close"] = time.monotonic() - mark
     summary = Summary(**{**summary.__dict__, "timings": timings, "data_dir": str(data_dir), "gateway_url": url,
                          "database": config.database if options.database else "",
@@ -290,13 +292,13 @@ def ride_the_day(plan: city.DayPlan, buses: dict[str, Bus], cards: dict, progres
             was_up = offline_bus.network.up
             cut, back = (t.astimezone(city.ZONE) for t in plan.outage)
             progress.phase(
-                f"{back:%H:%M} bus {city.OFFLINE_ROUTE} is back online: the {offline_bus.unsent()} tap(s) "
-                "waiting in its journal are uploaded" if was_up else
+                f"{back:%H:%M} bus {city.OFFLINE_ROUTE} is back online: the {offline_bus.journalled(*plan.outage)} "
+                "tap(s) waiting in its journal are uploaded" if was_up else
                 f"{cut:%H:%M} bus {city.OFFLINE_ROUTE} has lost its network until {back:%H:%M}: "
                 "it goes on deciding taps and journals them")
         if found or (not running and found is None):
             decided = [p for p in presented if p.decision is not None]
-            accepted = sum(1 for p in decided if p.decision.accepted)
+            accepted = sum(1 for p in decided if p.decision["accepted"])
             # The city's clock: the simulated time of the bus furthest behind that is still running.
             clocks = [b.now for b in buses.values() if not b.finished_at and b.now >= day_start]
             clock = min(clocks).astimezone(city.ZONE) if clocks else None

@@ -1,6 +1,6 @@
 """The demo's moving parts as processes it starts and stops: the pid lock, the gateway
 (`tapstack gateway serve` under gunicorn, delivering webhooks too), the terminal programs it
-operates on their input and output (`Console`: the till) and the preflight checks.
+operates on their input and output (`Console`: the till and the bus validators) and the preflight checks.
 
 Every process is started in its own session and stopped by its own pid (SIGTERM to its
 process group, then SIGKILL), so nothing else on the machine is touched.

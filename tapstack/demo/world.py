@@ -14,6 +14,7 @@ from pathlib import Path
 from tapstack.demo import city, stack
 from tapstack.demo.buses import Bus, BusConfig, Presented
 from tapstack.demo.receiver import WebhookReceiver
+from tapstack.demo.shop import write_secret
 from tapstack.demo.stack import DemoError
 from tapstack.demo.summary import RouteFigures, Summary
 from wallet.app import Gateway
@@ -161,7 +162,8 @@ class World:
             found[route.id] = Bus(BusConfig(
                 f"bus {route.id}", route.id, route.stops[0][0], reader, transport, port,
                 self.data_dir / "validators" / f"bus-{route.id}.journal", self.data_dir / "logs" / f"bus-{route.id}.log",
-                self.url, key_id, secret, self.token_key))
+                self.url, write_secret(self.data_dir / "keys" / f"bus-{route.id}.key", f"{key_id}:{secret.hex()}"),
+                write_secret(self.data_dir / "keys" / "token.key", self.token_key.hex())))
         return found
 
     # -- bills and shop --
@@ -219,15 +221,14 @@ class World:
 
     # -- close of day --
 
-    def summary(self, presented: list[Presented], journals: dict[str, list[dict]], buses: dict[str, Bus],
-                tapping: float, gateway_dir: Path, database: str | None = None) -> Summary:
+    def summary(self, presented: list[Presented], buses: dict[str, Bus], tapping: float, gateway_dir: Path,
+                database: str | None = None) -> Summary:
         from gateway.core.dashboard import day_bounds
 
         plan, op = self.plan, self.operator
-        taps = [t for rows in journals.values() for t in rows]
-        offline_from, offline_to = (int(x.timestamp()) for x in plan.outage)
-        offline = sum(1 for t in journals[city.OFFLINE_ROUTE] if offline_from <= t["at"] < offline_to)
-        results = Counter((t["result"] or "unsent").partition(":")[0] for t in taps)
+        taps = [t for bus in buses.values() for t in bus.decisions]  # each journalled decision
+        offline = buses[city.OFFLINE_ROUTE].journalled(*plan.outage)
+        results = sum((Counter(bus.uploaded) for bus in buses.values()), Counter())
         since, until = day_bounds(plan.day, city.ZONE)
         # Close of day: the bank and transit card trips are priced and charged to the linked wallets.
         op.post("/v1/fare-charges/runs", {"day": plan.day.isoformat()})

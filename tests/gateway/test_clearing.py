@@ -207,6 +207,27 @@ def test_a_load_the_card_took_is_confirmed_by_the_next_debit(world, store, clock
             "applied", "applied"]
 
 
+def test_late_debits_before_a_load_clear_the_debits_held_behind_them(world, store, clock):
+    """Two debits arrive last, in one batch (their bus was offline), around one that arrived
+    early and before a load: the gaps fill, the load is confirmed and the debit after it,
+    held until then, is posted."""
+    world.top_up("a", 5000)
+    rider = Rider(world)
+    rider.load(2000)
+    first, early, second = rider.tap(clock), rider.tap(clock), rider.tap(clock)
+    rider.load(700)  # authorised at the second late debit's counter
+    after = rider.tap(clock)
+    assert upload(world, [early], terminal="y")["results"][0]["clearing"] == "held"
+    assert upload(world, [after], terminal="y")["results"][0]["clearing"] == "held"
+    assert [r["clearing"] for r in upload(world, [first, second])["results"]] == ["posted", "posted"]
+    assert revenue(store, world) == 400 and revenue(store, world, "y") == 400
+    with store.read() as tx:
+        assert [r["status"] for r in tx.query("SELECT status FROM purse_loads ORDER BY counter")] == [
+            "applied", "applied"]
+        assert {r["status"] for r in tx.query("SELECT status FROM purse_receipts")} == {"posted"}
+    books(store)
+
+
 def test_purse_load_refusals(world, store, clock):
     world.top_up("a", 1000)
     rider = Rider(world)

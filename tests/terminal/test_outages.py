@@ -19,7 +19,6 @@ import json
 import os
 import queue
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from protocol.uplink import Client
+from tapstack.demo.buses import Network
 from terminal.bus import Validator
 from terminal.journal import Journal, JournalError
 from terminal.loop import ClockWatch
@@ -96,55 +96,6 @@ def restart_pcscd(daemon: pcscd_harness.Pcscd, name: str = pcscd_harness.DEFAULT
             time.sleep(0.5)
     daemon.process, daemon.pid, daemon.config_dir, daemon.log_path = (again.process, again.pid, again.config_dir,
                                                                        again.log_path)
-
-
-class Link:
-    """A TCP link to the gateway the test can cut: while down, connections are refused."""
-
-    def __init__(self, target: tuple[str, int]):
-        self.target, self.up = target, threading.Event()
-        self.up.set()
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.server.settimeout(0.2)
-        self._stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while not self._stop.is_set():
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                continue
-            if not self.up.is_set():
-                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                client.close()  # reset: the gateway is unreachable
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src, dst):
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self):
-        self._stop.set()
-        self.server.close()
 
 
 def register_terminal(gateway) -> str:
@@ -238,15 +189,14 @@ def test_the_validator_rides_out_a_full_disk_pcscd_a_vanished_reader_and_the_gat
     daemon = tapstack_stage.pcscd()
     reader_name = pcscd_field.reader.name
     riders = [demo_purse_card(balance=1000, card_id=bytes.fromhex(f"54415000000007{n:02x}")) for n in range(3)]
-    gateway = tapstack_gateway.url.rpartition(":")
-    link = Link((gateway[0].rpartition("/")[2], int(gateway[2])))
-    link.up.clear()  # the bus leaves the depot without a network
+    link = Network(tapstack_gateway.url)  # the bus's mobile data, which the test cuts
+    link.set(False)  # the bus leaves the depot without a network
     disk = tmp_path / "disk"
     disk.mkdir()
     process = terminal_run(
         "--reader", f"pcsc:{reader_name}", "--route", "R1", "--stop", "S1", "--fare", "200",
         "--issuer-key", ISSUER_KEY, "--token-key", DEMO_TOKEN_KEY.hex(), "--journal", str(disk / "j.db"),
-        "--gateway", f"http://127.0.0.1:{link.port}", "--terminal-key", register_terminal(tapstack_gateway),
+        "--gateway", link.url, "--terminal-key", register_terminal(tapstack_gateway),
         "--refresh-every", "1", private_disk=(disk, 4096))
     panel = Panel(process)
 
@@ -277,7 +227,7 @@ def test_the_validator_rides_out_a_full_disk_pcscd_a_vanished_reader_and_the_gat
         # No network: the tap is taken offline; the network comes back and it is uploaded by itself.
         seen = tap(first, "ACCEPTED  Paid 2.00 CNY", seen)
         assert "no reference data yet   1 to upload" in panel.lines[seen + 1]
-        link.up.set()
+        link.set(True)
         assert uploaded(1) == ["accepted"]  # it reached the gateway
 
         # The disk fills up: the tap is refused before any debit, and the panel says why.

@@ -188,9 +188,10 @@ class NfcUdpCard(CardTransport):
         listen_on(clf.device, self.host)
         try:
             while self._wait_until_wanted():
+                card = self.card
                 target = nfc.clf.LocalTarget("106A")
                 target.sens_res = bytearray.fromhex("4400")
-                target.sdd_res = bytearray(sdd_res_for(self.card.uid))
+                target.sdd_res = bytearray(sdd_res_for(card.uid))
                 target.sel_res = bytearray.fromhex("20")
                 try:
                     activated = clf.listen(target, LISTEN_WINDOW)
@@ -198,6 +199,8 @@ class NfcUdpCard(CardTransport):
                     continue
                 if activated is None or not activated.tt4_cmd or activated.tt4_cmd[0] != 0xE0:
                     continue  # nothing, or not a RATS: go back to idle
+                if self.card is not card:  # another card was presented while this one's UID was announced
+                    continue
                 self.card.power_on()
                 ended = "left"
                 try:
