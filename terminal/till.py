@@ -180,10 +180,6 @@ class Till:
                           self.s.terminal_id, self.token_key, ref.issuer_keys, ref.deny, self.write_ahead.pending,
                           window=timedelta(0), journal_down=self.write_ahead.down())
 
-    @property
-    def desk(self) -> Sync:
-        return self.sync  # kept for tapstack.demo until it starts terminals by command
-
     def _signal(self, outcome: str) -> None:
         try:
             self.reader.signal(outcome)

@@ -1,6 +1,7 @@
 """Package boundaries: protocol imports no program; the terminal and the wallet import nothing
 of the gateway, the gateway nothing of the terminal or the wallet, and the terminal nothing of
-the wallet (programs talk over the wire only); inside the gateway, the core (gateway/core/)
+the wallet (programs talk over the wire only), and none of them imports tapstack (the umbrella that
+drives them); inside the gateway, the core (gateway/core/)
 imports only protocol, the store, the standard library and cryptography (never Flask, never
 gateway.http), and the store nothing of core or http. Each package's README says what its
 room is for and what it may import, and lists its modules, nothing more. (SQL only under
@@ -40,9 +41,9 @@ def within(name: str, packages) -> bool:
 
 FORBIDDEN = {  # package -> the packages it never imports
     "protocol": {"gateway", "terminal", "wallet", "tapstack"},
-    "terminal": {"gateway", "wallet"},
-    "wallet": {"gateway", "terminal"},
-    "gateway": {"terminal", "wallet"},
+    "terminal": {"gateway", "wallet", "tapstack"},
+    "wallet": {"gateway", "terminal", "tapstack"},
+    "gateway": {"terminal", "wallet", "tapstack"},
 }
 
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from protocol import purse as p
+from protocol.purse import CLA, INS_DEBIT
 from tapstack.demo.city import DOUBLE_TAP_SECONDS, RETAP_SECONDS
 from tapstack.demo.stack import Console, DemoError, tapstack_command
 
@@ -123,7 +123,7 @@ class TearingCard:
         return getattr(self._card, name)
 
     def process(self, raw: bytes) -> bytes:
-        if bytes(raw[:2]) == bytes((p.CLA, p.INS_DEBIT)):
+        if bytes(raw[:2]) == bytes((CLA, INS_DEBIT)):
             self._transport.tear_after(1)  # this command is processed; its answer is lost
         return self._card.process(raw)
 

@@ -130,7 +130,7 @@ class World:
     def load_purse(self, rider_id: str, amount: int) -> None:
         """The wallet app loads value onto its purse: the gateway moves it from the wallet to the
         card's float and answers the issuer's TOP-UP, which the app applies to its own card."""
-        from protocol import purse as p
+        from protocol.purse import select_command, topup_command
         from protocol.apdu import parse_response
 
         wallet_id, credential = self.wallets[rider_id]
@@ -139,8 +139,8 @@ class World:
         load = Gateway(self.url, credential).post(f"/v1/wallets/{wallet_id}/purse-loads", {
             "card_id": card_id, "amount": amount, "currency": city.CURRENCY, "counter": store.state.counter})
         card.power_on()
-        card.process(p.select_command())
-        sw = parse_response(card.process(p.topup_command(bytes.fromhex(load["authorisation"])))).sw
+        card.process(select_command())
+        sw = parse_response(card.process(topup_command(bytes.fromhex(load["authorisation"])))).sw
         card.power_off()
         if sw != 0x9000:
             raise DemoError(f"the purse of {rider_id} refused its load (SW {sw:04X})")
