@@ -14,6 +14,7 @@ from pathlib import Path
 
 from protocol.purse import CURRENCY_CODES, ID_SIZE
 from terminal.card import REPEAT_WINDOW
+from terminal.stops import check_name
 
 DIRECTIONS = ("on", "off")
 
@@ -49,6 +50,9 @@ def check_settings(s: Settings) -> None:
     """ValueError with one line for the operator when the settings cannot work."""
     if s.direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
+    for what, value in (("route (--route)", s.route), ("stop (--stop)", s.stop)):
+        if value is not None:
+            check_name(what, value)
     _check_terminal(s)
     if len(s.token_key) < 16:
         raise ValueError("the token key (--token-key) is at least 16 bytes: every validator of an operator "

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from protocol.uplink.records import WORD
 from terminal.card import Place
 from terminal.frames import Watch
 
@@ -36,6 +37,19 @@ def place_at(feed: Sequence[StopChange], now: datetime) -> Place | None:
     return current
 
 
+def check_name(what: str, value: str) -> str:
+    """A route or stop name the gateway takes in a tap record (protocol.uplink's rule: 1 to 64
+    letters, digits or _ . : -), else ValueError: a tap journalled under another name would
+    be refused at upload and its fare never cleared."""
+    if not WORD.fullmatch(value):
+        raise ValueError(f"a {what} is 1 to 64 letters, digits or _ . : - (not {value[:70]!r})")
+    return value
+
+
+def checked_place(route: str, stop: str) -> Place:
+    return Place(check_name("route", route), check_name("stop", stop))
+
+
 def parse_command(line: str, place: Place | None) -> Place | None:
     """A stdin command: "stop S", "route R" or "route R stop S". ValueError when it is not one."""
     words = line.split()
@@ -52,7 +66,7 @@ def parse_command(line: str, place: Place | None) -> Place | None:
             raise ValueError(f"unknown command word {key!r} (use: stop S | route R | route R stop S)")
     if route is None or stop is None:
         raise ValueError("set both a route and a stop")
-    return Place(route, stop)
+    return checked_place(route, stop)
 
 
 def read_stop_feed(path: Path) -> list[StopChange]:
@@ -64,7 +78,7 @@ def read_stop_feed(path: Path) -> list[StopChange]:
         try:
             at = datetime.fromisoformat(str(row["at"]).replace("Z", "+00:00"))
             at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
-            changes.append(StopChange(at, Place(str(row["route"]), str(row["stop"]))))
+            changes.append(StopChange(at, checked_place(str(row["route"]), str(row["stop"]))))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"entry {n}: needs at (ISO 8601), route and stop ({e})") from None
     return changes

@@ -1,16 +1,17 @@
 """The validator's decisions as tables, then the shell deciding real taps on a mock reader."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from protocol.uplink import reference
+from protocol.uplink import RecordError, TapRecord, reference
 from terminal.bus import Validator
 from terminal.card import MESSAGES, Place, already_tapped, decide, remember
 from terminal.journal import Journal
 from terminal.readers.mock import MockReader
-from terminal.settings import Settings
+from terminal.settings import Settings, check_settings
 from terminal.stops import StopChange, StopFeed, parse_command, place_at, read_stop_feed
 from terminal.tap import TapOutcome
 from wallet.card import plain_uid_card
@@ -97,6 +98,26 @@ def test_commands(line, place, expected):
 def test_bad_commands(line, place):
     with pytest.raises(ValueError):
         parse_command(line, place)
+
+
+BAD_NAMES = ["S\x00", "\x01\xff", "Nord/Süd", "x" * 65, "a b", "<script>"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_route_or_stop_the_gateway_would_refuse_is_refused_on_every_way_in(name, tmp_path):
+    """A tap journalled under such a name would be refused at upload and its fare never cleared."""
+    with pytest.raises(RecordError):  # what the gateway's ingestion checks rows with
+        TapRecord.from_json({"id": 1, "at": NOW.isoformat(), "kind": "uid", "accepted": True, "reason": "ok",
+                             "route": "R1", "stop": name, "amount": 0, "currency": "CNY"})
+    for line in (f"stop {name}", f"route {name} stop S1"):
+        if len(line.split()) % 2 == 0:  # a name with a space is not one word of a command anyway
+            with pytest.raises(ValueError, match="letters, digits"):
+                parse_command(line, PLACE)
+    (tmp_path / "feed.json").write_text(json.dumps([{"at": "2026-11-27T08:00:00Z", "route": name, "stop": "S1"}]))
+    with pytest.raises(ValueError, match="entry 1: .*letters, digits"):
+        read_stop_feed(tmp_path / "feed.json")
+    with pytest.raises(ValueError, match="--stop"):
+        check_settings(Settings(route="R1", stop=name))
 
 
 def test_place_at_follows_the_feed_in_time_order():
