@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.01  # seconds between two polls of an empty field
 PRESENCE_INTERVAL = 0.02  # seconds between two presence checks of a card in the field
+EMPTY_LOOKS = 3  # looks in a row that find the field empty before the card counts as gone
 
 
 class NfcSession:
@@ -177,13 +178,18 @@ class NfcReader:
         return False
 
     def wait_for_removal(self, timeout: float | None = None) -> bool:
+        """True once the field is seen empty at EMPTY_LOOKS looks in a row: a presence check or a
+        sense the card was too slow to answer (a loaded machine, a card at the edge of the
+        field) is not a card gone, which the loop would take for the next presentation."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        empty = 0
         while True:
             try:
-                if self._field_empty():
-                    return True
+                empty = empty + 1 if self._field_empty() else 0
             except ReaderUnavailable:
                 return True  # no reader, no card in its field
+            if empty >= EMPTY_LOOKS:
+                return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             time.sleep(PRESENCE_INTERVAL)
