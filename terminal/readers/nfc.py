@@ -190,7 +190,9 @@ class NfcReader:
                 return True  # no reader, no card in its field
             if empty >= EMPTY_LOOKS:
                 return True
-            if deadline is not None and time.monotonic() >= deadline:
+            # a field that looked empty is looked at to the end, past the deadline: on a slow
+            # reader the looks of one short wait would otherwise never add up
+            if deadline is not None and time.monotonic() >= deadline and not empty:
                 return False
             time.sleep(PRESENCE_INTERVAL)
 
