@@ -443,24 +443,21 @@ def profile(payments: int, synchronous: str) -> int:
 
     spent: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
 
+    def clocked(run, sql, *args):
+        started = time.perf_counter()
+        try:
+            return run(sql, *args)
+        finally:
+            entry = spent[re.sub(r"\s+", " ", sql)[:80]]
+            entry[0] += 1
+            entry[1] += time.perf_counter() - started
+
     class TimedConnection(sqlite3.Connection):
         def execute(self, sql, *args):
-            started = time.perf_counter()
-            try:
-                return super().execute(sql, *args)
-            finally:
-                entry = spent[re.sub(r"\s+", " ", sql)[:80]]
-                entry[0] += 1
-                entry[1] += time.perf_counter() - started
+            return clocked(super().execute, sql, *args)
 
         def executemany(self, sql, *args):  # one statement, prepared once, run per row
-            started = time.perf_counter()
-            try:
-                return super().executemany(sql, *args)
-            finally:
-                entry = spent[re.sub(r"\s+", " ", sql)[:80]]
-                entry[0] += 1
-                entry[1] += time.perf_counter() - started
+            return clocked(super().executemany, sql, *args)
 
     timed = type(sys)("sqlite3_timed")  # the store's sqlite3, its connections timed
     timed.__dict__.update(sqlite3.__dict__)
